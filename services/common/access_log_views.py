@@ -1,0 +1,365 @@
+"""Reading the access log: AuditEvent search for auditors, and the patient's log extract
+(*loggutdrag*), both from a projection of the AccessRecord events."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, and_, or_, select
+from sqlalchemy.engine import Connection
+
+from contracts.canonical import CANONICAL_BASE
+from contracts.identifiers import HSA_ID_SYSTEM
+from services.common.access_log import AccessRecord
+from services.common.fhir_time import fhir_instant
+from services.common.projection import Projection
+
+ACCESS_INTERACTION_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/access-interaction"
+RESTFUL_INTERACTION_SYSTEM = "http://hl7.org/fhir/restful-interaction"
+RESTFUL_INTERACTIONS = {
+    "read",
+    "vread",
+    "history-instance",
+    "history-type",
+    "search-type",
+    "create",
+    "operation",
+}
+
+metadata = MetaData()
+access_log = Table(
+    "access_log",
+    metadata,
+    Column("record_id", String(36), primary_key=True),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("interaction", String(40), nullable=False),
+    Column("action", String(1), nullable=False),
+    Column("outcome", String(2), nullable=False),
+    Column("user_id", String(200), nullable=False, index=True),
+    Column("user_role", String(20), nullable=False),
+    Column("organization", String(64), index=True),
+    Column("unit", String(64)),
+    Column("custodian", String(64), index=True),
+    Column("patient_system", String(200)),
+    Column("patient_value", String(40), index=True),
+    Column("entity", Text),
+    Column("consents", Text, nullable=False),
+    Column("query", Text),
+    Column("detail", Text),
+)
+
+
+class AccessLogIndex(Projection):
+    name = "access_log"
+    metadata = metadata
+
+    def apply(self, connection: Connection, event: Any) -> None:
+        if not isinstance(event, AccessRecord.Recorded):
+            return
+        patient = event.patient or {}
+        connection.execute(
+            access_log.insert().values(
+                record_id=str(event.originator_id),
+                recorded_at=event.recorded_at,
+                interaction=event.interaction,
+                action=event.action,
+                outcome=event.outcome,
+                user_id=event.actor["subject"],
+                user_role=event.actor["role"],
+                organization=event.actor.get("organization"),
+                unit=event.actor.get("unit"),
+                custodian=event.custodian,
+                patient_system=patient.get("system"),
+                patient_value=patient.get("value"),
+                entity=event.entity,
+                consents=json.dumps(event.consents),
+                query=event.query,
+                detail=event.detail,
+            )
+        )
+
+    def search(
+        self,
+        *,
+        auditor_organization: str | None = None,
+        patient_value: str | None = None,
+        user_id: str | None = None,
+        organization: str | None = None,
+        action: str | None = None,
+        entity_prefix: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        successful_only: bool = False,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        self.catch_up()
+        conditions = []
+        if auditor_organization is not None:
+            # A care provider's log reviewer sees what was done to its own data, and what its
+            # own users read elsewhere. Their refused attempts on others' data stay with the
+            # custodian: the record names a person the reviewer's organisation may not know of.
+            conditions.append(
+                or_(
+                    and_(
+                        access_log.c.organization == auditor_organization,
+                        access_log.c.outcome == "0",
+                    ),
+                    access_log.c.custodian == auditor_organization,
+                )
+            )
+        for column, value in (
+            (access_log.c.patient_value, patient_value),
+            (access_log.c.user_id, user_id),
+            (access_log.c.organization, organization),
+            (access_log.c.action, action),
+        ):
+            if value is not None:
+                conditions.append(column == value)
+        if entity_prefix is not None:
+            conditions.append(access_log.c.entity.startswith(entity_prefix, autoescape=True))
+        if since is not None:
+            conditions.append(access_log.c.recorded_at >= since)
+        if until is not None:
+            conditions.append(access_log.c.recorded_at <= until)
+        if successful_only:
+            conditions.append(access_log.c.outcome == "0")
+        query = (
+            select(access_log)
+            .where(and_(True, *conditions))
+            .order_by(access_log.c.recorded_at, access_log.c.record_id)
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def audit_event_to_fhir(row: dict[str, Any], observer: str) -> dict[str, Any]:
+    """An AuditEvent following IHE BALP's shape for RESTful access and disclosures."""
+    interaction = row["interaction"]
+    subtype_system = (
+        RESTFUL_INTERACTION_SYSTEM
+        if interaction in RESTFUL_INTERACTIONS
+        else ACCESS_INTERACTION_SYSTEM
+    )
+    user = {
+        "type": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-RoleClass",
+                    "code": "AGNT" if row["user_role"] == "integration" else "PROV",
+                }
+            ]
+        },
+        "who": {"identifier": {"value": row["user_id"]}},
+        "role": [{"text": row["user_role"]}],
+        "requestor": True,
+    }
+    agents = [user]
+    if row["organization"]:
+        agents.append(
+            {
+                "type": {"text": "organisation and unit the access was made from"},
+                "who": {
+                    "type": "Organization",
+                    "identifier": {"system": HSA_ID_SYSTEM, "value": row["organization"]},
+                },
+                "location": (
+                    {"identifier": {"system": HSA_ID_SYSTEM, "value": row["unit"]}}
+                    if row["unit"]
+                    else None
+                ),
+                "requestor": False,
+            }
+        )
+        if agents[-1]["location"] is None:
+            del agents[-1]["location"]
+    entities: list[dict[str, Any]] = []
+    if row["patient_value"]:
+        entities.append(
+            {
+                "what": {
+                    "type": "Patient",
+                    "identifier": {"system": row["patient_system"], "value": row["patient_value"]},
+                },
+                "type": _coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "1"),
+                "role": _coding("http://terminology.hl7.org/CodeSystem/object-role", "1"),
+            }
+        )
+    for reference in (row["entity"] or "").split():
+        entities.append(
+            {
+                "what": {"reference": reference},
+                "type": _coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "2"),
+            }
+        )
+    for consent_id in json.loads(row["consents"]):
+        entities.append(
+            {
+                "what": {
+                    "type": "Consent",
+                    "identifier": {
+                        "system": "urn:ietf:rfc:3986",
+                        "value": f"urn:uuid:{consent_id}",
+                    },
+                },
+                "description": "consent the disclosure relied on",
+            }
+        )
+    if row["query"]:
+        entities.append(
+            {
+                "type": _coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "2"),
+                "query": base64.b64encode(row["query"].encode()).decode(),
+            }
+        )
+    event: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "id": row["record_id"],
+        "meta": {"versionId": "1", "lastUpdated": fhir_instant(row["recorded_at"])},
+        "type": {
+            "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+            "code": "rest",
+            "display": "RESTful Operation",
+        },
+        "subtype": [{"system": subtype_system, "code": interaction}],
+        "action": row["action"],
+        "recorded": fhir_instant(row["recorded_at"]),
+        "outcome": row["outcome"],
+        "agent": agents,
+        "source": {"observer": {"display": observer}},
+    }
+    if row["detail"]:
+        event["outcomeDesc"] = row["detail"]
+    if entities:
+        event["entity"] = entities
+    return event
+
+
+def _coding(system: str, code: str) -> dict[str, str]:
+    return {"system": system, "code": code}
+
+
+ACTION_WORDS = {"C": "created", "R": "read", "U": "changed", "D": "deleted", "E": "acted on"}
+
+
+def extract_entry(row: dict[str, Any], service: str) -> dict[str, Any]:
+    """One line of a log extract, in words a person understands."""
+    return {
+        "time": fhir_instant(row["recorded_at"]),
+        "organization": row["organization"],
+        "unit": row["unit"],
+        "role": row["user_role"],
+        "what": f"{ACTION_WORDS.get(row['action'], 'accessed')} {_resource_words(row)}",
+        "service": service,
+        "id": row["record_id"],
+    }
+
+
+def _resource_words(row: dict[str, Any]) -> str:
+    if row["interaction"] == "disclosure-decision":
+        return "whether your consent allows a disclosure"
+    entity = row["entity"] or ""
+    if entity.startswith("CarePlan"):
+        return "your coordinated individual plan (SIP)"
+    if entity.startswith("Consent"):
+        return "your consent"
+    return "your information"
+
+
+def extract_html(patient_label: str, entries: list[dict[str, Any]], generated: str) -> str:
+    rows = "\n".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(entry.get(key) or ''))}</td>"
+            for key in ("time", "organization", "unit", "role", "what")
+        )
+        + "</tr>"
+        for entry in entries
+    )
+    return f"""<!doctype html>
+<html lang="sv"><head><meta charset="utf-8"><title>Loggutdrag</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; }}
+table {{ border-collapse: collapse; width: 100%; }}
+th, td {{ border: 1px solid #999; padding: .3em .6em; text-align: left; }}
+@media print {{ body {{ margin: 0; }} }}
+</style></head>
+<body>
+<h1>Loggutdrag – vem har tagit del av dina uppgifter</h1>
+<p>Avser: {html.escape(patient_label)}. Framtaget {html.escape(generated)}.</p>
+<p>Varje rad är en åtkomst till din samordnade individuella plan (SIP) eller dina samtycken:
+när, från vilken vårdgivare eller kommun och enhet, och vad som gjordes.</p>
+<table><thead><tr><th>Tid</th><th>Organisation (HSA-id)</th><th>Enhet (HSA-id)</th>
+<th>Roll</th><th>Vad</th></tr></thead>
+<tbody>
+{rows}
+</tbody></table>
+</body></html>
+"""
+
+
+def record_uuid(value: str) -> UUID | None:
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
+
+
+DATA_OPERATION = {"C": "CREATE", "U": "UPDATE", "E": "EXECUTE", "D": "DELETE"}
+
+
+def provenance_to_fhir(row: dict[str, Any]) -> dict[str, Any]:
+    """Who changed which version, when, by which command, on which consents."""
+    agent: dict[str, Any] = {
+        "type": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                    "code": "author",
+                }
+            ]
+        },
+        "role": [{"text": row["user_role"]}],
+        "who": {"identifier": {"value": row["user_id"]}},
+    }
+    if row["organization"]:
+        agent["onBehalfOf"] = {
+            "type": "Organization",
+            "identifier": {"system": HSA_ID_SYSTEM, "value": row["organization"]},
+        }
+    provenance: dict[str, Any] = {
+        "resourceType": "Provenance",
+        "id": row["record_id"],
+        "target": [{"reference": row["entity"]}],
+        "recorded": fhir_instant(row["recorded_at"]),
+        "activity": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+                    "code": DATA_OPERATION.get(row["action"], "EXECUTE"),
+                }
+            ],
+            "text": row["detail"] or row["interaction"],
+        },
+        "agent": [agent],
+    }
+    if row["unit"]:
+        provenance["location"] = {"identifier": {"system": HSA_ID_SYSTEM, "value": row["unit"]}}
+    consents = json.loads(row["consents"])
+    if consents:
+        provenance["entity"] = [
+            {
+                "role": "source",
+                "what": {
+                    "type": "Consent",
+                    "identifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{c}"},
+                },
+            }
+            for c in consents
+        ]
+    return provenance

@@ -1,0 +1,105 @@
+"""What both services' applications share: reading aggregates as FHIR versions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from copy import deepcopy
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import JSONTranscoder, Transcoding
+from eventsourcing.utils import get_topic
+
+from services.common.access_log import AccessRecord, current_write, records_for_write
+from services.common.domain import NotFound, VersionMismatch
+
+
+class DateAsISO(Transcoding):
+    """Calendar dates in events (target dates, follow-up dates), stored as ISO text."""
+
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        return date.fromisoformat(data)
+
+
+class VersionedApplication(Application[UUID]):
+    """An application whose aggregates are FHIR resources; each event is one version.
+
+    It also keeps the service's access log: writes made while a `WriteContext` is current
+    are saved together with their access records, in one transaction.
+    """
+
+    resource_type: str
+    aggregate_class: type[Any]
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(DateAsISO())
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        context = current_write.get()
+        if context is not None:
+            objs = (*objs, *records_for_write(context, list(objs)))
+        return super().save(*objs, **kwargs)
+
+    def record_access(self, **record: Any) -> AccessRecord:
+        """Logs a read or a refusal; raises if the log cannot be written (fail closed)."""
+        access = AccessRecord(**record)
+        super().save(access)
+        return access
+
+    def aggregate(self, aggregate_id: UUID, version: int | None = None) -> Any:
+        try:
+            return self.repository.get(aggregate_id, version=version)
+        except AggregateNotFoundError:
+            raise NotFound(f"{self.resource_type}/{aggregate_id}") from None
+
+    def aggregate_for_change(self, aggregate_id: UUID, expected_version: int | None) -> Any:
+        aggregate = self.aggregate(aggregate_id)
+        if expected_version is not None and expected_version != aggregate.version:
+            raise VersionMismatch(aggregate.version)
+        return aggregate
+
+    def versions(self, aggregate_id: UUID) -> Iterator[Any]:
+        """Each version in order, replayed once from the events."""
+        aggregate = None
+        for domain_event in self.events.get(aggregate_id):
+            aggregate = domain_event.mutate(aggregate)
+            yield deepcopy(aggregate)
+        if aggregate is None:
+            raise NotFound(f"{self.resource_type}/{aggregate_id}")
+
+    def version_at(self, aggregate_id: UUID, at: datetime) -> Any:
+        """The aggregate as it stood at an instant (time travel); NotFound before it existed."""
+        current = None
+        for version in self.versions(aggregate_id):
+            if version.modified_on > at:
+                break
+            current = version
+        if current is None:
+            raise NotFound(f"{self.resource_type}/{aggregate_id} at {at.isoformat()}")
+        return current
+
+    def aggregate_ids(self, page_size: int = 1000) -> Iterator[UUID]:
+        """Every aggregate of the resource type, in the order they were created."""
+        created_prefix = get_topic(self.aggregate_class) + "."
+        position = 0
+        while True:
+            notifications = self.recorder.select_notifications(
+                start=position, limit=page_size, inclusive_of_start=False
+            )
+            for notification in notifications:
+                if notification.originator_version == 1 and notification.topic.startswith(
+                    created_prefix
+                ):
+                    yield notification.originator_id
+            if len(notifications) < page_size:
+                return
+            position = notifications[-1].id

@@ -1,0 +1,1 @@
+"""Bearer-token authentication and SMART-style scopes, shared by both services."""

@@ -1,0 +1,137 @@
+"""Where a service keeps its events and read models.
+
+Embedded default: one SQLite file per service under a data folder. Production: one PostgreSQL
+database per service, named by a URL. The event store uses the eventsourcing library's native
+recorders; read models use SQLAlchemy on the same database (docs/decisions/0001).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Engine, make_url
+
+from services.audit.chain import RECORDER_TOPICS
+
+DEFAULT_DATA_DIR = ".sip-data"
+
+
+@dataclass(frozen=True)
+class Storage:
+    """Storage of one service: an event-store environment and a read-model URL."""
+
+    event_store_env: dict[str, str]
+    read_model_url: URL
+    description: str
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.read_model_url.get_backend_name() == "postgresql"
+
+
+def data_dir_from_env() -> Path:
+    return Path(os.environ.get("SIP_DATA_DIR") or DEFAULT_DATA_DIR)
+
+
+def storage_for(service: str, database_url: str | None, data_dir: Path) -> Storage:
+    if database_url:
+        return _postgres_storage(database_url)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = (data_dir / f"{service}.sqlite").resolve()
+    return Storage(
+        event_store_env={
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(path),
+            "SQLITE_LOCK_TIMEOUT": "10",
+            "APPLICATION_RECORDER_TOPIC": RECORDER_TOPICS["eventsourcing.sqlite"],
+        },
+        read_model_url=URL.create("sqlite+pysqlite", database=str(path)),
+        description=f"sqlite:{path}",
+    )
+
+
+def _postgres_storage(database_url: str) -> Storage:
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql" or not url.database:
+        raise ValueError("a database URL looks like postgresql://user:password@host:5432/dbname")
+    url = url.set(drivername="postgresql+psycopg")
+    ensure_postgres_database(url)
+    return Storage(
+        event_store_env={
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": url.database or "",
+            "POSTGRES_HOST": url.host or "127.0.0.1",
+            "POSTGRES_PORT": str(url.port or 5432),
+            "POSTGRES_USER": url.username or "postgres",
+            "POSTGRES_PASSWORD": url.password or "",
+            "POSTGRES_CONNECT_TIMEOUT": "5",
+            "POSTGRES_POOL_SIZE": "5",
+            "POSTGRES_MAX_OVERFLOW": "10",
+            "POSTGRES_LOCK_TIMEOUT": "5",
+            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
+            "APPLICATION_RECORDER_TOPIC": RECORDER_TOPICS["eventsourcing.postgres"],
+        },
+        read_model_url=url,
+        description=url.render_as_string(hide_password=True),
+    )
+
+
+def maintenance_conninfo(url: URL, connect_timeout: int = 5) -> str:
+    """The server's `postgres` database, where databases are created and dropped."""
+    return psycopg.conninfo.make_conninfo(
+        host=url.host or "127.0.0.1",
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=url.password or "",
+        dbname="postgres",
+        connect_timeout=connect_timeout,
+    )
+
+
+def ensure_postgres_database(url: URL) -> None:
+    """Creates the service's database when it does not exist yet (the schema follows on start)."""
+    with psycopg.connect(maintenance_conninfo(url), autocommit=True) as connection:
+        exists = connection.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (url.database,)
+        ).fetchone()
+        if not exists:
+            # Another replica may create it between our look and our create.
+            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+                connection.execute(
+                    sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.database or ""))
+                )
+
+
+def read_model_engine(storage: Storage) -> Engine:
+    if storage.is_postgres:
+        return create_engine(storage.read_model_url, pool_pre_ping=True, pool_size=5)
+    engine = create_engine(storage.read_model_url, connect_args={"timeout": 10})
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+        # SQLAlchemy, not the sqlite3 module, decides when transactions begin (see below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _sqlite_begin(connection: Any) -> None:
+        # A projection reads its position and then writes. In WAL mode a deferred transaction
+        # that read before the event store's last commit cannot become a writer (SQLITE_BUSY
+        # at once, no waiting), so writers take the write lock up front.
+        immediate = connection.get_execution_options().get(SQLITE_IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+SQLITE_IMMEDIATE = "sqlite_begin_immediate"

@@ -1,0 +1,112 @@
+"""Read models built from an application's event log.
+
+A projection applies each event of the log in order and records how far it has come in a
+tracking row, in the same transaction as its changes, so it resumes exactly where it stopped
+and can be dropped and rebuilt from position zero. Queries call `catch_up()` first, so a
+replica always answers from the whole committed log; on PostgreSQL the tracking row is locked
+while catching up, so replicas sharing a database never apply an event twice.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from typing import Any
+
+from eventsourcing.application import Application
+from sqlalchemy import Column, Integer, MetaData, String, Table, select
+from sqlalchemy.engine import Connection, Engine
+
+from services.common.persistence import SQLITE_IMMEDIATE
+
+tracking_metadata = MetaData()
+projection_tracking = Table(
+    "projection_tracking",
+    tracking_metadata,
+    Column("name", String(100), primary_key=True),
+    Column("position", Integer, nullable=False),
+)
+
+
+class Projection(ABC):
+    name: str
+    metadata: MetaData
+    batch_size = 500
+
+    def __init__(self, application: Application[Any], engine: Engine) -> None:
+        self.application = application
+        self.engine = engine
+        self._writer = engine.execution_options(**{SQLITE_IMMEDIATE: True})
+        self._lock = threading.Lock()
+        tracking_metadata.create_all(engine)
+        self.metadata.create_all(engine)
+
+    @abstractmethod
+    def apply(self, connection: Connection, event: Any) -> None:
+        """Changes the read model for one domain event."""
+
+    def position(self) -> int:
+        with self.engine.connect() as connection:
+            return self._read_position(connection) or 0
+
+    def catch_up(self, stop: int | None = None) -> int:
+        """Applies every event committed since the tracked position (up to `stop`, if given);
+        returns how many."""
+        applied = 0
+        with self._lock:
+            while True:
+                with self._writer.begin() as connection:
+                    position = self._lock_position(connection)
+                    if stop is not None and position >= stop:
+                        return applied
+                    notifications = self.application.recorder.select_notifications(
+                        start=position, limit=self.batch_size, stop=stop, inclusive_of_start=False
+                    )
+                    for notification in notifications:
+                        self.apply(
+                            connection, self.application.mapper.to_domain_event(notification)
+                        )
+                    if notifications:
+                        connection.execute(
+                            projection_tracking.update()
+                            .where(projection_tracking.c.name == self.name)
+                            .values(position=notifications[-1].id)
+                        )
+                applied += len(notifications)
+                if len(notifications) < self.batch_size:
+                    return applied
+
+    def rebuild(self) -> int:
+        """Drops the read model and applies the whole log again from position zero."""
+        with self._lock:
+            self.metadata.drop_all(self.engine)
+            self.metadata.create_all(self.engine)
+            with self.engine.begin() as connection:
+                connection.execute(
+                    projection_tracking.delete().where(projection_tracking.c.name == self.name)
+                )
+        return self.catch_up()
+
+    def _read_position(self, connection: Connection) -> int | None:
+        return connection.execute(
+            select(projection_tracking.c.position).where(projection_tracking.c.name == self.name)
+        ).scalar_one_or_none()
+
+    def _lock_position(self, connection: Connection) -> int:
+        query = select(projection_tracking.c.position).where(
+            projection_tracking.c.name == self.name
+        )
+        position = connection.execute(query.with_for_update()).scalar_one_or_none()
+        if position is None:
+            # First run: create the row. A replica racing us creates it too; then we re-read.
+            if connection.dialect.name == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert
+            connection.execute(
+                insert(projection_tracking)
+                .values(name=self.name, position=0)
+                .on_conflict_do_nothing()
+            )
+            position = connection.execute(query.with_for_update()).scalar_one()
+        return position

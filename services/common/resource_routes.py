@@ -1,0 +1,256 @@
+"""read, vread, _history and search for an event-sourced resource type.
+
+Every route authenticates the caller, checks the resource's disclosure rule (a resource the
+caller may not see is 404, so its existence does not leak) and logs the access before the
+answer leaves.
+"""
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from contracts.actor import Actor
+from services.common.access_log import ACTION_OF_INTERACTION, REFUSED, SUCCESS
+from services.common.application import VersionedApplication
+from services.common.auth.dependency import authorize
+from services.common.domain import NotFound
+from services.common.fhir_api import (
+    FhirError,
+    FhirResponse,
+    fhir_base,
+    history_bundle,
+    resource_response,
+)
+from services.common.fhir_time import InvalidDateTime, now, parse_fhir_datetime
+
+
+@dataclass(frozen=True)
+class Disclosure:
+    """May the caller see this resource, and on which consents (none for one's own data)."""
+
+    consents: tuple[str, ...] = ()
+
+
+# Returns the disclosure, or raises NotFound when the caller may not see the resource.
+Discloser = Callable[[Any, Actor], Disclosure]
+
+
+def resource_id(value: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise FhirError(404, "not-found", f"no resource with id '{value}'") from None
+
+
+class ResourceAccess:
+    """Disclosure-checked, logged access to one application's resources."""
+
+    def __init__(self, application: VersionedApplication, disclose: Discloser) -> None:
+        self.application = application
+        self.disclose = disclose
+        self.resource_type = application.resource_type
+
+    def log(
+        self,
+        actor: Actor,
+        interaction: str,
+        *,
+        outcome: str = SUCCESS,
+        patient: dict[str, str] | None = None,
+        custodian: str | None = None,
+        entity: str | None = None,
+        consents: Iterable[str] = (),
+        query: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        try:
+            self.application.record_access(
+                interaction=interaction,
+                action=ACTION_OF_INTERACTION.get(interaction, "E"),
+                outcome=outcome,
+                actor=actor.as_event_data(),
+                patient=patient,
+                custodian=custodian,
+                entity=entity,
+                consents=list(consents),
+                query=query,
+                detail=detail,
+                recorded_at=now(),
+            )
+        except Exception as error:
+            raise FhirError(
+                503,
+                "transient",
+                f"the access log cannot be written ({type(error).__name__}); nothing is disclosed",
+                headers={"Retry-After": "5"},
+            ) from None
+
+    def open(self, actor: Actor, aggregate_id: UUID, interaction: str, entity: str) -> Any:
+        """The aggregate, if the caller may see it; the access is logged either way."""
+        aggregate = self.application.aggregate(aggregate_id)
+        disclosure = self._disclosure(actor, aggregate, interaction, entity)
+        self.log(
+            actor,
+            interaction,
+            patient=aggregate.person_identifier,
+            custodian=aggregate.custodian,
+            entity=entity,
+            consents=disclosure.consents,
+        )
+        return aggregate
+
+    def for_change(self, actor: Actor, aggregate_id: UUID, interaction: str) -> Any:
+        """The aggregate, if the caller may see it; a refusal is logged, the write logs itself."""
+        aggregate = self.application.aggregate(aggregate_id)
+        self._disclosure(actor, aggregate, interaction, f"{self.resource_type}/{aggregate_id}")
+        return aggregate
+
+    def _disclosure(self, actor: Actor, aggregate: Any, interaction: str, entity: str) -> Any:
+        try:
+            return self.disclose(aggregate, actor)
+        except NotFound:
+            self.log(
+                actor,
+                interaction,
+                outcome=REFUSED,
+                patient=aggregate.person_identifier,
+                custodian=aggregate.custodian,
+                entity=entity,
+                detail="not disclosed to the caller",
+            )
+            raise
+
+    def visible(
+        self,
+        actor: Actor,
+        aggregates: Iterable[Any],
+        query: str,
+        interaction: str = "search-type",
+    ) -> list[Any]:
+        """The search matches the caller may see; one log record per person and custodian."""
+        shown: list[Any] = []
+        entities: dict[tuple[str, str, str | None], list[str]] = {}
+        consents: dict[tuple[str, str, str | None], set[str]] = {}
+        for aggregate in aggregates:
+            try:
+                disclosure = self.disclose(aggregate, actor)
+            except NotFound:
+                continue
+            shown.append(aggregate)
+            person = aggregate.person_identifier
+            key = (person["system"], person["value"], aggregate.custodian)
+            entities.setdefault(key, []).append(f"{self.resource_type}/{aggregate.id}")
+            consents.setdefault(key, set()).update(disclosure.consents)
+        for key, matched in entities.items():
+            system, value, custodian = key
+            self.log(
+                actor,
+                interaction,
+                patient={"system": system, "value": value},
+                custodian=custodian,
+                entity=" ".join(matched),
+                consents=sorted(consents[key]),
+                query=query,
+            )
+        if not entities:
+            self.log(actor, interaction, query=query, detail="no match the caller may see")
+        return shown
+
+
+def instant_parameter(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_fhir_datetime(value)
+    except InvalidDateTime as error:
+        raise FhirError(400, "invalid", f"{name}: {error}") from None
+
+
+Since = Annotated[str | None, Query(alias="_since", description="versions from this instant")]
+At = Annotated[str | None, Query(alias="_at", description="as the resource stood at this instant")]
+Count = Annotated[int, Query(alias="_count", ge=1, le=1000)]
+
+
+def add_version_routes(
+    router: APIRouter, access: ResourceAccess, to_fhir: Callable[[Any], dict[str, Any]]
+) -> None:
+    """read (with `_at` for time travel), vread, instance and type `_history` (with `_since`
+    and `_at`). A caller sees the history of what it may see now, nothing else."""
+    resource_type = access.resource_type
+    application = access.application
+    Reader = Annotated[Actor, Depends(authorize(resource_type, "r"))]
+
+    @router.get(f"/{resource_type}/_history", name=f"type history {resource_type}")
+    def type_history(
+        request: Request, actor: Reader, since: Since = None, count: Count = 100
+    ) -> FhirResponse:
+        since_instant = instant_parameter("_since", since)
+        aggregates = (application.aggregate(i) for i in application.aggregate_ids())
+        query = urlencode({k: v for k, v in request.query_params.items()})
+        versions = [
+            version
+            for aggregate in access.visible(actor, aggregates, query, "history-type")
+            for version in application.versions(aggregate.id)
+            if since_instant is None or version.modified_on >= since_instant
+        ]
+        versions.sort(key=lambda version: version.modified_on)
+        resources = [to_fhir(version) for version in versions[-count:]]
+        return FhirResponse(history_bundle(fhir_base(request), resources))
+
+    @router.get(f"/{resource_type}/{{id}}", name=f"read {resource_type}")
+    def read(id: str, actor: Reader, at: At = None) -> FhirResponse:
+        instant = instant_parameter("_at", at)
+        entity = f"{resource_type}/{id}" + (f"?_at={at}" if at else "")
+        aggregate = access.open(actor, resource_id(id), "read", entity)
+        if instant is not None:
+            aggregate = application.version_at(aggregate.id, instant)
+        return resource_response(to_fhir(aggregate))
+
+    @router.get(f"/{resource_type}/{{id}}/_history", name=f"history {resource_type}")
+    def history(
+        id: str, request: Request, actor: Reader, since: Since = None, at: At = None
+    ) -> FhirResponse:
+        since_instant, at_instant = instant_parameter("_since", since), instant_parameter("_at", at)
+        aggregate_id = resource_id(id)
+        access.open(actor, aggregate_id, "history-instance", f"{resource_type}/{id}/_history")
+        versions = list(application.versions(aggregate_id))
+        if since_instant is not None:
+            versions = [v for v in versions if v.modified_on >= since_instant]
+        if at_instant is not None:
+            # The versions current at some time from that instant on (FHIR's `_at`).
+            current = [v for v in versions if v.modified_on <= at_instant][-1:]
+            versions = current + [v for v in versions if v.modified_on > at_instant]
+        return FhirResponse(history_bundle(fhir_base(request), [to_fhir(v) for v in versions]))
+
+    @router.get(f"/{resource_type}/{{id}}/_history/{{vid}}", name=f"vread {resource_type}")
+    def vread(id: str, vid: str, actor: Reader) -> FhirResponse:
+        entity = f"{resource_type}/{id}/_history/{vid}"
+        aggregate = access.open(actor, resource_id(id), "vread", entity)
+        if not vid.isdigit() or not 1 <= int(vid) <= aggregate.version:
+            raise FhirError(404, "not-found", f"{resource_type}/{id} has no version {vid}")
+        return resource_response(to_fhir(application.aggregate(aggregate.id, version=int(vid))))
+
+
+def add_search_routes(
+    router: APIRouter,
+    resource_type: str,
+    search: Callable[[Request, dict[str, str], Actor], FhirResponse],
+) -> None:
+    """GET /{type}?... and POST /{type}/_search (form-encoded, keeps identifiers out of URLs)."""
+    Searcher = Annotated[Actor, Depends(authorize(resource_type, "s"))]
+
+    @router.get(f"/{resource_type}", name=f"search {resource_type}")
+    def search_by_get(request: Request, actor: Searcher) -> FhirResponse:
+        return search(request, dict(request.query_params), actor)
+
+    @router.post(f"/{resource_type}/_search", name=f"search {resource_type} by post")
+    async def search_by_post(request: Request, actor: Searcher) -> FhirResponse:
+        form = await request.form()
+        query = {key: value for key, value in form.items() if isinstance(value, str)}
+        return await run_in_threadpool(search, request, query, actor)

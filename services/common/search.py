@@ -1,0 +1,67 @@
+"""FHIR search parameters both services read the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+
+from contracts.identifiers import PERSON_ID_SYSTEMS, InvalidIdentifier, parse_person_identifier
+from services.common.fhir_api import FhirError
+from services.common.fhir_time import InvalidDateTime, parse_fhir_datetime
+
+# Accepted everywhere and without effect on which resources match.
+RESULT_PARAMETERS = {"_format", "_pretty", "_summary", "_count"}
+
+
+def search_parameters(query: Mapping[str, str], supported: set[str]) -> dict[str, str]:
+    unknown = sorted(set(query) - supported - RESULT_PARAMETERS)
+    if unknown:
+        raise FhirError(
+            400,
+            "not-supported",
+            f"unsupported search parameter(s): {', '.join(unknown)}; "
+            f"supported: {', '.join(sorted(supported))}",
+        )
+    return {name: value for name, value in query.items() if name in supported}
+
+
+def person_token(token: str) -> tuple[str | None, str]:
+    """`system|value` (or a bare value) naming a person by national identifier."""
+    system, _, value = token.rpartition("|")
+    if not value:
+        raise FhirError(400, "invalid", "an identifier search looks like system|value")
+    if system in PERSON_ID_SYSTEMS:
+        try:
+            value = parse_person_identifier(system, value).value
+        except InvalidIdentifier as error:
+            raise FhirError(400, "invalid", f"identifier: {error}") from None
+    return (system or None), value
+
+
+def date_range(values: list[str]) -> tuple[datetime | None, datetime | None]:
+    """FHIR date search values (`ge2026-01-01`, `le2026-12-31`, ...) as (from, to) instants."""
+    since = until = None
+    for value in values:
+        prefix, moment = (value[:2], value[2:]) if value[:2].isalpha() else ("eq", value)
+        if prefix not in ("ge", "gt", "le", "lt", "eq"):
+            raise FhirError(400, "invalid", "date takes the prefixes ge, gt, le, lt, eq")
+        try:
+            if prefix in ("ge", "gt", "eq"):
+                since = parse_fhir_datetime(moment)
+            if prefix in ("le", "lt", "eq"):
+                until = parse_fhir_datetime(moment, end_of_period=True)
+        except InvalidDateTime as error:
+            raise FhirError(400, "invalid", f"date: {error}") from None
+    return since, until
+
+
+def follow_up_bound(value: str) -> date:
+    """`le2026-12-01`: follow-ups due on or before that day."""
+    prefix, day = value[:2], value[2:]
+    if prefix not in ("le", "lt"):
+        raise FhirError(400, "invalid", "follow-up-due takes le<date> or lt<date>")
+    try:
+        bound = date.fromisoformat(day)
+    except ValueError:
+        raise FhirError(400, "invalid", "follow-up-due takes a date like le2026-12-01") from None
+    return bound if prefix == "le" else bound - timedelta(days=1)

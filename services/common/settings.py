@@ -1,0 +1,104 @@
+"""How a service finds its storage, its peers and the issuers it trusts: from the
+environment, or from the caller (tests)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from joserfc.jwk import KeySet
+
+from services.common.auth.service_tokens import (
+    ClientCredentialsTokens,
+    DevServiceTokens,
+    ServiceTokenSource,
+)
+from services.common.auth.tokens import (
+    DEFAULT_AUDIENCE,
+    DEV_ISSUER,
+    DevIssuer,
+    JwksCache,
+    TokenVerifier,
+)
+from services.common.persistence import data_dir_from_env
+
+SERVICE_HSA_ID = "SE0000000000-SIPSERVICE"
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    data_dir: Path = field(default_factory=data_dir_from_env)
+    database_url: str | None = None
+    consent_service_url: str = "http://127.0.0.1:8001"
+    consent_timeout_seconds: float = 2.0
+    # issuer -> JWKS URL of each identity provider whose tokens are accepted
+    trusted_issuers: dict[str, str] = field(default_factory=dict)
+    audience: str = DEFAULT_AUDIENCE
+    # None: on for the embedded default, off on PostgreSQL (production) unless enabled
+    dev_issuer: bool | None = None
+    # client credentials the SIP service presents to the consent service in production
+    client_token_url: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    # How many guardians must consent for a child (1 where local policy allows one).
+    guardians_required: int = 2
+
+    @classmethod
+    def from_env(cls, database_url_variable: str) -> ServiceSettings:
+        consent_port = os.environ.get("CONSENT_PORT", "8001")
+        dev_issuer = os.environ.get("SIP_DEV_ISSUER")
+        return cls(
+            data_dir=data_dir_from_env(),
+            database_url=os.environ.get(database_url_variable) or None,
+            consent_service_url=os.environ.get(
+                "CONSENT_SERVICE_URL", f"http://127.0.0.1:{consent_port}"
+            ),
+            trusted_issuers=parse_trusted_issuers(os.environ.get("SIP_TRUSTED_ISSUERS", "")),
+            audience=os.environ.get("SIP_TOKEN_AUDIENCE", DEFAULT_AUDIENCE),
+            dev_issuer=None if dev_issuer is None else dev_issuer == "enabled",
+            client_token_url=os.environ.get("SIP_CLIENT_TOKEN_URL"),
+            client_id=os.environ.get("SIP_CLIENT_ID"),
+            client_secret=os.environ.get("SIP_CLIENT_SECRET"),
+            guardians_required=int(os.environ.get("CONSENT_GUARDIANS_REQUIRED", "2")),
+        )
+
+    @property
+    def dev_issuer_enabled(self) -> bool:
+        return self.dev_issuer if self.dev_issuer is not None else self.database_url is None
+
+    def token_verifier(self) -> TokenVerifier:
+        issuers: dict[str, JwksCache | KeySet] = {
+            issuer: JwksCache(url) for issuer, url in self.trusted_issuers.items()
+        }
+        if self.dev_issuer_enabled:
+            issuers[DEV_ISSUER] = DevIssuer(self.data_dir).public_keys()
+        return TokenVerifier(issuers, audience=self.audience)
+
+    def service_tokens(self) -> ServiceTokenSource:
+        if self.client_token_url and self.client_id and self.client_secret:
+            return ClientCredentialsTokens(
+                self.client_token_url,
+                self.client_id,
+                self.client_secret,
+                "system/Consent.rs system/Event.rs",
+            )
+        if self.dev_issuer_enabled:
+            return DevServiceTokens(
+                DevIssuer(self.data_dir), subject="sip-service", organization=SERVICE_HSA_ID
+            )
+        raise ValueError(
+            "the SIP service needs client credentials for the consent service: set "
+            "SIP_CLIENT_TOKEN_URL, SIP_CLIENT_ID and SIP_CLIENT_SECRET"
+        )
+
+
+def parse_trusted_issuers(value: str) -> dict[str, str]:
+    """`issuer|jwks-url` pairs separated by spaces."""
+    issuers = {}
+    for pair in value.split():
+        issuer, separator, jwks_url = pair.partition("|")
+        if not separator or not jwks_url:
+            raise ValueError("SIP_TRUSTED_ISSUERS holds issuer|jwks-url pairs, space-separated")
+        issuers[issuer] = jwks_url
+    return issuers
