@@ -1,0 +1,142 @@
+"""The SIP service follows the consent service's event feed.
+
+A background thread pulls `GET /events?after=<position>` from the consent service with the
+SIP service's own token, a few times a second. When a consent is withdrawn or marked entered
+in error, every plan that relied on it records so (`Plan.ConsentWithdrawn`), and the permit
+cache forgets it at once; a new consent or block for a person makes the cache forget that
+person. The position is kept in the SIP database, so a restart resumes where it stopped, and
+the tracking row is locked while a batch is handled, so replicas never handle one twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from services.common.access_log import WriteContext, writing
+from services.common.fhir_time import now
+from services.common.persistence import SQLITE_IMMEDIATE
+from services.common.projection import projection_tracking, tracking_metadata
+from services.sip.application import SipPlans
+from services.sip.consent_gate import CachingConsentGate
+from services.sip.projections import PlanIndex
+
+log = logging.getLogger("sip.consent_feed")
+FEED = "consent_feed"
+SERVICE_ACTOR = {
+    "subject": "sip-service",
+    "role": "integration",
+    "organization": None,
+    "unit": None,
+}
+ENDING_EVENTS = (":Consent.Withdrawn", ":Consent.EnteredInError")
+
+
+class ConsentFeedFollower:
+    def __init__(
+        self,
+        *,
+        consent_url: str,
+        token_source: Callable[[], str],
+        plans: SipPlans,
+        index: PlanIndex,
+        engine: Engine,
+        cache: CachingConsentGate,
+        interval_seconds: float = 0.2,
+    ) -> None:
+        self._client = httpx.Client(base_url=consent_url, timeout=2.0)
+        self._token_source = token_source
+        self._plans, self._index, self._cache = plans, index, cache
+        self._engine = engine.execution_options(**{SQLITE_IMMEDIATE: True})
+        self._interval = interval_seconds
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="consent-feed", daemon=True)
+        tracking_metadata.create_all(engine)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        self._client.close()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                while self.follow_once():
+                    pass
+            except Exception as error:  # keep following; the cache goes stale meanwhile
+                log.warning("consent feed: %s", type(error).__name__)
+            self._stopping.wait(self._interval)
+
+    def follow_once(self, page: int = 500) -> int:
+        """Handles the next page of consent events; returns how many.
+
+        Handling is idempotent (a plan notes a withdrawal once), so replicas that happen to
+        handle the same page do no harm; the position only ever moves forward."""
+        position = self._position()
+        response = self._client.get(
+            "/events",
+            params={"after": position, "limit": page},
+            headers={"Authorization": f"Bearer {self._token_source()}"},
+        )
+        response.raise_for_status()
+        events = response.json()["events"]
+        for item in events:
+            self._handle(item)
+        if events:
+            last = events[-1]["position"]
+            with self._engine.begin() as connection:
+                connection.execute(
+                    projection_tracking.update()
+                    .where(
+                        projection_tracking.c.name == FEED, projection_tracking.c.position < last
+                    )
+                    .values(position=last)
+                )
+        self._cache.feed_reached()
+        return len(events)
+
+    def _handle(self, item: dict[str, Any]) -> None:
+        consent_id = item["aggregate_id"]
+        if item["type"].endswith(ENDING_EVENTS):
+            self._cache.forget_consent(consent_id)
+            for plan_id in self._index.relying_on(consent_id):
+                self._note_withdrawn(plan_id, consent_id)
+        elif item["type"].endswith(":Consent.Given"):
+            patient = item["payload"].get("patient") or {}
+            self._cache.forget_person(patient.get("value", ""))
+
+    def _note_withdrawn(self, plan_id: Any, consent_id: str) -> None:
+        at = now()
+        with writing(
+            WriteContext(
+                SERVICE_ACTOR, "operation", "CarePlan", at, detail=f"consent {consent_id} withdrawn"
+            )
+        ):
+            self._plans.change(
+                plan_id,
+                lambda plan: plan.note_consent_withdrawn(
+                    consent_id=consent_id, at=at, by=SERVICE_ACTOR
+                ),
+            )
+
+    def _position(self) -> int:
+        with self._engine.begin() as connection:
+            dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+            connection.execute(
+                dialect.insert(projection_tracking)
+                .values(name=FEED, position=0)
+                .on_conflict_do_nothing()
+            )
+            return connection.execute(
+                select(projection_tracking.c.position).where(projection_tracking.c.name == FEED)
+            ).scalar_one()

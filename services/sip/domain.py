@@ -1,0 +1,807 @@
+"""The SIP plan aggregate: a coordinated individual plan through its whole life.
+
+The law's minimum content (HSL 16 kap. 4 §, SoL 2 kap. 7 §): which interventions are needed,
+which principal is responsible for each (down to unit), what others than the principals do,
+and which principal has the overall responsibility. Practice adds needs and wishes in the
+person's own words, the person's goals, participants, meetings, follow-up and closure.
+
+Pure domain: no I/O, no clock. Every command names who did it (`by`) and when (`at`), and
+every event records both. Parts of the plan get ids in order (need-1, goal-2, ...), so a
+replay gives the same ids.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from eventsourcing.domain import Aggregate, event
+
+from services.common.domain import RuleViolation
+
+Actor = dict[str, Any]
+
+PRINCIPALS = ("region", "municipality")
+ORGANIZATION_KINDS = (*PRINCIPALS, "other")
+INITIATIVES = ("region-unit", "municipal-unit", "person", "relative")
+PARTICIPANT_KINDS = ("person", "relative", "guardian", "representative", "professional")
+INTERVENTION_KINDS = (
+    "treatment",
+    "care",
+    "support",
+    "preventive",
+    "rehabilitating",
+    "self-care",
+    "other",
+)
+INTERVENTION_STATUSES = ("planned", "in-progress", "done", "stopped")
+GOAL_OUTCOMES = ("achieved", "partially-achieved", "not-achieved")
+CLOSE_REASONS = ("goals-reached", "person-withdrew", "moved", "died", "replaced")
+APPROVERS = ("person", "guardian", "representative", "meeting")
+# When the principals have not agreed otherwise (the seed's rule for placements).
+DEFAULT_COST_SPLIT = {"region": 100 / 3, "municipality": 200 / 3}
+
+
+class Plan(Aggregate):
+    class Started(Aggregate.Created):
+        class_version = 2
+        subject: dict[str, str]
+        starting_organization: str
+        starting_organization_kind: str
+        initiative: str
+        title: str | None
+        description: str | None
+        started_at: datetime
+        started_by: Actor
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # Plans started before organisation kinds were recorded came from a region unit.
+            state["starting_organization_kind"] = "region"
+            state["initiative"] = "region-unit"
+
+    @event(Started)
+    def __init__(
+        self,
+        *,
+        subject: dict[str, str],
+        starting_organization: str,
+        starting_organization_kind: str,
+        initiative: str,
+        title: str | None,
+        description: str | None,
+        started_at: datetime,
+        started_by: Actor,
+    ) -> None:
+        self.subject = subject
+        self.starting_organization = starting_organization
+        self.initiative = initiative
+        self.title = title
+        self.description = description
+        self.started_at = started_at
+        self.started_by = started_by
+        self.status = "draft"
+        self.activated_at: datetime | None = None
+        self.consents: list[str] = []
+        self.withdrawn_consents: list[str] = []
+        self.changed_by = started_by
+        self.organizations: dict[str, dict[str, Any]] = {
+            starting_organization: {
+                "hsa_id": starting_organization,
+                "kind": starting_organization_kind,
+                "name": None,
+                "invited_at": started_at,
+            }
+        }
+        self.participants: dict[str, dict[str, Any]] = {}
+        self.needs: dict[str, dict[str, Any]] = {}
+        self.goals: dict[str, dict[str, Any]] = {}
+        self.interventions: dict[str, dict[str, Any]] = {}
+        self.meetings: dict[str, dict[str, Any]] = {}
+        self.follow_ups: list[dict[str, Any]] = []
+        self.next_follow_up: date | None = None
+        self.overall_responsibility: dict[str, Any] | None = None
+        self.cost_allocations: dict[str, dict[str, Any]] = {}
+        self.deviations: dict[str, dict[str, Any]] = {}
+        self.pending_changes: list[dict[str, Any]] = []
+        self.approvals: list[dict[str, Any]] = []
+        self.closure: dict[str, Any] | None = None
+
+    # What other parts of the service ask of a plan.
+
+    @property
+    def custodian(self) -> str | None:
+        """The organisation whose data this is, for the access log."""
+        return self.starting_organization
+
+    @property
+    def person_identifier(self) -> dict[str, str]:
+        return self.subject
+
+    @property
+    def relied_on_consents(self) -> list[str]:
+        return self.consents
+
+    def takes_part(self, organization: str) -> bool:
+        return organization in self.organizations
+
+    def kind_of(self, organization: str) -> str | None:
+        taking_part = self.organizations.get(organization)
+        return taking_part["kind"] if taking_part else None
+
+    @property
+    def principals_taking_part(self) -> set[str]:
+        return {o["kind"] for o in self.organizations.values() if o["kind"] in PRINCIPALS}
+
+    # Rules every change obeys.
+
+    def _ensure_open(self) -> None:
+        if self.closure is not None:
+            raise RuleViolation("closed-plan-unchanged", "the plan is closed; nothing changes")
+
+    def _ensure_taking_part(self, organization: str | None, rule: str, what: str) -> None:
+        if organization is None or not self.takes_part(organization):
+            raise RuleViolation(rule, f"{what} must be an organisation taking part in the plan")
+
+    def _propose(self, change: str, at: datetime, by: Actor) -> None:
+        """Changes to an active plan wait for the person's approval."""
+        self.changed_by = by
+        if self.status == "active":
+            self.pending_changes.append({"change": change, "at": at, "by": by})
+
+    @staticmethod
+    def _choice(value: str, allowed: tuple[str, ...], rule: str, what: str) -> None:
+        if value not in allowed:
+            raise RuleViolation(rule, f"{what} is one of {', '.join(allowed)}, not '{value}'")
+
+    # Participation.
+
+    def invite_organization(
+        self, *, hsa_id: str, kind: str, name: str | None, at: datetime, by: Actor
+    ) -> None:
+        self._ensure_open()
+        self._choice(kind, ORGANIZATION_KINDS, "organization-kind", "an organisation's kind")
+        if hsa_id in self.organizations:
+            raise RuleViolation("organization-invited-once", f"{hsa_id} already takes part")
+        self._organization_invited(hsa_id=hsa_id, kind=kind, name=name, at=at, by=by)
+
+    @event("OrganizationInvited")
+    def _organization_invited(
+        self, hsa_id: str, kind: str, name: str | None, at: datetime, by: Actor
+    ) -> None:
+        self.organizations[hsa_id] = {
+            "hsa_id": hsa_id,
+            "kind": kind,
+            "name": name,
+            "invited_at": at,
+        }
+        self._propose(f"organisation {hsa_id} invited", at, by)
+
+    def add_participant(self, *, participant: dict[str, Any], at: datetime, by: Actor) -> str:
+        self._ensure_open()
+        kind = participant.get("kind", "")
+        self._choice(kind, PARTICIPANT_KINDS, "participant-kind", "a participant's kind")
+        if kind == "relative" and not participant.get("person_agrees"):
+            raise RuleViolation(
+                "relative-needs-person-agreement",
+                "a relative takes part only where the person agrees",
+            )
+        if kind == "professional":
+            self._ensure_taking_part(
+                participant.get("organization"),
+                "participant-organization-takes-part",
+                "a professional's organisation",
+            )
+        participant_id = f"participant-{len(self.participants) + 1}"
+        self._participant_added(participant={**participant, "id": participant_id}, at=at, by=by)
+        return participant_id
+
+    @event("ParticipantAdded")
+    def _participant_added(self, participant: dict[str, Any], at: datetime, by: Actor) -> None:
+        self.participants[participant["id"]] = participant
+        self._propose(f"{participant['kind']} {participant['id']} added", at, by)
+
+    # Needs and goals, in the person's own words.
+
+    def record_need(self, *, text: str, wishes: str | None, at: datetime, by: Actor) -> str:
+        self._ensure_open()
+        need_id = f"need-{len(self.needs) + 1}"
+        self._need_recorded(need_id=need_id, text=text, wishes=wishes, at=at, by=by)
+        return need_id
+
+    @event("NeedRecorded")
+    def _need_recorded(
+        self, need_id: str, text: str, wishes: str | None, at: datetime, by: Actor
+    ) -> None:
+        self.needs[need_id] = {"id": need_id, "text": text, "wishes": wishes, "recorded_at": at}
+        self._propose(f"{need_id} recorded", at, by)
+
+    def set_goal(
+        self, *, text: str, target_date: date | None, need_ids: list[str], at: datetime, by: Actor
+    ) -> str:
+        self._ensure_open()
+        self._ensure_known(need_ids, self.needs, "goal-addresses-known-needs")
+        goal_id = f"goal-{len(self.goals) + 1}"
+        self._goal_set(
+            goal_id=goal_id, text=text, target_date=target_date, need_ids=need_ids, at=at, by=by
+        )
+        return goal_id
+
+    @event("GoalSet")
+    def _goal_set(
+        self,
+        goal_id: str,
+        text: str,
+        target_date: date | None,
+        need_ids: list[str],
+        at: datetime,
+        by: Actor,
+    ) -> None:
+        self.goals[goal_id] = {
+            "id": goal_id,
+            "text": text,
+            "target_date": target_date,
+            "need_ids": need_ids,
+            "status": "active",
+            "outcome": None,
+            "revisions": [],
+            "set_at": at,
+        }
+        self._propose(f"{goal_id} set", at, by)
+
+    def revise_goal(
+        self,
+        *,
+        goal_id: str,
+        text: str,
+        target_date: date | None,
+        reason: str,
+        at: datetime,
+        by: Actor,
+    ) -> None:
+        self._ensure_open()
+        self._ensure_known([goal_id], self.goals, "known-goal")
+        self._goal_revised(
+            goal_id=goal_id, text=text, target_date=target_date, reason=reason, at=at, by=by
+        )
+
+    @event("GoalRevised")
+    def _goal_revised(
+        self,
+        goal_id: str,
+        text: str,
+        target_date: date | None,
+        reason: str,
+        at: datetime,
+        by: Actor,
+    ) -> None:
+        goal = self.goals[goal_id]
+        goal["revisions"].append(
+            {"text": goal["text"], "target_date": goal["target_date"], "reason": reason, "at": at}
+        )
+        goal.update(text=text, target_date=target_date)
+        self._propose(f"{goal_id} revised", at, by)
+
+    def assess_goal(
+        self, *, goal_id: str, outcome: str, note: str | None, at: datetime, by: Actor
+    ) -> None:
+        self._ensure_open()
+        self._ensure_known([goal_id], self.goals, "known-goal")
+        self._choice(outcome, GOAL_OUTCOMES, "goal-outcome", "a goal's outcome")
+        self._goal_assessed(goal_id=goal_id, outcome=outcome, note=note, at=at, by=by)
+
+    @event("GoalAssessed")
+    def _goal_assessed(
+        self, goal_id: str, outcome: str, note: str | None, at: datetime, by: Actor
+    ) -> None:
+        self.goals[goal_id].update(
+            outcome=outcome,
+            assessment_note=note,
+            status="completed" if outcome == "achieved" else "active",
+        )
+        self._propose(f"{goal_id} assessed {outcome}", at, by)
+
+    # Interventions and responsibility.
+
+    def assign_intervention(self, *, intervention: dict[str, Any], at: datetime, by: Actor) -> str:
+        self._ensure_open()
+        self._choice(
+            intervention.get("kind", ""),
+            INTERVENTION_KINDS,
+            "intervention-kind",
+            "an intervention's kind",
+        )
+        principal = intervention.get("responsible_principal", "")
+        self._choice(
+            principal,
+            ORGANIZATION_KINDS,
+            "intervention-responsible-principal",
+            "the principal responsible for an intervention",
+        )
+        self._ensure_known(intervention.get("need_ids", []), self.needs, "known-need")
+        self._ensure_known(intervention.get("goal_ids", []), self.goals, "known-goal")
+        performer = intervention.get("performer_organization")
+        if performer is not None:
+            self._ensure_taking_part(
+                performer,
+                "intervention-organization-takes-part",
+                "the organisation performing an intervention",
+            )
+        elif intervention.get("performer_participant") not in self.participants:
+            raise RuleViolation(
+                "intervention-has-performer",
+                "an intervention is performed by an organisation taking part or by a participant",
+            )
+        if principal in PRINCIPALS:
+            responsible = intervention.get("responsible_organization")
+            self._ensure_taking_part(
+                responsible, "intervention-organization-takes-part", "the responsible organisation"
+            )
+            if self.kind_of(responsible) != principal:
+                raise RuleViolation(
+                    "responsible-principal-matches-organization",
+                    f"{responsible} is not a {principal} taking part in the plan",
+                )
+        intervention_id = f"intervention-{len(self.interventions) + 1}"
+        self._intervention_assigned(
+            intervention={**intervention, "id": intervention_id, "status": "planned"},
+            at=at,
+            by=by,
+        )
+        return intervention_id
+
+    @event("InterventionAssigned")
+    def _intervention_assigned(self, intervention: dict[str, Any], at: datetime, by: Actor) -> None:
+        self.interventions[intervention["id"]] = {**intervention, "status_reason": None}
+        self._propose(f"{intervention['id']} assigned", at, by)
+
+    def change_intervention_status(
+        self, *, intervention_id: str, status: str, reason: str | None, at: datetime, by: Actor
+    ) -> None:
+        self._ensure_open()
+        self._ensure_known([intervention_id], self.interventions, "known-intervention")
+        self._choice(
+            status, INTERVENTION_STATUSES, "intervention-status", "an intervention's status"
+        )
+        if status == "stopped" and not reason:
+            raise RuleViolation(
+                "stopped-intervention-reason", "a stopped intervention needs a reason"
+            )
+        self._intervention_status_changed(
+            intervention_id=intervention_id, status=status, reason=reason, at=at, by=by
+        )
+
+    @event("InterventionStatusChanged")
+    def _intervention_status_changed(
+        self, intervention_id: str, status: str, reason: str | None, at: datetime, by: Actor
+    ) -> None:
+        self.interventions[intervention_id].update(status=status, status_reason=reason)
+        self._propose(f"{intervention_id} {status}", at, by)
+
+    def assign_overall_responsibility(
+        self, *, organization: str, reason: str | None, at: datetime, by: Actor
+    ) -> None:
+        self._ensure_open()
+        if self.kind_of(organization) not in PRINCIPALS:
+            raise RuleViolation(
+                "overall-responsibility-principal",
+                "overall responsibility lies with a region or municipality taking part",
+            )
+        if self.overall_responsibility is not None:
+            if self.overall_responsibility["organization"] == organization:
+                raise RuleViolation("overall-responsibility-changes", f"{organization} has it")
+            if not reason:
+                raise RuleViolation(
+                    "overall-responsibility-transfer-reason", "a transfer needs a reason"
+                )
+        self._overall_responsibility_assigned(
+            organization=organization, reason=reason, at=at, by=by
+        )
+
+    @event("OverallResponsibilityAssigned")
+    def _overall_responsibility_assigned(
+        self, organization: str, reason: str | None, at: datetime, by: Actor
+    ) -> None:
+        previous = self.overall_responsibility
+        self.overall_responsibility = {
+            "organization": organization,
+            "principal": self.organizations[organization]["kind"],
+            "since": at,
+            "reason": reason,
+            "previous": previous["organization"] if previous else None,
+        }
+        self._propose(f"overall responsibility to {organization}", at, by)
+
+    # Meetings and follow-up.
+
+    def schedule_meeting(self, *, meeting: dict[str, Any], at: datetime, by: Actor) -> str:
+        self._ensure_open()
+        if not meeting.get("location") and not meeting.get("video"):
+            raise RuleViolation("meeting-place", "a meeting has a place or a video link")
+        meeting_id = f"meeting-{len(self.meetings) + 1}"
+        self._meeting_scheduled(
+            meeting={**meeting, "id": meeting_id, "status": "booked"}, at=at, by=by
+        )
+        return meeting_id
+
+    @event("MeetingScheduled")
+    def _meeting_scheduled(self, meeting: dict[str, Any], at: datetime, by: Actor) -> None:
+        self.meetings[meeting["id"]] = {**meeting, "attendees": [], "notes": None}
+        self.changed_by = by
+
+    def record_meeting(
+        self,
+        *,
+        meeting_id: str,
+        attendees: list[str],
+        notes: str | None,
+        approved_changes: bool,
+        at: datetime,
+        by: Actor,
+    ) -> None:
+        self._ensure_open()
+        self._ensure_known([meeting_id], self.meetings, "known-meeting")
+        self._meeting_held(
+            meeting_id=meeting_id,
+            attendees=attendees,
+            notes=notes,
+            approved_changes=approved_changes,
+            at=at,
+            by=by,
+        )
+
+    @event("MeetingHeld")
+    def _meeting_held(
+        self,
+        meeting_id: str,
+        attendees: list[str],
+        notes: str | None,
+        approved_changes: bool,
+        at: datetime,
+        by: Actor,
+    ) -> None:
+        self.meetings[meeting_id].update(status="fulfilled", attendees=attendees, notes=notes)
+        self.changed_by = by
+        if approved_changes:
+            self._approve(approved_by="meeting", meeting_id=meeting_id, at=at, by=by)
+
+    def set_follow_up(self, *, follow_up_date: date, at: datetime, by: Actor) -> None:
+        self._ensure_open()
+        self._follow_up_date_set(follow_up_date=follow_up_date, at=at, by=by)
+
+    @event("FollowUpDateSet")
+    def _follow_up_date_set(self, follow_up_date: date, at: datetime, by: Actor) -> None:
+        self.next_follow_up = follow_up_date
+        self._propose(f"follow-up on {follow_up_date.isoformat()}", at, by)
+
+    def record_follow_up(
+        self,
+        *,
+        reviewed: str,
+        changes: str | None,
+        next_date: date | None,
+        at: datetime,
+        by: Actor,
+    ) -> None:
+        self._ensure_open()
+        if self.status != "active":
+            raise RuleViolation("follow-up-of-active-plan", "only an active plan is followed up")
+        self._follow_up_recorded(
+            reviewed=reviewed, changes=changes, next_date=next_date, at=at, by=by
+        )
+
+    @event("FollowUpRecorded")
+    def _follow_up_recorded(
+        self, reviewed: str, changes: str | None, next_date: date | None, at: datetime, by: Actor
+    ) -> None:
+        self.follow_ups.append(
+            {
+                "reviewed": reviewed,
+                "changes": changes,
+                "at": at,
+                "by": by,
+                "was_due": self.next_follow_up,
+            }
+        )
+        self.next_follow_up = next_date
+        if changes:
+            self._propose(f"follow-up changes: {changes}", at, by)
+        else:
+            self.changed_by = by
+
+    def follow_up_overdue(self, today: date) -> bool:
+        return (
+            self.closure is None and self.next_follow_up is not None and self.next_follow_up < today
+        )
+
+    # Cost allocation for placements.
+
+    def propose_cost_allocation(
+        self,
+        *,
+        intervention_id: str,
+        shares: list[dict[str, Any]],
+        period_start: date,
+        period_end: date | None,
+        at: datetime,
+        by: Actor,
+    ) -> str:
+        self._ensure_open()
+        self._ensure_known([intervention_id], self.interventions, "known-intervention")
+        if not shares:
+            shares = self._default_shares()
+        for share in shares:
+            if self.kind_of(share.get("organization", "")) not in PRINCIPALS:
+                raise RuleViolation(
+                    "cost-shares-between-principals",
+                    "costs are shared between a region and a municipality taking part",
+                )
+            if (share.get("percent") is None) == (share.get("amount_sek") is None):
+                raise RuleViolation("cost-share-amount", "a share is in percent or in kronor")
+        percents = [share["percent"] for share in shares if share.get("percent") is not None]
+        if percents and (len(percents) != len(shares) or abs(sum(percents) - 100) > 0.01):
+            raise RuleViolation("cost-shares-whole", "shares in percent add up to 100")
+        allocation_id = f"cost-{len(self.cost_allocations) + 1}"
+        self._cost_allocation_proposed(
+            allocation={
+                "id": allocation_id,
+                "intervention_id": intervention_id,
+                "shares": shares,
+                "period_start": period_start,
+                "period_end": period_end,
+                "agreed_by": [],
+                "in_force": False,
+            },
+            at=at,
+            by=by,
+        )
+        return allocation_id
+
+    def _default_shares(self) -> list[dict[str, Any]]:
+        """When the split is unclear: one third the region, two thirds the municipality."""
+        shares = []
+        for principal, percent in DEFAULT_COST_SPLIT.items():
+            organization = next(
+                (o["hsa_id"] for o in self.organizations.values() if o["kind"] == principal), None
+            )
+            if organization is None:
+                raise RuleViolation(
+                    "cost-shares-between-principals", f"no {principal} takes part to share the cost"
+                )
+            shares.append(
+                {
+                    "principal": principal,
+                    "organization": organization,
+                    "percent": round(percent, 2),
+                    "amount_sek": None,
+                }
+            )
+        shares[-1]["percent"] = round(100 - shares[0]["percent"], 2)
+        return shares
+
+    @event("CostAllocationProposed")
+    def _cost_allocation_proposed(
+        self, allocation: dict[str, Any], at: datetime, by: Actor
+    ) -> None:
+        self.cost_allocations[allocation["id"]] = allocation
+        self.changed_by = by
+
+    def agree_cost_allocation(
+        self, *, allocation_id: str, organization: str, at: datetime, by: Actor
+    ) -> None:
+        self._ensure_open()
+        self._ensure_known([allocation_id], self.cost_allocations, "known-cost-allocation")
+        allocation = self.cost_allocations[allocation_id]
+        parties = {share["organization"] for share in allocation["shares"]}
+        if organization not in parties:
+            raise RuleViolation(
+                "cost-agreed-by-parties", f"{organization} is not a party to this cost allocation"
+            )
+        if organization in allocation["agreed_by"]:
+            raise RuleViolation("cost-agreed-once", f"{organization} has agreed already")
+        self._cost_allocation_agreed(
+            allocation_id=allocation_id, organization=organization, at=at, by=by
+        )
+
+    @event("CostAllocationAgreed")
+    def _cost_allocation_agreed(
+        self, allocation_id: str, organization: str, at: datetime, by: Actor
+    ) -> None:
+        allocation = self.cost_allocations[allocation_id]
+        allocation["agreed_by"].append(organization)
+        parties = {share["organization"] for share in allocation["shares"]}
+        # In force only when both principals have agreed.
+        allocation["in_force"] = parties <= set(allocation["agreed_by"])
+        self.changed_by = by
+
+    # The person's approval, activation and closure.
+
+    def approve_changes(
+        self, *, approved_by: str, meeting_id: str | None, at: datetime, by: Actor
+    ) -> None:
+        self._ensure_open()
+        self._choice(approved_by, APPROVERS, "approver", "who approves")
+        if not self.pending_changes:
+            raise RuleViolation("changes-to-approve", "no changes wait for approval")
+        self._changes_approved(approved_by=approved_by, meeting_id=meeting_id, at=at, by=by)
+
+    @event("ChangesApproved")
+    def _changes_approved(
+        self, approved_by: str, meeting_id: str | None, at: datetime, by: Actor
+    ) -> None:
+        self._approve(approved_by=approved_by, meeting_id=meeting_id, at=at, by=by)
+
+    def _approve(
+        self, *, approved_by: str, meeting_id: str | None, at: datetime, by: Actor
+    ) -> None:
+        self.approvals.append(
+            {
+                "approved_by": approved_by,
+                "meeting_id": meeting_id,
+                "at": at,
+                "changes": self.pending_changes,
+                "by": by,
+            }
+        )
+        self.pending_changes = []
+        self.changed_by = by
+
+    def activation_problems(self) -> list[str]:
+        """Rules the plan itself answers before it may be activated (consent is asked apart)."""
+        problems = []
+        if self.status != "draft":
+            return [f"activate-only-draft: only a draft is activated; this one is {self.status}"]
+        missing = [p for p in PRINCIPALS if p not in self.principals_taking_part]
+        if missing:
+            problems.append(
+                f"activation-needs-both-principals: no {' or '.join(missing)} takes part"
+            )
+        if self.overall_responsibility is None:
+            problems.append("activation-needs-overall-responsibility: none assigned")
+        if not self.needs:
+            problems.append("activation-needs-a-need: no need recorded")
+        if not self.interventions:
+            problems.append("activation-needs-an-intervention: none assigned")
+        if self.next_follow_up is None:
+            problems.append("activation-needs-follow-up-date: none set")
+        return problems
+
+    def ensure_can_activate(self) -> None:
+        self._ensure_open()
+        problems = self.activation_problems()
+        if problems:
+            raise RuleViolation(problems[0].split(":")[0], "; ".join(problems))
+
+    def activate(self, *, consents: list[str], at: datetime, by: Actor) -> None:
+        self.ensure_can_activate()
+        if not consents:
+            raise RuleViolation("activation-requires-consent", "activation needs a consent")
+        self._activated(consents=consents, activated_at=at, activated_by=by)
+
+    @event("Activated")
+    def _activated(self, consents: list[str], activated_at: datetime, activated_by: Actor) -> None:
+        self.status = "active"
+        self.consents = consents
+        self.activated_at = activated_at
+        self.changed_by = activated_by
+
+    def note_consent_withdrawn(self, *, consent_id: str, at: datetime, by: Actor) -> bool:
+        """Records that a consent the plan relied on was withdrawn; False if nothing to note."""
+        if consent_id not in self.consents or consent_id in self.withdrawn_consents:
+            return False
+        self._consent_withdrawn(consent_id=consent_id, at=at, by=by)
+        return True
+
+    @event("ConsentWithdrawn")
+    def _consent_withdrawn(self, consent_id: str, at: datetime, by: Actor) -> None:
+        self.withdrawn_consents.append(consent_id)
+        self.changed_by = by
+
+    def close(
+        self,
+        *,
+        reason: str,
+        note: str | None,
+        replaced_by: str | None,
+        at: datetime,
+        by: Actor,
+    ) -> None:
+        self._ensure_open()
+        self._choice(reason, CLOSE_REASONS, "close-reason", "a closing reason")
+        if reason == "replaced" and not replaced_by:
+            raise RuleViolation("replaced-by-plan", "a replaced plan names the plan replacing it")
+        self._closed(reason=reason, note=note, replaced_by=replaced_by, at=at, by=by)
+
+    @event("Closed")
+    def _closed(
+        self, reason: str, note: str | None, replaced_by: str | None, at: datetime, by: Actor
+    ) -> None:
+        self.closure = {
+            "reason": reason,
+            "note": note,
+            "replaced_by": replaced_by,
+            "at": at,
+            "by": by,
+        }
+        self.status = "completed" if reason in ("goals-reached", "replaced") else "revoked"
+        self.changed_by = by
+
+    # Deviations (avvikelser): a responsibility agreed in the plan was not carried out.
+
+    def report_deviation(
+        self,
+        *,
+        organization: str,
+        intervention_id: str | None,
+        text: str,
+        at: datetime,
+        by: Actor,
+    ) -> str:
+        self._ensure_taking_part(
+            organization, "deviation-by-participant", "the organisation reporting a deviation"
+        )
+        if intervention_id is not None:
+            self._ensure_known([intervention_id], self.interventions, "known-intervention")
+        deviation_id = f"deviation-{len(self.deviations) + 1}"
+        self._deviation_reported(
+            deviation_id=deviation_id,
+            organization=organization,
+            intervention_id=intervention_id,
+            text=text,
+            at=at,
+            by=by,
+        )
+        return deviation_id
+
+    @event("DeviationReported")
+    def _deviation_reported(
+        self,
+        deviation_id: str,
+        organization: str,
+        intervention_id: str | None,
+        text: str,
+        at: datetime,
+        by: Actor,
+    ) -> None:
+        self.deviations[deviation_id] = {
+            "id": deviation_id,
+            "organization": organization,
+            "intervention_id": intervention_id,
+            "text": text,
+            "reported_at": at,
+            "answer": None,
+        }
+        self.changed_by = by
+
+    def answer_deviation(
+        self, *, deviation_id: str, organization: str, answer: str, at: datetime, by: Actor
+    ) -> None:
+        self._ensure_known([deviation_id], self.deviations, "known-deviation")
+        self._ensure_taking_part(
+            organization, "deviation-by-participant", "the organisation answering a deviation"
+        )
+        if self.deviations[deviation_id]["answer"] is not None:
+            raise RuleViolation("deviation-answered-once", f"{deviation_id} is answered already")
+        self._deviation_answered(
+            deviation_id=deviation_id, organization=organization, answer=answer, at=at, by=by
+        )
+
+    @event("DeviationAnswered")
+    def _deviation_answered(
+        self, deviation_id: str, organization: str, answer: str, at: datetime, by: Actor
+    ) -> None:
+        self.deviations[deviation_id]["answer"] = {
+            "text": answer,
+            "organization": organization,
+            "at": at,
+        }
+        self.changed_by = by
+
+    @property
+    def open_deviations(self) -> list[dict[str, Any]]:
+        return [d for d in self.deviations.values() if d["answer"] is None]
+
+    def _ensure_known(self, ids: list[str], parts: dict[str, Any], rule: str) -> None:
+        unknown = [part_id for part_id in ids if part_id not in parts]
+        if unknown:
+            raise RuleViolation(rule, f"the plan has no {', '.join(unknown)}")

@@ -1,0 +1,155 @@
+"""Read models of the SIP service, rebuilt from its event log."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Column, Date, DateTime, Integer, MetaData, String, Table, and_, or_, select
+from sqlalchemy.engine import Connection
+
+from services.common.projection import Projection
+from services.sip.domain import Plan
+
+metadata = MetaData()
+plan_index = Table(
+    "plan_index",
+    metadata,
+    Column("plan_id", String(36), primary_key=True),
+    Column("subject_system", String(200), nullable=False),
+    Column("subject_value", String(40), nullable=False, index=True),
+    Column("starting_organization", String(64), nullable=False),
+    Column("status", String(20), nullable=False, index=True),
+    Column("version", Integer, nullable=False),
+    Column("last_updated", DateTime(timezone=True), nullable=False),
+    Column("period_start", DateTime(timezone=True)),
+    Column("period_end", DateTime(timezone=True)),
+    Column("next_follow_up", Date, index=True),
+    Column("overall_responsible", String(64)),
+)
+# One row per organisation and how it takes part: `member` (in the care team) or
+# `responsible` (for an intervention, or overall).
+plan_organizations = Table(
+    "plan_organizations",
+    metadata,
+    Column("plan_id", String(36), primary_key=True),
+    Column("hsa_id", String(64), primary_key=True, index=True),
+    Column("role", String(20), primary_key=True),
+)
+
+
+# The consents each plan relied on, to find the plans a withdrawal concerns.
+plan_consents = Table(
+    "plan_consents",
+    metadata,
+    Column("plan_id", String(36), primary_key=True),
+    Column("consent_id", String(36), primary_key=True, index=True),
+)
+
+
+class PlanIndex(Projection):
+    """Finds plans by subject, status, period, organisation and follow-up date."""
+
+    name = "plan_index"
+    metadata = metadata
+
+    def apply(self, connection: Connection, event: Any) -> None:
+        if not isinstance(event, Plan.Event):
+            return
+        # The plan as this event left it: the read model holds the plan's state at each step.
+        plan: Plan = self.application.repository.get(
+            event.originator_id, version=event.originator_version
+        )
+        plan_id = str(plan.id)
+        row = {
+            "subject_system": plan.subject["system"],
+            "subject_value": plan.subject["value"],
+            "starting_organization": plan.starting_organization,
+            "status": plan.status,
+            "version": plan.version,
+            "last_updated": event.timestamp,
+            "period_start": plan.activated_at,
+            "period_end": plan.closure["at"] if plan.closure else None,
+            "next_follow_up": None if plan.closure else plan.next_follow_up,
+            "overall_responsible": (plan.overall_responsibility or {}).get("organization"),
+        }
+        if plan.version == 1:
+            connection.execute(plan_index.insert().values(plan_id=plan_id, **row))
+        else:
+            connection.execute(
+                plan_index.update().where(plan_index.c.plan_id == plan_id).values(**row)
+            )
+        connection.execute(
+            plan_organizations.delete().where(plan_organizations.c.plan_id == plan_id)
+        )
+        memberships = {(hsa_id, "member") for hsa_id in plan.organizations}
+        memberships |= {
+            (intervention["responsible_organization"], "responsible")
+            for intervention in plan.interventions.values()
+            if intervention.get("responsible_organization")
+        }
+        if plan.overall_responsibility:
+            memberships.add((plan.overall_responsibility["organization"], "responsible"))
+        connection.execute(
+            plan_organizations.insert(),
+            [{"plan_id": plan_id, "hsa_id": hsa_id, "role": role} for hsa_id, role in memberships],
+        )
+        connection.execute(plan_consents.delete().where(plan_consents.c.plan_id == plan_id))
+        if plan.consents:
+            connection.execute(
+                plan_consents.insert(),
+                [{"plan_id": plan_id, "consent_id": consent_id} for consent_id in plan.consents],
+            )
+
+    def relying_on(self, consent_id: str) -> list[UUID]:
+        """The plans activated on this consent."""
+        self.catch_up()
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(plan_consents.c.plan_id).where(plan_consents.c.consent_id == consent_id)
+            )
+            return [UUID(row) for row in rows.scalars()]
+
+    def search(
+        self,
+        *,
+        subject: tuple[str | None, str] | None = None,
+        status: str | None = None,
+        period_from: datetime | None = None,
+        period_to: datetime | None = None,
+        member: str | None = None,
+        responsible: str | None = None,
+        follow_up_due_by: date | None = None,
+    ) -> list[UUID]:
+        self.catch_up()
+        columns = plan_index.c
+        query = select(columns.plan_id).order_by(columns.last_updated.desc())
+        if subject is not None:
+            system, value = subject
+            query = query.where(columns.subject_value == value)
+            if system:
+                query = query.where(columns.subject_system == system)
+        if status is not None:
+            query = query.where(columns.status == status)
+        if period_from is not None:  # the plan's period reaches past this instant
+            query = query.where(
+                or_(columns.period_end.is_(None), columns.period_end >= period_from)
+            )
+        if period_to is not None:  # the plan's period started by this instant
+            query = query.where(
+                and_(columns.period_start.is_not(None), columns.period_start <= period_to)
+            )
+        if follow_up_due_by is not None:
+            query = query.where(columns.next_follow_up <= follow_up_due_by)
+        for hsa_id, role in ((member, "member"), (responsible, "responsible")):
+            if hsa_id is not None:
+                query = query.where(
+                    columns.plan_id.in_(
+                        select(plan_organizations.c.plan_id).where(
+                            plan_organizations.c.hsa_id == hsa_id, plan_organizations.c.role == role
+                        )
+                    )
+                )
+        with self.engine.connect() as connection:
+            return [UUID(row) for row in connection.execute(query).scalars()]

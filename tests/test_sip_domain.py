@@ -1,0 +1,384 @@
+"""The plan aggregate's rules, each shown refusing, and its life from start to closure."""
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from services.common.domain import RuleViolation
+from services.sip.domain import Plan
+
+NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
+BY = {"subject": "anna", "role": "coordinator", "organization": "SE2321000032-R1", "unit": None}
+REGION, MUNICIPALITY, SCHOOL = "SE2321000032-R1", "SE2120000357-K1", "SE5560000000-S1"
+
+
+def started(kind: str = "region") -> Plan:
+    return Plan(
+        subject={"system": "http://electronichealth.se/identifier/personnummer", "value": "1"},
+        starting_organization=REGION if kind == "region" else MUNICIPALITY,
+        starting_organization_kind=kind,
+        initiative="region-unit",
+        title="SIP",
+        description=None,
+        started_at=NOW,
+        started_by=BY,
+    )
+
+
+def intervention(**changes):
+    return {
+        "text": "Hemtjänst",
+        "kind": "support",
+        "need_ids": ["need-1"],
+        "goal_ids": [],
+        "performer_organization": MUNICIPALITY,
+        "performer_unit": None,
+        "performer_participant": None,
+        "responsible_principal": "municipality",
+        "responsible_organization": MUNICIPALITY,
+        "start": None,
+        "end": None,
+    } | changes
+
+
+def ready() -> Plan:
+    plan = started()
+    plan.invite_organization(hsa_id=MUNICIPALITY, kind="municipality", name=None, at=NOW, by=BY)
+    plan.record_need(text="Jag vill bo hemma", wishes=None, at=NOW, by=BY)
+    plan.assign_intervention(intervention=intervention(), at=NOW, by=BY)
+    plan.assign_overall_responsibility(organization=REGION, reason=None, at=NOW, by=BY)
+    plan.set_follow_up(follow_up_date=date(2027, 3, 1), at=NOW, by=BY)
+    return plan
+
+
+def refused(rule: str, command, *args, **kwargs) -> RuleViolation:
+    with pytest.raises(RuleViolation) as refusal:
+        command(*args, **kwargs)
+    assert refusal.value.rule == rule, refusal.value.message
+    return refusal.value
+
+
+def test_a_plan_starts_as_a_draft_of_the_starting_organisation():
+    plan = started()
+    assert (plan.status, plan.version) == ("draft", 1)
+    assert plan.takes_part(REGION) and not plan.takes_part(MUNICIPALITY)
+
+
+@pytest.mark.parametrize(
+    ("missing", "rule"),
+    [
+        ("municipality", "activation-needs-both-principals"),
+        ("overall", "activation-needs-overall-responsibility"),
+        ("need", "activation-needs-a-need"),
+        ("intervention", "activation-needs-an-intervention"),
+        ("follow-up", "activation-needs-follow-up-date"),
+    ],
+)
+def test_activation_needs_what_the_law_and_practice_require(missing, rule):
+    plan = started()
+    if missing != "municipality":
+        plan.invite_organization(hsa_id=MUNICIPALITY, kind="municipality", name=None, at=NOW, by=BY)
+    if missing != "need":
+        plan.record_need(text="Behov", wishes=None, at=NOW, by=BY)
+    if missing not in ("intervention", "municipality", "need"):
+        plan.assign_intervention(intervention=intervention(), at=NOW, by=BY)
+    if missing != "overall":
+        plan.assign_overall_responsibility(organization=REGION, reason=None, at=NOW, by=BY)
+    if missing != "follow-up":
+        plan.set_follow_up(follow_up_date=date(2027, 1, 1), at=NOW, by=BY)
+    problem = refused(rule, plan.activate, consents=["c1"], at=NOW, by=BY)
+    assert rule in problem.message
+    assert plan.status == "draft"
+
+
+def test_activation_needs_a_consent_and_only_a_draft_is_activated():
+    plan = ready()
+    refused("activation-requires-consent", plan.activate, consents=[], at=NOW, by=BY)
+    plan.activate(consents=["c1"], at=NOW, by=BY)
+    assert plan.status == "active"
+    refused("activate-only-draft", plan.activate, consents=["c1"], at=NOW, by=BY)
+
+
+def test_interventions_only_to_organisations_taking_part():
+    plan = started()
+    plan.record_need(text="Behov", wishes=None, at=NOW, by=BY)
+    refused(
+        "intervention-organization-takes-part",
+        plan.assign_intervention,
+        intervention=intervention(),
+        at=NOW,
+        by=BY,
+    )
+    plan.invite_organization(hsa_id=MUNICIPALITY, kind="municipality", name=None, at=NOW, by=BY)
+    refused(
+        "responsible-principal-matches-organization",
+        plan.assign_intervention,
+        intervention=intervention(responsible_principal="region"),
+        at=NOW,
+        by=BY,
+    )
+    refused(
+        "known-need",
+        plan.assign_intervention,
+        intervention=intervention(need_ids=["need-9"]),
+        at=NOW,
+        by=BY,
+    )
+    assert plan.assign_intervention(intervention=intervention(), at=NOW, by=BY) == "intervention-1"
+
+
+def test_what_others_than_the_principals_do_is_part_of_the_plan():
+    plan = ready()
+    person = plan.add_participant(participant={"kind": "person", "name": "Tolvan"}, at=NOW, by=BY)
+    plan.invite_organization(hsa_id=SCHOOL, kind="other", name="Skolan", at=NOW, by=BY)
+    walks = plan.assign_intervention(
+        intervention=intervention(
+            text="Promenad varje dag",
+            kind="self-care",
+            performer_organization=None,
+            performer_participant=person,
+            responsible_principal="other",
+            responsible_organization=None,
+        ),
+        at=NOW,
+        by=BY,
+    )
+    plan.assign_intervention(
+        intervention=intervention(
+            text="Anpassad studiegång",
+            kind="support",
+            performer_organization=SCHOOL,
+            responsible_principal="other",
+            responsible_organization=SCHOOL,
+        ),
+        at=NOW,
+        by=BY,
+    )
+    assert plan.interventions[walks]["responsible_principal"] == "other"
+
+
+def test_overall_responsibility_lies_with_a_principal_and_transfers_with_a_reason():
+    plan = started()
+    plan.invite_organization(hsa_id=SCHOOL, kind="other", name=None, at=NOW, by=BY)
+    plan.invite_organization(hsa_id=MUNICIPALITY, kind="municipality", name=None, at=NOW, by=BY)
+    refused(
+        "overall-responsibility-principal",
+        plan.assign_overall_responsibility,
+        organization=SCHOOL,
+        reason=None,
+        at=NOW,
+        by=BY,
+    )
+    plan.assign_overall_responsibility(organization=REGION, reason=None, at=NOW, by=BY)
+    refused(
+        "overall-responsibility-transfer-reason",
+        plan.assign_overall_responsibility,
+        organization=MUNICIPALITY,
+        reason=None,
+        at=NOW,
+        by=BY,
+    )
+    plan.assign_overall_responsibility(
+        organization=MUNICIPALITY, reason="Flyttar hem", at=NOW, by=BY
+    )
+    assert plan.overall_responsibility["previous"] == REGION
+
+
+def test_relatives_take_part_only_where_the_person_agrees():
+    plan = started()
+    refused(
+        "relative-needs-person-agreement",
+        plan.add_participant,
+        participant={"kind": "relative", "name": "Syster"},
+        at=NOW,
+        by=BY,
+    )
+    plan.add_participant(
+        participant={"kind": "relative", "name": "Syster", "person_agrees": True}, at=NOW, by=BY
+    )
+    refused(
+        "participant-organization-takes-part",
+        plan.add_participant,
+        participant={"kind": "professional", "organization": SCHOOL},
+        at=NOW,
+        by=BY,
+    )
+
+
+def test_changes_to_an_active_plan_wait_for_the_persons_approval():
+    plan = ready()
+    plan.activate(consents=["c1"], at=NOW, by=BY)
+    assert plan.pending_changes == []
+    goal = plan.set_goal(
+        text="Klara mig själv", target_date=date(2027, 6, 1), need_ids=["need-1"], at=NOW, by=BY
+    )
+    plan.record_follow_up(
+        reviewed="Hemtjänsten fungerar",
+        changes="Nytt mål",
+        next_date=date(2027, 6, 1),
+        at=NOW,
+        by=BY,
+    )
+    assert [c["change"] for c in plan.pending_changes] == [
+        f"{goal} set",
+        "follow-up changes: Nytt mål",
+    ]
+    plan.approve_changes(approved_by="person", meeting_id=None, at=NOW, by=BY)
+    assert plan.pending_changes == [] and plan.approvals[0]["approved_by"] == "person"
+    refused(
+        "changes-to-approve",
+        plan.approve_changes,
+        approved_by="person",
+        meeting_id=None,
+        at=NOW,
+        by=BY,
+    )
+
+
+def test_a_meeting_can_approve_the_changes():
+    plan = ready()
+    plan.activate(consents=["c1"], at=NOW, by=BY)
+    refused(
+        "meeting-place", plan.schedule_meeting, meeting={"start": NOW, "end": NOW}, at=NOW, by=BY
+    )
+    meeting = plan.schedule_meeting(
+        meeting={"start": NOW, "end": NOW, "location": "Vårdcentralen", "invitees": ["Tolvan"]},
+        at=NOW,
+        by=BY,
+    )
+    plan.record_need(text="Sömnproblem", wishes=None, at=NOW, by=BY)
+    plan.record_meeting(
+        meeting_id=meeting, attendees=["Tolvan"], notes=None, approved_changes=True, at=NOW, by=BY
+    )
+    assert plan.pending_changes == [] and plan.approvals[0]["meeting_id"] == meeting
+
+
+def test_goals_are_revised_and_assessed():
+    plan = ready()
+    goal = plan.set_goal(text="Gå till affären", target_date=None, need_ids=[], at=NOW, by=BY)
+    plan.revise_goal(
+        goal_id=goal,
+        text="Gå till affären själv",
+        target_date=date(2027, 1, 1),
+        reason="Bättre formulerat",
+        at=NOW,
+        by=BY,
+    )
+    refused(
+        "goal-outcome", plan.assess_goal, goal_id=goal, outcome="great", note=None, at=NOW, by=BY
+    )
+    plan.assess_goal(goal_id=goal, outcome="achieved", note=None, at=NOW, by=BY)
+    assert plan.goals[goal]["status"] == "completed"
+    assert plan.goals[goal]["revisions"][0]["text"] == "Gå till affären"
+
+
+def test_a_stopped_intervention_needs_a_reason():
+    plan = ready()
+    refused(
+        "stopped-intervention-reason",
+        plan.change_intervention_status,
+        intervention_id="intervention-1",
+        status="stopped",
+        reason=None,
+        at=NOW,
+        by=BY,
+    )
+    plan.change_intervention_status(
+        intervention_id="intervention-1", status="stopped", reason="Flyttat", at=NOW, by=BY
+    )
+
+
+def test_cost_allocation_defaults_to_a_third_and_is_in_force_when_both_agree():
+    plan = ready()
+    allocation = plan.propose_cost_allocation(
+        intervention_id="intervention-1",
+        shares=[],
+        period_start=date(2027, 1, 1),
+        period_end=None,
+        at=NOW,
+        by=BY,
+    )
+    shares = {s["organization"]: s["percent"] for s in plan.cost_allocations[allocation]["shares"]}
+    assert shares == {REGION: 33.33, MUNICIPALITY: 66.67}
+    plan.agree_cost_allocation(allocation_id=allocation, organization=REGION, at=NOW, by=BY)
+    assert not plan.cost_allocations[allocation]["in_force"]
+    refused(
+        "cost-agreed-once",
+        plan.agree_cost_allocation,
+        allocation_id=allocation,
+        organization=REGION,
+        at=NOW,
+        by=BY,
+    )
+    plan.agree_cost_allocation(allocation_id=allocation, organization=MUNICIPALITY, at=NOW, by=BY)
+    assert plan.cost_allocations[allocation]["in_force"]
+    refused(
+        "cost-shares-whole",
+        plan.propose_cost_allocation,
+        intervention_id="intervention-1",
+        shares=[
+            {"organization": REGION, "percent": 50.0, "amount_sek": None},
+            {"organization": MUNICIPALITY, "percent": 40.0, "amount_sek": None},
+        ],
+        period_start=date(2027, 1, 1),
+        period_end=None,
+        at=NOW,
+        by=BY,
+    )
+
+
+def test_deviations_are_tracked_until_answered():
+    plan = ready()
+    deviation = plan.report_deviation(
+        organization=REGION,
+        intervention_id="intervention-1",
+        text="Hemtjänsten kom inte",
+        at=NOW,
+        by=BY,
+    )
+    assert [d["id"] for d in plan.open_deviations] == [deviation]
+    refused(
+        "deviation-by-participant",
+        plan.report_deviation,
+        organization=SCHOOL,
+        intervention_id=None,
+        text="x",
+        at=NOW,
+        by=BY,
+    )
+    plan.answer_deviation(
+        deviation_id=deviation,
+        organization=MUNICIPALITY,
+        answer="Personalbrist, åtgärdat",
+        at=NOW,
+        by=BY,
+    )
+    assert plan.open_deviations == []
+
+
+def test_the_person_may_end_the_plan_and_then_nothing_changes():
+    plan = ready()
+    plan.activate(consents=["c1"], at=NOW, by=BY)
+    refused(
+        "replaced-by-plan",
+        plan.close,
+        reason="replaced",
+        note=None,
+        replaced_by=None,
+        at=NOW,
+        by=BY,
+    )
+    plan.close(reason="person-withdrew", note="Vill inte längre", replaced_by=None, at=NOW, by=BY)
+    assert plan.status == "revoked"
+    for command, kwargs in (
+        (plan.record_need, {"text": "x", "wishes": None}),
+        (plan.invite_organization, {"hsa_id": SCHOOL, "kind": "other", "name": None}),
+        (plan.set_follow_up, {"follow_up_date": date(2027, 1, 1)}),
+        (plan.close, {"reason": "moved", "note": None, "replaced_by": None}),
+    ):
+        refused("closed-plan-unchanged", command, at=NOW, by=BY, **kwargs)
+
+
+def test_overdue_follow_ups_are_findable():
+    plan = ready()
+    assert plan.follow_up_overdue(date(2027, 3, 2)) and not plan.follow_up_overdue(date(2027, 3, 1))
