@@ -1,0 +1,183 @@
+"""A hash chain over every stored event, written in the same transaction as the events.
+
+Each event gets two SHA-256 hashes: one chained to the previous event of the same aggregate
+(its stream) and one chained to the previous event of the whole log. Changing, removing or
+reordering a stored event breaks both chains from that event on; cutting off the newest
+events is caught by comparing with a signed checkpoint (`checkpoints.py`).
+
+The recorders extend the eventsourcing library's native ones through its
+APPLICATION_RECORDER_TOPIC setting: the SQLite one writes inside the library's write
+transaction, the PostgreSQL one inside the transaction that holds the library's exclusive
+table lock, so "the previous event of the log" is always well defined.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+GENESIS = bytes(32)
+
+
+def chain_hash(
+    previous: bytes, originator_id: UUID, version: int, topic: str, state: bytes
+) -> bytes:
+    digest = hashlib.sha256(previous)
+    for part in (str(originator_id).encode(), str(version).encode(), topic.encode(), state):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.digest()
+
+
+@dataclass(frozen=True)
+class ChainLink:
+    notification_id: int
+    originator_id: UUID
+    originator_version: int
+    stream_hash: bytes
+    log_hash: bytes
+
+
+def link_events(
+    stored_events: Sequence[StoredEvent],
+    notification_ids: Sequence[int],
+    log_head: bytes,
+    stream_head: Any,
+) -> list[ChainLink]:
+    """Links for newly inserted events; `stream_head(originator_id)` gives a stream's last hash."""
+    links = []
+    stream_heads: dict[UUID, bytes] = {}
+    for stored, notification_id in zip(stored_events, notification_ids, strict=True):
+        originator_id = UUID(str(stored.originator_id))
+        if originator_id not in stream_heads:
+            stream_heads[originator_id] = (
+                GENESIS if stored.originator_version == 1 else stream_head(originator_id)
+            )
+        fields = (originator_id, stored.originator_version, stored.topic, stored.state)
+        stream_hash = chain_hash(stream_heads[originator_id], *fields)
+        log_head = chain_hash(log_head, *fields)
+        stream_heads[originator_id] = stream_hash
+        links.append(
+            ChainLink(
+                notification_id, originator_id, stored.originator_version, stream_hash, log_head
+            )
+        )
+    return links
+
+
+class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
+    chain_table = "event_chain"
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            f"CREATE TABLE IF NOT EXISTS {self.chain_table} ("
+            "notification_id INTEGER PRIMARY KEY, originator_id TEXT NOT NULL, "
+            "originator_version INTEGER NOT NULL, stream_hash TEXT NOT NULL, "
+            "log_hash TEXT NOT NULL)",
+        ]
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        notification_ids = super()._insert_events(c, stored_events, **kwargs)
+        if not stored_events or not notification_ids:
+            return notification_ids
+        c.execute(f"SELECT log_hash FROM {self.chain_table} ORDER BY notification_id DESC LIMIT 1")
+        row = c.fetchone()
+        log_head = bytes.fromhex(row[0]) if row else GENESIS
+
+        def stream_head(originator_id: UUID) -> bytes:
+            c.execute(
+                f"SELECT stream_hash FROM {self.chain_table} WHERE originator_id = ? "
+                "ORDER BY originator_version DESC LIMIT 1",
+                (str(originator_id),),
+            )
+            found = c.fetchone()
+            return bytes.fromhex(found[0]) if found else GENESIS
+
+        for link in link_events(stored_events, notification_ids, log_head, stream_head):
+            c.execute(
+                f"INSERT INTO {self.chain_table} VALUES (?, ?, ?, ?, ?)",
+                (link.notification_id, str(link.originator_id), link.originator_version,
+                 link.stream_hash.hex(), link.log_hash.hex()),
+            )  # fmt: skip
+        return notification_ids
+
+
+class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.chain_table = f"{self.events_table_name}_chain"
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.{table} ("
+                "notification_id bigint PRIMARY KEY, originator_id uuid NOT NULL, "
+                "originator_version bigint NOT NULL, stream_hash text NOT NULL, "
+                "log_hash text NOT NULL)"
+            ).format(schema=Identifier(self.datastore.schema), table=Identifier(self.chain_table))
+        )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE INDEX IF NOT EXISTS {index} ON {schema}.{table} "
+                "(originator_id, originator_version)"
+            ).format(
+                index=Identifier(f"{self.chain_table}_stream_idx"),
+                schema=Identifier(self.datastore.schema),
+                table=Identifier(self.chain_table),
+            )
+        )
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        # Runs inside the insert's transaction, after the library's exclusive table lock.
+        notification_ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        if not stored_events or not notification_ids:
+            return notification_ids
+        table = SQL("{schema}.{table}").format(
+            schema=Identifier(self.datastore.schema), table=Identifier(self.chain_table)
+        )
+        curs.execute(
+            SQL("SELECT log_hash FROM {t} ORDER BY notification_id DESC LIMIT 1").format(t=table)
+        )
+        row = curs.fetchone()
+        log_head = bytes.fromhex(row["log_hash"]) if row else GENESIS
+
+        def stream_head(originator_id: UUID) -> bytes:
+            curs.execute(
+                SQL(
+                    "SELECT stream_hash FROM {t} WHERE originator_id = %s "
+                    "ORDER BY originator_version DESC LIMIT 1"
+                ).format(t=table),
+                (originator_id,),
+            )
+            found = curs.fetchone()
+            return bytes.fromhex(found["stream_hash"]) if found else GENESIS
+
+        links = link_events(stored_events, notification_ids, log_head, stream_head)
+        curs.executemany(
+            SQL("INSERT INTO {t} VALUES (%s, %s, %s, %s, %s)").format(t=table),
+            [
+                (link.notification_id, link.originator_id, link.originator_version,
+                 link.stream_hash.hex(), link.log_hash.hex())
+                for link in links
+            ],
+        )  # fmt: skip
+        return notification_ids
+
+
+RECORDER_TOPICS = {
+    "eventsourcing.sqlite": f"{__name__}:ChainedSQLiteApplicationRecorder",
+    "eventsourcing.postgres": f"{__name__}:ChainedPostgresApplicationRecorder",
+}

@@ -1,0 +1,283 @@
+"""`sip audit verify|replay|export` and `sip projections rebuild [--check]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+
+from services.audit.checkpoints import CheckpointSigner, InvalidCheckpoint, read_signed_checkpoint
+from services.audit.offline import (
+    SERVICES,
+    consistent_rows,
+    open_service,
+    scratch_engine,
+    table_rows,
+)
+from services.audit.verify import database_links, feed_links, verify_links
+from services.common.access_log_views import AccessLogIndex, audit_event_to_fhir
+from services.common.fhir_time import InvalidDateTime, fhir_instant, now, parse_fhir_datetime
+from services.common.persistence import data_dir_from_env
+from services.consent.fhir_mapping import consent_to_fhir
+from services.sip.fhir_mapping import plan_to_fhir
+
+DATABASE_URL_VARIABLES = {"sip": "SIP_DATABASE_URL", "consent": "CONSENT_DATABASE_URL"}
+
+
+def add_storage_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=data_dir_from_env())
+    for service, variable in DATABASE_URL_VARIABLES.items():
+        parser.add_argument(
+            f"--{service}-database-url", default=os.environ.get(variable),
+            help=f"PostgreSQL URL of the {service} service's database (default ${variable})",
+        )  # fmt: skip
+
+
+def add_commands(commands: Any) -> None:
+    audit = commands.add_parser("audit", help="verify, replay and export the event logs")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+
+    verify = audit_commands.add_parser("verify", help="recompute the hash chains")
+    add_storage_arguments(verify)
+    verify.add_argument("--service", choices=[*SERVICES, "all"], default="all")
+    verify.add_argument("--url", help="verify a running service over HTTP instead")
+    verify.add_argument("--token", help="bearer token for --url (an auditor's)")
+    verify.add_argument("--checkpoint", type=Path, help="a signed checkpoint saved earlier")
+    verify.set_defaults(run=run_verify)
+
+    replay = audit_commands.add_parser("replay", help="a plan's story, event by event")
+    add_storage_arguments(replay)
+    replay.add_argument("--plan", required=True, type=UUID)
+    replay.add_argument("--at", help="stop at this instant")
+    replay.set_defaults(run=run_replay)
+
+    export = audit_commands.add_parser("export", help="everything about one person, to a file")
+    add_storage_arguments(export)
+    export.add_argument("--patient", required=True, help="the personnummer")
+    export.add_argument("--out", type=Path, required=True)
+    export.set_defaults(run=run_export)
+
+    projections = commands.add_parser("projections", help="read models")
+    projection_commands = projections.add_subparsers(dest="projections_command", required=True)
+    rebuild = projection_commands.add_parser("rebuild", help="rebuild every read model from zero")
+    add_storage_arguments(rebuild)
+    rebuild.add_argument(
+        "--check", action="store_true",
+        help="rebuild into a scratch copy and report differences from the live read models",
+    )  # fmt: skip
+    rebuild.set_defaults(run=run_rebuild)
+
+
+def _services(arguments: argparse.Namespace, chosen: str = "all") -> list[tuple[str, str | None]]:
+    names = list(SERVICES) if chosen == "all" else [chosen]
+    return [(name, getattr(arguments, f"{name}_database_url")) for name in names]
+
+
+def run_verify(arguments: argparse.Namespace) -> int:
+    expected = None
+    signed = json.loads(arguments.checkpoint.read_text()) if arguments.checkpoint else None
+    if arguments.url:
+        if not arguments.token:
+            print("--url needs --token (an auditor's bearer token)", file=sys.stderr)
+            return 2
+        if signed:
+            keys = httpx.get(f"{arguments.url}/events/checkpoint-keys", timeout=10).json()
+            expected = _checkpoint_head(signed, keys)
+            if expected is None:
+                return 1
+        return _report(arguments.url, feed_links(arguments.url, arguments.token), expected)
+    worst = 0
+    for name, database_url in _services(arguments, arguments.service):
+        with open_service(name, arguments.data_dir, database_url) as service:
+            if signed and signed.get("service", "").lower().startswith(name):
+                keys = CheckpointSigner(arguments.data_dir, name).public_keys()
+                expected = _checkpoint_head(signed, keys)
+                if expected is None:
+                    return 1
+            recorder: Any = service.application.recorder
+            links = database_links(service.engine, recorder.events_table_name, recorder.chain_table)
+            worst = max(worst, _report(name, links, expected))
+            expected = None
+    return worst
+
+
+def _checkpoint_head(signed: dict[str, Any], keys: dict[str, Any]) -> tuple[int, str] | None:
+    try:
+        checkpoint = read_signed_checkpoint(signed["jws"], keys)
+    except (InvalidCheckpoint, KeyError) as error:
+        print(f"checkpoint refused: {error}", file=sys.stderr)
+        return None
+    return checkpoint.position, checkpoint.head
+
+
+def _report(name: str, links: Any, expected: tuple[int, str] | None) -> int:
+    started = time.perf_counter()
+    result = verify_links(links, expected_head=expected)
+    seconds = time.perf_counter() - started
+    rate = result.events / seconds if seconds else 0.0
+    if result.intact:
+        print(f"{name}: intact, {result.events} events, head {result.head} ({rate:,.0f} events/s)")
+        return 0
+    print(f"{name}: BROKEN at {result.first_break} ({result.events} events verified before it)")
+    return 1
+
+
+def run_replay(arguments: argparse.Namespace) -> int:
+    try:
+        until = parse_fhir_datetime(arguments.at) if arguments.at else None
+    except InvalidDateTime as error:
+        print(f"--at: {error}", file=sys.stderr)
+        return 2
+    with open_service("sip", arguments.data_dir, arguments.sip_database_url) as service:
+        events = list(service.application.events.get(arguments.plan))
+        if not events:
+            print(f"no plan {arguments.plan}", file=sys.stderr)
+            return 1
+        print(f"The story of plan {arguments.plan}" + (f" until {arguments.at}" if until else ""))
+        for event in events:
+            if until is not None and event.timestamp > until:
+                break
+            print(story_line(event))
+    return 0
+
+
+def story_line(event: Any) -> str:
+    """One event as a line an auditor reads: when, who, what."""
+    details = {
+        name: value for name, value in vars(event).items()
+        if name not in ("originator_id", "originator_version", "timestamp", "originator_topic")
+    }  # fmt: skip
+    author = next(
+        (details.pop(name) for name, value in list(details.items())
+         if isinstance(value, dict) and {"subject", "role"} <= set(value)),
+        None,
+    )  # fmt: skip
+    who = "unknown"
+    if author:
+        who = f"{author['role']} {author['subject']}"
+        where = ", ".join(f"{k} {author[k]}" for k in ("organization", "unit") if author.get(k))
+        who += f" ({where})" if where else ""
+    what = type(event).__qualname__.split(".")[-1]
+    facts = "; ".join(
+        f"{name.replace('_', ' ')}: {_plain(value)}" for name, value in details.items()
+    )
+    return f"{fhir_instant(event.timestamp)}  v{event.originator_version}  {who}  {what}" + (
+        f" — {facts}" if facts else ""
+    )
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, dict) and "value" in value:
+        return str(value["value"])
+    if isinstance(value, dict):
+        return (
+            "("
+            + ", ".join(
+                f"{key.replace('_', ' ')} {_plain(item)}"
+                for key, item in value.items()
+                if item not in (None, [], "")
+            )
+            + ")"
+        )
+    if isinstance(value, datetime):
+        return fhir_instant(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, list):
+        return ", ".join(_plain(item) for item in value) or "none"
+    return str(value)
+
+
+def run_export(arguments: argparse.Namespace) -> int:
+    exported: dict[str, Any] = {"patient": arguments.patient, "exported": fhir_instant(now())}
+    for name, database_url in _services(arguments):
+        with open_service(name, arguments.data_dir, database_url) as service:
+            application = service.application
+            ids = [
+                aggregate_id for aggregate_id in application.aggregate_ids()
+                if application.aggregate(aggregate_id).person_identifier["value"]
+                == arguments.patient
+            ]  # fmt: skip
+            to_fhir = plan_to_fhir if name == "sip" else consent_to_fhir
+            log = AccessLogIndex(application, service.engine)
+            exported[name] = {
+                "resources": [to_fhir(application.aggregate(i)) for i in ids],
+                "history": {
+                    str(i): [story_line(event) for event in application.events.get(i)] for i in ids
+                },
+                "access_log": [
+                    audit_event_to_fhir(row, f"{name} service")
+                    for row in log.search(patient_value=arguments.patient)
+                ],
+            }
+    arguments.out.write_text(json.dumps(exported, ensure_ascii=False, indent=2))
+    counts = ", ".join(
+        f"{name}: {len(exported[name]['resources'])} resources, "
+        f"{len(exported[name]['access_log'])} accesses"
+        for name in SERVICES
+    )
+    print(f"wrote {arguments.out} ({counts})")
+    return 0
+
+
+def run_rebuild(arguments: argparse.Namespace) -> int:
+    differences = 0
+    for name, database_url in _services(arguments):
+        with open_service(name, arguments.data_dir, database_url) as service:
+            events = service.application.recorder.max_notification_id() or 0
+            if arguments.check:
+                live = service.projections()
+                scratch = service.projections(scratch_engine())
+                for live_model, scratch_model in zip(live, scratch, strict=True):
+                    live_model.catch_up()  # what the next query would see
+                    position, live_rows = consistent_rows(live_model)
+                    started = time.perf_counter()
+                    scratch_model.catch_up(stop=position)
+                    seconds = time.perf_counter() - started
+                    differences += _compare(
+                        name,
+                        live_model.name,
+                        live_rows,
+                        table_rows(scratch_model),
+                        position,
+                        seconds,
+                    )
+            else:
+                for projection in service.projections():
+                    started = time.perf_counter()
+                    projection.rebuild()
+                    seconds = time.perf_counter() - started
+                    print(f"{name}/{projection.name}: rebuilt from {events} events "
+                          f"({events / seconds:,.0f} events/s)")  # fmt: skip
+    return 1 if differences else 0
+
+
+def _compare(
+    name: str,
+    model: str,
+    live_rows: dict[str, set[tuple[Any, ...]]],
+    scratch_rows: dict[str, set[tuple[Any, ...]]],
+    events: int,
+    seconds: float,
+) -> int:
+    differing = 0
+    for table in scratch_rows:
+        missing = scratch_rows[table] - live_rows.get(table, set())
+        extra = live_rows.get(table, set()) - scratch_rows[table]
+        for label, rows in (("missing from the live read model", missing),
+                            ("in the live read model but not in the log", extra)):  # fmt: skip
+            for row in sorted(rows, key=str)[:5]:
+                print(f"{name}/{table}: {label}: {row}")
+        differing += len(missing) + len(extra)
+    rate = events / seconds if seconds else 0.0
+    verdict = "equal to a rebuild" if not differing else f"{differing} row(s) differ"
+    print(f"{name}/{model}: {verdict} at position {events} (rebuilt at {rate:,.0f} events/s)")
+    return differing
