@@ -1,0 +1,107 @@
+"""Rebuild and verify rates, SQLite and PostgreSQL side by side in one run.
+
+    python bench/rebuild.py [--plans N] [--skip-postgres]
+
+Writes a SIP workload straight through the application (each plan: started, activated, with
+the access records a request writes), then measures in events/s: rebuilding every read model
+from zero (`sip projections rebuild`), and recomputing the hash chain (`sip audit verify`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from contracts.consent_decision import ConsentDecision
+from contracts.identifiers import PERSONNUMMER_SYSTEM, with_check_digit
+from services.audit.offline import open_service
+from services.audit.verify import database_links, verify_links
+from services.common.access_log import WriteContext, writing
+from services.common.persistence import maintenance_conninfo
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432/"
+ACTOR = {"subject": "bench", "role": "coordinator", "organization": "SE2321000032-R1", "unit": None}
+
+
+class PermitAll:
+    def check(self, request):
+        return ConsentDecision(decision="permit", reason="bench", consents=(str(uuid.uuid4()),))
+
+
+def write_workload(application, plans: int) -> None:
+    now = datetime.now(UTC)
+    for number in range(plans):
+        personnummer = with_check_digit(f"19800101{number % 1000:03d}")
+        with writing(WriteContext(ACTOR, "create", "CarePlan", now)):
+            plan = application.start(
+                subject={"system": PERSONNUMMER_SYSTEM, "value": personnummer},
+                starting_organization="SE2321000032-R1", title="SIP", description=None,
+                started_at=now, started_by=ACTOR,
+            )  # fmt: skip
+        with writing(WriteContext(ACTOR, "operation", "CarePlan", now, detail="activate")):
+            application.activate(plan.id, consent_gate=PermitAll(), at=now, by=ACTOR)
+
+
+def measure(label: str, data_dir: Path, database_url: str | None, plans: int) -> list[str]:
+    with open_service("sip", data_dir, database_url) as service:
+        write_workload(service.application, plans)
+        events = service.application.recorder.max_notification_id() or 0
+        rates = []
+        for projection in service.projections():
+            started = time.perf_counter()
+            projection.rebuild()
+            rates.append(events / (time.perf_counter() - started))
+        recorder = service.application.recorder
+        started = time.perf_counter()
+        result = verify_links(
+            database_links(service.engine, recorder.events_table_name, recorder.chain_table)
+        )
+        verify_rate = result.events / (time.perf_counter() - started)
+        assert result.intact
+        rebuild_rate = events / sum(events / rate for rate in rates)
+        return [label, f"{events:,}", f"{rebuild_rate:,.0f}", f"{verify_rate:,.0f}"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plans", type=int, default=1500)
+    parser.add_argument("--skip-postgres", action="store_true")
+    arguments = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        rows.append(measure("sqlite", Path(folder), None, arguments.plans))
+        if not arguments.skip_postgres:
+            database = f"bench_rebuild_{uuid.uuid4().hex[:8]}"
+            url = make_url(POSTGRES).set(database=database)
+            try:
+                rows.append(measure("postgres", Path(folder), str(url), arguments.plans))
+            except psycopg.OperationalError as error:
+                print(f"PostgreSQL unreachable ({error}); measured SQLite only")
+            finally:
+                with psycopg.connect(maintenance_conninfo(url), autocommit=True) as connection:
+                    connection.execute(
+                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                            sql.Identifier(database)
+                        )
+                    )
+    header = ["backend", "events", "rebuild events/s", "verify events/s"]
+    print("  ".join(f"{h:>18}" for h in header))
+    for row in rows:
+        print("  ".join(f"{cell:>18}" for cell in row))
+    if len(rows) == 2:
+        sqlite_rate, postgres_rate = (float(r[2].replace(",", "")) for r in rows)
+        sqlite_verify, postgres_verify = (float(r[3].replace(",", "")) for r in rows)
+        print(f"sqlite/postgres: rebuild {sqlite_rate / postgres_rate:.2f}x, "
+              f"verify {sqlite_verify / postgres_verify:.2f}x")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

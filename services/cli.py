@@ -1,0 +1,167 @@
+"""The `sip` command: run the system on the embedded default."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from contracts.actor import ROLES
+from services.audit.commands import add_commands as add_audit_commands
+from services.common.auth.tokens import DevIssuer, default_scopes
+from services.common.persistence import DEFAULT_DATA_DIR
+from services.common.settings import ServiceSettings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sip", description="SIP case service")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start the SIP and consent services")
+    up.add_argument("--data-dir", default=os.environ.get("SIP_DATA_DIR", DEFAULT_DATA_DIR))
+    up.add_argument("--host", default=os.environ.get("SIP_HOST", "127.0.0.1"))
+    up.add_argument("--demo", action="store_true", help="also load a small demo data set")
+    token = commands.add_parser(
+        "token", help="print a bearer token from the embedded development issuer"
+    )
+    token.add_argument("--org", help="the organisation's HSA-id (claim org)")
+    token.add_argument("--unit", help="the unit's HSA-id the user acts from (claim unit)")
+    token.add_argument("--role", required=True, choices=ROLES)
+    token.add_argument("--sub", default="dev-user", help="the user or system id")
+    token.add_argument("--patient", help="for --role patient: the personnummer")
+    token.add_argument("--scope", action="append", help="SMART scopes (default: by role)")
+    token.add_argument("--hours", type=float, default=8, help="lifetime in hours")
+    token.add_argument("--data-dir", default=os.environ.get("SIP_DATA_DIR", DEFAULT_DATA_DIR))
+    add_audit_commands(commands)
+    arguments = parser.parse_args(argv)
+    if hasattr(arguments, "run"):
+        return arguments.run(arguments)
+    if arguments.command == "up":
+        return run_up(Path(arguments.data_dir), arguments.host, arguments.demo)
+    if arguments.command == "token":
+        return print_token(arguments)
+    return 2
+
+
+def print_token(arguments: argparse.Namespace) -> int:
+    settings = ServiceSettings.from_env("SIP_DATABASE_URL")
+    if not settings.dev_issuer_enabled:
+        print(
+            "the development issuer is off: the services run on PostgreSQL (production). "
+            "Get a token from your identity provider, or set SIP_DEV_ISSUER=enabled.",
+            file=sys.stderr,
+        )
+        return 1
+    if arguments.role == "patient" and not arguments.patient:
+        print("--role patient needs --patient <personnummer>", file=sys.stderr)
+        return 2
+    if arguments.role != "patient" and not arguments.org:
+        print(f"--role {arguments.role} needs --org <HSA-id>", file=sys.stderr)
+        return 2
+    token = DevIssuer(Path(arguments.data_dir)).mint(
+        subject=arguments.sub,
+        role=arguments.role,
+        organization=arguments.org,
+        unit=arguments.unit,
+        patient=arguments.patient,
+        scopes=tuple(arguments.scope or default_scopes(arguments.role)),
+        lifetime_seconds=int(arguments.hours * 3600),
+    )
+    print(token)
+    return 0
+
+
+def service_command(module: str, host: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        f"{module}:create_app",
+        "--factory",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        # The access log prints query strings, which may hold a personnummer.
+        "--no-access-log",
+    ]
+
+
+def run_up(data_dir: Path, host: str, demo: bool) -> int:
+    sip_port = int(os.environ.get("SIP_PORT", "8000"))
+    consent_port = int(os.environ.get("CONSENT_PORT", "8001"))
+    sip_url, consent_url = f"http://{host}:{sip_port}", f"http://{host}:{consent_port}"
+    env = {
+        **os.environ,
+        "SIP_DATA_DIR": str(data_dir.resolve()),
+        "CONSENT_SERVICE_URL": consent_url,
+    }
+    services = {
+        "consent": subprocess.Popen(
+            service_command("services.consent.api", host, consent_port), env=env
+        ),
+        "sip": subprocess.Popen(service_command("services.sip.api", host, sip_port), env=env),
+    }
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        for name, url in (("consent", consent_url), ("sip", sip_url)):
+            if not wait_ready(url, services[name]):
+                print(f"the {name} service did not start", file=sys.stderr)
+                return 1
+        storage = (os.environ.get("SIP_DATABASE_URL") and "PostgreSQL") or f"SQLite in {data_dir}"
+        print(f"SIP service:     {sip_url}/fhir  (CapabilityStatement: {sip_url}/fhir/metadata)")
+        print(f"Consent service: {consent_url}/fhir")
+        print(f"Storage:         {storage}")
+        if demo:
+            from services.demo import load_demo
+
+            for line in load_demo(sip_url, consent_url, DevIssuer(data_dir)):
+                print(f"demo: {line}")
+        print("Press Ctrl-C to stop.", flush=True)
+        while not stopping:
+            for name, process in services.items():
+                if process.poll() is not None:
+                    print(f"the {name} service stopped ({process.returncode})", file=sys.stderr)
+                    return 1
+            time.sleep(0.2)
+        return 0
+    finally:
+        for process in services.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in services.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        print("stopped", flush=True)
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""A small, realistic demo data set, loaded through the services' own FHIR APIs.
+
+The personnummer are Skatteverket-style test numbers (serial numbers 98x, which are never
+issued to real people); the HSA-ids are made-up ids of the right form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from contracts.canonical import (
+    CONSENT_CATEGORY_SYSTEM,
+    CONSENT_SCOPE_SYSTEM,
+    EXT_ORGANIZATION_KIND,
+    LOINC_PATIENT_CONSENT,
+    LOINC_SYSTEM,
+)
+from contracts.identifiers import HSA_ID_SYSTEM, PERSONNUMMER_SYSTEM, with_check_digit
+from services.common.auth.tokens import DevIssuer, default_scopes
+
+REGION = "SE2321000032-DEMO1"  # Region Sörmland, Psykiatrimottagning Eskilstuna (demo)
+MUNICIPALITY = "SE2120000357-DEMO2"  # Eskilstuna kommun, Socialtjänsten (demo)
+FHIR = {"Content-Type": "application/fhir+json"}
+
+
+@dataclass(frozen=True)
+class DemoPerson:
+    name: str
+    personnummer: str
+    state: str  # what the demo leaves the plan as
+
+
+PEOPLE = [
+    DemoPerson("Tolvan Tolvansson", with_check_digit("19121212981"), "active"),
+    DemoPerson("Anna Andersson", with_check_digit("19800315982"), "draft"),
+    DemoPerson("Erik Eriksson", with_check_digit("20090520983"), "consent-withdrawn"),
+]
+
+
+def consent_body(personnummer: str) -> dict:
+    return {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {"coding": [{"system": CONSENT_SCOPE_SYSTEM, "code": "patient-privacy"}]},
+        "category": [
+            {"coding": [{"system": LOINC_SYSTEM, "code": LOINC_PATIENT_CONSENT}]},
+            {"coding": [{"system": CONSENT_CATEGORY_SYSTEM, "code": "sip"}]},
+            {"coding": [{"system": CONSENT_CATEGORY_SYSTEM, "code": "sip-plan"}]},
+        ],
+        "patient": {"identifier": {"system": PERSONNUMMER_SYSTEM, "value": personnummer}},
+        "performer": [{"identifier": {"system": PERSONNUMMER_SYSTEM, "value": personnummer}}],
+        "organization": [
+            {"identifier": {"system": HSA_ID_SYSTEM, "value": REGION}},
+            {"identifier": {"system": HSA_ID_SYSTEM, "value": MUNICIPALITY}},
+        ],
+        "provision": {"period": {"start": "2026-01-01"}},
+    }
+
+
+def plan_body(person: DemoPerson) -> dict:
+    return {
+        "resourceType": "CarePlan",
+        "status": "draft",
+        "intent": "plan",
+        "title": f"SIP för {person.name}",
+        "subject": {"identifier": {"system": PERSONNUMMER_SYSTEM, "value": person.personnummer}},
+        "author": {
+            "identifier": {"system": HSA_ID_SYSTEM, "value": REGION},
+            "extension": [{"url": EXT_ORGANIZATION_KIND, "valueCode": "region"}],
+        },
+    }
+
+
+def hsa(value: str) -> dict:
+    return {"valueIdentifier": {"system": HSA_ID_SYSTEM, "value": value}}
+
+
+def text(value: str) -> dict:
+    return {"valueString": value}
+
+
+# What the coordinator records for each demo plan, in order: (operation, parameters).
+PLAN_CONTENT: list[tuple[str, list[tuple[str, dict]]]] = [
+    (
+        "invite-organization",
+        [
+            ("organization", hsa(MUNICIPALITY)),
+            ("kind", text("municipality")),
+            ("name", text("Eskilstuna kommun, socialtjänsten")),
+        ],
+    ),
+    (
+        "record-need",
+        [
+            ("text", text("Jag vill kunna bo kvar hemma och må bättre")),
+            ("wishes", text("Samma personal så långt det går")),
+        ],
+    ),
+    (
+        "set-goal",
+        [
+            ("text", text("Klara vardagen hemma med stöd")),
+            ("targetDate", {"valueDate": "2027-06-30"}),
+            ("need", text("need-1")),
+        ],
+    ),
+    (
+        "assign-intervention",
+        [
+            ("text", text("Hemtjänst två gånger per dag")),
+            ("kind", text("support")),
+            ("need", text("need-1")),
+            ("performerOrganization", hsa(MUNICIPALITY)),
+            ("responsiblePrincipal", text("municipality")),
+            ("responsibleOrganization", hsa(MUNICIPALITY)),
+        ],
+    ),
+    (
+        "assign-intervention",
+        [
+            ("text", text("Samtalsbehandling varannan vecka")),
+            ("kind", text("treatment")),
+            ("need", text("need-1")),
+            ("performerOrganization", hsa(REGION)),
+            ("responsiblePrincipal", text("region")),
+            ("responsibleOrganization", hsa(REGION)),
+        ],
+    ),
+    ("assign-overall-responsibility", [("organization", hsa(REGION))]),
+    ("set-follow-up", [("date", {"valueDate": "2027-03-01"})]),
+]
+
+
+def load_demo(sip_url: str, consent_url: str, issuer: DevIssuer) -> list[str]:
+    """Loads the demo once, as a coordinator at the region; returns one line per person."""
+    token = issuer.mint(
+        subject="demo-coordinator",
+        role="coordinator",
+        organization=REGION,
+        scopes=default_scopes("coordinator"),
+        lifetime_seconds=600,
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+    lines = []
+    with (
+        httpx.Client(timeout=10, headers=headers) as sip,
+        httpx.Client(timeout=10, headers=headers) as consent,
+    ):
+        for person in PEOPLE:
+            existing = sip.post(
+                f"{sip_url}/fhir/CarePlan/_search",
+                data={"subject:identifier": f"{PERSONNUMMER_SYSTEM}|{person.personnummer}"},
+            )
+            existing.raise_for_status()
+            if existing.json()["total"]:
+                lines.append(f"{person.name}: already loaded")
+                continue
+            plan = sip.post(f"{sip_url}/fhir/CarePlan", json=plan_body(person), headers=FHIR)
+            plan.raise_for_status()
+            plan_id = plan.json()["id"]
+            for operation, values in PLAN_CONTENT:
+                sip.post(
+                    f"{sip_url}/fhir/CarePlan/{plan_id}/${operation}",
+                    json={
+                        "resourceType": "Parameters",
+                        "parameter": [{"name": name, **value} for name, value in values],
+                    },
+                    headers=FHIR,
+                ).raise_for_status()
+            if person.state in ("active", "consent-withdrawn"):
+                given = consent.post(
+                    f"{consent_url}/fhir/Consent",
+                    json=consent_body(person.personnummer),
+                    headers=FHIR,
+                )
+                given.raise_for_status()
+                if person.state == "active":
+                    sip.post(f"{sip_url}/fhir/CarePlan/{plan_id}/$activate").raise_for_status()
+                else:
+                    consent.post(
+                        f"{consent_url}/fhir/Consent/{given.json()['id']}/$withdraw",
+                        json={
+                            "resourceType": "Parameters",
+                            "parameter": [{"name": "reason", "valueString": "Vill inte längre"}],
+                        },
+                        headers=FHIR,
+                    ).raise_for_status()
+            lines.append(f"{person.name}: CarePlan/{plan_id} ({person.state})")
+    return lines
