@@ -1,0 +1,133 @@
+"""FHIR resources the tests post, built the way a record system would send them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from contracts.canonical import (
+    CONSENT_CATEGORY_SYSTEM,
+    CONSENT_SCOPE_SYSTEM,
+    EXT_ORGANIZATION_KIND,
+    LOINC_PATIENT_CONSENT,
+    LOINC_SYSTEM,
+)
+from contracts.identifiers import HSA_ID_SYSTEM, PERSONNUMMER_SYSTEM, with_check_digit
+
+REGION = "SE2321000032-R0001"
+MUNICIPALITY = "SE2120000357-K0001"
+OTHER_REGION = "SE2321000016-X9999"
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+
+_serial = iter(range(100, 1000))
+
+
+def new_personnummer(birth_date: str = "19800101") -> str:
+    """A valid personnummer that no other test in this run uses."""
+    return with_check_digit(f"{birth_date}{next(_serial):03d}"[:11])
+
+
+def person(personnummer: str) -> dict[str, str]:
+    return {"system": PERSONNUMMER_SYSTEM, "value": personnummer}
+
+
+def consent(
+    personnummer: str,
+    *,
+    organizations: tuple[str, ...] = (REGION, MUNICIPALITY),
+    categories: tuple[str, ...] = ("sip", "sip-plan"),
+    period: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {"coding": [{"system": CONSENT_SCOPE_SYSTEM, "code": "patient-privacy"}]},
+        "category": [
+            {"coding": [{"system": LOINC_SYSTEM, "code": LOINC_PATIENT_CONSENT}]},
+            *({"coding": [{"system": CONSENT_CATEGORY_SYSTEM, "code": c}]} for c in categories),
+        ],
+        "patient": {"identifier": person(personnummer)},
+        "performer": [{"identifier": person(personnummer)}],
+        "organization": [
+            {"identifier": {"system": HSA_ID_SYSTEM, "value": hsa_id}} for hsa_id in organizations
+        ],
+        "provision": {"period": period or {"start": "2026-01-01"}},
+    }
+    return resource
+
+
+def care_plan(personnummer: str, organization: str = REGION) -> dict[str, Any]:
+    kind = "municipality" if organization == MUNICIPALITY else "region"
+    return {
+        "resourceType": "CarePlan",
+        "status": "draft",
+        "intent": "plan",
+        "title": "SIP",
+        "subject": {"identifier": person(personnummer)},
+        "author": {
+            "identifier": {"system": HSA_ID_SYSTEM, "value": organization},
+            "extension": [{"url": EXT_ORGANIZATION_KIND, "valueCode": kind}],
+        },
+    }
+
+
+def parameters(**values: Any) -> dict[str, Any]:
+    """A Parameters body: str → valueString, bool → valueBoolean, HSA-ids → valueIdentifier,
+    dates (YYYY-MM-DD) → valueDate, lists → the parameter repeated."""
+    items = []
+    for name, value in values.items():
+        for single in value if isinstance(value, list) else [value]:
+            items.append({"name": name, **_typed(single)})
+    return {"resourceType": "Parameters", "parameter": items}
+
+
+def _typed(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"valueBoolean": value}
+    if isinstance(value, dict):
+        return {"part": parameters(**value)["parameter"]}
+    if isinstance(value, (int, float)):
+        return {"valueDecimal": value}
+    if isinstance(value, str) and value.startswith("SE") and value[2:4].isdigit():
+        return {"valueIdentifier": {"system": HSA_ID_SYSTEM, "value": value}}
+    if isinstance(value, str) and len(value) == 10 and value[4] == "-" and value[7] == "-":
+        return {"valueDate": value}
+    if isinstance(value, str) and "T" in value and value[:4].isdigit():
+        return {"valueDateTime": value}
+    return {"valueString": value}
+
+
+def run(client: Any, plan_id: str, operation: str, **values: Any) -> Any:
+    return client.post(
+        f"/fhir/CarePlan/{plan_id}/${operation}", json=parameters(**values), headers=FHIR_JSON
+    )
+
+
+def prepare_for_activation(client: Any, plan_id: str) -> None:
+    """What a plan needs before it may be activated, done as a region coordinator would."""
+    steps = [
+        (
+            "invite-organization",
+            {"organization": MUNICIPALITY, "kind": "municipality", "name": "Eskilstuna kommun"},
+        ),
+        ("record-need", {"text": "Jag vill klara mig hemma"}),
+        (
+            "assign-intervention",
+            {
+                "text": "Hemtjänst",
+                "kind": "support",
+                "need": "need-1",
+                "performerOrganization": MUNICIPALITY,
+                "responsiblePrincipal": "municipality",
+                "responsibleOrganization": MUNICIPALITY,
+            },
+        ),
+        ("assign-overall-responsibility", {"organization": REGION}),
+        ("set-follow-up", {"date": "2027-03-01"}),
+    ]
+    for operation, values in steps:
+        response = run(client, plan_id, operation, **values)
+        assert response.status_code == 200, (operation, response.text)
+
+
+def withdrawal(reason: str = "Jag vill inte längre") -> dict[str, Any]:
+    return {"resourceType": "Parameters", "parameter": [{"name": "reason", "valueString": reason}]}

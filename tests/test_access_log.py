@@ -1,0 +1,111 @@
+"""The access log: a scripted sequence of accesses, and the AuditEvents and the patient's log
+extract that must match it exactly."""
+
+from fhir.resources.R4B.auditevent import AuditEvent
+
+from contracts.identifiers import PERSONNUMMER_SYSTEM
+from services.common.settings import SERVICE_HSA_ID
+from tests.fhir_data import (
+    FHIR_JSON,
+    OTHER_REGION,
+    REGION,
+    care_plan,
+    consent,
+    new_personnummer,
+    prepare_for_activation,
+)
+
+UNIT = "SE2321000032-U0042"
+
+
+def summary(event):
+    """(action, interaction, outcome, user, organisation) of one AuditEvent."""
+    AuditEvent.model_validate(event)
+    user = event["agent"][0]["who"]["identifier"]["value"]
+    organization = next((a["who"]["identifier"]["value"] for a in event["agent"][1:]), None)
+    return (event["action"], event["subtype"][0]["code"], event["outcome"], user, organization)
+
+
+def test_a_scripted_sequence_of_accesses_is_logged_exactly(system):
+    personnummer = new_personnummer()
+    subject = f"{PERSONNUMMER_SYSTEM}|{personnummer}"
+    coordinator = system.as_caller("coordinator", subject="anna", unit=UNIT)
+    outsider = system.as_caller("coordinator", organization=OTHER_REGION, subject="olle")
+    patient = system.as_caller("patient", organization=None, patient=personnummer,
+                               subject="tolvan")  # fmt: skip
+
+    consent_id = coordinator.consent.post(
+        "/fhir/Consent", json=consent(personnummer), headers=FHIR_JSON
+    ).json()["id"]
+    plan_id = coordinator.sip.post(
+        "/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON
+    ).json()["id"]
+    prepare_for_activation(coordinator.sip, plan_id)
+    assert coordinator.sip.get(f"/fhir/CarePlan/{plan_id}").status_code == 200
+    assert (
+        coordinator.sip.get("/fhir/CarePlan", params={"subject:identifier": subject}).json()[
+            "total"
+        ]
+        == 1
+    )
+    assert coordinator.sip.post(f"/fhir/CarePlan/{plan_id}/$activate").status_code == 200
+    assert outsider.sip.get(f"/fhir/CarePlan/{plan_id}").status_code == 404
+    assert patient.sip.get(f"/fhir/CarePlan/{plan_id}").status_code == 200
+
+    auditor = system.as_caller("auditor", subject="ivo")
+    sip_log = auditor.sip.get("/fhir/AuditEvent", params={"patient:identifier": subject}).json()
+    assert [summary(e["resource"]) for e in sip_log["entry"]] == [
+        ("C", "create", "0", "anna", REGION),
+        *[("E", "operation", "0", "anna", REGION)] * 5,
+        ("R", "read", "0", "anna", REGION),
+        ("R", "search-type", "0", "anna", REGION),
+        ("E", "operation", "0", "anna", REGION),
+        ("R", "read", "4", "olle", OTHER_REGION),
+        ("R", "read", "0", "tolvan", None),
+    ]
+    first = sip_log["entry"][0]["resource"]
+    assert first["agent"][1]["location"]["identifier"]["value"] == UNIT
+    assert f"CarePlan/{plan_id}/_history/1" in [
+        entity["what"].get("reference") for entity in first["entity"] if "what" in entity
+    ]
+    consent_log = auditor.consent.get(
+        "/fhir/AuditEvent", params={"patient:identifier": subject}
+    ).json()
+    decisions = [summary(e["resource"]) for e in consent_log["entry"]]
+    assert decisions == [
+        ("C", "create", "0", "anna", REGION),
+        ("E", "disclosure-decision", "0", "sip-service", SERVICE_HSA_ID),
+    ]
+    decision = consent_log["entry"][1]["resource"]
+    assert decision["outcomeDesc"].startswith("permit: consent-in-force")
+    assert {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{consent_id}"} in [
+        entity["what"].get("identifier") for entity in decision["entity"] if "what" in entity
+    ]
+
+    extract = patient.sip.get(f"/fhir/Patient/{personnummer}/$access-log").json()
+    assert [(e["organization"], e["role"], e["what"]) for e in extract["entries"]] == [
+        (REGION, "coordinator", "created your consent"),
+        (REGION, "coordinator", "created your coordinated individual plan (SIP)"),
+        *[(REGION, "coordinator", "acted on your coordinated individual plan (SIP)")] * 5,
+        (REGION, "coordinator", "read your coordinated individual plan (SIP)"),
+        (REGION, "coordinator", "read your coordinated individual plan (SIP)"),
+        (REGION, "coordinator", "acted on your coordinated individual plan (SIP)"),
+        (SERVICE_HSA_ID, "integration", "acted on whether your consent allows a disclosure"),
+        (None, "patient", "read your coordinated individual plan (SIP)"),
+    ]
+    assert extract["entries"][0]["unit"] == UNIT
+    page = patient.sip.get(f"/fhir/Patient/{personnummer}/$access-log",
+                           params={"_format": "html"})  # fmt: skip
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.text.count("<tr><td>") == len(extract["entries"])
+    assert personnummer not in page.text
+
+
+def test_the_extract_is_for_the_person_or_an_auditor(system):
+    personnummer = new_personnummer()
+    other = system.as_caller("patient", organization=None, patient=new_personnummer())
+    assert other.sip.get(f"/fhir/Patient/{personnummer}/$access-log").status_code == 403
+    assert system.sip.get(f"/fhir/Patient/{personnummer}/$access-log").status_code == 403
+    invalid = system.as_caller("auditor").sip.get("/fhir/Patient/191212121213/$access-log")
+    assert invalid.status_code == 400
+    assert "191212121213" not in invalid.text

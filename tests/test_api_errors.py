@@ -1,0 +1,111 @@
+"""Bad input gets an OperationOutcome with the right status, and writes nothing."""
+
+import pytest
+from fhir.resources.R4B.operationoutcome import OperationOutcome
+
+from tests.fhir_data import FHIR_JSON, care_plan, consent, new_personnummer
+
+
+def outcome(response, status):
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/fhir+json")
+    body = response.json()
+    OperationOutcome.model_validate(body)
+    return body["issue"][0]
+
+
+def total(client, resource_type):
+    return client.get(f"/fhir/{resource_type}").json()["total"]
+
+
+def bad_personnummer(resource):
+    resource = resource.copy()
+    key = "patient" if resource["resourceType"] == "Consent" else "subject"
+    resource[key] = {"identifier": {**resource[key]["identifier"], "value": "191212121213"}}
+    return resource
+
+
+@pytest.mark.parametrize(
+    ("make", "status", "code"),
+    [
+        (lambda r: "{not json", 400, "structure"),
+        (lambda r: "[1, 2]", 400, "structure"),
+        (lambda r: {**r, "resourceType": "Patient"}, 400, "invalid"),
+        (lambda r: {**r, "unknownElement": 1}, 400, "structure"),
+        (bad_personnummer, 422, "invalid"),
+    ],
+    ids=[
+        "malformed-json",
+        "not-an-object",
+        "wrong-resource-type",
+        "unknown-element",
+        "bad-check-digit",
+    ],
+)
+@pytest.mark.parametrize("resource_type", ["Consent", "CarePlan"])
+def test_bad_resources_are_refused_and_nothing_is_written(
+    system, resource_type, make, status, code
+):
+    client = system.consent if resource_type == "Consent" else system.sip
+    resource = (consent if resource_type == "Consent" else care_plan)(new_personnummer())
+    body = make(resource)
+    before = total(client, resource_type)
+    if isinstance(body, str):
+        response = client.post(f"/fhir/{resource_type}", content=body, headers=FHIR_JSON)
+    else:
+        response = client.post(f"/fhir/{resource_type}", json=body, headers=FHIR_JSON)
+    assert outcome(response, status)["code"] == code
+    assert total(client, resource_type) == before
+
+
+def test_domain_rules_name_themselves(system):
+    plan = care_plan(new_personnummer())
+    issue = outcome(system.sip.post("/fhir/CarePlan", json={**plan, "status": "active"}), 422)
+    assert issue["details"]["text"] == "plan-starts-as-draft"
+    local_author = {**plan, "author": {"identifier": {"system": "urn:local", "value": "x"}}}
+    issue = outcome(system.sip.post("/fhir/CarePlan", json=local_author), 422)
+    assert issue["details"]["text"] == "plan-starting-organization"
+    unknown_category = consent(new_personnummer(), categories=("everything",))
+    issue = outcome(system.consent.post("/fhir/Consent", json=unknown_category), 422)
+    assert issue["details"]["text"] == "consent-category-required"
+
+
+@pytest.mark.parametrize("resource_type", ["Consent", "CarePlan"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/{type}/00000000-0000-0000-0000-000000000000",
+        "/{type}/not-a-uuid",
+        "/{type}/00000000-0000-0000-0000-000000000000/_history",
+        "/{type}/00000000-0000-0000-0000-000000000000/_history/1",
+    ],
+)
+def test_unknown_ids_are_404(system, resource_type, path):
+    client = system.consent if resource_type == "Consent" else system.sip
+    response = client.get("/fhir" + path.format(type=resource_type))
+    assert outcome(response, 404)["code"] == "not-found"
+
+
+def test_unknown_search_parameters_and_media_types_are_refused(system):
+    assert outcome(system.sip.get("/fhir/CarePlan", params={"colour": "red"}), 400)
+    assert outcome(system.consent.get("/fhir/Consent", params={"status": "maybe"}), 400)
+    response = system.sip.post(
+        "/fhir/CarePlan", content="<CarePlan/>", headers={"Content-Type": "application/fhir+xml"}
+    )
+    assert outcome(response, 415)["code"] == "not-supported"
+    assert outcome(system.sip.get("/fhir/NoSuchType"), 404)
+
+
+def test_an_unexpected_failure_is_a_500_outcome_that_prints_no_personnummer(system, capfd, caplog):
+    personnummer = new_personnummer()
+
+    def fail(**_):
+        raise RuntimeError(f"database said no about {personnummer}")
+
+    system.sip_app.state.plans.start = fail
+    response = system.sip.post("/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON)
+    assert outcome(response, 500)["code"] == "exception"
+    assert personnummer not in response.text
+    printed = capfd.readouterr()
+    assert "unexpected RuntimeError" in caplog.text
+    assert personnummer not in printed.out + printed.err + caplog.text

@@ -1,0 +1,185 @@
+"""Auditors: the hash chain catches an edited, removed or cut-off event, over HTTP and in the
+database, on SQLite and PostgreSQL; replay and export read without knowing the code; read
+models rebuilt from zero equal the live ones, and a tampered read model is reported."""
+
+import json
+
+import pytest
+from sqlalchemy import text
+
+from services.cli import main as sip
+from services.common.persistence import read_model_engine, storage_for
+from tests.fhir_data import (
+    FHIR_JSON,
+    care_plan,
+    consent,
+    new_personnummer,
+    prepare_for_activation,
+    withdrawal,
+)
+
+
+@pytest.fixture
+def workload(system):
+    """A scripted workload: consents given and withdrawn, plans started and activated."""
+    plans = []
+    for number in range(4):
+        personnummer = new_personnummer()
+        given = system.consent.post(
+            "/fhir/Consent", json=consent(personnummer), headers=FHIR_JSON
+        ).json()
+        plan = system.sip.post(
+            "/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON
+        ).json()
+        prepare_for_activation(system.sip, plan["id"])
+        system.sip.post(f"/fhir/CarePlan/{plan['id']}/$activate")
+        system.sip.get(f"/fhir/CarePlan/{plan['id']}")
+        if number % 2:
+            system.consent.post(
+                f"/fhir/Consent/{given['id']}/$withdraw", json=withdrawal(), headers=FHIR_JSON
+            )
+        plans.append((plan["id"], personnummer))
+    return plans
+
+
+def storage_arguments(backend):
+    arguments = ["--data-dir", str(backend.data_dir)]
+    for service in ("sip", "consent"):
+        if backend.database_urls[service]:
+            arguments += [f"--{service}-database-url", backend.database_urls[service]]
+    return arguments
+
+
+def stored_events(backend, service, application):
+    """(engine, events table, position column) of a service's event store."""
+    engine = read_model_engine(
+        storage_for(service, backend.database_urls[service], backend.data_dir)
+    )
+    position = "rowid" if engine.dialect.name == "sqlite" else "notification_id"
+    return engine, application.recorder.events_table_name, position
+
+
+def test_an_intact_log_verifies_in_the_database_and_over_http(system, workload, backend, capsys):
+    assert sip(["audit", "verify", *storage_arguments(backend)]) == 0
+    printed = capsys.readouterr().out
+    assert "sip: intact" in printed and "consent: intact" in printed
+    token = system.token("auditor")
+    assert sip(["audit", "verify", "--url", system.sip_url, "--token", token]) == 0
+    assert "intact" in capsys.readouterr().out
+
+
+def test_a_one_byte_edit_of_a_stored_event_is_caught(system, workload, backend, capsys):
+    engine, table, position = stored_events(backend, "sip", system.sip_app.state.plans)
+    with engine.begin() as connection:
+        target, state = connection.execute(
+            text(f"SELECT {position}, state FROM {table} ORDER BY {position} LIMIT 1 OFFSET 5")
+        ).one()
+        edited = bytearray(state)
+        edited[edited.index(b'"') + 1] ^= 0x01  # one byte of the stored JSON
+        connection.execute(
+            text(f"UPDATE {table} SET state = :state WHERE {position} = :position"),
+            {"state": bytes(edited), "position": target},
+        )
+    engine.dispose()
+    assert sip(["audit", "verify", "--service", "sip", *storage_arguments(backend)]) == 1
+    printed = capsys.readouterr().out
+    assert f"sip: BROKEN at position {target}" in printed
+    assert "changed" in printed
+    token = system.token("auditor")
+    assert sip(["audit", "verify", "--url", system.sip_url, "--token", token]) == 1
+    assert f"BROKEN at position {target}" in capsys.readouterr().out
+
+
+def test_a_removed_event_is_caught(system, workload, backend, capsys):
+    engine, table, position = stored_events(backend, "consent", system.consent_app.state.registry)
+    with engine.begin() as connection:
+        target = connection.execute(
+            text(f"SELECT {position} FROM {table} ORDER BY {position} LIMIT 1 OFFSET 3")
+        ).scalar_one()
+        connection.execute(text(f"DELETE FROM {table} WHERE {position} = :p"), {"p": target})
+    engine.dispose()
+    assert sip(["audit", "verify", "--service", "consent", *storage_arguments(backend)]) == 1
+    assert f"consent: BROKEN at position {target}" in capsys.readouterr().out
+
+
+def test_cutting_off_the_newest_events_is_caught_by_a_signed_checkpoint(
+    system, workload, backend, tmp_path, capsys
+):
+    auditor = system.as_caller("auditor")
+    checkpoint = auditor.sip.get("/events/checkpoint").json()
+    saved = tmp_path / "checkpoint.json"
+    saved.write_text(json.dumps(checkpoint))
+    arguments = ["audit", "verify", "--service", "sip", "--checkpoint", str(saved)]
+    assert sip([*arguments, *storage_arguments(backend)]) == 0
+    engine, table, position = stored_events(backend, "sip", system.sip_app.state.plans)
+    chain = system.sip_app.state.plans.recorder.chain_table
+    with engine.begin() as connection:  # a careful forger removes events and links alike
+        for name, column in ((table, position), (chain, "notification_id")):
+            connection.execute(
+                text(f"DELETE FROM {name} WHERE {column} >= :cut"),
+                {"cut": checkpoint["position"] - 1},
+            )
+    engine.dispose()
+    capsys.readouterr()
+    assert sip([*arguments, *storage_arguments(backend)]) == 1
+    assert "cut off" in capsys.readouterr().out
+    forged = {**checkpoint, "jws": checkpoint["jws"][:-4] + "AAAA"}
+    saved.write_text(json.dumps(forged))
+    assert sip([*arguments, *storage_arguments(backend)]) == 1
+    assert "checkpoint refused" in capsys.readouterr().err
+
+
+def test_the_event_feed_replays_the_whole_log_from_position_zero(system, workload):
+    auditor = system.as_caller("auditor")
+    events, after = [], 0
+    while True:
+        page = auditor.sip.get("/events", params={"after": after, "limit": 7}).json()
+        if not page["events"]:
+            break
+        events += page["events"]
+        after = page["next"]
+    assert [e["position"] for e in events] == sorted({e["position"] for e in events})
+    assert len(events) == page["head"]
+    started = [e for e in events if e["type"].endswith("Plan.Started")]
+    assert {e["aggregate_id"] for e in started} == {plan_id for plan_id, _ in workload}
+    assert all(e["author"]["role"] == "coordinator" for e in started)
+    assert system.sip.get("/events").status_code == 403  # a coordinator may not replay all
+
+
+def test_replay_and_export_read_without_knowing_the_code(system, workload, backend, tmp_path,
+                                                         capsys):  # fmt: skip
+    plan_id, personnummer = workload[0]
+    assert sip(["audit", "replay", "--plan", plan_id, *storage_arguments(backend)]) == 0
+    story = capsys.readouterr().out.splitlines()
+    assert story[0] == f"The story of plan {plan_id}"
+    assert "v1  coordinator coordinator-1 (organization SE2321000032-R0001)  Started" in story[1]
+    assert "InterventionAssigned — intervention: (text Hemtjänst" in "".join(story)
+    assert any("Activated — consents:" in line for line in story)
+    out = tmp_path / "export.json"
+    assert sip(["audit", "export", "--patient", personnummer, "--out", str(out),
+                *storage_arguments(backend)]) == 0  # fmt: skip
+    exported = json.loads(out.read_text())
+    assert [r["id"] for r in exported["sip"]["resources"]] == [plan_id]
+    assert len(exported["consent"]["resources"]) == 1
+    assert {e["subtype"][0]["code"] for e in exported["sip"]["access_log"]} >= {
+        "create", "read", "operation"
+    }  # fmt: skip
+    assert {e["subtype"][0]["code"] for e in exported["consent"]["access_log"]} >= {
+        "create", "disclosure-decision"
+    }  # fmt: skip
+
+
+def test_rebuilt_read_models_equal_the_live_ones_and_tampering_is_reported(
+    system, workload, backend, capsys
+):
+    arguments = ["projections", "rebuild", "--check", *storage_arguments(backend)]
+    assert sip(arguments) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("equal to a rebuild") == 4
+    index = system.sip_app.state.index
+    with index.engine.begin() as connection:
+        connection.execute(text("UPDATE plan_index SET status = 'completed'"))
+    assert sip(arguments) == 1
+    assert "row(s) differ" in capsys.readouterr().out
+    assert sip(["projections", "rebuild", *storage_arguments(backend)]) == 0
+    assert sip(arguments) == 0

@@ -1,0 +1,222 @@
+"""Who may do what: 401 without a trusted token, 403 without the right, 404 for what the
+caller's organisation may not see, on every resource type and operation."""
+
+import time
+
+import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey
+
+from services.common.auth.tokens import DEV_ISSUER
+from tests.fhir_data import (
+    FHIR_JSON,
+    MUNICIPALITY,
+    OTHER_REGION,
+    care_plan,
+    consent,
+    new_personnummer,
+    withdrawal,
+)
+
+UNKNOWN = "00000000-0000-0000-0000-000000000000"
+
+
+def routes(plan_id, consent_id, personnummer):
+    """(service, method, path, body) of every FHIR route that takes a token."""
+    return [
+        ("sip", "POST", "/fhir/CarePlan", care_plan(personnummer)),
+        ("sip", "GET", "/fhir/CarePlan", None),
+        ("sip", "POST", "/fhir/CarePlan/_search", None),
+        ("sip", "GET", f"/fhir/CarePlan/{plan_id}", None),
+        ("sip", "GET", f"/fhir/CarePlan/{plan_id}/_history", None),
+        ("sip", "GET", f"/fhir/CarePlan/{plan_id}/_history/1", None),
+        ("sip", "POST", f"/fhir/CarePlan/{plan_id}/$activate", None),
+        ("sip", "GET", "/fhir/CarePlan/_history", None),
+        ("sip", "GET", f"/fhir/CarePlan/{plan_id}/$as-of?instant=2026-01-01", None),
+        ("sip", "GET", f"/fhir/Provenance?target=CarePlan/{plan_id}", None),
+        ("sip", "GET", "/fhir/AuditEvent", None),
+        ("sip", "GET", f"/fhir/Patient/{personnummer}/$access-log", None),
+        ("consent", "POST", "/fhir/Consent", consent(personnummer)),
+        ("consent", "GET", "/fhir/Consent", None),
+        ("consent", "POST", "/fhir/Consent/_search", None),
+        ("consent", "GET", f"/fhir/Consent/{consent_id}", None),
+        ("consent", "GET", f"/fhir/Consent/{consent_id}/_history", None),
+        ("consent", "GET", f"/fhir/Consent/{consent_id}/_history/1", None),
+        ("consent", "POST", f"/fhir/Consent/{consent_id}/$withdraw", withdrawal()),
+        ("consent", "POST", "/fhir/Consent/$check", {"resourceType": "Parameters"}),
+        ("consent", "GET", "/fhir/Consent/_history", None),
+        ("consent", "GET", f"/fhir/Provenance?target=Consent/{consent_id}", None),
+        ("consent", "GET", "/fhir/AuditEvent", None),
+        ("consent", "GET", f"/fhir/Patient/{personnummer}/$access-log", None),
+    ]
+
+
+@pytest.fixture
+def existing(system):
+    personnummer = new_personnummer()
+    consent_id = system.consent.post(
+        "/fhir/Consent", json=consent(personnummer), headers=FHIR_JSON
+    ).json()["id"]
+    plan_id = system.sip.post(
+        "/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON
+    ).json()["id"]
+    return plan_id, consent_id, personnummer
+
+
+def call(system, service, method, path, body, token):
+    url = (system.sip_url if service == "sip" else system.consent_url) + path
+    headers = {**FHIR_JSON, **({"Authorization": f"Bearer {token}"} if token else {})}
+    client = system.client(url.split("/fhir")[0])
+    return client.request(method, "/fhir" + path.split("/fhir", 1)[1], json=body, headers=headers)
+
+
+def foreign_token(**claims):
+    key = ECKey.generate_key("P-256", parameters={"kid": "attacker"})
+    now = int(time.time())
+    payload = {"iss": DEV_ISSUER, "aud": "sip-case-service", "sub": "x", "iat": now,
+               "exp": now + 600, "role": "coordinator", "org": MUNICIPALITY,
+               "scope": "user/*.cruds"} | claims  # fmt: skip
+    return jwt.encode({"alg": "ES256", "kid": "attacker"}, payload, key)
+
+
+@pytest.mark.parametrize(
+    "make_token",
+    [
+        pytest.param(lambda system: None, id="missing"),
+        pytest.param(lambda system: "not-a-jwt", id="malformed"),
+        pytest.param(lambda system: foreign_token(), id="wrong-signature"),
+        pytest.param(
+            lambda system: system.token(lifetime_seconds=60, now=time.time() - 3600), id="expired"
+        ),
+        pytest.param(lambda system: system.token(audience="someone-else"), id="wrong-audience"),
+        pytest.param(
+            lambda system: foreign_token(iss="https://idp.example.invalid"), id="untrusted-issuer"
+        ),
+    ],
+)
+def test_every_route_refuses_an_untrusted_token_with_401(system, existing, make_token):
+    token = make_token(system)
+    for service, method, path, body in routes(*existing):
+        response = call(system, service, method, path, body, token)
+        assert response.status_code == 401, (method, path, response.text)
+        assert response.headers["WWW-Authenticate"].startswith('Bearer realm="sip-case-service"')
+        assert response.json()["issue"][0]["code"] == "login"
+        if token:
+            assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+
+
+def test_a_token_without_scopes_is_403_on_every_route(system, existing):
+    token = system.token(scopes=())
+    for service, method, path, body in routes(*existing):
+        response = call(system, service, method, path, body, token)
+        assert response.status_code == 403, (method, path, response.text)
+        assert response.json()["issue"][0]["code"] == "forbidden"
+
+
+def test_an_auditor_reads_but_cannot_write(system, existing):
+    plan_id, consent_id, _ = existing
+    token = system.token("auditor")
+    writes = [r for r in routes(*existing) if r[1] == "POST" and "_search" not in r[2]]
+    assert len(writes) == 5
+    for service, method, path, body in writes:
+        response = call(system, service, method, path, body, token)
+        assert response.status_code == 403, (method, path, response.text)
+    auditor = system.as_caller("auditor")
+    assert auditor.sip.get(f"/fhir/CarePlan/{plan_id}").status_code == 200
+    assert auditor.consent.get(f"/fhir/Consent/{consent_id}/_history").status_code == 200
+    assert auditor.sip.get("/fhir/AuditEvent").status_code == 200
+
+
+def test_only_auditors_read_the_access_log(system, existing):
+    for caller in (system.as_caller("coordinator"), system.as_caller("integration")):
+        assert caller.sip.get("/fhir/AuditEvent").status_code == 403
+        assert caller.consent.get("/fhir/AuditEvent").status_code == 403
+
+
+def test_an_organisation_outside_the_plan_finds_nothing_by_any_route(system, existing):
+    plan_id, consent_id, personnummer = existing
+    outsider = system.as_caller("coordinator", organization=OTHER_REGION)
+    subject = f"http://electronichealth.se/identifier/personnummer|{personnummer}"
+    for path in (
+        f"/fhir/CarePlan/{plan_id}",
+        f"/fhir/CarePlan/{plan_id}?_at=2030-01-01",
+        f"/fhir/CarePlan/{plan_id}/_history",
+        f"/fhir/CarePlan/{plan_id}/_history/1",
+        f"/fhir/CarePlan/{plan_id}/$as-of?instant=2030-01-01",
+        f"/fhir/Provenance?target=CarePlan/{plan_id}",
+    ):
+        assert outsider.sip.get(path).status_code == 404, path
+    everything = outsider.sip.get("/fhir/CarePlan/_history").json()
+    assert plan_id not in str(everything)
+    assert outsider.sip.post(f"/fhir/CarePlan/{plan_id}/$activate").status_code == 404
+    assert (
+        outsider.sip.get("/fhir/CarePlan", params={"subject:identifier": subject}).json()["total"]
+        == 0
+    )
+    assert (
+        outsider.sip.post("/fhir/CarePlan/_search", data={"subject:identifier": subject}).json()[
+            "total"
+        ]
+        == 0
+    )
+    for path in (
+        f"/fhir/Consent/{consent_id}",
+        f"/fhir/Consent/{consent_id}/_history",
+        f"/fhir/Consent/{consent_id}/_history/1",
+        f"/fhir/Provenance?target=Consent/{consent_id}",
+    ):
+        assert outsider.consent.get(path).status_code == 404, path
+    assert consent_id not in str(outsider.consent.get("/fhir/Consent/_history").json())
+    response = outsider.consent.post(
+        f"/fhir/Consent/{consent_id}/$withdraw", json=withdrawal(), headers=FHIR_JSON
+    )
+    assert response.status_code == 404
+    assert (
+        outsider.consent.get("/fhir/Consent", params={"patient:identifier": subject}).json()[
+            "total"
+        ]
+        == 0
+    )
+    # A 404 for a hidden resource is the same as for one that does not exist.
+    hidden = outsider.sip.get(f"/fhir/CarePlan/{plan_id}").json()
+    missing = outsider.sip.get(f"/fhir/CarePlan/{UNKNOWN}").json()
+    assert hidden["issue"][0]["code"] == missing["issue"][0]["code"] == "not-found"
+    # Its auditor sees nothing of it in the access log either.
+    auditor = system.as_caller("auditor", organization=OTHER_REGION)
+    events = auditor.sip.get("/fhir/AuditEvent").json()["entry"]
+    assert all(plan_id not in str(event) for event in events)
+
+
+def test_an_integration_client_acts_only_for_its_own_organisation(system):
+    integration = system.as_caller("integration", organization=MUNICIPALITY)
+    response = integration.sip.post(
+        "/fhir/CarePlan", json=care_plan(new_personnummer()), headers=FHIR_JSON
+    )
+    assert response.status_code == 403
+    own = integration.sip.post(
+        "/fhir/CarePlan", json=care_plan(new_personnummer(), MUNICIPALITY), headers=FHIR_JSON
+    )
+    assert own.status_code == 201
+
+
+def test_a_patient_sees_their_own_plan_and_consents_and_may_withdraw(system, existing):
+    plan_id, consent_id, personnummer = existing
+    patient = system.as_caller("patient", organization=None, patient=personnummer)
+    stranger = system.as_caller("patient", organization=None, patient=new_personnummer())
+    assert patient.sip.get(f"/fhir/CarePlan/{plan_id}").status_code == 200
+    assert stranger.sip.get(f"/fhir/CarePlan/{plan_id}").status_code == 404
+    assert patient.consent.get("/fhir/Consent").json()["total"] == 1
+    assert stranger.consent.get("/fhir/Consent").json()["total"] == 0
+    assert patient.sip.post("/fhir/CarePlan", json=care_plan(personnummer)).status_code == 403
+    assert (
+        stranger.consent.post(
+            f"/fhir/Consent/{consent_id}/$withdraw", json=withdrawal(), headers=FHIR_JSON
+        ).status_code
+        == 404
+    )
+    withdrawn = patient.consent.post(
+        f"/fhir/Consent/{consent_id}/$withdraw", json=withdrawal(), headers=FHIR_JSON
+    )
+    assert withdrawn.status_code == 200
+    assert withdrawn.json()["status"] == "inactive"
+    assert patient.sip.post(f"/fhir/CarePlan/{plan_id}/$activate").status_code == 403

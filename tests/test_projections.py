@@ -1,0 +1,50 @@
+"""Read models are projections of the event log: rebuilt from zero they equal the live ones."""
+
+from sqlalchemy import select
+
+from services.consent.projections import consent_index
+from services.sip.projections import plan_index
+from tests.fhir_data import (
+    FHIR_JSON,
+    care_plan,
+    consent,
+    new_personnummer,
+    prepare_for_activation,
+    withdrawal,
+)
+
+
+def rows(index, table):
+    with index.engine.connect() as connection:
+        return sorted(tuple(row) for row in connection.execute(select(table)))
+
+
+def test_rebuilt_read_models_equal_the_live_ones(system):
+    for number in range(6):
+        personnummer = new_personnummer()
+        given = system.consent.post(
+            "/fhir/Consent", json=consent(personnummer), headers=FHIR_JSON
+        ).json()
+        plan = system.sip.post(
+            "/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON
+        ).json()
+        if number % 2:
+            prepare_for_activation(system.sip, plan["id"])
+            system.sip.post(f"/fhir/CarePlan/{plan['id']}/$activate")
+        if number % 3 == 0:
+            system.consent.post(
+                f"/fhir/Consent/{given['id']}/$withdraw", json=withdrawal(), headers=FHIR_JSON
+            )
+    assert system.sip.get("/fhir/CarePlan", params={"status": "active"}).json()["total"] >= 3
+
+    for index, table in (
+        (system.sip_app.state.index, plan_index),
+        (system.consent_app.state.index, consent_index),
+    ):
+        index.catch_up()  # what the next query would see
+        live = rows(index, table)
+        position = index.position()
+        assert position == index.application.recorder.max_notification_id()
+        assert index.rebuild() == position
+        assert rows(index, table) == live
+        assert index.position() == position

@@ -1,0 +1,172 @@
+"""`sip up` as a user runs it: two processes, stopped with Ctrl-C, started again on the same
+data, and everything is still there at the same versions."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import httpx
+import pytest
+
+from services import demo
+from services.common.auth.tokens import default_scopes
+from tests.fhir_data import (
+    FHIR_JSON,
+    REGION,
+    care_plan,
+    consent,
+    new_personnummer,
+    prepare_for_activation,
+)
+from tests.servers import free_port, wait_until
+
+
+class SipUp:
+    def __init__(self, backend, *arguments, organization=REGION):
+        self.sip_port, self.consent_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "SIP_PORT": str(self.sip_port),
+            "CONSENT_PORT": str(self.consent_port),
+        }
+        env["SIP_DEV_ISSUER"] = "enabled"  # tests mint tokens on PostgreSQL too
+        for service, variable in (("sip", "SIP_DATABASE_URL"), ("consent", "CONSENT_DATABASE_URL")):
+            env.pop(variable, None)
+            if backend.database_urls[service]:
+                env[variable] = backend.database_urls[service]
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "services.cli",
+                "up",
+                "--data-dir",
+                str(backend.data_dir),
+                *arguments,
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        token = backend.issuer.mint(
+            subject="coordinator-1",
+            role="coordinator",
+            organization=organization,
+            scopes=default_scopes("coordinator"),
+        )
+        headers = {"Authorization": f"Bearer {token}"}
+        self.sip = httpx.Client(
+            base_url=f"http://127.0.0.1:{self.sip_port}", timeout=10, headers=headers
+        )
+        self.consent = httpx.Client(
+            base_url=f"http://127.0.0.1:{self.consent_port}", timeout=10, headers=headers
+        )
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def printed(self, text: str) -> bool:
+        return any(text in line for line in self.lines)
+
+    def wait_ready(self) -> None:
+        ready = wait_until(
+            lambda: (
+                self.sip.get("/readyz").status_code == 200
+                and self.consent.get("/readyz").status_code == 200
+            ),
+            seconds=30,
+        )
+        assert ready, self.stop()
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=30)
+        self.reader.join(timeout=10)
+        self.sip.close()
+        self.consent.close()
+        return "".join(self.lines)
+
+
+@pytest.fixture
+def launch(backend):
+    """Starts `sip up`; whatever a failing test leaves running is stopped afterwards."""
+    launched: list[SipUp] = []
+
+    def start(*arguments, organization=REGION) -> SipUp:
+        launched.append(SipUp(backend, *arguments, organization=organization))
+        return launched[-1]
+
+    yield start
+    for sip_up in launched:
+        if sip_up.process.poll() is None:
+            try:
+                sip_up.stop()  # Ctrl-C, so that it stops its two services too
+            except subprocess.TimeoutExpired:
+                sip_up.process.kill()
+
+
+def test_everything_survives_a_restart_at_the_same_versions(backend, launch):
+    personnummer = new_personnummer()
+    first = launch()
+    first.wait_ready()
+    given = first.consent.post("/fhir/Consent", json=consent(personnummer), headers=FHIR_JSON)
+    plan = first.sip.post("/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON)
+    prepare_for_activation(first.sip, plan.json()["id"])
+    activated = first.sip.post(f"/fhir/CarePlan/{plan.json()['id']}/$activate")
+    assert activated.status_code == 200, activated.text
+    draft = first.sip.post("/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON)
+    output = first.stop()
+    assert first.process.returncode == 0, output
+    assert "stopped" in output
+    assert personnummer not in output
+
+    second = launch()
+    second.wait_ready()
+    try:
+        for client, path, expected in (
+            (second.consent, f"/fhir/Consent/{given.json()['id']}", given.json()),
+            (second.sip, f"/fhir/CarePlan/{plan.json()['id']}", activated.json()),
+            (second.sip, f"/fhir/CarePlan/{draft.json()['id']}", draft.json()),
+        ):
+            response = client.get(path)
+            assert response.status_code == 200
+            assert response.json() == expected
+            assert response.headers["ETag"] == f'W/"{expected["meta"]["versionId"]}"'
+        found = second.sip.get(
+            "/fhir/CarePlan", params={"subject:identifier": f"|{personnummer}"}
+        ).json()
+        assert found["total"] == 2
+    finally:
+        assert second.stop() is not None
+    assert second.process.returncode == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_sip_up_demo_loads_plans_in_different_states_once(launch):
+    first = launch("--demo", organization=demo.REGION)
+    first.wait_ready()
+    assert wait_until(lambda: first.printed("Press Ctrl-C"), seconds=20)
+    statuses = sorted(
+        entry["resource"]["status"] for entry in first.sip.get("/fhir/CarePlan").json()["entry"]
+    )
+    assert statuses == ["active", "draft", "draft"]
+    withdrawn = first.consent.get("/fhir/Consent", params={"status": "inactive"}).json()
+    assert withdrawn["total"] == 1
+    output = first.stop()
+    assert "demo: Tolvan Tolvansson: CarePlan/" in output
+    assert "http://127.0.0.1:" in output
+
+    second = launch("--demo", organization=demo.REGION)
+    second.wait_ready()
+    assert wait_until(lambda: second.printed("Press Ctrl-C"), seconds=20)
+    assert second.sip.get("/fhir/CarePlan").json()["total"] == 3
+    output = second.stop()
+    assert output.count("already loaded") == 3

@@ -1,0 +1,138 @@
+"""History for auditors: a plan as it stood at past instants, with the consent state then."""
+
+import time
+
+from fhir.resources.R4B.bundle import Bundle
+
+from services.common.fhir_time import fhir_instant, now
+from tests.fhir_data import (
+    FHIR_JSON,
+    OTHER_REGION,
+    care_plan,
+    consent,
+    new_personnummer,
+    prepare_for_activation,
+    withdrawal,
+)
+
+
+def instant():
+    moment = fhir_instant(now())
+    time.sleep(0.01)  # the next event is recorded strictly after this instant
+    return moment
+
+
+def test_a_plan_as_it_stood_at_several_past_instants(system):
+    personnummer = new_personnummer()
+    before = instant()
+    consent_id = system.consent.post(
+        "/fhir/Consent", json=consent(personnummer), headers=FHIR_JSON
+    ).json()["id"]
+    plan_id = system.sip.post(
+        "/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON
+    ).json()["id"]
+    prepare_for_activation(system.sip, plan_id)
+    plan = system.sip.get(f"/fhir/CarePlan/{plan_id}").json()
+    as_draft = instant()
+    activated = system.sip.post(f"/fhir/CarePlan/{plan['id']}/$activate").json()
+    as_active = instant()
+    system.consent.post(
+        f"/fhir/Consent/{consent_id}/$withdraw", json=withdrawal(), headers=FHIR_JSON
+    )
+    after_withdrawal = instant()
+
+    def at(moment):
+        return system.sip.get(f"/fhir/CarePlan/{plan['id']}", params={"_at": moment})
+
+    assert at(before).status_code == 404
+    assert at(as_draft).json() == plan
+    assert at(as_active).json() == activated
+    assert at(after_withdrawal).json() == activated
+
+    def as_of(moment):
+        bundle = system.sip.get(
+            f"/fhir/CarePlan/{plan['id']}/$as-of", params={"instant": moment}
+        ).json()
+        Bundle.model_validate(bundle)
+        return [entry["resource"] for entry in bundle["entry"]]
+
+    assert [r["status"] for r in as_of(as_draft)] == ["draft"]
+    assert [(r["resourceType"], r["status"]) for r in as_of(as_active)] == [
+        ("CarePlan", "active"),
+        ("Consent", "active"),
+    ]
+    assert [(r["resourceType"], r["status"]) for r in as_of(after_withdrawal)] == [
+        ("CarePlan", "active"),
+        ("Consent", "inactive"),
+    ]
+
+
+def test_history_since_and_at_and_at_type_level(system):
+    personnummer = new_personnummer()
+    system.consent.post("/fhir/Consent", json=consent(personnummer), headers=FHIR_JSON)
+    first = system.sip.post("/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON)
+    prepare_for_activation(system.sip, first.json()["id"])
+    middle = instant()
+    system.sip.post(f"/fhir/CarePlan/{first.json()['id']}/$activate")
+    second = system.sip.post("/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON)
+    hidden = system.as_caller(organization=OTHER_REGION).sip.post(
+        "/fhir/CarePlan", json=care_plan(new_personnummer(), OTHER_REGION), headers=FHIR_JSON
+    )
+    plan_id = first.json()["id"]
+
+    def versions(path, **params):
+        bundle = system.sip.get(path, params=params).json()
+        Bundle.model_validate(bundle)
+        return [(e["resource"]["id"], e["resource"]["meta"]["versionId"]) for e in bundle["entry"]]
+
+    # The plan had 6 versions before the middle instant; activation made the 7th.
+    assert versions(f"/fhir/CarePlan/{plan_id}/_history", _since=middle) == [(plan_id, "7")]
+    assert versions(f"/fhir/CarePlan/{plan_id}/_history", _at=middle) == [
+        (plan_id, "7"),
+        (plan_id, "6"),
+    ]
+    since_middle = versions("/fhir/CarePlan/_history", _since=middle)
+    assert since_middle == [(second.json()["id"], "1"), (plan_id, "7")]
+    everything = versions("/fhir/CarePlan/_history")
+    assert (plan_id, "1") in everything
+    assert hidden.json()["id"] not in {resource_id for resource_id, _ in everything}
+    bad = system.sip.get(f"/fhir/CarePlan/{plan_id}/_history", params={"_since": "yesterday"})
+    assert bad.status_code == 400
+
+
+def test_every_version_has_a_provenance_naming_who_how_and_on_which_consent(system):
+    personnummer = new_personnummer()
+    consent_id = system.consent.post(
+        "/fhir/Consent", json=consent(personnummer), headers=FHIR_JSON
+    ).json()["id"]
+    coordinator = system.as_caller(subject="anna", unit="SE2321000032-U0042")
+    plan_id = coordinator.sip.post(
+        "/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON
+    ).json()["id"]
+    prepare_for_activation(coordinator.sip, plan_id)
+    coordinator.sip.post(f"/fhir/CarePlan/{plan_id}/$activate")
+
+    bundle = system.sip.get("/fhir/Provenance", params={"target": f"CarePlan/{plan_id}"}).json()
+    Bundle.model_validate(bundle)
+    provenances = [entry["resource"] for entry in bundle["entry"]]
+    assert [p["target"][0]["reference"] for p in provenances] == [
+        f"CarePlan/{plan_id}/_history/{version}" for version in range(1, 8)
+    ]
+    assert [p["activity"]["coding"][0]["code"] for p in provenances] == ["CREATE"] + ["EXECUTE"] * 6
+    assert [p["activity"]["text"] for p in provenances][1:] == [
+        "invite-organization",
+        "record-need",
+        "assign-intervention",
+        "assign-overall-responsibility",
+        "set-follow-up",
+        "activate",
+    ]
+    for provenance in provenances:
+        assert provenance["agent"][0]["who"]["identifier"]["value"] == "anna"
+        assert provenance["location"]["identifier"]["value"] == "SE2321000032-U0042"
+    assert "entity" not in provenances[0]
+    assert provenances[-1]["entity"][0]["what"]["identifier"]["value"] == f"urn:uuid:{consent_id}"
+
+    outsider = system.as_caller(organization=OTHER_REGION)
+    hidden = outsider.sip.get("/fhir/Provenance", params={"target": f"CarePlan/{plan_id}"})
+    assert hidden.status_code == 404
