@@ -57,6 +57,7 @@ access_log = Table(
 class AccessLogIndex(Projection):
     name = "access_log"
     metadata = metadata
+    aggregate_class = AccessRecord
 
     def apply(self, connection: Connection, event: Any) -> None:
         if not isinstance(event, AccessRecord.Recorded):
@@ -134,7 +135,7 @@ class AccessLogIndex(Projection):
             .order_by(access_log.c.recorded_at, access_log.c.record_id)
             .limit(limit)
         )
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from eventsourcing.application import Application
 from fastapi import FastAPI, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.auth.tokens import TokenVerifier
 from services.common.fhir_api import (
@@ -17,6 +18,35 @@ from services.common.fhir_api import (
     operation_outcome,
     unexpected_error_response,
 )
+
+
+class ContainUnexpectedErrors:
+    """Answers an unexpected failure with a 500 OperationOutcome and swallows it.
+
+    Without this, Starlette re-raises after answering and the server prints the traceback,
+    whose message may quote request data such as a personnummer. A plain ASGI middleware, not
+    Starlette's BaseHTTPMiddleware, which costs every request a task and a stream."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_noting_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_start)
+        except Exception as error:
+            response = unexpected_error_response(error)  # logs the error's type only
+            if not started:  # once an answer has begun, it cannot be replaced
+                await response(scope, receive, send)
 
 
 def build_service_app(
@@ -43,14 +73,7 @@ def build_service_app(
     app.state.token_verifier = token_verifier
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def contain_unexpected_errors(request: Request, call_next: Any) -> Any:
-        # Without this, Starlette re-raises after answering and the server prints the
-        # traceback, whose message may quote request data such as a personnummer.
-        try:
-            return await call_next(request)
-        except Exception as error:
-            return unexpected_error_response(error)
+    app.add_middleware(ContainUnexpectedErrors)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

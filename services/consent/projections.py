@@ -39,6 +39,7 @@ class ConsentIndex(Projection):
 
     name = "consent_index"
     metadata = metadata
+    aggregate_class = Consent
 
     def apply(self, connection: Connection, event: Any) -> None:
         if not isinstance(event, Consent.Event):
@@ -107,5 +108,5 @@ class ConsentIndex(Projection):
             query = query.where(columns.last_updated >= updated_from)
         if updated_to is not None:
             query = query.where(columns.last_updated <= updated_to)
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return [UUID(row) for row in connection.execute(query).scalars()]

@@ -161,6 +161,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         closers=[follower.stop, consent_gate.close, engine.dispose],
     )
     app.state.plans = plans
+    app.state.consent_feed = follower
     app.state.index = index
     router = APIRouter(prefix="/fhir")
 

@@ -129,6 +129,14 @@ class ConsentFeedFollower:
                 ),
             )
 
+    def position(self) -> int:
+        """How far into the consent service's log this service has acted on."""
+        with self._engine.connect() as connection:
+            found = connection.execute(
+                select(projection_tracking.c.position).where(projection_tracking.c.name == FEED)
+            ).scalar_one_or_none()
+        return found or 0
+
     def _position(self) -> int:
         with self._engine.begin() as connection:
             dialect = postgresql if connection.dialect.name == "postgresql" else sqlite

@@ -53,6 +53,7 @@ class PlanIndex(Projection):
 
     name = "plan_index"
     metadata = metadata
+    aggregate_class = Plan
 
     def apply(self, connection: Connection, event: Any) -> None:
         if not isinstance(event, Plan.Event):
@@ -105,7 +106,7 @@ class PlanIndex(Projection):
     def relying_on(self, consent_id: str) -> list[UUID]:
         """The plans activated on this consent."""
         self.catch_up()
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             rows = connection.execute(
                 select(plan_consents.c.plan_id).where(plan_consents.c.consent_id == consent_id)
             )
@@ -151,5 +152,5 @@ class PlanIndex(Projection):
                         )
                     )
                 )
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return [UUID(row) for row in connection.execute(query).scalars()]
