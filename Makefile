@@ -18,6 +18,7 @@ bench: $(STAMP)
 	$(VENV)/bin/pip install -q -e ".[bench]"
 	$(VENV)/bin/python bench/event_store.py
 	$(VENV)/bin/python bench/rebuild.py
+	$(VENV)/bin/python bench/consent_check.py
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)

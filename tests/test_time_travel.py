@@ -3,6 +3,7 @@
 import time
 
 from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.careteam import CareTeam
 
 from services.common.fhir_time import fhir_instant, now
 from tests.fhir_data import (
@@ -12,6 +13,7 @@ from tests.fhir_data import (
     consent,
     new_personnummer,
     prepare_for_activation,
+    run,
     withdrawal,
 )
 
@@ -136,3 +138,69 @@ def test_every_version_has_a_provenance_naming_who_how_and_on_which_consent(syst
     outsider = system.as_caller(organization=OTHER_REGION)
     hidden = outsider.sip.get("/fhir/Provenance", params={"target": f"CarePlan/{plan_id}"})
     assert hidden.status_code == 404
+
+
+def test_care_team_goal_and_meeting_have_histories_of_their_own(system):
+    personnummer = new_personnummer()
+    plan_id = system.sip.post(
+        "/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON
+    ).json()["id"]
+    goal_id, team_id = f"{plan_id}-goal-1", f"{plan_id}-team"
+    assert run(system.sip, plan_id, "record-need", text="Jag vill klara mig hemma").is_success
+    assert run(system.sip, plan_id, "set-goal", text="Handla själv", need="need-1").is_success
+    set_at = instant()
+    prepare_for_activation(system.sip, plan_id)  # invites the municipality: the team changes
+    assert run(
+        system.sip, plan_id, "revise-goal", goal="goal-1", text="Handla själv två dagar i veckan",
+        reason="Mer realistiskt",
+    ).is_success  # fmt: skip
+    assert run(system.sip, plan_id, "assess-goal", goal="goal-1", outcome="achieved").is_success
+    plan_version = int(system.sip.get(f"/fhir/CarePlan/{plan_id}").json()["meta"]["versionId"])
+
+    def history(path, **params):
+        response = system.sip.get(path, params=params)
+        assert response.status_code == 200, response.text
+        bundle = response.json()
+        Bundle.model_validate(bundle)
+        return bundle["entry"]
+
+    goal_versions = history(f"/fhir/Goal/{goal_id}/_history")
+    # Set, revised, assessed: the plan's other changes are not versions of the goal.
+    assert len(goal_versions) == 3 < plan_version
+    texts = [entry["resource"]["description"]["text"] for entry in goal_versions]
+    assert texts == ["Handla själv två dagar i veckan"] * 2 + ["Handla själv"]
+    assert goal_versions[0]["resource"]["achievementStatus"]["coding"][0]["code"] == "achieved"
+    assert [entry["request"]["method"] for entry in goal_versions] == ["PUT", "PUT", "POST"]
+    for entry in goal_versions:  # every version listed reads back the same with vread
+        version = entry["resource"]["meta"]["versionId"]
+        vread = system.sip.get(f"/fhir/Goal/{goal_id}/_history/{version}")
+        assert vread.json() == entry["resource"]
+        assert vread.headers["ETag"] == f'W/"{version}"'
+    assert system.sip.get(f"/fhir/Goal/{goal_id}/_history/1").status_code == 404  # no goal yet
+    as_set = system.sip.get(f"/fhir/Goal/{goal_id}", params={"_at": set_at}).json()
+    assert as_set == goal_versions[-1]["resource"]
+    assert [e["resource"]["meta"]["versionId"] for e in history(
+        f"/fhir/Goal/{goal_id}/_history", _since=set_at
+    )] == [e["resource"]["meta"]["versionId"] for e in goal_versions[:2]]  # fmt: skip
+
+    team_versions = history(f"/fhir/CareTeam/{team_id}/_history")
+    members = [len(entry["resource"]["participant"]) for entry in team_versions]
+    assert members[-1] == 1 and members[0] == 2  # the municipality joined
+    CareTeam.model_validate(team_versions[0]["resource"])
+
+    hidden_plan = (
+        system.as_caller(organization=OTHER_REGION)
+        .sip.post(
+            "/fhir/CarePlan", json=care_plan(new_personnummer(), OTHER_REGION), headers=FHIR_JSON
+        )
+        .json()["id"]
+    )
+    every_goal = {entry["resource"]["id"] for entry in history("/fhir/Goal/_history")}
+    assert goal_id in every_goal
+    every_team = {entry["resource"]["id"] for entry in history("/fhir/CareTeam/_history")}
+    assert team_id in every_team and f"{hidden_plan}-team" not in every_team
+    outsider = system.as_caller(organization=OTHER_REGION).sip
+    for path in (f"/fhir/Goal/{goal_id}/_history", f"/fhir/Goal/{goal_id}/_history/3",
+                 f"/fhir/CareTeam/{team_id}"):  # fmt: skip
+        assert outsider.get(path).status_code == 404
+    assert system.sip.get(f"/fhir/Goal/{plan_id}-goal-9/_history").status_code == 404

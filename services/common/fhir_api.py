@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from eventsourcing.persistence import IntegrityError
@@ -211,22 +211,28 @@ def searchset(base: str, resources: list[dict[str, Any]], self_url: str) -> dict
     }
 
 
-def history_bundle(base: str, versions: list[dict[str, Any]]) -> dict[str, Any]:
-    """A history Bundle, newest version first, as FHIR's `_history` interaction returns it."""
+def history_bundle(
+    base: str,
+    versions: list[dict[str, Any]],
+    created: Callable[[dict[str, Any]], bool] | None = None,
+) -> dict[str, Any]:
+    """A history Bundle, newest version first, as FHIR's `_history` interaction returns it.
+
+    `created` tells which versions created their resource (by default, version 1)."""
     entries = []
     for resource in reversed(versions):
         version = resource["meta"]["versionId"]
+        first = created(resource) if created else version == "1"
         entries.append(
             {
                 "fullUrl": f"{base}/{resource['resourceType']}/{resource['id']}",
                 "resource": resource,
                 "request": {
-                    "method": "POST" if version == "1" else "PUT",
-                    "url": f"{resource['resourceType']}"
-                    + ("" if version == "1" else f"/{resource['id']}"),
+                    "method": "POST" if first else "PUT",
+                    "url": f"{resource['resourceType']}" + ("" if first else f"/{resource['id']}"),
                 },
                 "response": {
-                    "status": "201 Created" if version == "1" else "200 OK",
+                    "status": "201 Created" if first else "200 OK",
                     "etag": etag(int(version)),
                     "lastModified": resource["meta"]["lastUpdated"],
                 },

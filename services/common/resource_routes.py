@@ -8,7 +8,7 @@ answer leaves.
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 from uuid import UUID
 
@@ -172,6 +172,25 @@ def instant_parameter(name: str, value: str | None) -> datetime | None:
         raise FhirError(400, "invalid", f"{name}: {error}") from None
 
 
+T = TypeVar("T")
+
+
+def history_window(
+    versions: list[T],
+    moment: Callable[[T], datetime],
+    since: datetime | None,
+    at: datetime | None,
+) -> list[T]:
+    """The versions (oldest first) from `_since` on, and with `_at` those current at some
+    time from that instant on: the one in force then and every later one."""
+    if since is not None:
+        versions = [v for v in versions if moment(v) >= since]
+    if at is not None:
+        current = [v for v in versions if moment(v) <= at][-1:]
+        versions = current + [v for v in versions if moment(v) > at]
+    return versions
+
+
 Since = Annotated[str | None, Query(alias="_since", description="versions from this instant")]
 At = Annotated[str | None, Query(alias="_at", description="as the resource stood at this instant")]
 Count = Annotated[int, Query(alias="_count", ge=1, le=1000)]
@@ -219,13 +238,12 @@ def add_version_routes(
         since_instant, at_instant = instant_parameter("_since", since), instant_parameter("_at", at)
         aggregate_id = resource_id(id)
         access.open(actor, aggregate_id, "history-instance", f"{resource_type}/{id}/_history")
-        versions = list(application.versions(aggregate_id))
-        if since_instant is not None:
-            versions = [v for v in versions if v.modified_on >= since_instant]
-        if at_instant is not None:
-            # The versions current at some time from that instant on (FHIR's `_at`).
-            current = [v for v in versions if v.modified_on <= at_instant][-1:]
-            versions = current + [v for v in versions if v.modified_on > at_instant]
+        versions = history_window(
+            list(application.versions(aggregate_id)),
+            lambda version: version.modified_on,
+            since_instant,
+            at_instant,
+        )
         return FhirResponse(history_bundle(fhir_base(request), [to_fhir(v) for v in versions]))
 
     @router.get(f"/{resource_type}/{{id}}/_history/{{vid}}", name=f"vread {resource_type}")

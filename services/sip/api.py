@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 from urllib.parse import urlencode
+from uuid import UUID
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
@@ -26,6 +27,7 @@ from services.common.fhir_api import (
     FhirResponse,
     fhir_base,
     fhir_body,
+    history_bundle,
     parse_if_match,
     resource_response,
     searchset,
@@ -34,10 +36,14 @@ from services.common.fhir_time import fhir_instant, now
 from services.common.parameters import OperationParameters
 from services.common.persistence import read_model_engine, storage_for
 from services.common.resource_routes import (
+    At,
+    Count,
     Disclosure,
     ResourceAccess,
+    Since,
     add_search_routes,
     add_version_routes,
+    history_window,
     instant_parameter,
     resource_id,
 )
@@ -58,13 +64,13 @@ from services.sip.consent_gate import (
 )
 from services.sip.domain import Plan
 from services.sip.fhir_mapping import (
-    appointment_to_fhir,
     care_team_to_fhir,
     goal_to_fhir,
     plan_started_from_fhir,
     plan_to_fhir,
 )
 from services.sip.operations import OPERATIONS, Operation
+from services.sip.plan_views import PLAN_VIEWS, PlanView, ViewVersion, view_history
 from services.sip.projections import PlanIndex
 
 PLAN_STATUSES = ("draft", "active", "on-hold", "revoked", "completed", "entered-in-error")
@@ -89,8 +95,12 @@ CAPABILITIES = [
         },
     ),
     *(
-        resource_capability(resource_type, interactions=["read"], search_parameters={})
-        for resource_type in ("CareTeam", "Goal", "Appointment")
+        resource_capability(
+            view.resource_type,
+            interactions=["read", "vread", "history-instance", "history-type"],
+            search_parameters={},
+        )
+        for view in PLAN_VIEWS
     ),
     *ACCESS_LOG_CAPABILITIES,
 ]
@@ -306,28 +316,88 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     for operation in OPERATIONS:
         add_operation(operation)
 
-    def add_derived_read(resource_type: str, render: Any) -> None:
-        """CareTeam, Goal and Appointment are views of a plan: `<plan id>-<part>`."""
+    def add_view_routes(view: PlanView) -> None:
+        """read (with `_at`), vread, instance and type `_history` of a view of plans."""
+        resource_type = view.resource_type
+        # A local alias would not resolve: annotations are strings here (PEP 563).
+        reader = Depends(authorize(resource_type, "r"))
+
+        def located(id: str) -> tuple[UUID, str]:
+            plan_id, part = view.split_id(id)
+            return resource_id(plan_id), part
+
+        def missing(id: str, detail: str = "") -> FhirError:
+            return FhirError(404, "not-found", f"no {resource_type} with id '{id}'{detail}")
+
+        @router.get(f"/{resource_type}/_history", name=f"type history {resource_type}")
+        def type_history(
+            request: Request, since: Since = None, count: Count = 100, actor: Actor = reader
+        ) -> FhirResponse:
+            since_instant = instant_parameter("_since", since)
+            aggregates = (plans.aggregate(i) for i in plans.aggregate_ids())
+            query = urlencode(dict(request.query_params))
+            versions = [
+                version
+                for plan in access.visible(actor, aggregates, query, "history-type")
+                for part_versions in view_history(plans, plan.id, view).values()
+                for version in part_versions
+                if since_instant is None or version.at >= since_instant
+            ]
+            versions.sort(key=lambda version: version.at)
+            return view_history_response(request, versions[-count:])
 
         @router.get(f"/{resource_type}/{{id}}", name=f"read {resource_type}")
-        def read(id: str, actor: Actor = Depends(authorize(resource_type, "r"))) -> FhirResponse:
-            plan_id, part = id[:36], id[37:]
-            plan = access.open(actor, resource_id(plan_id), "read", f"{resource_type}/{id}")
-            resource = render(plan, part)
+        def read(id: str, at: At = None, actor: Actor = reader) -> FhirResponse:
+            plan_id, part = located(id)
+            instant = instant_parameter("_at", at)
+            entity = f"{resource_type}/{id}" + (f"?_at={at}" if at else "")
+            plan = access.open(actor, plan_id, "read", entity)
+            if instant is not None:
+                plan = plans.version_at(plan.id, instant)
+            resource = view.render_part(plan, part)
             if resource is None:
-                raise FhirError(404, "not-found", f"no {resource_type} with id '{id}'")
+                raise missing(id, f" at {at}" if at else "")
             return resource_response(resource)
 
-    add_derived_read(
-        "CareTeam", lambda plan, part: care_team_to_fhir(plan) if part == "team" else None
-    )
-    add_derived_read(
-        "Goal", lambda plan, part: goal_to_fhir(plan, part) if part in plan.goals else None
-    )
-    add_derived_read(
-        "Appointment",
-        lambda plan, part: appointment_to_fhir(plan, part) if part in plan.meetings else None,
-    )
+        @router.get(f"/{resource_type}/{{id}}/_history", name=f"history {resource_type}")
+        def history(
+            id: str, request: Request, since: Since = None, at: At = None, actor: Actor = reader
+        ) -> FhirResponse:
+            plan_id, part = located(id)
+            since_instant, at_instant = (
+                instant_parameter("_since", since),
+                instant_parameter("_at", at),
+            )
+            access.open(actor, plan_id, "history-instance", f"{resource_type}/{id}/_history")
+            versions = view_history(plans, plan_id, view).get(part)
+            if not versions:
+                raise missing(id)
+            window = history_window(versions, lambda v: v.at, since_instant, at_instant)
+            return view_history_response(request, window)
+
+        @router.get(f"/{resource_type}/{{id}}/_history/{{vid}}", name=f"vread {resource_type}")
+        def vread(id: str, vid: str, actor: Actor = reader) -> FhirResponse:
+            plan_id, part = located(id)
+            entity = f"{resource_type}/{id}/_history/{vid}"
+            plan = access.open(actor, plan_id, "vread", entity)
+            if not vid.isdigit() or not 1 <= int(vid) <= plan.version:
+                raise missing(id, f" version {vid}")
+            resource = view.render_part(plans.aggregate(plan.id, version=int(vid)), part)
+            if resource is None:
+                raise missing(id, f" version {vid}")
+            return resource_response(resource)
+
+    def view_history_response(request: Request, versions: list[ViewVersion]) -> FhirResponse:
+        created = {(v.resource["id"], v.version_id) for v in versions if v.created}
+        bundle = history_bundle(
+            fhir_base(request),
+            [version.resource for version in versions],
+            created=lambda resource: (resource["id"], resource["meta"]["versionId"]) in created,
+        )
+        return FhirResponse(bundle)
+
+    for view in PLAN_VIEWS:
+        add_view_routes(view)
 
     @router.get("/CarePlan/{plan_id}/$as-of")
     def as_of(plan_id: str, instant: str, request: Request, actor: Reader) -> FhirResponse:
