@@ -8,6 +8,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from services.common.auth.tokens import DEV_ISSUER
+from services.sip.operations import OPERATIONS
 from tests.fhir_data import (
     FHIR_JSON,
     MUNICIPALITY,
@@ -21,34 +22,64 @@ from tests.fhir_data import (
 UNKNOWN = "00000000-0000-0000-0000-000000000000"
 
 
-def routes(plan_id, consent_id, personnummer):
-    """(service, method, path, body) of every FHIR route that takes a token."""
-    return [
-        ("sip", "POST", "/fhir/CarePlan", care_plan(personnummer)),
-        ("sip", "GET", "/fhir/CarePlan", None),
-        ("sip", "POST", "/fhir/CarePlan/_search", None),
-        ("sip", "GET", f"/fhir/CarePlan/{plan_id}", None),
-        ("sip", "GET", f"/fhir/CarePlan/{plan_id}/_history", None),
-        ("sip", "GET", f"/fhir/CarePlan/{plan_id}/_history/1", None),
-        ("sip", "POST", f"/fhir/CarePlan/{plan_id}/$activate", None),
-        ("sip", "GET", "/fhir/CarePlan/_history", None),
-        ("sip", "GET", f"/fhir/CarePlan/{plan_id}/$as-of?instant=2026-01-01", None),
-        ("sip", "GET", f"/fhir/Provenance?target=CarePlan/{plan_id}", None),
-        ("sip", "GET", "/fhir/AuditEvent", None),
-        ("sip", "GET", f"/fhir/Patient/{personnummer}/$access-log", None),
-        ("consent", "POST", "/fhir/Consent", consent(personnummer)),
-        ("consent", "GET", "/fhir/Consent", None),
-        ("consent", "POST", "/fhir/Consent/_search", None),
-        ("consent", "GET", f"/fhir/Consent/{consent_id}", None),
-        ("consent", "GET", f"/fhir/Consent/{consent_id}/_history", None),
-        ("consent", "GET", f"/fhir/Consent/{consent_id}/_history/1", None),
-        ("consent", "POST", f"/fhir/Consent/{consent_id}/$withdraw", withdrawal()),
-        ("consent", "POST", "/fhir/Consent/$check", {"resourceType": "Parameters"}),
-        ("consent", "GET", "/fhir/Consent/_history", None),
-        ("consent", "GET", f"/fhir/Provenance?target=Consent/{consent_id}", None),
-        ("consent", "GET", "/fhir/AuditEvent", None),
-        ("consent", "GET", f"/fhir/Patient/{personnummer}/$access-log", None),
-    ]
+# Routes anyone may call: what the service supports, and the keys to check its checkpoints.
+OPEN_ROUTES = {"/fhir/metadata", "/events/checkpoint-keys"}
+VIEW_PARTS = (("CareTeam", "team"), ("Goal", "goal-1"), ("Appointment", "meeting-1"))
+OPERATION_BODY = {"resourceType": "Parameters", "parameter": []}
+
+
+def routes(system, plan_id, consent_id, personnummer):
+    """(service, method, path, body) of every route that takes a token, read from each
+    service's own OpenAPI description, so a route added later is tested too."""
+    ids = {
+        "CarePlan": plan_id, "Consent": consent_id, "CareTeam": f"{plan_id}-team",
+        "Goal": f"{plan_id}-goal-1", "Appointment": f"{plan_id}-meeting-1",
+        "AuditEvent": UNKNOWN,
+    }  # fmt: skip
+    found = []
+    for service, app in (("sip", system.sip_app), ("consent", system.consent_app)):
+        for template, methods in app.openapi()["paths"].items():
+            if template in OPEN_ROUTES:
+                continue
+            resource_type = template.split("/")[2] if template.startswith("/fhir/") else ""
+            path = (
+                template.replace("{id}", ids.get(resource_type, UNKNOWN))
+                .replace("{record_id}", UNKNOWN)
+                .replace("{plan_id}", plan_id)
+                .replace("{consent_id}", consent_id)
+                .replace("{vid}", "1")
+                .replace("{personnummer}", personnummer)
+            )
+            if path.endswith("$as-of"):
+                path += "?instant=2026-01-01"
+            if path == "/fhir/Provenance":
+                path += f"?target={resource_type_of(service)}/{ids[resource_type_of(service)]}"
+            for method in methods:
+                body = None
+                if method == "post" and "_search" not in path:
+                    body = {
+                        "/fhir/CarePlan": care_plan(personnummer),
+                        "/fhir/Consent": consent(personnummer),
+                    }.get(path, withdrawal() if path.endswith("$withdraw") else OPERATION_BODY)
+                found.append((service, method.upper(), path, body))
+    return found
+
+
+def resource_type_of(service):
+    return "CarePlan" if service == "sip" else "Consent"
+
+
+def test_the_routes_tested_include_every_operation_and_view(system, existing):
+    listed = {(service, method, path.split("?")[0]) for service, method, path, _ in
+              routes(system, *existing)}  # fmt: skip
+    plan_id, consent_id, _ = existing
+    for operation in (*(o.name for o in OPERATIONS), "activate"):
+        assert ("sip", "POST", f"/fhir/CarePlan/{plan_id}/${operation}") in listed
+    for operation in ("withdraw", "mark-entered-in-error", "override-block"):
+        assert ("consent", "POST", f"/fhir/Consent/{consent_id}/${operation}") in listed
+    for view in ("CareTeam", "Goal", "Appointment"):
+        assert sum(path.startswith(f"/fhir/{view}/") for _, _, path in listed) == 4
+    assert {("sip", "GET", "/events"), ("consent", "GET", "/events/checkpoint")} <= listed
 
 
 @pytest.fixture
@@ -64,10 +95,9 @@ def existing(system):
 
 
 def call(system, service, method, path, body, token):
-    url = (system.sip_url if service == "sip" else system.consent_url) + path
     headers = {**FHIR_JSON, **({"Authorization": f"Bearer {token}"} if token else {})}
-    client = system.client(url.split("/fhir")[0])
-    return client.request(method, "/fhir" + path.split("/fhir", 1)[1], json=body, headers=headers)
+    client = system.client(system.sip_url if service == "sip" else system.consent_url)
+    return client.request(method, path, json=body, headers=headers)
 
 
 def foreign_token(**claims):
@@ -96,7 +126,7 @@ def foreign_token(**claims):
 )
 def test_every_route_refuses_an_untrusted_token_with_401(system, existing, make_token):
     token = make_token(system)
-    for service, method, path, body in routes(*existing):
+    for service, method, path, body in routes(system, *existing):
         response = call(system, service, method, path, body, token)
         assert response.status_code == 401, (method, path, response.text)
         assert response.headers["WWW-Authenticate"].startswith('Bearer realm="sip-case-service"')
@@ -107,7 +137,7 @@ def test_every_route_refuses_an_untrusted_token_with_401(system, existing, make_
 
 def test_a_token_without_scopes_is_403_on_every_route(system, existing):
     token = system.token(scopes=())
-    for service, method, path, body in routes(*existing):
+    for service, method, path, body in routes(system, *existing):
         response = call(system, service, method, path, body, token)
         assert response.status_code == 403, (method, path, response.text)
         assert response.json()["issue"][0]["code"] == "forbidden"
@@ -116,8 +146,10 @@ def test_a_token_without_scopes_is_403_on_every_route(system, existing):
 def test_an_auditor_reads_but_cannot_write(system, existing):
     plan_id, consent_id, _ = existing
     token = system.token("auditor")
-    writes = [r for r in routes(*existing) if r[1] == "POST" and "_search" not in r[2]]
-    assert len(writes) == 5
+    writes = [r for r in routes(system, *existing) if r[1] == "POST" and "_search" not in r[2]]
+    # CarePlan: create, $activate and the plan's operations; Consent: create, $check,
+    # $withdraw, $mark-entered-in-error, $override-block.
+    assert len(writes) == 2 + len(OPERATIONS) + 5
     for service, method, path, body in writes:
         response = call(system, service, method, path, body, token)
         assert response.status_code == 403, (method, path, response.text)
@@ -144,8 +176,15 @@ def test_an_organisation_outside_the_plan_finds_nothing_by_any_route(system, exi
         f"/fhir/CarePlan/{plan_id}/_history/1",
         f"/fhir/CarePlan/{plan_id}/$as-of?instant=2030-01-01",
         f"/fhir/Provenance?target=CarePlan/{plan_id}",
+        *(
+            f"/fhir/{view}/{plan_id}-{part}{suffix}"
+            for view, part in VIEW_PARTS
+            for suffix in ("", "/_history", "/_history/1", "?_at=2030-01-01")
+        ),
     ):
         assert outsider.sip.get(path).status_code == 404, path
+    for view in ("CareTeam", "Goal", "Appointment"):
+        assert plan_id not in str(outsider.sip.get(f"/fhir/{view}/_history").json())
     everything = outsider.sip.get("/fhir/CarePlan/_history").json()
     assert plan_id not in str(everything)
     assert outsider.sip.post(f"/fhir/CarePlan/{plan_id}/$activate").status_code == 404
