@@ -2,9 +2,10 @@
 
     python bench/rebuild.py [--plans N] [--skip-postgres]
 
-Writes a SIP workload straight through the application (each plan: started, activated, with
-the access records a request writes), then measures in events/s: rebuilding every read model
-from zero (`sip projections rebuild`), and recomputing the hash chain (`sip audit verify`).
+Writes a SIP workload straight through the application (each plan drawn up over seven
+requests and activated, with the access records each request writes), then measures in
+events/s: rebuilding every read model from zero (`sip projections rebuild`), and
+recomputing the hash chain (`sip audit verify`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import argparse
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import psycopg
@@ -28,7 +29,8 @@ from services.common.access_log import WriteContext, writing
 from services.common.persistence import maintenance_conninfo
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/"
-ACTOR = {"subject": "bench", "role": "coordinator", "organization": "SE2321000032-R1", "unit": None}
+REGION, MUNICIPALITY = "SE2321000032-R1", "SE2120000357-K1"
+ACTOR = {"subject": "bench", "role": "coordinator", "organization": REGION, "unit": None}
 
 
 class PermitAll:
@@ -37,15 +39,38 @@ class PermitAll:
 
 
 def write_workload(application, plans: int) -> None:
+    """Each plan as a coordinator draws it up: started, the municipality invited, a need, an
+    intervention, overall responsibility, a follow-up date, activated; one request each."""
     now = datetime.now(UTC)
+    intervention = {
+        "text": "Hemtjänst", "kind": "support", "need_ids": ["need-1"], "goal_ids": [],
+        "performer_organization": MUNICIPALITY, "performer_unit": None,
+        "performer_participant": None, "responsible_principal": "municipality",
+        "responsible_organization": MUNICIPALITY, "start": None, "end": None,
+    }  # fmt: skip
+    steps = [
+        lambda plan: plan.invite_organization(
+            hsa_id=MUNICIPALITY, kind="municipality", name=None, at=now, by=ACTOR
+        ),
+        lambda plan: plan.record_need(text="Jag vill bo hemma", wishes=None, at=now, by=ACTOR),
+        lambda plan: plan.assign_intervention(intervention=intervention, at=now, by=ACTOR),
+        lambda plan: plan.assign_overall_responsibility(
+            organization=REGION, reason=None, at=now, by=ACTOR
+        ),
+        lambda plan: plan.set_follow_up(follow_up_date=date(2027, 3, 1), at=now, by=ACTOR),
+    ]
     for number in range(plans):
         personnummer = with_check_digit(f"19800101{number % 1000:03d}")
         with writing(WriteContext(ACTOR, "create", "CarePlan", now)):
             plan = application.start(
                 subject={"system": PERSONNUMMER_SYSTEM, "value": personnummer},
-                starting_organization="SE2321000032-R1", title="SIP", description=None,
+                starting_organization=REGION, starting_organization_kind="region",
+                initiative="region-unit", title="SIP", description=None,
                 started_at=now, started_by=ACTOR,
             )  # fmt: skip
+        for step in steps:
+            with writing(WriteContext(ACTOR, "operation", "CarePlan", now)):
+                application.change(plan.id, step)
         with writing(WriteContext(ACTOR, "operation", "CarePlan", now, detail="activate")):
             application.activate(plan.id, consent_gate=PermitAll(), at=now, by=ACTOR)
 
@@ -72,7 +97,7 @@ def measure(label: str, data_dir: Path, database_url: str | None, plans: int) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--plans", type=int, default=1500)
+    parser.add_argument("--plans", type=int, default=400)
     parser.add_argument("--skip-postgres", action="store_true")
     arguments = parser.parse_args()
     rows = []

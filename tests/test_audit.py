@@ -131,19 +131,48 @@ def test_cutting_off_the_newest_events_is_caught_by_a_signed_checkpoint(
 
 def test_the_event_feed_replays_the_whole_log_from_position_zero(system, workload):
     auditor = system.as_caller("auditor")
-    events, after = [], 0
-    while True:
+    events, after, head = [], 0, None
+    while head is None or after < head:
         page = auditor.sip.get("/events", params={"after": after, "limit": 7}).json()
-        if not page["events"]:
-            break
-        events += page["events"]
+        head = page["head"] if head is None else head  # reading it logs more after this
+        events += [e for e in page["events"] if e["position"] <= head]
         after = page["next"]
-    assert [e["position"] for e in events] == sorted({e["position"] for e in events})
-    assert len(events) == page["head"]
+    assert [e["position"] for e in events] == list(range(1, head + 1))
     started = [e for e in events if e["type"].endswith("Plan.Started")]
     assert {e["aggregate_id"] for e in started} == {plan_id for plan_id, _ in workload}
     assert all(e["author"]["role"] == "coordinator" for e in started)
+
+
+def test_the_event_feed_is_for_auditors_and_systems_and_each_read_is_logged(system, workload):
     assert system.sip.get("/events").status_code == 403  # a coordinator may not replay all
+    with_scope = system.as_caller("coordinator", scopes=("user/Event.rs", "user/*.rs"))
+    assert with_scope.sip.get("/events").status_code == 403  # nor with the scope
+    integration = system.as_caller("integration", scopes=("system/Event.rs",))
+    consents = integration.consent.get("/events", params={"type": "Consent"}).json()
+    assert {e["type"].rsplit(":", 1)[1] for e in consents["events"]} == {
+        "Consent.Given", "Consent.Withdrawn"
+    }  # fmt: skip
+    assert consents["next"] == consents["head"]  # a short page has seen up to the head
+    bad = integration.consent.get("/events", params={"type": "Nonsense"})
+    assert bad.status_code == 400
+    after_head = {"type": "Consent", "after": consents["next"]}
+    nothing_new = integration.consent.get("/events", params=after_head).json()
+    assert nothing_new["events"] == []
+    # Each person whose events a page disclosed has a record of it, naming the reader.
+    _, personnummer = workload[0]
+    extract = (
+        system.as_caller("auditor")
+        .consent.get(
+            "/fhir/AuditEvent", params={"patient:identifier": personnummer, "_count": 1000}
+        )
+        .json()
+    )
+    feed_reads = [
+        entry["resource"] for entry in extract["entry"]
+        if entry["resource"]["subtype"][0]["code"] == "event-feed"
+    ]  # fmt: skip
+    assert len(feed_reads) == 1
+    assert feed_reads[0]["agent"][0]["who"]["identifier"]["value"] == "integration-1"
 
 
 def test_replay_and_export_read_without_knowing_the_code(system, workload, backend, tmp_path,

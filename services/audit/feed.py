@@ -6,20 +6,35 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from typing import Annotated, Any
 
+from eventsourcing.utils import get_topic
 from fastapi import APIRouter, Depends, FastAPI, Query
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from contracts.actor import Actor
 from services.audit.checkpoints import Checkpoint, CheckpointSigner
+from services.common.access_log import SUCCESS, AccessRecord
 from services.common.application import VersionedApplication
 from services.common.auth.dependency import authorize
+from services.common.fhir_api import FhirError, access_log_unwritable
 from services.common.fhir_time import fhir_instant, now
 
-# The raw log holds every organisation's data: only a scope naming it, never `*`, opens it.
+# The raw log holds every organisation's data: only a scope naming it, never `*`, opens it,
+# and only to auditors and systems (the peer service follows it).
 EventReader = Annotated[Actor, Depends(authorize("Event", "r", explicit_scope=True))]
+FEED_ROLES = ("auditor", "integration")
+
+
+def event_topics(aggregate_class: type[Any]) -> list[str]:
+    """The topics of every event class an aggregate class has."""
+    return [
+        get_topic(member)
+        for member in vars(aggregate_class).values()
+        if isinstance(member, type) and issubclass(member, aggregate_class.Event)
+    ]
 
 
 def add_event_feed(
@@ -39,15 +54,35 @@ def add_event_feed(
             )
             return {row[0]: (row[1], row[2]) for row in rows}
 
+    aggregate_types = {cls.__name__: cls for cls in (application.aggregate_class, AccessRecord)}
+    topics_of_type = {name: event_topics(cls) for name, cls in aggregate_types.items()}
+
     @router.get("")
     def events(
         actor: EventReader,
         after: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        event_type: Annotated[
+            str | None, Query(alias="type", description="only one aggregate's events")
+        ] = None,
     ) -> dict[str, Any]:
+        if actor.role not in FEED_ROLES:
+            raise FhirError(403, "forbidden", "the raw event log is for auditors and systems")
+        if event_type is not None and event_type not in topics_of_type:
+            raise FhirError(400, "invalid", f"type is one of {', '.join(topics_of_type)}")
+        # Ids commit in order, so everything up to the head read first is there to be read;
+        # a page shorter than the limit has seen all of it, even when a type filter skipped
+        # most, and the cursor moves to that head.
+        head = application.recorder.max_notification_id() or 0
         notifications = application.recorder.select_notifications(
-            start=after, limit=limit, inclusive_of_start=False
+            start=after,
+            limit=limit,
+            stop=head,
+            topics=topics_of_type[event_type] if event_type else (),
+            inclusive_of_start=False,
         )
+        query = f"after={after}&limit={limit}&type={event_type or ''}"
+        log_feed_read(actor, notifications, query)
         links = chain_rows(notifications[0].id, notifications[-1].id) if notifications else {}
         items = []
         for notification in notifications:
@@ -67,11 +102,50 @@ def add_event_feed(
                     "log_hash": log_hash,
                 }
             )
+        full_page = len(notifications) == limit
         return {
             "events": items,
-            "next": items[-1]["position"] if items else after,
-            "head": application.recorder.max_notification_id() or 0,
+            "next": notifications[-1].id if full_page else max(head, after),
+            "head": head,
         }
+
+    def log_feed_read(actor: Actor, notifications: Sequence[Any], query: str) -> None:
+        """One access record per person whose events a page disclosed (IHE BALP), written
+        before the page is answered; none for an empty page."""
+        if not notifications:
+            return
+        positions = f"positions {notifications[0].id}-{notifications[-1].id}"
+        people: dict[tuple[str, str], dict[str, Any]] = {}
+        for originator_id in dict.fromkeys(n.originator_id for n in notifications):
+            # From the stored creation event as it is, not the aggregate: a log that was
+            # tampered with must still be readable, so that verification can name the break.
+            created = application.recorder.select_events(originator_id, lte=1, limit=1)
+            person = _person_named(created[0].state) if created else None
+            if person:
+                entry = people.setdefault(
+                    (person["system"], person["value"]), {"patient": person, "ids": []}
+                )
+                entry["ids"].append(str(originator_id))
+        records = [
+            AccessRecord(
+                interaction="event-feed",
+                action="R",
+                outcome=SUCCESS,
+                actor=actor.as_event_data(),
+                patient=entry["patient"],
+                custodian=None,
+                entity=" ".join(entry["ids"]),
+                consents=[],
+                query=query,
+                detail=f"event feed, {positions}",
+                recorded_at=now(),
+            )
+            for entry in people.values()
+        ]
+        try:
+            application.save(*records)
+        except Exception as error:
+            raise access_log_unwritable(error) from None
 
     @router.get("/checkpoint")
     def checkpoint(actor: EventReader) -> dict[str, Any]:
@@ -85,6 +159,19 @@ def add_event_feed(
         return signer.public_keys()
 
     app.include_router(router)
+
+
+def _person_named(state: bytes) -> dict[str, str] | None:
+    """The person a creation event names (a plan's subject, a consent's or record's patient)."""
+    try:
+        payload = json.loads(state)
+    except ValueError:
+        return None
+    for field in ("subject", "patient"):
+        person = _transcoded(payload.get(field))
+        if isinstance(person, dict) and {"system", "value"} <= set(person):
+            return {"system": str(person["system"]), "value": str(person["value"])}
+    return None
 
 
 def _author(payload: dict[str, Any]) -> dict[str, Any] | None:

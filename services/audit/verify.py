@@ -154,15 +154,19 @@ def database_links(
 
 
 def feed_links(base_url: str, token: str, page: int = 1000) -> Iterator[StoredLink]:
-    """Events and chain links from a running service's event feed."""
-    after = 0
+    """Events and chain links from a running service's event feed, up to its head when the
+    reading began (reading the feed logs the access, which adds events after it)."""
+    after, head = 0, None
     with httpx.Client(base_url=base_url, timeout=30,
                       headers={"Authorization": f"Bearer {token}"}) as client:  # fmt: skip
-        while True:
+        while head is None or after < head:
             response = client.get("/events", params={"after": after, "limit": page})
             response.raise_for_status()
             body = response.json()
+            head = body["head"] if head is None else head
             for item in body["events"]:
+                if item["position"] > head:
+                    return
                 yield StoredLink(
                     position=item["position"],
                     originator_id=UUID(item["aggregate_id"]),
@@ -174,4 +178,4 @@ def feed_links(base_url: str, token: str, page: int = 1000) -> Iterator[StoredLi
                 )
             if not body["events"]:
                 return
-            after = body["events"][-1]["position"]
+            after = body["next"]

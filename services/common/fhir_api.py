@@ -124,6 +124,16 @@ def install_error_handlers(app: FastAPI) -> None:
         return unexpected_error_response(error)
 
 
+def access_log_unwritable(error: Exception) -> FhirError:
+    """Fail closed: an access that cannot be logged is not answered."""
+    return FhirError(
+        503,
+        "transient",
+        f"the access log cannot be written ({type(error).__name__}); nothing is disclosed",
+        headers={"Retry-After": "5"},
+    )
+
+
 def unexpected_error_response(error: Exception) -> FhirResponse:
     # The exception text may quote request data (a personnummer); log the type only.
     log.error("unexpected %s while serving a request", type(error).__name__)

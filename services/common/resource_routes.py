@@ -23,6 +23,7 @@ from services.common.domain import NotFound
 from services.common.fhir_api import (
     FhirError,
     FhirResponse,
+    access_log_unwritable,
     fhir_base,
     history_bundle,
     resource_response,
@@ -84,12 +85,7 @@ class ResourceAccess:
                 recorded_at=now(),
             )
         except Exception as error:
-            raise FhirError(
-                503,
-                "transient",
-                f"the access log cannot be written ({type(error).__name__}); nothing is disclosed",
-                headers={"Retry-After": "5"},
-            ) from None
+            raise access_log_unwritable(error) from None
 
     def open(self, actor: Actor, aggregate_id: UUID, interaction: str, entity: str) -> Any:
         """The aggregate, if the caller may see it; the access is logged either way."""

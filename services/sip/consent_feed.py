@@ -85,22 +85,25 @@ class ConsentFeedFollower:
         position = self._position()
         response = self._client.get(
             "/events",
-            params={"after": position, "limit": page},
+            # Only consents' events: the consent service's access records are not ours to
+            # read, and reading them would log more of them.
+            params={"after": position, "limit": page, "type": "Consent"},
             headers={"Authorization": f"Bearer {self._token_source()}"},
         )
         response.raise_for_status()
-        events = response.json()["events"]
+        body = response.json()
+        events = body["events"]
         for item in events:
             self._handle(item)
-        if events:
-            last = events[-1]["position"]
+        if body["next"] > position:
             with self._engine.begin() as connection:
                 connection.execute(
                     projection_tracking.update()
                     .where(
-                        projection_tracking.c.name == FEED, projection_tracking.c.position < last
+                        projection_tracking.c.name == FEED,
+                        projection_tracking.c.position < body["next"],
                     )
-                    .values(position=last)
+                    .values(position=body["next"])
                 )
         self._cache.feed_reached()
         return len(events)
