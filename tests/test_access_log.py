@@ -14,6 +14,7 @@ from tests.fhir_data import (
     new_personnummer,
     prepare_for_activation,
 )
+from tests.servers import wait_until
 
 UNIT = "SE2321000032-U0042"
 
@@ -37,6 +38,9 @@ def test_a_scripted_sequence_of_accesses_is_logged_exactly(system):
     consent_id = coordinator.consent.post(
         "/fhir/Consent", json=consent(personnummer), headers=FHIR_JSON
     ).json()["id"]
+    # The SIP service reads the new consent from the consent service's log: an access too.
+    consent_head = system.consent_app.state.registry.recorder.max_notification_id()
+    assert wait_until(lambda: system.sip_app.state.consent_feed.position() >= consent_head)
     plan_id = coordinator.sip.post(
         "/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON
     ).json()["id"]
@@ -74,9 +78,10 @@ def test_a_scripted_sequence_of_accesses_is_logged_exactly(system):
     decisions = [summary(e["resource"]) for e in consent_log["entry"]]
     assert decisions == [
         ("C", "create", "0", "anna", REGION),
+        ("R", "event-feed", "0", "sip-service", SERVICE_HSA_ID),
         ("E", "disclosure-decision", "0", "sip-service", SERVICE_HSA_ID),
     ]
-    decision = consent_log["entry"][1]["resource"]
+    decision = consent_log["entry"][2]["resource"]
     assert decision["outcomeDesc"].startswith("permit: consent-in-force")
     assert {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{consent_id}"} in [
         entity["what"].get("identifier") for entity in decision["entity"] if "what" in entity
@@ -85,6 +90,7 @@ def test_a_scripted_sequence_of_accesses_is_logged_exactly(system):
     extract = patient.sip.get(f"/fhir/Patient/{personnummer}/$access-log").json()
     assert [(e["organization"], e["role"], e["what"]) for e in extract["entries"]] == [
         (REGION, "coordinator", "created your consent"),
+        (SERVICE_HSA_ID, "integration", "read your consent"),
         (REGION, "coordinator", "created your coordinated individual plan (SIP)"),
         *[(REGION, "coordinator", "acted on your coordinated individual plan (SIP)")] * 5,
         (REGION, "coordinator", "read your coordinated individual plan (SIP)"),

@@ -110,37 +110,42 @@ def add_event_feed(
         }
 
     def log_feed_read(actor: Actor, notifications: Sequence[Any], query: str) -> None:
-        """One access record per person whose events a page disclosed (IHE BALP), written
-        before the page is answered; none for an empty page."""
+        """One access record per person (and organisation whose information it was) that a
+        page disclosed events of (IHE BALP), written before the page is answered."""
         if not notifications:
             return
         positions = f"positions {notifications[0].id}-{notifications[-1].id}"
-        people: dict[tuple[str, str], dict[str, Any]] = {}
-        for originator_id in dict.fromkeys(n.originator_id for n in notifications):
+        access_record_topics = set(topics_of_type["AccessRecord"])
+        resource_type_of = {
+            n.originator_id: "AuditEvent"
+            if n.topic in access_record_topics
+            else application.resource_type
+            for n in notifications
+        }
+        disclosed: dict[tuple[str, str, str | None], list[str]] = {}
+        for originator_id, resource_type in resource_type_of.items():
             # From the stored creation event as it is, not the aggregate: a log that was
             # tampered with must still be readable, so that verification can name the break.
             created = application.recorder.select_events(originator_id, lte=1, limit=1)
-            person = _person_named(created[0].state) if created else None
+            person, custodian = _named_in_creation(created[0].state) if created else (None, None)
             if person:
-                entry = people.setdefault(
-                    (person["system"], person["value"]), {"patient": person, "ids": []}
-                )
-                entry["ids"].append(str(originator_id))
+                key = (person["system"], person["value"], custodian)
+                disclosed.setdefault(key, []).append(f"{resource_type}/{originator_id}")
         records = [
             AccessRecord(
                 interaction="event-feed",
                 action="R",
                 outcome=SUCCESS,
                 actor=actor.as_event_data(),
-                patient=entry["patient"],
-                custodian=None,
-                entity=" ".join(entry["ids"]),
+                patient={"system": system, "value": value},
+                custodian=custodian,
+                entity=" ".join(entities),
                 consents=[],
                 query=query,
                 detail=f"event feed, {positions}",
                 recorded_at=now(),
             )
-            for entry in people.values()
+            for (system, value, custodian), entities in disclosed.items()
         ]
         try:
             application.save(*records)
@@ -161,17 +166,27 @@ def add_event_feed(
     app.include_router(router)
 
 
-def _person_named(state: bytes) -> dict[str, str] | None:
-    """The person a creation event names (a plan's subject, a consent's or record's patient)."""
+def _named_in_creation(state: bytes) -> tuple[dict[str, str] | None, str | None]:
+    """The person a creation event names (a plan's subject, a consent's or an access
+    record's patient) and the organisation whose information it is (the plan's starting
+    organisation, the consent's recorder, the record's custodian)."""
     try:
         payload = json.loads(state)
     except ValueError:
-        return None
+        return None, None
+    person = None
     for field in ("subject", "patient"):
-        person = _transcoded(payload.get(field))
-        if isinstance(person, dict) and {"system", "value"} <= set(person):
-            return {"system": str(person["system"]), "value": str(person["value"])}
-    return None
+        named = _transcoded(payload.get(field))
+        if isinstance(named, dict) and {"system", "value"} <= set(named):
+            person = {"system": str(named["system"]), "value": str(named["value"])}
+            break
+    recorder = _transcoded(payload.get("recorded_by"))
+    custodian = (
+        payload.get("custodian")
+        or payload.get("starting_organization")
+        or (recorder.get("organization") if isinstance(recorder, dict) else None)
+    )
+    return person, custodian if isinstance(custodian, str) else None
 
 
 def _author(payload: dict[str, Any]) -> dict[str, Any] | None:

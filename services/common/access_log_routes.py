@@ -23,7 +23,7 @@ from services.common.access_log_views import (
     record_uuid,
 )
 from services.common.auth.dependency import authorize
-from services.common.fhir_api import FhirError, FhirResponse, fhir_base, searchset
+from services.common.fhir_api import FhirError, FhirResponse, fhir_base, searchset, unavailable
 from services.common.fhir_time import fhir_instant, now
 from services.common.resource_routes import ResourceAccess, resource_id
 from services.common.search import date_range, person_token
@@ -192,10 +192,7 @@ def _peer_entries(peer_url: str, personnummer: str, request: Request) -> list[di
         response.raise_for_status()
         return response.json()["entries"]
     except (httpx.HTTPError, ValueError, KeyError):
-        raise FhirError(
-            503,
-            "transient",
+        raise unavailable(
             "the consent service's part of the log extract could not be fetched; "
-            "an incomplete extract is not given",
-            headers={"Retry-After": "5"},
+            "an incomplete extract is not given"
         ) from None

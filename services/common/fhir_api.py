@@ -124,13 +124,17 @@ def install_error_handlers(app: FastAPI) -> None:
         return unexpected_error_response(error)
 
 
+def unavailable(diagnostics: str, retry_after_seconds: int = 5) -> FhirError:
+    """503: something the answer depends on cannot be reached now; try again later."""
+    return FhirError(
+        503, "transient", diagnostics, headers={"Retry-After": str(retry_after_seconds)}
+    )
+
+
 def access_log_unwritable(error: Exception) -> FhirError:
     """Fail closed: an access that cannot be logged is not answered."""
-    return FhirError(
-        503,
-        "transient",
-        f"the access log cannot be written ({type(error).__name__}); nothing is disclosed",
-        headers={"Retry-After": "5"},
+    return unavailable(
+        f"the access log cannot be written ({type(error).__name__}); nothing is disclosed"
     )
 
 

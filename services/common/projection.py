@@ -116,13 +116,14 @@ class Projection(ABC):
 
     def rebuild(self) -> int:
         """Drops the read model and applies the whole log again from position zero."""
-        with self._lock:
-            self.metadata.drop_all(self.engine)
-            self.metadata.create_all(self.engine)
-            with self.engine.begin() as connection:
-                connection.execute(
-                    projection_tracking.delete().where(projection_tracking.c.name == self.name)
-                )
+        with self._lock, self._writer.begin() as connection:
+            # One write transaction, taken up front: on SQLite a running service writing
+            # meanwhile would otherwise make the DDL fail at once instead of waiting its turn.
+            self.metadata.drop_all(connection)
+            self.metadata.create_all(connection)
+            connection.execute(
+                projection_tracking.delete().where(projection_tracking.c.name == self.name)
+            )
         return self.catch_up()
 
     def _read_position(self, connection: Connection) -> int | None:

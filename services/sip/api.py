@@ -31,6 +31,7 @@ from services.common.fhir_api import (
     parse_if_match,
     resource_response,
     searchset,
+    unavailable,
 )
 from services.common.fhir_time import fhir_instant, now
 from services.common.parameters import OperationParameters
@@ -111,11 +112,8 @@ Reader = Annotated[Actor, Depends(authorize("CarePlan", "r"))]
 
 
 def consent_service_down(error: ConsentServiceUnavailable) -> FhirError:
-    return FhirError(
-        503,
-        "transient",
-        f"the consent service could not be asked ({error}); nothing was disclosed or changed",
-        headers={"Retry-After": "5"},
+    return unavailable(
+        f"the consent service could not be asked ({error}); nothing was disclosed or changed"
     )
 
 

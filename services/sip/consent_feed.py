@@ -54,6 +54,7 @@ class ConsentFeedFollower:
         self._client = httpx.Client(base_url=consent_url, timeout=2.0)
         self._token_source = token_source
         self._plans, self._index, self._cache = plans, index, cache
+        self._reader = engine
         self._engine = engine.execution_options(**{SQLITE_IMMEDIATE: True})
         self._interval = interval_seconds
         self._stopping = threading.Event()
@@ -134,13 +135,18 @@ class ConsentFeedFollower:
 
     def position(self) -> int:
         """How far into the consent service's log this service has acted on."""
-        with self._engine.connect() as connection:
-            found = connection.execute(
+        return self._tracked() or 0
+
+    def _tracked(self) -> int | None:
+        with self._reader.connect() as connection:
+            return connection.execute(
                 select(projection_tracking.c.position).where(projection_tracking.c.name == FEED)
             ).scalar_one_or_none()
-        return found or 0
 
     def _position(self) -> int:
+        """The tracked position; the row is created (a write) only the first time."""
+        if (tracked := self._tracked()) is not None:
+            return tracked
         with self._engine.begin() as connection:
             dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
             connection.execute(
