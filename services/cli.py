@@ -101,12 +101,7 @@ def run_up(data_dir: Path, host: str, demo: bool) -> int:
         "SIP_DATA_DIR": str(data_dir.resolve()),
         "CONSENT_SERVICE_URL": consent_url,
     }
-    services = {
-        "consent": subprocess.Popen(
-            service_command("services.consent.api", host, consent_port), env=env
-        ),
-        "sip": subprocess.Popen(service_command("services.sip.api", host, sip_port), env=env),
-    }
+    services: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
 
     def stop(*_: object) -> None:
@@ -116,7 +111,11 @@ def run_up(data_dir: Path, host: str, demo: bool) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        for name, url in (("consent", consent_url), ("sip", sip_url)):
+        # The consent service first: the SIP service follows its log from the start.
+        for name, port, url in (("consent", consent_port, consent_url), ("sip", sip_port, sip_url)):
+            services[name] = subprocess.Popen(
+                service_command(f"services.{name}.api", host, port), env=env
+            )
             if not wait_ready(url, services[name]):
                 print(f"the {name} service did not start", file=sys.stderr)
                 return 1
