@@ -89,6 +89,9 @@ def test_unknown_ids_are_404(system, resource_type, path):
 def test_unknown_search_parameters_and_media_types_are_refused(system):
     assert outcome(system.sip.get("/fhir/CarePlan", params={"colour": "red"}), 400)
     assert outcome(system.consent.get("/fhir/Consent", params={"status": "maybe"}), 400)
+    for name in ("care-team-organization", "responsible-organization"):
+        refused = outcome(system.sip.get("/fhir/CarePlan", params={name: "Kommunen"}), 400)
+        assert refused["diagnostics"].startswith(f"{name}: an HSA-id looks like")
     response = system.sip.post(
         "/fhir/CarePlan", content="<CarePlan/>", headers={"Content-Type": "application/fhir+xml"}
     )

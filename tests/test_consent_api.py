@@ -1,11 +1,14 @@
 """The consent service's FHIR API over HTTP, on SQLite and on PostgreSQL."""
 
+import time
+
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.consent import Consent
 
-from contracts.canonical import EXT_CONSENT_WITHDRAWAL
+from contracts.canonical import CONSENT_CATEGORY_SYSTEM, EXT_CONSENT_WITHDRAWAL
 from contracts.consent_decision import ConsentCheckRequest, ConsentDecision
-from contracts.identifiers import PERSONNUMMER_SYSTEM
+from contracts.identifiers import HSA_ID_SYSTEM, PERSONNUMMER_SYSTEM
+from services.common.fhir_time import fhir_instant, now
 from tests.fhir_data import (
     FHIR_JSON,
     MUNICIPALITY,
@@ -99,6 +102,37 @@ def test_search_by_patient_identifier_and_status(system):
         "/fhir/Consent/_search", data={"patient:identifier": patient, "status": "active"}
     ).json()
     assert [entry["resource"]["id"] for entry in by_post["entry"]] == [second]
+
+
+def test_search_by_actor_category_and_last_updated(system):
+    personnummer = new_personnummer()
+    patient = f"{PERSONNUMMER_SYSTEM}|{personnummer}"
+    both = give(system, personnummer).json()["id"]
+    before_second = fhir_instant(now())
+    time.sleep(0.01)
+    health = give(
+        system, personnummer, organizations=(REGION, OTHER_REGION), categories=("health-care",)
+    ).json()["id"]
+
+    def ids(**query):
+        response = system.consent.get("/fhir/Consent", params={"patient:identifier": patient,
+                                                                **query})  # fmt: skip
+        assert response.status_code == 200, response.text
+        return {entry["resource"]["id"] for entry in response.json()["entry"]}
+
+    assert ids(actor=MUNICIPALITY) == {both}
+    assert ids(actor=REGION) == {both, health}
+    assert ids(category="health-care") == {health}
+    assert ids(category="sip-plan", actor=OTHER_REGION) == set()
+    assert ids(_lastUpdated=f"gt{before_second}") == {health}
+    assert ids(_lastUpdated=f"le{before_second}") == {both}
+    assert ids(category=f"{CONSENT_CATEGORY_SYSTEM}|health-care") == {health}
+    assert ids(actor=f"{HSA_ID_SYSTEM}|{OTHER_REGION}") == {health}
+    for name, value in (("category", "nonsense-code"), ("category", "http://other|sip-plan"),
+                        ("actor", "not-an-hsa-id")):  # fmt: skip
+        refused = system.consent.get("/fhir/Consent", params={name: value})
+        assert refused.status_code == 400, (name, value)
+        assert name in refused.json()["issue"][0]["diagnostics"]
 
 
 def test_check_permits_on_a_covering_consent_and_denies_otherwise(system):

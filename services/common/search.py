@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 
-from contracts.identifiers import PERSON_ID_SYSTEMS, InvalidIdentifier, parse_person_identifier
+from contracts.identifiers import (
+    HSA_ID_SYSTEM,
+    PERSON_ID_SYSTEMS,
+    InvalidIdentifier,
+    parse_hsa_id,
+    parse_person_identifier,
+)
 from services.common.fhir_api import FhirError
 from services.common.fhir_time import InvalidDateTime, parse_fhir_datetime
 
@@ -36,6 +42,19 @@ def person_token(token: str) -> tuple[str | None, str]:
         except InvalidIdentifier as error:
             raise FhirError(400, "invalid", f"identifier: {error}") from None
     return (system or None), value
+
+
+def organization_token(name: str, token: str | None) -> str | None:
+    """`urn:oid:1.2.752.29.4.19|<HSA-id>` (or a bare HSA-id) naming an organisation."""
+    if token is None:
+        return None
+    system, _, value = token.rpartition("|")
+    try:
+        if system not in ("", HSA_ID_SYSTEM):
+            raise InvalidIdentifier(f"the identifier system is {HSA_ID_SYSTEM}")
+        return parse_hsa_id(value)
+    except InvalidIdentifier as error:
+        raise FhirError(400, "invalid", f"{name}: {error}") from None
 
 
 def date_range(values: list[str]) -> tuple[datetime | None, datetime | None]:

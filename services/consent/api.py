@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 
 from contracts.actor import Actor
+from contracts.canonical import CONSENT_CATEGORIES, CONSENT_CATEGORY_SYSTEM
 from contracts.consent_decision import ConsentCheckRequest, MalformedParameters
 from contracts.identifiers import PERSON_ID_SYSTEMS, InvalidIdentifier, parse_person_identifier
 from services.audit.checkpoints import CheckpointSigner
@@ -42,7 +43,12 @@ from services.common.resource_routes import (
     add_version_routes,
     resource_id,
 )
-from services.common.search import date_range, person_token, search_parameters
+from services.common.search import (
+    date_range,
+    organization_token,
+    person_token,
+    search_parameters,
+)
 from services.common.service import build_service_app
 from services.common.settings import ServiceSettings
 from services.consent.application import ConsentRegistry
@@ -169,11 +175,22 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             request.query_params.getlist("_lastUpdated")
             or ([query["_lastUpdated"]] if "_lastUpdated" in query else [])
         )
+        category = parameters.get("category")
+        if category is not None:
+            system, _, code = category.rpartition("|")
+            if code not in CONSENT_CATEGORIES or system not in ("", CONSENT_CATEGORY_SYSTEM):
+                raise FhirError(
+                    400,
+                    "code-invalid",
+                    f"category is a code of {CONSENT_CATEGORY_SYSTEM}: "
+                    + ", ".join(CONSENT_CATEGORIES),
+                )
+            category = code
         ids = index.search(
             patient=person_token(patient) if patient else None,
             status=status,
-            organization=parameters.get("actor"),
-            category=parameters.get("category"),
+            organization=organization_token("actor", parameters.get("actor")),
+            category=category,
             updated_from=updated_from,
             updated_to=updated_to,
         )

@@ -51,6 +51,7 @@ from services.common.resource_routes import (
 from services.common.search import (
     date_range,
     follow_up_bound,
+    organization_token,
     person_token,
     search_parameters,
 )
@@ -211,8 +212,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             status=status,
             period_from=period_from,
             period_to=period_to,
-            member=parameters.get("care-team-organization"),
-            responsible=parameters.get("responsible-organization"),
+            member=organization_token(
+                "care-team-organization", parameters.get("care-team-organization")
+            ),
+            responsible=organization_token(
+                "responsible-organization", parameters.get("responsible-organization")
+            ),
             follow_up_due_by=follow_up_bound(due) if due else None,
         )
         matches = (plans.aggregate(plan_id) for plan_id in ids)
