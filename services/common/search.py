@@ -57,6 +57,9 @@ def organization_token(name: str, token: str | None) -> str | None:
         raise FhirError(400, "invalid", f"{name}: {error}") from None
 
 
+_INSTANT = timedelta(microseconds=1)  # the finest time the services record
+
+
 def date_range(values: list[str]) -> tuple[datetime | None, datetime | None]:
     """FHIR date search values (`ge2026-01-01`, `le2026-12-31`, ...) as (from, to) instants."""
     since = until = None
@@ -65,10 +68,15 @@ def date_range(values: list[str]) -> tuple[datetime | None, datetime | None]:
         if prefix not in ("ge", "gt", "le", "lt", "eq"):
             raise FhirError(400, "invalid", "date takes the prefixes ge, gt, le, lt, eq")
         try:
-            if prefix in ("ge", "gt", "eq"):
+            # A date stands for its whole period: gt is after its end, lt before its start.
+            if prefix in ("ge", "eq"):
                 since = parse_fhir_datetime(moment)
-            if prefix in ("le", "lt", "eq"):
+            if prefix == "gt":
+                since = parse_fhir_datetime(moment, end_of_period=True) + _INSTANT
+            if prefix in ("le", "eq"):
                 until = parse_fhir_datetime(moment, end_of_period=True)
+            if prefix == "lt":
+                until = parse_fhir_datetime(moment) - _INSTANT
         except InvalidDateTime as error:
             raise FhirError(400, "invalid", f"date: {error}") from None
     return since, until
