@@ -1,5 +1,5 @@
-"""`sip up` as a user runs it: two processes, stopped with Ctrl-C, started again on the same
-data, and everything is still there at the same versions."""
+"""`sip up` as a user runs it: two processes, stopped with Ctrl-C or killed outright,
+started again on the same data, and everything is still there at the same versions."""
 
 import os
 import signal
@@ -18,6 +18,7 @@ from tests.fhir_data import (
     care_plan,
     consent,
     new_personnummer,
+    parameters,
     prepare_for_activation,
 )
 from tests.servers import free_port, wait_until
@@ -50,6 +51,7 @@ class SipUp:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,  # its own process group, to kill it with its services
         )
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -84,6 +86,13 @@ class SipUp:
             seconds=30,
         )
         assert ready, self.stop()
+
+    def crash(self) -> None:
+        """SIGKILL to `sip up` and both its services at once: no shutdown of any kind."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        self.sip.close()
+        self.consent.close()
 
     def stop(self) -> str:
         if self.process.poll() is None:
@@ -147,6 +156,64 @@ def test_everything_survives_a_restart_at_the_same_versions(backend, launch):
     finally:
         assert second.stop() is not None
     assert second.process.returncode == 0
+
+
+def test_nothing_acknowledged_is_lost_when_the_services_are_killed(backend, launch):
+    """Writes keep coming while every process is killed with SIGKILL; each write that was
+    answered 201 or 200 is there after a restart, at its version, and found by search."""
+    personnummer = new_personnummer()
+    first = launch()
+    first.wait_ready()
+    given = first.consent.post("/fhir/Consent", json=consent(personnummer), headers=FHIR_JSON)
+    assert given.status_code == 201
+    acknowledged: dict[str, dict] = {}
+    crashing = threading.Event()
+
+    def keep_writing() -> None:
+        while not crashing.is_set():
+            try:
+                created = first.sip.post(
+                    "/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON
+                )
+                if created.status_code != 201:
+                    continue
+                acknowledged[created.json()["id"]] = created.json()
+                need = first.sip.post(
+                    f"/fhir/CarePlan/{created.json()['id']}/$record-need",
+                    json=parameters(text="Stöd i vardagen"), headers=FHIR_JSON,
+                )  # fmt: skip
+                if need.status_code == 200:
+                    acknowledged[need.json()["id"]] = need.json()
+            except httpx.HTTPError:
+                return  # the services are gone
+
+    writer = threading.Thread(target=keep_writing)
+    writer.start()
+    assert wait_until(lambda: len(acknowledged) >= 10, seconds=30)
+    first.crash()
+    crashing.set()
+    writer.join(timeout=15)
+
+    second = launch()
+    second.wait_ready()
+    try:
+        for plan_id, expected in acknowledged.items():
+            response = second.sip.get(f"/fhir/CarePlan/{plan_id}")
+            assert response.status_code == 200, plan_id
+            assert int(response.json()["meta"]["versionId"]) >= int(
+                expected["meta"]["versionId"]
+            )  # a write answered after the kill began may have landed too
+            read_back = second.sip.get(
+                f"/fhir/CarePlan/{plan_id}/_history/{expected['meta']['versionId']}"
+            )
+            assert read_back.json() == expected
+        found = second.sip.get(
+            "/fhir/CarePlan", params={"subject:identifier": f"|{personnummer}", "_count": 1000}
+        ).json()
+        assert set(acknowledged) <= {entry["resource"]["id"] for entry in found["entry"]}
+        assert second.consent.get(f"/fhir/Consent/{given.json()['id']}").status_code == 200
+    finally:
+        second.stop()
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
