@@ -24,7 +24,7 @@ from services.common.auth.tokens import DevIssuer, default_scopes
 from services.common.persistence import maintenance_conninfo
 from services.common.settings import ServiceSettings
 from tests.fhir_data import REGION
-from tests.servers import free_port, serve
+from tests.servers import free_port, serve, wait_until
 
 POSTGRES_URL = os.environ.get("SIP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/")
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens there
@@ -127,6 +127,14 @@ class System:
     ) -> Caller:
         headers = {"Authorization": f"Bearer {self.token(role, organization, **claims)}"}
         return Caller(self.client(self.sip_url, headers), self.client(self.consent_url, headers))
+
+    def settle(self) -> None:
+        """Waits until the SIP service has acted on everything in the consent service's log
+        (it notes withdrawals on plans as it follows that log), so that nothing more is
+        written behind the test's back."""
+        consent_head = self.consent_app.state.registry.recorder.max_notification_id()
+        follower = self.sip_app.state.consent_feed
+        assert wait_until(lambda: follower.position() >= consent_head), "the follower lags"
 
     def client(self, base_url: str, headers: dict[str, str] | None = None) -> httpx.Client:
         client = httpx.Client(base_url=base_url, timeout=10, headers=headers or {})

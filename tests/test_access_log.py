@@ -14,7 +14,6 @@ from tests.fhir_data import (
     new_personnummer,
     prepare_for_activation,
 )
-from tests.servers import wait_until
 
 UNIT = "SE2321000032-U0042"
 
@@ -39,8 +38,7 @@ def test_a_scripted_sequence_of_accesses_is_logged_exactly(system):
         "/fhir/Consent", json=consent(personnummer), headers=FHIR_JSON
     ).json()["id"]
     # The SIP service reads the new consent from the consent service's log: an access too.
-    consent_head = system.consent_app.state.registry.recorder.max_notification_id()
-    assert wait_until(lambda: system.sip_app.state.consent_feed.position() >= consent_head)
+    system.settle()
     plan_id = coordinator.sip.post(
         "/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON
     ).json()["id"]

@@ -12,7 +12,6 @@ from tests.fhir_data import (
     prepare_for_activation,
     withdrawal,
 )
-from tests.servers import wait_until
 
 
 def rows(index, table):
@@ -38,8 +37,7 @@ def test_rebuilt_read_models_equal_the_live_ones(system):
             )
     assert system.sip.get("/fhir/CarePlan", params={"status": "active"}).json()["total"] >= 3
     # The SIP service notes withdrawals on the plans as it follows the consent log.
-    consent_head = system.consent_app.state.registry.recorder.max_notification_id()
-    assert wait_until(lambda: system.sip_app.state.consent_feed.position() >= consent_head)
+    system.settle()
 
     for index, table in (
         (system.sip_app.state.index, plan_index),

@@ -1,11 +1,12 @@
 """History for auditors: a plan as it stood at past instants, with the consent state then."""
 
 import time
+from datetime import timedelta
 
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.careteam import CareTeam
 
-from services.common.fhir_time import fhir_instant, now
+from services.common.fhir_time import fhir_instant, now, parse_fhir_datetime
 from tests.fhir_data import (
     FHIR_JSON,
     OTHER_REGION,
@@ -42,6 +43,10 @@ def test_a_plan_as_it_stood_at_several_past_instants(system):
         f"/fhir/Consent/{consent_id}/$withdraw", json=withdrawal(), headers=FHIR_JSON
     )
     after_withdrawal = instant()
+    system.settle()  # the SIP service notes the withdrawal on the plan: a version of its own
+    noted = system.sip.get(f"/fhir/CarePlan/{plan_id}").json()
+    assert int(noted["meta"]["versionId"]) == int(activated["meta"]["versionId"]) + 1
+    noted_at = parse_fhir_datetime(noted["meta"]["lastUpdated"])
 
     def at(moment):
         return system.sip.get(f"/fhir/CarePlan/{plan['id']}", params={"_at": moment})
@@ -49,7 +54,8 @@ def test_a_plan_as_it_stood_at_several_past_instants(system):
     assert at(before).status_code == 404
     assert at(as_draft).json() == plan
     assert at(as_active).json() == activated
-    assert at(after_withdrawal).json() == activated
+    assert at(fhir_instant(noted_at - timedelta(microseconds=1))).json() == activated
+    assert at(noted["meta"]["lastUpdated"]).json() == noted
 
     def as_of(moment):
         bundle = system.sip.get(

@@ -14,6 +14,7 @@ from eventsourcing.utils import get_topic
 
 from services.common.access_log import AccessRecord, current_write, records_for_write
 from services.common.domain import NotFound, VersionMismatch
+from services.common.fhir_time import published
 
 
 class DateAsISO(Transcoding):
@@ -80,7 +81,7 @@ class VersionedApplication(Application[UUID]):
         """The aggregate as it stood at an instant (time travel); NotFound before it existed."""
         current = None
         for version in self.versions(aggregate_id):
-            if version.modified_on > at:
+            if published(version.modified_on) > at:
                 break
             current = version
         if current is None:

@@ -48,7 +48,14 @@ def parse_fhir_datetime(value: str, *, end_of_period: bool = False) -> datetime:
 
 
 def fhir_instant(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return published(moment).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def published(moment: datetime) -> datetime:
+    """An instant as the API shows it (to the millisecond, rounded down). Time travel and
+    history compare these, so `_at` a version's own `lastUpdated` finds that version."""
+    moment = moment.astimezone(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def now() -> datetime:

@@ -28,7 +28,7 @@ from services.common.fhir_api import (
     history_bundle,
     resource_response,
 )
-from services.common.fhir_time import InvalidDateTime, now, parse_fhir_datetime
+from services.common.fhir_time import InvalidDateTime, now, parse_fhir_datetime, published
 
 
 @dataclass(frozen=True)
@@ -212,7 +212,7 @@ def add_version_routes(
             version
             for aggregate in access.visible(actor, aggregates, query, "history-type")
             for version in application.versions(aggregate.id)
-            if since_instant is None or version.modified_on >= since_instant
+            if since_instant is None or published(version.modified_on) >= since_instant
         ]
         versions.sort(key=lambda version: version.modified_on)
         resources = [to_fhir(version) for version in versions[-count:]]
@@ -236,7 +236,7 @@ def add_version_routes(
         access.open(actor, aggregate_id, "history-instance", f"{resource_type}/{id}/_history")
         versions = history_window(
             list(application.versions(aggregate_id)),
-            lambda version: version.modified_on,
+            lambda version: published(version.modified_on),
             since_instant,
             at_instant,
         )

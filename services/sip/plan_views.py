@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from services.common.fhir_time import published
 from services.sip.application import SipPlans
 from services.sip.domain import Plan
 from services.sip.fhir_mapping import appointment_to_fhir, care_team_to_fhir, goal_to_fhir
@@ -62,6 +63,7 @@ def view_history(plans: SipPlans, plan_id: UUID, view: PlanView) -> dict[str, li
             content = {key: value for key, value in resource.items() if key != "meta"}
             if seen.get(part) != content:
                 versions = history.setdefault(part, [])
-                versions.append(ViewVersion(resource, plan.modified_on, created=not versions))
+                moment = published(plan.modified_on)
+                versions.append(ViewVersion(resource, moment, created=not versions))
                 seen[part] = content
     return history
