@@ -60,8 +60,6 @@ class AccessLogIndex(Projection):
     aggregate_class = AccessRecord
 
     def apply(self, connection: Connection, event: Any) -> None:
-        if not isinstance(event, AccessRecord.Recorded):
-            return
         patient = event.patient or {}
         connection.execute(
             access_log.insert().values(

@@ -29,6 +29,23 @@ projection_tracking = Table(
 )
 
 
+def tracked_position(connection: Connection, name: str, *, for_update: bool = False) -> int | None:
+    """A tracking row's position, or None where it does not exist yet."""
+    query = select(projection_tracking.c.position).where(projection_tracking.c.name == name)
+    return connection.execute(query.with_for_update() if for_update else query).scalar_one_or_none()
+
+
+def create_tracking_row(connection: Connection, name: str) -> None:
+    """Creates the row at position 0; a no-op where a replica racing us created it first."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    connection.execute(
+        insert(projection_tracking).values(name=name, position=0).on_conflict_do_nothing()
+    )
+
+
 class Projection(ABC):
     name: str
     metadata: MetaData
@@ -56,11 +73,12 @@ class Projection(ABC):
 
     @abstractmethod
     def apply(self, connection: Connection, event: Any) -> None:
-        """Changes the read model for one domain event."""
+        """Changes the read model for one event of `aggregate_class` (others are passed over
+        before they are decoded)."""
 
     def position(self) -> int:
         with self.reader.connect() as connection:
-            return self._read_position(connection) or 0
+            return tracked_position(connection, self.name) or 0
 
     def catch_up(self, stop: int | None = None) -> int:
         """Applies every event committed since the tracked position (up to `stop`, if given);
@@ -78,9 +96,10 @@ class Projection(ABC):
                         start=position, limit=self.batch_size, stop=stop, inclusive_of_start=False
                     )
                     for notification in notifications:
-                        self.apply(
-                            connection, self.application.mapper.to_domain_event(notification)
-                        )
+                        if notification.topic.startswith(self._topic_prefix):
+                            self.apply(
+                                connection, self.application.mapper.to_domain_event(notification)
+                            )
                     if notifications:
                         connection.execute(
                             projection_tracking.update()
@@ -126,26 +145,10 @@ class Projection(ABC):
             )
         return self.catch_up()
 
-    def _read_position(self, connection: Connection) -> int | None:
-        return connection.execute(
-            select(projection_tracking.c.position).where(projection_tracking.c.name == self.name)
-        ).scalar_one_or_none()
-
     def _lock_position(self, connection: Connection) -> int:
-        query = select(projection_tracking.c.position).where(
-            projection_tracking.c.name == self.name
-        )
-        position = connection.execute(query.with_for_update()).scalar_one_or_none()
-        if position is None:
-            # First run: create the row. A replica racing us creates it too; then we re-read.
-            if connection.dialect.name == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert
-            else:
-                from sqlalchemy.dialects.sqlite import insert
-            connection.execute(
-                insert(projection_tracking)
-                .values(name=self.name, position=0)
-                .on_conflict_do_nothing()
-            )
-            position = connection.execute(query.with_for_update()).scalar_one()
+        position = tracked_position(connection, self.name, for_update=True)
+        if position is None:  # first run
+            create_tracking_row(connection, self.name)
+            position = tracked_position(connection, self.name, for_update=True)
+            assert position is not None
         return position

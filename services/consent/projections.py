@@ -42,8 +42,6 @@ class ConsentIndex(Projection):
     aggregate_class = Consent
 
     def apply(self, connection: Connection, event: Any) -> None:
-        if not isinstance(event, Consent.Event):
-            return
         consent: Consent = self.application.repository.get(
             event.originator_id, version=event.originator_version
         )

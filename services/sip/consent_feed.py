@@ -16,14 +16,17 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from services.common.access_log import WriteContext, writing
 from services.common.fhir_time import now
 from services.common.persistence import SQLITE_IMMEDIATE
-from services.common.projection import projection_tracking, tracking_metadata
+from services.common.projection import (
+    create_tracking_row,
+    projection_tracking,
+    tracked_position,
+    tracking_metadata,
+)
 from services.sip.application import SipPlans
 from services.sip.consent_gate import CachingConsentGate
 from services.sip.projections import PlanIndex
@@ -139,21 +142,12 @@ class ConsentFeedFollower:
 
     def _tracked(self) -> int | None:
         with self._reader.connect() as connection:
-            return connection.execute(
-                select(projection_tracking.c.position).where(projection_tracking.c.name == FEED)
-            ).scalar_one_or_none()
+            return tracked_position(connection, FEED)
 
     def _position(self) -> int:
         """The tracked position; the row is created (a write) only the first time."""
         if (tracked := self._tracked()) is not None:
             return tracked
         with self._engine.begin() as connection:
-            dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-            connection.execute(
-                dialect.insert(projection_tracking)
-                .values(name=FEED, position=0)
-                .on_conflict_do_nothing()
-            )
-            return connection.execute(
-                select(projection_tracking.c.position).where(projection_tracking.c.name == FEED)
-            ).scalar_one()
+            create_tracking_row(connection, FEED)
+            return tracked_position(connection, FEED) or 0

@@ -56,8 +56,6 @@ class PlanIndex(Projection):
     aggregate_class = Plan
 
     def apply(self, connection: Connection, event: Any) -> None:
-        if not isinstance(event, Plan.Event):
-            return
         # The plan as this event left it: the read model holds the plan's state at each step.
         plan: Plan = self.application.repository.get(
             event.originator_id, version=event.originator_version
