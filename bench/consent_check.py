@@ -144,6 +144,14 @@ def run(label: str, database_url: str | None, consents: int, checks: int) -> dic
     return result
 
 
+def drop_databases(databases: list[str]) -> None:
+    with psycopg.connect(maintenance_conninfo(make_url(POSTGRES)), autocommit=True) as pg:
+        for database in databases:
+            pg.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--consents", type=int, default=10_000)
@@ -171,13 +179,8 @@ def main() -> None:
                     database_url = str(make_url(server).set(database=database))
                 results[label, consents] = run(label, database_url, consents, arguments.checks)
     finally:
-        with psycopg.connect(maintenance_conninfo(make_url(POSTGRES)), autocommit=True) as pg:
-            for database in databases:
-                pg.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                        sql.Identifier(database)
-                    )
-                )
+        if databases:
+            drop_databases(databases)
     for label, _ in backends:
         many = results[label, arguments.consents]["p99"]
         few = results[label, arguments.few]["p99"]
