@@ -210,3 +210,23 @@ def test_care_team_goal_and_meeting_have_histories_of_their_own(system):
                  f"/fhir/CareTeam/{team_id}"):  # fmt: skip
         assert outsider.get(path).status_code == 404
     assert system.sip.get(f"/fhir/Goal/{plan_id}-goal-9/_history").status_code == 404
+    for path, params in ((f"/fhir/Goal/{goal_id}", {"_at": "yesterday"}),
+                         (f"/fhir/Goal/{goal_id}/_history", {"_since": "soon"}),
+                         ("/fhir/CareTeam/_history", {"_since": "2026-13-01"})):  # fmt: skip
+        refused = system.sip.get(path, params=params)
+        assert refused.status_code == 400, path
+        assert refused.json()["resourceType"] == "OperationOutcome"
+    # Reads of the views are in the access log, the outsider's refused one too.
+    log = (
+        system.as_caller("auditor")
+        .sip.get("/fhir/AuditEvent", params={"patient:identifier": personnummer, "_count": 1000})
+        .json()
+    )
+    read_entities = {
+        (entry["resource"]["subtype"][0]["code"], entry["resource"]["outcome"], what["reference"])
+        for entry in log["entry"]
+        for what in (e.get("what", {}) for e in entry["resource"]["entity"])
+        if "reference" in what
+    }
+    assert ("history-instance", "0", f"Goal/{goal_id}/_history") in read_entities
+    assert ("read", "4", f"CareTeam/{team_id}") in read_entities
