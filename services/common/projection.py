@@ -180,7 +180,7 @@ class AggregateIndex(Projection):
 
     def apply(self, connection: Connection, event: Any) -> None:
         # The aggregate as this event left it: the read model holds its state at each step.
-        aggregate = self.application.repository.get(
+        aggregate: Any = self.application.repository.get(
             event.originator_id, version=event.originator_version
         )
         aggregate_id = str(aggregate.id)
