@@ -8,6 +8,10 @@ person's own words, the person's goals, participants, meetings, follow-up and cl
 Pure domain: no I/O, no clock. Every command names who did it (`by`) and when (`at`), and
 every event records both. Parts of the plan get ids in order (need-1, goal-2, ...), so a
 replay gives the same ids.
+
+Events carry plain dicts, stored as they always were; applying one turns them into the
+frozen values of services/sip/parts.py. The aggregate stays in this module: its path is part
+of every stored event's topic (`services.sip.domain:Plan.<event>`).
 """
 
 from __future__ import annotations
