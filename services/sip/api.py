@@ -250,7 +250,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         if_match: Annotated[str | None, Header()] = None,
     ) -> FhirResponse:
         plan = access.for_change(actor, resource_id(plan_id), "operation")
-        holder = (plan.overall_responsibility or {}).get("organization")
+        holder = plan.overall_responsible
         if actor.organization is None or actor.organization not in (
             plan.starting_organization,
             holder,
