@@ -11,11 +11,11 @@ from contracts.actor import Actor
 from contracts.canonical import CONSENT_CATEGORIES, CONSENT_CATEGORY_SYSTEM
 from contracts.consent_decision import ConsentCheckRequest, MalformedParameters
 from contracts.identifiers import PERSON_ID_SYSTEMS, InvalidIdentifier, parse_person_identifier
-from services.audit.checkpoints import CheckpointSigner
-from services.audit.feed import add_event_feed
 from services.common.access_log import WriteContext, writing
 from services.common.access_log_routes import add_access_log_routes
 from services.common.access_log_views import AccessLogIndex
+from services.common.audit.checkpoints import CheckpointSigner
+from services.common.audit.feed import add_event_feed
 from services.common.auth.dependency import authorize
 from services.common.capability import (
     ACCESS_LOG_CAPABILITIES,

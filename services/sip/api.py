@@ -10,11 +10,11 @@ import httpx
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 
 from contracts.actor import Actor
-from services.audit.checkpoints import CheckpointSigner
-from services.audit.feed import add_event_feed
 from services.common.access_log import WriteContext, writing
 from services.common.access_log_routes import add_access_log_routes
 from services.common.access_log_views import AccessLogIndex
+from services.common.audit.checkpoints import CheckpointSigner
+from services.common.audit.feed import add_event_feed
 from services.common.auth.dependency import authorize
 from services.common.capability import (
     ACCESS_LOG_CAPABILITIES,

@@ -15,9 +15,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from contracts.actor import Actor
-from services.audit.checkpoints import Checkpoint, CheckpointSigner
 from services.common.access_log import SUCCESS, AccessRecord
 from services.common.application import VersionedApplication
+from services.common.audit.checkpoints import Checkpoint, CheckpointSigner
 from services.common.auth.dependency import authorize
 from services.common.fhir_api import FhirError, access_log_unwritable
 from services.common.fhir_time import fhir_instant, now
