@@ -14,8 +14,8 @@ from contracts.identifiers import PERSON_ID_SYSTEMS, InvalidIdentifier, parse_pe
 from services.common.access_log import WriteContext, writing
 from services.common.access_log_routes import add_access_log_routes
 from services.common.access_log_views import AccessLogIndex
+from services.common.audit import feed as event_feed
 from services.common.audit.checkpoints import CheckpointSigner
-from services.common.audit.feed import add_event_feed
 from services.common.auth.dependency import authorize
 from services.common.capability import (
     ACCESS_LOG_CAPABILITIES,
@@ -223,7 +223,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             )
         return resource_response(consent_to_fhir(consent))
 
-    add_event_feed(app, registry, engine, CheckpointSigner(settings.data_dir, "consent"))
+    app.state.event_feed = event_feed.EventFeed(
+        registry, engine, CheckpointSigner(settings.data_dir, "consent")
+    )
+    app.include_router(event_feed.router)
     add_access_log_routes(
         router,
         access,

@@ -13,8 +13,8 @@ from contracts.actor import Actor
 from services.common.access_log import WriteContext, writing
 from services.common.access_log_routes import add_access_log_routes
 from services.common.access_log_views import AccessLogIndex
+from services.common.audit import feed as event_feed
 from services.common.audit.checkpoints import CheckpointSigner
-from services.common.audit.feed import add_event_feed
 from services.common.auth.dependency import authorize
 from services.common.capability import (
     ACCESS_LOG_CAPABILITIES,
@@ -277,7 +277,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             raise consent_service_down(error) from None
         return resource_response(plan_to_fhir(plan))
 
-    add_event_feed(app, plans, engine, CheckpointSigner(settings.data_dir, "sip"))
+    app.state.event_feed = event_feed.EventFeed(
+        plans, engine, CheckpointSigner(settings.data_dir, "sip")
+    )
+    app.include_router(event_feed.router)
     add_access_log_routes(
         router,
         access,
