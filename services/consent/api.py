@@ -11,8 +11,8 @@ from contracts.actor import Actor
 from contracts.canonical import CONSENT_CATEGORIES, CONSENT_CATEGORY_SYSTEM
 from contracts.consent_decision import ConsentCheckRequest, MalformedParameters
 from contracts.identifiers import PERSON_ID_SYSTEMS, InvalidIdentifier, parse_person_identifier
+from services.common import access_log_routes
 from services.common.access_log import WriteContext, writing
-from services.common.access_log_routes import add_access_log_routes
 from services.common.access_log_views import AccessLogIndex
 from services.common.audit import feed as event_feed
 from services.common.audit.checkpoints import CheckpointSigner
@@ -227,13 +227,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         registry, engine, CheckpointSigner(settings.data_dir, "consent")
     )
     app.include_router(event_feed.router)
-    add_access_log_routes(
-        router,
-        access,
-        AccessLogIndex(registry, engine),
-        observer=app.title,
-        peer_extract_url=None,
+    app.state.access_log_reading = access_log_routes.AccessLogReading(
+        access, AccessLogIndex(registry, engine), observer=app.title, peer_extract_url=None
     )
+    router.include_router(access_log_routes.router)
 
     @router.post("/Consent/{consent_id}/$mark-entered-in-error")
     def mark_entered_in_error(

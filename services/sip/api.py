@@ -10,8 +10,8 @@ import httpx
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 
 from contracts.actor import Actor
+from services.common import access_log_routes
 from services.common.access_log import WriteContext, writing
-from services.common.access_log_routes import add_access_log_routes
 from services.common.access_log_views import AccessLogIndex
 from services.common.audit import feed as event_feed
 from services.common.audit.checkpoints import CheckpointSigner
@@ -281,13 +281,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         plans, engine, CheckpointSigner(settings.data_dir, "sip")
     )
     app.include_router(event_feed.router)
-    add_access_log_routes(
-        router,
+    app.state.access_log_reading = access_log_routes.AccessLogReading(
         access,
         AccessLogIndex(plans, engine),
         observer=app.title,
         peer_extract_url=settings.consent_service_url,
     )
+    router.include_router(access_log_routes.router)
 
     def add_operation(operation: Operation) -> None:
         @router.post(
