@@ -53,11 +53,11 @@ class AccessLogReading:
     peer_extract_url: str | None = None
 
 
-def access_log_reading(request: Request) -> AccessLogReading:
+def served_access_log(request: Request) -> AccessLogReading:
     return request.app.state.access_log_reading
 
 
-Reading = Annotated[AccessLogReading, Depends(access_log_reading)]
+Reading = Annotated[AccessLogReading, Depends(served_access_log)]
 AuditReader = Annotated[Actor, Depends(authorize("AuditEvent", "s"))]
 ExtractReader = Annotated[Actor, Depends(authorize("Patient", "r"))]
 ProvenanceReader = Annotated[Actor, Depends(authorize("Provenance", "s"))]

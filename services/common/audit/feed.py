@@ -140,11 +140,11 @@ class EventFeed:
         return {**signed.as_dict(), "jws": self.signer.sign(signed)}
 
 
-def event_feed(request: Request) -> EventFeed:
+def served_feed(request: Request) -> EventFeed:
     return request.app.state.event_feed
 
 
-Feed = Annotated[EventFeed, Depends(event_feed)]
+Feed = Annotated[EventFeed, Depends(served_feed)]
 router = APIRouter(prefix="/events", tags=["audit"])
 
 
