@@ -11,11 +11,11 @@ from contracts.actor import Actor
 from contracts.canonical import CONSENT_CATEGORIES, CONSENT_CATEGORY_SYSTEM
 from contracts.consent_decision import ConsentCheckRequest, MalformedParameters
 from contracts.identifiers import PERSON_ID_SYSTEMS, InvalidIdentifier, parse_person_identifier
-from services.audit.checkpoints import CheckpointSigner
-from services.audit.feed import add_event_feed
+from services.common import access_log_routes
 from services.common.access_log import WriteContext, writing
-from services.common.access_log_routes import add_access_log_routes
 from services.common.access_log_views import AccessLogIndex
+from services.common.audit import feed as event_feed
+from services.common.audit.checkpoints import CheckpointSigner
 from services.common.auth.dependency import authorize
 from services.common.capability import (
     ACCESS_LOG_CAPABILITIES,
@@ -223,14 +223,14 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             )
         return resource_response(consent_to_fhir(consent))
 
-    add_event_feed(app, registry, engine, CheckpointSigner(settings.data_dir, "consent"))
-    add_access_log_routes(
-        router,
-        access,
-        AccessLogIndex(registry, engine),
-        observer=app.title,
-        peer_extract_url=None,
+    app.state.event_feed = event_feed.EventFeed(
+        registry, engine, CheckpointSigner(settings.data_dir, "consent")
     )
+    app.include_router(event_feed.router)
+    app.state.access_log_reading = access_log_routes.AccessLogReading(
+        access, AccessLogIndex(registry, engine), observer=app.title, peer_extract_url=None
+    )
+    router.include_router(access_log_routes.router)
 
     @router.post("/Consent/{consent_id}/$mark-entered-in-error")
     def mark_entered_in_error(

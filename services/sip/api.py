@@ -10,11 +10,11 @@ import httpx
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 
 from contracts.actor import Actor
-from services.audit.checkpoints import CheckpointSigner
-from services.audit.feed import add_event_feed
+from services.common import access_log_routes
 from services.common.access_log import WriteContext, writing
-from services.common.access_log_routes import add_access_log_routes
 from services.common.access_log_views import AccessLogIndex
+from services.common.audit import feed as event_feed
+from services.common.audit.checkpoints import CheckpointSigner
 from services.common.auth.dependency import authorize
 from services.common.capability import (
     ACCESS_LOG_CAPABILITIES,
@@ -277,14 +277,17 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             raise consent_service_down(error) from None
         return resource_response(plan_to_fhir(plan))
 
-    add_event_feed(app, plans, engine, CheckpointSigner(settings.data_dir, "sip"))
-    add_access_log_routes(
-        router,
+    app.state.event_feed = event_feed.EventFeed(
+        plans, engine, CheckpointSigner(settings.data_dir, "sip")
+    )
+    app.include_router(event_feed.router)
+    app.state.access_log_reading = access_log_routes.AccessLogReading(
         access,
         AccessLogIndex(plans, engine),
         observer=app.title,
         peer_extract_url=settings.consent_service_url,
     )
+    router.include_router(access_log_routes.router)
 
     def add_operation(operation: Operation) -> None:
         @router.post(
