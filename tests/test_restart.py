@@ -216,7 +216,7 @@ def test_nothing_acknowledged_is_lost_when_the_services_are_killed(backend, laun
         second.stop()
 
 
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("backend_kind", ["sqlite"], indirect=True)
 def test_sip_up_demo_loads_plans_in_different_states_once(launch):
     first = launch("--demo", organization=demo.REGION)
     first.wait_ready()
