@@ -273,3 +273,10 @@ def sip_without_consent_service(backend: Backend) -> Iterator[httpx.Client]:
         system = System(url, down, backend.issuer)
         yield system.sip
         system.close()
+
+
+@pytest.hookimpl(trylast=True)  # after pytest has grouped the tests by fixture parameters
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that start `sip up` processes first: they take longest, so that under
+    pytest-xdist the other workers run everything else beside them."""
+    items.sort(key=lambda item: item.get_closest_marker("processes") is None)

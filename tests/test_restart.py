@@ -23,6 +23,8 @@ from tests.fhir_data import (
 )
 from tests.servers import free_port, http_client, wait_until
 
+pytestmark = pytest.mark.processes
+
 
 class SipUp:
     def __init__(self, backend, *arguments, organization=REGION):
