@@ -276,7 +276,17 @@ def sip_without_consent_service(backend: Backend) -> Iterator[httpx.Client]:
 
 
 @pytest.hookimpl(trylast=True)  # after pytest has grouped the tests by fixture parameters
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests that start `sip up` processes first: they take longest, so that under
-    pytest-xdist the other workers run everything else beside them."""
-    items.sort(key=lambda item: item.get_closest_marker("processes") is None)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests that start `sip up` processes take longest: each worker starts with its
+    share of them. pytest-xdist's worksteal hands the N workers the collection in N
+    consecutive parts (each as long as what is left over the workers left), so each part
+    begins with every Nth of those tests and goes on with the others in pytest's order."""
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    slow = [item for item in items if item.get_closest_marker("processes")]
+    others = iter([item for item in items if not item.get_closest_marker("processes")])
+    ordered: list[pytest.Item] = []
+    for worker in range(workers):
+        share = slow[worker::workers]
+        part = (len(items) - len(ordered)) // (workers - worker)
+        ordered += share + [next(others) for _ in range(max(0, part - len(share)))]
+    items[:] = ordered + list(others)
