@@ -2,7 +2,11 @@
 
 PostgreSQL is expected on 127.0.0.1:5432 (user postgres, trust auth), or wherever
 SIP_TEST_POSTGRES_URL points. Where it is missing the PostgreSQL tests are skipped with a
-clear reason, except under CI=true, where a missing PostgreSQL fails the run.
+clear reason, except under CI=true, where a missing PostgreSQL fails the run. The tests keep
+their databases there (`sip_tests_<n>_sip`, `sip_tests_<n>_consent`) and empty them for reuse.
+
+The services are started once per test module and backend (`system`); each test makes its
+own people and plans. A test whose assertions cover everything stored uses `fresh_system`.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from services.common.auth.tokens import DevIssuer, default_scopes
 from services.common.persistence import maintenance_conninfo
 from services.common.settings import ServiceSettings
 from tests.fhir_data import REGION
-from tests.servers import free_port, http_client, serve, wait_until
+from tests.servers import ask_to_stop, free_port, http_client, serve, wait_until
 
 POSTGRES_URL = os.environ.get("SIP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/")
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens there
@@ -244,6 +248,7 @@ def running_system(backend: Backend) -> Iterator[System]:
                 yield system
             finally:
                 system.close()
+                ask_to_stop(sip_url, consent_url)
 
 
 @pytest.fixture(scope="module")
