@@ -44,8 +44,9 @@ def run_workload(system):
 
 @pytest.fixture(scope="module")
 def workload(system):
-    """The workload on the module's services, the only data they hold: the tests that use it
-    read the whole log but write nothing to it (the read-model test repairs what it breaks)."""
+    """The workload on the module's services, the only plans and consents they hold: the
+    tests that use it read the whole log and add nothing to it but the records of their
+    reads (the read-model test repairs what it breaks)."""
     return run_workload(system)
 
 
