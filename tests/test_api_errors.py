@@ -99,13 +99,15 @@ def test_unknown_search_parameters_and_media_types_are_refused(system):
     assert outcome(system.sip.get("/fhir/NoSuchType"), 404)
 
 
-def test_an_unexpected_failure_is_a_500_outcome_that_prints_no_personnummer(system, capfd, caplog):
+def test_an_unexpected_failure_is_a_500_outcome_that_prints_no_personnummer(
+    system, capfd, caplog, monkeypatch
+):
     personnummer = new_personnummer()
 
     def fail(**_):
         raise RuntimeError(f"database said no about {personnummer}")
 
-    system.sip_app.state.plans.start = fail
+    monkeypatch.setattr(system.sip_app.state.plans, "start", fail)  # undone after the test
     response = system.sip.post("/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON)
     assert outcome(response, 500)["code"] == "exception"
     assert personnummer not in response.text

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from services.cli import main as sip
-from services.common.persistence import read_model_engine, storage_for
+from services.common.persistence import SQLITE_IMMEDIATE, read_model_engine, storage_for
 from tests.fhir_data import (
     FHIR_JSON,
     care_plan,
@@ -19,8 +19,7 @@ from tests.fhir_data import (
 )
 
 
-@pytest.fixture
-def workload(system):
+def run_workload(system):
     """A scripted workload: consents given and withdrawn, plans started and activated."""
     plans = []
     for number in range(4):
@@ -43,6 +42,21 @@ def workload(system):
     return plans
 
 
+@pytest.fixture(scope="module")
+def workload(system):
+    """The workload on the module's services, the only plans and consents they hold: the
+    tests that use it read the whole log and add nothing to it but the records of their
+    reads (the read-model test repairs what it breaks)."""
+    return run_workload(system)
+
+
+@pytest.fixture
+def tampered(fresh_system):
+    """A workload on services of its own, for a test that tampers with the stored log."""
+    run_workload(fresh_system)
+    return fresh_system
+
+
 def storage_arguments(backend):
     arguments = ["--data-dir", str(backend.data_dir)]
     for service in ("sip", "consent"):
@@ -60,8 +74,14 @@ def stored_events(backend, service, application):
     return engine, application.recorder.events_table_name, position
 
 
-def test_an_intact_log_verifies_in_the_database_and_over_http(system, workload, backend, capsys):
-    assert sip(["audit", "verify", *storage_arguments(backend)]) == 0
+def tampering(engine):
+    """A transaction that takes SQLite's write lock up front: one that reads first could not
+    write after the services' own writes meanwhile ("database is locked")."""
+    return engine.execution_options(**{SQLITE_IMMEDIATE: True}).begin()
+
+
+def test_an_intact_log_verifies_in_the_database_and_over_http(system, workload, capsys):
+    assert sip(["audit", "verify", *storage_arguments(system.backend)]) == 0
     printed = capsys.readouterr().out
     assert "sip: intact" in printed and "consent: intact" in printed
     token = system.token("auditor")
@@ -69,9 +89,10 @@ def test_an_intact_log_verifies_in_the_database_and_over_http(system, workload, 
     assert "intact" in capsys.readouterr().out
 
 
-def test_a_one_byte_edit_of_a_stored_event_is_caught(system, workload, backend, capsys):
+def test_a_one_byte_edit_of_a_stored_event_is_caught(tampered, backend, capsys):
+    system = tampered
     engine, table, position = stored_events(backend, "sip", system.sip_app.state.plans)
-    with engine.begin() as connection:
+    with tampering(engine) as connection:
         target, state = connection.execute(
             text(f"SELECT {position}, state FROM {table} ORDER BY {position} LIMIT 1 OFFSET 5")
         ).one()
@@ -91,9 +112,10 @@ def test_a_one_byte_edit_of_a_stored_event_is_caught(system, workload, backend, 
     assert f"BROKEN at position {target}" in capsys.readouterr().out
 
 
-def test_a_removed_event_is_caught(system, workload, backend, capsys):
+def test_a_removed_event_is_caught(tampered, backend, capsys):
+    system = tampered
     engine, table, position = stored_events(backend, "consent", system.consent_app.state.registry)
-    with engine.begin() as connection:
+    with tampering(engine) as connection:
         target = connection.execute(
             text(f"SELECT {position} FROM {table} ORDER BY {position} LIMIT 1 OFFSET 3")
         ).scalar_one()
@@ -104,8 +126,9 @@ def test_a_removed_event_is_caught(system, workload, backend, capsys):
 
 
 def test_cutting_off_the_newest_events_is_caught_by_a_signed_checkpoint(
-    system, workload, backend, tmp_path, capsys
+    tampered, backend, tmp_path, capsys
 ):
+    system = tampered
     auditor = system.as_caller("auditor")
     checkpoint = auditor.sip.get("/events/checkpoint").json()
     saved = tmp_path / "checkpoint.json"
@@ -114,7 +137,7 @@ def test_cutting_off_the_newest_events_is_caught_by_a_signed_checkpoint(
     assert sip([*arguments, *storage_arguments(backend)]) == 0
     engine, table, position = stored_events(backend, "sip", system.sip_app.state.plans)
     chain = system.sip_app.state.plans.recorder.chain_table
-    with engine.begin() as connection:  # a careful forger removes events and links alike
+    with tampering(engine) as connection:  # a careful forger removes events and links alike
         for name, column in ((table, position), (chain, "notification_id")):
             connection.execute(
                 text(f"DELETE FROM {name} WHERE {column} >= :cut"),
@@ -176,8 +199,8 @@ def test_the_event_feed_is_for_auditors_and_systems_and_each_read_is_logged(syst
     assert readers == ["integration-1", "sip-service"]  # and the SIP service following it
 
 
-def test_replay_and_export_read_without_knowing_the_code(system, workload, backend, tmp_path,
-                                                         capsys):  # fmt: skip
+def test_replay_and_export_read_without_knowing_the_code(system, workload, tmp_path, capsys):
+    backend = system.backend
     plan_id, personnummer = workload[0]
     assert sip(["audit", "replay", "--plan", plan_id, *storage_arguments(backend)]) == 0
     story = capsys.readouterr().out.splitlines()
@@ -200,8 +223,9 @@ def test_replay_and_export_read_without_knowing_the_code(system, workload, backe
 
 
 def test_rebuilt_read_models_equal_the_live_ones_and_tampering_is_reported(
-    system, workload, backend, capsys
+    system, workload, capsys
 ):
+    backend = system.backend
     arguments = ["projections", "rebuild", "--check", *storage_arguments(backend)]
     assert sip(arguments) == 0
     printed = capsys.readouterr().out

@@ -96,7 +96,7 @@ def existing(system):
 
 def call(system, service, method, path, body, token):
     headers = {**FHIR_JSON, **({"Authorization": f"Bearer {token}"} if token else {})}
-    client = system.client(system.sip_url if service == "sip" else system.consent_url)
+    client = system.without_token.sip if service == "sip" else system.without_token.consent
     return client.request(method, path, json=body, headers=headers)
 
 

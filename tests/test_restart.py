@@ -21,7 +21,9 @@ from tests.fhir_data import (
     parameters,
     prepare_for_activation,
 )
-from tests.servers import free_port, wait_until
+from tests.servers import free_port, http_client, wait_until
+
+pytestmark = pytest.mark.processes
 
 
 class SipUp:
@@ -63,12 +65,8 @@ class SipUp:
             scopes=default_scopes("coordinator"),
         )
         headers = {"Authorization": f"Bearer {token}"}
-        self.sip = httpx.Client(
-            base_url=f"http://127.0.0.1:{self.sip_port}", timeout=10, headers=headers
-        )
-        self.consent = httpx.Client(
-            base_url=f"http://127.0.0.1:{self.consent_port}", timeout=10, headers=headers
-        )
+        self.sip = http_client(f"http://127.0.0.1:{self.sip_port}", headers=headers)
+        self.consent = http_client(f"http://127.0.0.1:{self.consent_port}", headers=headers)
 
     def _read(self) -> None:
         for line in self.process.stdout:
@@ -137,25 +135,25 @@ def test_everything_survives_a_restart_at_the_same_versions(backend, launch):
     assert "stopped" in output
     assert personnummer not in output
 
-    second = launch()
+    second = launch()  # stopped by the fixture should an assertion fail
     second.wait_ready()
-    try:
-        for client, path, expected in (
-            (second.consent, f"/fhir/Consent/{given.json()['id']}", given.json()),
-            (second.sip, f"/fhir/CarePlan/{plan.json()['id']}", activated.json()),
-            (second.sip, f"/fhir/CarePlan/{draft.json()['id']}", draft.json()),
-        ):
-            response = client.get(path)
-            assert response.status_code == 200
-            assert response.json() == expected
-            assert response.headers["ETag"] == f'W/"{expected["meta"]["versionId"]}"'
-        found = second.sip.get(
-            "/fhir/CarePlan", params={"subject:identifier": f"|{personnummer}"}
-        ).json()
-        assert found["total"] == 2
-    finally:
-        assert second.stop() is not None
-    assert second.process.returncode == 0
+    for client, path, expected in (
+        (second.consent, f"/fhir/Consent/{given.json()['id']}", given.json()),
+        (second.sip, f"/fhir/CarePlan/{plan.json()['id']}", activated.json()),
+        (second.sip, f"/fhir/CarePlan/{draft.json()['id']}", draft.json()),
+    ):
+        response = client.get(path)
+        assert response.status_code == 200
+        assert response.json() == expected
+        assert response.headers["ETag"] == f'W/"{expected["meta"]["versionId"]}"'
+    found = second.sip.get(
+        "/fhir/CarePlan", params={"subject:identifier": f"|{personnummer}"}
+    ).json()
+    assert found["total"] == 2
+    output = second.stop()  # the second run stops on Ctrl-C as cleanly as the first
+    assert second.process.returncode == 0, output
+    assert "stopped" in output
+    assert personnummer not in output
 
 
 def test_nothing_acknowledged_is_lost_when_the_services_are_killed(backend, launch):
@@ -216,7 +214,7 @@ def test_nothing_acknowledged_is_lost_when_the_services_are_killed(backend, laun
         second.stop()
 
 
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("backend_kind", ["sqlite"], indirect=True)
 def test_sip_up_demo_loads_plans_in_different_states_once(launch):
     first = launch("--demo", organization=demo.REGION)
     first.wait_ready()

@@ -75,7 +75,9 @@ def test_a_plan_as_it_stood_at_several_past_instants(system):
     ]
 
 
-def test_history_since_and_at_and_at_type_level(system):
+def test_history_since_and_at_and_at_type_level(fresh_system):
+    """Type-level history shows everything the caller may see: on services of its own."""
+    system = fresh_system
     personnummer = new_personnummer()
     system.consent.post("/fhir/Consent", json=consent(personnummer), headers=FHIR_JSON)
     first = system.sip.post("/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON)
@@ -146,7 +148,9 @@ def test_every_version_has_a_provenance_naming_who_how_and_on_which_consent(syst
     assert hidden.status_code == 404
 
 
-def test_care_team_goal_and_meeting_have_histories_of_their_own(system):
+def test_care_team_goal_and_meeting_have_histories_of_their_own(fresh_system):
+    """Type-level history shows everything the caller may see: on services of its own."""
+    system = fresh_system
     personnummer = new_personnummer()
     plan_id = system.sip.post(
         "/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON

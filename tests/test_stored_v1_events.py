@@ -1,0 +1,175 @@
+"""Events stored before their type gained fields are read through the real upcasters.
+
+`Plan.Started` and `Consent.Given` are at class_version 2; the first release stored them
+without the fields version 2 added. Here such events are written into the services' event
+stores as that release stored them (its published v1 schema, no class_version), and read
+back through the services: the upcast fields are there, the plan and the consent are FHIR a
+record system reads, they work as any other (the consent permits, the plan is activated on
+it), and the stored version 1 bytes are never rewritten.
+"""
+
+import dataclasses
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import jsonschema
+import pytest
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
+from fhir.resources.R4B.careplan import CarePlan
+from fhir.resources.R4B.consent import Consent as FhirConsent
+
+from contracts.canonical import EXT_INITIATIVE
+from services.common.application import VersionedApplication
+from services.common.fhir_time import now
+from services.common.persistence import storage_for
+from services.consent.application import ConsentRegistry
+from services.consent.domain import Consent
+from services.sip.application import SipPlans
+from services.sip.domain import Plan
+from tests.fhir_data import MUNICIPALITY, REGION, new_personnummer, person, prepare_for_activation
+
+SCHEMAS = Path(__file__).parents[1] / "contracts" / "event_schemas"
+COORDINATOR = {"subject": "coordinator-1", "role": "coordinator", "organization": REGION,
+               "unit": None}  # fmt: skip
+
+
+class PlanStartedV1(Aggregate.Created):
+    """`Plan.Started` as the first release defined it: no organisation kind, no initiative."""
+
+    subject: dict[str, str]
+    starting_organization: str
+    title: str | None
+    description: str | None
+    started_at: datetime
+    started_by: dict[str, Any]
+
+
+class ConsentGivenV1(Aggregate.Created):
+    """`Consent.Given` as the first release defined it: no kind, givers, form, recipients,
+    sources or exclusions."""
+
+    patient: dict[str, str]
+    scope: str
+    categories: list[str]
+    performer: list[dict[str, Any]]
+    organizations: list[str]
+    period_start: datetime | None
+    period_end: datetime | None
+    given_at: datetime
+    recorded_by: dict[str, Any]
+
+
+@pytest.fixture
+def stores(system):
+    """The services' event stores, opened beside the running services as a replica would."""
+    backend = system.backend
+
+    def event_store(service: str) -> dict[str, str]:
+        storage = storage_for(service, backend.database_urls[service], backend.data_dir)
+        return storage.event_store_env
+
+    opened = [SipPlans(env=event_store("sip")), ConsentRegistry(env=event_store("consent"))]
+    yield opened
+    for application in opened:
+        application.close()
+
+
+def store_as_version_1(
+    application: VersionedApplication, event: Aggregate.Created, stored_as: type
+) -> StoredEvent:
+    """Stores the event under the topic of today's class, as the first release did: the
+    library's mapper writes no class_version for a class at version 1."""
+    stored = application.mapper.to_stored_event(event)
+    stored = dataclasses.replace(stored, topic=get_topic(stored_as))
+    application.recorder.insert_events([stored])  # through the hash chain, as any write
+    return stored
+
+
+def valid_version_1(stored: StoredEvent, service: str, name: str) -> dict[str, Any]:
+    payload = json.loads(stored.state)
+    schema = json.loads((SCHEMAS / service / f"{name}.v1.json").read_text())
+    jsonschema.validate(payload, schema)
+    assert "class_version" not in payload
+    return payload
+
+
+def first_stored(application: VersionedApplication, aggregate_id: UUID) -> StoredEvent:
+    return application.recorder.select_events(aggregate_id, lte=1)[0]
+
+
+def test_version_1_events_are_upcast_read_as_fhir_and_never_rewritten(system, stores):
+    plans, registry = stores
+    personnummer, at = new_personnummer(), now()
+    consent_id, plan_id = uuid4(), uuid4()
+    given_v1 = ConsentGivenV1(
+        originator_id=consent_id,
+        originator_version=1,
+        timestamp=at,
+        originator_topic=get_topic(Consent),
+        patient=person(personnummer),
+        scope="patient-privacy",
+        categories=["sip", "sip-plan"],
+        performer=[{"identifier": person(personnummer)}],
+        organizations=[REGION, MUNICIPALITY],
+        period_start=at,
+        period_end=None,
+        given_at=at,
+        recorded_by=COORDINATOR,
+    )
+    started_v1 = PlanStartedV1(
+        originator_id=plan_id,
+        originator_version=1,
+        timestamp=at,
+        originator_topic=get_topic(Plan),
+        subject=person(personnummer),
+        starting_organization=REGION,
+        title="SIP",
+        description=None,
+        started_at=at,
+        started_by=COORDINATOR,
+    )
+    stored_consent = store_as_version_1(registry, given_v1, Consent.Given)
+    stored_plan = store_as_version_1(plans, started_v1, Plan.Started)
+    assert "initiative" not in valid_version_1(stored_plan, "sip", "Plan.Started")
+    assert "givers" not in valid_version_1(stored_consent, "consent", "Consent.Given")
+
+    # Read through the application: the upcasters fill in what version 1 did not record.
+    plan = plans.repository.get(plan_id)
+    assert (plan.initiative, plan.organizations[REGION].kind) == ("region-unit", "region")
+    consent = registry.repository.get(consent_id)
+    assert (consent.kind, consent.form) == ("permit", "written")
+    assert consent.givers == [{"role": "person"}]
+    assert (consent.recipients, consent.sources, consent.exclusions) == ([], [], [])
+
+    # Read through the services: FHIR a record system reads, found by search.
+    read = system.sip.get(f"/fhir/CarePlan/{plan_id}")
+    assert read.status_code == 200, read.text
+    CarePlan.model_validate(read.json())
+    assert {"url": EXT_INITIATIVE, "valueCode": "region-unit"} in read.json()["extension"]
+    team = system.sip.get(f"/fhir/CareTeam/{plan_id}-team").json()
+    assert [member["role"][0]["text"] for member in team["participant"]] == ["region"]
+    found = system.sip.get("/fhir/CarePlan", params={"subject:identifier": f"|{personnummer}"})
+    assert [entry["resource"]["id"] for entry in found.json()["entry"]] == [str(plan_id)]
+    given = system.consent.get(f"/fhir/Consent/{consent_id}")
+    assert given.status_code == 200, given.text
+    FhirConsent.model_validate(given.json())
+    assert given.json()["status"] == "active"
+
+    # They work as any other: the upcast consent permits, and the plan, whose starting
+    # organisation version 1 did not say is a principal, takes the overall responsibility.
+    prepare_for_activation(system.sip, str(plan_id))
+    activated = system.sip.post(f"/fhir/CarePlan/{plan_id}/$activate")
+    assert activated.status_code == 200, activated.text
+    assert activated.json()["supportingInfo"][0]["identifier"]["value"] == f"urn:uuid:{consent_id}"
+
+    # Upcast on every reading, never rewritten: the stored version 1 events keep their bytes.
+    for application, aggregate_id, stored in (
+        (plans, plan_id, stored_plan),
+        (registry, consent_id, stored_consent),
+    ):
+        assert first_stored(application, aggregate_id) == stored
