@@ -202,16 +202,17 @@ def _read(
             )
         found.setdefault(name, []).append(parameter)
     values: dict[str, Any] = {}
-    for spec in specs.values():
+    for spec in specs.values():  # what is given is checked first: a wrong value is named
         given_values = found.get(spec.name, [])
         if not given_values:
-            if spec.min:
-                raise missing(spec.name)
             continue
         if spec.max == "1" and len(given_values) > 1:
             raise FhirError(400, "invalid", f"'{spec.name}' is given more than once")
         read = [_value(spec, parameter, operation, missing) for parameter in given_values]
         values[spec.name] = read if spec.max == "*" else read[0]
+    for spec in specs.values():
+        if spec.min and spec.name not in values:
+            raise missing(spec.name)
     try:
         return model.model_validate(values)
     except ValidationError as error:  # a declaration that its FHIR type does not match
