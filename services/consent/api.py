@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI
+from typing import Any
+
+from fastapi import FastAPI
 
 from services.audit.checkpoints import CheckpointSigner
 from services.audit.feed import add_event_feed
-from services.common.access_log_routes import add_access_log_routes
-from services.common.access_log_views import AccessLogIndex
 from services.common.capability import (
     ACCESS_LOG_CAPABILITIES,
     capability_statement,
@@ -16,7 +16,7 @@ from services.common.capability import (
 )
 from services.common.persistence import read_model_engine, storage_for
 from services.common.resource_routes import AggregateResource, ResourceAccess
-from services.common.service import build_service_app
+from services.common.service import access_log_router, build_service_app
 from services.common.settings import ServiceSettings
 from services.consent.application import ConsentRegistry
 from services.consent.disclosure import disclose_consent
@@ -34,6 +34,16 @@ RESOURCES = [
 ]
 
 
+def consent_capability_statement(base: str) -> dict[str, Any]:
+    return capability_statement(
+        base,
+        name="SipConsentService",
+        title="SIP consent service",
+        resources=RESOURCES,
+        operations=operations.DEFINED_OPERATIONS,
+    )
+
+
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings.from_env("CONSENT_DATABASE_URL")
     storage = storage_for("consent", settings.database_url, settings.data_dir)
@@ -43,13 +53,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app = build_service_app(
         title="SIP consent service",
         application=registry,
-        capability_statement=lambda base: capability_statement(
-            base,
-            name="SipConsentService",
-            title="SIP consent service",
-            resources=RESOURCES,
-            operations=operations.DEFINED_OPERATIONS,
-        ),
+        capability_statement=consent_capability_statement,
         token_verifier=settings.token_verifier(),
         closers=[engine.dispose],
     )
@@ -57,14 +61,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.index = ConsentIndex(registry, engine)
     app.state.resources = {"Consent": AggregateResource(access, consent_to_fhir)}
     add_event_feed(app, registry, engine, CheckpointSigner(settings.data_dir, "consent"))
-    access_log = APIRouter(prefix="/fhir")
-    add_access_log_routes(
-        access_log,
-        access,
-        AccessLogIndex(registry, engine),
-        observer=app.title,
-        peer_extract_url=None,
-    )
+    access_log = access_log_router(access, engine, app.title, peer_extract_url=None)
     for router in (consent.router, access_log, operations.router):
         app.include_router(router)
     app.include_router(operations.definitions_router)

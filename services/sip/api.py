@@ -3,17 +3,17 @@ the plans, their index and the consent gate, kept in app.state."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI
+from typing import Any
+
+from fastapi import FastAPI
 
 from services.audit.checkpoints import CheckpointSigner
 from services.audit.feed import add_event_feed
-from services.common.access_log_routes import add_access_log_routes
-from services.common.access_log_views import AccessLogIndex
 from services.common.capability import ACCESS_LOG_CAPABILITIES, capability_statement
 from services.common.capability import resource_capability as capability
 from services.common.persistence import read_model_engine, storage_for
 from services.common.resource_routes import AggregateResource, ResourceAccess
-from services.common.service import build_service_app
+from services.common.service import access_log_router, build_service_app
 from services.common.settings import ServiceSettings
 from services.sip.application import SipPlans
 from services.sip.consent_feed import ConsentFeedFollower
@@ -34,6 +34,16 @@ RESOURCES = [
     *(capability(v.resource_type, interactions=VERSIONS, search_parameters={}) for v in PLAN_VIEWS),
     *ACCESS_LOG_CAPABILITIES,
 ]
+
+
+def sip_capability_statement(base: str) -> dict[str, Any]:
+    return capability_statement(
+        base,
+        name="SipPlanService",
+        title="SIP plan service",
+        resources=RESOURCES,
+        operations=operations.DEFINED_OPERATIONS,
+    )
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -59,13 +69,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app = build_service_app(
         title="SIP plan service",
         application=plans,
-        capability_statement=lambda base: capability_statement(
-            base,
-            name="SipPlanService",
-            title="SIP plan service",
-            resources=RESOURCES,
-            operations=operations.DEFINED_OPERATIONS,
-        ),
+        capability_statement=sip_capability_statement,
         token_verifier=settings.token_verifier(),
         starters=[follower.start],
         closers=[follower.stop, consent_gate.close, engine.dispose],
@@ -77,14 +81,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         **{view.resource_type: PlanViewResource(access, view) for view in PLAN_VIEWS},
     }
     add_event_feed(app, plans, engine, CheckpointSigner(settings.data_dir, "sip"))
-    access_log = APIRouter(prefix="/fhir")
-    add_access_log_routes(
-        access_log,
-        access,
-        AccessLogIndex(plans, engine),
-        observer=app.title,
-        peer_extract_url=settings.consent_service_url,
-    )
+    access_log = access_log_router(access, engine, app.title, settings.consent_service_url)
     for router in (careplan.router, access_log, operations.router, views.router):
         app.include_router(router)
     app.include_router(operations.definitions_router)

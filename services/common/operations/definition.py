@@ -136,3 +136,19 @@ def request_body(schema: dict[str, Any], *, required: bool = True) -> dict[str, 
 def operation_request_body(operation: Operation[Any]) -> dict[str, Any]:
     required = any(spec.min for spec in parameter_specs(operation.parameters))
     return request_body(parameters_schema(operation.parameters), required=required)
+
+
+def query_parameters(operation: Operation[Any]) -> dict[str, Any]:
+    """An `openapi_extra` naming a GET operation's parameters, sent in the query string."""
+    return {
+        "parameters": [
+            {
+                "name": spec.name,
+                "in": "query",
+                "required": bool(spec.min),
+                "description": f"FHIR {spec.fhir_type.name if spec.fhir_type else 'parts'}",
+                "schema": {"type": "string"},
+            }
+            for spec in parameter_specs(operation.parameters)
+        ]
+    }

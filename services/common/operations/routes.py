@@ -18,6 +18,7 @@ from services.common.operations.declaration import Operation
 from services.common.operations.definition import (
     operation_definition,
     operation_request_body,
+    query_parameters,
 )
 from services.common.operations.pipeline import operation_body, query_as_parameters, run_operation
 
@@ -39,7 +40,7 @@ def _add_route(router: APIRouter, operation: Operation[Any]) -> None:
     route = {"name": operation.name, "description": operation.documentation}
     if operation.method == "GET":
 
-        @router.get(operation.path, **route)
+        @router.get(operation.path, openapi_extra=query_parameters(operation), **route)
         def read(id: str, request: Request, actor: Actor = caller) -> FhirResponse:
             body = query_as_parameters(operation, request)
             return run_operation(operation, request, actor, body, id)

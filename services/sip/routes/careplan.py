@@ -142,5 +142,7 @@ def search(request: Request, query: dict[str, str], actor: Actor) -> FhirRespons
     return FhirResponse(bundle)
 
 
-add_search_routes(router, "CarePlan", search, {**SEARCH_PARAMETERS, "_include": "see INCLUDES"})
+add_search_routes(
+    router, "CarePlan", search, {**SEARCH_PARAMETERS, "_include": " | ".join(sorted(INCLUDES))}
+)
 add_version_routes(router, "CarePlan")
