@@ -10,7 +10,7 @@ from fhir.resources.R4B.operationdefinition import OperationDefinition
 from services.common.parameters import parameter_specs
 from services.consent.routes.operations import DEFINED_OPERATIONS as CONSENT_DEFINED
 from services.sip.routes.operations import DEFINED_OPERATIONS as SIP_DEFINED
-from tests.fhir_data import FHIR_JSON, care_plan, new_personnummer, parameters
+from tests.fhir_data import FHIR_JSON, care_plan, consent, new_personnummer, parameters
 
 
 def services(system):
@@ -118,3 +118,33 @@ def test_a_value_of_the_wrong_type_is_refused(system, plan_id, operation, parame
 def test_a_parameter_given_twice_where_once_is_allowed_is_refused(system, plan_id):
     body = parameters(text=["Ett", "Två"])
     assert "'text'" in refused(system, plan_id, "record-need", body)
+
+
+def test_the_consent_operations_run_through_the_same_reading(system):
+    consent_id = system.consent.post(
+        "/fhir/Consent", json=consent(new_personnummer()), headers=FHIR_JSON
+    ).json()["id"]
+    path = f"/fhir/Consent/{consent_id}/$withdraw"
+    without_reason = system.consent.post(path, json={"resourceType": "Parameters"})
+    assert without_reason.status_code == 422
+    assert without_reason.json()["issue"][0]["details"]["text"] == "reason"
+    null_reason = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "reason", "valueString": None}],
+    }
+    assert system.consent.post(path, json=null_reason).status_code == 400
+    unknown = {"resourceType": "Parameters", "parameter": [{"name": "why", "valueString": "x"}]}
+    assert "'why'" in system.consent.post(path, json=unknown).json()["issue"][0]["diagnostics"]
+    assert system.consent.get(f"/fhir/Consent/{consent_id}").json()["meta"]["versionId"] == "1"
+
+
+def test_as_of_reads_its_instant_from_the_query(system, plan_id):
+    assert system.sip.get(f"/fhir/CarePlan/{plan_id}/$as-of").status_code == 400
+    bad = system.sip.get(f"/fhir/CarePlan/{plan_id}/$as-of", params={"instant": "soon"})
+    assert bad.status_code == 400 and "'instant'" in bad.json()["issue"][0]["diagnostics"]
+    assert (
+        system.sip.get(f"/fhir/CarePlan/{plan_id}/$as-of", params={"instant": "2099-01-01"}).json()[
+            "type"
+        ]
+        == "collection"
+    )
