@@ -33,11 +33,11 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from contracts.identifiers import HSA_ID_SYSTEM, PERSONNUMMER_SYSTEM, with_check_digit
-from services.audit.offline import open_service
 from services.cli import service_command, wait_ready
 from services.common.access_log import WriteContext, writing
 from services.common.auth.tokens import DevIssuer
 from services.common.persistence import maintenance_conninfo
+from services.ops.offline import open_service
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/"
 REGION, MUNICIPALITY = "SE2321000032-R1", "SE2120000357-K1"

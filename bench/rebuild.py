@@ -23,10 +23,10 @@ from sqlalchemy.engine import make_url
 
 from contracts.consent_decision import ConsentDecision
 from contracts.identifiers import PERSONNUMMER_SYSTEM, with_check_digit
-from services.audit.offline import open_service
-from services.audit.verify import database_links, verify_links
 from services.common.access_log import WriteContext, writing
 from services.common.persistence import maintenance_conninfo
+from services.ops.offline import open_service
+from services.ops.verify import database_links, verify_links
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/"
 REGION, MUNICIPALITY = "SE2321000032-R1", "SE2120000357-K1"

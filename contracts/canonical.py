@@ -7,9 +7,13 @@ CANONICAL_BASE = "https://sip-case.se/fhir"
 
 # Code system of the information categories a consent covers and a disclosure check asks for.
 CONSENT_CATEGORY_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/consent-category"
+# The category the SIP service asks for before it discloses or activates a plan.
+CONSENT_CATEGORY_SIP_PLAN = "sip-plan"
 CONSENT_CATEGORIES: dict[str, str] = {
     "sip": "Consent to draw up a coordinated individual plan (SIP)",
-    "sip-plan": "The SIP itself: its needs, goals, interventions and responsibilities",
+    CONSENT_CATEGORY_SIP_PLAN: (
+        "The SIP itself: its needs, goals, interventions and responsibilities"
+    ),
     "health-care": "Health-care information from the region's records",
     "social-services": "Social-services information from the municipality's records",
     "relatives": "Relatives take part in the SIP",

@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 
 from contracts.actor import ROLES
-from services.audit.commands import add_commands as add_audit_commands
 from services.common.auth.tokens import DevIssuer, default_scopes
 from services.common.persistence import DEFAULT_DATA_DIR
 from services.common.settings import ServiceSettings
+from services.ops.commands import add_commands as add_audit_commands
 
 
 def main(argv: list[str] | None = None) -> int:

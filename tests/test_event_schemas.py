@@ -8,9 +8,9 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.utils import clear_topic_cache, get_topic, register_topic
 
-from services.audit.event_schemas import SCHEMA_FOLDER, generate, published_schemas
-from services.audit.verify import database_links, verify_links
 from services.common.persistence import read_model_engine, storage_for
+from services.ops.event_schemas import SCHEMA_FOLDER, generate, published_schemas
+from services.ops.verify import database_links, verify_links
 from tests.fhir_data import (
     FHIR_JSON,
     care_plan,
@@ -22,7 +22,7 @@ from tests.fhir_data import (
 
 
 def test_the_published_schemas_are_the_ones_the_code_generates():
-    assert published_schemas() == generate(), "run: python -m services.audit.event_schemas"
+    assert published_schemas() == generate(), "run: python -m services.ops.event_schemas"
 
 
 def test_every_event_in_the_feed_validates_against_its_published_schema(system):

@@ -154,7 +154,7 @@ def test_what_others_than_the_principals_do_is_part_of_the_plan():
         at=NOW,
         by=BY,
     )
-    assert plan.interventions[walks]["responsible_principal"] == "other"
+    assert plan.interventions[walks].responsible_principal == "other"
 
 
 def test_overall_responsibility_lies_with_a_principal_and_transfers_with_a_reason():
@@ -181,7 +181,7 @@ def test_overall_responsibility_lies_with_a_principal_and_transfers_with_a_reaso
     plan.assign_overall_responsibility(
         organization=MUNICIPALITY, reason="Flyttar hem", at=NOW, by=BY
     )
-    assert plan.overall_responsibility["previous"] == REGION
+    assert plan.overall_responsibility.previous == REGION
 
 
 def test_relatives_take_part_only_where_the_person_agrees():
@@ -219,12 +219,12 @@ def test_changes_to_an_active_plan_wait_for_the_persons_approval():
         at=NOW,
         by=BY,
     )
-    assert [c["change"] for c in plan.pending_changes] == [
+    assert [c.change for c in plan.pending_changes] == [
         f"{goal} set",
         "follow-up changes: Nytt mål",
     ]
     plan.approve_changes(approved_by="person", meeting_id=None, at=NOW, by=BY)
-    assert plan.pending_changes == [] and plan.approvals[0]["approved_by"] == "person"
+    assert plan.pending_changes == [] and plan.approvals[0].approved_by == "person"
     refused(
         "changes-to-approve",
         plan.approve_changes,
@@ -250,7 +250,7 @@ def test_a_meeting_can_approve_the_changes():
     plan.record_meeting(
         meeting_id=meeting, attendees=["Tolvan"], notes=None, approved_changes=True, at=NOW, by=BY
     )
-    assert plan.pending_changes == [] and plan.approvals[0]["meeting_id"] == meeting
+    assert plan.pending_changes == [] and plan.approvals[0].meeting_id == meeting
 
 
 def test_goals_are_revised_and_assessed():
@@ -268,8 +268,8 @@ def test_goals_are_revised_and_assessed():
         "goal-outcome", plan.assess_goal, goal_id=goal, outcome="great", note=None, at=NOW, by=BY
     )
     plan.assess_goal(goal_id=goal, outcome="achieved", note=None, at=NOW, by=BY)
-    assert plan.goals[goal]["status"] == "completed"
-    assert plan.goals[goal]["revisions"][0]["text"] == "Gå till affären"
+    assert plan.goals[goal].status == "completed"
+    assert plan.goals[goal].revisions[0].text == "Gå till affären"
 
 
 def test_a_stopped_intervention_needs_a_reason():
@@ -298,10 +298,10 @@ def test_cost_allocation_defaults_to_a_third_and_is_in_force_when_both_agree():
         at=NOW,
         by=BY,
     )
-    shares = {s["organization"]: s["percent"] for s in plan.cost_allocations[allocation]["shares"]}
+    shares = {s.organization: s.percent for s in plan.cost_allocations[allocation].shares}
     assert shares == {REGION: 33.33, MUNICIPALITY: 66.67}
     plan.agree_cost_allocation(allocation_id=allocation, organization=REGION, at=NOW, by=BY)
-    assert not plan.cost_allocations[allocation]["in_force"]
+    assert not plan.cost_allocations[allocation].in_force
     refused(
         "cost-agreed-once",
         plan.agree_cost_allocation,
@@ -311,7 +311,7 @@ def test_cost_allocation_defaults_to_a_third_and_is_in_force_when_both_agree():
         by=BY,
     )
     plan.agree_cost_allocation(allocation_id=allocation, organization=MUNICIPALITY, at=NOW, by=BY)
-    assert plan.cost_allocations[allocation]["in_force"]
+    assert plan.cost_allocations[allocation].in_force
     refused(
         "cost-shares-whole",
         plan.propose_cost_allocation,
@@ -336,7 +336,7 @@ def test_deviations_are_tracked_until_answered():
         at=NOW,
         by=BY,
     )
-    assert [d["id"] for d in plan.open_deviations] == [deviation]
+    assert [d.id for d in plan.open_deviations] == [deviation]
     refused(
         "deviation-by-participant",
         plan.report_deviation,

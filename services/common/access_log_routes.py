@@ -1,6 +1,7 @@
 """`GET /fhir/AuditEvent` for auditors and `GET /fhir/Patient/{id}/$access-log`, the
 patient's log extract. Reading the log is itself logged."""
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import httpx
@@ -39,124 +40,146 @@ _IGNORED = {"_format", "_count", "_pretty"}
 EXTRACT_ENTITY = "Patient/$access-log"
 
 
-def add_access_log_routes(
-    router: APIRouter,
-    access: ResourceAccess,
-    index: AccessLogIndex,
-    *,
-    observer: str,
-    peer_extract_url: str | None = None,
-) -> None:
-    """`peer_extract_url`: the other service's base URL, whose extract is merged in."""
-    AuditReader = Annotated[Actor, Depends(authorize("AuditEvent", "s"))]
-    ExtractReader = Annotated[Actor, Depends(authorize("Patient", "r"))]
+@dataclass(frozen=True)
+class AccessLogReading:
+    """What the access-log routes read: the service's resources and its access-log index.
+    `peer_extract_url`: the other service's base URL, whose extract is merged in. An app serves
+    them by `app.state.access_log_reading = AccessLogReading(...)` and including `router`
+    in its `/fhir` router."""
 
-    @router.get("/AuditEvent", name="search AuditEvent")
-    def search_audit_events(request: Request, actor: AuditReader) -> FhirResponse:
-        _require_auditor(actor)
-        unknown = set(request.query_params) - set(AUDIT_SEARCH_PARAMETERS) - _IGNORED
-        if unknown:
-            raise FhirError(
-                400,
-                "not-supported",
-                f"unsupported search parameter(s): {', '.join(sorted(unknown))}",
-            )
-        params = request.query_params
-        since, until = date_range(params.getlist("date"))
-        patient = params.get("patient:identifier")
-        patient_value = person_token(patient)[1] if patient else None
-        action = params.get("action")
-        if action is not None and action not in ("C", "R", "U", "D", "E"):
-            raise FhirError(400, "invalid", "action is one of C, R, U, D, E")
-        rows = index.search(
-            auditor_organization=actor.organization,
-            patient_value=patient_value,
-            user_id=params.get("agent"),
-            organization=params.get("organization"),
-            action=action,
-            since=since,
-            until=until,
-        )
-        access.log(
-            actor,
-            "search-type",
-            entity="AuditEvent",
-            query="&".join(f"{k}={v}" for k, v in params.multi_items() if k != "patient:identifier")
-            + ("&patient:identifier=(given)" if patient else ""),
-            detail=f"audit log search, {len(rows)} record(s)",
-        )
-        base = fhir_base(request)
-        events = [audit_event_to_fhir(row, observer) for row in rows]
-        return FhirResponse(searchset(base, events, f"{base}/AuditEvent"))
+    access: ResourceAccess
+    index: AccessLogIndex
+    observer: str
+    peer_extract_url: str | None = None
 
-    @router.get("/AuditEvent/{record_id}", name="read AuditEvent")
-    def read_audit_event(record_id: str, actor: AuditReader) -> FhirResponse:
-        _require_auditor(actor)
-        wanted = record_uuid(record_id)
-        rows = [
-            row
-            for row in index.search(auditor_organization=actor.organization)
-            if wanted is not None and row["record_id"] == str(wanted)
-        ]
-        if not rows:
-            raise FhirError(404, "not-found", f"no AuditEvent with id '{record_id}'")
-        access.log(actor, "read", entity=f"AuditEvent/{record_id}")
-        return FhirResponse(audit_event_to_fhir(rows[0], observer))
 
-    ProvenanceReader = Annotated[Actor, Depends(authorize("Provenance", "s"))]
+def served_access_log(request: Request) -> AccessLogReading:
+    return request.app.state.access_log_reading
 
-    @router.get("/Provenance", name="search Provenance")
-    def search_provenance(target: str, request: Request, actor: ProvenanceReader) -> FhirResponse:
-        """One Provenance per version of the target: who made it, when, how, on which consent."""
-        resource_type, _, target_id = target.partition("/")
-        if resource_type != access.resource_type or not target_id:
-            raise FhirError(
-                400, "invalid", f"target is {access.resource_type}/<id> on this service"
-            )
-        aggregate = access.open(
-            actor, resource_id(target_id), "search-type", f"Provenance?target={target}"
-        )
-        rows = index.search(entity_prefix=f"{resource_type}/{aggregate.id}/_history/")
-        provenances = [provenance_to_fhir(row) for row in rows if row["action"] != "R"]
-        base = fhir_base(request)
-        return FhirResponse(searchset(base, provenances, f"{base}/Provenance"))
 
-    @router.get("/Patient/{personnummer}/$access-log", name="patient log extract")
-    def access_log_extract(personnummer: str, request: Request, actor: ExtractReader) -> Response:
-        person = _person(personnummer)
-        if actor.role == "patient":
-            if actor.patient != person["value"]:
-                raise FhirError(403, "forbidden", "a person may read their own log extract only")
-            scope = None
-        elif actor.role == "auditor":
-            scope = actor.organization
-        else:
-            raise FhirError(403, "forbidden", "the log extract is for the person or an auditor")
-        rows = index.search(
-            auditor_organization=scope, patient_value=person["value"], successful_only=True
+Reading = Annotated[AccessLogReading, Depends(served_access_log)]
+AuditReader = Annotated[Actor, Depends(authorize("AuditEvent", "s"))]
+ExtractReader = Annotated[Actor, Depends(authorize("Patient", "r"))]
+ProvenanceReader = Annotated[Actor, Depends(authorize("Provenance", "s"))]
+router = APIRouter()
+
+
+@router.get("/AuditEvent", name="search AuditEvent")
+def search_audit_events(request: Request, actor: AuditReader, log: Reading) -> FhirResponse:
+    _require_auditor(actor)
+    unknown = set(request.query_params) - set(AUDIT_SEARCH_PARAMETERS) - _IGNORED
+    if unknown:
+        raise FhirError(
+            400,
+            "not-supported",
+            f"unsupported search parameter(s): {', '.join(sorted(unknown))}",
         )
-        # Reading the extract is logged too, but it is no access to the plan or consents.
-        entries = [extract_entry(row, observer) for row in rows if row["entity"] != EXTRACT_ENTITY]
-        if peer_extract_url and not request.query_params.get("_local"):
-            entries += _peer_entries(peer_extract_url, person["value"], request)
-        entries.sort(key=lambda entry: (entry["time"], entry["id"]))
-        access.log(
-            actor,
-            "operation",
-            patient=person,
-            entity=EXTRACT_ENTITY,
-            detail=f"log extract (loggutdrag), {len(entries)} entries",
-        )
-        generated = fhir_instant(now())
-        wants_html = request.query_params.get("_format") == "html" or (
-            "text/html" in request.headers.get("accept", "")
-        )
-        if wants_html:
-            return HTMLResponse(extract_html(_masked(person["value"]), entries, generated))
-        return FhirResponse(
-            {"patient": person, "generated": generated, "entries": entries},
-            media_type="application/json",
-        )
+    params = request.query_params
+    since, until = date_range(params.getlist("date"))
+    patient = params.get("patient:identifier")
+    patient_value = person_token(patient)[1] if patient else None
+    action = params.get("action")
+    if action is not None and action not in ("C", "R", "U", "D", "E"):
+        raise FhirError(400, "invalid", "action is one of C, R, U, D, E")
+    rows = log.index.search(
+        auditor_organization=actor.organization,
+        patient_value=patient_value,
+        user_id=params.get("agent"),
+        organization=params.get("organization"),
+        action=action,
+        since=since,
+        until=until,
+    )
+    log.access.log(
+        actor,
+        "search-type",
+        entity="AuditEvent",
+        query="&".join(f"{k}={v}" for k, v in params.multi_items() if k != "patient:identifier")
+        + ("&patient:identifier=(given)" if patient else ""),
+        detail=f"audit log search, {len(rows)} record(s)",
+    )
+    base = fhir_base(request)
+    events = [audit_event_to_fhir(row, log.observer) for row in rows]
+    return FhirResponse(searchset(base, events, f"{base}/AuditEvent"))
+
+
+@router.get("/AuditEvent/{record_id}", name="read AuditEvent")
+def read_audit_event(record_id: str, actor: AuditReader, log: Reading) -> FhirResponse:
+    _require_auditor(actor)
+    wanted = record_uuid(record_id)
+    rows = [
+        row
+        for row in log.index.search(auditor_organization=actor.organization)
+        if wanted is not None and row["record_id"] == str(wanted)
+    ]
+    if not rows:
+        raise FhirError(404, "not-found", f"no AuditEvent with id '{record_id}'")
+    log.access.log(actor, "read", entity=f"AuditEvent/{record_id}")
+    return FhirResponse(audit_event_to_fhir(rows[0], log.observer))
+
+
+@router.get("/Provenance", name="search Provenance")
+def search_provenance(
+    target: str, request: Request, actor: ProvenanceReader, log: Reading
+) -> FhirResponse:
+    """One Provenance per version of the target: who made it, when, how, on which consent."""
+    access = log.access
+    resource_type, _, target_id = target.partition("/")
+    if resource_type != access.resource_type or not target_id:
+        raise FhirError(400, "invalid", f"target is {access.resource_type}/<id> on this service")
+    aggregate = access.open(
+        actor, resource_id(target_id), "search-type", f"Provenance?target={target}"
+    )
+    rows = log.index.search(entity_prefix=f"{resource_type}/{aggregate.id}/_history/")
+    provenances = [provenance_to_fhir(row) for row in rows if row["action"] != "R"]
+    base = fhir_base(request)
+    return FhirResponse(searchset(base, provenances, f"{base}/Provenance"))
+
+
+@router.get("/Patient/{personnummer}/$access-log", name="patient log extract")
+def access_log_extract(
+    personnummer: str, request: Request, actor: ExtractReader, log: Reading
+) -> Response:
+    person = _person(personnummer)
+    rows = log.index.search(
+        auditor_organization=_extract_scope(actor, person),
+        patient_value=person["value"],
+        successful_only=True,
+    )
+    # Reading the extract is logged too, but it is no access to the plan or consents.
+    entries = [extract_entry(row, log.observer) for row in rows if row["entity"] != EXTRACT_ENTITY]
+    if log.peer_extract_url and not request.query_params.get("_local"):
+        entries += _peer_entries(log.peer_extract_url, person["value"], request)
+    entries.sort(key=lambda entry: (entry["time"], entry["id"]))
+    log.access.log(
+        actor,
+        "operation",
+        patient=person,
+        entity=EXTRACT_ENTITY,
+        detail=f"log extract (loggutdrag), {len(entries)} entries",
+    )
+    generated = fhir_instant(now())
+    wants_html = request.query_params.get("_format") == "html" or (
+        "text/html" in request.headers.get("accept", "")
+    )
+    if wants_html:
+        return HTMLResponse(extract_html(_masked(person["value"]), entries, generated))
+    return FhirResponse(
+        {"patient": person, "generated": generated, "entries": entries},
+        media_type="application/json",
+    )
+
+
+def _extract_scope(actor: Actor, person: dict[str, str]) -> str | None:
+    """Whose records of the person the caller may read: all of them for the person, their
+    own organisation's for an auditor (None: no organisation limit)."""
+    if actor.role == "patient":
+        if actor.patient != person["value"]:
+            raise FhirError(403, "forbidden", "a person may read their own log extract only")
+        return None
+    if actor.role == "auditor":
+        return actor.organization
+    raise FhirError(403, "forbidden", "the log extract is for the person or an auditor")
 
 
 def _require_auditor(actor: Actor) -> None:

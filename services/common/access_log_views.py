@@ -145,77 +145,6 @@ def audit_event_to_fhir(row: dict[str, Any], observer: str) -> dict[str, Any]:
         if interaction in RESTFUL_INTERACTIONS
         else ACCESS_INTERACTION_SYSTEM
     )
-    user = {
-        "type": {
-            "coding": [
-                {
-                    "system": "http://terminology.hl7.org/CodeSystem/v3-RoleClass",
-                    "code": "AGNT" if row["user_role"] == "integration" else "PROV",
-                }
-            ]
-        },
-        "who": {"identifier": {"value": row["user_id"]}},
-        "role": [{"text": row["user_role"]}],
-        "requestor": True,
-    }
-    agents = [user]
-    if row["organization"]:
-        agents.append(
-            {
-                "type": {"text": "organisation and unit the access was made from"},
-                "who": {
-                    "type": "Organization",
-                    "identifier": {"system": HSA_ID_SYSTEM, "value": row["organization"]},
-                },
-                "location": (
-                    {"identifier": {"system": HSA_ID_SYSTEM, "value": row["unit"]}}
-                    if row["unit"]
-                    else None
-                ),
-                "requestor": False,
-            }
-        )
-        if agents[-1]["location"] is None:
-            del agents[-1]["location"]
-    entities: list[dict[str, Any]] = []
-    if row["patient_value"]:
-        entities.append(
-            {
-                "what": {
-                    "type": "Patient",
-                    "identifier": {"system": row["patient_system"], "value": row["patient_value"]},
-                },
-                "type": _coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "1"),
-                "role": _coding("http://terminology.hl7.org/CodeSystem/object-role", "1"),
-            }
-        )
-    for reference in (row["entity"] or "").split():
-        entities.append(
-            {
-                "what": {"reference": reference},
-                "type": _coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "2"),
-            }
-        )
-    for consent_id in json.loads(row["consents"]):
-        entities.append(
-            {
-                "what": {
-                    "type": "Consent",
-                    "identifier": {
-                        "system": "urn:ietf:rfc:3986",
-                        "value": f"urn:uuid:{consent_id}",
-                    },
-                },
-                "description": "consent the disclosure relied on",
-            }
-        )
-    if row["query"]:
-        entities.append(
-            {
-                "type": _coding("http://terminology.hl7.org/CodeSystem/audit-entity-type", "2"),
-                "query": base64.b64encode(row["query"].encode()).decode(),
-            }
-        )
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "id": row["record_id"],
@@ -229,14 +158,92 @@ def audit_event_to_fhir(row: dict[str, Any], observer: str) -> dict[str, Any]:
         "action": row["action"],
         "recorded": fhir_instant(row["recorded_at"]),
         "outcome": row["outcome"],
-        "agent": agents,
+        "agent": _audit_agents(row),
         "source": {"observer": {"display": observer}},
     }
     if row["detail"]:
         event["outcomeDesc"] = row["detail"]
+    entities = _audit_entities(row)
     if entities:
         event["entity"] = entities
     return event
+
+
+AUDIT_ENTITY_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+PERSON, SYSTEM_OBJECT = "1", "2"  # audit-entity-type codes
+
+
+def _audit_agents(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The user or system that made the access, and the organisation (and unit) it acted from."""
+    user = {
+        "type": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-RoleClass",
+                    "code": "AGNT" if row["user_role"] == "integration" else "PROV",
+                }
+            ]
+        },
+        "who": {"identifier": {"value": row["user_id"]}},
+        "role": [{"text": row["user_role"]}],
+        "requestor": True,
+    }
+    if not row["organization"]:
+        return [user]
+    organization: dict[str, Any] = {
+        "type": {"text": "organisation and unit the access was made from"},
+        "who": {
+            "type": "Organization",
+            "identifier": {"system": HSA_ID_SYSTEM, "value": row["organization"]},
+        },
+    }
+    if row["unit"]:
+        organization["location"] = {"identifier": {"system": HSA_ID_SYSTEM, "value": row["unit"]}}
+    organization["requestor"] = False
+    return [user, organization]
+
+
+def _audit_entities(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """Whose data it was, what was accessed, the consents a disclosure relied on, and the
+    query as it was asked."""
+    entities: list[dict[str, Any]] = []
+    if row["patient_value"]:
+        entities.append(
+            {
+                "what": {
+                    "type": "Patient",
+                    "identifier": {"system": row["patient_system"], "value": row["patient_value"]},
+                },
+                "type": _coding(AUDIT_ENTITY_TYPE_SYSTEM, PERSON),
+                "role": _coding("http://terminology.hl7.org/CodeSystem/object-role", "1"),
+            }
+        )
+    for reference in (row["entity"] or "").split():
+        entities.append(
+            {
+                "what": {"reference": reference},
+                "type": _coding(AUDIT_ENTITY_TYPE_SYSTEM, SYSTEM_OBJECT),
+            }
+        )
+    entities += [_relied_on_consent(consent_id) for consent_id in json.loads(row["consents"])]
+    if row["query"]:
+        entities.append(
+            {
+                "type": _coding(AUDIT_ENTITY_TYPE_SYSTEM, SYSTEM_OBJECT),
+                "query": base64.b64encode(row["query"].encode()).decode(),
+            }
+        )
+    return entities
+
+
+def _relied_on_consent(consent_id: str) -> dict[str, Any]:
+    return {
+        "what": {
+            "type": "Consent",
+            "identifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{consent_id}"},
+        },
+        "description": "consent the disclosure relied on",
+    }
 
 
 def _coding(system: str, code: str) -> dict[str, str]:

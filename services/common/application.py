@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from copy import deepcopy
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -15,6 +15,8 @@ from eventsourcing.utils import get_topic
 from services.common.access_log import AccessRecord, current_write, records_for_write
 from services.common.domain import NotFound, VersionMismatch
 from services.common.fhir_time import published
+
+Result = TypeVar("Result")
 
 
 class DateAsISO(Transcoding):
@@ -67,6 +69,20 @@ class VersionedApplication(Application[UUID]):
         if expected_version is not None and expected_version != aggregate.version:
             raise VersionMismatch(aggregate.version)
         return aggregate
+
+    def change(
+        self,
+        aggregate_id: UUID,
+        command: Callable[[Any], Result],
+        *,
+        expected_version: int | None = None,
+    ) -> tuple[Any, Result]:
+        """Loads the aggregate, runs one command on it and saves its events; a refused
+        command (or an If-Match naming another version) writes nothing."""
+        aggregate = self.aggregate_for_change(aggregate_id, expected_version)
+        result = command(aggregate)
+        self.save(aggregate)
+        return aggregate, result
 
     def versions(self, aggregate_id: UUID) -> Iterator[Any]:
         """Each version in order, replayed once from the events."""

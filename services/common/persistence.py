@@ -18,7 +18,7 @@ from psycopg import sql
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
 
-from services.audit.chain import RECORDER_TOPICS
+from services.common.audit.chain import RECORDER_TOPICS
 
 DEFAULT_DATA_DIR = ".sip-data"
 

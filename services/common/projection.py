@@ -12,10 +12,11 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.application import Application
 from eventsourcing.utils import get_topic
-from sqlalchemy import Column, Integer, MetaData, String, Table, select
+from sqlalchemy import Column, Integer, MetaData, Select, String, Table, select
 from sqlalchemy.engine import Connection, Engine
 
 from services.common.persistence import SQLITE_IMMEDIATE
@@ -152,3 +153,76 @@ class Projection(ABC):
             position = tracked_position(connection, self.name, for_update=True)
             assert position is not None
         return position
+
+
+class AggregateIndex(Projection):
+    """A read model with one row per aggregate, as the aggregate stood after each of its events,
+    and any related rows (memberships, terms) the subclass keeps beside it.
+
+    Subclasses name the `index` table (its primary key is the aggregate's id, and it has a
+    `last_updated` column), say what its row holds (`row`) and, if they keep related rows,
+    how those follow (`apply_related`); searches build a query from `newest_first()` and the
+    filters below, and run it with `ids()`."""
+
+    index: Table
+
+    @abstractmethod
+    def row(self, aggregate: Any, event: Any) -> dict[str, Any]:
+        """The index row's columns, the id aside."""
+
+    def apply_related(self, connection: Connection, aggregate: Any) -> None:
+        """Keeps the related rows in step with the aggregate; none by default."""
+
+    @property
+    def _id_column(self) -> Column[Any]:
+        (id_column,) = self.index.primary_key.columns
+        return id_column
+
+    def apply(self, connection: Connection, event: Any) -> None:
+        # The aggregate as this event left it: the read model holds its state at each step.
+        aggregate: Any = self.application.repository.get(
+            event.originator_id, version=event.originator_version
+        )
+        aggregate_id = str(aggregate.id)
+        row = self.row(aggregate, event)
+        if aggregate.version == 1:
+            connection.execute(
+                self.index.insert().values({self._id_column.name: aggregate_id, **row})
+            )
+        else:
+            connection.execute(
+                self.index.update().where(self._id_column == aggregate_id).values(**row)
+            )
+        self.apply_related(connection, aggregate)
+
+    def newest_first(self) -> Select[Any]:
+        return select(self._id_column).order_by(self.index.c.last_updated.desc())
+
+    @staticmethod
+    def identified_by(
+        query: Select[Any],
+        system_column: Column[Any],
+        value_column: Column[Any],
+        identifier: tuple[str | None, str] | None,
+    ) -> Select[Any]:
+        """Rows for a person's identifier `(system, value)`; any system where it is None."""
+        if identifier is None:
+            return query
+        system, value = identifier
+        query = query.where(value_column == value)
+        return query.where(system_column == system) if system else query
+
+    def related(self, query: Select[Any], table: Table, **equal: Any) -> Select[Any]:
+        """Rows of aggregates with a related row in `table` whose columns equal `equal`."""
+        related_id = table.c[self._id_column.name]
+        return query.where(
+            self._id_column.in_(
+                select(related_id).where(*(table.c[name] == value for name, value in equal.items()))
+            )
+        )
+
+    def ids(self, query: Select[Any]) -> list[UUID]:
+        """Runs a query for aggregate ids over the whole committed log (catching up first)."""
+        self.catch_up()
+        with self.reader.connect() as connection:
+            return [UUID(row) for row in connection.execute(query).scalars()]

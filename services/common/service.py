@@ -8,12 +8,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from eventsourcing.application import Application
-from fastapi import APIRouter, FastAPI, Request
-from sqlalchemy.engine import Engine
+from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.common.access_log_routes import add_access_log_routes
-from services.common.access_log_views import AccessLogIndex
 from services.common.auth.tokens import TokenVerifier
 from services.common.fhir_api import (
     FhirResponse,
@@ -21,7 +18,6 @@ from services.common.fhir_api import (
     operation_outcome,
     unexpected_error_response,
 )
-from services.common.resource_routes import ResourceAccess
 
 
 class ContainUnexpectedErrors:
@@ -101,15 +97,3 @@ def build_service_app(
         return FhirResponse(capability_statement(base))
 
     return app
-
-
-def access_log_router(
-    access: ResourceAccess, engine: Engine, observer: str, peer_extract_url: str | None
-) -> APIRouter:
-    """The service's own access log: AuditEvent, Provenance and the person's log extract."""
-    router = APIRouter(prefix="/fhir")
-    index = AccessLogIndex(access.application, engine)
-    add_access_log_routes(
-        router, access, index, observer=observer, peer_extract_url=peer_extract_url
-    )
-    return router

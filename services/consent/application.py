@@ -37,9 +37,11 @@ class ConsentRegistry(VersionedApplication):
         at: datetime,
         expected_version: int | None = None,
     ) -> Consent:
-        consent: Consent = self.aggregate_for_change(consent_id, expected_version)
-        consent.withdraw(reason=reason, withdrawn_by=withdrawn_by, at=at)
-        self.save(consent)
+        consent, _ = self.change(
+            consent_id,
+            lambda consent: consent.withdraw(reason=reason, withdrawn_by=withdrawn_by, at=at),
+            expected_version=expected_version,
+        )
         return consent
 
     def mark_entered_in_error(
@@ -51,9 +53,11 @@ class ConsentRegistry(VersionedApplication):
         at: datetime,
         expected_version: int | None = None,
     ) -> Consent:
-        consent: Consent = self.aggregate_for_change(consent_id, expected_version)
-        consent.mark_entered_in_error(reason=reason, by=by, at=at)
-        self.save(consent)
+        consent, _ = self.change(
+            consent_id,
+            lambda consent: consent.mark_entered_in_error(reason=reason, by=by, at=at),
+            expected_version=expected_version,
+        )
         return consent
 
     def override_block(
@@ -66,9 +70,12 @@ class ConsentRegistry(VersionedApplication):
         by: dict[str, Any],
         at: datetime,
     ) -> Consent:
-        block: Consent = self.aggregate(block_id)
-        block.override_block(organization=organization, reason=reason, until=until, by=by, at=at)
-        self.save(block)
+        block, _ = self.change(
+            block_id,
+            lambda block: block.override_block(
+                organization=organization, reason=reason, until=until, by=by, at=at
+            ),
+        )
         return block
 
     def check(

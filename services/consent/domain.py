@@ -18,6 +18,11 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 
 from contracts.consent_decision import ConsentCheckRequest, ConsentDecision
+from contracts.consent_events import (
+    CONSENT_BLOCK_OVERRIDDEN,
+    CONSENT_ENTERED_IN_ERROR,
+    CONSENT_WITHDRAWN,
+)
 from contracts.identifiers import PersonIdentifier, age_on
 from services.common.domain import RuleViolation
 
@@ -121,7 +126,7 @@ class Consent(Aggregate):
             raise RuleViolation("consent-entered-in-error", "this registration was made in error")
         self._withdrawn(reason=reason, withdrawn_by=withdrawn_by, withdrawn_at=at)
 
-    @event("Withdrawn")
+    @event(CONSENT_WITHDRAWN)
     def _withdrawn(self, reason: str, withdrawn_by: dict[str, Any], withdrawn_at: datetime) -> None:
         self.withdrawal = {"reason": reason, "by": withdrawn_by, "at": withdrawn_at}
 
@@ -130,7 +135,7 @@ class Consent(Aggregate):
             raise RuleViolation("consent-entered-in-error", "already marked as made in error")
         self._entered_in_error(reason=reason, by=by, at=at)
 
-    @event("EnteredInError")
+    @event(CONSENT_ENTERED_IN_ERROR)
     def _entered_in_error(self, reason: str, by: dict[str, Any], at: datetime) -> None:
         self.entered_in_error = {"reason": reason, "by": by, "at": at}
 
@@ -145,7 +150,7 @@ class Consent(Aggregate):
             raise RuleViolation("override-is-temporary", "an override ends in the future")
         self._block_overridden(organization=organization, reason=reason, until=until, by=by, at=at)
 
-    @event("BlockOverridden")
+    @event(CONSENT_BLOCK_OVERRIDDEN)
     def _block_overridden(
         self, organization: str, reason: str, until: datetime, by: dict[str, Any], at: datetime
     ) -> None:

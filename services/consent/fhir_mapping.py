@@ -42,6 +42,7 @@ from contracts.identifiers import (
     HSA_ID_SYSTEM,
     PERSON_ID_SYSTEMS,
     InvalidIdentifier,
+    PersonIdentifier,
     parse_hsa_id,
     parse_person_identifier,
 )
@@ -69,13 +70,7 @@ def consent_given_from_fhir(body: dict[str, Any], actor: Actor, now: datetime) -
         set().union(*(_codes(c, CONSENT_CATEGORY_SYSTEM) for c in body["category"]))
     )
     _known_categories(categories, allow_none=kind == "block")
-    try:
-        patient = parse_person_identifier(
-            ((body.get("patient") or {}).get("identifier") or {}).get("system"),
-            ((body.get("patient") or {}).get("identifier") or {}).get("value"),
-        )
-    except InvalidIdentifier as error:
-        raise unprocessable(f"patient.identifier: {error}", "valid-person-identifier") from None
+    patient = _patient(body)
     performer, givers = _givers(body.get("performer") or [], patient.value, actor)
     form = _extension(body, EXT_CONSENT_FORM, "valueCode") or (
         "digital" if actor.role == "patient" else "written"
@@ -93,34 +88,11 @@ def consent_given_from_fhir(body: dict[str, Any], actor: Actor, now: datetime) -
             "organization (the organisations the consent covers) is required",
             "consent-organization-hsa-id",
         )
-    recipients, sources = [], []
-    for index, actor_entry in enumerate(provision.get("actor") or []):
-        role = _codes(actor_entry.get("role"), PARTICIPATION_TYPE_SYSTEM)
-        hsa_id = _hsa_id(actor_entry.get("reference") or {}, f"provision.actor[{index}]")
-        if RECIPIENT_ROLE in role:
-            recipients.append(hsa_id)
-        elif SOURCE_ROLE in role:
-            sources.append(hsa_id)
-        else:
-            raise unprocessable(
-                f"provision.actor[{index}].role is {RECIPIENT_ROLE} (recipient) "
-                f"or {SOURCE_ROLE} (whose information)",
-                "consent-actor-role",
-            )
+    recipients, sources = _recipients_and_sources(provision)
     exclusions = [
         _exclusion(nested, index) for index, nested in enumerate(provision.get("provision") or [])
     ]
-    period = provision.get("period") or {}
-    try:
-        period_start = parse_fhir_datetime(period["start"]) if period.get("start") else None
-        period_end = (
-            parse_fhir_datetime(period["end"], end_of_period=True) if period.get("end") else None
-        )
-        given_at = parse_fhir_datetime(body["dateTime"]) if body.get("dateTime") else now
-    except InvalidDateTime as error:
-        raise unprocessable(str(error), "valid-datetime") from None
-    if period_start and period_end and period_end < period_start:
-        raise unprocessable("provision.period ends before it starts", "consent-period-order")
+    period_start, period_end, given_at = _times(body, now)
     return {
         "patient": {"system": patient.system, "value": patient.value},
         "kind": kind,
@@ -138,6 +110,51 @@ def consent_given_from_fhir(body: dict[str, Any], actor: Actor, now: datetime) -
         "given_at": given_at,
         "recorded_by": actor.as_event_data(),
     }
+
+
+def _patient(body: dict[str, Any]) -> PersonIdentifier:
+    identifier = (body.get("patient") or {}).get("identifier") or {}
+    try:
+        return parse_person_identifier(identifier.get("system"), identifier.get("value"))
+    except InvalidIdentifier as error:
+        raise unprocessable(f"patient.identifier: {error}", "valid-person-identifier") from None
+
+
+def _recipients_and_sources(provision: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The organisations receiving the information, and those whose information it is."""
+    recipients, sources = [], []
+    for index, actor_entry in enumerate(provision.get("actor") or []):
+        role = _codes(actor_entry.get("role"), PARTICIPATION_TYPE_SYSTEM)
+        hsa_id = _hsa_id(actor_entry.get("reference") or {}, f"provision.actor[{index}]")
+        if RECIPIENT_ROLE in role:
+            recipients.append(hsa_id)
+        elif SOURCE_ROLE in role:
+            sources.append(hsa_id)
+        else:
+            raise unprocessable(
+                f"provision.actor[{index}].role is {RECIPIENT_ROLE} (recipient) "
+                f"or {SOURCE_ROLE} (whose information)",
+                "consent-actor-role",
+            )
+    return recipients, sources
+
+
+def _times(
+    body: dict[str, Any], now: datetime
+) -> tuple[datetime | None, datetime | None, datetime]:
+    """The provision's period (start, end) and when the consent was given."""
+    period = (body.get("provision") or {}).get("period") or {}
+    try:
+        period_start = parse_fhir_datetime(period["start"]) if period.get("start") else None
+        period_end = (
+            parse_fhir_datetime(period["end"], end_of_period=True) if period.get("end") else None
+        )
+        given_at = parse_fhir_datetime(body["dateTime"]) if body.get("dateTime") else now
+    except InvalidDateTime as error:
+        raise unprocessable(str(error), "valid-datetime") from None
+    if period_start and period_end and period_end < period_start:
+        raise unprocessable("provision.period ends before it starts", "consent-period-order")
+    return period_start, period_end, given_at
 
 
 def _known_categories(categories: list[str], allow_none: bool = False) -> None:
@@ -250,67 +267,14 @@ def _category(code: str) -> dict[str, Any]:
 
 
 def consent_to_fhir(consent: Consent) -> dict[str, Any]:
-    provision: dict[str, Any] = {"type": "deny" if consent.kind == "block" else "permit"}
-    actors = [(RECIPIENT_ROLE, h) for h in consent.recipients]
-    actors += [(SOURCE_ROLE, h) for h in consent.sources]
-    if actors:
-        provision["actor"] = [
-            {
-                "role": {"coding": [{"system": PARTICIPATION_TYPE_SYSTEM, "code": role}]},
-                "reference": _organization(hsa_id),
-            }
-            for role, hsa_id in actors
-        ]
-    if consent.exclusions:
-        provision["provision"] = [
-            {
-                "type": "deny",
-                **(
-                    {
-                        "actor": [
-                            {
-                                "role": {
-                                    "coding": [
-                                        {
-                                            "system": PARTICIPATION_TYPE_SYSTEM,
-                                            "code": RECIPIENT_ROLE,
-                                        }
-                                    ]
-                                },
-                                "reference": _organization(h),
-                            }
-                            for h in exclusion["organizations"]
-                        ]
-                    }
-                    if exclusion["organizations"]
-                    else {}
-                ),
-                **(
-                    {"code": [_category(c) for c in exclusion["categories"]]}
-                    if exclusion["categories"]
-                    else {}
-                ),
-            }
-            for exclusion in consent.exclusions
-        ]
-    period = {}
-    if consent.period_start:
-        period["start"] = fhir_instant(consent.period_start)
-    if consent.period_end:
-        period["end"] = fhir_instant(consent.period_end)
-    if period:
-        provision["period"] = period
-    resource: dict[str, Any] = {
+    return {
         "resourceType": "Consent",
         "id": str(consent.id),
         "meta": {
             "versionId": str(consent.version),
             "lastUpdated": fhir_instant(consent.modified_on),
         },
-        "extension": [
-            recorded_by_extension(consent.recorded_by),
-            {"url": EXT_CONSENT_FORM, "valueCode": consent.form},
-        ],
+        "extension": _consent_extensions(consent),
         "status": consent.status,
         "scope": {"coding": [{"system": CONSENT_SCOPE_SYSTEM, "code": consent.scope}]},
         "category": [
@@ -324,14 +288,58 @@ def consent_to_fhir(consent: Consent) -> dict[str, Any]:
             for reference, giver in zip(consent.performer, consent.givers, strict=False)
         ],
         "organization": [_organization(hsa_id) for hsa_id in consent.organizations],
-        "provision": provision,
+        "provision": _provision(consent),
     }
+
+
+def _provision(consent: Consent) -> dict[str, Any]:
+    provision: dict[str, Any] = {"type": "deny" if consent.kind == "block" else "permit"}
+    actors = [(RECIPIENT_ROLE, h) for h in consent.recipients]
+    actors += [(SOURCE_ROLE, h) for h in consent.sources]
+    if actors:
+        provision["actor"] = [_provision_actor(role, hsa_id) for role, hsa_id in actors]
+    if consent.exclusions:
+        provision["provision"] = [_exclusion_provision(e) for e in consent.exclusions]
+    period = {}
+    if consent.period_start:
+        period["start"] = fhir_instant(consent.period_start)
+    if consent.period_end:
+        period["end"] = fhir_instant(consent.period_end)
+    if period:
+        provision["period"] = period
+    return provision
+
+
+def _provision_actor(role: str, hsa_id: str) -> dict[str, Any]:
+    return {
+        "role": {"coding": [{"system": PARTICIPATION_TYPE_SYSTEM, "code": role}]},
+        "reference": _organization(hsa_id),
+    }
+
+
+def _exclusion_provision(exclusion: dict[str, Any]) -> dict[str, Any]:
+    """A nested deny provision: organisations that do not receive, categories left out."""
+    provision: dict[str, Any] = {"type": "deny"}
+    if exclusion["organizations"]:
+        provision["actor"] = [
+            _provision_actor(RECIPIENT_ROLE, hsa_id) for hsa_id in exclusion["organizations"]
+        ]
+    if exclusion["categories"]:
+        provision["code"] = [_category(code) for code in exclusion["categories"]]
+    return provision
+
+
+def _consent_extensions(consent: Consent) -> list[dict[str, Any]]:
+    extensions = [
+        recorded_by_extension(consent.recorded_by),
+        {"url": EXT_CONSENT_FORM, "valueCode": consent.form},
+    ]
     for ended, url in (
         (consent.withdrawal, EXT_CONSENT_WITHDRAWAL),
         (consent.entered_in_error, EXT_ENTERED_IN_ERROR),
     ):
         if ended:
-            resource["extension"].append(
+            extensions.append(
                 {
                     "url": url,
                     "extension": [
@@ -342,7 +350,7 @@ def consent_to_fhir(consent: Consent) -> dict[str, Any]:
                 }
             )
     for override in consent.overrides:
-        resource["extension"].append(
+        extensions.append(
             {
                 "url": EXT_BLOCK_OVERRIDE,
                 "extension": [
@@ -356,7 +364,7 @@ def consent_to_fhir(consent: Consent) -> dict[str, Any]:
                 ],
             }
         )
-    return resource
+    return extensions
 
 
 def _performer(reference: dict[str, Any], giver: dict[str, Any]) -> dict[str, Any]:

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, select
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table
 from sqlalchemy.engine import Connection
 
-from services.common.projection import Projection
+from services.common.projection import AggregateIndex
 from services.consent.domain import Consent
 
 metadata = MetaData()
@@ -34,19 +34,16 @@ consent_terms = Table(
 )
 
 
-class ConsentIndex(Projection):
+class ConsentIndex(AggregateIndex):
     """Finds consents and blocks by patient, status, organisation, category and update time."""
 
     name = "consent_index"
     metadata = metadata
     aggregate_class = Consent
+    index = consent_index
 
-    def apply(self, connection: Connection, event: Any) -> None:
-        consent: Consent = self.application.repository.get(
-            event.originator_id, version=event.originator_version
-        )
-        consent_id = str(consent.id)
-        row = {
+    def row(self, consent: Consent, event: Any) -> dict[str, Any]:
+        return {
             "patient_system": consent.patient["system"],
             "patient_value": consent.patient["value"],
             "kind": consent.kind,
@@ -54,24 +51,23 @@ class ConsentIndex(Projection):
             "version": consent.version,
             "last_updated": event.timestamp,
         }
-        if consent.version == 1:
-            connection.execute(consent_index.insert().values(consent_id=consent_id, **row))
-            organizations = {*consent.organizations, *consent.recipients, *consent.sources}
-            connection.execute(
-                consent_terms.insert(),
-                [
-                    {"consent_id": consent_id, "term": "organization", "value": hsa_id}
-                    for hsa_id in organizations
-                ]
-                + [
-                    {"consent_id": consent_id, "term": "category", "value": code}
-                    for code in consent.categories
-                ],
-            )
-        else:
-            connection.execute(
-                consent_index.update().where(consent_index.c.consent_id == consent_id).values(**row)
-            )
+
+    def apply_related(self, connection: Connection, consent: Consent) -> None:
+        if consent.version > 1:
+            return  # what a consent covers never changes after it is given
+        consent_id = str(consent.id)
+        organizations = {*consent.organizations, *consent.recipients, *consent.sources}
+        connection.execute(
+            consent_terms.insert(),
+            [
+                {"consent_id": consent_id, "term": "organization", "value": hsa_id}
+                for hsa_id in organizations
+            ]
+            + [
+                {"consent_id": consent_id, "term": "category", "value": code}
+                for code in consent.categories
+            ],
+        )
 
     def search(
         self,
@@ -83,28 +79,17 @@ class ConsentIndex(Projection):
         updated_from: datetime | None = None,
         updated_to: datetime | None = None,
     ) -> list[UUID]:
-        self.catch_up()
         columns = consent_index.c
-        query = select(columns.consent_id).order_by(columns.last_updated.desc())
-        if patient is not None:
-            system, value = patient
-            query = query.where(columns.patient_value == value)
-            if system:
-                query = query.where(columns.patient_system == system)
+        query = self.identified_by(
+            self.newest_first(), columns.patient_system, columns.patient_value, patient
+        )
         if status is not None:
             query = query.where(columns.status == status)
         for term, value in (("organization", organization), ("category", category)):
             if value is not None:
-                query = query.where(
-                    columns.consent_id.in_(
-                        select(consent_terms.c.consent_id).where(
-                            consent_terms.c.term == term, consent_terms.c.value == value
-                        )
-                    )
-                )
+                query = self.related(query, consent_terms, term=term, value=value)
         if updated_from is not None:
             query = query.where(columns.last_updated >= updated_from)
         if updated_to is not None:
             query = query.where(columns.last_updated <= updated_to)
-        with self.reader.connect() as connection:
-            return [UUID(row) for row in connection.execute(query).scalars()]
+        return self.ids(query)

@@ -7,13 +7,15 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from services.audit.checkpoints import CheckpointSigner
-from services.audit.feed import add_event_feed
+from services.common import access_log_routes
+from services.common.access_log_views import AccessLogIndex
+from services.common.audit import feed as event_feed
+from services.common.audit.checkpoints import CheckpointSigner
 from services.common.capability import ACCESS_LOG_CAPABILITIES, capability_statement
 from services.common.capability import resource_capability as capability
 from services.common.persistence import read_model_engine, storage_for
 from services.common.resource_routes import AggregateResource, ResourceAccess
-from services.common.service import access_log_router, build_service_app
+from services.common.service import build_service_app
 from services.common.settings import ServiceSettings
 from services.sip.application import SipPlans
 from services.sip.consent_feed import ConsentFeedFollower
@@ -80,9 +82,16 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         "CarePlan": AggregateResource(access, plan_to_fhir),
         **{view.resource_type: PlanViewResource(access, view) for view in PLAN_VIEWS},
     }
-    add_event_feed(app, plans, engine, CheckpointSigner(settings.data_dir, "sip"))
-    access_log = access_log_router(access, engine, app.title, settings.consent_service_url)
-    for router in (careplan.router, access_log, operations.router, views.router):
+    signer = CheckpointSigner(settings.data_dir, "sip")
+    app.state.event_feed = event_feed.EventFeed(plans, engine, signer)
+    app.state.access_log_reading = access_log_routes.AccessLogReading(
+        access,
+        AccessLogIndex(plans, engine),
+        observer=app.title,
+        peer_extract_url=settings.consent_service_url,
+    )
+    for router in (careplan.router, operations.router, views.router, event_feed.router):
         app.include_router(router)
+    app.include_router(access_log_routes.router, prefix="/fhir")
     app.include_router(operations.definitions_router)
     return app

@@ -7,13 +7,13 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from contracts.canonical import CONSENT_CATEGORY_SIP_PLAN
 from contracts.consent_decision import ConsentCheckRequest
-from services.common.application import VersionedApplication
+from services.common.application import Result, VersionedApplication
 from services.common.domain import RuleViolation
 from services.sip.consent_gate import ConsentGate
 from services.sip.domain import Plan
-
-SIP_CONSENT_CATEGORY = "sip-plan"
+from services.sip.parts import EventActor
 
 
 def plan_disclosure_request(plan: Plan, organization: str, purpose: str) -> ConsentCheckRequest:
@@ -23,7 +23,7 @@ def plan_disclosure_request(plan: Plan, organization: str, purpose: str) -> Cons
         patient_value=plan.subject["value"],
         actor=organization,
         source=plan.starting_organization,
-        category=SIP_CONSENT_CATEGORY,
+        category=CONSENT_CATEGORY_SIP_PLAN,
         purpose=purpose,
     )
 
@@ -49,30 +49,29 @@ class SipPlans(VersionedApplication):
         *,
         consent_gate: ConsentGate,
         at: datetime,
-        by: dict[str, Any],
+        by: EventActor,
         expected_version: int | None = None,
     ) -> Plan:
         """Activates a draft plan when the consent service permits it; writes nothing else."""
-        plan: Plan = self.aggregate_for_change(plan_id, expected_version)
-        plan.ensure_can_activate()
-        decision = consent_gate.check(
-            plan_disclosure_request(plan, plan.starting_organization, "sip-activation")
-        )
-        if not decision.permitted:
-            raise ConsentRefused(decision.reason)
-        plan.activate(consents=list(decision.consents), at=at, by=by)
-        self.save(plan)
+
+        def activate_if_permitted(plan: Plan) -> None:
+            plan.ensure_can_activate()
+            decision = consent_gate.check(
+                plan_disclosure_request(plan, plan.starting_organization, "sip-activation")
+            )
+            if not decision.permitted:
+                raise ConsentRefused(decision.reason)
+            plan.activate(consents=list(decision.consents), at=at, by=by)
+
+        plan, _ = self.change(plan_id, activate_if_permitted, expected_version=expected_version)
         return plan
 
     def change(
         self,
-        plan_id: UUID,
-        command: Callable[[Plan], Any],
+        aggregate_id: UUID,
+        command: Callable[[Plan], Result],
         *,
         expected_version: int | None = None,
-    ) -> tuple[Plan, Any]:
+    ) -> tuple[Plan, Result]:
         """Runs one command on the plan and saves its events; a refused command writes nothing."""
-        plan: Plan = self.aggregate_for_change(plan_id, expected_version)
-        result = command(plan)
-        self.save(plan)
-        return plan, result
+        return super().change(aggregate_id, command, expected_version=expected_version)

@@ -18,6 +18,13 @@ from typing import Any
 import httpx
 from sqlalchemy.engine import Engine
 
+from contracts.consent_events import (
+    CONSENT_AGGREGATE,
+    CONSENT_ENDING_EVENTS,
+    CONSENT_GIVEN,
+    GIVEN_PATIENT,
+    consent_event_name,
+)
 from services.common.access_log import WriteContext, writing
 from services.common.fhir_time import now
 from services.common.persistence import SQLITE_IMMEDIATE
@@ -39,7 +46,6 @@ SERVICE_ACTOR = {
     "organization": None,
     "unit": None,
 }
-ENDING_EVENTS = (":Consent.Withdrawn", ":Consent.EnteredInError")
 
 
 class ConsentFeedFollower:
@@ -91,7 +97,7 @@ class ConsentFeedFollower:
             "/events",
             # Only consents' events: the consent service's access records are not ours to
             # read, and reading them would log more of them.
-            params={"after": position, "limit": page, "type": "Consent"},
+            params={"after": position, "limit": page, "type": CONSENT_AGGREGATE},
             headers={"Authorization": f"Bearer {self._token_source()}"},
         )
         response.raise_for_status()
@@ -114,12 +120,13 @@ class ConsentFeedFollower:
 
     def _handle(self, item: dict[str, Any]) -> None:
         consent_id = item["aggregate_id"]
-        if item["type"].endswith(ENDING_EVENTS):
+        event_name = consent_event_name(item["type"])
+        if event_name in CONSENT_ENDING_EVENTS:
             self._cache.forget_consent(consent_id)
             for plan_id in self._index.relying_on(consent_id):
                 self._note_withdrawn(plan_id, consent_id)
-        elif item["type"].endswith(":Consent.Given"):
-            patient = item["payload"].get("patient") or {}
+        elif event_name == CONSENT_GIVEN:
+            patient = item["payload"].get(GIVEN_PATIENT) or {}
             self._cache.forget_person(patient.get("value", ""))
 
     def _note_withdrawn(self, plan_id: Any, consent_id: str) -> None:

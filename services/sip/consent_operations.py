@@ -18,8 +18,10 @@ from services.sip.disclosure import consent_service_down
 
 def _starting_or_responsible(call: OperationCall[Any]) -> None:
     plan, organization = call.target, call.actor.organization
-    holder = (plan.overall_responsibility or {}).get("organization")
-    if organization is None or organization not in (plan.starting_organization, holder):
+    if organization is None or organization not in (
+        plan.starting_organization,
+        plan.overall_responsible,
+    ):
         raise FhirError(
             403,
             "forbidden",

@@ -8,18 +8,40 @@ person's own words, the person's goals, participants, meetings, follow-up and cl
 Pure domain: no I/O, no clock. Every command names who did it (`by`) and when (`at`), and
 every event records both. Parts of the plan get ids in order (need-1, goal-2, ...), so a
 replay gives the same ids.
+
+Events carry plain dicts, stored as they always were; applying one turns them into the
+frozen values of services/sip/parts.py. The aggregate stays in this module: its path is part
+of every stored event's topic (`services.sip.domain:Plan.<event>`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
 from services.common.domain import RuleViolation
-
-Actor = dict[str, Any]
+from services.sip.parts import (
+    Approval,
+    Closure,
+    CostAllocation,
+    Deviation,
+    DeviationAnswer,
+    EventActor,
+    FollowUp,
+    Goal,
+    GoalRevision,
+    Intervention,
+    Meeting,
+    Need,
+    OverallResponsibility,
+    Participant,
+    PendingChange,
+    TakingPart,
+)
 
 PRINCIPALS = ("region", "municipality")
 ORGANIZATION_KINDS = (*PRINCIPALS, "other")
@@ -52,7 +74,7 @@ class Plan(Aggregate):
         title: str | None
         description: str | None
         started_at: datetime
-        started_by: Actor
+        started_by: EventActor
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -71,7 +93,7 @@ class Plan(Aggregate):
         title: str | None,
         description: str | None,
         started_at: datetime,
-        started_by: Actor,
+        started_by: EventActor,
     ) -> None:
         self.subject = subject
         self.starting_organization = starting_organization
@@ -85,27 +107,27 @@ class Plan(Aggregate):
         self.consents: list[str] = []
         self.withdrawn_consents: list[str] = []
         self.changed_by = started_by
-        self.organizations: dict[str, dict[str, Any]] = {
-            starting_organization: {
-                "hsa_id": starting_organization,
-                "kind": starting_organization_kind,
-                "name": None,
-                "invited_at": started_at,
-            }
+        self.organizations: dict[str, TakingPart] = {
+            starting_organization: TakingPart(
+                hsa_id=starting_organization,
+                kind=starting_organization_kind,
+                name=None,
+                invited_at=started_at,
+            )
         }
-        self.participants: dict[str, dict[str, Any]] = {}
-        self.needs: dict[str, dict[str, Any]] = {}
-        self.goals: dict[str, dict[str, Any]] = {}
-        self.interventions: dict[str, dict[str, Any]] = {}
-        self.meetings: dict[str, dict[str, Any]] = {}
-        self.follow_ups: list[dict[str, Any]] = []
+        self.participants: dict[str, Participant] = {}
+        self.needs: dict[str, Need] = {}
+        self.goals: dict[str, Goal] = {}
+        self.interventions: dict[str, Intervention] = {}
+        self.meetings: dict[str, Meeting] = {}
+        self.follow_ups: list[FollowUp] = []
         self.next_follow_up: date | None = None
-        self.overall_responsibility: dict[str, Any] | None = None
-        self.cost_allocations: dict[str, dict[str, Any]] = {}
-        self.deviations: dict[str, dict[str, Any]] = {}
-        self.pending_changes: list[dict[str, Any]] = []
-        self.approvals: list[dict[str, Any]] = []
-        self.closure: dict[str, Any] | None = None
+        self.overall_responsibility: OverallResponsibility | None = None
+        self.cost_allocations: dict[str, CostAllocation] = {}
+        self.deviations: dict[str, Deviation] = {}
+        self.pending_changes: list[PendingChange] = []
+        self.approvals: list[Approval] = []
+        self.closure: Closure | None = None
 
     # What other parts of the service ask of a plan.
 
@@ -122,16 +144,21 @@ class Plan(Aggregate):
     def relied_on_consents(self) -> list[str]:
         return self.consents
 
+    @property
+    def overall_responsible(self) -> str | None:
+        """The organisation holding the overall responsibility, if one does."""
+        return self.overall_responsibility.organization if self.overall_responsibility else None
+
     def takes_part(self, organization: str) -> bool:
         return organization in self.organizations
 
     def kind_of(self, organization: str) -> str | None:
         taking_part = self.organizations.get(organization)
-        return taking_part["kind"] if taking_part else None
+        return taking_part.kind if taking_part else None
 
     @property
     def principals_taking_part(self) -> set[str]:
-        return {o["kind"] for o in self.organizations.values() if o["kind"] in PRINCIPALS}
+        return {o.kind for o in self.organizations.values() if o.kind in PRINCIPALS}
 
     # Rules every change obeys.
 
@@ -143,11 +170,11 @@ class Plan(Aggregate):
         if organization is None or not self.takes_part(organization):
             raise RuleViolation(rule, f"{what} must be an organisation taking part in the plan")
 
-    def _propose(self, change: str, at: datetime, by: Actor) -> None:
+    def _propose(self, change: str, at: datetime, by: EventActor) -> None:
         """Changes to an active plan wait for the person's approval."""
         self.changed_by = by
         if self.status == "active":
-            self.pending_changes.append({"change": change, "at": at, "by": by})
+            self.pending_changes.append(PendingChange(change=change, at=at, by=by))
 
     @staticmethod
     def _choice(value: str, allowed: tuple[str, ...], rule: str, what: str) -> None:
@@ -157,7 +184,7 @@ class Plan(Aggregate):
     # Participation.
 
     def invite_organization(
-        self, *, hsa_id: str, kind: str, name: str | None, at: datetime, by: Actor
+        self, *, hsa_id: str, kind: str, name: str | None, at: datetime, by: EventActor
     ) -> None:
         self._ensure_open()
         self._choice(kind, ORGANIZATION_KINDS, "organization-kind", "an organisation's kind")
@@ -167,17 +194,12 @@ class Plan(Aggregate):
 
     @event("OrganizationInvited")
     def _organization_invited(
-        self, hsa_id: str, kind: str, name: str | None, at: datetime, by: Actor
+        self, hsa_id: str, kind: str, name: str | None, at: datetime, by: EventActor
     ) -> None:
-        self.organizations[hsa_id] = {
-            "hsa_id": hsa_id,
-            "kind": kind,
-            "name": name,
-            "invited_at": at,
-        }
+        self.organizations[hsa_id] = TakingPart(hsa_id=hsa_id, kind=kind, name=name, invited_at=at)
         self._propose(f"organisation {hsa_id} invited", at, by)
 
-    def add_participant(self, *, participant: dict[str, Any], at: datetime, by: Actor) -> str:
+    def add_participant(self, *, participant: dict[str, Any], at: datetime, by: EventActor) -> str:
         self._ensure_open()
         kind = participant.get("kind", "")
         self._choice(kind, PARTICIPANT_KINDS, "participant-kind", "a participant's kind")
@@ -197,13 +219,14 @@ class Plan(Aggregate):
         return participant_id
 
     @event("ParticipantAdded")
-    def _participant_added(self, participant: dict[str, Any], at: datetime, by: Actor) -> None:
-        self.participants[participant["id"]] = participant
-        self._propose(f"{participant['kind']} {participant['id']} added", at, by)
+    def _participant_added(self, participant: dict[str, Any], at: datetime, by: EventActor) -> None:
+        added = Participant.from_payload(participant)
+        self.participants[added.id] = added
+        self._propose(f"{added.kind} {added.id} added", at, by)
 
     # Needs and goals, in the person's own words.
 
-    def record_need(self, *, text: str, wishes: str | None, at: datetime, by: Actor) -> str:
+    def record_need(self, *, text: str, wishes: str | None, at: datetime, by: EventActor) -> str:
         self._ensure_open()
         need_id = f"need-{len(self.needs) + 1}"
         self._need_recorded(need_id=need_id, text=text, wishes=wishes, at=at, by=by)
@@ -211,13 +234,19 @@ class Plan(Aggregate):
 
     @event("NeedRecorded")
     def _need_recorded(
-        self, need_id: str, text: str, wishes: str | None, at: datetime, by: Actor
+        self, need_id: str, text: str, wishes: str | None, at: datetime, by: EventActor
     ) -> None:
-        self.needs[need_id] = {"id": need_id, "text": text, "wishes": wishes, "recorded_at": at}
+        self.needs[need_id] = Need(id=need_id, text=text, wishes=wishes, recorded_at=at)
         self._propose(f"{need_id} recorded", at, by)
 
     def set_goal(
-        self, *, text: str, target_date: date | None, need_ids: list[str], at: datetime, by: Actor
+        self,
+        *,
+        text: str,
+        target_date: date | None,
+        need_ids: list[str],
+        at: datetime,
+        by: EventActor,
     ) -> str:
         self._ensure_open()
         self._ensure_known(need_ids, self.needs, "goal-addresses-known-needs")
@@ -235,18 +264,11 @@ class Plan(Aggregate):
         target_date: date | None,
         need_ids: list[str],
         at: datetime,
-        by: Actor,
+        by: EventActor,
     ) -> None:
-        self.goals[goal_id] = {
-            "id": goal_id,
-            "text": text,
-            "target_date": target_date,
-            "need_ids": need_ids,
-            "status": "active",
-            "outcome": None,
-            "revisions": [],
-            "set_at": at,
-        }
+        self.goals[goal_id] = Goal(
+            id=goal_id, text=text, target_date=target_date, need_ids=tuple(need_ids), set_at=at
+        )
         self._propose(f"{goal_id} set", at, by)
 
     def revise_goal(
@@ -257,7 +279,7 @@ class Plan(Aggregate):
         target_date: date | None,
         reason: str,
         at: datetime,
-        by: Actor,
+        by: EventActor,
     ) -> None:
         self._ensure_open()
         self._ensure_known([goal_id], self.goals, "known-goal")
@@ -273,17 +295,17 @@ class Plan(Aggregate):
         target_date: date | None,
         reason: str,
         at: datetime,
-        by: Actor,
+        by: EventActor,
     ) -> None:
         goal = self.goals[goal_id]
-        goal["revisions"].append(
-            {"text": goal["text"], "target_date": goal["target_date"], "reason": reason, "at": at}
+        revision = GoalRevision(text=goal.text, target_date=goal.target_date, reason=reason, at=at)
+        self.goals[goal_id] = replace(
+            goal, text=text, target_date=target_date, revisions=(*goal.revisions, revision)
         )
-        goal.update(text=text, target_date=target_date)
         self._propose(f"{goal_id} revised", at, by)
 
     def assess_goal(
-        self, *, goal_id: str, outcome: str, note: str | None, at: datetime, by: Actor
+        self, *, goal_id: str, outcome: str, note: str | None, at: datetime, by: EventActor
     ) -> None:
         self._ensure_open()
         self._ensure_known([goal_id], self.goals, "known-goal")
@@ -292,9 +314,10 @@ class Plan(Aggregate):
 
     @event("GoalAssessed")
     def _goal_assessed(
-        self, goal_id: str, outcome: str, note: str | None, at: datetime, by: Actor
+        self, goal_id: str, outcome: str, note: str | None, at: datetime, by: EventActor
     ) -> None:
-        self.goals[goal_id].update(
+        self.goals[goal_id] = replace(
+            self.goals[goal_id],
             outcome=outcome,
             assessment_note=note,
             status="completed" if outcome == "achieved" else "active",
@@ -303,7 +326,9 @@ class Plan(Aggregate):
 
     # Interventions and responsibility.
 
-    def assign_intervention(self, *, intervention: dict[str, Any], at: datetime, by: Actor) -> str:
+    def assign_intervention(
+        self, *, intervention: dict[str, Any], at: datetime, by: EventActor
+    ) -> str:
         self._ensure_open()
         self._choice(
             intervention.get("kind", ""),
@@ -351,12 +376,15 @@ class Plan(Aggregate):
         return intervention_id
 
     @event("InterventionAssigned")
-    def _intervention_assigned(self, intervention: dict[str, Any], at: datetime, by: Actor) -> None:
-        self.interventions[intervention["id"]] = {**intervention, "status_reason": None}
-        self._propose(f"{intervention['id']} assigned", at, by)
+    def _intervention_assigned(
+        self, intervention: dict[str, Any], at: datetime, by: EventActor
+    ) -> None:
+        assigned = Intervention.from_payload(intervention)
+        self.interventions[assigned.id] = assigned
+        self._propose(f"{assigned.id} assigned", at, by)
 
     def change_intervention_status(
-        self, *, intervention_id: str, status: str, reason: str | None, at: datetime, by: Actor
+        self, *, intervention_id: str, status: str, reason: str | None, at: datetime, by: EventActor
     ) -> None:
         self._ensure_open()
         self._ensure_known([intervention_id], self.interventions, "known-intervention")
@@ -373,13 +401,15 @@ class Plan(Aggregate):
 
     @event("InterventionStatusChanged")
     def _intervention_status_changed(
-        self, intervention_id: str, status: str, reason: str | None, at: datetime, by: Actor
+        self, intervention_id: str, status: str, reason: str | None, at: datetime, by: EventActor
     ) -> None:
-        self.interventions[intervention_id].update(status=status, status_reason=reason)
+        self.interventions[intervention_id] = replace(
+            self.interventions[intervention_id], status=status, status_reason=reason
+        )
         self._propose(f"{intervention_id} {status}", at, by)
 
     def assign_overall_responsibility(
-        self, *, organization: str, reason: str | None, at: datetime, by: Actor
+        self, *, organization: str, reason: str | None, at: datetime, by: EventActor
     ) -> None:
         self._ensure_open()
         if self.kind_of(organization) not in PRINCIPALS:
@@ -388,7 +418,7 @@ class Plan(Aggregate):
                 "overall responsibility lies with a region or municipality taking part",
             )
         if self.overall_responsibility is not None:
-            if self.overall_responsibility["organization"] == organization:
+            if self.overall_responsibility.organization == organization:
                 raise RuleViolation("overall-responsibility-changes", f"{organization} has it")
             if not reason:
                 raise RuleViolation(
@@ -400,21 +430,21 @@ class Plan(Aggregate):
 
     @event("OverallResponsibilityAssigned")
     def _overall_responsibility_assigned(
-        self, organization: str, reason: str | None, at: datetime, by: Actor
+        self, organization: str, reason: str | None, at: datetime, by: EventActor
     ) -> None:
         previous = self.overall_responsibility
-        self.overall_responsibility = {
-            "organization": organization,
-            "principal": self.organizations[organization]["kind"],
-            "since": at,
-            "reason": reason,
-            "previous": previous["organization"] if previous else None,
-        }
+        self.overall_responsibility = OverallResponsibility(
+            organization=organization,
+            principal=self.organizations[organization].kind,
+            since=at,
+            reason=reason,
+            previous=previous.organization if previous else None,
+        )
         self._propose(f"overall responsibility to {organization}", at, by)
 
     # Meetings and follow-up.
 
-    def schedule_meeting(self, *, meeting: dict[str, Any], at: datetime, by: Actor) -> str:
+    def schedule_meeting(self, *, meeting: dict[str, Any], at: datetime, by: EventActor) -> str:
         self._ensure_open()
         if not meeting.get("location") and not meeting.get("video"):
             raise RuleViolation("meeting-place", "a meeting has a place or a video link")
@@ -425,8 +455,9 @@ class Plan(Aggregate):
         return meeting_id
 
     @event("MeetingScheduled")
-    def _meeting_scheduled(self, meeting: dict[str, Any], at: datetime, by: Actor) -> None:
-        self.meetings[meeting["id"]] = {**meeting, "attendees": [], "notes": None}
+    def _meeting_scheduled(self, meeting: dict[str, Any], at: datetime, by: EventActor) -> None:
+        scheduled = Meeting.from_payload(meeting)
+        self.meetings[scheduled.id] = scheduled
         self.changed_by = by
 
     def record_meeting(
@@ -437,7 +468,7 @@ class Plan(Aggregate):
         notes: str | None,
         approved_changes: bool,
         at: datetime,
-        by: Actor,
+        by: EventActor,
     ) -> None:
         self._ensure_open()
         self._ensure_known([meeting_id], self.meetings, "known-meeting")
@@ -458,19 +489,21 @@ class Plan(Aggregate):
         notes: str | None,
         approved_changes: bool,
         at: datetime,
-        by: Actor,
+        by: EventActor,
     ) -> None:
-        self.meetings[meeting_id].update(status="fulfilled", attendees=attendees, notes=notes)
+        self.meetings[meeting_id] = replace(
+            self.meetings[meeting_id], status="fulfilled", attendees=tuple(attendees), notes=notes
+        )
         self.changed_by = by
         if approved_changes:
             self._approve(approved_by="meeting", meeting_id=meeting_id, at=at, by=by)
 
-    def set_follow_up(self, *, follow_up_date: date, at: datetime, by: Actor) -> None:
+    def set_follow_up(self, *, follow_up_date: date, at: datetime, by: EventActor) -> None:
         self._ensure_open()
         self._follow_up_date_set(follow_up_date=follow_up_date, at=at, by=by)
 
     @event("FollowUpDateSet")
-    def _follow_up_date_set(self, follow_up_date: date, at: datetime, by: Actor) -> None:
+    def _follow_up_date_set(self, follow_up_date: date, at: datetime, by: EventActor) -> None:
         self.next_follow_up = follow_up_date
         self._propose(f"follow-up on {follow_up_date.isoformat()}", at, by)
 
@@ -481,7 +514,7 @@ class Plan(Aggregate):
         changes: str | None,
         next_date: date | None,
         at: datetime,
-        by: Actor,
+        by: EventActor,
     ) -> None:
         self._ensure_open()
         if self.status != "active":
@@ -492,16 +525,15 @@ class Plan(Aggregate):
 
     @event("FollowUpRecorded")
     def _follow_up_recorded(
-        self, reviewed: str, changes: str | None, next_date: date | None, at: datetime, by: Actor
+        self,
+        reviewed: str,
+        changes: str | None,
+        next_date: date | None,
+        at: datetime,
+        by: EventActor,
     ) -> None:
         self.follow_ups.append(
-            {
-                "reviewed": reviewed,
-                "changes": changes,
-                "at": at,
-                "by": by,
-                "was_due": self.next_follow_up,
-            }
+            FollowUp(reviewed=reviewed, changes=changes, at=at, by=by, was_due=self.next_follow_up)
         )
         self.next_follow_up = next_date
         if changes:
@@ -524,7 +556,7 @@ class Plan(Aggregate):
         period_start: date,
         period_end: date | None,
         at: datetime,
-        by: Actor,
+        by: EventActor,
     ) -> str:
         self._ensure_open()
         self._ensure_known([intervention_id], self.interventions, "known-intervention")
@@ -562,7 +594,7 @@ class Plan(Aggregate):
         shares = []
         for principal, percent in DEFAULT_COST_SPLIT.items():
             organization = next(
-                (o["hsa_id"] for o in self.organizations.values() if o["kind"] == principal), None
+                (o.hsa_id for o in self.organizations.values() if o.kind == principal), None
             )
             if organization is None:
                 raise RuleViolation(
@@ -581,23 +613,23 @@ class Plan(Aggregate):
 
     @event("CostAllocationProposed")
     def _cost_allocation_proposed(
-        self, allocation: dict[str, Any], at: datetime, by: Actor
+        self, allocation: dict[str, Any], at: datetime, by: EventActor
     ) -> None:
-        self.cost_allocations[allocation["id"]] = allocation
+        proposed = CostAllocation.from_payload(allocation)
+        self.cost_allocations[proposed.id] = proposed
         self.changed_by = by
 
     def agree_cost_allocation(
-        self, *, allocation_id: str, organization: str, at: datetime, by: Actor
+        self, *, allocation_id: str, organization: str, at: datetime, by: EventActor
     ) -> None:
         self._ensure_open()
         self._ensure_known([allocation_id], self.cost_allocations, "known-cost-allocation")
         allocation = self.cost_allocations[allocation_id]
-        parties = {share["organization"] for share in allocation["shares"]}
-        if organization not in parties:
+        if organization not in allocation.parties:
             raise RuleViolation(
                 "cost-agreed-by-parties", f"{organization} is not a party to this cost allocation"
             )
-        if organization in allocation["agreed_by"]:
+        if organization in allocation.agreed_by:
             raise RuleViolation("cost-agreed-once", f"{organization} has agreed already")
         self._cost_allocation_agreed(
             allocation_id=allocation_id, organization=organization, at=at, by=by
@@ -605,19 +637,20 @@ class Plan(Aggregate):
 
     @event("CostAllocationAgreed")
     def _cost_allocation_agreed(
-        self, allocation_id: str, organization: str, at: datetime, by: Actor
+        self, allocation_id: str, organization: str, at: datetime, by: EventActor
     ) -> None:
         allocation = self.cost_allocations[allocation_id]
-        allocation["agreed_by"].append(organization)
-        parties = {share["organization"] for share in allocation["shares"]}
+        agreed_by = (*allocation.agreed_by, organization)
         # In force only when both principals have agreed.
-        allocation["in_force"] = parties <= set(allocation["agreed_by"])
+        self.cost_allocations[allocation_id] = replace(
+            allocation, agreed_by=agreed_by, in_force=allocation.parties <= set(agreed_by)
+        )
         self.changed_by = by
 
     # The person's approval, activation and closure.
 
     def approve_changes(
-        self, *, approved_by: str, meeting_id: str | None, at: datetime, by: Actor
+        self, *, approved_by: str, meeting_id: str | None, at: datetime, by: EventActor
     ) -> None:
         self._ensure_open()
         self._choice(approved_by, APPROVERS, "approver", "who approves")
@@ -627,21 +660,21 @@ class Plan(Aggregate):
 
     @event("ChangesApproved")
     def _changes_approved(
-        self, approved_by: str, meeting_id: str | None, at: datetime, by: Actor
+        self, approved_by: str, meeting_id: str | None, at: datetime, by: EventActor
     ) -> None:
         self._approve(approved_by=approved_by, meeting_id=meeting_id, at=at, by=by)
 
     def _approve(
-        self, *, approved_by: str, meeting_id: str | None, at: datetime, by: Actor
+        self, *, approved_by: str, meeting_id: str | None, at: datetime, by: EventActor
     ) -> None:
         self.approvals.append(
-            {
-                "approved_by": approved_by,
-                "meeting_id": meeting_id,
-                "at": at,
-                "changes": self.pending_changes,
-                "by": by,
-            }
+            Approval(
+                approved_by=approved_by,
+                meeting_id=meeting_id,
+                at=at,
+                changes=tuple(self.pending_changes),
+                by=by,
+            )
         )
         self.pending_changes = []
         self.changed_by = by
@@ -672,20 +705,22 @@ class Plan(Aggregate):
         if problems:
             raise RuleViolation(problems[0].split(":")[0], "; ".join(problems))
 
-    def activate(self, *, consents: list[str], at: datetime, by: Actor) -> None:
+    def activate(self, *, consents: list[str], at: datetime, by: EventActor) -> None:
         self.ensure_can_activate()
         if not consents:
             raise RuleViolation("activation-requires-consent", "activation needs a consent")
         self._activated(consents=consents, activated_at=at, activated_by=by)
 
     @event("Activated")
-    def _activated(self, consents: list[str], activated_at: datetime, activated_by: Actor) -> None:
+    def _activated(
+        self, consents: list[str], activated_at: datetime, activated_by: EventActor
+    ) -> None:
         self.status = "active"
         self.consents = consents
         self.activated_at = activated_at
         self.changed_by = activated_by
 
-    def note_consent_withdrawn(self, *, consent_id: str, at: datetime, by: Actor) -> bool:
+    def note_consent_withdrawn(self, *, consent_id: str, at: datetime, by: EventActor) -> bool:
         """Records that a consent the plan relied on was withdrawn; False if nothing to note."""
         if consent_id not in self.consents or consent_id in self.withdrawn_consents:
             return False
@@ -693,7 +728,7 @@ class Plan(Aggregate):
         return True
 
     @event("ConsentWithdrawn")
-    def _consent_withdrawn(self, consent_id: str, at: datetime, by: Actor) -> None:
+    def _consent_withdrawn(self, consent_id: str, at: datetime, by: EventActor) -> None:
         self.withdrawn_consents.append(consent_id)
         self.changed_by = by
 
@@ -704,7 +739,7 @@ class Plan(Aggregate):
         note: str | None,
         replaced_by: str | None,
         at: datetime,
-        by: Actor,
+        by: EventActor,
     ) -> None:
         self._ensure_open()
         self._choice(reason, CLOSE_REASONS, "close-reason", "a closing reason")
@@ -714,15 +749,9 @@ class Plan(Aggregate):
 
     @event("Closed")
     def _closed(
-        self, reason: str, note: str | None, replaced_by: str | None, at: datetime, by: Actor
+        self, reason: str, note: str | None, replaced_by: str | None, at: datetime, by: EventActor
     ) -> None:
-        self.closure = {
-            "reason": reason,
-            "note": note,
-            "replaced_by": replaced_by,
-            "at": at,
-            "by": by,
-        }
+        self.closure = Closure(reason=reason, note=note, replaced_by=replaced_by, at=at, by=by)
         self.status = "completed" if reason in ("goals-reached", "replaced") else "revoked"
         self.changed_by = by
 
@@ -735,7 +764,7 @@ class Plan(Aggregate):
         intervention_id: str | None,
         text: str,
         at: datetime,
-        by: Actor,
+        by: EventActor,
     ) -> str:
         self._ensure_taking_part(
             organization, "deviation-by-participant", "the organisation reporting a deviation"
@@ -761,26 +790,25 @@ class Plan(Aggregate):
         intervention_id: str | None,
         text: str,
         at: datetime,
-        by: Actor,
+        by: EventActor,
     ) -> None:
-        self.deviations[deviation_id] = {
-            "id": deviation_id,
-            "organization": organization,
-            "intervention_id": intervention_id,
-            "text": text,
-            "reported_at": at,
-            "answer": None,
-        }
+        self.deviations[deviation_id] = Deviation(
+            id=deviation_id,
+            organization=organization,
+            intervention_id=intervention_id,
+            text=text,
+            reported_at=at,
+        )
         self.changed_by = by
 
     def answer_deviation(
-        self, *, deviation_id: str, organization: str, answer: str, at: datetime, by: Actor
+        self, *, deviation_id: str, organization: str, answer: str, at: datetime, by: EventActor
     ) -> None:
         self._ensure_known([deviation_id], self.deviations, "known-deviation")
         self._ensure_taking_part(
             organization, "deviation-by-participant", "the organisation answering a deviation"
         )
-        if self.deviations[deviation_id]["answer"] is not None:
+        if self.deviations[deviation_id].answer is not None:
             raise RuleViolation("deviation-answered-once", f"{deviation_id} is answered already")
         self._deviation_answered(
             deviation_id=deviation_id, organization=organization, answer=answer, at=at, by=by
@@ -788,20 +816,19 @@ class Plan(Aggregate):
 
     @event("DeviationAnswered")
     def _deviation_answered(
-        self, deviation_id: str, organization: str, answer: str, at: datetime, by: Actor
+        self, deviation_id: str, organization: str, answer: str, at: datetime, by: EventActor
     ) -> None:
-        self.deviations[deviation_id]["answer"] = {
-            "text": answer,
-            "organization": organization,
-            "at": at,
-        }
+        self.deviations[deviation_id] = replace(
+            self.deviations[deviation_id],
+            answer=DeviationAnswer(text=answer, organization=organization, at=at),
+        )
         self.changed_by = by
 
     @property
-    def open_deviations(self) -> list[dict[str, Any]]:
-        return [d for d in self.deviations.values() if d["answer"] is None]
+    def open_deviations(self) -> list[Deviation]:
+        return [d for d in self.deviations.values() if d.answer is None]
 
-    def _ensure_known(self, ids: list[str], parts: dict[str, Any], rule: str) -> None:
+    def _ensure_known(self, ids: list[str], parts: Mapping[str, Any], rule: str) -> None:
         unknown = [part_id for part_id in ids if part_id not in parts]
         if unknown:
             raise RuleViolation(rule, f"the plan has no {', '.join(unknown)}")

@@ -41,6 +41,13 @@ from services.common.fhir_api import parse_resource, unprocessable
 from services.common.fhir_extensions import recorded_by_extension
 from services.common.fhir_time import fhir_instant
 from services.sip.domain import INITIATIVES, ORGANIZATION_KINDS, Plan
+from services.sip.parts import (
+    CostAllocation,
+    Intervention,
+    Need,
+    OverallResponsibility,
+    Participant,
+)
 
 SIP_CATEGORY = {
     "coding": [
@@ -140,10 +147,7 @@ def plan_to_fhir(plan: Plan) -> dict[str, Any]:
         "resourceType": "CarePlan",
         "id": str(plan.id),
         "meta": {"versionId": str(plan.version), "lastUpdated": fhir_instant(plan.modified_on)},
-        "extension": [
-            recorded_by_extension(plan.changed_by),
-            {"url": EXT_INITIATIVE, "valueCode": plan.initiative},
-        ],
+        "extension": _plan_extensions(plan),
         "status": plan.status,
         "intent": "plan",
         "category": [SIP_CATEGORY],
@@ -152,24 +156,41 @@ def plan_to_fhir(plan: Plan) -> dict[str, Any]:
         "author": organization_reference(plan.starting_organization),
         "careTeam": [{"reference": f"CareTeam/{part_id(plan, 'team')}"}],
     }
+    for title in ("title", "description"):
+        if getattr(plan, title):
+            resource[title] = getattr(plan, title)
+    period = {}
+    if plan.activated_at:
+        period["start"] = fhir_instant(plan.activated_at)
+    if plan.closure:
+        period["end"] = fhir_instant(plan.closure.at)
+    if period:
+        resource["period"] = period
+    if plan.needs:
+        resource["contained"] = [_need(plan, need) for need in plan.needs.values()]
+        resource["addresses"] = [{"reference": f"#{need_id}"} for need_id in plan.needs]
+    if plan.goals:
+        resource["goal"] = [{"reference": f"Goal/{part_id(plan, g)}"} for g in plan.goals]
+    activities = _activities(plan)
+    if activities:
+        resource["activity"] = activities
+    notes = _notes(plan)
+    if notes:
+        resource["note"] = notes
+    if plan.consents:
+        resource["supportingInfo"] = _consents_relied_on(plan)
+    return resource
+
+
+def _plan_extensions(plan: Plan) -> list[dict[str, Any]]:
+    extensions = [
+        recorded_by_extension(plan.changed_by),
+        {"url": EXT_INITIATIVE, "valueCode": plan.initiative},
+    ]
     if plan.overall_responsibility:
-        held = plan.overall_responsibility
-        resource["extension"].append(
-            {
-                "url": EXT_OVERALL_RESPONSIBILITY,
-                "extension": [
-                    {
-                        "url": "organization",
-                        "valueReference": organization_reference(held["organization"]),
-                    },
-                    {"url": "principal", "valueCoding": _principal(held["principal"])},
-                    {"url": "since", "valueDateTime": fhir_instant(held["since"])},
-                    *([{"url": "reason", "valueString": held["reason"]}] if held["reason"] else []),
-                ],
-            }
-        )
+        extensions.append(_overall_responsibility_extension(plan.overall_responsibility))
     for consent_id in plan.withdrawn_consents:
-        resource["extension"].append(
+        extensions.append(
             {
                 "url": EXT_CONSENT_WITHDRAWN,
                 "valueIdentifier": {
@@ -179,30 +200,35 @@ def plan_to_fhir(plan: Plan) -> dict[str, Any]:
             }
         )
     if plan.pending_changes:
-        resource["extension"].append(
+        extensions.append(
             {
                 "url": EXT_PENDING_APPROVAL,
                 "extension": [
-                    {"url": "change", "valueString": change["change"]}
+                    {"url": "change", "valueString": change.change}
                     for change in plan.pending_changes
                 ],
             }
         )
-    for title in ("title", "description"):
-        if getattr(plan, title):
-            resource[title] = getattr(plan, title)
-    period = {}
-    if plan.activated_at:
-        period["start"] = fhir_instant(plan.activated_at)
-    if plan.closure:
-        period["end"] = fhir_instant(plan.closure["at"])
-    if period:
-        resource["period"] = period
-    if plan.needs:
-        resource["contained"] = [_need(plan, need) for need in plan.needs.values()]
-        resource["addresses"] = [{"reference": f"#{need_id}"} for need_id in plan.needs]
-    if plan.goals:
-        resource["goal"] = [{"reference": f"Goal/{part_id(plan, g)}"} for g in plan.goals]
+    return extensions
+
+
+def _overall_responsibility_extension(held: OverallResponsibility) -> dict[str, Any]:
+    return {
+        "url": EXT_OVERALL_RESPONSIBILITY,
+        "extension": [
+            {
+                "url": "organization",
+                "valueReference": organization_reference(held.organization),
+            },
+            {"url": "principal", "valueCoding": _principal(held.principal)},
+            {"url": "since", "valueDateTime": fhir_instant(held.since)},
+            *([{"url": "reason", "valueString": held.reason}] if held.reason else []),
+        ],
+    }
+
+
+def _activities(plan: Plan) -> list[dict[str, Any]]:
+    """The interventions, then the SIP meetings, then the follow-ups."""
     activities = [_intervention_activity(plan, i) for i in plan.interventions.values()]
     activities += [
         {
@@ -213,35 +239,31 @@ def plan_to_fhir(plan: Plan) -> dict[str, Any]:
         }
         for meeting_id in plan.meetings
     ]
-    activities += _follow_up_activities(plan)
-    if activities:
-        resource["activity"] = activities
-    notes = _notes(plan)
-    if notes:
-        resource["note"] = notes
-    if plan.consents:
-        # The consents live in the consent service: logical references by id.
-        resource["supportingInfo"] = [
-            {
-                "type": "Consent",
-                "identifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{consent_id}"},
-                "display": "Consent withdrawn"
-                if consent_id in plan.withdrawn_consents
-                else "Consent relied on at activation",
-            }
-            for consent_id in plan.consents
-        ]
-    return resource
+    return activities + _follow_up_activities(plan)
+
+
+def _consents_relied_on(plan: Plan) -> list[dict[str, Any]]:
+    # The consents live in the consent service: logical references by id.
+    return [
+        {
+            "type": "Consent",
+            "identifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{consent_id}"},
+            "display": "Consent withdrawn"
+            if consent_id in plan.withdrawn_consents
+            else "Consent relied on at activation",
+        }
+        for consent_id in plan.consents
+    ]
 
 
 def _principal(principal: str) -> dict[str, str]:
     return {"system": PRINCIPAL_SYSTEM, "code": principal}
 
 
-def _need(plan: Plan, need: dict[str, Any]) -> dict[str, Any]:
+def _need(plan: Plan, need: Need) -> dict[str, Any]:
     condition: dict[str, Any] = {
         "resourceType": "Condition",
-        "id": need["id"],
+        "id": need.id,
         "category": [
             {
                 "coding": [
@@ -253,16 +275,16 @@ def _need(plan: Plan, need: dict[str, Any]) -> dict[str, Any]:
                 "text": "Behov (med personens egna ord)",
             }
         ],
-        "code": {"text": need["text"]},
+        "code": {"text": need.text},
         "subject": {"identifier": dict(plan.subject)},
-        "recordedDate": fhir_instant(need["recorded_at"]),
+        "recordedDate": fhir_instant(need.recorded_at),
     }
-    if need.get("wishes"):
-        condition["note"] = [{"text": f"Önskemål: {need['wishes']}"}]
+    if need.wishes:
+        condition["note"] = [{"text": f"Önskemål: {need.wishes}"}]
     return condition
 
 
-def _intervention_activity(plan: Plan, intervention: dict[str, Any]) -> dict[str, Any]:
+def _intervention_activity(plan: Plan, intervention: Intervention) -> dict[str, Any]:
     detail: dict[str, Any] = {
         "extension": [
             {
@@ -270,85 +292,81 @@ def _intervention_activity(plan: Plan, intervention: dict[str, Any]) -> dict[str
                 "extension": [
                     {
                         "url": "principal",
-                        "valueCoding": _principal(intervention["responsible_principal"]),
+                        "valueCoding": _principal(intervention.responsible_principal),
                     },
                     *(
                         [
                             {
                                 "url": "organization",
                                 "valueReference": organization_reference(
-                                    intervention["responsible_organization"],
-                                    intervention.get("responsible_unit"),
+                                    intervention.responsible_organization,
+                                    intervention.responsible_unit,
                                 ),
                             }
                         ]
-                        if intervention.get("responsible_organization")
+                        if intervention.responsible_organization
                         else []
                     ),
                 ],
             }
         ],
         "code": {
-            "coding": [{"system": INTERVENTION_KIND_SYSTEM, "code": intervention["kind"]}],
-            "text": intervention["text"],
+            "coding": [{"system": INTERVENTION_KIND_SYSTEM, "code": intervention.kind}],
+            "text": intervention.text,
         },
-        "status": DETAIL_STATUS[intervention["status"]],
-        "description": intervention["text"],
+        "status": DETAIL_STATUS[intervention.status],
+        "description": intervention.text,
     }
-    if intervention.get("status_reason"):
-        detail["statusReason"] = {"text": intervention["status_reason"]}
-    if intervention.get("need_ids"):
-        detail["reasonReference"] = [{"reference": f"#{n}"} for n in intervention["need_ids"]]
-    if intervention.get("goal_ids"):
-        detail["goal"] = [
-            {"reference": f"Goal/{part_id(plan, g)}"} for g in intervention["goal_ids"]
-        ]
-    if intervention.get("start") or intervention.get("end"):
+    if intervention.status_reason:
+        detail["statusReason"] = {"text": intervention.status_reason}
+    if intervention.need_ids:
+        detail["reasonReference"] = [{"reference": f"#{n}"} for n in intervention.need_ids]
+    if intervention.goal_ids:
+        detail["goal"] = [{"reference": f"Goal/{part_id(plan, g)}"} for g in intervention.goal_ids]
+    if intervention.start or intervention.end:
         detail["scheduledPeriod"] = {
             key: value.isoformat()
             for key, value in (
-                ("start", intervention.get("start")),
-                ("end", intervention.get("end")),
+                ("start", intervention.start),
+                ("end", intervention.end),
             )
             if value
         }
-    if intervention.get("performer_organization"):
+    if intervention.performer_organization:
         detail["performer"] = [
-            organization_reference(
-                intervention["performer_organization"], intervention.get("performer_unit")
-            )
+            organization_reference(intervention.performer_organization, intervention.performer_unit)
         ]
     else:
-        participant = plan.participants[intervention["performer_participant"]]
+        participant = plan.participants[intervention.performer_participant]
         detail["performer"] = [_participant_reference(plan, participant)]
     for allocation in plan.cost_allocations.values():
-        if allocation["intervention_id"] == intervention["id"]:
+        if allocation.intervention_id == intervention.id:
             detail["extension"].append(_cost_extension(allocation))
     return {"detail": detail}
 
 
-def _cost_extension(allocation: dict[str, Any]) -> dict[str, Any]:
+def _cost_extension(allocation: CostAllocation) -> dict[str, Any]:
     parts: list[dict[str, Any]] = [
-        {"url": "id", "valueString": allocation["id"]},
-        {"url": "inForce", "valueBoolean": allocation["in_force"]},
-        {"url": "periodStart", "valueDate": allocation["period_start"].isoformat()},
+        {"url": "id", "valueString": allocation.id},
+        {"url": "inForce", "valueBoolean": allocation.in_force},
+        {"url": "periodStart", "valueDate": allocation.period_start.isoformat()},
     ]
-    if allocation.get("period_end"):
-        parts.append({"url": "periodEnd", "valueDate": allocation["period_end"].isoformat()})
-    for share in allocation["shares"]:
+    if allocation.period_end:
+        parts.append({"url": "periodEnd", "valueDate": allocation.period_end.isoformat()})
+    for share in allocation.shares:
         share_parts: list[dict[str, Any]] = [
-            {"url": "organization", "valueReference": organization_reference(share["organization"])}
+            {"url": "organization", "valueReference": organization_reference(share.organization)}
         ]
-        if share.get("percent") is not None:
-            share_parts.append({"url": "percent", "valueDecimal": share["percent"]})
-        if share.get("amount_sek") is not None:
+        if share.percent is not None:
+            share_parts.append({"url": "percent", "valueDecimal": share.percent})
+        if share.amount_sek is not None:
             share_parts.append(
-                {"url": "amount", "valueMoney": {"value": share["amount_sek"], "currency": "SEK"}}
+                {"url": "amount", "valueMoney": {"value": share.amount_sek, "currency": "SEK"}}
             )
         parts.append({"url": "share", "extension": share_parts})
     parts += [
         {"url": "agreedBy", "valueReference": organization_reference(hsa_id)}
-        for hsa_id in allocation["agreed_by"]
+        for hsa_id in allocation.agreed_by
     ]
     return {"url": EXT_COST_ALLOCATION, "extension": parts}
 
@@ -359,9 +377,9 @@ def _follow_up_activities(plan: Plan) -> list[dict[str, Any]]:
             "detail": {
                 "code": {"text": "Uppföljning"},
                 "status": "completed",
-                "description": follow_up["reviewed"]
-                + (f" Ändringar: {follow_up['changes']}" if follow_up["changes"] else ""),
-                "scheduledString": fhir_instant(follow_up["at"]),
+                "description": follow_up.reviewed
+                + (f" Ändringar: {follow_up.changes}" if follow_up.changes else ""),
+                "scheduledString": fhir_instant(follow_up.at),
             }
         }
         for follow_up in plan.follow_ups
@@ -382,15 +400,15 @@ def _follow_up_activities(plan: Plan) -> list[dict[str, Any]]:
 def _notes(plan: Plan) -> list[dict[str, Any]]:
     notes = []
     for deviation in plan.deviations.values():
-        answer = deviation["answer"]
+        answer = deviation.answer
         notes.append(
             {
-                "extension": [{"url": EXT_DEVIATION, "valueString": deviation["id"]}],
-                "time": fhir_instant(deviation["reported_at"]),
-                "text": f"Avvikelse rapporterad av {deviation['organization']}: "
-                f"{deviation['text']}"
+                "extension": [{"url": EXT_DEVIATION, "valueString": deviation.id}],
+                "time": fhir_instant(deviation.reported_at),
+                "text": f"Avvikelse rapporterad av {deviation.organization}: "
+                f"{deviation.text}"
                 + (
-                    f" — Svar från {answer['organization']}: {answer['text']}"
+                    f" — Svar från {answer.organization}: {answer.text}"
                     if answer
                     else " — obesvarad"
                 ),
@@ -399,37 +417,33 @@ def _notes(plan: Plan) -> list[dict[str, Any]]:
     for approval in plan.approvals:
         notes.append(
             {
-                "time": fhir_instant(approval["at"]),
-                "text": f"Ändringar godkända av {approval['approved_by']}: "
-                + "; ".join(change["change"] for change in approval["changes"]),
+                "time": fhir_instant(approval.at),
+                "text": f"Ändringar godkända av {approval.approved_by}: "
+                + "; ".join(change.change for change in approval.changes),
             }
         )
     if plan.closure:
         closure = plan.closure
         notes.append(
             {
-                "time": fhir_instant(closure["at"]),
-                "text": f"Avslutad: {closure['reason']}"
-                + (f" — {closure['note']}" if closure["note"] else "")
-                + (
-                    f" (ersatt av CarePlan/{closure['replaced_by']})"
-                    if closure["replaced_by"]
-                    else ""
-                ),
+                "time": fhir_instant(closure.at),
+                "text": f"Avslutad: {closure.reason}"
+                + (f" — {closure.note}" if closure.note else "")
+                + (f" (ersatt av CarePlan/{closure.replaced_by})" if closure.replaced_by else ""),
             }
         )
     return notes
 
 
-def _participant_reference(plan: Plan, participant: dict[str, Any]) -> dict[str, Any]:
-    if participant["kind"] == "person":
+def _participant_reference(plan: Plan, participant: Participant) -> dict[str, Any]:
+    if participant.kind == "person":
         return {"type": "Patient", "identifier": dict(plan.subject)}
     reference: dict[str, Any] = {
-        "type": "Practitioner" if participant["kind"] == "professional" else "RelatedPerson",
-        "display": participant.get("name") or participant["kind"],
+        "type": "Practitioner" if participant.kind == "professional" else "RelatedPerson",
+        "display": participant.name or participant.kind,
     }
-    if participant.get("identifier"):
-        reference["identifier"] = participant["identifier"]
+    if participant.identifier:
+        reference["identifier"] = dict(participant.identifier)
     return reference
 
 
@@ -437,24 +451,24 @@ def care_team_to_fhir(plan: Plan) -> dict[str, Any]:
     members: list[dict[str, Any]] = []
     for organization in plan.organizations.values():
         member = {
-            "role": [{"coding": [_principal(organization["kind"])], "text": organization["kind"]}],
-            "member": organization_reference(organization["hsa_id"]),
+            "role": [{"coding": [_principal(organization.kind)], "text": organization.kind}],
+            "member": organization_reference(organization.hsa_id),
         }
-        if organization.get("name"):
-            member["member"]["display"] = organization["name"]
+        if organization.name:
+            member["member"]["display"] = organization.name
         members.append(member)
     for participant in plan.participants.values():
         member = {
             "role": [
                 {
-                    "coding": [{"system": PARTICIPANT_ROLE_SYSTEM, "code": participant["kind"]}],
-                    "text": participant.get("role") or participant["kind"],
+                    "coding": [{"system": PARTICIPANT_ROLE_SYSTEM, "code": participant.kind}],
+                    "text": participant.role or participant.kind,
                 }
             ],
             "member": _participant_reference(plan, participant),
         }
-        if participant.get("organization"):
-            member["onBehalfOf"] = organization_reference(participant["organization"])
+        if participant.organization:
+            member["onBehalfOf"] = organization_reference(participant.organization)
         members.append(member)
     team: dict[str, Any] = {
         "resourceType": "CareTeam",
@@ -467,7 +481,7 @@ def care_team_to_fhir(plan: Plan) -> dict[str, Any]:
     }
     if plan.overall_responsibility:
         team["managingOrganization"] = [
-            organization_reference(plan.overall_responsibility["organization"])
+            organization_reference(plan.overall_responsibility.organization)
         ]
     return team
 
@@ -486,28 +500,28 @@ def goal_to_fhir(plan: Plan, goal_id: str) -> dict[str, Any]:
         "resourceType": "Goal",
         "id": part_id(plan, goal_id),
         "meta": {"versionId": str(plan.version), "lastUpdated": fhir_instant(plan.modified_on)},
-        "lifecycleStatus": "completed" if goal["status"] == "completed" else "active",
+        "lifecycleStatus": "completed" if goal.status == "completed" else "active",
         "achievementStatus": {
             "coding": [
                 {
                     "system": "http://terminology.hl7.org/CodeSystem/goal-achievement",
-                    "code": GOAL_ACHIEVEMENT[goal["outcome"]],
+                    "code": GOAL_ACHIEVEMENT[goal.outcome],
                 }
             ]
         },
-        "description": {"text": goal["text"]},
+        "description": {"text": goal.text},
         "subject": {"type": "Patient", "identifier": dict(plan.subject)},
         "expressedBy": {"type": "Patient", "identifier": dict(plan.subject)},
-        "startDate": goal["set_at"].date().isoformat(),
+        "startDate": goal.set_at.date().isoformat(),
     }
-    if goal["target_date"]:
-        resource["target"] = [{"dueDate": _iso(goal["target_date"])}]
+    if goal.target_date:
+        resource["target"] = [{"dueDate": _iso(goal.target_date)}]
     notes = [
-        {"time": fhir_instant(r["at"]), "text": f"Reviderat från '{r['text']}': {r['reason']}"}
-        for r in goal["revisions"]
+        {"time": fhir_instant(r.at), "text": f"Reviderat från '{r.text}': {r.reason}"}
+        for r in goal.revisions
     ]
-    if goal.get("assessment_note"):
-        notes.append({"text": goal["assessment_note"]})
+    if goal.assessment_note:
+        notes.append({"text": goal.assessment_note})
     if notes:
         resource["note"] = notes
     return resource
@@ -515,31 +529,29 @@ def goal_to_fhir(plan: Plan, goal_id: str) -> dict[str, Any]:
 
 def appointment_to_fhir(plan: Plan, meeting_id: str) -> dict[str, Any]:
     meeting = plan.meetings[meeting_id]
-    attended = set(meeting["attendees"])
+    attended = set(meeting.attendees)
     participants = [
         {
             "actor": {"display": invitee},
             "status": "accepted" if invitee in attended or not attended else "declined",
             "required": "required",
         }
-        for invitee in meeting.get("invitees") or []
+        for invitee in meeting.invitees or []
     ] or [{"actor": organization_reference(plan.starting_organization), "status": "accepted"}]
     appointment: dict[str, Any] = {
         "resourceType": "Appointment",
         "id": part_id(plan, meeting_id),
         "meta": {"versionId": str(plan.version), "lastUpdated": fhir_instant(plan.modified_on)},
-        "status": meeting["status"],
+        "status": meeting.status,
         "serviceType": [{"text": "SIP-möte"}],
         "description": f"SIP-möte: {plan.title or 'samordnad individuell plan'}",
-        "start": fhir_instant(meeting["start"]),
-        "end": fhir_instant(meeting["end"]),
+        "start": fhir_instant(meeting.start),
+        "end": fhir_instant(meeting.end),
         "participant": participants,
         "basedOn": [{"reference": f"CarePlan/{plan.id}", "type": "CarePlan"}],
     }
-    place = meeting.get("location") or f"Video: {meeting.get('video')}"
-    appointment["comment"] = place + (
-        f". Anteckningar: {meeting['notes']}" if meeting["notes"] else ""
-    )
+    place = meeting.location or f"Video: {meeting.video}"
+    appointment["comment"] = place + (f". Anteckningar: {meeting.notes}" if meeting.notes else "")
     return appointment
 
 

@@ -9,7 +9,7 @@ from uuid import UUID
 from sqlalchemy import Column, Date, DateTime, Integer, MetaData, String, Table, and_, or_, select
 from sqlalchemy.engine import Connection
 
-from services.common.projection import Projection
+from services.common.projection import AggregateIndex
 from services.sip.domain import Plan
 
 metadata = MetaData()
@@ -48,20 +48,16 @@ plan_consents = Table(
 )
 
 
-class PlanIndex(Projection):
+class PlanIndex(AggregateIndex):
     """Finds plans by subject, status, period, organisation and follow-up date."""
 
     name = "plan_index"
     metadata = metadata
     aggregate_class = Plan
+    index = plan_index
 
-    def apply(self, connection: Connection, event: Any) -> None:
-        # The plan as this event left it: the read model holds the plan's state at each step.
-        plan: Plan = self.application.repository.get(
-            event.originator_id, version=event.originator_version
-        )
-        plan_id = str(plan.id)
-        row = {
+    def row(self, plan: Plan, event: Any) -> dict[str, Any]:
+        return {
             "subject_system": plan.subject["system"],
             "subject_value": plan.subject["value"],
             "starting_organization": plan.starting_organization,
@@ -69,27 +65,24 @@ class PlanIndex(Projection):
             "version": plan.version,
             "last_updated": event.timestamp,
             "period_start": plan.activated_at,
-            "period_end": plan.closure["at"] if plan.closure else None,
+            "period_end": plan.closure.at if plan.closure else None,
             "next_follow_up": None if plan.closure else plan.next_follow_up,
-            "overall_responsible": (plan.overall_responsibility or {}).get("organization"),
+            "overall_responsible": plan.overall_responsible,
         }
-        if plan.version == 1:
-            connection.execute(plan_index.insert().values(plan_id=plan_id, **row))
-        else:
-            connection.execute(
-                plan_index.update().where(plan_index.c.plan_id == plan_id).values(**row)
-            )
+
+    def apply_related(self, connection: Connection, plan: Plan) -> None:
+        plan_id = str(plan.id)
         connection.execute(
             plan_organizations.delete().where(plan_organizations.c.plan_id == plan_id)
         )
         memberships = {(hsa_id, "member") for hsa_id in plan.organizations}
         memberships |= {
-            (intervention["responsible_organization"], "responsible")
+            (intervention.responsible_organization, "responsible")
             for intervention in plan.interventions.values()
-            if intervention.get("responsible_organization")
+            if intervention.responsible_organization
         }
-        if plan.overall_responsibility:
-            memberships.add((plan.overall_responsibility["organization"], "responsible"))
+        if plan.overall_responsible:
+            memberships.add((plan.overall_responsible, "responsible"))
         connection.execute(
             plan_organizations.insert(),
             [{"plan_id": plan_id, "hsa_id": hsa_id, "role": role} for hsa_id, role in memberships],
@@ -103,12 +96,9 @@ class PlanIndex(Projection):
 
     def relying_on(self, consent_id: str) -> list[UUID]:
         """The plans activated on this consent."""
-        self.catch_up()
-        with self.reader.connect() as connection:
-            rows = connection.execute(
-                select(plan_consents.c.plan_id).where(plan_consents.c.consent_id == consent_id)
-            )
-            return [UUID(row) for row in rows.scalars()]
+        return self.ids(
+            select(plan_consents.c.plan_id).where(plan_consents.c.consent_id == consent_id)
+        )
 
     def search(
         self,
@@ -121,14 +111,10 @@ class PlanIndex(Projection):
         responsible: str | None = None,
         follow_up_due_by: date | None = None,
     ) -> list[UUID]:
-        self.catch_up()
         columns = plan_index.c
-        query = select(columns.plan_id).order_by(columns.last_updated.desc())
-        if subject is not None:
-            system, value = subject
-            query = query.where(columns.subject_value == value)
-            if system:
-                query = query.where(columns.subject_system == system)
+        query = self.identified_by(
+            self.newest_first(), columns.subject_system, columns.subject_value, subject
+        )
         if status is not None:
             query = query.where(columns.status == status)
         if period_from is not None:  # the plan's period reaches past this instant
@@ -143,12 +129,5 @@ class PlanIndex(Projection):
             query = query.where(columns.next_follow_up <= follow_up_due_by)
         for hsa_id, role in ((member, "member"), (responsible, "responsible")):
             if hsa_id is not None:
-                query = query.where(
-                    columns.plan_id.in_(
-                        select(plan_organizations.c.plan_id).where(
-                            plan_organizations.c.hsa_id == hsa_id, plan_organizations.c.role == role
-                        )
-                    )
-                )
-        with self.reader.connect() as connection:
-            return [UUID(row) for row in connection.execute(query).scalars()]
+                query = self.related(query, plan_organizations, hsa_id=hsa_id, role=role)
+        return self.ids(query)

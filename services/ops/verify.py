@@ -15,7 +15,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from services.audit.chain import GENESIS, chain_hash
+from services.common.audit.chain import GENESIS, chain_hash
 
 
 @dataclass(frozen=True)

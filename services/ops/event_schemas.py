@@ -1,7 +1,7 @@
 """JSON Schema of every stored event type, published in contracts/event_schemas/.
 
-    python -m services.audit.event_schemas          # writes the files
-    python -m services.audit.event_schemas --check  # exit 1 if they differ from the code
+    python -m services.ops.event_schemas          # writes the files
+    python -m services.ops.event_schemas --check  # exit 1 if they differ from the code
 
 A schema describes an event's stored payload as the event feed shows it: the event's own
 fields, with datetimes, UUIDs and decimals wrapped as the library's JSON transcoder writes
@@ -113,7 +113,7 @@ def main(argv: list[str]) -> int:
     if "--check" in argv:
         if published_schemas() != files:
             print("contracts/event_schemas differ from the code: run "
-                  "python -m services.audit.event_schemas")  # fmt: skip
+                  "python -m services.ops.event_schemas")  # fmt: skip
             return 1
         return 0
     for path, content in files.items():

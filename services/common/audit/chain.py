@@ -8,7 +8,8 @@ events is caught by comparing with a signed checkpoint (`checkpoints.py`).
 The recorders extend the eventsourcing library's native ones through its
 APPLICATION_RECORDER_TOPIC setting: the SQLite one writes inside the library's write
 transaction, the PostgreSQL one inside the transaction that holds the library's exclusive
-table lock, so "the previous event of the log" is always well defined.
+table lock, so "the previous event of the log" is always well defined. Both hooks are
+private methods of the library, hence its exact pin (docs/decisions/0003).
 """
 
 from __future__ import annotations

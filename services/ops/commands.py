@@ -14,19 +14,23 @@ from uuid import UUID
 
 import httpx
 
-from services.audit.checkpoints import CheckpointSigner, InvalidCheckpoint, read_signed_checkpoint
-from services.audit.offline import (
+from services.common.access_log_views import AccessLogIndex, audit_event_to_fhir
+from services.common.audit.checkpoints import (
+    CheckpointSigner,
+    InvalidCheckpoint,
+    read_signed_checkpoint,
+)
+from services.common.fhir_time import InvalidDateTime, fhir_instant, now, parse_fhir_datetime
+from services.common.persistence import data_dir_from_env
+from services.consent.fhir_mapping import consent_to_fhir
+from services.ops.offline import (
     SERVICES,
     consistent_rows,
     open_service,
     scratch_engine,
     table_rows,
 )
-from services.audit.verify import database_links, feed_links, verify_links
-from services.common.access_log_views import AccessLogIndex, audit_event_to_fhir
-from services.common.fhir_time import InvalidDateTime, fhir_instant, now, parse_fhir_datetime
-from services.common.persistence import data_dir_from_env
-from services.consent.fhir_mapping import consent_to_fhir
+from services.ops.verify import database_links, feed_links, verify_links
 from services.sip.fhir_mapping import plan_to_fhir
 
 DATABASE_URL_VARIABLES = {"sip": "SIP_DATABASE_URL", "consent": "CONSENT_DATABASE_URL"}
