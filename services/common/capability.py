@@ -6,7 +6,7 @@ from typing import Any
 
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 
-from contracts.canonical import CANONICAL_BASE
+from services.common.operations.declaration import NoParameters, Operation
 
 SOFTWARE_VERSION = "0.1.0"
 
@@ -16,7 +16,6 @@ def resource_capability(
     *,
     interactions: list[str],
     search_parameters: dict[str, str],
-    operations: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "type": resource_type,
@@ -30,27 +29,45 @@ def resource_capability(
         "searchParam": [
             {
                 "name": name,
-                "type": "date" if name == "date" else "token",
+                "type": {"date": "date", "url": "uri"}.get(name, "token"),
                 "documentation": documentation,
             }
             for name, documentation in search_parameters.items()
         ],
     }
-    if operations:
-        resource["operation"] = [
-            {
-                "name": name,
-                "definition": f"{CANONICAL_BASE}/OperationDefinition/{resource_type}-{name}",
-                "documentation": documentation,
-            }
-            for name, documentation in operations.items()
-        ]
     return resource
 
 
+def with_operations(
+    resources: list[dict[str, Any]], operations: list[Operation[Any]], base: str
+) -> list[dict[str, Any]]:
+    """The resources, each with its operations' entries. An entry's definition is this
+    server's own address of the OperationDefinition (see Operation.served_at)."""
+    resources = [dict(resource) for resource in resources]
+    for resource in resources:
+        entries = [
+            {
+                "name": operation.name,
+                "definition": operation.served_at(base),
+                "documentation": operation.documentation,
+            }
+            for operation in operations
+            if operation.resource_type == resource["type"]
+        ]
+        if entries:
+            resource["operation"] = entries
+    return resources
+
+
 def capability_statement(
-    base: str, *, name: str, title: str, resources: list[dict[str, Any]]
+    base: str,
+    *,
+    name: str,
+    title: str,
+    resources: list[dict[str, Any]],
+    operations: list[Operation[Any]],
 ) -> dict[str, Any]:
+    resources = with_operations([*resources, OPERATION_DEFINITION_CAPABILITY], operations, base)
     statement = {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -94,10 +111,24 @@ ACCESS_LOG_CAPABILITIES = [
         interactions=["search-type"],
         search_parameters={"target": "the resource whose versions' provenance is wanted"},
     ),
-    resource_capability(
-        "Patient",
-        interactions=[],
-        search_parameters={},
-        operations={"access-log": "The person's log extract (loggutdrag), JSON or HTML"},
-    ),
+    resource_capability("Patient", interactions=[], search_parameters={}),
 ]
+# Routed by services/common/access_log_routes.py; declared here for its definition.
+ACCESS_LOG_OPERATIONS: list[Operation[Any]] = [
+    Operation(
+        "access-log",
+        "Patient",
+        "The person's log extract (loggutdrag), JSON or HTML",
+        NoParameters,
+        None,
+        changes_state=False,
+        patient_may=True,
+        method="GET",
+        returns="Binary",
+    )
+]
+OPERATION_DEFINITION_CAPABILITY = resource_capability(
+    "OperationDefinition",
+    interactions=["read", "search-type"],
+    search_parameters={"url": "the canonical URL, or this server's URL, of a definition"},
+)

@@ -8,7 +8,7 @@ answer leaves.
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 from urllib.parse import urlencode
 from uuid import UUID
 
@@ -192,69 +192,177 @@ At = Annotated[str | None, Query(alias="_at", description="as the resource stood
 Count = Annotated[int, Query(alias="_count", ge=1, le=1000)]
 
 
-def add_version_routes(
-    router: APIRouter, access: ResourceAccess, to_fhir: Callable[[Any], dict[str, Any]]
-) -> None:
+@dataclass(frozen=True)
+class ResourceVersion:
+    """One version of a resource as its history lists it; rendered only when shown."""
+
+    at: datetime
+    version_id: str
+    created: bool  # the version that created the resource
+    render: Callable[[], dict[str, Any]]
+
+
+class VersionedResource(Protocol):
+    """A resource type whose versions are read from event-sourced aggregates: the aggregate's
+    own type, or a view of one part of it (a plan's goals, meetings, care team)."""
+
+    resource_type: str
+    access: ResourceAccess
+
+    def locate(self, id: str) -> tuple[UUID, str]:
+        """(aggregate id, part) of a resource id."""
+        ...
+
+    def render(self, aggregate: Any, part: str) -> dict[str, Any] | None:
+        """The resource of `part` in this version of the aggregate; None if it has none."""
+        ...
+
+    def versions(self, aggregate_id: UUID) -> dict[str, list[ResourceVersion]]:
+        """Every part's versions, oldest first."""
+        ...
+
+
+class AggregateResource:
+    """The aggregates of an application, each one resource."""
+
+    def __init__(self, access: ResourceAccess, to_fhir: Callable[[Any], dict[str, Any]]) -> None:
+        self.access = access
+        self.to_fhir = to_fhir
+        self.application = access.application
+        self.resource_type = access.resource_type
+
+    def locate(self, id: str) -> tuple[UUID, str]:
+        return resource_id(id), ""
+
+    def render(self, aggregate: Any, part: str) -> dict[str, Any] | None:
+        return self.to_fhir(aggregate)
+
+    def versions(self, aggregate_id: UUID) -> dict[str, list[ResourceVersion]]:
+        return {
+            "": [
+                ResourceVersion(
+                    published(version.modified_on),
+                    str(version.version),
+                    version.version == 1,
+                    lambda version=version: self.to_fhir(version),
+                )
+                for version in self.application.versions(aggregate_id)
+            ]
+        }
+
+
+def versioned_resource(resource_type: str) -> Callable[[Request], VersionedResource]:
+    def dependency(request: Request) -> VersionedResource:
+        return request.app.state.resources[resource_type]
+
+    return dependency
+
+
+def _missing(resource_type: str, id: str, detail: str = "") -> FhirError:
+    return FhirError(404, "not-found", f"no {resource_type} with id '{id}'{detail}")
+
+
+def history_response(request: Request, versions: list[ResourceVersion]) -> FhirResponse:
+    rendered = [(version.render(), version.created) for version in versions]
+    created = {id(resource) for resource, first in rendered if first}
+    bundle = history_bundle(
+        fhir_base(request),
+        [resource for resource, _ in rendered],
+        created=lambda resource: id(resource) in created,
+    )
+    return FhirResponse(bundle)
+
+
+def add_version_routes(router: APIRouter, resource_type: str) -> None:
     """read (with `_at` for time travel), vread, instance and type `_history` (with `_since`
     and `_at`). A caller sees the history of what it may see now, nothing else."""
-    resource_type = access.resource_type
-    application = access.application
     Reader = Annotated[Actor, Depends(authorize(resource_type, "r"))]
+    Resource = Annotated[VersionedResource, Depends(versioned_resource(resource_type))]
 
     @router.get(f"/{resource_type}/_history", name=f"type history {resource_type}")
     def type_history(
-        request: Request, actor: Reader, since: Since = None, count: Count = 100
+        request: Request, actor: Reader, resource: Resource, since: Since = None, count: Count = 100
     ) -> FhirResponse:
         since_instant = instant_parameter("_since", since)
+        application = resource.access.application
         aggregates = (application.aggregate(i) for i in application.aggregate_ids())
-        query = urlencode({k: v for k, v in request.query_params.items()})
+        query = urlencode(dict(request.query_params))
         versions = [
             version
-            for aggregate in access.visible(actor, aggregates, query, "history-type")
-            for version in application.versions(aggregate.id)
-            if since_instant is None or published(version.modified_on) >= since_instant
+            for aggregate in resource.access.visible(actor, aggregates, query, "history-type")
+            for part_versions in resource.versions(aggregate.id).values()
+            for version in part_versions
+            if since_instant is None or version.at >= since_instant
         ]
-        versions.sort(key=lambda version: version.modified_on)
-        resources = [to_fhir(version) for version in versions[-count:]]
-        return FhirResponse(history_bundle(fhir_base(request), resources))
+        versions.sort(key=lambda version: version.at)
+        return history_response(request, versions[-count:])
 
     @router.get(f"/{resource_type}/{{id}}", name=f"read {resource_type}")
-    def read(id: str, actor: Reader, at: At = None) -> FhirResponse:
+    def read(id: str, actor: Reader, resource: Resource, at: At = None) -> FhirResponse:
+        aggregate_id, part = resource.locate(id)
         instant = instant_parameter("_at", at)
         entity = f"{resource_type}/{id}" + (f"?_at={at}" if at else "")
-        aggregate = access.open(actor, resource_id(id), "read", entity)
+        aggregate = resource.access.open(actor, aggregate_id, "read", entity)
         if instant is not None:
-            aggregate = application.version_at(aggregate.id, instant)
-        return resource_response(to_fhir(aggregate))
+            aggregate = resource.access.application.version_at(aggregate.id, instant)
+        rendered = resource.render(aggregate, part)
+        if rendered is None:
+            raise _missing(resource_type, id, f" at {at}" if at else "")
+        return resource_response(rendered)
 
     @router.get(f"/{resource_type}/{{id}}/_history", name=f"history {resource_type}")
     def history(
-        id: str, request: Request, actor: Reader, since: Since = None, at: At = None
+        id: str,
+        request: Request,
+        actor: Reader,
+        resource: Resource,
+        since: Since = None,
+        at: At = None,
     ) -> FhirResponse:
+        aggregate_id, part = resource.locate(id)
         since_instant, at_instant = instant_parameter("_since", since), instant_parameter("_at", at)
-        aggregate_id = resource_id(id)
-        access.open(actor, aggregate_id, "history-instance", f"{resource_type}/{id}/_history")
-        versions = history_window(
-            list(application.versions(aggregate_id)),
-            lambda version: published(version.modified_on),
-            since_instant,
-            at_instant,
-        )
-        return FhirResponse(history_bundle(fhir_base(request), [to_fhir(v) for v in versions]))
+        entity = f"{resource_type}/{id}/_history"
+        resource.access.open(actor, aggregate_id, "history-instance", entity)
+        versions = resource.versions(aggregate_id).get(part)
+        if not versions:
+            raise _missing(resource_type, id)
+        window = history_window(versions, lambda v: v.at, since_instant, at_instant)
+        return history_response(request, window)
 
     @router.get(f"/{resource_type}/{{id}}/_history/{{vid}}", name=f"vread {resource_type}")
-    def vread(id: str, vid: str, actor: Reader) -> FhirResponse:
+    def vread(id: str, vid: str, actor: Reader, resource: Resource) -> FhirResponse:
+        aggregate_id, part = resource.locate(id)
         entity = f"{resource_type}/{id}/_history/{vid}"
-        aggregate = access.open(actor, resource_id(id), "vread", entity)
+        aggregate = resource.access.open(actor, aggregate_id, "vread", entity)
         if not vid.isdigit() or not 1 <= int(vid) <= aggregate.version:
-            raise FhirError(404, "not-found", f"{resource_type}/{id} has no version {vid}")
-        return resource_response(to_fhir(application.aggregate(aggregate.id, version=int(vid))))
+            raise _missing(resource_type, id, f" version {vid}")
+        then = resource.access.application.aggregate(aggregate.id, version=int(vid))
+        rendered = resource.render(then, part)
+        if rendered is None:
+            raise _missing(resource_type, id, f" version {vid}")
+        return resource_response(rendered)
+
+
+def form_body(search_parameters: dict[str, str]) -> dict[str, Any]:
+    """The OpenAPI request body of a `_search` form post."""
+    properties = {
+        name: {"type": "string", "description": description}
+        for name, description in search_parameters.items()
+    }
+    schema = {"type": "object", "properties": properties}
+    return {
+        "requestBody": {
+            "required": False,
+            "content": {"application/x-www-form-urlencoded": {"schema": schema}},
+        }
+    }
 
 
 def add_search_routes(
     router: APIRouter,
     resource_type: str,
     search: Callable[[Request, dict[str, str], Actor], FhirResponse],
+    search_parameters: dict[str, str],
 ) -> None:
     """GET /{type}?... and POST /{type}/_search (form-encoded, keeps identifiers out of URLs)."""
     Searcher = Annotated[Actor, Depends(authorize(resource_type, "s"))]
@@ -263,7 +371,11 @@ def add_search_routes(
     def search_by_get(request: Request, actor: Searcher) -> FhirResponse:
         return search(request, dict(request.query_params), actor)
 
-    @router.post(f"/{resource_type}/_search", name=f"search {resource_type} by post")
+    @router.post(
+        f"/{resource_type}/_search",
+        name=f"search {resource_type} by post",
+        openapi_extra=form_body(search_parameters),
+    )
     async def search_by_post(request: Request, actor: Searcher) -> FhirResponse:
         form = await request.form()
         query = {key: value for key, value in form.items() if isinstance(value, str)}

@@ -1,337 +1,480 @@
-"""The plan's commands as FHIR operations: `POST /fhir/CarePlan/{id}/$<name>` with a
-`Parameters` body. Each reads its parameters and runs one command on the plan aggregate."""
+"""The plan's operations, each declared once: `POST /fhir/CarePlan/{id}/$<name>` with a
+`Parameters` body, read into the operation's parameter model, running one command on the
+plan. The common pipeline (services/common/operations) loads, checks, writes and answers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from contracts.actor import Actor
+from pydantic import Field
+
 from contracts.identifiers import PERSON_ID_SYSTEMS, InvalidIdentifier, parse_person_identifier
 from services.common.fhir_api import FhirError
-from services.common.parameters import OperationParameters
-from services.sip.domain import Plan
-
-Command = Callable[[Plan, OperationParameters, Actor, datetime], Any]
-
-
-@dataclass(frozen=True)
-class Operation:
-    name: str
-    documentation: str
-    command: Command
-    patient_may: bool = False  # the person (or their representative) may call it
-
-
-def _by(actor: Actor) -> dict[str, Any]:
-    return actor.as_event_data()
+from services.common.operations.declaration import Operation, OperationCall
+from services.common.parameters import (
+    Boolean,
+    Code,
+    Date,
+    DateTime,
+    Decimal,
+    HsaId,
+    Identifier,
+    OperationParameters,
+    String,
+)
 
 
-def invite_organization(plan: Plan, p: OperationParameters, actor: Actor, at: datetime) -> Any:
-    return plan.invite_organization(
-        hsa_id=p.identifier("organization"),
-        kind=p.text("kind"),
-        name=p.text("name", False),
-        at=at,
-        by=_by(actor),
+def _takes_part(call: OperationCall[Any]) -> None:
+    if call.actor.role != "patient" and not call.target.takes_part(call.actor.organization or ""):
+        raise FhirError(403, "forbidden", "the caller's organisation takes no part")
+
+
+def plan_operation(
+    name: str, documentation: str, parameters: Any, command: Any, *, patient_may: bool = False
+) -> Operation[Any]:
+    """A state-changing operation by a party to the plan (or, where allowed, the person)."""
+    return Operation(
+        name,
+        "CarePlan",
+        documentation,
+        parameters,
+        command,
+        patient_may=patient_may,
+        may_change=_takes_part,
     )
 
 
-def add_participant(plan: Plan, p: OperationParameters, actor: Actor, at: datetime) -> Any:
-    identifier = p.identifier_object("identifier")
-    if identifier and identifier.get("system") in PERSON_ID_SYSTEMS:
+class InviteOrganization(OperationParameters):
+    organization: HsaId
+    kind: Code
+    name: String | None = None
+
+
+def invite_organization(call: OperationCall[InviteOrganization]) -> Any:
+    p, plan = call.parameters, call.target
+    return plan.invite_organization(
+        hsa_id=p.organization, kind=p.kind, name=p.name, at=call.at, by=call.by
+    )
+
+
+class AddParticipant(OperationParameters):
+    kind: Code
+    name: String | None = None
+    role: String | None = None
+    identifier: Identifier | None = None
+    organization: HsaId | None = None
+    unit: HsaId | None = None
+    personAgrees: Boolean = False
+
+
+def add_participant(call: OperationCall[AddParticipant]) -> Any:
+    p, plan = call.parameters, call.target
+    if p.identifier and p.identifier.get("system") in PERSON_ID_SYSTEMS:
         try:
-            parse_person_identifier(identifier.get("system"), identifier.get("value"))
+            parse_person_identifier(p.identifier.get("system"), p.identifier.get("value"))
         except InvalidIdentifier as error:
             raise FhirError(422, "invalid", f"identifier: {error}") from None
-    return plan.add_participant(
-        participant={
-            "kind": p.text("kind"),
-            "name": p.text("name", False),
-            "role": p.text("role", False),
-            "identifier": identifier,
-            "organization": p.identifier("organization", False),
-            "unit": p.identifier("unit", False),
-            "person_agrees": p.boolean("personAgrees"),
-        },
-        at=at,
-        by=_by(actor),
-    )
+    participant = {
+        "kind": p.kind,
+        "name": p.name,
+        "role": p.role,
+        "identifier": p.identifier,
+        "organization": p.organization,
+        "unit": p.unit,
+        "person_agrees": p.personAgrees,
+    }
+    return plan.add_participant(participant=participant, at=call.at, by=call.by)
 
 
-def record_need(plan: Plan, p: OperationParameters, actor: Actor, at: datetime) -> Any:
-    return plan.record_need(
-        text=p.text("text"), wishes=p.text("wishes", False), at=at, by=_by(actor)
-    )
+class RecordNeed(OperationParameters):
+    text: String
+    wishes: String | None = None
 
 
-def set_goal(plan: Plan, p: OperationParameters, actor: Actor, at: datetime) -> Any:
+def record_need(call: OperationCall[RecordNeed]) -> Any:
+    p, plan = call.parameters, call.target
+    return plan.record_need(text=p.text, wishes=p.wishes, at=call.at, by=call.by)
+
+
+class SetGoal(OperationParameters):
+    text: String
+    targetDate: Date | None = None
+    need: list[String] = Field(default_factory=list)
+
+
+def set_goal(call: OperationCall[SetGoal]) -> Any:
+    p, plan = call.parameters, call.target
     return plan.set_goal(
-        text=p.text("text"),
-        target_date=p.date("targetDate", False),
-        need_ids=p.texts("need"),
-        at=at,
-        by=_by(actor),
+        text=p.text, target_date=p.targetDate, need_ids=p.need, at=call.at, by=call.by
     )
 
 
-def revise_goal(plan: Plan, p: OperationParameters, actor: Actor, at: datetime) -> Any:
+class ReviseGoal(OperationParameters):
+    goal: String
+    text: String
+    targetDate: Date | None = None
+    reason: String
+
+
+def revise_goal(call: OperationCall[ReviseGoal]) -> Any:
+    p, plan = call.parameters, call.target
     return plan.revise_goal(
-        goal_id=p.text("goal"),
-        text=p.text("text"),
-        target_date=p.date("targetDate", False),
-        reason=p.text("reason"),
-        at=at,
-        by=_by(actor),
+        goal_id=p.goal,
+        text=p.text,
+        target_date=p.targetDate,
+        reason=p.reason,
+        at=call.at,
+        by=call.by,
     )
 
 
-def assess_goal(plan: Plan, p: OperationParameters, actor: Actor, at: datetime) -> Any:
-    return plan.assess_goal(
-        goal_id=p.text("goal"),
-        outcome=p.text("outcome"),
-        note=p.text("note", False),
-        at=at,
-        by=_by(actor),
-    )
+class AssessGoal(OperationParameters):
+    goal: String
+    outcome: Code
+    note: String | None = None
 
 
-def assign_intervention(plan: Plan, p: OperationParameters, actor: Actor, at: datetime) -> Any:
-    return plan.assign_intervention(
-        intervention={
-            "text": p.text("text"),
-            "kind": p.text("kind"),
-            "need_ids": p.texts("need"),
-            "goal_ids": p.texts("goal"),
-            "performer_organization": p.identifier("performerOrganization", False),
-            "performer_unit": p.identifier("performerUnit", False),
-            "performer_participant": p.text("performerParticipant", False),
-            "responsible_principal": p.text("responsiblePrincipal"),
-            "responsible_organization": p.identifier("responsibleOrganization", False),
-            "responsible_unit": p.identifier("responsibleUnit", False),
-            "start": p.date("start", False),
-            "end": p.date("end", False),
-        },
-        at=at,
-        by=_by(actor),
-    )
+def assess_goal(call: OperationCall[AssessGoal]) -> Any:
+    p, plan = call.parameters, call.target
+    return plan.assess_goal(goal_id=p.goal, outcome=p.outcome, note=p.note, at=call.at, by=call.by)
 
 
-def set_intervention_status(plan: Plan, p: OperationParameters, actor: Actor, at: datetime) -> Any:
+class AssignIntervention(OperationParameters):
+    text: String
+    kind: Code
+    need: list[String] = Field(default_factory=list)
+    goal: list[String] = Field(default_factory=list)
+    performerOrganization: HsaId | None = None
+    performerUnit: HsaId | None = None
+    performerParticipant: String | None = None
+    responsiblePrincipal: Code
+    responsibleOrganization: HsaId | None = None
+    responsibleUnit: HsaId | None = None
+    start: Date | None = None
+    end: Date | None = None
+
+
+def assign_intervention(call: OperationCall[AssignIntervention]) -> Any:
+    p, plan = call.parameters, call.target
+    intervention = {
+        "text": p.text,
+        "kind": p.kind,
+        "need_ids": p.need,
+        "goal_ids": p.goal,
+        "performer_organization": p.performerOrganization,
+        "performer_unit": p.performerUnit,
+        "performer_participant": p.performerParticipant,
+        "responsible_principal": p.responsiblePrincipal,
+        "responsible_organization": p.responsibleOrganization,
+        "responsible_unit": p.responsibleUnit,
+        "start": p.start,
+        "end": p.end,
+    }
+    return plan.assign_intervention(intervention=intervention, at=call.at, by=call.by)
+
+
+class SetInterventionStatus(OperationParameters):
+    intervention: String
+    status: Code
+    reason: String | None = None
+
+
+def set_intervention_status(call: OperationCall[SetInterventionStatus]) -> Any:
+    p, plan = call.parameters, call.target
     return plan.change_intervention_status(
-        intervention_id=p.text("intervention"),
-        status=p.text("status"),
-        reason=p.text("reason", False),
-        at=at,
-        by=_by(actor),
+        intervention_id=p.intervention, status=p.status, reason=p.reason, at=call.at, by=call.by
     )
 
 
-def assign_overall_responsibility(
-    plan: Plan, p: OperationParameters, actor: Actor, at: datetime
-) -> Any:
+class AssignOverallResponsibility(OperationParameters):
+    organization: HsaId
+    reason: String | None = None
+
+
+def assign_overall_responsibility(call: OperationCall[AssignOverallResponsibility]) -> Any:
+    p, plan = call.parameters, call.target
     return plan.assign_overall_responsibility(
-        organization=p.identifier("organization"),
-        reason=p.text("reason", False),
-        at=at,
-        by=_by(actor),
+        organization=p.organization, reason=p.reason, at=call.at, by=call.by
     )
 
 
-def schedule_meeting(plan: Plan, p: OperationParameters, actor: Actor, at: datetime) -> Any:
-    start, end = p.instant("start"), p.instant("end")
-    assert start is not None and end is not None
-    if end <= start:
+class ScheduleMeeting(OperationParameters):
+    start: DateTime
+    end: DateTime
+    location: String | None = None
+    video: String | None = None
+    invitee: list[String] = Field(default_factory=list)
+
+
+def schedule_meeting(call: OperationCall[ScheduleMeeting]) -> Any:
+    p, plan = call.parameters, call.target
+    if p.end <= p.start:
         raise FhirError(400, "invalid", "a meeting ends after it starts")
-    return plan.schedule_meeting(
-        meeting={
-            "start": start,
-            "end": end,
-            "location": p.text("location", False),
-            "video": p.text("video", False),
-            "invitees": p.texts("invitee"),
-        },
-        at=at,
-        by=_by(actor),
-    )
+    meeting = {
+        "start": p.start,
+        "end": p.end,
+        "location": p.location,
+        "video": p.video,
+        "invitees": p.invitee,
+    }
+    return plan.schedule_meeting(meeting=meeting, at=call.at, by=call.by)
 
 
-def record_meeting(plan: Plan, p: OperationParameters, actor: Actor, at: datetime) -> Any:
+class RecordMeeting(OperationParameters):
+    meeting: String
+    attendee: list[String] = Field(default_factory=list)
+    notes: String | None = None
+    approvedChanges: Boolean = False
+
+
+def record_meeting(call: OperationCall[RecordMeeting]) -> Any:
+    p, plan = call.parameters, call.target
     return plan.record_meeting(
-        meeting_id=p.text("meeting"),
-        attendees=p.texts("attendee"),
-        notes=p.text("notes", False),
-        approved_changes=p.boolean("approvedChanges"),
-        at=at,
-        by=_by(actor),
+        meeting_id=p.meeting,
+        attendees=p.attendee,
+        notes=p.notes,
+        approved_changes=p.approvedChanges,
+        at=call.at,
+        by=call.by,
     )
 
 
-def set_follow_up(plan: Plan, p: OperationParameters, actor: Actor, at: datetime) -> Any:
-    return plan.set_follow_up(follow_up_date=p.date("date"), at=at, by=_by(actor))
+class SetFollowUp(OperationParameters):
+    date: Date
 
 
-def record_follow_up(plan: Plan, p: OperationParameters, actor: Actor, at: datetime) -> Any:
+def set_follow_up(call: OperationCall[SetFollowUp]) -> Any:
+    return call.target.set_follow_up(follow_up_date=call.parameters.date, at=call.at, by=call.by)
+
+
+class RecordFollowUp(OperationParameters):
+    reviewed: String
+    changes: String | None = None
+    nextDate: Date | None = None
+
+
+def record_follow_up(call: OperationCall[RecordFollowUp]) -> Any:
+    p, plan = call.parameters, call.target
     return plan.record_follow_up(
-        reviewed=p.text("reviewed"),
-        changes=p.text("changes", False),
-        next_date=p.date("nextDate", False),
-        at=at,
-        by=_by(actor),
+        reviewed=p.reviewed, changes=p.changes, next_date=p.nextDate, at=call.at, by=call.by
     )
 
 
-def allocate_cost(plan: Plan, p: OperationParameters, actor: Actor, at: datetime) -> Any:
+class CostShare(OperationParameters):
+    organization: HsaId
+    percent: Decimal | None = None
+    amountSek: Decimal | None = None
+
+
+class AllocateCost(OperationParameters):
+    intervention: String
+    share: list[CostShare] = Field(default_factory=list)
+    periodStart: Date
+    periodEnd: Date | None = None
+
+
+def allocate_cost(call: OperationCall[AllocateCost]) -> Any:
+    p, plan = call.parameters, call.target
     shares = [
-        {
-            "organization": share.identifier("organization"),
-            "percent": share.number("percent", False),
-            "amount_sek": share.number("amountSek", False),
-        }
-        for share in p.parts("share")
+        {"organization": s.organization, "percent": s.percent, "amount_sek": s.amountSek}
+        for s in p.share
     ]
     return plan.propose_cost_allocation(
-        intervention_id=p.text("intervention"),
+        intervention_id=p.intervention,
         shares=shares,
-        period_start=p.date("periodStart"),
-        period_end=p.date("periodEnd", False),
-        at=at,
-        by=_by(actor),
+        period_start=p.periodStart,
+        period_end=p.periodEnd,
+        at=call.at,
+        by=call.by,
     )
 
 
-def agree_cost_allocation(plan: Plan, p: OperationParameters, actor: Actor, at: datetime) -> Any:
-    return plan.agree_cost_allocation(
-        allocation_id=p.text("allocation"),
-        organization=actor.organization or "",
-        at=at,
-        by=_by(actor),
+class AgreeCostAllocation(OperationParameters):
+    allocation: String
+
+
+def agree_cost_allocation(call: OperationCall[AgreeCostAllocation]) -> Any:
+    return call.target.agree_cost_allocation(
+        allocation_id=call.parameters.allocation,
+        organization=call.actor.organization or "",
+        at=call.at,
+        by=call.by,
     )
 
 
-def approve_changes(plan: Plan, p: OperationParameters, actor: Actor, at: datetime) -> Any:
-    approved_by = p.text("approvedBy", False) or ("person" if actor.role == "patient" else None)
+class ApproveChanges(OperationParameters):
+    approvedBy: Code | None = None  # the person's own call: "person"
+    meeting: String | None = None
+
+
+def approve_changes(call: OperationCall[ApproveChanges]) -> Any:
+    p, actor = call.parameters, call.actor
+    approved_by = p.approvedBy or ("person" if actor.role == "patient" else None)
     if approved_by is None:
         raise FhirError(400, "required", "$approve-changes needs 'approvedBy'")
     if actor.role == "patient" and approved_by == "meeting":
         raise FhirError(403, "forbidden", "a meeting's approval is recorded by staff")
-    return plan.approve_changes(
-        approved_by=approved_by, meeting_id=p.text("meeting", False), at=at, by=_by(actor)
+    return call.target.approve_changes(
+        approved_by=approved_by, meeting_id=p.meeting, at=call.at, by=call.by
     )
 
 
-def close(plan: Plan, p: OperationParameters, actor: Actor, at: datetime) -> Any:
+class Close(OperationParameters):
+    reason: Code
+    note: String | None = None
+    replacedBy: String | None = None
+
+
+def close(call: OperationCall[Close]) -> Any:
+    p, plan = call.parameters, call.target
     return plan.close(
-        reason=p.text("reason"),
-        note=p.text("note", False),
-        replaced_by=p.text("replacedBy", False),
-        at=at,
-        by=_by(actor),
+        reason=p.reason, note=p.note, replaced_by=p.replacedBy, at=call.at, by=call.by
     )
 
 
-def report_deviation(plan: Plan, p: OperationParameters, actor: Actor, at: datetime) -> Any:
+class ReportDeviation(OperationParameters):
+    intervention: String | None = None
+    text: String
+
+
+def report_deviation(call: OperationCall[ReportDeviation]) -> Any:
+    p, plan = call.parameters, call.target
     return plan.report_deviation(
-        organization=actor.organization or "",
-        intervention_id=p.text("intervention", False),
-        text=p.text("text"),
-        at=at,
-        by=_by(actor),
+        organization=call.actor.organization or "",
+        intervention_id=p.intervention,
+        text=p.text,
+        at=call.at,
+        by=call.by,
     )
 
 
-def answer_deviation(plan: Plan, p: OperationParameters, actor: Actor, at: datetime) -> Any:
+class AnswerDeviation(OperationParameters):
+    deviation: String
+    answer: String
+
+
+def answer_deviation(call: OperationCall[AnswerDeviation]) -> Any:
+    p, plan = call.parameters, call.target
     return plan.answer_deviation(
-        deviation_id=p.text("deviation"),
-        organization=actor.organization or "",
-        answer=p.text("answer"),
-        at=at,
-        by=_by(actor),
+        deviation_id=p.deviation,
+        organization=call.actor.organization or "",
+        answer=p.answer,
+        at=call.at,
+        by=call.by,
     )
 
 
-OPERATIONS = [
-    Operation(
+OPERATIONS: list[Operation[Any]] = [
+    plan_operation(
         "invite-organization",
         "Invites a region, municipality or other organisation (organization: HSA-id, kind, name)",
+        InviteOrganization,
         invite_organization,
     ),
-    Operation(
+    plan_operation(
         "add-participant",
         "Adds the person, a relative (personAgrees), a guardian, a "
         "representative or a professional (organization, unit, role)",
+        AddParticipant,
         add_participant,
     ),
-    Operation(
-        "record-need", "Records a need in the person's own words (text, wishes)", record_need
+    plan_operation(
+        "record-need",
+        "Records a need in the person's own words (text, wishes)",
+        RecordNeed,
+        record_need,
     ),
-    Operation("set-goal", "Sets the person's goal (text, targetDate, need*)", set_goal),
-    Operation("revise-goal", "Revises a goal (goal, text, targetDate, reason)", revise_goal),
-    Operation("assess-goal", "Marks a goal achieved or not (goal, outcome, note)", assess_goal),
-    Operation(
+    plan_operation(
+        "set-goal", "Sets the person's goal (text, targetDate, need*)", SetGoal, set_goal
+    ),
+    plan_operation(
+        "revise-goal", "Revises a goal (goal, text, targetDate, reason)", ReviseGoal, revise_goal
+    ),
+    plan_operation(
+        "assess-goal", "Marks a goal achieved or not (goal, outcome, note)", AssessGoal, assess_goal
+    ),
+    plan_operation(
         "assign-intervention",
         "Assigns an intervention (text, kind, need*, goal*, "
         "performerOrganization/performerUnit or performerParticipant, "
         "responsiblePrincipal, responsibleOrganization, responsibleUnit, start, end)",
+        AssignIntervention,
         assign_intervention,
     ),
-    Operation(
+    plan_operation(
         "set-intervention-status",
         "planned | in-progress | done | stopped (reason)",
+        SetInterventionStatus,
         set_intervention_status,
     ),
-    Operation(
+    plan_operation(
         "assign-overall-responsibility",
         "Gives a region or municipality the overall "
         "responsibility, or transfers it (organization, reason)",
+        AssignOverallResponsibility,
         assign_overall_responsibility,
     ),
-    Operation(
+    plan_operation(
         "schedule-meeting",
         "Schedules a SIP meeting (start, end, location or video, invitee*)",
+        ScheduleMeeting,
         schedule_meeting,
     ),
-    Operation(
+    plan_operation(
         "record-meeting",
         "Records that a meeting was held (meeting, attendee*, notes, approvedChanges)",
+        RecordMeeting,
         record_meeting,
     ),
-    Operation("set-follow-up", "Sets the follow-up date (date)", set_follow_up),
-    Operation(
-        "record-follow-up", "Records a follow-up (reviewed, changes, nextDate)", record_follow_up
+    plan_operation("set-follow-up", "Sets the follow-up date (date)", SetFollowUp, set_follow_up),
+    plan_operation(
+        "record-follow-up",
+        "Records a follow-up (reviewed, changes, nextDate)",
+        RecordFollowUp,
+        record_follow_up,
     ),
-    Operation(
+    plan_operation(
         "allocate-cost",
         "Proposes a cost allocation for an intervention (intervention, "
         "share* with organization and percent or amountSek, periodStart, periodEnd); "
         "no shares: 1/3 region, 2/3 municipality",
+        AllocateCost,
         allocate_cost,
     ),
-    Operation(
+    plan_operation(
         "agree-cost-allocation",
         "The caller's principal agrees (allocation); in force when both have agreed",
+        AgreeCostAllocation,
         agree_cost_allocation,
     ),
-    Operation(
+    plan_operation(
         "approve-changes",
         "The person (or guardian, representative, or a meeting) "
         "approves the pending changes (approvedBy, meeting)",
+        ApproveChanges,
         approve_changes,
         patient_may=True,
     ),
-    Operation(
+    plan_operation(
         "close",
         "Closes the plan (reason: goals-reached | person-withdrew | moved | died "
         "| replaced, note, replacedBy); the person may do it at any time",
+        Close,
         close,
         patient_may=True,
     ),
-    Operation(
+    plan_operation(
         "report-deviation",
         "Reports that an agreed responsibility was not carried out (intervention, text)",
+        ReportDeviation,
         report_deviation,
     ),
-    Operation("answer-deviation", "Answers a deviation (deviation, answer)", answer_deviation),
+    plan_operation(
+        "answer-deviation",
+        "Answers a deviation (deviation, answer)",
+        AnswerDeviation,
+        answer_deviation,
+    ),
 ]
+"""The plan's own commands; `$activate` and `$as-of` (services/sip/consent_operations.py)
+ask the consent service as well."""

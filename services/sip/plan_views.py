@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from services.common.fhir_time import published
-from services.sip.application import SipPlans
+from services.common.resource_routes import ResourceAccess, ResourceVersion, resource_id
 from services.sip.domain import Plan
 from services.sip.fhir_mapping import appointment_to_fhir, care_team_to_fhir, goal_to_fhir
 
@@ -42,28 +41,38 @@ PLAN_VIEWS = (
 )
 
 
-@dataclass(frozen=True)
-class ViewVersion:
-    resource: dict[str, Any]
-    at: datetime
-    created: bool  # the part's first version
+class PlanViewResource:
+    """A view's resources as versioned resources, for the common version routes."""
 
-    @property
-    def version_id(self) -> str:
-        return self.resource["meta"]["versionId"]
+    def __init__(self, access: ResourceAccess, view: PlanView) -> None:
+        self.access = access
+        self.view = view
+        self.resource_type = view.resource_type
 
+    def locate(self, id: str) -> tuple[UUID, str]:
+        plan_id, part = self.view.split_id(id)
+        return resource_id(plan_id), part
 
-def view_history(plans: SipPlans, plan_id: UUID, view: PlanView) -> dict[str, list[ViewVersion]]:
-    """Every part's versions, oldest first, from one replay of the plan's events."""
-    history: dict[str, list[ViewVersion]] = {}
-    seen: dict[str, dict[str, Any]] = {}
-    for plan in plans.versions(plan_id):
-        for part in view.parts(plan):
-            resource = view.render(plan, part)
-            content = {key: value for key, value in resource.items() if key != "meta"}
-            if seen.get(part) != content:
-                versions = history.setdefault(part, [])
-                moment = published(plan.modified_on)
-                versions.append(ViewVersion(resource, moment, created=not versions))
-                seen[part] = content
-    return history
+    def render(self, plan: Plan, part: str) -> dict[str, Any] | None:
+        return self.view.render_part(plan, part)
+
+    def versions(self, plan_id: UUID) -> dict[str, list[ResourceVersion]]:
+        """Every part's versions, oldest first, from one replay of the plan's events."""
+        history: dict[str, list[ResourceVersion]] = {}
+        seen: dict[str, dict[str, Any]] = {}
+        for plan in self.access.application.versions(plan_id):
+            for part in self.view.parts(plan):
+                resource = self.view.render(plan, part)
+                content = {key: value for key, value in resource.items() if key != "meta"}
+                if seen.get(part) != content:
+                    versions = history.setdefault(part, [])
+                    versions.append(
+                        ResourceVersion(
+                            published(plan.modified_on),
+                            resource["meta"]["versionId"],
+                            created=not versions,
+                            render=lambda resource=resource: resource,
+                        )
+                    )
+                    seen[part] = content
+        return history

@@ -1,0 +1,87 @@
+"""The one handler of every operation: read the parameters, load the target through its
+disclosure rule, check the caller, honour `If-Match`, run the command and save it inside the
+write context, so the change and its access-log record are one write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+
+from contracts.actor import Actor
+from services.common.access_log import WriteContext, writing
+from services.common.domain import VersionMismatch
+from services.common.fhir_api import FhirResponse, fhir_body, parse_if_match, resource_response
+from services.common.fhir_time import now
+from services.common.operations.declaration import Operation, OperationCall
+from services.common.parameters import parameter_specs, parse_parameters
+from services.common.resource_routes import AggregateResource, resource_id
+
+
+def run_operation(
+    operation: Operation[Any],
+    request: Request,
+    actor: Actor,
+    body: dict[str, Any],
+    id: str | None = None,
+    if_match: str | None = None,
+) -> FhirResponse:
+    if not operation.instance:
+        operation.check_patient(actor)
+    if operation.may_call:
+        operation.may_call(actor)
+    parameters = parse_parameters(operation.parameters, body, operation.name, operation.missing)
+    resource: AggregateResource = request.app.state.resources[operation.resource_type]
+    target = _target(operation, resource, actor, id) if id is not None else None
+    call = OperationCall(operation, parameters, actor, now(), request, target)
+    if target is not None:
+        operation.check_patient(actor)
+    if operation.may_change:
+        operation.may_change(call)
+    assert operation.command is not None
+    if not operation.changes_state:
+        return operation.command(call)
+    expected = parse_if_match(if_match)
+    if expected is not None and expected != target.version:
+        raise VersionMismatch(target.version)
+    detail = operation.detail(call) if operation.detail else operation.name
+    context = WriteContext(call.by, "operation", operation.resource_type, call.at, detail=detail)
+    with writing(context):
+        answer = operation.command(call)
+        resource.application.save(target)
+    if isinstance(answer, FhirResponse):
+        return answer
+    return resource_response(resource.to_fhir(target))
+
+
+def _target(operation: Operation[Any], resource: AggregateResource, actor: Actor, id: str) -> Any:
+    target_id = resource_id(id)
+    if not operation.disclosed:
+        return resource.application.aggregate(target_id)
+    if operation.changes_state:  # the write logs itself
+        return resource.access.for_change(actor, target_id, "operation")
+    entity = f"{operation.resource_type}/{id}/${operation.name}"
+    return resource.access.open(actor, target_id, "operation", entity)
+
+
+async def operation_body(request: Request) -> dict[str, Any]:
+    """The `Parameters` body; an operation without parameters may be called without one."""
+    if not await request.body():
+        return {"resourceType": "Parameters"}
+    return await fhir_body(request)
+
+
+def query_as_parameters(operation: Operation[Any], request: Request) -> dict[str, Any]:
+    """A GET operation's parameters from the query string, as FHIR lets simple ones be sent."""
+    kinds = {
+        spec.name: spec.fhir_type.accepts[0]
+        for spec in parameter_specs(operation.parameters)
+        if spec.fhir_type is not None
+    }
+    return {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": name, kinds.get(name, "valueString"): value}
+            for name, value in request.query_params.multi_items()
+        ],
+    }

@@ -1,0 +1,91 @@
+"""Routes made from operation declarations: one per operation, and the OperationDefinitions
+(read by id, searched by `url`) that the CapabilityStatement names."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+
+from contracts.actor import Actor
+from services.common.auth.dependency import authorize
+from services.common.fhir_api import (
+    FhirError,
+    FhirResponse,
+    fhir_base,
+    resource_response,
+    searchset,
+)
+from services.common.operations.declaration import Operation
+from services.common.operations.definition import (
+    operation_definition,
+    operation_request_body,
+    query_parameters,
+)
+from services.common.operations.pipeline import operation_body, query_as_parameters, run_operation
+
+IfMatch = Annotated[str | None, Header()]
+Body = Annotated[dict[str, Any], Depends(operation_body)]
+
+
+def operation_router(operations: list[Operation[Any]]) -> APIRouter:
+    router = APIRouter(prefix="/fhir")
+    for operation in operations:
+        if operation.command is not None:
+            _add_route(router, operation)
+    return router
+
+
+def _add_route(router: APIRouter, operation: Operation[Any]) -> None:
+    interaction = "u" if operation.changes_state else "r"
+    caller = Depends(authorize(operation.resource_type, interaction))
+    route = {"name": operation.name, "description": operation.documentation}
+    if operation.method == "GET":
+
+        @router.get(operation.path, openapi_extra=query_parameters(operation), **route)
+        def read(id: str, request: Request, actor: Actor = caller) -> FhirResponse:
+            body = query_as_parameters(operation, request)
+            return run_operation(operation, request, actor, body, id)
+
+    elif operation.instance:
+
+        @router.post(operation.path, openapi_extra=operation_request_body(operation), **route)
+        def run(
+            id: str, request: Request, body: Body, actor: Actor = caller, if_match: IfMatch = None
+        ) -> FhirResponse:
+            return run_operation(operation, request, actor, body, id, if_match)
+
+    else:
+
+        @router.post(operation.path, openapi_extra=operation_request_body(operation), **route)
+        def run_on_type(request: Request, body: Body, actor: Actor = caller) -> FhirResponse:
+            return run_operation(operation, request, actor, body)
+
+
+def operation_definition_router(operations: list[Operation[Any]]) -> APIRouter:
+    """GET /fhir/OperationDefinition/{id} and GET /fhir/OperationDefinition?url=..."""
+    router = APIRouter(prefix="/fhir")
+    definitions = {operation.id: operation_definition(operation) for operation in operations}
+    by_operation = {operation.id: operation for operation in operations}
+    reader = Depends(authorize("OperationDefinition", "r"))
+
+    @router.get("/OperationDefinition", name="search OperationDefinition")
+    def search(
+        request: Request,
+        url: Annotated[str | None, Query(description="canonical or this server's URL")] = None,
+        actor: Actor = reader,
+    ) -> FhirResponse:
+        base = fhir_base(request)
+
+        def matches(id: str) -> bool:
+            own = by_operation[id].served_at(base)
+            return url is None or url in (definitions[id]["url"], own)
+
+        found = [definition for id, definition in definitions.items() if matches(id)]
+        return FhirResponse(searchset(base, found, f"{base}/OperationDefinition"))
+
+    @router.get("/OperationDefinition/{id}", name="read OperationDefinition")
+    def read(id: str, actor: Actor = reader) -> FhirResponse:
+        if id not in definitions:
+            raise FhirError(404, "not-found", f"no OperationDefinition with id '{id}'")
+        return resource_response(definitions[id])
+
+    return router

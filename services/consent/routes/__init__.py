@@ -1,0 +1,1 @@
+"""The consent service's routers, one per resource or concern; state comes from app.state."""

@@ -1,0 +1,102 @@
+"""Consent: create, search and the version routes."""
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Request
+
+from contracts.actor import Actor
+from contracts.canonical import CONSENT_CATEGORIES, CONSENT_CATEGORY_SYSTEM
+from services.common.access_log import WriteContext, writing
+from services.common.auth.dependency import authorize
+from services.common.fhir_api import (
+    FhirError,
+    FhirResponse,
+    fhir_base,
+    fhir_body,
+    resource_response,
+    searchset,
+)
+from services.common.fhir_time import now
+from services.common.operations.definition import request_body
+from services.common.resource_routes import add_search_routes, add_version_routes
+from services.common.search import date_range, organization_token, person_token, search_parameters
+from services.consent.application import ConsentRegistry
+from services.consent.fhir_mapping import consent_given_from_fhir, consent_to_fhir
+
+SEARCH_PARAMETERS = {
+    "patient:identifier": "Who the consent is about: system|personnummer",
+    "status": "active | inactive | entered-in-error",
+    "actor": "HSA-id of an organisation the consent (or block) names",
+    "category": "a code of the consent-category code system",
+    "_lastUpdated": "ge<instant> / le<instant>",
+}
+STATUSES = ("active", "inactive", "entered-in-error")
+CONSENT_SCHEMA = {
+    "type": "object",
+    "description": "A FHIR R4B Consent (IHE Privacy Consent on FHIR), or a block",
+    "required": ["resourceType", "patient"],
+    "properties": {"resourceType": {"type": "string", "enum": ["Consent"]}},
+}
+
+
+def registry(request: Request) -> ConsentRegistry:
+    return request.app.state.registry
+
+
+Body = Annotated[dict[str, Any], Depends(fhir_body)]
+Creator = Annotated[Actor, Depends(authorize("Consent", "c"))]
+Registry = Annotated[ConsentRegistry, Depends(registry)]
+router = APIRouter(prefix="/fhir")
+
+
+@router.post("/Consent", status_code=201, openapi_extra=request_body(CONSENT_SCHEMA))
+def create_consent(body: Body, actor: Creator, registry: Registry) -> FhirResponse:
+    given = consent_given_from_fhir(body, actor, now())
+    if actor.role == "patient" and given["patient"]["value"] != actor.patient:
+        raise FhirError(403, "forbidden", "a person gives consent for themself only")
+    with writing(WriteContext(actor.as_event_data(), "create", "Consent", now())):
+        consent = registry.give(**given)
+    return resource_response(consent_to_fhir(consent), status=201)
+
+
+def _category(value: str | None) -> str | None:
+    if value is None:
+        return None
+    system, _, code = value.rpartition("|")
+    if code not in CONSENT_CATEGORIES or system not in ("", CONSENT_CATEGORY_SYSTEM):
+        raise FhirError(
+            400,
+            "code-invalid",
+            f"category is a code of {CONSENT_CATEGORY_SYSTEM}: " + ", ".join(CONSENT_CATEGORIES),
+        )
+    return code
+
+
+def search(request: Request, query: dict[str, str], actor: Actor) -> FhirResponse:
+    parameters = search_parameters(query, set(SEARCH_PARAMETERS))
+    patient = parameters.get("patient:identifier")
+    status = parameters.get("status")
+    if status is not None and status not in STATUSES:
+        raise FhirError(400, "invalid", f"status is one of {', '.join(STATUSES)}")
+    updated_from, updated_to = date_range(
+        request.query_params.getlist("_lastUpdated")
+        or ([query["_lastUpdated"]] if "_lastUpdated" in query else [])
+    )
+    ids = request.app.state.index.search(
+        patient=person_token(patient) if patient else None,
+        status=status,
+        organization=organization_token("actor", parameters.get("actor")),
+        category=_category(parameters.get("category")),
+        updated_from=updated_from,
+        updated_to=updated_to,
+    )
+    matches = (registry(request).aggregate(consent_id) for consent_id in ids)
+    access = request.app.state.resources["Consent"].access
+    resources = [consent_to_fhir(c) for c in access.visible(actor, matches, urlencode(query))]
+    base = fhir_base(request)
+    return FhirResponse(searchset(base, resources, f"{base}/Consent"))
+
+
+add_search_routes(router, "Consent", search, SEARCH_PARAMETERS)
+add_version_routes(router, "Consent")

@@ -1,0 +1,109 @@
+"""The plan's operations that ask the consent service: `$activate` (writes down the consents
+it relied on) and `$as-of` (the plan as it stood, with those consents as they stood)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from services.common.fhir_api import FhirError, FhirResponse, fhir_base
+from services.common.fhir_time import fhir_instant
+from services.common.operations.declaration import NoParameters, Operation, OperationCall
+from services.common.parameters import DateTime, OperationParameters
+from services.sip.application import ConsentRefused, plan_disclosure_request
+from services.sip.consent_gate import ConsentServiceUnavailable
+from services.sip.disclosure import consent_service_down
+
+
+def _starting_or_responsible(call: OperationCall[Any]) -> None:
+    plan, organization = call.target, call.actor.organization
+    if organization is None or organization not in (
+        plan.starting_organization,
+        plan.overall_responsible,
+    ):
+        raise FhirError(
+            403,
+            "forbidden",
+            "the starting organisation or the one with overall responsibility activates",
+        )
+
+
+def activate(call: OperationCall[NoParameters]) -> None:
+    plan = call.target
+    plan.ensure_can_activate()
+    request = plan_disclosure_request(plan, plan.starting_organization, "sip-activation")
+    try:
+        # Asked each time, never from the cache: a decision that is written down is fresh.
+        decision = call.state.consent_gate_uncached.check(request)
+    except ConsentServiceUnavailable as error:
+        raise consent_service_down(error) from None
+    if not decision.permitted:
+        raise ConsentRefused(decision.reason)
+    plan.activate(consents=list(decision.consents), at=call.at, by=call.by)
+
+
+ACTIVATE = Operation(
+    "activate",
+    "CarePlan",
+    "Activates a draft plan when the consent service permits it",
+    NoParameters,
+    activate,
+    may_change=_starting_or_responsible,
+)
+
+
+class AsOf(OperationParameters):
+    instant: DateTime
+
+
+def as_of(call: OperationCall[AsOf]) -> FhirResponse:
+    """The plan as it stood at an instant, with the consents it relied on as they stood
+    then in the consent service (asked with the caller's own token)."""
+    at = call.parameters.instant
+    then = call.state.plans.version_at(call.target.id, at)
+    plan = {
+        "fullUrl": f"{fhir_base(call.request)}/CarePlan/{then.id}",
+        "resource": call.state.resources["CarePlan"].to_fhir(then),
+    }
+    entries = [plan, *(_consent_then(call, consent_id) for consent_id in then.consents)]
+    return FhirResponse(
+        {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "timestamp": fhir_instant(at),
+            "entry": [entry for entry in entries if entry is not None],
+        }
+    )
+
+
+def _consent_then(call: OperationCall[AsOf], consent_id: str) -> dict[str, Any] | None:
+    settings = call.state.settings
+    url = f"{settings.consent_service_url}/fhir/Consent/{consent_id}"
+    try:
+        response = httpx.get(
+            url,
+            params={"_at": call.request.query_params["instant"]},
+            headers={"Authorization": call.request.headers.get("authorization", "")},
+            timeout=settings.consent_timeout_seconds,
+        )
+    except httpx.HTTPError as error:
+        raise consent_service_down(ConsentServiceUnavailable(type(error).__name__)) from None
+    if response.status_code == 404:  # the caller may not see that consent
+        return None
+    if response.status_code != 200:
+        raise consent_service_down(ConsentServiceUnavailable(f"HTTP {response.status_code}"))
+    return {"fullUrl": url, "resource": response.json()}
+
+
+AS_OF = Operation(
+    "as-of",
+    "CarePlan",
+    "The plan as it stood at an instant, with the consents it relied on then",
+    AsOf,
+    as_of,
+    changes_state=False,
+    patient_may=True,
+    method="GET",
+    returns="Bundle",
+)

@@ -1,0 +1,1 @@
+"""The SIP service's routers, one per resource or concern; state comes from app.state."""

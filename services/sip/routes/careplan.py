@@ -1,0 +1,148 @@
+"""CarePlan: create, search (with `_include`) and the version routes."""
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Request
+
+from contracts.actor import Actor
+from services.common.access_log import WriteContext, writing
+from services.common.auth.dependency import authorize
+from services.common.fhir_api import (
+    FhirError,
+    FhirResponse,
+    fhir_base,
+    fhir_body,
+    resource_response,
+    searchset,
+)
+from services.common.fhir_time import now
+from services.common.operations.definition import request_body
+from services.common.resource_routes import add_search_routes, add_version_routes
+from services.common.search import (
+    date_range,
+    follow_up_bound,
+    organization_token,
+    person_token,
+    search_parameters,
+)
+from services.sip.application import SipPlans
+from services.sip.fhir_mapping import (
+    care_team_to_fhir,
+    goal_to_fhir,
+    plan_started_from_fhir,
+    plan_to_fhir,
+)
+from services.sip.projections import PlanIndex
+
+PLAN_STATUSES = ("draft", "active", "on-hold", "revoked", "completed", "entered-in-error")
+SEARCH_PARAMETERS = {
+    "subject:identifier": "Whose plan: system|personnummer",
+    "status": "draft | active | revoked | completed",
+    "date": "The plan's period: ge<date> (still running then), le<date> (started by then)",
+    "care-team-organization": "HSA-id of an organisation taking part",
+    "responsible-organization": "HSA-id responsible for an intervention or overall",
+    "follow-up-due": "le<date>: next follow-up due on or before (overdue: le<yesterday>)",
+}
+INCLUDES = {"CarePlan:care-team", "CarePlan:goal"}
+CAREPLAN_SCHEMA = {
+    "type": "object",
+    "description": "A FHIR R4B CarePlan (category SIP), status draft",
+    "required": ["resourceType", "subject", "author"],
+    "properties": {"resourceType": {"type": "string", "enum": ["CarePlan"]}},
+}
+
+Body = Annotated[dict[str, Any], Depends(fhir_body)]
+Creator = Annotated[Actor, Depends(authorize("CarePlan", "c"))]
+
+
+def plans(request: Request) -> SipPlans:
+    return request.app.state.plans
+
+
+def plan_index(request: Request) -> PlanIndex:
+    return request.app.state.index
+
+
+Plans = Annotated[SipPlans, Depends(plans)]
+router = APIRouter(prefix="/fhir")
+
+
+@router.post("/CarePlan", status_code=201, openapi_extra=request_body(CAREPLAN_SCHEMA))
+def start_plan(body: Body, actor: Creator, plans: Plans) -> FhirResponse:
+    if actor.role == "patient":
+        raise FhirError(403, "forbidden", "a plan is started by a unit, on anyone's initiative")
+    started = plan_started_from_fhir(body, actor, now())
+    if started["starting_organization"] != actor.organization:
+        raise FhirError(
+            403, "forbidden", "a plan can only be started for the caller's own organisation"
+        )
+    with writing(WriteContext(actor.as_event_data(), "create", "CarePlan", now())):
+        plan = plans.start(**started)
+    return resource_response(plan_to_fhir(plan), status=201)
+
+
+def _includes(request: Request, query: dict[str, str]) -> set[str]:
+    includes = set(request.query_params.getlist("_include")) | set(
+        (query.get("_include") or "").split(",")
+    )
+    includes.discard("")
+    if includes - INCLUDES:
+        raise FhirError(400, "not-supported", f"_include supports {', '.join(sorted(INCLUDES))}")
+    return includes
+
+
+def _matching_ids(request: Request, query: dict[str, str]) -> list[Any]:
+    parameters = search_parameters(query, set(SEARCH_PARAMETERS))
+    subject = parameters.get("subject:identifier")
+    status = parameters.get("status")
+    if status is not None and status not in PLAN_STATUSES:
+        raise FhirError(400, "invalid", f"status is one of {', '.join(PLAN_STATUSES)}")
+    period_from, period_to = date_range(
+        request.query_params.getlist("date") or ([query["date"]] if "date" in query else [])
+    )
+    due = parameters.get("follow-up-due")
+    return plan_index(request).search(
+        subject=person_token(subject) if subject else None,
+        status=status,
+        period_from=period_from,
+        period_to=period_to,
+        member=organization_token(
+            "care-team-organization", parameters.get("care-team-organization")
+        ),
+        responsible=organization_token(
+            "responsible-organization", parameters.get("responsible-organization")
+        ),
+        follow_up_due_by=follow_up_bound(due) if due else None,
+    )
+
+
+def search(request: Request, query: dict[str, str], actor: Actor) -> FhirResponse:
+    includes = _includes(request, query)
+    query = {key: value for key, value in query.items() if key != "_include"}
+    matches = (plans(request).aggregate(plan_id) for plan_id in _matching_ids(request, query))
+    access = request.app.state.resources["CarePlan"].access
+    shown = access.visible(actor, matches, urlencode(query))
+    base = fhir_base(request)
+    bundle = searchset(base, [plan_to_fhir(plan) for plan in shown], f"{base}/CarePlan")
+    for plan in shown:
+        included = []
+        if "CarePlan:care-team" in includes:
+            included.append(care_team_to_fhir(plan))
+        if "CarePlan:goal" in includes:
+            included += [goal_to_fhir(plan, goal_id) for goal_id in plan.goals]
+        bundle["entry"] += [
+            {
+                "fullUrl": f"{base}/{r['resourceType']}/{r['id']}",
+                "resource": r,
+                "search": {"mode": "include"},
+            }
+            for r in included
+        ]
+    return FhirResponse(bundle)
+
+
+add_search_routes(
+    router, "CarePlan", search, {**SEARCH_PARAMETERS, "_include": " | ".join(sorted(INCLUDES))}
+)
+add_version_routes(router, "CarePlan")
