@@ -28,56 +28,6 @@ class ConsentRegistry(VersionedApplication):
         self.save(consent)
         return consent
 
-    def withdraw(
-        self,
-        consent_id: UUID,
-        *,
-        reason: str,
-        withdrawn_by: dict[str, Any],
-        at: datetime,
-        expected_version: int | None = None,
-    ) -> Consent:
-        consent, _ = self.change(
-            consent_id,
-            lambda consent: consent.withdraw(reason=reason, withdrawn_by=withdrawn_by, at=at),
-            expected_version=expected_version,
-        )
-        return consent
-
-    def mark_entered_in_error(
-        self,
-        consent_id: UUID,
-        *,
-        reason: str,
-        by: dict[str, Any],
-        at: datetime,
-        expected_version: int | None = None,
-    ) -> Consent:
-        consent, _ = self.change(
-            consent_id,
-            lambda consent: consent.mark_entered_in_error(reason=reason, by=by, at=at),
-            expected_version=expected_version,
-        )
-        return consent
-
-    def override_block(
-        self,
-        block_id: UUID,
-        *,
-        organization: str,
-        reason: str,
-        until: datetime,
-        by: dict[str, Any],
-        at: datetime,
-    ) -> Consent:
-        block, _ = self.change(
-            block_id,
-            lambda block: block.override_block(
-                organization=organization, reason=reason, until=until, by=by, at=at
-            ),
-        )
-        return block
-
     def check(
         self,
         request: ConsentCheckRequest,

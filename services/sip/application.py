@@ -33,6 +33,19 @@ class ConsentRefused(RuleViolation):
         super().__init__("activation-requires-consent", f"no consent allows this plan: {reason}")
 
 
+def activate_if_permitted(
+    plan: Plan, consent_gate: ConsentGate, *, at: datetime, by: EventActor
+) -> None:
+    """Activates the plan on the consents the consent service names, or refuses."""
+    plan.ensure_can_activate()
+    decision = consent_gate.check(
+        plan_disclosure_request(plan, plan.starting_organization, "sip-activation")
+    )
+    if not decision.permitted:
+        raise ConsentRefused(decision.reason)
+    plan.activate(consents=list(decision.consents), at=at, by=by)
+
+
 class SipPlans(VersionedApplication):
     name = "SipPlans"
     resource_type = "CarePlan"
@@ -53,17 +66,11 @@ class SipPlans(VersionedApplication):
         expected_version: int | None = None,
     ) -> Plan:
         """Activates a draft plan when the consent service permits it; writes nothing else."""
-
-        def activate_if_permitted(plan: Plan) -> None:
-            plan.ensure_can_activate()
-            decision = consent_gate.check(
-                plan_disclosure_request(plan, plan.starting_organization, "sip-activation")
-            )
-            if not decision.permitted:
-                raise ConsentRefused(decision.reason)
-            plan.activate(consents=list(decision.consents), at=at, by=by)
-
-        plan, _ = self.change(plan_id, activate_if_permitted, expected_version=expected_version)
+        plan, _ = self.change(
+            plan_id,
+            lambda plan: activate_if_permitted(plan, consent_gate, at=at, by=by),
+            expected_version=expected_version,
+        )
         return plan
 
     def change(

@@ -11,7 +11,7 @@ from services.common.fhir_api import FhirError, FhirResponse, fhir_base
 from services.common.fhir_time import fhir_instant
 from services.common.operations.declaration import NoParameters, Operation, OperationCall
 from services.common.parameters import DateTime, OperationParameters
-from services.sip.application import ConsentRefused, plan_disclosure_request
+from services.sip.application import activate_if_permitted
 from services.sip.consent_gate import ConsentServiceUnavailable
 from services.sip.disclosure import consent_service_down
 
@@ -30,17 +30,12 @@ def _starting_or_responsible(call: OperationCall[Any]) -> None:
 
 
 def activate(call: OperationCall[NoParameters]) -> None:
-    plan = call.target
-    plan.ensure_can_activate()
-    request = plan_disclosure_request(plan, plan.starting_organization, "sip-activation")
     try:
         # Asked each time, never from the cache: a decision that is written down is fresh.
-        decision = call.state.consent_gate_uncached.check(request)
+        gate = call.state.consent_gate_uncached
+        activate_if_permitted(call.target, gate, at=call.at, by=call.by)
     except ConsentServiceUnavailable as error:
         raise consent_service_down(error) from None
-    if not decision.permitted:
-        raise ConsentRefused(decision.reason)
-    plan.activate(consents=list(decision.consents), at=call.at, by=call.by)
 
 
 ACTIVATE = Operation(
