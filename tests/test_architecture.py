@@ -6,6 +6,7 @@ Mapping tables (FHIR resources written out field by field) may be long; anything
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 SERVICES = Path(__file__).parent.parent / "services"
@@ -48,3 +49,23 @@ def test_each_service_app_factory_only_wires() -> None:
             for decorator in inner.decorator_list
         ]
         assert not routes, f"{path}: create_app defines routes inside itself"
+
+
+def test_every_place_the_readme_table_names_exists() -> None:
+    root = SERVICES.parent
+    readme = (root / "README.md").read_text()
+    table = readme[readme.index("## What is there") : readme.index("### FHIR API, today")]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    missing = []
+    for row in rows:
+        place, what = row.split("|")[1:3]
+        folders = [name.strip("`") for name in place.split(", ")]
+        for folder in folders:
+            if not (root / folder.strip().strip("`")).exists():
+                missing.append(folder)
+        # Files named in the description live in the row's (first) folder or are full paths.
+        for name in re.findall(r"`([\w/]+\.py|[\w]+/)`", what):
+            candidates = [root / name] + [root / f.strip().strip("`") / name for f in folders]
+            if not any(candidate.exists() for candidate in candidates):
+                missing.append(f"{name} (row {place.strip()})")
+    assert rows and not missing, f"the README names what is not there: {missing}"
