@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from eventsourcing.application import Application
 from fastapi import FastAPI, Request
+from sqlalchemy.engine import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.common import access_log_routes
+from services.common.access_log_views import AccessLogIndex
+from services.common.audit import feed as event_feed
+from services.common.audit.checkpoints import CheckpointSigner
 from services.common.auth.tokens import TokenVerifier
 from services.common.fhir_api import (
     FhirResponse,
@@ -18,6 +24,7 @@ from services.common.fhir_api import (
     operation_outcome,
     unexpected_error_response,
 )
+from services.common.resource_routes import ResourceAccess
 
 
 class ContainUnexpectedErrors:
@@ -97,3 +104,27 @@ def build_service_app(
         return FhirResponse(capability_statement(base))
 
     return app
+
+
+def add_audit_routes(
+    app: FastAPI,
+    access: ResourceAccess,
+    engine: Engine,
+    *,
+    checkpoint_key: tuple[Path, str],
+    peer_extract_url: str | None,
+) -> None:
+    """What auditors read on every service: the event feed with its signed checkpoints
+    (`/events`), and the access log as AuditEvent, Provenance and the person's extract."""
+    application = access.application
+    app.state.event_feed = event_feed.EventFeed(
+        application, engine, CheckpointSigner(*checkpoint_key)
+    )
+    app.state.access_log_reading = access_log_routes.AccessLogReading(
+        access,
+        AccessLogIndex(application, engine),
+        observer=app.title,
+        peer_extract_url=peer_extract_url,
+    )
+    app.include_router(event_feed.router)
+    app.include_router(access_log_routes.router, prefix="/fhir")

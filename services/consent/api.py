@@ -7,10 +7,6 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from services.common import access_log_routes
-from services.common.access_log_views import AccessLogIndex
-from services.common.audit import feed as event_feed
-from services.common.audit.checkpoints import CheckpointSigner
 from services.common.capability import (
     ACCESS_LOG_CAPABILITIES,
     capability_statement,
@@ -18,7 +14,7 @@ from services.common.capability import (
 )
 from services.common.persistence import read_model_engine, storage_for
 from services.common.resource_routes import AggregateResource, ResourceAccess
-from services.common.service import build_service_app
+from services.common.service import add_audit_routes, build_service_app
 from services.common.settings import ServiceSettings
 from services.consent.application import ConsentRegistry
 from services.consent.disclosure import disclose_consent
@@ -62,13 +58,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.registry, app.state.settings = registry, settings
     app.state.index = ConsentIndex(registry, engine)
     app.state.resources = {"Consent": AggregateResource(access, consent_to_fhir)}
-    signer = CheckpointSigner(settings.data_dir, "consent")
-    app.state.event_feed = event_feed.EventFeed(registry, engine, signer)
-    app.state.access_log_reading = access_log_routes.AccessLogReading(
-        access, AccessLogIndex(registry, engine), observer=app.title, peer_extract_url=None
-    )
-    for router in (consent.router, operations.router, event_feed.router):
+    for router in (consent.router, operations.router):
         app.include_router(router)
-    app.include_router(access_log_routes.router, prefix="/fhir")
+    add_audit_routes(
+        app, access, engine, checkpoint_key=(settings.data_dir, "consent"), peer_extract_url=None
+    )
     app.include_router(operations.definitions_router)
     return app

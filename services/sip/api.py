@@ -7,15 +7,11 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from services.common import access_log_routes
-from services.common.access_log_views import AccessLogIndex
-from services.common.audit import feed as event_feed
-from services.common.audit.checkpoints import CheckpointSigner
 from services.common.capability import ACCESS_LOG_CAPABILITIES, capability_statement
 from services.common.capability import resource_capability as capability
 from services.common.persistence import read_model_engine, storage_for
 from services.common.resource_routes import AggregateResource, ResourceAccess
-from services.common.service import build_service_app
+from services.common.service import add_audit_routes, build_service_app
 from services.common.settings import ServiceSettings
 from services.sip.application import SipPlans
 from services.sip.consent_feed import ConsentFeedFollower
@@ -82,16 +78,14 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         "CarePlan": AggregateResource(access, plan_to_fhir),
         **{view.resource_type: PlanViewResource(access, view) for view in PLAN_VIEWS},
     }
-    signer = CheckpointSigner(settings.data_dir, "sip")
-    app.state.event_feed = event_feed.EventFeed(plans, engine, signer)
-    app.state.access_log_reading = access_log_routes.AccessLogReading(
+    for router in (careplan.router, operations.router, views.router):
+        app.include_router(router)
+    add_audit_routes(
+        app,
         access,
-        AccessLogIndex(plans, engine),
-        observer=app.title,
+        engine,
+        checkpoint_key=(settings.data_dir, "sip"),
         peer_extract_url=settings.consent_service_url,
     )
-    for router in (careplan.router, operations.router, views.router, event_feed.router):
-        app.include_router(router)
-    app.include_router(access_log_routes.router, prefix="/fhir")
     app.include_router(operations.definitions_router)
     return app
