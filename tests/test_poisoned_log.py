@@ -237,3 +237,35 @@ def test_a_command_the_domain_refuses_is_a_422_naming_the_element():
     (issue,) = answer.json()["issue"]
     assert issue["code"] == "invalid" and issue["diagnostics"].startswith("text:")
     assert issue["details"]["coding"][0]["code"] == "invalid-command"
+
+
+@pytest.mark.parametrize("backend_kind", ["sqlite"], indirect=True)
+def test_the_consent_feed_passes_over_an_event_it_cannot_handle_and_records_it(backend):
+    from services.common.projection import failed_events
+    from services.sip.consent_feed import FEED, ConsentFeedFollower
+
+    class ForgetfulCache:
+        def forget_person(self, value: str) -> None:
+            if not value:
+                raise KeyError("a consent given to no one")
+
+    storage = storage_for("sip", None, backend.data_dir)
+    plans = SipPlans(env=storage.event_store_env)
+    engine = read_model_engine(storage)
+    follower = ConsentFeedFollower(
+        consent_url="http://127.0.0.1:9", token_source=lambda: "", plans=plans,
+        index=PlanIndex(plans, engine), engine=engine, cache=ForgetfulCache(),
+    )  # fmt: skip
+    try:
+        given = "services.consent.domain:Consent.Given"
+        for position, patient in ((7, None), (8, {"value": "191212121212"})):
+            follower._handle_or_record(
+                {"position": position, "aggregate_id": "c0ffee", "version": 1, "type": given,
+                 "payload": {"patient": patient}}
+            )  # fmt: skip
+        (failed,) = failed_events(engine)
+        assert (failed.projection, failed.position, failed.error_type) == (FEED, 7, "KeyError")
+    finally:
+        follower._client.close()
+        engine.dispose()
+        plans.close()

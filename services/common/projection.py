@@ -95,6 +95,42 @@ def failed_events(engine: Engine, name: str | None = None) -> list[FailedEvent]:
         ]  # fmt: skip
 
 
+def record_failure(
+    connection: Connection,
+    name: str,
+    *,
+    position: int,
+    originator_id: str,
+    originator_version: int,
+    topic: str,
+    error: BaseException,
+) -> None:
+    """Records that `name` passed over the event at `position` (once: a reader that handles
+    a page again after a restart finds it recorded already)."""
+    error_type, description = describe_failure(error)
+    log.error(
+        "%s passed over event %s (%s v%s): %s %s",
+        name, position, originator_id, originator_version, error_type, description,
+    )  # fmt: skip
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    connection.execute(
+        insert(projection_failures)
+        .values(
+            name=name,
+            position=position,
+            originator_id=originator_id[:36],
+            originator_version=originator_version,
+            topic=topic[:300],
+            error_type=error_type[:200],
+            error=description,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
 def describe_failure(error: BaseException) -> tuple[str, str]:
     """The error's type and a description free of the event's data.
 
@@ -215,22 +251,14 @@ class Projection(ABC):
         except _TRANSIENT_ERRORS:
             raise  # the database, not the event: try again later rather than pass it over
         except Exception as error:
-            error_type, description = describe_failure(error)
-            log.error(
-                "%s passed over event %s (%s v%s): %s %s",
-                self.name, notification.id, notification.originator_id,
-                notification.originator_version, error_type, description,
-            )  # fmt: skip
-            connection.execute(
-                projection_failures.insert().values(
-                    name=self.name,
-                    position=notification.id,
-                    originator_id=str(notification.originator_id),
-                    originator_version=notification.originator_version,
-                    topic=notification.topic[:300],
-                    error_type=error_type[:200],
-                    error=description,
-                )
+            record_failure(
+                connection,
+                self.name,
+                position=notification.id,
+                originator_id=str(notification.originator_id),
+                originator_version=notification.originator_version,
+                topic=notification.topic,
+                error=error,
             )
 
     def failed_events(self) -> list[FailedEvent]:

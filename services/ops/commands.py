@@ -22,7 +22,7 @@ from services.common.audit.checkpoints import (
 )
 from services.common.fhir_time import InvalidDateTime, fhir_instant, now, parse_fhir_datetime
 from services.common.persistence import data_dir_from_env
-from services.common.projection import FailedEvent, Projection
+from services.common.projection import FailedEvent, Projection, failed_events
 from services.consent.fhir_mapping import consent_to_fhir
 from services.ops.offline import (
     SERVICES,
@@ -291,11 +291,17 @@ def run_projection_status(arguments: argparse.Namespace) -> int:
         with open_service(name, arguments.data_dir, database_url) as service:
             head = service.application.recorder.max_notification_id() or 0
             print(f"{name}: log head {head}")
-            for projection in service.projections():
+            projections = service.projections()
+            for projection in projections:
                 failed = projection.failed_events()
                 print(f"{name}/{projection.name}: {_standing(projection, head)}, "
                       f"{len(failed)} failed event(s)")  # fmt: skip
                 failures += _report_failed(name, failed)
+            # Readers of another service's log (the SIP service's consent feed) record theirs
+            # in the same table.
+            own = {projection.name for projection in projections}
+            others = [e for e in failed_events(service.engine) if e.projection not in own]
+            failures += _report_failed(name, others)
     return 1 if failures else 0
 
 
