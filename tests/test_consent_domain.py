@@ -4,7 +4,7 @@ import pytest
 
 from contracts.consent_decision import ConsentCheckRequest, ConsentDecision
 from contracts.identifiers import PERSONNUMMER_SYSTEM, PersonIdentifier, with_check_digit
-from services.common.domain import RuleViolation
+from services.common.domain import InvalidCommand, RuleViolation
 from services.consent.domain import Consent, decide
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
@@ -204,3 +204,22 @@ def test_a_childs_consent_is_given_by_the_guardians_or_a_mature_child(
 )
 def test_an_adults_consent_is_given_by_the_person_or_their_representative(givers, decision):
     assert decide_now([given(givers=givers)]).decision == decision
+
+
+@pytest.mark.parametrize(
+    ("element", "command"),
+    [
+        ("categories", lambda: given(categories=["sip-plan", None])),
+        ("organizations", lambda: given(organizations=None)),
+        ("period_end", lambda: given(period_end="9999-12-31")),
+        ("patient.value", lambda: given(patient={"system": PERSONNUMMER_SYSTEM, "value": None})),
+        ("reason", lambda: given().withdraw(reason=None, withdrawn_by=ACTOR, at=NOW)),
+        ("reason", lambda: given().mark_entered_in_error(reason="\x00", by=ACTOR, at=NOW)),
+        ("until", lambda: block_of(REGION).override_block(
+            organization=MUNICIPALITY, reason="akut", until=None, by=ACTOR, at=NOW)),
+    ],
+)  # fmt: skip
+def test_consent_commands_refuse_missing_or_malformed_values(element, command):
+    with pytest.raises(InvalidCommand) as refusal:
+        command()
+    assert refusal.value.element == element

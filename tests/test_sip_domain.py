@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from services.common.domain import RuleViolation
+from services.common.domain import InvalidCommand, RuleViolation
 from services.sip.domain import Plan
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
@@ -382,3 +382,67 @@ def test_the_person_may_end_the_plan_and_then_nothing_changes():
 def test_overdue_follow_ups_are_findable():
     plan = ready()
     assert plan.follow_up_overdue(date(2027, 3, 2)) and not plan.follow_up_overdue(date(2027, 3, 1))
+
+
+@pytest.mark.parametrize(
+    ("element", "command"),
+    [
+        ("organization", lambda plan: plan.invite_organization(
+            hsa_id=None, kind="municipality", name=None, at=NOW, by=BY)),
+        ("organization", lambda plan: plan.invite_organization(
+            hsa_id="", kind="municipality", name=None, at=NOW, by=BY)),
+        ("text", lambda plan: plan.record_need(text=None, wishes=None, at=NOW, by=BY)),
+        ("text", lambda plan: plan.record_need(text="a\x00b", wishes=None, at=NOW, by=BY)),
+        ("text", lambda plan: plan.record_need(text="\ud800", wishes=None, at=NOW, by=BY)),
+        ("text", lambda plan: plan.record_need(text=5, wishes=None, at=NOW, by=BY)),
+        ("text", lambda plan: plan.set_goal(
+            text=None, target_date=None, need_ids=[], at=NOW, by=BY)),
+        ("targetDate", lambda plan: plan.set_goal(
+            text="Bo hemma", target_date="2027-01-01", need_ids=[], at=NOW, by=BY)),
+        ("start", lambda plan: plan.schedule_meeting(
+            meeting={"start": None, "end": NOW, "location": "Här"}, at=NOW, by=BY)),
+        ("end", lambda plan: plan.schedule_meeting(
+            meeting={"start": NOW, "end": "tomorrow", "location": "Här"}, at=NOW, by=BY)),
+        ("date", lambda plan: plan.set_follow_up(follow_up_date=None, at=NOW, by=BY)),
+        ("date", lambda plan: plan.set_follow_up(follow_up_date=NOW, at=NOW, by=BY)),
+        ("text", lambda plan: plan.assign_intervention(
+            intervention=intervention(text=None), at=NOW, by=BY)),
+        ("text", lambda plan: plan.report_deviation(
+            organization=REGION, intervention_id=None, text=None, at=NOW, by=BY)),
+    ],
+)  # fmt: skip
+def test_commands_refuse_missing_or_malformed_values_before_any_event(element, command):
+    """A route that forgot to validate still cannot store an event no reader can use."""
+    plan = ready()
+    version = plan.version
+    with pytest.raises(InvalidCommand) as refusal:
+        command(plan)
+    assert refusal.value.element == element
+    assert plan.version == version and len(plan.collect_events()) == version
+
+
+def test_a_plan_is_not_started_without_its_subject_or_organisation():
+    with pytest.raises(InvalidCommand) as refusal:
+        Plan(
+            subject={"system": "x", "value": None},
+            starting_organization=REGION,
+            starting_organization_kind="region",
+            initiative="region-unit",
+            title=None,
+            description=None,
+            started_at=NOW,
+            started_by=BY,
+        )
+    assert refusal.value.element == "subject.value"
+
+
+def test_events_stored_with_nulls_before_the_commands_refused_them_still_replay():
+    plan = started()
+    # The events as a route that did not validate stored them, triggered past the commands.
+    plan._organization_invited(hsa_id=None, kind="municipality", name=None, at=NOW, by=BY)
+    plan._need_recorded(need_id="need-1", text=None, wishes=None, at=NOW, by=BY)
+    plan._follow_up_date_set(follow_up_date=None, at=NOW, by=BY)
+    replayed = None
+    for stored in plan.collect_events():
+        replayed = stored.mutate(replayed)
+    assert None in replayed.organizations and replayed.needs["need-1"].text is None

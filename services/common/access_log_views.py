@@ -54,6 +54,12 @@ access_log = Table(
 )
 
 
+def _storable(value: Any) -> Any:
+    """Text PostgreSQL can store: a NUL byte that reached a record before requests were
+    refused for it is shown as U+FFFD rather than breaking the log for everyone."""
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+
+
 class AccessLogIndex(Projection):
     name = "access_log"
     metadata = metadata
@@ -63,23 +69,32 @@ class AccessLogIndex(Projection):
         patient = event.patient or {}
         connection.execute(
             access_log.insert().values(
-                record_id=str(event.originator_id),
-                recorded_at=event.recorded_at,
-                interaction=event.interaction,
-                action=event.action,
-                outcome=event.outcome,
-                user_id=event.actor["subject"],
-                user_role=event.actor["role"],
-                organization=event.actor.get("organization"),
-                unit=event.actor.get("unit"),
-                custodian=event.custodian,
-                patient_system=patient.get("system"),
-                patient_value=patient.get("value"),
-                entity=event.entity,
-                consents=json.dumps(event.consents),
-                query=event.query,
-                detail=event.detail,
+                **{
+                    column: _storable(value)
+                    for column, value in self._columns(event, patient).items()
+                }
             )
+        )
+
+    @staticmethod
+    def _columns(event: Any, patient: dict[str, Any]) -> dict[str, Any]:
+        return dict(
+            record_id=str(event.originator_id),
+            recorded_at=event.recorded_at,
+            interaction=event.interaction,
+            action=event.action,
+            outcome=event.outcome,
+            user_id=event.actor["subject"],
+            user_role=event.actor["role"],
+            organization=event.actor.get("organization"),
+            unit=event.actor.get("unit"),
+            custodian=event.custodian,
+            patient_system=patient.get("system"),
+            patient_value=patient.get("value"),
+            entity=event.entity,
+            consents=json.dumps(event.consents),
+            query=event.query,
+            detail=event.detail,
         )
 
     def search(

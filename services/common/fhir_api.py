@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from contracts.canonical import CANONICAL_BASE
-from services.common.domain import NotFound, RuleViolation, VersionMismatch
+from services.common.domain import InvalidCommand, NotFound, RuleViolation, VersionMismatch
 
 FHIR_JSON = "application/fhir+json"
 RULE_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/rule"
@@ -97,6 +97,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(VersionMismatch)
     async def _version(_: Request, error: VersionMismatch) -> FhirResponse:
         return outcome_response(FhirError(412, "conflict", error.message, rule=error.rule))
+
+    @app.exception_handler(InvalidCommand)
+    async def _invalid_command(_: Request, error: InvalidCommand) -> FhirResponse:
+        return outcome_response(unprocessable(error.message, error.rule))
 
     @app.exception_handler(RuleViolation)
     async def _rule(_: Request, error: RuleViolation) -> FhirResponse:

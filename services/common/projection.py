@@ -5,19 +5,29 @@ tracking row, in the same transaction as its changes, so it resumes exactly wher
 and can be dropped and rebuilt from position zero. Queries call `catch_up()` first, so a
 replica always answers from the whole committed log; on PostgreSQL the tracking row is locked
 while catching up, so replicas sharing a database never apply an event twice.
+
+An append-only log can never be corrected, so one event a read model cannot apply must not
+stop it for good: the failure is recorded in `projection_failures` (which event, which kind of
+error, never the event's data) in the same transaction that moves the tracking row past it,
+and the read model goes on serving everything else. `/readyz` and `sip projections status`
+report what is recorded there.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import traceback
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import Application
 from eventsourcing.utils import get_topic
-from sqlalchemy import Column, Integer, MetaData, Select, String, Table, select
+from sqlalchemy import Column, Integer, MetaData, Select, String, Table, inspect, select
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from services.common.persistence import SQLITE_IMMEDIATE
 
@@ -28,6 +38,112 @@ projection_tracking = Table(
     Column("name", String(100), primary_key=True),
     Column("position", Integer, nullable=False),
 )
+projection_failures = Table(
+    "projection_failures",
+    tracking_metadata,
+    Column("name", String(100), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("originator_id", String(36), nullable=False),
+    Column("originator_version", Integer, nullable=False),
+    Column("topic", String(300), nullable=False),
+    Column("error_type", String(200), nullable=False),
+    Column("error", String(500), nullable=False),
+)
+log = logging.getLogger("sip.projection")
+# Failures of the database itself (lost connection, lock timeout): never the event's fault.
+_TRANSIENT_ERRORS = (OperationalError, InterfaceError)
+
+
+@dataclass(frozen=True)
+class FailedEvent:
+    """An event a read model could not apply and passed over."""
+
+    projection: str
+    position: int
+    originator_id: str
+    originator_version: int
+    topic: str
+    error_type: str
+    error: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "projection": self.projection,
+            "position": self.position,
+            "aggregateId": self.originator_id,
+            "version": self.originator_version,
+            "topic": self.topic,
+            "errorType": self.error_type,
+            "error": self.error,
+        }
+
+
+def failed_events(engine: Engine, name: str | None = None) -> list[FailedEvent]:
+    """The events read models in this database passed over (only `name`'s, if given)."""
+    if not inspect(engine).has_table(projection_failures.name):
+        return []
+    query = select(projection_failures).order_by(
+        projection_failures.c.name, projection_failures.c.position
+    )
+    if name is not None:
+        query = query.where(projection_failures.c.name == name)
+    with engine.connect() as connection:
+        return [
+            FailedEvent(row.name, row.position, row.originator_id, row.originator_version,
+                        row.topic, row.error_type, row.error)
+            for row in connection.execute(query)
+        ]  # fmt: skip
+
+
+def record_failure(
+    connection: Connection,
+    name: str,
+    *,
+    position: int,
+    originator_id: str,
+    originator_version: int,
+    topic: str,
+    error: BaseException,
+) -> None:
+    """Records that `name` passed over the event at `position` (once: a reader that handles
+    a page again after a restart finds it recorded already)."""
+    error_type, description = describe_failure(error)
+    log.error(
+        "%s passed over event %s (%s v%s): %s %s",
+        name, position, originator_id, originator_version, error_type, description,
+    )  # fmt: skip
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    connection.execute(
+        insert(projection_failures)
+        .values(
+            name=name,
+            position=position,
+            originator_id=originator_id[:36],
+            originator_version=originator_version,
+            topic=topic[:300],
+            error_type=error_type[:200],
+            error=description,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+def describe_failure(error: BaseException) -> tuple[str, str]:
+    """The error's type and a description free of the event's data.
+
+    A database error's first line names the constraint (its DETAIL and parameters would quote
+    the row); any other error is located by where it was raised, since its message may quote
+    a value from the event."""
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        first_line = str(error.orig).strip().splitlines()[0] if str(error.orig).strip() else ""
+        return type(error.orig).__name__, first_line[:500]
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f"raised in {frames[-1].name} ({frames[-1].filename.rsplit('/', 1)[-1]}:" \
+        f"{frames[-1].lineno})" if frames else "raised"  # fmt: skip
+    return type(error).__name__, where[:500]
 
 
 def tracked_position(connection: Connection, name: str, *, for_update: bool = False) -> int | None:
@@ -83,33 +199,71 @@ class Projection(ABC):
 
     def catch_up(self, stop: int | None = None) -> int:
         """Applies every event committed since the tracked position (up to `stop`, if given);
-        returns how many."""
+        returns how many. An event that cannot be applied is recorded and passed over."""
         applied = 0
         with self._lock:
             if self._nothing_to_apply(stop):
                 return 0
             while True:
-                with self._writer.begin() as connection:
-                    position = self._lock_position(connection)
-                    if stop is not None and position >= stop:
-                        return applied
-                    notifications = self.application.recorder.select_notifications(
-                        start=position, limit=self.batch_size, stop=stop, inclusive_of_start=False
-                    )
-                    for notification in notifications:
-                        if notification.topic.startswith(self._topic_prefix):
-                            self.apply(
-                                connection, self.application.mapper.to_domain_event(notification)
-                            )
-                    if notifications:
-                        connection.execute(
-                            projection_tracking.update()
-                            .where(projection_tracking.c.name == self.name)
-                            .values(position=notifications[-1].id)
-                        )
-                applied += len(notifications)
-                if len(notifications) < self.batch_size:
+                try:
+                    count = self._apply_next_batch(stop, one_by_one=False)
+                except _TRANSIENT_ERRORS:
+                    raise
+                except Exception:
+                    # The batch was rolled back whole: apply it again one event at a time, so
+                    # only the event that fails is passed over (and recorded).
+                    count = self._apply_next_batch(stop, one_by_one=True)
+                if count is None:
                     return applied
+                applied += count
+                if count < self.batch_size:
+                    return applied
+
+    def _apply_next_batch(self, stop: int | None, *, one_by_one: bool) -> int | None:
+        """Applies the next batch in one transaction with the tracking row; None where the
+        tracked position has reached `stop` already."""
+        with self._writer.begin() as connection:
+            position = self._lock_position(connection)
+            if stop is not None and position >= stop:
+                return None
+            notifications = self.application.recorder.select_notifications(
+                start=position, limit=self.batch_size, stop=stop, inclusive_of_start=False
+            )
+            for notification in notifications:
+                if not notification.topic.startswith(self._topic_prefix):
+                    continue
+                if one_by_one:
+                    self._apply_or_record(connection, notification)
+                else:
+                    self.apply(connection, self.application.mapper.to_domain_event(notification))
+            if notifications:
+                connection.execute(
+                    projection_tracking.update()
+                    .where(projection_tracking.c.name == self.name)
+                    .values(position=notifications[-1].id)
+                )
+        return len(notifications)
+
+    def _apply_or_record(self, connection: Connection, notification: Any) -> None:
+        try:
+            with connection.begin_nested():
+                self.apply(connection, self.application.mapper.to_domain_event(notification))
+        except _TRANSIENT_ERRORS:
+            raise  # the database, not the event: try again later rather than pass it over
+        except Exception as error:
+            record_failure(
+                connection,
+                self.name,
+                position=notification.id,
+                originator_id=str(notification.originator_id),
+                originator_version=notification.originator_version,
+                topic=notification.topic,
+                error=error,
+            )
+
+    def failed_events(self) -> list[FailedEvent]:
+        """The events this read model could not apply and passed over."""
+        return failed_events(self.engine, self.name)
 
     def _nothing_to_apply(self, stop: int | None) -> bool:
         """Whether every event since the tracked position belongs to other aggregates.
@@ -143,6 +297,9 @@ class Projection(ABC):
             self.metadata.create_all(connection)
             connection.execute(
                 projection_tracking.delete().where(projection_tracking.c.name == self.name)
+            )
+            connection.execute(
+                projection_failures.delete().where(projection_failures.c.name == self.name)
             )
         return self.catch_up()
 

@@ -24,7 +24,14 @@ from contracts.consent_events import (
     CONSENT_WITHDRAWN,
 )
 from contracts.identifiers import PersonIdentifier, age_on
-from services.common.domain import RuleViolation
+from services.common.domain import (
+    InvalidCommand,
+    RuleViolation,
+    optional_instant,
+    required_instant,
+    required_text,
+    required_texts,
+)
 
 ADULT_AGE = 18
 GUARDIAN_ROLES = {"guardian"}
@@ -101,6 +108,24 @@ class Consent(Aggregate):
         self.entered_in_error: dict[str, Any] | None = None
         self.overrides: list[dict[str, Any]] = []
 
+    @classmethod
+    def _create(cls, event_class: Any, **kwargs: Any) -> Consent:
+        """Giving a consent: the command's values are checked here, not in `__init__`, which
+        also applies stored `Given` events on every replay and must take them as they are."""
+        patient = kwargs.get("patient")
+        if not isinstance(patient, dict):
+            raise InvalidCommand("patient", "the person's identifier is required")
+        required_text(patient.get("system"), "patient.system")
+        required_text(patient.get("value"), "patient.value")
+        for element in ("kind", "scope", "form"):
+            required_text(kwargs.get(element), element)
+        for element in ("categories", "organizations", "recipients", "sources"):
+            required_texts(kwargs.get(element), element)
+        optional_instant(kwargs.get("period_start"), "period_start")
+        optional_instant(kwargs.get("period_end"), "period_end")
+        required_instant(kwargs.get("given_at"), "given_at")
+        return super()._create(event_class, **kwargs)
+
     @property
     def custodian(self) -> str | None:
         """The organisation whose data this is, for the access log."""
@@ -117,6 +142,7 @@ class Consent(Aggregate):
         return "inactive" if self.withdrawal else "active"
 
     def withdraw(self, *, reason: str, withdrawn_by: dict[str, Any], at: datetime) -> None:
+        required_text(reason, "reason")
         if self.withdrawal is not None:
             raise RuleViolation(
                 "consent-withdrawal-is-final",
@@ -131,6 +157,7 @@ class Consent(Aggregate):
         self.withdrawal = {"reason": reason, "by": withdrawn_by, "at": withdrawn_at}
 
     def mark_entered_in_error(self, *, reason: str, by: dict[str, Any], at: datetime) -> None:
+        required_text(reason, "reason")
         if self.entered_in_error is not None:
             raise RuleViolation("consent-entered-in-error", "already marked as made in error")
         self._entered_in_error(reason=reason, by=by, at=at)
@@ -142,6 +169,9 @@ class Consent(Aggregate):
     def override_block(
         self, *, organization: str, reason: str, until: datetime, by: dict[str, Any], at: datetime
     ) -> None:
+        required_text(organization, "organization")
+        required_text(reason, "reason")
+        required_instant(until, "until")
         if self.kind != "block":
             raise RuleViolation("override-only-blocks", "only a block (spärr) is overridden")
         if not self.in_force_at(at):

@@ -57,17 +57,16 @@ class ConsentIndex(AggregateIndex):
             return  # what a consent covers never changes after it is given
         consent_id = str(consent.id)
         organizations = {*consent.organizations, *consent.recipients, *consent.sources}
-        connection.execute(
-            consent_terms.insert(),
-            [
-                {"consent_id": consent_id, "term": "organization", "value": hsa_id}
-                for hsa_id in organizations
-            ]
-            + [
-                {"consent_id": consent_id, "term": "category", "value": code}
-                for code in consent.categories
-            ],
-        )
+        terms = [("organization", hsa_id) for hsa_id in organizations]
+        terms += [("category", code) for code in consent.categories]
+        # A term stored empty (before the domain refused it) is found by no search.
+        rows = [
+            {"consent_id": consent_id, "term": term, "value": value}
+            for term, value in terms
+            if value
+        ]
+        if rows:
+            connection.execute(consent_terms.insert(), rows)
 
     def search(
         self,

@@ -1,4 +1,4 @@
-"""`sip audit verify|replay|export` and `sip projections rebuild [--check]`."""
+"""`sip audit verify|replay|export` and `sip projections status|rebuild [--check]`."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from services.common.audit.checkpoints import (
 )
 from services.common.fhir_time import InvalidDateTime, fhir_instant, now, parse_fhir_datetime
 from services.common.persistence import data_dir_from_env
+from services.common.projection import FailedEvent, Projection, failed_events
 from services.consent.fhir_mapping import consent_to_fhir
 from services.ops.offline import (
     SERVICES,
@@ -78,6 +79,11 @@ def add_commands(commands: Any) -> None:
         help="rebuild into a scratch copy and report differences from the live read models",
     )  # fmt: skip
     rebuild.set_defaults(run=run_rebuild)
+    status = projection_commands.add_parser(
+        "status", help="each read model's position, the log head and any events passed over"
+    )
+    add_storage_arguments(status)
+    status.set_defaults(run=run_projection_status)
 
 
 def _services(arguments: argparse.Namespace, chosen: str = "all") -> list[tuple[str, str | None]]:
@@ -254,6 +260,7 @@ def run_rebuild(arguments: argparse.Namespace) -> int:
                         position,
                         seconds,
                     )
+                    differences += _report_failed(name, scratch_model.failed_events())
             else:
                 for projection in service.projections():
                     started = time.perf_counter()
@@ -261,7 +268,49 @@ def run_rebuild(arguments: argparse.Namespace) -> int:
                     seconds = time.perf_counter() - started
                     print(f"{name}/{projection.name}: rebuilt from {events} events "
                           f"({events / seconds:,.0f} events/s)")  # fmt: skip
+                    differences += _report_failed(name, projection.failed_events())
     return 1 if differences else 0
+
+
+def _report_failed(service: str, failed: list[FailedEvent]) -> int:
+    """Prints the events a read model passed over; returns how many."""
+    for event in failed:
+        print(
+            f"{service}/{event.projection}: FAILED event at position {event.position} "
+            f"({event.topic.rsplit('.', 1)[-1]} of {event.originator_id} "
+            f"v{event.originator_version}): {event.error_type}: {event.error}"
+        )
+    return len(failed)
+
+
+def run_projection_status(arguments: argparse.Namespace) -> int:
+    """Where each read model stands against its log, and what it passed over; 1 if anything
+    was passed over."""
+    failures = 0
+    for name, database_url in _services(arguments):
+        with open_service(name, arguments.data_dir, database_url) as service:
+            head = service.application.recorder.max_notification_id() or 0
+            print(f"{name}: log head {head}")
+            projections = service.projections()
+            for projection in projections:
+                failed = projection.failed_events()
+                print(f"{name}/{projection.name}: {_standing(projection, head)}, "
+                      f"{len(failed)} failed event(s)")  # fmt: skip
+                failures += _report_failed(name, failed)
+            # Readers of another service's log (the SIP service's consent feed) record theirs
+            # in the same table.
+            own = {projection.name for projection in projections}
+            others = [e for e in failed_events(service.engine) if e.projection not in own]
+            failures += _report_failed(name, others)
+    return 1 if failures else 0
+
+
+def _standing(projection: Projection, head: int) -> str:
+    position = projection.position()
+    if position >= head:
+        return f"at position {position} (up to date)"
+    # Events of other aggregates at the end of the log are passed over when a query comes.
+    return f"at position {position} ({head - position} event(s) not read yet)"
 
 
 def _compare(

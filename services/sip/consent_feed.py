@@ -16,7 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from eventsourcing.persistence import IntegrityError as ConcurrencyError
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from contracts.consent_events import (
     CONSENT_AGGREGATE,
@@ -31,6 +33,7 @@ from services.common.persistence import SQLITE_IMMEDIATE
 from services.common.projection import (
     create_tracking_row,
     projection_tracking,
+    record_failure,
     tracked_position,
     tracking_metadata,
 )
@@ -39,6 +42,8 @@ from services.sip.consent_gate import CachingConsentGate
 from services.sip.projections import PlanIndex
 
 log = logging.getLogger("sip.consent_feed")
+# Failures of the network, the database or a concurrent writer: the page is handled again.
+_RETRIED_LATER = (httpx.HTTPError, OperationalError, InterfaceError, ConcurrencyError)
 FEED = "consent_feed"
 SERVICE_ACTOR = {
     "subject": "sip-service",
@@ -104,7 +109,7 @@ class ConsentFeedFollower:
         body = response.json()
         events = body["events"]
         for item in events:
-            self._handle(item)
+            self._handle_or_record(item)
         if body["next"] > position:
             with self._engine.begin() as connection:
                 connection.execute(
@@ -117,6 +122,25 @@ class ConsentFeedFollower:
                 )
         self._cache.feed_reached()
         return len(events)
+
+    def _handle_or_record(self, item: dict[str, Any]) -> None:
+        """Handles one consent event; one that cannot be handled is recorded and passed over,
+        so it never stops the feed for the events after it."""
+        try:
+            self._handle(item)
+        except _RETRIED_LATER:
+            raise
+        except Exception as error:
+            with self._engine.begin() as connection:
+                record_failure(
+                    connection,
+                    FEED,
+                    position=int(item["position"]),
+                    originator_id=str(item["aggregate_id"]),
+                    originator_version=int(item["version"]),
+                    topic=str(item["type"]),
+                    error=error,
+                )
 
     def _handle(self, item: dict[str, Any]) -> None:
         consent_id = item["aggregate_id"]

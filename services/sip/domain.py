@@ -23,7 +23,16 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
-from services.common.domain import RuleViolation
+from services.common.domain import (
+    InvalidCommand,
+    RuleViolation,
+    optional_date,
+    optional_text,
+    required_date,
+    required_instant,
+    required_text,
+    required_texts,
+)
 from services.sip.parts import (
     Approval,
     Closure,
@@ -129,6 +138,21 @@ class Plan(Aggregate):
         self.approvals: list[Approval] = []
         self.closure: Closure | None = None
 
+    @classmethod
+    def _create(cls, event_class: Any, **kwargs: Any) -> Plan:
+        """Starting a plan: the command's values are checked here, not in `__init__`, which
+        also applies stored `Started` events on every replay and must take them as they are."""
+        subject = kwargs.get("subject")
+        if not isinstance(subject, Mapping):
+            raise InvalidCommand("subject", "the person's identifier is required")
+        required_text(subject.get("system"), "subject.system")
+        required_text(subject.get("value"), "subject.value")
+        required_text(kwargs.get("starting_organization"), "starting_organization")
+        optional_text(kwargs.get("title"), "title")
+        optional_text(kwargs.get("description"), "description")
+        required_instant(kwargs.get("started_at"), "started_at")
+        return super()._create(event_class, **kwargs)
+
     # What other parts of the service ask of a plan.
 
     @property
@@ -187,6 +211,8 @@ class Plan(Aggregate):
         self, *, hsa_id: str, kind: str, name: str | None, at: datetime, by: EventActor
     ) -> None:
         self._ensure_open()
+        required_text(hsa_id, "organization")
+        optional_text(name, "name")
         self._choice(kind, ORGANIZATION_KINDS, "organization-kind", "an organisation's kind")
         if hsa_id in self.organizations:
             raise RuleViolation("organization-invited-once", f"{hsa_id} already takes part")
@@ -201,6 +227,8 @@ class Plan(Aggregate):
 
     def add_participant(self, *, participant: dict[str, Any], at: datetime, by: EventActor) -> str:
         self._ensure_open()
+        for element in ("name", "role", "organization", "unit"):
+            optional_text(participant.get(element), element)
         kind = participant.get("kind", "")
         self._choice(kind, PARTICIPANT_KINDS, "participant-kind", "a participant's kind")
         if kind == "relative" and not participant.get("person_agrees"):
@@ -228,6 +256,8 @@ class Plan(Aggregate):
 
     def record_need(self, *, text: str, wishes: str | None, at: datetime, by: EventActor) -> str:
         self._ensure_open()
+        required_text(text, "text")
+        optional_text(wishes, "wishes")
         need_id = f"need-{len(self.needs) + 1}"
         self._need_recorded(need_id=need_id, text=text, wishes=wishes, at=at, by=by)
         return need_id
@@ -249,6 +279,9 @@ class Plan(Aggregate):
         by: EventActor,
     ) -> str:
         self._ensure_open()
+        required_text(text, "text")
+        optional_date(target_date, "targetDate")
+        required_texts(need_ids, "need")
         self._ensure_known(need_ids, self.needs, "goal-addresses-known-needs")
         goal_id = f"goal-{len(self.goals) + 1}"
         self._goal_set(
@@ -282,6 +315,9 @@ class Plan(Aggregate):
         by: EventActor,
     ) -> None:
         self._ensure_open()
+        required_text(text, "text")
+        required_text(reason, "reason")
+        optional_date(target_date, "targetDate")
         self._ensure_known([goal_id], self.goals, "known-goal")
         self._goal_revised(
             goal_id=goal_id, text=text, target_date=target_date, reason=reason, at=at, by=by
@@ -309,6 +345,7 @@ class Plan(Aggregate):
     ) -> None:
         self._ensure_open()
         self._ensure_known([goal_id], self.goals, "known-goal")
+        optional_text(note, "note")
         self._choice(outcome, GOAL_OUTCOMES, "goal-outcome", "a goal's outcome")
         self._goal_assessed(goal_id=goal_id, outcome=outcome, note=note, at=at, by=by)
 
@@ -330,6 +367,7 @@ class Plan(Aggregate):
         self, *, intervention: dict[str, Any], at: datetime, by: EventActor
     ) -> str:
         self._ensure_open()
+        self._ensure_intervention_values(intervention)
         self._choice(
             intervention.get("kind", ""),
             INTERVENTION_KINDS,
@@ -375,6 +413,22 @@ class Plan(Aggregate):
         )
         return intervention_id
 
+    @staticmethod
+    def _ensure_intervention_values(intervention: Mapping[str, Any]) -> None:
+        required_text(intervention.get("text"), "text")
+        for element in (
+            "performer_organization",
+            "performer_unit",
+            "performer_participant",
+            "responsible_organization",
+            "responsible_unit",
+        ):
+            optional_text(intervention.get(element), element)
+        for element in ("need_ids", "goal_ids"):
+            required_texts(intervention.get(element, []), element)
+        for element in ("start", "end"):
+            optional_date(intervention.get(element), element)
+
     @event("InterventionAssigned")
     def _intervention_assigned(
         self, intervention: dict[str, Any], at: datetime, by: EventActor
@@ -388,6 +442,7 @@ class Plan(Aggregate):
     ) -> None:
         self._ensure_open()
         self._ensure_known([intervention_id], self.interventions, "known-intervention")
+        optional_text(reason, "reason")
         self._choice(
             status, INTERVENTION_STATUSES, "intervention-status", "an intervention's status"
         )
@@ -412,6 +467,8 @@ class Plan(Aggregate):
         self, *, organization: str, reason: str | None, at: datetime, by: EventActor
     ) -> None:
         self._ensure_open()
+        required_text(organization, "organization")
+        optional_text(reason, "reason")
         if self.kind_of(organization) not in PRINCIPALS:
             raise RuleViolation(
                 "overall-responsibility-principal",
@@ -446,6 +503,11 @@ class Plan(Aggregate):
 
     def schedule_meeting(self, *, meeting: dict[str, Any], at: datetime, by: EventActor) -> str:
         self._ensure_open()
+        required_instant(meeting.get("start"), "start")
+        required_instant(meeting.get("end"), "end")
+        optional_text(meeting.get("location"), "location")
+        optional_text(meeting.get("video"), "video")
+        required_texts(meeting.get("invitees", []), "invitee")
         if not meeting.get("location") and not meeting.get("video"):
             raise RuleViolation("meeting-place", "a meeting has a place or a video link")
         meeting_id = f"meeting-{len(self.meetings) + 1}"
@@ -472,6 +534,8 @@ class Plan(Aggregate):
     ) -> None:
         self._ensure_open()
         self._ensure_known([meeting_id], self.meetings, "known-meeting")
+        required_texts(attendees, "attendee")
+        optional_text(notes, "notes")
         self._meeting_held(
             meeting_id=meeting_id,
             attendees=attendees,
@@ -500,12 +564,15 @@ class Plan(Aggregate):
 
     def set_follow_up(self, *, follow_up_date: date, at: datetime, by: EventActor) -> None:
         self._ensure_open()
+        required_date(follow_up_date, "date")
         self._follow_up_date_set(follow_up_date=follow_up_date, at=at, by=by)
 
     @event("FollowUpDateSet")
     def _follow_up_date_set(self, follow_up_date: date, at: datetime, by: EventActor) -> None:
         self.next_follow_up = follow_up_date
-        self._propose(f"follow-up on {follow_up_date.isoformat()}", at, by)
+        # Replays stay possible for whatever was stored before the command refused a non-date.
+        shown = follow_up_date.isoformat() if follow_up_date is not None else "none"
+        self._propose(f"follow-up on {shown}", at, by)
 
     def record_follow_up(
         self,
@@ -517,6 +584,9 @@ class Plan(Aggregate):
         by: EventActor,
     ) -> None:
         self._ensure_open()
+        required_text(reviewed, "reviewed")
+        optional_text(changes, "changes")
+        optional_date(next_date, "nextDate")
         if self.status != "active":
             raise RuleViolation("follow-up-of-active-plan", "only an active plan is followed up")
         self._follow_up_recorded(
@@ -560,6 +630,8 @@ class Plan(Aggregate):
     ) -> str:
         self._ensure_open()
         self._ensure_known([intervention_id], self.interventions, "known-intervention")
+        required_date(period_start, "periodStart")
+        optional_date(period_end, "periodEnd")
         if not shares:
             shares = self._default_shares()
         for share in shares:
@@ -742,6 +814,8 @@ class Plan(Aggregate):
         by: EventActor,
     ) -> None:
         self._ensure_open()
+        optional_text(note, "note")
+        optional_text(replaced_by, "replacedBy")
         self._choice(reason, CLOSE_REASONS, "close-reason", "a closing reason")
         if reason == "replaced" and not replaced_by:
             raise RuleViolation("replaced-by-plan", "a replaced plan names the plan replacing it")
@@ -766,6 +840,7 @@ class Plan(Aggregate):
         at: datetime,
         by: EventActor,
     ) -> str:
+        required_text(text, "text")
         self._ensure_taking_part(
             organization, "deviation-by-participant", "the organisation reporting a deviation"
         )
@@ -805,6 +880,7 @@ class Plan(Aggregate):
         self, *, deviation_id: str, organization: str, answer: str, at: datetime, by: EventActor
     ) -> None:
         self._ensure_known([deviation_id], self.deviations, "known-deviation")
+        required_text(answer, "answer")
         self._ensure_taking_part(
             organization, "deviation-by-participant", "the organisation answering a deviation"
         )

@@ -79,14 +79,17 @@ class PlanIndex(AggregateIndex):
         memberships |= {
             (intervention.responsible_organization, "responsible")
             for intervention in plan.interventions.values()
-            if intervention.responsible_organization
         }
-        if plan.overall_responsible:
-            memberships.add((plan.overall_responsible, "responsible"))
-        connection.execute(
-            plan_organizations.insert(),
-            [{"plan_id": plan_id, "hsa_id": hsa_id, "role": role} for hsa_id, role in memberships],
-        )
+        memberships.add((plan.overall_responsible, "responsible"))
+        # Events stored before the domain refused them may name no organisation (`hsa_id:
+        # None`): no search can find a plan by a missing HSA-id, so they get no row.
+        rows = [
+            {"plan_id": plan_id, "hsa_id": hsa_id, "role": role}
+            for hsa_id, role in memberships
+            if hsa_id
+        ]
+        if rows:
+            connection.execute(plan_organizations.insert(), rows)
         connection.execute(plan_consents.delete().where(plan_consents.c.plan_id == plan_id))
         if plan.consents:
             connection.execute(
