@@ -15,8 +15,9 @@ from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from contracts.identifiers import InvalidIdentifier, parse_hsa_id
 from services.common.fhir_api import FhirError
-from services.common.fhir_time import InvalidDateTime, parse_fhir_datetime
+from services.common.fhir_time import InvalidDateTime, parse_fhir_date, parse_fhir_datetime
 
 
 class OperationParameters(BaseModel):
@@ -49,6 +50,21 @@ def _identifier_value(name: str, value: Any) -> str:
     return value
 
 
+def _hsa_id(name: str, value: Any) -> str:
+    try:
+        return parse_hsa_id(_identifier_value(name, value))
+    except InvalidIdentifier as error:
+        raise FhirError(400, "invalid", f"'{name}': {error}") from None
+
+
+def _identifier(name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or not all(
+        isinstance(value.get(key, ""), str) for key in ("system", "value")
+    ):
+        raise FhirError(400, "invalid", f"'{name}' is a valueIdentifier with text system, value")
+    return value
+
+
 def _json_object(kind: str) -> Callable[[str, Any], dict[str, Any]]:
     def convert(name: str, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -66,9 +82,9 @@ def _boolean(name: str, value: Any) -> bool:
 
 def _date(name: str, value: Any) -> date:
     try:
-        return date.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise FhirError(400, "invalid", f"'{name}' is a date like 2026-12-01") from None
+        return parse_fhir_date(value)
+    except InvalidDateTime as error:
+        raise FhirError(400, "invalid", f"'{name}' is a date like 2026-12-01: {error}") from None
 
 
 def _date_time(name: str, value: Any) -> datetime:
@@ -100,12 +116,8 @@ Boolean = Annotated[bool, FhirType("boolean", ("valueBoolean",), _boolean)]
 Decimal = Annotated[float, FhirType("decimal", ("valueDecimal", "valueInteger"), _number)]
 Integer = Annotated[int, FhirType("integer", ("valueInteger",), _integer)]
 # An HSA-id or other identifier of which only the value is used.
-HsaId = Annotated[
-    str, FhirType("Identifier", ("valueIdentifier", "valueString"), _identifier_value)
-]
-Identifier = Annotated[
-    dict[str, Any], FhirType("Identifier", ("valueIdentifier",), _json_object("valueIdentifier"))
-]
+HsaId = Annotated[str, FhirType("Identifier", ("valueIdentifier", "valueString"), _hsa_id)]
+Identifier = Annotated[dict[str, Any], FhirType("Identifier", ("valueIdentifier",), _identifier)]
 Reference = Annotated[
     dict[str, Any], FhirType("Reference", ("valueReference",), _json_object("valueReference"))
 ]
