@@ -146,6 +146,37 @@ def test_nul_and_lone_surrogates_in_a_body_are_refused(system, body):
     assert_still_working(system)
 
 
+@pytest.mark.parametrize(
+    ("element", "expression"),
+    [
+        (("title",), "CarePlan.title"),
+        (("author", "identifier"), "CarePlan.author.identifier"),
+        (("subject", "identifier", "value"), "CarePlan.subject.identifier.value"),
+    ],
+)
+def test_a_null_in_a_resource_is_refused_by_its_path(system, element, expression):
+    plan = care_plan(new_personnummer())
+    target = plan
+    for key in element[:-1]:
+        target = target[key]
+    target[element[-1]] = None
+    before = system.sip.get("/fhir/CarePlan").json()["total"]
+    response = system.sip.post("/fhir/CarePlan", json=plan, headers=FHIR_JSON)
+    assert assert_refused(response, 400)["expression"] == [expression]
+    assert system.sip.get("/fhir/CarePlan").json()["total"] == before
+
+
+def test_a_null_in_a_consent_is_refused(system):
+    for path in (("provision", "period", "end"), ("dateTime",), ("performer",)):
+        given = consent(new_personnummer())
+        target = given
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = None
+        response = system.consent.post("/fhir/Consent", json=given, headers=FHIR_JSON)
+        assert assert_refused(response, 400)["expression"] == ["Consent." + ".".join(path)]
+
+
 def test_a_surrogate_in_a_need_text_is_refused(system):
     plan_id, personnummer = new_plan(system)
     before = plan_version(system, plan_id)

@@ -274,10 +274,14 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def _refuse_unstorable_text(body: dict[str, Any]) -> None:
-    """A 400 naming the first element whose name or text holds a NUL or a lone surrogate."""
-    pending: list[tuple[str, Any]] = [(str(body.get("resourceType") or "Resource"), body)]
-    if _UNSTORABLE.search(pending[0][0]):
-        pending = [("Resource", body)]
+    """A 400 naming the first element whose name or text holds a NUL or a lone surrogate,
+    or (in a resource) whose value is null: FHIR JSON leaves an absent element out, and a
+    null read as "absent" would be stored as None. A Parameters body's nulls are left to the
+    operation pipeline, which names the parameter."""
+    root = body.get("resourceType")
+    root = root if isinstance(root, str) and not _UNSTORABLE.search(root) else "Resource"
+    refuse_null = root != "Parameters"
+    pending: list[tuple[str, Any]] = [(root, body)]
     while pending:
         path, value = pending.pop()
         if isinstance(value, dict):
@@ -289,6 +293,10 @@ def _refuse_unstorable_text(body: dict[str, Any]) -> None:
             pending += [(f"{path}[{index}]", item) for index, item in enumerate(value)]
         elif isinstance(value, str) and _UNSTORABLE.search(value):
             raise _unstorable(path)
+        elif value is None and refuse_null:
+            raise FhirError(
+                400, "invalid", f"{path} is null; leave an absent element out", expression=path
+            )
 
 
 def _unstorable(path: str) -> FhirError:
