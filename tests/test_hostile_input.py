@@ -92,6 +92,7 @@ NULL_AND_SHAPES = {
     "need-text-5": ("record-need", one("text", valueString=5)),
     "need-text-list": ("record-need", one("text", valueString=["a"])),
     "need-text-nul": ("record-need", one("text", valueString="a\x00b")),
+    "need-text-too-long": ("record-need", one("text", valueString="x" * 10_001)),
     "meeting-year-1": (
         "schedule-meeting",
         parameters(start="0001-01-01T00:00:00Z", end="0001-01-01T01:00:00Z"),
@@ -114,7 +115,9 @@ def test_bad_operation_parameters_are_refused_and_nothing_is_written(system, cas
     plan_id, personnummer = new_plan(system)
     before = plan_version(system, plan_id)
     name, body = NULL_AND_SHAPES[case]
-    assert_refused(operation(system, plan_id, name, body), 400, 422)
+    issue = assert_refused(operation(system, plan_id, name, body), 400, 422)
+    if case.endswith("null-text"):
+        assert issue["expression"] == ["Parameters.parameter.where(name='text').valueString"]
     assert plan_version(system, plan_id) == before
     assert_still_working(system, personnummer)
 

@@ -36,10 +36,21 @@ class FhirType:
     convert: Callable[[str, Any], Any]
 
 
+# Longer than any need, goal or note a plan holds; keeps one parameter from filling the log.
+MAX_TEXT_LENGTH = 10_000
+
+
 def _text(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise FhirError(400, "invalid", f"'{name}' must be non-empty text")
+    if len(value) > MAX_TEXT_LENGTH:
+        raise FhirError(400, "too-long", f"'{name}' is longer than {MAX_TEXT_LENGTH} characters")
     return value.strip()
+
+
+def _path_of(name: str, kind: str) -> str:
+    """The FHIRPath of a parameter's value (within its part, for a part)."""
+    return f"Parameters.parameter.where(name='{name}').{kind}"
 
 
 def _identifier_value(name: str, value: Any) -> str:
@@ -240,9 +251,16 @@ def _value(spec: ParameterSpec, parameter: dict[str, Any], operation: str, missi
             if parameter[kind] is None:
                 # JSON null is no FHIR value: refused rather than read as "not given".
                 raise FhirError(
-                    400, "invalid", f"'{spec.name}' is null; give a value or leave it out"
+                    400,
+                    "invalid",
+                    f"'{spec.name}' is null; give a value or leave it out",
+                    expression=_path_of(spec.name, kind),
                 )
-            return spec.fhir_type.convert(spec.name, parameter[kind])
+            try:
+                return spec.fhir_type.convert(spec.name, parameter[kind])
+            except FhirError as error:
+                error.expression = error.expression or _path_of(spec.name, kind)
+                raise
     raise FhirError(
         400, "invalid", f"'{spec.name}' needs one of {', '.join(spec.fhir_type.accepts)}"
     )
