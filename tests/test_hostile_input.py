@@ -417,6 +417,9 @@ def test_a_personnummer_in_other_digits_is_refused_everywhere(system):
     assert_refused(system.consent.post("/fhir/Consent", json=given, headers=FHIR_JSON), 400, 422)
     token = f"{PERSONNUMMER_SYSTEM}|{ARABIC_INDIC_PERSONNUMMER}"
     assert_refused(system.sip.get(f"/fhir/CarePlan?subject:identifier={token}"), 400)
+    assert_refused(system.consent.get(f"/fhir/Consent?patient:identifier={token}"), 400)
+    extract = f"/fhir/Patient/{ARABIC_INDIC_PERSONNUMMER}/$access-log"
+    assert_refused(system.as_caller("auditor").sip.get(extract), 400)
     assert_still_working(system)
 
 
