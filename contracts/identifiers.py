@@ -17,8 +17,10 @@ PERSON_ID_SYSTEMS = (PERSONNUMMER_SYSTEM, SAMORDNINGSNUMMER_SYSTEM)
 
 # An HSA-id is a country code, the issuing organisation's number, and an optional suffix,
 # e.g. SE2321000016-7P31 or SE162321000255-O11111.
-_HSA_ID = re.compile(r"^SE\d{10,12}(-[A-Za-z0-9]{1,20})?$")
-_TWELVE_DIGITS = re.compile(r"^\d{12}$")
+# [0-9] and re.ASCII, not \d: Unicode digits (Arabic-Indic, fullwidth, ...) are refused, so
+# that one person cannot be stored under two spellings of the same number.
+_HSA_ID = re.compile(r"^SE[0-9]{10,12}(-[A-Za-z0-9]{1,20})?$", re.ASCII)
+_TWELVE_DIGITS = re.compile(r"^[0-9]{12}$", re.ASCII)
 
 
 class InvalidIdentifier(ValueError):
@@ -53,7 +55,7 @@ def parse_person_identifier(system: str | None, value: str | None) -> PersonIden
     if not isinstance(value, str):
         raise InvalidIdentifier("identifier value is missing")
     digits = value.replace("-", "", 1) if len(value) == 13 and value[8] == "-" else value
-    if not _TWELVE_DIGITS.match(digits):
+    if not _TWELVE_DIGITS.fullmatch(digits):
         raise InvalidIdentifier("a national person identifier has 12 digits: YYYYMMDDNNNC")
     year, month, day = int(digits[0:4]), int(digits[4:6]), int(digits[6:8])
     if system == SAMORDNINGSNUMMER_SYSTEM:
@@ -70,7 +72,7 @@ def parse_person_identifier(system: str | None, value: str | None) -> PersonIden
 
 
 def parse_hsa_id(value: str | None) -> str:
-    if not isinstance(value, str) or not _HSA_ID.match(value):
+    if not isinstance(value, str) or not _HSA_ID.fullmatch(value):
         raise InvalidIdentifier("an HSA-id looks like SE2321000016-7P31")
     return value
 

@@ -27,7 +27,7 @@ from services.common.auth.dependency import authorize
 from services.common.fhir_api import FhirError, FhirResponse, fhir_base, searchset, unavailable
 from services.common.fhir_time import fhir_instant, now
 from services.common.resource_routes import ResourceAccess, resource_id
-from services.common.search import date_range, person_token
+from services.common.search import date_range, page_size, person_token
 
 AUDIT_SEARCH_PARAMETERS = {
     "patient:identifier": "whose data: system|personnummer",
@@ -75,6 +75,7 @@ def search_audit_events(request: Request, actor: AuditReader, log: Reading) -> F
             f"unsupported search parameter(s): {', '.join(sorted(unknown))}",
         )
     params = request.query_params
+    count = page_size(params)
     since, until = date_range(params.getlist("date"))
     patient = params.get("patient:identifier")
     patient_value = person_token(patient)[1] if patient else None
@@ -89,6 +90,7 @@ def search_audit_events(request: Request, actor: AuditReader, log: Reading) -> F
         action=action,
         since=since,
         until=until,
+        limit=count,
     )
     log.access.log(
         actor,

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from eventsourcing.persistence import IntegrityError
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
@@ -37,6 +38,7 @@ class FhirError(Exception):
         *,
         rule: str | None = None,
         headers: dict[str, str] | None = None,
+        expression: str | None = None,
     ) -> None:
         super().__init__(diagnostics)
         self.status = status
@@ -44,6 +46,7 @@ class FhirError(Exception):
         self.diagnostics = diagnostics
         self.rule = rule
         self.headers = headers or {}
+        self.expression = expression  # FHIRPath of the element refused
 
 
 def unprocessable(message: str, rule: str) -> FhirError:
@@ -59,17 +62,26 @@ class FhirResponse(JSONResponse):
 
 
 def operation_outcome(
-    code: str, diagnostics: str, *, severity: str = "error", rule: str | None = None
+    code: str,
+    diagnostics: str,
+    *,
+    severity: str = "error",
+    rule: str | None = None,
+    expression: str | None = None,
 ) -> dict[str, Any]:
     issue: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": diagnostics}
     if rule:
         issue["details"] = {"coding": [{"system": RULE_SYSTEM, "code": rule}], "text": rule}
+    if expression:
+        issue["expression"] = [expression]
     return {"resourceType": "OperationOutcome", "issue": [issue]}
 
 
 def outcome_response(error: FhirError) -> FhirResponse:
     return FhirResponse(
-        operation_outcome(error.code, error.diagnostics, rule=error.rule),
+        operation_outcome(
+            error.code, error.diagnostics, rule=error.rule, expression=error.expression
+        ),
         status_code=error.status,
         headers=error.headers,
     )
@@ -128,6 +140,31 @@ def install_error_handlers(app: FastAPI) -> None:
         return unexpected_error_response(error)
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+def refuse_control_characters(request: Request) -> None:
+    """A 400 for a NUL or other control character in the path or any query name or value,
+    before the route reads or logs it (one NUL in an access record breaks PostgreSQL's text
+    columns for every later reader)."""
+    if _CONTROL.search(request.url.path):
+        raise FhirError(400, "invalid", "the path holds a control character")
+    for name, value in request.query_params.multi_items():
+        if _CONTROL.search(name) or _CONTROL.search(value):
+            raise FhirError(
+                400,
+                "invalid",
+                "a query parameter holds a control character",
+                expression=name if not _CONTROL.search(name) else None,
+            )
+
+
+def install_request_checks(app: FastAPI) -> None:
+    """Checks every route of `app` runs first (before authorization and logging); call it
+    before any route is added."""
+    app.router.dependencies.append(Depends(refuse_control_characters))
+
+
 def unavailable(diagnostics: str, retry_after_seconds: int = 5) -> FhirError:
     """503: something the answer depends on cannot be reached now; try again later."""
     return FhirError(
@@ -148,19 +185,131 @@ def unexpected_error_response(error: Exception) -> FhirResponse:
     return outcome_response(FhirError(500, "exception", "internal error; nothing was written"))
 
 
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 64
+
+
 async def fhir_body(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400/415 OperationOutcome."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    """The request body as a JSON object (a FastAPI dependency); see read_fhir_body."""
+    return await read_fhir_body(request)
+
+
+async def read_fhir_body(
+    request: Request, when_empty: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400/413/415 OperationOutcome: at most the
+    app's `max_body_bytes`, UTF-8, nested at most MAX_JSON_DEPTH deep, and with no NUL or
+    lone surrogate in any text (PostgreSQL cannot store them, and they are no valid text).
+    `when_empty`: what an empty body stands for (by default it is refused)."""
+    raw = await _limited_body(request)
+    if not raw and when_empty is not None:
+        return when_empty
+    content_type, _, options = request.headers.get("content-type", "").partition(";")
+    content_type = content_type.strip().lower()
     if content_type and content_type not in (FHIR_JSON, "application/json"):
         raise FhirError(415, "not-supported", f"send {FHIR_JSON}, not {content_type}")
-    raw = await request.body()
+    _require_utf8(options)
     try:
-        body = json.loads(raw)
+        text = raw.decode("utf-8")  # json.loads(bytes) would also guess UTF-16 and UTF-32
+        _refuse_deep_nesting(text)
+        body = json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise FhirError(400, "structure", f"the body is not valid JSON: {error}") from None
     if not isinstance(body, dict):
         raise FhirError(400, "structure", "the body must be a JSON object (a FHIR resource)")
+    _refuse_unstorable_text(body)
     return body
+
+
+def _require_utf8(options: str) -> None:
+    # Refused rather than decoded: FHIR's JSON is UTF-8 only, and a body decoded from another
+    # charset would be stored as text its sender never checked.
+    for option in options.split(";"):
+        name, _, value = option.partition("=")
+        charset = value.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
+            raise FhirError(415, "not-supported", f"send UTF-8 (charset=utf-8), not {charset}")
+
+
+def max_body_bytes(request: Request) -> int:
+    settings = getattr(request.app.state, "settings", None)  # ServiceSettings, when served
+    return getattr(settings, "max_body_bytes", DEFAULT_MAX_BODY_BYTES)
+
+
+def _too_large(limit: int) -> FhirError:
+    return FhirError(413, "too-costly", f"the body is larger than {limit} bytes")
+
+
+async def _limited_body(request: Request) -> bytes:
+    """The body, read no further than the limit (Content-Length is checked first, and the
+    streamed bytes are counted for a body sent without one, or with a false one)."""
+    limit = max_body_bytes(request)
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _refuse_deep_nesting(text: str) -> None:
+    # Counted before parsing: json.loads recurses, and [ × 100,000 is a RecursionError.
+    depth = 0
+    for token in _STRING_OR_BRACKET.finditer(text):
+        bracket = token[0]
+        if bracket in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise FhirError(
+                    400, "structure", f"the body is nested deeper than {MAX_JSON_DEPTH} levels"
+                )
+        elif bracket in "]}":
+            depth -= 1
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _refuse_unstorable_text(body: dict[str, Any]) -> None:
+    """A 400 naming the first element whose name or text holds a NUL or a lone surrogate,
+    or (in a resource) whose value is null: FHIR JSON leaves an absent element out, and a
+    null read as "absent" would be stored as None. A Parameters body's nulls are left to the
+    operation pipeline, which names the parameter."""
+    root = body.get("resourceType")
+    root = root if isinstance(root, str) and not _UNSTORABLE.search(root) else "Resource"
+    refuse_null = root != "Parameters"
+    pending: list[tuple[str, Any]] = [(root, body)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if _UNSTORABLE.search(key):
+                    raise _unstorable(path)
+                pending.append((f"{path}.{key}", item))
+        elif isinstance(value, list):
+            pending += [(f"{path}[{index}]", item) for index, item in enumerate(value)]
+        elif isinstance(value, str) and _UNSTORABLE.search(value):
+            raise _unstorable(path)
+        elif value is None and refuse_null:
+            raise FhirError(
+                400, "invalid", f"{path} is null; leave an absent element out", expression=path
+            )
+
+
+def _unstorable(path: str) -> FhirError:
+    return FhirError(
+        400,
+        "invalid",
+        f"{path} holds a NUL character or a lone surrogate, which no text may hold",
+        expression=path,
+    )
 
 
 def parse_resource(model: type[Resource], body: dict[str, Any]) -> Resource:
@@ -193,7 +342,8 @@ def parse_if_match(header: str | None) -> int | None:
     if header is None:
         return None
     value = header.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
+    # ASCII digits, and few of them: isdigit() accepts '²', and int() of 5,000 digits is slow.
+    if not (value.isascii() and value.isdigit() and len(value) <= 18):
         raise FhirError(400, "invalid", 'If-Match must be an ETag like W/"3"')
     return int(value)
 

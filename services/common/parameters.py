@@ -15,8 +15,9 @@ from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from contracts.identifiers import InvalidIdentifier, parse_hsa_id
 from services.common.fhir_api import FhirError
-from services.common.fhir_time import InvalidDateTime, parse_fhir_datetime
+from services.common.fhir_time import InvalidDateTime, parse_fhir_date, parse_fhir_datetime
 
 
 class OperationParameters(BaseModel):
@@ -35,10 +36,21 @@ class FhirType:
     convert: Callable[[str, Any], Any]
 
 
+# Longer than any need, goal or note a plan holds; keeps one parameter from filling the log.
+MAX_TEXT_LENGTH = 10_000
+
+
 def _text(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise FhirError(400, "invalid", f"'{name}' must be non-empty text")
+    if len(value) > MAX_TEXT_LENGTH:
+        raise FhirError(400, "too-long", f"'{name}' is longer than {MAX_TEXT_LENGTH} characters")
     return value.strip()
+
+
+def _path_of(name: str, kind: str) -> str:
+    """The FHIRPath of a parameter's value (within its part, for a part)."""
+    return f"Parameters.parameter.where(name='{name}').{kind}"
 
 
 def _identifier_value(name: str, value: Any) -> str:
@@ -46,6 +58,21 @@ def _identifier_value(name: str, value: Any) -> str:
         value = value.get("value")
     if not isinstance(value, str):
         raise FhirError(400, "invalid", f"'{name}' needs an identifier value")
+    return value
+
+
+def _hsa_id(name: str, value: Any) -> str:
+    try:
+        return parse_hsa_id(_identifier_value(name, value))
+    except InvalidIdentifier as error:
+        raise FhirError(400, "invalid", f"'{name}': {error}") from None
+
+
+def _identifier(name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or not all(
+        isinstance(value.get(key, ""), str) for key in ("system", "value")
+    ):
+        raise FhirError(400, "invalid", f"'{name}' is a valueIdentifier with text system, value")
     return value
 
 
@@ -66,9 +93,9 @@ def _boolean(name: str, value: Any) -> bool:
 
 def _date(name: str, value: Any) -> date:
     try:
-        return date.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise FhirError(400, "invalid", f"'{name}' is a date like 2026-12-01") from None
+        return parse_fhir_date(value)
+    except InvalidDateTime as error:
+        raise FhirError(400, "invalid", f"'{name}' is a date like 2026-12-01: {error}") from None
 
 
 def _date_time(name: str, value: Any) -> datetime:
@@ -100,12 +127,8 @@ Boolean = Annotated[bool, FhirType("boolean", ("valueBoolean",), _boolean)]
 Decimal = Annotated[float, FhirType("decimal", ("valueDecimal", "valueInteger"), _number)]
 Integer = Annotated[int, FhirType("integer", ("valueInteger",), _integer)]
 # An HSA-id or other identifier of which only the value is used.
-HsaId = Annotated[
-    str, FhirType("Identifier", ("valueIdentifier", "valueString"), _identifier_value)
-]
-Identifier = Annotated[
-    dict[str, Any], FhirType("Identifier", ("valueIdentifier",), _json_object("valueIdentifier"))
-]
+HsaId = Annotated[str, FhirType("Identifier", ("valueIdentifier", "valueString"), _hsa_id)]
+Identifier = Annotated[dict[str, Any], FhirType("Identifier", ("valueIdentifier",), _identifier)]
 Reference = Annotated[
     dict[str, Any], FhirType("Reference", ("valueReference",), _json_object("valueReference"))
 ]
@@ -228,9 +251,16 @@ def _value(spec: ParameterSpec, parameter: dict[str, Any], operation: str, missi
             if parameter[kind] is None:
                 # JSON null is no FHIR value: refused rather than read as "not given".
                 raise FhirError(
-                    400, "invalid", f"'{spec.name}' is null; give a value or leave it out"
+                    400,
+                    "invalid",
+                    f"'{spec.name}' is null; give a value or leave it out",
+                    expression=_path_of(spec.name, kind),
                 )
-            return spec.fhir_type.convert(spec.name, parameter[kind])
+            try:
+                return spec.fhir_type.convert(spec.name, parameter[kind])
+            except FhirError as error:
+                error.expression = error.expression or _path_of(spec.name, kind)
+                raise
     raise FhirError(
         400, "invalid", f"'{spec.name}' needs one of {', '.join(spec.fhir_type.accepts)}"
     )

@@ -5,6 +5,7 @@ caller may not see is 404, so its existence does not leak) and logs the access b
 answer leaves.
 """
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,6 +50,18 @@ def resource_id(value: str) -> UUID:
         raise FhirError(404, "not-found", f"no resource with id '{value}'") from None
 
 
+_UNSTORABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def storable_text(text: str | None) -> str | None:
+    """Text from a request as an access record may hold it: control characters and lone
+    surrogates escaped (\\u0000). The requests are checked before this; it is the second line
+    of defence, as one NUL in PostgreSQL's text columns breaks the log for every reader."""
+    if text is None:
+        return None
+    return _UNSTORABLE.sub(lambda found: f"\\u{ord(found[0]):04x}", text)
+
+
 class ResourceAccess:
     """Disclosure-checked, logged access to one application's resources."""
 
@@ -78,10 +91,10 @@ class ResourceAccess:
                 actor=actor.as_event_data(),
                 patient=patient,
                 custodian=custodian,
-                entity=entity,
+                entity=storable_text(entity),
                 consents=list(consents),
-                query=query,
-                detail=detail,
+                query=storable_text(query),
+                detail=storable_text(detail),
                 recorded_at=now(),
             )
         except Exception as error:
@@ -128,12 +141,16 @@ class ResourceAccess:
         aggregates: Iterable[Any],
         query: str,
         interaction: str = "search-type",
+        limit: int | None = None,
     ) -> list[Any]:
-        """The search matches the caller may see; one log record per person and custodian."""
+        """The search matches the caller may see (the first `limit` of them); one log record
+        per person and custodian."""
         shown: list[Any] = []
         entities: dict[tuple[str, str, str | None], list[str]] = {}
         consents: dict[tuple[str, str, str | None], set[str]] = {}
         for aggregate in aggregates:
+            if limit is not None and len(shown) >= limit:
+                break
             try:
                 disclosure = self.disclose(aggregate, actor)
             except NotFound:
@@ -157,6 +174,11 @@ class ResourceAccess:
         if not entities:
             self.log(actor, interaction, query=query, detail="no match the caller may see")
         return shown
+
+
+def _version_number(vid: str) -> int | None:
+    # ASCII digits only: isdigit() alone accepts '²', which int() refuses.
+    return int(vid) if vid.isascii() and vid.isdigit() and len(vid) <= 18 else None
 
 
 def instant_parameter(name: str, value: str | None) -> datetime | None:
@@ -334,9 +356,10 @@ def add_version_routes(router: APIRouter, resource_type: str) -> None:
         aggregate_id, part = resource.locate(id)
         entity = f"{resource_type}/{id}/_history/{vid}"
         aggregate = resource.access.open(actor, aggregate_id, "vread", entity)
-        if not vid.isdigit() or not 1 <= int(vid) <= aggregate.version:
+        version = _version_number(vid)
+        if version is None or not 1 <= version <= aggregate.version:
             raise _missing(resource_type, id, f" version {vid}")
-        then = resource.access.application.aggregate(aggregate.id, version=int(vid))
+        then = resource.access.application.aggregate(aggregate.id, version=version)
         rendered = resource.render(then, part)
         if rendered is None:
             raise _missing(resource_type, id, f" version {vid}")

@@ -13,13 +13,34 @@ from contracts.identifiers import (
     parse_person_identifier,
 )
 from services.common.fhir_api import FhirError
-from services.common.fhir_time import InvalidDateTime, parse_fhir_datetime
+from services.common.fhir_time import InvalidDateTime, parse_fhir_date, parse_fhir_datetime
 
 # Accepted everywhere and without effect on which resources match.
 RESULT_PARAMETERS = {"_format", "_pretty", "_summary", "_count"}
 
 
+MAX_COUNT = 1000
+
+
+def ascii_number(name: str, value: str, low: int, high: int) -> int:
+    """A count, version or cursor: ASCII digits within [low, high], or a 400 naming it.
+    (str.isdigit() accepts '²' and Arabic-Indic digits; int() of 5,000 digits is slow.)"""
+    if not (value.isascii() and value.isdigit() and len(value) <= len(str(high))):
+        raise FhirError(400, "invalid", f"{name} is a whole number from {low} to {high}")
+    number = int(value)
+    if not low <= number <= high:
+        raise FhirError(400, "invalid", f"{name} is a whole number from {low} to {high}")
+    return number
+
+
+def page_size(query: Mapping[str, str], default: int = MAX_COUNT) -> int:
+    """`_count`: how many matches a search answers with (1..MAX_COUNT)."""
+    value = query.get("_count")
+    return default if value is None else ascii_number("_count", value, 1, MAX_COUNT)
+
+
 def search_parameters(query: Mapping[str, str], supported: set[str]) -> dict[str, str]:
+    page_size(query)  # a malformed _count is refused even where every match fits one page
     unknown = sorted(set(query) - supported - RESULT_PARAMETERS)
     if unknown:
         raise FhirError(
@@ -88,7 +109,9 @@ def follow_up_bound(value: str) -> date:
     if prefix not in ("le", "lt"):
         raise FhirError(400, "invalid", "follow-up-due takes le<date> or lt<date>")
     try:
-        bound = date.fromisoformat(day)
-    except ValueError:
-        raise FhirError(400, "invalid", "follow-up-due takes a date like le2026-12-01") from None
+        bound = parse_fhir_date(day)
+    except InvalidDateTime as error:
+        raise FhirError(
+            400, "invalid", f"follow-up-due takes a date like le2026-12-01: {error}"
+        ) from None
     return bound if prefix == "le" else bound - timedelta(days=1)

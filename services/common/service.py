@@ -21,6 +21,7 @@ from services.common.auth.tokens import TokenVerifier
 from services.common.fhir_api import (
     FhirResponse,
     install_error_handlers,
+    install_request_checks,
     operation_outcome,
     unexpected_error_response,
 )
@@ -80,6 +81,7 @@ def build_service_app(
     app = FastAPI(title=title, docs_url="/docs", redoc_url=None, lifespan=lifespan)
     app.state.token_verifier = token_verifier
     install_error_handlers(app)
+    install_request_checks(app)
 
     app.add_middleware(ContainUnexpectedErrors)
 

@@ -43,6 +43,8 @@ class ServiceSettings:
     client_secret: str | None = None
     # How many guardians must consent for a child (1 where local policy allows one).
     guardians_required: int = 2
+    # The largest request body read (413 beyond it); a plan's or a consent's JSON is a few KB.
+    max_body_bytes: int = 1024 * 1024
 
     @classmethod
     def from_env(cls, database_url_variable: str) -> ServiceSettings:
@@ -61,6 +63,7 @@ class ServiceSettings:
             client_id=os.environ.get("SIP_CLIENT_ID"),
             client_secret=os.environ.get("SIP_CLIENT_SECRET"),
             guardians_required=int(os.environ.get("CONSENT_GUARDIANS_REQUIRED", "2")),
+            max_body_bytes=int(os.environ.get("SIP_MAX_BODY_BYTES", str(1024 * 1024))),
         )
 
     @property

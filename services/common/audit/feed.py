@@ -27,6 +27,8 @@ from services.common.fhir_time import fhir_instant, now
 # and only to auditors and systems (the peer service follows it).
 EventReader = Annotated[Actor, Depends(authorize("Event", "r", explicit_scope=True))]
 FEED_ROLES = ("auditor", "integration")
+# The largest notification id the stores hold (a BIGINT); a larger cursor would overflow them.
+MAX_POSITION = 2**63 - 1
 
 
 def event_topics(aggregate_class: type[Any]) -> list[str]:
@@ -152,7 +154,7 @@ router = APIRouter(prefix="/events", tags=["audit"])
 def events(
     actor: EventReader,
     feed: Feed,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_POSITION)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     event_type: Annotated[
         str | None, Query(alias="type", description="only one aggregate's events")

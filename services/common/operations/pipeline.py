@@ -11,7 +11,7 @@ from fastapi import Request
 from contracts.actor import Actor
 from services.common.access_log import WriteContext, writing
 from services.common.domain import VersionMismatch
-from services.common.fhir_api import FhirResponse, fhir_body, parse_if_match, resource_response
+from services.common.fhir_api import FhirResponse, parse_if_match, read_fhir_body, resource_response
 from services.common.fhir_time import now
 from services.common.operations.declaration import Operation, OperationCall
 from services.common.parameters import parameter_specs, parse_parameters
@@ -66,9 +66,7 @@ def _target(operation: Operation[Any], resource: AggregateResource, actor: Actor
 
 async def operation_body(request: Request) -> dict[str, Any]:
     """The `Parameters` body; an operation without parameters may be called without one."""
-    if not await request.body():
-        return {"resourceType": "Parameters"}
-    return await fhir_body(request)
+    return await read_fhir_body(request, when_empty={"resourceType": "Parameters"})
 
 
 def query_as_parameters(operation: Operation[Any], request: Request) -> dict[str, Any]:

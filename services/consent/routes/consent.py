@@ -20,7 +20,13 @@ from services.common.fhir_api import (
 from services.common.fhir_time import now
 from services.common.operations.definition import request_body
 from services.common.resource_routes import add_search_routes, add_version_routes
-from services.common.search import date_range, organization_token, person_token, search_parameters
+from services.common.search import (
+    date_range,
+    organization_token,
+    page_size,
+    person_token,
+    search_parameters,
+)
 from services.consent.application import ConsentRegistry
 from services.consent.fhir_mapping import consent_given_from_fhir, consent_to_fhir
 
@@ -93,7 +99,8 @@ def search(request: Request, query: dict[str, str], actor: Actor) -> FhirRespons
     )
     matches = (registry(request).aggregate(consent_id) for consent_id in ids)
     access = request.app.state.resources["Consent"].access
-    resources = [consent_to_fhir(c) for c in access.visible(actor, matches, urlencode(query))]
+    shown = access.visible(actor, matches, urlencode(query), limit=page_size(query))
+    resources = [consent_to_fhir(c) for c in shown]
     base = fhir_base(request)
     return FhirResponse(searchset(base, resources, f"{base}/Consent"))
 

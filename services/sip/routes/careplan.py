@@ -23,6 +23,7 @@ from services.common.search import (
     date_range,
     follow_up_bound,
     organization_token,
+    page_size,
     person_token,
     search_parameters,
 )
@@ -122,7 +123,7 @@ def search(request: Request, query: dict[str, str], actor: Actor) -> FhirRespons
     query = {key: value for key, value in query.items() if key != "_include"}
     matches = (plans(request).aggregate(plan_id) for plan_id in _matching_ids(request, query))
     access = request.app.state.resources["CarePlan"].access
-    shown = access.visible(actor, matches, urlencode(query))
+    shown = access.visible(actor, matches, urlencode(query), limit=page_size(query))
     base = fhir_base(request)
     bundle = searchset(base, [plan_to_fhir(plan) for plan in shown], f"{base}/CarePlan")
     for plan in shown:
