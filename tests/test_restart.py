@@ -76,12 +76,14 @@ class SipUp:
         return any(text in line for line in self.lines)
 
     def wait_ready(self) -> None:
+        # Generous: under load (a busy CI machine) three interpreters take long to start, and
+        # waiting costs nothing once they are up.
         ready = wait_until(
             lambda: (
                 self.sip.get("/readyz").status_code == 200
                 and self.consent.get("/readyz").status_code == 200
             ),
-            seconds=30,
+            seconds=90,
         )
         assert ready, self.stop()
 
@@ -218,7 +220,7 @@ def test_nothing_acknowledged_is_lost_when_the_services_are_killed(backend, laun
 def test_sip_up_demo_loads_plans_in_different_states_once(launch):
     first = launch("--demo", organization=demo.REGION)
     first.wait_ready()
-    assert wait_until(lambda: first.printed("Press Ctrl-C"), seconds=20)
+    assert wait_until(lambda: first.printed("Press Ctrl-C"), seconds=60)
     statuses = sorted(
         entry["resource"]["status"] for entry in first.sip.get("/fhir/CarePlan").json()["entry"]
     )
@@ -231,7 +233,7 @@ def test_sip_up_demo_loads_plans_in_different_states_once(launch):
 
     second = launch("--demo", organization=demo.REGION)
     second.wait_ready()
-    assert wait_until(lambda: second.printed("Press Ctrl-C"), seconds=20)
+    assert wait_until(lambda: second.printed("Press Ctrl-C"), seconds=60)
     assert second.sip.get("/fhir/CarePlan").json()["total"] == 3
     output = second.stop()
     assert output.count("already loaded") == 3
