@@ -206,11 +206,6 @@ def service_schema(url: str) -> Any:
     return schemathesis.openapi.from_url(f"{url}/openapi.json")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 11: 5xx from causes fixed on the tokens, boundary and read-model branches; "
-    "remove this mark at merge",
-)
 def test_no_route_answers_a_server_error_or_off_its_schema(system, targets, capsys):
     coordinator = system.token()
     integration = system.token("integration")
