@@ -18,6 +18,7 @@ from tests.fhir_data import (
     new_personnummer,
     withdrawal,
 )
+from tests.malformed_tokens import dev_key, malformed_tokens
 
 UNKNOWN = "00000000-0000-0000-0000-000000000000"
 
@@ -95,7 +96,9 @@ def existing(system):
 
 
 def call(system, service, method, path, body, token):
-    headers = {**FHIR_JSON, **({"Authorization": f"Bearer {token}"} if token else {})}
+    # As bytes, so that a token of Latin-1 characters reaches the server as sent.
+    authorization = {"Authorization": f"Bearer {token}".encode("latin-1")} if token else {}
+    headers = {**FHIR_JSON, **authorization}
     client = system.without_token.sip if service == "sip" else system.without_token.consent
     return client.request(method, path, json=body, headers=headers)
 
@@ -133,6 +136,39 @@ def test_every_route_refuses_an_untrusted_token_with_401(system, existing, make_
         assert response.json()["issue"][0]["code"] == "login"
         if token:
             assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+
+
+# One of each family of malformed token, swept over every route; all the shapes are swept over
+# one route of each method and service (all of them on every route costs ~40 s a backend).
+ONE_OF_EACH_FAMILY = (
+    "payload-array", "header-string", "kid-list", "claim-iss-list", "claim-org-list",
+    "claim-exp-huge", "claim-sub-nul", "payload-not-json", "one-megabyte",
+)  # fmt: skip
+
+
+def test_every_route_refuses_each_family_of_malformed_token_with_401(system, existing):
+    """Issue 11, finding 3, with the tokens of tests/malformed_tokens.py (most validly signed
+    by the development issuer)."""
+    tokens = malformed_tokens(dev_key(system.backend.data_dir))
+    for service, method, path, body in routes(system, *existing):
+        for name in ONE_OF_EACH_FAMILY:
+            assert_invalid_token(call(system, service, method, path, body, tokens[name]), name)
+
+
+def test_every_malformed_token_is_401_on_each_kind_of_route(system, existing):
+    tokens = malformed_tokens(dev_key(system.backend.data_dir))
+    representatives = {}
+    for service, method, path, body in routes(system, *existing):
+        representatives.setdefault((service, method), (service, method, path, body))
+    for service, method, path, body in representatives.values():
+        for name, token in tokens.items():
+            assert_invalid_token(call(system, service, method, path, body, token), name)
+
+
+def assert_invalid_token(response, name):
+    assert response.status_code == 401, (name, response.request.url, response.text)
+    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"], name
+    assert response.json()["resourceType"] == "OperationOutcome"
 
 
 def test_a_token_without_scopes_is_403_on_every_route(system, existing):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import traceback
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -15,9 +16,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
 from contracts.canonical import CANONICAL_BASE
 from services.common.domain import InvalidCommand, NotFound, RuleViolation, VersionMismatch
+from services.common.request_ids import request_id_of, route_template_of
 
 FHIR_JSON = "application/fhir+json"
 RULE_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/rule"
@@ -136,8 +139,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return outcome_response(FhirError(error.status_code, code, detail))
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, error: Exception) -> FhirResponse:
-        return unexpected_error_response(error)
+    async def _unexpected(request: Request, error: Exception) -> FhirResponse:
+        return unexpected_error_response(error, request.scope)
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
@@ -179,10 +182,22 @@ def access_log_unwritable(error: Exception) -> FhirError:
     )
 
 
-def unexpected_error_response(error: Exception) -> FhirResponse:
-    # The exception text may quote request data (a personnummer); log the type only.
-    log.error("unexpected %s while serving a request", type(error).__name__)
-    return outcome_response(FhirError(500, "exception", "internal error; nothing was written"))
+def unexpected_error_response(error: Exception, scope: Scope) -> FhirResponse:
+    """A 500 that names the request's id, and a log line a developer can trace it by: method,
+    route template, id, exception type and the traceback's frames. Never the exception's
+    message, the query or the body, which may quote a personnummer."""
+    request_id = request_id_of(scope)
+    log.error(
+        "unexpected %s in %s %s (request %s); traceback without the message:\n%s",
+        type(error).__qualname__,
+        scope.get("method", "?"),
+        route_template_of(scope),
+        request_id,
+        "".join(traceback.format_tb(error.__traceback__)).rstrip(),
+    )
+    return outcome_response(
+        FhirError(500, "exception", f"internal error; nothing was written (request {request_id})")
+    )
 
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024

@@ -26,6 +26,7 @@ from services.common.fhir_api import (
     unexpected_error_response,
 )
 from services.common.projection import failed_events
+from services.common.request_ids import RequestIds
 from services.common.resource_routes import ResourceAccess
 
 
@@ -53,7 +54,7 @@ class ContainUnexpectedErrors:
         try:
             await self.app(scope, receive, send_noting_start)
         except Exception as error:
-            response = unexpected_error_response(error)  # logs the error's type only
+            response = unexpected_error_response(error, scope)  # never logs the message
             if not started:  # once an answer has begun, it cannot be replaced
                 await response(scope, receive, send)
 
@@ -84,6 +85,7 @@ def build_service_app(
     install_request_checks(app)
 
     app.add_middleware(ContainUnexpectedErrors)
+    app.add_middleware(RequestIds)  # added last, so outermost: every answer carries the id
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

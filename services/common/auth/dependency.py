@@ -17,13 +17,19 @@ REALM = "sip-case-service"
 def unauthorized(description: str | None) -> FhirError:
     challenge = f'Bearer realm="{REALM}"'
     if description:
-        challenge += f', error="invalid_token", error_description="{description}"'
+        challenge += f', error="invalid_token", error_description="{_quotable(description)}"'
     return FhirError(
         401,
         "login",
         description or "a bearer token is required",
         headers={"WWW-Authenticate": challenge},
     )
+
+
+def _quotable(text: str) -> str:
+    """Only what an RFC 6750 error_description may hold (printable ASCII without `"` and
+    `\\`), so no wording of a refusal can break the header or fail to encode."""
+    return "".join(char for char in text if " " <= char <= "~" and char not in '"\\')
 
 
 def authenticate(request: Request) -> Actor:
