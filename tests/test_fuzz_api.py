@@ -30,7 +30,7 @@ from services.cli import main as sip
 from tests.fhir_data import FHIR_JSON, care_plan, consent, new_personnummer
 from tests.test_audit import storage_arguments
 
-EXAMPLES_PER_OPERATION = int(os.environ.get("SIP_FUZZ_EXAMPLES", "6"))
+EXAMPLES_PER_OPERATION = int(os.environ.get("SIP_FUZZ_EXAMPLES", "15"))
 CHECKS = [not_a_server_error, response_schema_conformance]
 
 # The input classes of issue 11 that schema-driven generation rarely hits: JSON of the wrong
