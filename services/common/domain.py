@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 
 
@@ -36,6 +37,14 @@ class InvalidCommand(RuleViolation):
     def __init__(self, element: str, message: str) -> None:
         super().__init__("invalid-command", f"{element}: {message}")
         self.element = element
+
+
+def required_person_identifier(value: object, element: str) -> None:
+    """Whose data this is: an identifier with a system and a value."""
+    if not isinstance(value, Mapping):
+        raise InvalidCommand(element, "the person's identifier is required")
+    required_text(value.get("system"), f"{element}.system")
+    required_text(value.get("value"), f"{element}.value")
 
 
 def required_text(value: object, element: str) -> str:

@@ -25,10 +25,10 @@ from contracts.consent_events import (
 )
 from contracts.identifiers import PersonIdentifier, age_on
 from services.common.domain import (
-    InvalidCommand,
     RuleViolation,
     optional_instant,
     required_instant,
+    required_person_identifier,
     required_text,
     required_texts,
 )
@@ -112,11 +112,7 @@ class Consent(Aggregate):
     def _create(cls, event_class: Any, **kwargs: Any) -> Consent:
         """Giving a consent: the command's values are checked here, not in `__init__`, which
         also applies stored `Given` events on every replay and must take them as they are."""
-        patient = kwargs.get("patient")
-        if not isinstance(patient, dict):
-            raise InvalidCommand("patient", "the person's identifier is required")
-        required_text(patient.get("system"), "patient.system")
-        required_text(patient.get("value"), "patient.value")
+        required_person_identifier(kwargs.get("patient"), "patient")
         for element in ("kind", "scope", "form"):
             required_text(kwargs.get(element), element)
         for element in ("categories", "organizations", "recipients", "sources"):

@@ -24,12 +24,12 @@ from typing import Any
 from eventsourcing.domain import Aggregate, event
 
 from services.common.domain import (
-    InvalidCommand,
     RuleViolation,
     optional_date,
     optional_text,
     required_date,
     required_instant,
+    required_person_identifier,
     required_text,
     required_texts,
 )
@@ -142,11 +142,7 @@ class Plan(Aggregate):
     def _create(cls, event_class: Any, **kwargs: Any) -> Plan:
         """Starting a plan: the command's values are checked here, not in `__init__`, which
         also applies stored `Started` events on every replay and must take them as they are."""
-        subject = kwargs.get("subject")
-        if not isinstance(subject, Mapping):
-            raise InvalidCommand("subject", "the person's identifier is required")
-        required_text(subject.get("system"), "subject.system")
-        required_text(subject.get("value"), "subject.value")
+        required_person_identifier(kwargs.get("subject"), "subject")
         required_text(kwargs.get("starting_organization"), "starting_organization")
         optional_text(kwargs.get("title"), "title")
         optional_text(kwargs.get("description"), "description")
