@@ -13,7 +13,7 @@ from eventsourcing.persistence import JSONTranscoder, Transcoding
 from eventsourcing.utils import get_topic
 
 from services.common.access_log import AccessRecord, current_write, records_for_write
-from services.common.domain import NotFound, VersionMismatch
+from services.common.domain import NotFound, ensure_expected_version
 from services.common.fhir_time import published
 
 Result = TypeVar("Result")
@@ -66,8 +66,7 @@ class VersionedApplication(Application[UUID]):
 
     def aggregate_for_change(self, aggregate_id: UUID, expected_version: int | None) -> Any:
         aggregate = self.aggregate(aggregate_id)
-        if expected_version is not None and expected_version != aggregate.version:
-            raise VersionMismatch(aggregate.version)
+        ensure_expected_version(aggregate.version, expected_version)
         return aggregate
 
     def change(

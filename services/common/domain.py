@@ -29,6 +29,12 @@ class VersionMismatch(RuleViolation):
         self.current = current
 
 
+def ensure_expected_version(current: int, expected: int | None) -> None:
+    """Optimistic concurrency: a change made on an older (or newer) version is refused."""
+    if expected is not None and expected != current:
+        raise VersionMismatch(current)
+
+
 class InvalidCommand(RuleViolation):
     """A command whose value is missing or of the wrong kind: the API answers 422 naming
     `element`. The boundary refuses these first; the aggregate refuses them again so that a

@@ -28,6 +28,7 @@ from services.common.fhir_api import (
     fhir_base,
     history_bundle,
     resource_response,
+    whole_number,
 )
 from services.common.fhir_time import InvalidDateTime, now, parse_fhir_datetime, published
 
@@ -174,11 +175,6 @@ class ResourceAccess:
         if not entities:
             self.log(actor, interaction, query=query, detail="no match the caller may see")
         return shown
-
-
-def _version_number(vid: str) -> int | None:
-    # ASCII digits only: isdigit() alone accepts '²', which int() refuses.
-    return int(vid) if vid.isascii() and vid.isdigit() and len(vid) <= 18 else None
 
 
 def instant_parameter(name: str, value: str | None) -> datetime | None:
@@ -356,7 +352,7 @@ def add_version_routes(router: APIRouter, resource_type: str) -> None:
         aggregate_id, part = resource.locate(id)
         entity = f"{resource_type}/{id}/_history/{vid}"
         aggregate = resource.access.open(actor, aggregate_id, "vread", entity)
-        version = _version_number(vid)
+        version = whole_number(vid)
         if version is None or not 1 <= version <= aggregate.version:
             raise _missing(resource_type, id, f" version {vid}")
         then = resource.access.application.aggregate(aggregate.id, version=version)

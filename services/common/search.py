@@ -12,7 +12,7 @@ from contracts.identifiers import (
     parse_hsa_id,
     parse_person_identifier,
 )
-from services.common.fhir_api import FhirError
+from services.common.fhir_api import FhirError, whole_number
 from services.common.fhir_time import InvalidDateTime, parse_fhir_date, parse_fhir_datetime
 
 # Accepted everywhere and without effect on which resources match.
@@ -23,12 +23,9 @@ MAX_COUNT = 1000
 
 
 def ascii_number(name: str, value: str, low: int, high: int) -> int:
-    """A count, version or cursor: ASCII digits within [low, high], or a 400 naming it.
-    (str.isdigit() accepts '²' and Arabic-Indic digits; int() of 5,000 digits is slow.)"""
-    if not (value.isascii() and value.isdigit() and len(value) <= len(str(high))):
-        raise FhirError(400, "invalid", f"{name} is a whole number from {low} to {high}")
-    number = int(value)
-    if not low <= number <= high:
+    """A count, version or cursor: ASCII digits within [low, high], or a 400 naming it."""
+    number = whole_number(value, max_digits=len(str(high)))
+    if number is None or not low <= number <= high:
         raise FhirError(400, "invalid", f"{name} is a whole number from {low} to {high}")
     return number
 

@@ -10,7 +10,7 @@ from fastapi import Request
 
 from contracts.actor import Actor
 from services.common.access_log import WriteContext, writing
-from services.common.domain import VersionMismatch
+from services.common.domain import ensure_expected_version
 from services.common.fhir_api import FhirResponse, parse_if_match, read_fhir_body, resource_response
 from services.common.fhir_time import now
 from services.common.operations.declaration import Operation, OperationCall
@@ -41,9 +41,7 @@ def run_operation(
     assert operation.command is not None
     if not operation.changes_state:
         return operation.command(call)
-    expected = parse_if_match(if_match)
-    if expected is not None and expected != target.version:
-        raise VersionMismatch(target.version)
+    ensure_expected_version(target.version, parse_if_match(if_match))
     detail = operation.detail(call) if operation.detail else operation.name
     context = WriteContext(call.by, "operation", operation.resource_type, call.at, detail=detail)
     with writing(context):
