@@ -295,3 +295,46 @@ def test_a_patient_sees_their_own_plan_and_consents_and_may_withdraw(system, exi
     assert withdrawn.status_code == 200
     assert withdrawn.json()["status"] == "inactive"
     assert patient.sip.post(f"/fhir/CarePlan/{plan_id}/$activate").status_code == 403
+
+
+def test_an_outsider_changes_nothing_by_any_operation_and_each_refusal_is_logged(system, existing):
+    plan_id, consent_id, personnummer = existing
+    outsider = system.as_caller("coordinator", organization=OTHER_REGION, subject="olle")
+    before = system.sip.get(f"/fhir/CarePlan/{plan_id}").json()["meta"]["versionId"]
+    looked_up = 0
+    for operation in [*OPERATIONS, "activate"]:
+        name = getattr(operation, "name", operation)
+        response = outsider.sip.post(
+            f"/fhir/CarePlan/{plan_id}/${name}", json=OPERATION_BODY, headers=FHIR_JSON
+        )
+        # Parameters are read before the plan is looked up: a missing one is a 400 that
+        # would be the same for a plan that does not exist, so it discloses nothing.
+        assert response.status_code in (400, 404), name
+        assert response.json()["resourceType"] == "OperationOutcome", name
+        unknown = outsider.sip.post(
+            f"/fhir/CarePlan/{UNKNOWN}/${name}", json=OPERATION_BODY, headers=FHIR_JSON
+        )
+        # The same answer as for a plan that does not exist: its existence does not leak.
+        assert unknown.status_code == response.status_code, name
+        assert response.text.replace(plan_id, UNKNOWN) == unknown.text, name
+        looked_up += response.status_code == 404
+    for name in ("withdraw", "mark-entered-in-error"):
+        response = outsider.consent.post(
+            f"/fhir/Consent/{consent_id}/${name}", json=withdrawal(), headers=FHIR_JSON
+        )
+        assert response.status_code == 404, name
+    after = system.sip.get(f"/fhir/CarePlan/{plan_id}").json()["meta"]["versionId"]
+    assert after == before
+    auditor = system.as_caller("auditor")
+    subject = f"http://electronichealth.se/identifier/personnummer|{personnummer}"
+    log = auditor.sip.get("/fhir/AuditEvent", params={"patient:identifier": subject}).json()
+    refused = [
+        entry["resource"]
+        for entry in log["entry"]
+        if entry["resource"]["outcome"] == "4"
+        and any(
+            agent["who"]["identifier"]["value"] == "olle" for agent in entry["resource"]["agent"]
+        )
+    ]
+    assert looked_up >= 2  # at least $activate and the operations without required parameters
+    assert len(refused) == looked_up
