@@ -20,6 +20,7 @@ from contracts.actor import Actor
 from services.common.access_log import ACTION_OF_INTERACTION, REFUSED, SUCCESS
 from services.common.application import VersionedApplication
 from services.common.auth.dependency import authorize
+from services.common.disclosure import Discloser
 from services.common.domain import NotFound
 from services.common.fhir_api import (
     FhirError,
@@ -31,17 +32,6 @@ from services.common.fhir_api import (
     whole_number,
 )
 from services.common.fhir_time import InvalidDateTime, now, parse_fhir_datetime, published
-
-
-@dataclass(frozen=True)
-class Disclosure:
-    """May the caller see this resource, and on which consents (none for one's own data)."""
-
-    consents: tuple[str, ...] = ()
-
-
-# Returns the disclosure, or raises NotFound when the caller may not see the resource.
-Discloser = Callable[[Any, Actor], Disclosure]
 
 
 def resource_id(value: str) -> UUID:

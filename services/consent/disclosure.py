@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from contracts.actor import Actor
+from services.common.disclosure import Disclosure
 from services.common.domain import NotFound
-from services.common.resource_routes import Disclosure
 from services.consent.domain import Consent
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from contracts.actor import Actor
+from services.common.disclosure import Disclosure
 from services.common.domain import NotFound
 from services.common.fhir_api import FhirError, unavailable
-from services.common.resource_routes import Disclosure
 from services.sip.application import plan_disclosure_request
 from services.sip.consent_gate import ConsentGate, ConsentServiceUnavailable
 from services.sip.domain import Plan
