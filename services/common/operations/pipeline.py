@@ -49,7 +49,10 @@ def run_operation(
         resource.application.save(target)
     if isinstance(answer, FhirResponse):
         return answer
-    return resource_response(resource.to_fhir(target))
+    # The changed resource as the caller may see it: the same disclosure and redaction as a
+    # read (an operation's answer is a way out like any other).
+    shown = resource.access.as_seen_by(actor, target) if operation.disclosed else target
+    return resource_response(resource.to_fhir(shown))
 
 
 def _target(operation: Operation[Any], resource: AggregateResource, actor: Actor, id: str) -> Any:
