@@ -439,3 +439,25 @@ def test_the_persons_own_entries_are_seen_by_every_organisation_taking_part():
     assert [n.text for n in region.needs.values()] == ["Mina egna ord"]
     assert [(w.custodian, w.kind) for w in withheld_of(region)] == [(MUNICIPALITY, "need")]
     assert plan.needs.keys() == {"need-1", "need-2"}  # the plan itself is left whole
+
+
+def test_an_entry_withheld_from_the_caller_cannot_be_changed_by_it(system):
+    personnummer = new_personnummer()
+    plan_id = shared_plan(system, personnummer)
+    version = ok(system.sip.get(f"/fhir/CarePlan/{plan_id}"))["meta"]["versionId"]
+    attempts = [
+        ("revise-goal", {"goal": MUNICIPAL_GOAL, "text": "Annat", "reason": "Läsa gamla texten"}),
+        ("assess-goal", {"goal": MUNICIPAL_GOAL, "outcome": "achieved"}),
+        ("set-intervention-status", {"intervention": "intervention-2", "status": "done"}),
+        ("record-meeting", {"meeting": MUNICIPAL_MEETING, "notes": "Anteckning"}),
+        ("set-goal", {"text": "Mål på kommunens behov", "need": "need-2"}),
+    ]
+    for operation, values in attempts:
+        refused = run(system.sip, plan_id, operation, **values)
+        assert refused.status_code == 409, (operation, refused.text)
+        assert_no_secret(refused.text)
+    after = ok(system.sip.get(f"/fhir/CarePlan/{plan_id}"))
+    assert after["meta"]["versionId"] == version  # nothing written
+    municipality = system.as_caller(organization=MUNICIPALITY).sip
+    goal = ok(municipality.get(f"/fhir/Goal/{plan_id}-{MUNICIPAL_GOAL}"))
+    assert goal["description"]["text"] == SECRETS[1] and "note" not in goal

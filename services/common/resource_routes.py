@@ -93,10 +93,13 @@ class ResourceAccess:
         application: VersionedApplication,
         disclose: Discloser,
         redact: Redactor = _whole,
+        withheld_parts: Callable[[Any], set[str]] = lambda redacted: set(),
     ) -> None:
         self.application = application
         self.disclose = disclose
         self.redact = redact
+        # The ids of the parts a redacted aggregate left out.
+        self.withheld_parts = withheld_parts
         self.resource_type = application.resource_type
 
     def log(
@@ -155,10 +158,33 @@ class ResourceAccess:
         change itself was disclosure-checked and logged by `for_change` and the write)."""
         return self.redact(aggregate, self.disclose(aggregate, actor))
 
-    def for_change(self, actor: Actor, aggregate_id: UUID, interaction: str) -> Any:
-        """The aggregate, if the caller may see it; a refusal is logged, the write logs itself."""
+    def for_change(
+        self, actor: Actor, aggregate_id: UUID, interaction: str, names: Iterable[str] = ()
+    ) -> Any:
+        """The aggregate, if the caller may see it, to run a command on; a refusal is logged,
+        the write logs itself. A command that `names` a part withheld from the caller is
+        refused (409): acting on an entry one may not see would disclose it (a revised
+        goal keeps its old text, a status change answers with the intervention)."""
         aggregate = self.application.aggregate(aggregate_id)
-        self._disclosure(actor, aggregate, interaction, f"{self.resource_type}/{aggregate_id}")
+        entity = f"{self.resource_type}/{aggregate_id}"
+        disclosure = self._disclosure(actor, aggregate, interaction, entity)
+        withheld = set(names) & self.withheld_parts(self.redact(aggregate, disclosure))
+        if withheld:
+            self.log(
+                actor,
+                interaction,
+                outcome=REFUSED,
+                patient=aggregate.person_identifier,
+                custodian=aggregate.custodian,
+                entity=entity,
+                detail="names an entry withheld from the caller",
+            )
+            raise FhirError(
+                409,
+                "business-rule",
+                f"{', '.join(sorted(withheld))}: an entry withheld from the caller "
+                "(without the person's consent it is not disclosed, so not changed either)",
+            )
         return aggregate
 
     def _disclosure(self, actor: Actor, aggregate: Any, interaction: str, entity: str) -> Any:

@@ -40,6 +40,11 @@ def withheld_of(plan: Plan) -> tuple[Withheld, ...]:
     return getattr(plan, "withheld", ())
 
 
+def withheld_parts(plan: Plan) -> set[str]:
+    """The ids of the goals, needs, meetings, ... withheld from this (redacted) plan."""
+    return {entry.part for entry in withheld_of(plan) if isinstance(entry.part, str)}
+
+
 def withheld_counts(withheld: Iterable[Withheld]) -> list[tuple[str | None, str, int]]:
     """(custodian, kind, how many), in a stable order."""
     counts = Counter((entry.custodian, entry.kind) for entry in withheld)
