@@ -5,7 +5,9 @@ CarePlan: status, intent, category SIP, subject, period, author, care team, goal
 with its performer down to unit and its responsible principal, SIP meetings and follow-ups as
 activities, notes. CareTeam: the organisations and participants. Goal: the person's goals.
 Appointment: SIP meetings. Extensions only where R4 has no element: overall responsibility,
-responsible principal, cost allocation, pending approval (docs/fhir-extensions.md).
+responsible principal, cost allocation, pending approval, withheld entries
+(docs/fhir-extensions.md). A plan is rendered as the reader may see it: the renderers are
+given `redact(plan, disclosure)` (services/sip/redaction.py) and mark what it withheld.
 """
 
 from __future__ import annotations
