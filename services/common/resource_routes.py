@@ -1,8 +1,10 @@
 """read, vread, _history and search for an event-sourced resource type.
 
 Every route authenticates the caller, checks the resource's disclosure rule (a resource the
-caller may not see is 404, so its existence does not leak) and logs the access before the
-answer leaves.
+caller may not see is 404, so its existence does not leak), renders every version through
+the type's redaction (what of it the caller may see, decided once per request) and logs the
+access before the answer leaves. Routes get aggregates only from `ResourceAccess`, which
+applies both, so none can render what the caller may not see.
 """
 
 import re
