@@ -101,7 +101,7 @@ def redact(plan: Plan, disclosure: Disclosure) -> Plan:
         i: a for i, a in plan.cost_allocations.items() if a.intervention_id in seen.interventions
     }
     withheld += [
-        Withheld(a.custodian, COST_ALLOCATION)
+        Withheld(a.custodian, COST_ALLOCATION, i)
         for i, a in plan.cost_allocations.items()
         if i not in allocations
     ]
