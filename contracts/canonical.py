@@ -57,3 +57,8 @@ CONSENT_FORMS = ("written", "oral", "digital")
 # v3 ParticipationType: who receives the information, and whose information it is.
 PARTICIPATION_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 RECIPIENT_ROLE, SOURCE_ROLE = "IRCP", "CST"
+# What a reader was not shown (docs/disclosure.md): per custodian, the kind and number of
+# entries withheld; and the security label on every resource from which something was.
+EXT_WITHHELD_ENTRIES = f"{CANONICAL_BASE}/StructureDefinition/withheld-entries"
+SECURITY_LABEL_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
+SECURITY_LABEL_REDACTED = "REDACTED"

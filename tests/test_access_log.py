@@ -94,7 +94,8 @@ def test_a_scripted_sequence_of_accesses_is_logged_exactly(system):
         (REGION, "coordinator", "read your coordinated individual plan (SIP)"),
         (REGION, "coordinator", "read your coordinated individual plan (SIP)"),
         (REGION, "coordinator", "acted on your coordinated individual plan (SIP)"),
-        (SERVICE_HSA_ID, "integration", "acted on whether your consent allows a disclosure"),
+        # Activation asks both ways between the principals (region→municipality and back).
+        *[(SERVICE_HSA_ID, "integration", "acted on whether your consent allows a disclosure")] * 2,
         (None, "patient", "read your coordinated individual plan (SIP)"),
     ]
     assert extract["entries"][0]["unit"] == UNIT

@@ -1,7 +1,8 @@
-"""The SIP service obeys the consent service, over real HTTP between the two: nothing of a
-plan reaches another organisation without a consent in force, a withdrawal acts within a
-second, a child's plan needs the guardians, a block overrides a consent, and with the consent
-service down disclosures stop (503) while an organisation keeps its own data."""
+"""The SIP service obeys the consent service, over real HTTP between the two: no organisation's
+entries reach another without a consent in force (each sees the plan's frame and its own
+entries), a withdrawal acts within a second, a child's plan needs the guardians, a block
+overrides a consent, and with the consent service down disclosures stop (503) while an
+organisation keeps its own data. Entry by entry: tests/test_entry_custodians.py."""
 
 import time
 
@@ -40,15 +41,27 @@ def give(system, body):
     return response.json()["id"]
 
 
+REGION_NEED = "Jag vill klara mig hemma"  # the region's entry in shared_plan
+
+
+def sees_region_entries(client, plan_id):
+    response = client.get(f"/fhir/CarePlan/{plan_id}")
+    assert response.status_code == 200, response.text
+    return REGION_NEED in response.text
+
+
 def test_visible_with_consent_and_invisible_within_a_second_of_withdrawal(system):
     personnummer = new_personnummer()
     plan_id = shared_plan(system, personnummer)
     municipality = system.as_caller(organization=MUNICIPALITY).sip
-    assert municipality.get(f"/fhir/CarePlan/{plan_id}").status_code == 404
+    # Taking part, the municipality sees the frame, but none of the region's entries.
+    frame = municipality.get(f"/fhir/CarePlan/{plan_id}").json()
+    assert frame["meta"]["security"][0]["code"] == "REDACTED"
+    assert not sees_region_entries(municipality, plan_id)
 
     consent_id = give(system, consent(personnummer))
     assert system.sip.post(f"/fhir/CarePlan/{plan_id}/$activate").status_code == 200
-    assert municipality.get(f"/fhir/CarePlan/{plan_id}").status_code == 200
+    assert sees_region_entries(municipality, plan_id)
     assert municipality.get(f"/fhir/CareTeam/{plan_id}-team").status_code == 200  # cached now
 
     withdrawn_at = time.monotonic()
@@ -56,9 +69,9 @@ def test_visible_with_consent_and_invisible_within_a_second_of_withdrawal(system
         f"/fhir/Consent/{consent_id}/$withdraw", json=withdrawal(), headers=FHIR_JSON
     )
     assert response.status_code == 200
-    assert wait_until(
-        lambda: municipality.get(f"/fhir/CarePlan/{plan_id}").status_code == 404, seconds=1.0
-    ), "still disclosed a second after the withdrawal"
+    assert wait_until(lambda: not sees_region_entries(municipality, plan_id), seconds=1.0), (
+        "still disclosed a second after the withdrawal"
+    )
     assert time.monotonic() - withdrawn_at < 1.0
     assert wait_until(
         lambda: any(
@@ -88,7 +101,8 @@ def test_a_childs_plan_needs_the_guardians_consent(system):
     give(system, consent(child))  # the child's own, not found mature enough
     refused = system.sip.post(f"/fhir/CarePlan/{plan_id}/$activate")
     assert refused.status_code == 409
-    assert "the person is a child" in refused.json()["issue"][0]["diagnostics"]
+    assert "is not permitted" in refused.json()["issue"][0]["diagnostics"]
+    assert not sees_region_entries(municipality, plan_id)
 
     one_guardian = consent(child)
     one_guardian["performer"] = [guardian(new_personnummer("19850101"))]
@@ -104,7 +118,7 @@ def test_a_childs_plan_needs_the_guardians_consent(system):
     activated = system.sip.post(f"/fhir/CarePlan/{plan_id}/$activate")
     assert activated.status_code == 200, activated.text
     assert activated.json()["supportingInfo"][0]["identifier"]["value"] == f"urn:uuid:{both_id}"
-    assert municipality.get(f"/fhir/CarePlan/{plan_id}").status_code == 200
+    assert sees_region_entries(municipality, plan_id)
 
 
 def test_a_block_overrides_a_consent_until_an_override_is_given(system):
@@ -112,21 +126,19 @@ def test_a_block_overrides_a_consent_until_an_override_is_given(system):
     plan_id = shared_plan(system, personnummer)
     give(system, consent(personnummer))
     municipality = system.as_caller(organization=MUNICIPALITY)
-    assert municipality.sip.get(f"/fhir/CarePlan/{plan_id}").status_code == 200
+    assert sees_region_entries(municipality.sip, plan_id)
 
     block = consent(personnummer, organizations=(REGION,), categories=())
     block["provision"]["type"] = "deny"
     block_id = give(system, block)  # the person blocks the region's information
-    assert wait_until(
-        lambda: municipality.sip.get(f"/fhir/CarePlan/{plan_id}").status_code == 404, seconds=1.0
-    )
+    assert wait_until(lambda: not sees_region_entries(municipality.sip, plan_id), seconds=1.0)
     override = municipality.consent.post(
         f"/fhir/Consent/{block_id}/$override-block",
         json=parameters(reason="Akut läge, patienten medvetslös", until="2099-01-01T00:00:00Z"),
         headers=FHIR_JSON,
     )
     assert override.status_code == 200, override.text
-    assert municipality.sip.get(f"/fhir/CarePlan/{plan_id}").status_code == 200
+    assert sees_region_entries(municipality.sip, plan_id)
     recorded = system.consent.get(f"/fhir/Consent/{block_id}").json()
     assert "Akut läge" in str(recorded["extension"])
 
@@ -153,7 +165,7 @@ def test_consent_service_down_disclosures_refused_own_data_served(stoppable_syst
     plan_id = shared_plan(system, personnummer)
     give(system, consent(personnummer))
     municipality = system.as_caller(organization=MUNICIPALITY).sip
-    assert municipality.get(f"/fhir/CarePlan/{plan_id}").status_code == 200
+    assert sees_region_entries(municipality, plan_id)
     version = system.sip.get(f"/fhir/CarePlan/{plan_id}").json()["meta"]["versionId"]
 
     system.stop_consent()

@@ -10,6 +10,7 @@ from tests.fhir_data import (
     FHIR_JSON,
     MUNICIPALITY,
     OTHER_REGION,
+    REGION,
     care_plan,
     consent,
     new_personnummer,
@@ -72,7 +73,9 @@ def test_activation_without_consent_is_refused_and_writes_nothing(system):
     assert refused.status_code == 409
     issue = refused.json()["issue"][0]
     assert issue["details"]["text"] == "activation-requires-consent"
-    assert "no-consent" in issue["diagnostics"]
+    # It names the direction not covered, never a consent or block behind the answer.
+    assert f"from {REGION} (region) to {MUNICIPALITY} (municipality)" in issue["diagnostics"]
+    assert "is not permitted" in issue["diagnostics"] and "Consent/" not in issue["diagnostics"]
     assert system.sip.get(f"/fhir/CarePlan/{plan['id']}").json() == plan
 
 
@@ -93,7 +96,8 @@ def test_a_consent_for_other_organisations_or_a_withdrawn_one_does_not_activate(
     refused = system.sip.post(f"/fhir/CarePlan/{plan['id']}/$activate")
     assert refused.status_code == 409
     diagnostics = refused.json()["issue"][0]["diagnostics"]
-    assert "requesting organisation" in diagnostics and "withdrawn" in diagnostics
+    assert f"from {MUNICIPALITY} (municipality) to {REGION} (region)" in diagnostics
+    assert withdrawn["id"] not in diagnostics and "Consent/" not in diagnostics
     assert system.sip.get(f"/fhir/CarePlan/{plan['id']}").json()["status"] == "draft"
 
 

@@ -36,10 +36,17 @@ class Disclosure:
     consents: tuple[str, ...] = ()
     # None: every entry; otherwise the custodians whose entries the caller sees.
     custodians: frozenset[str] | None = None
+    # Kinds of entry the caller does not see whoever their custodian is (in a plan: the cost
+    # shares, which only the principals see).
+    withheld_kinds: frozenset[str] = frozenset()
 
     def sees(self, custodian: str | None) -> bool:
         """Entries without a custodian are the record's frame, seen by whoever sees it."""
         return self.custodians is None or custodian is None or custodian in self.custodians
+
+    def sees_entry(self, kind: str, custodian: str | None) -> bool:
+        """May the caller see an entry of this kind and custodian?"""
+        return kind not in self.withheld_kinds and self.sees(custodian)
 
     @property
     def complete(self) -> bool:

@@ -1,12 +1,14 @@
 """read, vread, _history and search for an event-sourced resource type.
 
 Every route authenticates the caller, checks the resource's disclosure rule (a resource the
-caller may not see is 404, so its existence does not leak) and logs the access before the
-answer leaves.
+caller may not see is 404, so its existence does not leak), renders every version through
+the type's redaction (what of it the caller may see, decided once per request) and logs the
+access before the answer leaves. Routes get aggregates only from `ResourceAccess`, which
+applies both, so none can render what the caller may not see.
 """
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Protocol, TypeVar
@@ -20,7 +22,7 @@ from contracts.actor import Actor
 from services.common.access_log import ACTION_OF_INTERACTION, REFUSED, SUCCESS
 from services.common.application import VersionedApplication
 from services.common.auth.dependency import authorize
-from services.common.disclosure import Discloser
+from services.common.disclosure import Discloser, Disclosure
 from services.common.domain import NotFound
 from services.common.fhir_api import (
     FhirError,
@@ -53,12 +55,53 @@ def storable_text(text: str | None) -> str | None:
     return _UNSTORABLE.sub(lambda found: f"\\u{ord(found[0]):04x}", text)
 
 
-class ResourceAccess:
-    """Disclosure-checked, logged access to one application's resources."""
+# The aggregate as a reader of the disclosure may see it (by default the aggregate itself).
+Redactor = Callable[[Any, Disclosure], Any]
 
-    def __init__(self, application: VersionedApplication, disclose: Discloser) -> None:
+
+def _whole(aggregate: Any, disclosure: Disclosure) -> Any:
+    return aggregate
+
+
+@dataclass(frozen=True)
+class Disclosed:
+    """One aggregate as one caller may see it: the current version and every other version
+    read through the same disclosure and redaction, so no route renders an unredacted one."""
+
+    access: "ResourceAccess"
+    disclosure: Disclosure
+    current: Any
+
+    def version(self, number: int) -> Any:
+        then = self.access.application.aggregate(self.current.id, version=number)
+        return self.access.redact(then, self.disclosure)
+
+    def at(self, instant: datetime) -> Any:
+        then = self.access.application.version_at(self.current.id, instant)
+        return self.access.redact(then, self.disclosure)
+
+    def versions(self) -> Iterator[Any]:
+        for then in self.access.application.versions(self.current.id):
+            yield self.access.redact(then, self.disclosure)
+
+
+class ResourceAccess:
+    """Disclosure-checked, redacted, logged access to one application's resources: the one
+    way out. Whatever a route returns of an aggregate comes from `disclosed`, `open`,
+    `visible` or `as_seen_by`, each of which applies the disclosure rule and the redaction."""
+
+    def __init__(
+        self,
+        application: VersionedApplication,
+        disclose: Discloser,
+        redact: Redactor = _whole,
+        withheld_parts: Callable[[Any], set[str]] = lambda redacted: set(),
+    ) -> None:
         self.application = application
         self.disclose = disclose
+        self.redact = redact
+        # The ids of the parts a redacted aggregate left out.
+        self.withheld_parts = withheld_parts
         self.resource_type = application.resource_type
 
     def log(
@@ -91,8 +134,11 @@ class ResourceAccess:
         except Exception as error:
             raise access_log_unwritable(error) from None
 
-    def open(self, actor: Actor, aggregate_id: UUID, interaction: str, entity: str) -> Any:
-        """The aggregate, if the caller may see it; the access is logged either way."""
+    def disclosed(
+        self, actor: Actor, aggregate_id: UUID, interaction: str, entity: str
+    ) -> "Disclosed":
+        """The aggregate as the caller may see it (NotFound if not at all); the access is
+        logged either way, with the consents relied on."""
         aggregate = self.application.aggregate(aggregate_id)
         disclosure = self._disclosure(actor, aggregate, interaction, entity)
         self.log(
@@ -103,12 +149,44 @@ class ResourceAccess:
             entity=entity,
             consents=disclosure.consents,
         )
-        return aggregate
+        return Disclosed(self, disclosure, self.redact(aggregate, disclosure))
 
-    def for_change(self, actor: Actor, aggregate_id: UUID, interaction: str) -> Any:
-        """The aggregate, if the caller may see it; a refusal is logged, the write logs itself."""
+    def open(self, actor: Actor, aggregate_id: UUID, interaction: str, entity: str) -> Any:
+        """The current version as the caller may see it; the access is logged either way."""
+        return self.disclosed(actor, aggregate_id, interaction, entity).current
+
+    def as_seen_by(self, actor: Actor, aggregate: Any) -> Any:
+        """An aggregate the caller has just changed, as it may see it in the answer (the
+        change itself was disclosure-checked and logged by `for_change` and the write)."""
+        return self.redact(aggregate, self.disclose(aggregate, actor))
+
+    def for_change(
+        self, actor: Actor, aggregate_id: UUID, interaction: str, names: Iterable[str] = ()
+    ) -> Any:
+        """The aggregate, if the caller may see it, to run a command on; a refusal is logged,
+        the write logs itself. A command that `names` a part withheld from the caller is
+        refused (409): acting on an entry one may not see would disclose it (a revised
+        goal keeps its old text, a status change answers with the intervention)."""
         aggregate = self.application.aggregate(aggregate_id)
-        self._disclosure(actor, aggregate, interaction, f"{self.resource_type}/{aggregate_id}")
+        entity = f"{self.resource_type}/{aggregate_id}"
+        disclosure = self._disclosure(actor, aggregate, interaction, entity)
+        withheld = set(names) & self.withheld_parts(self.redact(aggregate, disclosure))
+        if withheld:
+            self.log(
+                actor,
+                interaction,
+                outcome=REFUSED,
+                patient=aggregate.person_identifier,
+                custodian=aggregate.custodian,
+                entity=entity,
+                detail="names an entry withheld from the caller",
+            )
+            raise FhirError(
+                409,
+                "business-rule",
+                f"{', '.join(sorted(withheld))}: an entry withheld from the caller "
+                "(without the person's consent it is not disclosed, so not changed either)",
+            )
         return aggregate
 
     def _disclosure(self, actor: Actor, aggregate: Any, interaction: str, entity: str) -> Any:
@@ -133,10 +211,28 @@ class ResourceAccess:
         query: str,
         interaction: str = "search-type",
         limit: int | None = None,
+        matches: Callable[[Any], bool] | None = None,
     ) -> list[Any]:
-        """The search matches the caller may see (the first `limit` of them); one log record
-        per person and custodian."""
-        shown: list[Any] = []
+        """The search matches the caller may see, as they may see them (the first `limit`);
+        `matches` is asked again of what the caller sees, so a match found only in a withheld
+        entry is no match. One log record per person and custodian."""
+        return [
+            disclosed.current
+            for disclosed in self.visible_disclosed(
+                actor, aggregates, query, interaction, limit, matches
+            )
+        ]
+
+    def visible_disclosed(
+        self,
+        actor: Actor,
+        aggregates: Iterable[Any],
+        query: str,
+        interaction: str = "search-type",
+        limit: int | None = None,
+        matches: Callable[[Any], bool] | None = None,
+    ) -> list["Disclosed"]:
+        shown: list[Disclosed] = []
         entities: dict[tuple[str, str, str | None], list[str]] = {}
         consents: dict[tuple[str, str, str | None], set[str]] = {}
         for aggregate in aggregates:
@@ -146,7 +242,10 @@ class ResourceAccess:
                 disclosure = self.disclose(aggregate, actor)
             except NotFound:
                 continue
-            shown.append(aggregate)
+            seen = self.redact(aggregate, disclosure)
+            if matches is not None and not matches(seen):
+                continue
+            shown.append(Disclosed(self, disclosure, seen))
             person = aggregate.person_identifier
             key = (person["system"], person["value"], aggregate.custodian)
             entities.setdefault(key, []).append(f"{self.resource_type}/{aggregate.id}")
@@ -225,8 +324,8 @@ class VersionedResource(Protocol):
         """The resource of `part` in this version of the aggregate; None if it has none."""
         ...
 
-    def versions(self, aggregate_id: UUID) -> dict[str, list[ResourceVersion]]:
-        """Every part's versions, oldest first."""
+    def versions(self, disclosed: Disclosed) -> dict[str, list[ResourceVersion]]:
+        """Every part's versions as the caller may see them, oldest first."""
         ...
 
 
@@ -245,7 +344,7 @@ class AggregateResource:
     def render(self, aggregate: Any, part: str) -> dict[str, Any] | None:
         return self.to_fhir(aggregate)
 
-    def versions(self, aggregate_id: UUID) -> dict[str, list[ResourceVersion]]:
+    def versions(self, disclosed: Disclosed) -> dict[str, list[ResourceVersion]]:
         return {
             "": [
                 ResourceVersion(
@@ -254,7 +353,7 @@ class AggregateResource:
                     version.version == 1,
                     lambda version=version: self.to_fhir(version),
                 )
-                for version in self.application.versions(aggregate_id)
+                for version in disclosed.versions()
             ]
         }
 
@@ -295,10 +394,11 @@ def add_version_routes(router: APIRouter, resource_type: str) -> None:
         application = resource.access.application
         aggregates = (application.aggregate(i) for i in application.aggregate_ids())
         query = urlencode(dict(request.query_params))
+        visible = resource.access.visible_disclosed(actor, aggregates, query, "history-type")
         versions = [
             version
-            for aggregate in resource.access.visible(actor, aggregates, query, "history-type")
-            for part_versions in resource.versions(aggregate.id).values()
+            for disclosed in visible
+            for part_versions in resource.versions(disclosed).values()
             for version in part_versions
             if since_instant is None or version.at >= since_instant
         ]
@@ -310,9 +410,8 @@ def add_version_routes(router: APIRouter, resource_type: str) -> None:
         aggregate_id, part = resource.locate(id)
         instant = instant_parameter("_at", at)
         entity = f"{resource_type}/{id}" + (f"?_at={at}" if at else "")
-        aggregate = resource.access.open(actor, aggregate_id, "read", entity)
-        if instant is not None:
-            aggregate = resource.access.application.version_at(aggregate.id, instant)
+        disclosed = resource.access.disclosed(actor, aggregate_id, "read", entity)
+        aggregate = disclosed.current if instant is None else disclosed.at(instant)
         rendered = resource.render(aggregate, part)
         if rendered is None:
             raise _missing(resource_type, id, f" at {at}" if at else "")
@@ -330,8 +429,8 @@ def add_version_routes(router: APIRouter, resource_type: str) -> None:
         aggregate_id, part = resource.locate(id)
         since_instant, at_instant = instant_parameter("_since", since), instant_parameter("_at", at)
         entity = f"{resource_type}/{id}/_history"
-        resource.access.open(actor, aggregate_id, "history-instance", entity)
-        versions = resource.versions(aggregate_id).get(part)
+        disclosed = resource.access.disclosed(actor, aggregate_id, "history-instance", entity)
+        versions = resource.versions(disclosed).get(part)
         if not versions:
             raise _missing(resource_type, id)
         window = history_window(versions, lambda v: v.at, since_instant, at_instant)
@@ -341,11 +440,11 @@ def add_version_routes(router: APIRouter, resource_type: str) -> None:
     def vread(id: str, vid: str, actor: Reader, resource: Resource) -> FhirResponse:
         aggregate_id, part = resource.locate(id)
         entity = f"{resource_type}/{id}/_history/{vid}"
-        aggregate = resource.access.open(actor, aggregate_id, "vread", entity)
+        disclosed = resource.access.disclosed(actor, aggregate_id, "vread", entity)
         version = whole_number(vid)
-        if version is None or not 1 <= version <= aggregate.version:
+        if version is None or not 1 <= version <= disclosed.current.version:
             raise _missing(resource_type, id, f" version {vid}")
-        then = resource.access.application.aggregate(aggregate.id, version=version)
+        then = disclosed.version(version)
         rendered = resource.render(then, part)
         if rendered is None:
             raise _missing(resource_type, id, f" version {vid}")

@@ -20,6 +20,7 @@ from services.sip.disclosure import PlanDisclosure
 from services.sip.fhir_mapping import plan_to_fhir
 from services.sip.plan_views import PLAN_VIEWS, PlanViewResource
 from services.sip.projections import PlanIndex
+from services.sip.redaction import redact, withheld_parts
 from services.sip.routes import careplan, operations, views
 
 VERSIONS = ["read", "vread", "history-instance", "history-type"]
@@ -63,7 +64,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         engine=engine,
         cache=consent_gate,
     )
-    access = ResourceAccess(plans, PlanDisclosure(consent_gate))
+    access = ResourceAccess(plans, PlanDisclosure(consent_gate), redact, withheld_parts)
     app = build_service_app(
         title="SIP plan service",
         application=plans,

@@ -12,17 +12,19 @@ from contracts.consent_decision import ConsentCheckRequest
 from services.common.application import Result, VersionedApplication
 from services.common.domain import RuleViolation
 from services.sip.consent_gate import ConsentGate
-from services.sip.domain import Plan
+from services.sip.domain import PRINCIPALS, Plan
 from services.sip.parts import EventActor
 
 
-def plan_disclosure_request(plan: Plan, organization: str, purpose: str) -> ConsentCheckRequest:
-    """May `organization` see the plan, which is the starting organisation's information?"""
+def plan_disclosure_request(
+    plan: Plan, organization: str, source: str, purpose: str
+) -> ConsentCheckRequest:
+    """May `organization` see the plan's entries whose custodian is `source`?"""
     return ConsentCheckRequest(
         patient_system=plan.subject["system"],
         patient_value=plan.subject["value"],
         actor=organization,
-        source=plan.starting_organization,
+        source=source,
         category=CONSENT_CATEGORY_SIP_PLAN,
         purpose=purpose,
     )
@@ -33,17 +35,35 @@ class ConsentRefused(RuleViolation):
         super().__init__("activation-requires-consent", f"no consent allows this plan: {reason}")
 
 
+def principal_pairs(plan: Plan) -> list[tuple[str, str]]:
+    """(source, recipient): every ordered pair of principals taking part in the plan."""
+    principals = sorted(o.hsa_id for o in plan.organizations.values() if o.kind in PRINCIPALS)
+    return [(source, to) for source in principals for to in principals if source != to]
+
+
 def activate_if_permitted(
     plan: Plan, consent_gate: ConsentGate, *, at: datetime, by: EventActor
 ) -> None:
-    """Activates the plan on the consents the consent service names, or refuses."""
+    """Activates the plan when consent covers disclosure between every pair of principals
+    taking part, both ways, on the consents the consent service names; or refuses, naming
+    the direction that is not covered (never the consents or blocks behind the answer)."""
     plan.ensure_can_activate()
-    decision = consent_gate.check(
-        plan_disclosure_request(plan, plan.starting_organization, "sip-activation")
-    )
-    if not decision.permitted:
-        raise ConsentRefused(decision.reason)
-    plan.activate(consents=list(decision.consents), at=at, by=by)
+    consents: list[str] = []
+    refused = []
+    for source, recipient in principal_pairs(plan):
+        decision = consent_gate.check(
+            plan_disclosure_request(plan, recipient, source, "sip-activation")
+        )
+        if decision.permitted:
+            consents += [c for c in decision.consents if c not in consents]
+        else:
+            refused.append(
+                f"disclosure from {source} ({plan.kind_of(source)}) to {recipient} "
+                f"({plan.kind_of(recipient)}) is not permitted"
+            )
+    if refused:
+        raise ConsentRefused("; ".join(refused))
+    plan.activate(consents=consents, at=at, by=by)
 
 
 class SipPlans(VersionedApplication):

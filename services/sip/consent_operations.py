@@ -1,5 +1,6 @@
 """The plan's operations that ask the consent service: `$activate` (writes down the consents
-it relied on) and `$as-of` (the plan as it stood, with those consents as they stood)."""
+it relied on) and `$as-of` (the plan as it stood, as the caller may see it, with those
+consents as they stood)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,10 @@ def as_of(call: OperationCall[AsOf]) -> FhirResponse:
     """The plan as it stood at an instant, with the consents it relied on as they stood
     then in the consent service (asked with the caller's own token)."""
     at = call.parameters.instant
-    then = call.state.plans.version_at(call.target.id, at)
+    access = call.state.resources["CarePlan"].access
+    # Decided on the plan as it is now, applied to the plan as it was (as `_at` and vread).
+    disclosure = access.disclose(access.application.aggregate(call.target.id), call.actor)
+    then = access.redact(call.state.plans.version_at(call.target.id, at), disclosure)
     plan = {
         "fullUrl": f"{fhir_base(call.request)}/CarePlan/{then.id}",
         "resource": call.state.resources["CarePlan"].to_fhir(then),

@@ -23,6 +23,7 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
+from services.common.disclosure import custodian_of
 from services.common.domain import (
     RuleViolation,
     optional_date,
@@ -244,7 +245,7 @@ class Plan(Aggregate):
 
     @event("ParticipantAdded")
     def _participant_added(self, participant: dict[str, Any], at: datetime, by: EventActor) -> None:
-        added = Participant.from_payload(participant)
+        added = replace(Participant.from_payload(participant), custodian=custodian_of(by))
         self.participants[added.id] = added
         self._propose(f"{added.kind} {added.id} added", at, by)
 
@@ -262,7 +263,9 @@ class Plan(Aggregate):
     def _need_recorded(
         self, need_id: str, text: str, wishes: str | None, at: datetime, by: EventActor
     ) -> None:
-        self.needs[need_id] = Need(id=need_id, text=text, wishes=wishes, recorded_at=at)
+        self.needs[need_id] = Need(
+            id=need_id, text=text, wishes=wishes, recorded_at=at, custodian=custodian_of(by)
+        )
         self._propose(f"{need_id} recorded", at, by)
 
     def set_goal(
@@ -296,7 +299,12 @@ class Plan(Aggregate):
         by: EventActor,
     ) -> None:
         self.goals[goal_id] = Goal(
-            id=goal_id, text=text, target_date=target_date, need_ids=tuple(need_ids), set_at=at
+            id=goal_id,
+            text=text,
+            target_date=target_date,
+            need_ids=tuple(need_ids),
+            set_at=at,
+            custodian=custodian_of(by),
         )
         self._propose(f"{goal_id} set", at, by)
 
@@ -332,7 +340,11 @@ class Plan(Aggregate):
         goal = self.goals[goal_id]
         revision = GoalRevision(text=goal.text, target_date=goal.target_date, reason=reason, at=at)
         self.goals[goal_id] = replace(
-            goal, text=text, target_date=target_date, revisions=(*goal.revisions, revision)
+            goal,
+            text=text,
+            target_date=target_date,
+            revisions=(*goal.revisions, revision),
+            custodian=custodian_of(by),
         )
         self._propose(f"{goal_id} revised", at, by)
 
@@ -353,6 +365,7 @@ class Plan(Aggregate):
             self.goals[goal_id],
             outcome=outcome,
             assessment_note=note,
+            assessed_by=custodian_of(by),
             status="completed" if outcome == "achieved" else "active",
         )
         self._propose(f"{goal_id} assessed {outcome}", at, by)
@@ -429,7 +442,7 @@ class Plan(Aggregate):
     def _intervention_assigned(
         self, intervention: dict[str, Any], at: datetime, by: EventActor
     ) -> None:
-        assigned = Intervention.from_payload(intervention)
+        assigned = replace(Intervention.from_payload(intervention), custodian=custodian_of(by))
         self.interventions[assigned.id] = assigned
         self._propose(f"{assigned.id} assigned", at, by)
 
@@ -514,7 +527,7 @@ class Plan(Aggregate):
 
     @event("MeetingScheduled")
     def _meeting_scheduled(self, meeting: dict[str, Any], at: datetime, by: EventActor) -> None:
-        scheduled = Meeting.from_payload(meeting)
+        scheduled = replace(Meeting.from_payload(meeting), custodian=custodian_of(by))
         self.meetings[scheduled.id] = scheduled
         self.changed_by = by
 
@@ -552,7 +565,11 @@ class Plan(Aggregate):
         by: EventActor,
     ) -> None:
         self.meetings[meeting_id] = replace(
-            self.meetings[meeting_id], status="fulfilled", attendees=tuple(attendees), notes=notes
+            self.meetings[meeting_id],
+            status="fulfilled",
+            attendees=tuple(attendees),
+            notes=notes,
+            notes_custodian=custodian_of(by),
         )
         self.changed_by = by
         if approved_changes:
@@ -599,7 +616,14 @@ class Plan(Aggregate):
         by: EventActor,
     ) -> None:
         self.follow_ups.append(
-            FollowUp(reviewed=reviewed, changes=changes, at=at, by=by, was_due=self.next_follow_up)
+            FollowUp(
+                reviewed=reviewed,
+                changes=changes,
+                at=at,
+                by=by,
+                was_due=self.next_follow_up,
+                custodian=custodian_of(by),
+            )
         )
         self.next_follow_up = next_date
         if changes:
@@ -683,7 +707,7 @@ class Plan(Aggregate):
     def _cost_allocation_proposed(
         self, allocation: dict[str, Any], at: datetime, by: EventActor
     ) -> None:
-        proposed = CostAllocation.from_payload(allocation)
+        proposed = replace(CostAllocation.from_payload(allocation), custodian=custodian_of(by))
         self.cost_allocations[proposed.id] = proposed
         self.changed_by = by
 
@@ -869,6 +893,7 @@ class Plan(Aggregate):
             intervention_id=intervention_id,
             text=text,
             reported_at=at,
+            custodian=custodian_of(by),
         )
         self.changed_by = by
 
@@ -892,7 +917,9 @@ class Plan(Aggregate):
     ) -> None:
         self.deviations[deviation_id] = replace(
             self.deviations[deviation_id],
-            answer=DeviationAnswer(text=answer, organization=organization, at=at),
+            answer=DeviationAnswer(
+                text=answer, organization=organization, at=at, custodian=custodian_of(by)
+            ),
         )
         self.changed_by = by
 

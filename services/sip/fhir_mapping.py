@@ -5,11 +5,14 @@ CarePlan: status, intent, category SIP, subject, period, author, care team, goal
 with its performer down to unit and its responsible principal, SIP meetings and follow-ups as
 activities, notes. CareTeam: the organisations and participants. Goal: the person's goals.
 Appointment: SIP meetings. Extensions only where R4 has no element: overall responsibility,
-responsible principal, cost allocation, pending approval (docs/fhir-extensions.md).
+responsible principal, cost allocation, pending approval, withheld entries
+(docs/fhir-extensions.md). A plan is rendered as the reader may see it: the renderers are
+given `redact(plan, disclosure)` (services/sip/redaction.py) and mark what it withheld.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 
@@ -27,9 +30,12 @@ from contracts.canonical import (
     EXT_OVERALL_RESPONSIBILITY,
     EXT_PENDING_APPROVAL,
     EXT_RESPONSIBLE_PRINCIPAL,
+    EXT_WITHHELD_ENTRIES,
     INTERVENTION_KIND_SYSTEM,
     PARTICIPANT_ROLE_SYSTEM,
     PRINCIPAL_SYSTEM,
+    SECURITY_LABEL_REDACTED,
+    SECURITY_LABEL_SYSTEM,
 )
 from contracts.identifiers import (
     HSA_ID_SYSTEM,
@@ -37,6 +43,7 @@ from contracts.identifiers import (
     parse_hsa_id,
     parse_person_identifier,
 )
+from services.common.disclosure import PERSON
 from services.common.fhir_api import parse_resource, unprocessable
 from services.common.fhir_extensions import recorded_by_extension
 from services.common.fhir_time import fhir_instant
@@ -48,6 +55,7 @@ from services.sip.parts import (
     OverallResponsibility,
     Participant,
 )
+from services.sip.redaction import Withheld, withheld_counts, withheld_of
 
 SIP_CATEGORY = {
     "coding": [
@@ -179,7 +187,39 @@ def plan_to_fhir(plan: Plan) -> dict[str, Any]:
         resource["note"] = notes
     if plan.consents:
         resource["supportingInfo"] = _consents_relied_on(plan)
+    return marked_withheld(resource, withheld_of(plan))
+
+
+def marked_withheld(resource: dict[str, Any], withheld: Iterable[Withheld]) -> dict[str, Any]:
+    """A resource from which entries were withheld says so: the REDACTED security label and,
+    per custodian and kind, how many (docs/disclosure.md). Nothing withheld, no mark."""
+    counts = withheld_counts(withheld)
+    if not counts:
+        return resource
+    resource["meta"]["security"] = [
+        {"system": SECURITY_LABEL_SYSTEM, "code": SECURITY_LABEL_REDACTED, "display": "redacted"}
+    ]
+    resource.setdefault("extension", [])
+    resource["extension"] += [
+        {
+            "url": EXT_WITHHELD_ENTRIES,
+            "extension": [
+                {"url": "custodian", **_custodian(custodian)},
+                {"url": "kind", "valueCode": kind},
+                {"url": "count", "valueUnsignedInt": count},
+            ],
+        }
+        for custodian, kind, count in counts
+    ]
     return resource
+
+
+def _custodian(custodian: str | None) -> dict[str, Any]:
+    if custodian == PERSON:
+        return {"valueCode": PERSON}
+    if custodian is None:
+        return {"valueCode": "unknown"}
+    return {"valueIdentifier": {"system": HSA_ID_SYSTEM, "value": custodian}}
 
 
 def _plan_extensions(plan: Plan) -> list[dict[str, Any]]:
@@ -336,7 +376,7 @@ def _intervention_activity(plan: Plan, intervention: Intervention) -> dict[str, 
         detail["performer"] = [
             organization_reference(intervention.performer_organization, intervention.performer_unit)
         ]
-    else:
+    elif intervention.performer_participant in plan.participants:  # else withheld from the reader
         participant = plan.participants[intervention.performer_participant]
         detail["performer"] = [_participant_reference(plan, participant)]
     for allocation in plan.cost_allocations.values():
@@ -483,7 +523,7 @@ def care_team_to_fhir(plan: Plan) -> dict[str, Any]:
         team["managingOrganization"] = [
             organization_reference(plan.overall_responsibility.organization)
         ]
-    return team
+    return marked_withheld(team, (w for w in withheld_of(plan) if w.kind == "participant"))
 
 
 GOAL_ACHIEVEMENT = {
@@ -524,7 +564,7 @@ def goal_to_fhir(plan: Plan, goal_id: str) -> dict[str, Any]:
         notes.append({"text": goal.assessment_note})
     if notes:
         resource["note"] = notes
-    return resource
+    return marked_withheld(resource, (w for w in withheld_of(plan) if w.part == goal_id))
 
 
 def appointment_to_fhir(plan: Plan, meeting_id: str) -> dict[str, Any]:
@@ -552,7 +592,7 @@ def appointment_to_fhir(plan: Plan, meeting_id: str) -> dict[str, Any]:
     }
     place = meeting.location or f"Video: {meeting.video}"
     appointment["comment"] = place + (f". Anteckningar: {meeting.notes}" if meeting.notes else "")
-    return appointment
+    return marked_withheld(appointment, (w for w in withheld_of(plan) if w.part == meeting_id))
 
 
 def _iso(value: date | datetime) -> str:

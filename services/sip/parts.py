@@ -40,6 +40,9 @@ class Participant:
     organization: str | None = None
     unit: str | None = None
     person_agrees: bool = False
+    # Whose entry this is (`custodian_of` the author in services/common/disclosure.py): set
+    # on replay from the event's `by`, never stored in the payload.
+    custodian: str | None = None
 
     @classmethod
     def from_payload(cls, data: Mapping[str, Any]) -> Participant:
@@ -61,6 +64,7 @@ class Need:
     text: str
     wishes: str | None
     recorded_at: datetime
+    custodian: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,9 @@ class Goal:
     outcome: str | None = None
     assessment_note: str | None = None
     revisions: tuple[GoalRevision, ...] = ()
+    # Whoever last set or revised the goal's text; the assessment note is the assessor's.
+    custodian: str | None = None
+    assessed_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +110,7 @@ class Intervention:
     start: date | None = None
     end: date | None = None
     status_reason: str | None = None
+    custodian: str | None = None
 
     @classmethod
     def from_payload(cls, data: Mapping[str, Any]) -> Intervention:
@@ -144,6 +152,8 @@ class Meeting:
     invitees: tuple[str, ...] = ()
     attendees: tuple[str, ...] = ()
     notes: str | None = None
+    custodian: str | None = None  # who scheduled it
+    notes_custodian: str | None = None  # who recorded the held meeting
 
     @classmethod
     def from_payload(cls, data: Mapping[str, Any]) -> Meeting:
@@ -165,6 +175,7 @@ class FollowUp:
     at: datetime
     by: EventActor
     was_due: date | None
+    custodian: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +206,7 @@ class CostAllocation:
     period_end: date | None
     agreed_by: tuple[str, ...] = ()
     in_force: bool = False
+    custodian: str | None = None
 
     @classmethod
     def from_payload(cls, data: Mapping[str, Any]) -> CostAllocation:
@@ -218,6 +230,7 @@ class DeviationAnswer:
     text: str
     organization: str
     at: datetime
+    custodian: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +243,7 @@ class Deviation:
     text: str
     reported_at: datetime
     answer: DeviationAnswer | None = None
+    custodian: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

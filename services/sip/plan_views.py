@@ -1,5 +1,9 @@
 """CareTeam, Goal and Appointment: resources that are views of one part of a plan.
 
+They are rendered from the plan as the reader may see it (services/sip/redaction.py): a goal
+or meeting whose custodian the reader may not see is not there (404), and a view from which
+something was withheld carries the same withheld marks as the CarePlan.
+
 Their id is `<plan id>-<part>` (`-team`, `-goal-1`, `-meeting-2`) and their `versionId` is
 the plan version they were read from. Their history is the plan's history seen through the
 view: one version for each plan version at which the part first appeared or looked different,
@@ -15,7 +19,12 @@ from typing import Any
 from uuid import UUID
 
 from services.common.fhir_time import published
-from services.common.resource_routes import ResourceAccess, ResourceVersion, resource_id
+from services.common.resource_routes import (
+    Disclosed,
+    ResourceAccess,
+    ResourceVersion,
+    resource_id,
+)
 from services.sip.domain import Plan
 from services.sip.fhir_mapping import appointment_to_fhir, care_team_to_fhir, goal_to_fhir
 
@@ -56,11 +65,12 @@ class PlanViewResource:
     def render(self, plan: Plan, part: str) -> dict[str, Any] | None:
         return self.view.render_part(plan, part)
 
-    def versions(self, plan_id: UUID) -> dict[str, list[ResourceVersion]]:
-        """Every part's versions, oldest first, from one replay of the plan's events."""
+    def versions(self, disclosed: Disclosed) -> dict[str, list[ResourceVersion]]:
+        """Every part's versions as the caller may see them, oldest first, from one replay
+        of the plan's events (a part the caller may not see has none)."""
         history: dict[str, list[ResourceVersion]] = {}
         seen: dict[str, dict[str, Any]] = {}
-        for plan in self.access.application.versions(plan_id):
+        for plan in disclosed.versions():
             for part in self.view.parts(plan):
                 resource = self.view.render(plan, part)
                 content = {key: value for key, value in resource.items() if key != "meta"}

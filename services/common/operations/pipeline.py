@@ -4,6 +4,7 @@ write context, so the change and its access-log record are one write."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from fastapi import Request
@@ -32,7 +33,8 @@ def run_operation(
         operation.may_call(actor)
     parameters = parse_parameters(operation.parameters, body, operation.name, operation.missing)
     resource: AggregateResource = request.app.state.resources[operation.resource_type]
-    target = _target(operation, resource, actor, id) if id is not None else None
+    names = set(_texts(parameters.model_dump())) if id is not None else set()
+    target = _target(operation, resource, actor, id, names) if id is not None else None
     call = OperationCall(operation, parameters, actor, now(), request, target)
     if target is not None:
         operation.check_patient(actor)
@@ -49,15 +51,36 @@ def run_operation(
         resource.application.save(target)
     if isinstance(answer, FhirResponse):
         return answer
-    return resource_response(resource.to_fhir(target))
+    # The changed resource as the caller may see it: the same disclosure and redaction as a
+    # read (an operation's answer is a way out like any other).
+    shown = resource.access.as_seen_by(actor, target) if operation.disclosed else target
+    return resource_response(resource.to_fhir(shown))
 
 
-def _target(operation: Operation[Any], resource: AggregateResource, actor: Actor, id: str) -> Any:
+def _texts(value: Any) -> Iterator[str]:
+    """Every string in the parameters: the parts (ids) a command names are among them."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _texts(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _texts(item)
+
+
+def _target(
+    operation: Operation[Any],
+    resource: AggregateResource,
+    actor: Actor,
+    id: str,
+    names: Iterable[str] = (),
+) -> Any:
     target_id = resource_id(id)
     if not operation.disclosed:
         return resource.application.aggregate(target_id)
     if operation.changes_state:  # the write logs itself
-        return resource.access.for_change(actor, target_id, "operation")
+        return resource.access.for_change(actor, target_id, "operation", names)
     entity = f"{operation.resource_type}/{id}/${operation.name}"
     return resource.access.open(actor, target_id, "operation", entity)
 

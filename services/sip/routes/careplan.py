@@ -1,5 +1,9 @@
-"""CarePlan: create, search (with `_include`) and the version routes."""
+"""CarePlan: create, search (with `_include`) and the version routes.
 
+What a search returns, and what it includes, is each plan as the caller may see it
+(`ResourceAccess.visible` applies services/sip/redaction.py)."""
+
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -28,6 +32,7 @@ from services.common.search import (
     search_parameters,
 )
 from services.sip.application import SipPlans
+from services.sip.domain import Plan
 from services.sip.fhir_mapping import (
     care_team_to_fhir,
     goal_to_fhir,
@@ -93,6 +98,23 @@ def _includes(request: Request, query: dict[str, str]) -> set[str]:
     return includes
 
 
+def _still_matches(query: dict[str, str]) -> Callable[[Plan], bool] | None:
+    """The search parameters that match on entries, asked again of the plan as the caller
+    sees it: a plan found only through an entry withheld from the caller is no match. (The
+    others match the plan's frame, which every reader sees.)"""
+    responsible = query.get("responsible-organization")
+    if not responsible:
+        return None
+    hsa_id = organization_token("responsible-organization", responsible)
+
+    def matches(plan: Plan) -> bool:
+        return plan.overall_responsible == hsa_id or any(
+            i.responsible_organization == hsa_id for i in plan.interventions.values()
+        )
+
+    return matches
+
+
 def _matching_ids(request: Request, query: dict[str, str]) -> list[Any]:
     parameters = search_parameters(query, set(SEARCH_PARAMETERS))
     subject = parameters.get("subject:identifier")
@@ -123,7 +145,9 @@ def search(request: Request, query: dict[str, str], actor: Actor) -> FhirRespons
     query = {key: value for key, value in query.items() if key != "_include"}
     matches = (plans(request).aggregate(plan_id) for plan_id in _matching_ids(request, query))
     access = request.app.state.resources["CarePlan"].access
-    shown = access.visible(actor, matches, urlencode(query), limit=page_size(query))
+    shown = access.visible(
+        actor, matches, urlencode(query), limit=page_size(query), matches=_still_matches(query)
+    )
     base = fhir_base(request)
     bundle = searchset(base, [plan_to_fhir(plan) for plan in shown], f"{base}/CarePlan")
     for plan in shown:
