@@ -101,6 +101,13 @@ def test_an_intact_log_verifies_in_the_database_and_over_http(system, workload, 
     token = system.token("auditor")
     assert sip(["audit", "verify", "--url", system.sip_url, "--token", token]) == 0
     assert "intact" in capsys.readouterr().out
+    # Recomputing from the contents over HTTP needs the whole log, which no auditor has by
+    # default; a record system does not read the hash view.
+    assert sip(["audit", "verify", "--url", system.sip_url, "--token", token, "--full"]) == 2
+    assert "whole log" in capsys.readouterr().err
+    record_system = system.token("integration", scopes=("system/Event.rs",))
+    assert sip(["audit", "verify", "--url", system.sip_url, "--token", record_system]) == 2
+    assert "refused: 403" in capsys.readouterr().err
 
 
 def test_a_one_byte_edit_of_a_stored_event_is_caught(tampered, backend, capsys):

@@ -32,6 +32,7 @@ from services.ops.offline import (
     table_rows,
 )
 from services.ops.verify import (
+    NotWholeLog,
     chain_view_links,
     database_links,
     feed_links,
@@ -109,16 +110,14 @@ def run_verify(arguments: argparse.Namespace) -> int:
         if not arguments.token:
             print("--url needs --token (an auditor's bearer token)", file=sys.stderr)
             return 2
-        if signed:
-            keys = httpx.get(f"{arguments.url}/events/checkpoint-keys", timeout=10).json()
-            expected = _checkpoint_head(signed, keys)
-            if expected is None:
-                return 1
-        if arguments.full:
-            links = feed_links(arguments.url, arguments.token)
-            return _report(arguments.url, links, expected)
-        viewed = chain_view_links(arguments.url, arguments.token)
-        return _report(arguments.url, viewed, expected, check=verify_chain_view)
+        try:
+            return _verify_over_http(arguments, signed)
+        except NotWholeLog as error:
+            print(str(error), file=sys.stderr)
+        except httpx.HTTPStatusError as error:
+            print(f"the service refused: {error.response.status_code} "
+                  f"{error.response.text[:300]}", file=sys.stderr)  # fmt: skip
+        return 2
     worst = 0
     for name, database_url in _services(arguments, arguments.service):
         with open_service(name, arguments.data_dir, database_url) as service:
@@ -132,6 +131,19 @@ def run_verify(arguments: argparse.Namespace) -> int:
             worst = max(worst, _report(name, links, expected))
             expected = None
     return worst
+
+
+def _verify_over_http(arguments: argparse.Namespace, signed: dict[str, Any] | None) -> int:
+    expected = None
+    if signed:
+        keys = httpx.get(f"{arguments.url}/events/checkpoint-keys", timeout=10).json()
+        expected = _checkpoint_head(signed, keys)
+        if expected is None:
+            return 1
+    if arguments.full:
+        return _report(arguments.url, feed_links(arguments.url, arguments.token), expected)
+    viewed = chain_view_links(arguments.url, arguments.token)
+    return _report(arguments.url, viewed, expected, check=verify_chain_view)
 
 
 def _checkpoint_head(signed: dict[str, Any], keys: dict[str, Any]) -> tuple[int, str] | None:

@@ -158,6 +158,10 @@ def database_links(
                 return
 
 
+class NotWholeLog(Exception):
+    """The feed answered with a caller's share, not the whole log."""
+
+
 def feed_links(base_url: str, token: str, page: int = 1000) -> Iterator[StoredLink]:
     """Events and chain links from a running service's event feed, up to its head when the
     reading began (reading the feed logs the access, which adds events after it)."""
@@ -172,6 +176,11 @@ def feed_links(base_url: str, token: str, page: int = 1000) -> Iterator[StoredLi
             for item in body["events"]:
                 if item["position"] > head:
                     return
+                if "stored_state" not in item:
+                    raise NotWholeLog(
+                        "the token reads only its share of the log, without the stored bytes: "
+                        "--full needs a subject the service grants the whole log"
+                    )
                 yield StoredLink(
                     position=item["position"],
                     originator_id=UUID(item["aggregate_id"]),
