@@ -14,6 +14,7 @@ from uuid import uuid4
 import pytest
 
 from contracts.actor import Actor
+from contracts.canonical import EXT_CONSENT_WITHDRAWN
 from services.common.audit.feed_access import (
     OMITTED,
     WHOLE,
@@ -37,6 +38,7 @@ from tests.fhir_data import (
     new_personnummer,
     prepare_for_activation,
     run,
+    withdrawal,
 )
 
 LOG_READER = "log-reader"
@@ -325,3 +327,18 @@ def test_the_whole_log_is_granted_by_configuration_only(monkeypatch, tmp_path):
     monkeypatch.setenv("CONSENT_WHOLE_LOG_READERS", "")
     monkeypatch.delenv("CONSENT_DATABASE_URL")
     assert ServiceSettings.from_env("CONSENT_DATABASE_URL").whole_log_reader_subjects == set()
+
+
+def test_without_the_grant_the_sip_service_gets_no_consent_events(backend):
+    """The SIP service follows the consent log by its grant, not by its token's scopes: with
+    the consent service granting nobody, it reads only its share, which is nothing, and a
+    withdrawal is not noted on the plan."""
+    with running_system(backend, whole_log_readers=()) as system:
+        plan_id, _, consent_id = shared_plan(system, "utan tillstånd")
+        withdrawn = system.consent.post(
+            f"/fhir/Consent/{consent_id}/$withdraw", json=withdrawal(), headers=FHIR_JSON
+        )
+        assert withdrawn.status_code == 200
+        system.settle()  # the follower has read up to the consent log's head
+        plan = system.sip.get(f"/fhir/CarePlan/{plan_id}").json()
+        assert EXT_CONSENT_WITHDRAWN not in str(plan.get("extension", []))
