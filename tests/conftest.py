@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -232,15 +232,16 @@ class System:
 
 
 @contextmanager
-def running_system(backend: Backend) -> Iterator[System]:
+def running_system(backend: Backend, **settings: Any) -> Iterator[System]:
     """Both services on the backend's storage, the consent service first (the SIP service
-    follows its log from the start)."""
+    follows its log from the start); `settings` changes both services' (e.g.
+    `whole_log_readers`)."""
     from services.consent.api import create_app as consent_app
     from services.sip.api import create_app as sip_app
 
-    consent = consent_app(backend.settings("consent"))
+    consent = consent_app(replace(backend.settings("consent"), **settings))
     with serve(consent) as consent_url:
-        sip = sip_app(backend.settings("sip", consent_service_url=consent_url))
+        sip = sip_app(replace(backend.settings("sip", consent_service_url=consent_url), **settings))
         with serve(sip) as sip_url:
             system = System(sip_url, consent_url, backend.issuer)
             system.sip_app, system.consent_app, system.backend = sip, consent, backend

@@ -129,11 +129,18 @@ def add_audit_routes(
     checkpoint_key: tuple[Path, str],
     peer_extract_url: str | None,
 ) -> None:
-    """What auditors read on every service: the event feed with its signed checkpoints
-    (`/events`), and the access log as AuditEvent, Provenance and the person's extract."""
+    """What auditors read on every service: the event feed, each caller's share of it, with
+    its hash chain and signed checkpoints (`/events`), and the access log as AuditEvent,
+    Provenance and the person's extract. Who reads the whole log comes from the app's
+    settings (`app.state.settings`, set before this is called)."""
     application = access.application
+    settings = getattr(app.state, "settings", None)
     app.state.event_feed = event_feed.EventFeed(
-        application, engine, CheckpointSigner(*checkpoint_key)
+        application,
+        engine,
+        CheckpointSigner(*checkpoint_key),
+        access.disclose,
+        whole_log_readers=settings.whole_log_reader_subjects if settings else frozenset(),
     )
     app.state.access_log_reading = access_log_routes.AccessLogReading(
         access,

@@ -24,6 +24,8 @@ from services.common.auth.tokens import (
 from services.common.persistence import data_dir_from_env
 
 SERVICE_HSA_ID = "SE0000000000-SIPSERVICE"
+# The subject of the SIP service's own development tokens.
+SERVICE_SUBJECT = "sip-service"
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,17 @@ class ServiceSettings:
     guardians_required: int = 2
     # The largest request body read (413 beyond it); a plan's or a consent's JSON is a few KB.
     max_body_bytes: int = 1024 * 1024
+    # Issue 12, the event feed: the token subjects (client ids) that read this service's whole
+    # log unfiltered (`/events`). None: the embedded default's own, the SIP service's
+    # development subject, which follows the consent service's log; nobody otherwise.
+    # Production names them in <SERVICE>_WHOLE_LOG_READERS (deploy/README.md).
+    whole_log_readers: tuple[str, ...] | None = None
+
+    @property
+    def whole_log_reader_subjects(self) -> frozenset[str]:
+        if self.whole_log_readers is not None:
+            return frozenset(self.whole_log_readers)
+        return frozenset({SERVICE_SUBJECT}) if self.dev_issuer_enabled else frozenset()
 
     @classmethod
     def from_env(cls, database_url_variable: str) -> ServiceSettings:
@@ -64,6 +77,7 @@ class ServiceSettings:
             client_secret=os.environ.get("SIP_CLIENT_SECRET"),
             guardians_required=int(os.environ.get("CONSENT_GUARDIANS_REQUIRED", "2")),
             max_body_bytes=int(os.environ.get("SIP_MAX_BODY_BYTES", str(1024 * 1024))),
+            whole_log_readers=whole_log_readers_from_env(database_url_variable),
         )
 
     @property
@@ -88,12 +102,20 @@ class ServiceSettings:
             )
         if self.dev_issuer_enabled:
             return DevServiceTokens(
-                DevIssuer(self.data_dir), subject="sip-service", organization=SERVICE_HSA_ID
+                DevIssuer(self.data_dir), subject=SERVICE_SUBJECT, organization=SERVICE_HSA_ID
             )
         raise ValueError(
             "the SIP service needs client credentials for the consent service: set "
             "SIP_CLIENT_TOKEN_URL, SIP_CLIENT_ID and SIP_CLIENT_SECRET"
         )
+
+
+def whole_log_readers_from_env(database_url_variable: str) -> tuple[str, ...] | None:
+    """`SIP_WHOLE_LOG_READERS` or `CONSENT_WHOLE_LOG_READERS`: subjects separated by spaces
+    or commas; set (even empty) it replaces the default."""
+    service = database_url_variable.removesuffix("_DATABASE_URL")
+    value = os.environ.get(f"{service}_WHOLE_LOG_READERS")
+    return None if value is None else tuple(value.replace(",", " ").split())
 
 
 def parse_trusted_issuers(value: str) -> dict[str, str]:

@@ -1,7 +1,10 @@
 """Recomputing the hash chain from the stored events and reporting the first break.
 
 Reads the events and the chain either straight from a service's database (SQLite file or
-PostgreSQL) or from a running service's event feed over HTTP; the same check runs on both.
+PostgreSQL) or, for a reader granted the whole log, from a running service's event feed over
+HTTP; the same check runs on both. An auditor without the whole log checks the chain's links,
+their order and the signed head from the content-free view `GET /events/chain`
+(`verify_chain_view`), which cannot show a changed content: docs/audit.md.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class Verification:
     events: int
     head: str
     first_break: Break | None
+    # Checked from the hash view: links, order and head, not that contents match their hashes.
+    links_only: bool = False
 
     @property
     def intact(self) -> bool:
@@ -153,6 +158,10 @@ def database_links(
                 return
 
 
+class NotWholeLog(Exception):
+    """The feed answered with a caller's share, not the whole log."""
+
+
 def feed_links(base_url: str, token: str, page: int = 1000) -> Iterator[StoredLink]:
     """Events and chain links from a running service's event feed, up to its head when the
     reading began (reading the feed logs the access, which adds events after it)."""
@@ -167,6 +176,11 @@ def feed_links(base_url: str, token: str, page: int = 1000) -> Iterator[StoredLi
             for item in body["events"]:
                 if item["position"] > head:
                     return
+                if "stored_state" not in item:
+                    raise NotWholeLog(
+                        "the token reads only its share of the log, without the stored bytes: "
+                        "--full needs a subject the service grants the whole log"
+                    )
                 yield StoredLink(
                     position=item["position"],
                     originator_id=UUID(item["aggregate_id"]),
@@ -177,5 +191,88 @@ def feed_links(base_url: str, token: str, page: int = 1000) -> Iterator[StoredLi
                     log_hash=item["log_hash"],
                 )
             if not body["events"]:
+                return
+            after = body["next"]
+
+
+@dataclass(frozen=True)
+class ViewedLink:
+    """One position of the content-free chain view (`GET /events/chain`)."""
+
+    position: int
+    originator_id: UUID
+    version: int
+    topic: str | None
+    event_stored: bool
+    previous_log_hash: str
+    stream_hash: str | None
+    log_hash: str | None
+
+
+def verify_chain_view(
+    links: Iterable[ViewedLink], *, expected_head: tuple[int, str] | None = None
+) -> Verification:
+    """Checks what the hash view shows without the contents: every link has its event and
+    every event its link, each link is made on the one before it in the listing, each
+    aggregate's versions follow one another from 1, and the chain passes through the signed
+    checkpoint's head at its position."""
+    log_head = GENESIS.hex()
+    versions: dict[UUID, int] = {}
+    count = 0
+    checkpoint_seen = expected_head is None
+
+    def broken(link: ViewedLink, reason: str) -> Verification:
+        where = Break(link.position, link.originator_id, link.version, reason)
+        return Verification(count, log_head, where, links_only=True)
+
+    for link in links:
+        if not link.event_stored:
+            return broken(link, "the event at this position was removed (its chain link remains)")
+        if link.log_hash is None or link.stream_hash is None:
+            return broken(link, "the event has no chain link: the service did not write it")
+        if link.previous_log_hash != log_head:
+            return broken(link, "the link is not made on the one before it: the order changed")
+        last_version = versions.get(link.originator_id, 0)
+        if link.version != last_version + 1:
+            return broken(link, f"the aggregate's version {last_version + 1} is missing before it")
+        versions[link.originator_id] = link.version
+        log_head = link.log_hash
+        count += 1
+        if expected_head is not None and link.position == expected_head[0]:
+            if link.log_hash != expected_head[1]:
+                return broken(link, "the log differs from the signed checkpoint here")
+            checkpoint_seen = True
+    if not checkpoint_seen:
+        assert expected_head is not None
+        reason = "the log ends before the signed checkpoint's position: events were cut off"
+        where = Break(expected_head[0], None, None, reason)
+        return Verification(count, log_head, where, links_only=True)
+    return Verification(count, log_head, None, links_only=True)
+
+
+def chain_view_links(base_url: str, token: str, page: int = 5000) -> Iterator[ViewedLink]:
+    """The chain view of a running service, up to its head when the reading began."""
+    after, head = 0, None
+    with httpx.Client(base_url=base_url, timeout=30,
+                      headers={"Authorization": f"Bearer {token}"}) as client:  # fmt: skip
+        while head is None or after < head:
+            response = client.get("/events/chain", params={"after": after, "_count": page})
+            response.raise_for_status()
+            body = response.json()
+            head = body["head"] if head is None else head
+            for item in body["links"]:
+                if item["position"] > head:
+                    return
+                yield ViewedLink(
+                    position=item["position"],
+                    originator_id=UUID(item["aggregate_id"]),
+                    version=item["version"],
+                    topic=item["type"],
+                    event_stored=item["event_stored"],
+                    previous_log_hash=item["previous_log_hash"],
+                    stream_hash=item["stream_hash"],
+                    log_hash=item["log_hash"],
+                )
+            if not body["links"]:
                 return
             after = body["next"]

@@ -1,13 +1,17 @@
-"""`GET /events`: every stored event in commit order, with its chain hashes, paged by a
-cursor, so a whole history can be replayed from position 0; and `GET /events/checkpoint`,
-the signed head of the log."""
+"""`GET /events`: the stored events in commit order, paged by a cursor, so a history can be
+replayed from position 0 — each caller's share of them (`feed_access.py`), every event as
+stored only for a reader the service's configuration grants the whole log;
+`GET /events/chain`, the hash chain without content, from which anyone auditing the service
+verifies the log's links (`chain_view.py`); and `GET /events/checkpoint`, its signed head."""
 
 from __future__ import annotations
 
 import base64
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
+from uuid import UUID
 
 from eventsourcing.utils import get_topic
 from fastapi import APIRouter, Depends, Query, Request
@@ -18,17 +22,46 @@ from contracts.actor import Actor
 from contracts.events import CREATION_FIELDS, CreationFields
 from services.common.access_log import SUCCESS, AccessRecord
 from services.common.application import VersionedApplication
+from services.common.audit.chain_view import ChainPage, chain_page
 from services.common.audit.checkpoints import Checkpoint, CheckpointSigner
+from services.common.audit.feed_access import (
+    WITHHELD_REASON,
+    AuditorRule,
+    FeedEvent,
+    FeedRule,
+    RecordSystemRule,
+    Verdict,
+    transcoded,
+    whole_log,
+)
 from services.common.auth.dependency import authorize
+from services.common.auth.scopes import CONTEXT_OF_ROLE, permits
+from services.common.disclosure import Discloser
 from services.common.fhir_api import FhirError, access_log_unwritable
 from services.common.fhir_time import fhir_instant, now
 
-# The raw log holds every organisation's data: only a scope naming it, never `*`, opens it,
-# and only to auditors and systems (the peer service follows it).
-EventReader = Annotated[Actor, Depends(authorize("Event", "r", explicit_scope=True))]
+# Each caller's share of the log is filtered by the same rules as the API, so the scopes that
+# read resources (`system/*.rs`) open it; the whole log needs a grant in the configuration
+# and a scope naming `Event` itself.
+EventReader = Annotated[Actor, Depends(authorize("Event", "r"))]
 FEED_ROLES = ("auditor", "integration")
 # The largest notification id the stores hold (a BIGINT); a larger cursor would overflow them.
 MAX_POSITION = 2**63 - 1
+# (a person's system, value, the custodian of the record) -> what a page disclosed of them
+Disclosed = dict[tuple[str, str, str | None], tuple[list[str], set[str]]]
+# The person and the custodian a record's creation event names.
+Named = tuple[dict[str, str] | None, str | None]
+
+
+@dataclass(frozen=True)
+class Shown:
+    """An event of a page that the caller's rule shows."""
+
+    notification: Any
+    payload: dict[str, Any]
+    verdict: Verdict
+    person: dict[str, str] | None
+    record_custodian: str | None
 
 
 def event_topics(aggregate_class: type[Any]) -> list[str]:
@@ -41,19 +74,42 @@ def event_topics(aggregate_class: type[Any]) -> list[str]:
 
 
 class EventFeed:
-    """What the feed's routes read: one service's event store, its chain table and its
-    checkpoint key. An app serves it by `app.state.event_feed = EventFeed(...)` and
-    `app.include_router(router)`."""
+    """What the feed's routes read: one service's event store, its chain table, its checkpoint
+    key, the resource type's disclosure rule and who is granted the whole log. An app serves
+    it by `app.state.event_feed = EventFeed(...)` and `app.include_router(router)`."""
 
     def __init__(
-        self, application: VersionedApplication, engine: Engine, signer: CheckpointSigner
+        self,
+        application: VersionedApplication,
+        engine: Engine,
+        signer: CheckpointSigner,
+        disclose: Discloser,
+        whole_log_readers: frozenset[str] = frozenset(),
     ) -> None:
         self.application = application
         self.engine = engine
         self.signer = signer
+        self.disclose = disclose
+        self.whole_log_readers = whole_log_readers
         self.chain_table: str = application.recorder.chain_table  # type: ignore[attr-defined]
         aggregate_types = {cls.__name__: cls for cls in (application.aggregate_class, AccessRecord)}
         self.topics_of_type = {name: event_topics(cls) for name, cls in aggregate_types.items()}
+        self.access_record_topics = frozenset(self.topics_of_type["AccessRecord"])
+
+    def reads_whole_log(self, actor: Actor) -> bool:
+        """Granted by configuration to the subject, and asked for with a scope naming `Event`
+        (a wildcard scope never reaches the whole log)."""
+        context = CONTEXT_OF_ROLE[actor.role]
+        return actor.subject in self.whole_log_readers and permits(
+            actor.scopes, context, "Event", "r", wildcard=False
+        )
+
+    def rule_for(self, actor: Actor) -> FeedRule:
+        if self.reads_whole_log(actor):
+            return whole_log
+        if actor.role == "auditor":
+            return AuditorRule(actor.organization)
+        return RecordSystemRule(actor, self.disclose, self.application.aggregate)
 
     def chain_rows(self, first: int, last: int) -> dict[int, tuple[str, str]]:
         with self.engine.connect() as connection:
@@ -65,6 +121,9 @@ class EventFeed:
                 {"first": first, "last": last},
             )
             return {row[0]: (row[1], row[2]) for row in rows}
+
+    def chain(self, after: int, count: int) -> ChainPage:
+        return chain_page(self.application.recorder, self.engine, self.chain_table, after, count)
 
     def head(self) -> int:
         return self.application.recorder.max_notification_id() or 0
@@ -78,16 +137,44 @@ class EventFeed:
             inclusive_of_start=False,
         )
 
-    def items(self, notifications: Sequence[Any]) -> list[dict[str, Any]]:
-        links = self.chain_rows(notifications[0].id, notifications[-1].id) if notifications else {}
-        return [_item(notification, links) for notification in notifications]
+    def judged(self, notifications: Sequence[Any], rule: FeedRule) -> list[Shown]:
+        """The page's events the rule shows, each with its payload and the verdict."""
+        creations: dict[UUID, Named] = {}
+        shown = []
+        for notification in notifications:
+            payload = json.loads(notification.state)
+            person, record_custodian = self._named(notification, creations)
+            verdict = rule(
+                FeedEvent(
+                    aggregate_id=notification.originator_id,
+                    author=_author(payload),
+                    payload=payload,
+                    access_record=notification.topic in self.access_record_topics,
+                    record_custodian=record_custodian,
+                )
+            )
+            if verdict.shown:
+                shown.append(Shown(notification, payload, verdict, person, record_custodian))
+        return shown
 
-    def log_read(self, actor: Actor, notifications: Sequence[Any], query: str) -> None:
-        """One access record per person (and organisation whose information it was) that a
-        page disclosed events of (IHE BALP), written before the page is answered."""
-        if not notifications:
+    def items(self, page: Sequence[Shown], whole: bool) -> list[dict[str, Any]]:
+        first, last = (page[0].notification.id, page[-1].notification.id) if page else (0, -1)
+        links = self.chain_rows(first, last) if page else {}
+        return [
+            _item(shown.notification, shown.payload, links, content=shown.verdict.content,
+                  stored=whole)
+            for shown in page
+        ]  # fmt: skip
+
+    def log_read(self, actor: Actor, page: Sequence[Shown], query: str) -> None:
+        """One access record per person (and organisation whose record it was) that a page
+        disclosed events of, with the consents relied on (IHE BALP), as a search logs its
+        matches; written before the page is answered. A page that showed nothing is not
+        logged: its record would be the next page's event, and a follower polling the feed
+        would log forever."""
+        if not page:
             return
-        positions = f"positions {notifications[0].id}-{notifications[-1].id}"
+        positions = f"positions {page[0].notification.id}-{page[-1].notification.id}"
         records = [
             AccessRecord(
                 interaction="event-feed",
@@ -97,43 +184,51 @@ class EventFeed:
                 patient={"system": system, "value": value},
                 custodian=custodian,
                 entity=" ".join(entities),
-                consents=[],
+                consents=sorted(consents),
                 query=query,
                 detail=f"event feed, {positions}",
                 recorded_at=now(),
             )
-            for (system, value, custodian), entities in self._disclosed(notifications).items()
+            for (system, value, custodian), (entities, consents) in self._disclosed(page).items()
         ]
         try:
             self.application.save(*records)
         except Exception as error:
             raise access_log_unwritable(error) from None
 
-    def _disclosed(
-        self, notifications: Sequence[Any]
-    ) -> dict[tuple[str, str, str | None], list[str]]:
+    def _disclosed(self, page: Sequence[Shown]) -> Disclosed:
         """The resources a page disclosed, by (person's system, value, custodian)."""
-        access_record_topics = set(self.topics_of_type["AccessRecord"])
-        resource_type_of = {
-            n.originator_id: "AuditEvent"
-            if n.topic in access_record_topics
-            else self.application.resource_type
-            for n in notifications
-        }
-        disclosed: dict[tuple[str, str, str | None], list[str]] = {}
-        for originator_id, resource_type in resource_type_of.items():
-            # From the stored creation event as it is, not the aggregate: a log that was
-            # tampered with must still be readable, so that verification can name the break.
-            created = self.application.recorder.select_events(originator_id, lte=1, limit=1)
-            person, custodian = (
-                _named_in_creation(created[0].state, CREATION_FIELDS[resource_type])
-                if created
-                else (None, None)
+        disclosed: Disclosed = {}
+        for shown in page:
+            if not shown.person:
+                continue
+            entities, consents = disclosed.setdefault(
+                (shown.person["system"], shown.person["value"], shown.record_custodian),
+                ([], set()),
             )
-            if person:
-                key = (person["system"], person["value"], custodian)
-                disclosed.setdefault(key, []).append(f"{resource_type}/{originator_id}")
+            entity = f"{self._resource_type(shown.notification)}/{shown.notification.originator_id}"
+            if entity not in entities:
+                entities.append(entity)
+            consents.update(shown.verdict.consents)
         return disclosed
+
+    def _resource_type(self, notification: Any) -> str:
+        if notification.topic in self.access_record_topics:
+            return "AuditEvent"
+        return self.application.resource_type
+
+    def _named(self, notification: Any, creations: dict[UUID, Named]) -> Named:
+        """The person and custodian the event's record names, from its stored creation event
+        as it is, not the aggregate: a log that was tampered with must still be readable, so
+        that verification can name the break."""
+        originator_id = notification.originator_id
+        if originator_id not in creations:
+            fields = CREATION_FIELDS[self._resource_type(notification)]
+            created = self.application.recorder.select_events(originator_id, lte=1, limit=1)
+            creations[originator_id] = (
+                _named_in_creation(created[0].state, fields) if created else (None, None)
+            )
+        return creations[originator_id]
 
     def checkpoint(self, service: str) -> dict[str, Any]:
         position = self.head()
@@ -161,25 +256,49 @@ def events(
     ] = None,
 ) -> dict[str, Any]:
     if actor.role not in FEED_ROLES:
-        raise FhirError(403, "forbidden", "the raw event log is for auditors and systems")
+        raise FhirError(403, "forbidden", "the event feed is for auditors and systems")
     if event_type is not None and event_type not in feed.topics_of_type:
         raise FhirError(400, "invalid", f"type is one of {', '.join(feed.topics_of_type)}")
     # Ids commit in order, so everything up to the head read first is there to be read;
-    # a page shorter than the limit has seen all of it, even when a type filter skipped
-    # most, and the cursor moves to that head.
+    # a page shorter than the limit has seen all of it, even when a type filter or the
+    # caller's share skipped most, and the cursor moves to that head.
     head = feed.head()
     notifications = feed.notifications(after, limit, head, event_type)
-    feed.log_read(actor, notifications, f"after={after}&limit={limit}&type={event_type or ''}")
+    rule = feed.rule_for(actor)
+    page = feed.judged(notifications, rule)
+    feed.log_read(actor, page, f"after={after}&limit={limit}&type={event_type or ''}")
     full_page = len(notifications) == limit
     return {
-        "events": feed.items(notifications),
+        "events": feed.items(page, whole=rule is whole_log),
         "next": notifications[-1].id if full_page else max(head, after),
         "head": head,
     }
 
 
+def chain_reader(actor: EventReader, feed: Feed) -> Actor:
+    """The chain and its checkpoints hold no personal content: every auditor (of any
+    organisation, as the log is one for all) and every whole-log reader may verify them."""
+    if actor.role != "auditor" and not feed.reads_whole_log(actor):
+        raise FhirError(403, "forbidden", "the hash chain is for auditors")
+    return actor
+
+
+ChainReader = Annotated[Actor, Depends(chain_reader)]
+
+
+@router.get("/chain")
+def chain(
+    _: ChainReader,
+    feed: Feed,
+    after: Annotated[int, Query(ge=0, le=MAX_POSITION)] = 0,
+    count: Annotated[int, Query(alias="_count", ge=1, le=5000)] = 1000,
+) -> dict[str, Any]:
+    page = feed.chain(after, count)
+    return {"links": page.links, "next": page.next, "head": page.head}
+
+
 @router.get("/checkpoint")
-def checkpoint(actor: EventReader, feed: Feed, request: Request) -> dict[str, Any]:
+def checkpoint(_: ChainReader, feed: Feed, request: Request) -> dict[str, Any]:
     return feed.checkpoint(request.app.title)
 
 
@@ -188,26 +307,36 @@ def checkpoint_keys(feed: Feed) -> dict[str, Any]:
     return feed.signer.public_keys()
 
 
-def _item(notification: Any, links: dict[int, tuple[str, str]]) -> dict[str, Any]:
-    payload = json.loads(notification.state)
+def _item(
+    notification: Any,
+    payload: dict[str, Any],
+    links: dict[int, tuple[str, str]],
+    *,
+    content: bool,
+    stored: bool,
+) -> dict[str, Any]:
+    """An event as the feed lists it: with its content, or with it withheld (position, record
+    and type only); the stored bytes only in the whole log."""
     stream_hash, log_hash = links.get(notification.id, (None, None))
-    return {
+    item: dict[str, Any] = {
         "position": notification.id,
         "aggregate_id": str(notification.originator_id),
         "version": notification.originator_version,
         "type": notification.topic,
-        "time": _transcoded(payload.get("timestamp")),
+    }
+    if not content:
+        return {**item, "withheld": WITHHELD_REASON, "payload": None}
+    item |= {
+        "time": transcoded(payload.get("timestamp")),
         "author": _author(payload),
         "payload": payload,
-        "stored_state": base64.b64encode(notification.state).decode(),
-        "stream_hash": stream_hash,
-        "log_hash": log_hash,
     }
+    if stored:
+        item["stored_state"] = base64.b64encode(notification.state).decode()
+    return {**item, "stream_hash": stream_hash, "log_hash": log_hash}
 
 
-def _named_in_creation(
-    state: bytes, fields: CreationFields
-) -> tuple[dict[str, str] | None, str | None]:
+def _named_in_creation(state: bytes, fields: CreationFields) -> Named:
     """The person a creation event names (a plan's subject, a consent's or an access
     record's patient) and the organisation whose information it is (the plan's starting
     organisation, the consent's recorder's, the record's custodian)."""
@@ -216,12 +345,12 @@ def _named_in_creation(
     except ValueError:
         return None, None
     person = None
-    named = _transcoded(payload.get(fields.person))
+    named = transcoded(payload.get(fields.person))
     if isinstance(named, dict) and {"system", "value"} <= set(named):
         person = {"system": str(named["system"]), "value": str(named["value"])}
     custodian: Any = payload
     for field in fields.custodian:
-        custodian = _transcoded(custodian.get(field)) if isinstance(custodian, dict) else None
+        custodian = transcoded(custodian.get(field)) if isinstance(custodian, dict) else None
     return person, custodian if isinstance(custodian, str) and custodian else None
 
 
@@ -231,8 +360,3 @@ def _author(payload: dict[str, Any]) -> dict[str, Any] | None:
         if isinstance(value, dict) and {"subject", "role"} <= set(value):
             return value
     return None
-
-
-def _transcoded(value: Any) -> Any:
-    """A value as the library's JSON transcoder wrote it ({"_type_": ..., "_data_": ...})."""
-    return value.get("_data_") if isinstance(value, dict) and "_data_" in value else value

@@ -213,6 +213,7 @@ def default_scopes(role: str) -> tuple[str, ...]:
         "coordinator": ("user/CarePlan.cruds", "user/Consent.crus", "user/*.rs"),
         "professional": ("user/CarePlan.rus", "user/Consent.rs", "user/*.rs"),
         "integration": ("system/CarePlan.cruds", "system/Consent.cruds", "system/*.rs"),
-        "auditor": ("user/*.rs", "user/Event.rs"),
+        # The whole log is granted by configuration, never by a default scope.
+        "auditor": ("user/*.rs",),
         "patient": ("patient/CarePlan.rus", "patient/Consent.crus", "patient/*.rs"),
     }[role]
