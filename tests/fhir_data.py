@@ -131,3 +131,17 @@ def prepare_for_activation(client: Any, plan_id: str) -> None:
 
 def withdrawal(reason: str = "Jag vill inte längre") -> dict[str, Any]:
     return {"resourceType": "Parameters", "parameter": [{"name": "reason", "valueString": reason}]}
+
+
+def whole_feed(client, **params):
+    """Every page of the feed up to the head the first page saw: (events, raw bodies)."""
+    events, bodies, after, head = [], [], 0, None
+    while head is None or after < head:
+        response = client.get("/events", params={"after": after, "limit": 1000, **params})
+        assert response.status_code == 200, response.text
+        bodies.append(response.text)
+        page = response.json()
+        head = page["head"] if head is None else head
+        events += [e for e in page["events"] if e["position"] <= head]
+        after = page["next"]
+    return events, "".join(bodies)

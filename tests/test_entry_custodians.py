@@ -30,6 +30,7 @@ from tests.fhir_data import (
     new_personnummer,
     prepare_for_activation,
     run,
+    whole_feed,
     withdrawal,
 )
 from tests.servers import wait_until
@@ -354,6 +355,13 @@ def test_a_school_taking_part_sees_no_cost_shares_even_with_consent(system):
     # The principals see the shares.
     municipality = system.as_caller(organization=MUNICIPALITY).sip
     assert EXT_COST_ALLOCATION in municipality.get(f"/fhir/CarePlan/{plan_id}").text
+    # Nor through the event feed: the school's record system gets the event, withheld.
+    school_system = system.as_caller("integration", organization=SCHOOL).sip
+    events, raw = whole_feed(school_system, type="Plan")
+    costs = [e for e in events if e["type"].endswith("CostAllocationProposed")]
+    assert [e["aggregate_id"] for e in costs] == [plan_id]
+    assert costs[0]["payload"] is None and "withheld" in costs[0]
+    assert '"percent"' not in raw
 
 
 def test_search_does_not_match_through_a_withheld_entry(system):

@@ -38,6 +38,7 @@ from tests.fhir_data import (
     new_personnummer,
     prepare_for_activation,
     run,
+    whole_feed,
     withdrawal,
 )
 
@@ -80,20 +81,6 @@ def region_only_plan(system, goal: str):
     ).json()["id"]
     assert run(system.sip, plan_id, "record-need", text=goal).status_code == 200
     return plan_id, personnummer
-
-
-def whole_feed(client, **params):
-    """Every page of the feed up to the head the first page saw: (events, raw bodies)."""
-    events, bodies, after, head = [], [], 0, None
-    while head is None or after < head:
-        response = client.get("/events", params={"after": after, "limit": 1000, **params})
-        assert response.status_code == 200, response.text
-        bodies.append(response.text)
-        page = response.json()
-        head = page["head"] if head is None else head
-        events += [e for e in page["events"] if e["position"] <= head]
-        after = page["next"]
-    return events, "".join(bodies)
 
 
 def test_an_outsiders_auditor_and_record_system_get_nothing_of_others_records(system):
@@ -253,12 +240,13 @@ ACTOR = Actor(subject="rs", role="integration", organization=MUNICIPALITY)
 
 
 def event(author_organization=None, *, role="coordinator", access_record=False, custodian=REGION,
-          aggregate=None, payload=None):  # fmt: skip
+          aggregate=None, payload=None, topic="services.sip.domain:Plan.NeedRecorded"):  # fmt: skip
     author = None if author_organization is None and role != "patient" else {
         "subject": "u", "role": role, "organization": author_organization
     }  # fmt: skip
     return FeedEvent(
         aggregate_id=aggregate or uuid4(),
+        topic=topic,
         author=author,
         payload=payload or {},
         access_record=access_record,
@@ -287,6 +275,20 @@ def test_a_record_system_sees_the_custodians_its_disclosure_names_and_the_frame(
     assert rule(event(MUNICIPALITY, aggregate=hidden)) == OMITTED
     assert rule(event(MUNICIPALITY, access_record=True, custodian=MUNICIPALITY)) == OMITTED
     assert loaded == [plan, hidden]  # once per record
+
+
+def test_a_kind_withheld_whoever_its_custodian_is_comes_withheld_from_the_feed():
+    costs = "services.sip.domain:Plan.CostAllocationProposed"
+    disclosure = Disclosure(withheld_kinds=frozenset({"cost-allocation"}))
+    rule = RecordSystemRule(
+        ACTOR,
+        lambda aggregate, actor: disclosure,
+        lambda i: i,
+        lambda topic: "cost-allocation" if topic == costs else None,
+    )
+    assert rule(event(REGION, topic=costs)) == Verdict(True, False)
+    assert rule(event(MUNICIPALITY, topic=costs)).content is False  # even its own
+    assert rule(event(REGION)).content is True
 
 
 def test_a_record_system_with_every_custodian_disclosed_sees_every_entry():

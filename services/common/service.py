@@ -17,6 +17,7 @@ from services.common import access_log_routes
 from services.common.access_log_views import AccessLogIndex
 from services.common.audit import feed as event_feed
 from services.common.audit.checkpoints import CheckpointSigner
+from services.common.audit.feed_access import EntryKind, no_entry_kind
 from services.common.auth.tokens import TokenVerifier
 from services.common.fhir_api import (
     FhirResponse,
@@ -128,6 +129,7 @@ def add_audit_routes(
     *,
     checkpoint_key: tuple[Path, str],
     peer_extract_url: str | None,
+    entry_kind: EntryKind = no_entry_kind,
 ) -> None:
     """What auditors read on every service: the event feed, each caller's share of it, with
     its hash chain and signed checkpoints (`/events`), and the access log as AuditEvent,
@@ -141,6 +143,7 @@ def add_audit_routes(
         CheckpointSigner(*checkpoint_key),
         access.disclose,
         whole_log_readers=settings.whole_log_reader_subjects if settings else frozenset(),
+        entry_kind=entry_kind,
     )
     app.state.access_log_reading = access_log_routes.AccessLogReading(
         access,

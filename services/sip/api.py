@@ -20,7 +20,7 @@ from services.sip.disclosure import PlanDisclosure
 from services.sip.fhir_mapping import plan_to_fhir
 from services.sip.plan_views import PLAN_VIEWS, PlanViewResource
 from services.sip.projections import PlanIndex
-from services.sip.redaction import redact, withheld_parts
+from services.sip.redaction import entry_kind_of_topic, redact, withheld_parts
 from services.sip.routes import careplan, operations, views
 
 VERSIONS = ["read", "vread", "history-instance", "history-type"]
@@ -87,6 +87,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         engine,
         checkpoint_key=(settings.data_dir, "sip"),
         peer_extract_url=settings.consent_service_url,
+        entry_kind=entry_kind_of_topic,
     )
     app.include_router(operations.definitions_router)
     return app

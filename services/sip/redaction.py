@@ -23,6 +23,17 @@ from services.sip.parts import Goal, Intervention, Meeting
 
 # What the cost allocation entries are called: shown to the principals taking part only.
 COST_ALLOCATION = "cost-allocation"
+# The plan's events that record an entry of a kind withheld whoever its custodian is.
+_KIND_OF_EVENT = {
+    "CostAllocationProposed": COST_ALLOCATION,
+    "CostAllocationAgreed": COST_ALLOCATION,
+}
+
+
+def entry_kind_of_topic(topic: str) -> str | None:
+    """The kind of entry a plan event records, for the event feed
+    (`services.sip.domain:Plan.CostAllocationProposed` is a cost allocation)."""
+    return _KIND_OF_EVENT.get(topic.rpartition(".")[2])
 
 
 @dataclass(frozen=True)

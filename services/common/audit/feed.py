@@ -27,10 +27,12 @@ from services.common.audit.checkpoints import Checkpoint, CheckpointSigner
 from services.common.audit.feed_access import (
     WITHHELD_REASON,
     AuditorRule,
+    EntryKind,
     FeedEvent,
     FeedRule,
     RecordSystemRule,
     Verdict,
+    no_entry_kind,
     transcoded,
     whole_log,
 )
@@ -85,12 +87,14 @@ class EventFeed:
         signer: CheckpointSigner,
         disclose: Discloser,
         whole_log_readers: frozenset[str] = frozenset(),
+        entry_kind: EntryKind = no_entry_kind,
     ) -> None:
         self.application = application
         self.engine = engine
         self.signer = signer
         self.disclose = disclose
         self.whole_log_readers = whole_log_readers
+        self.entry_kind = entry_kind
         self.chain_table: str = application.recorder.chain_table  # type: ignore[attr-defined]
         aggregate_types = {cls.__name__: cls for cls in (application.aggregate_class, AccessRecord)}
         self.topics_of_type = {name: event_topics(cls) for name, cls in aggregate_types.items()}
@@ -109,7 +113,7 @@ class EventFeed:
             return whole_log
         if actor.role == "auditor":
             return AuditorRule(actor.organization)
-        return RecordSystemRule(actor, self.disclose, self.application.aggregate)
+        return RecordSystemRule(actor, self.disclose, self.application.aggregate, self.entry_kind)
 
     def chain_rows(self, first: int, last: int) -> dict[int, tuple[str, str]]:
         with self.engine.connect() as connection:
@@ -147,6 +151,7 @@ class EventFeed:
             verdict = rule(
                 FeedEvent(
                     aggregate_id=notification.originator_id,
+                    topic=notification.topic,
                     author=_author(payload),
                     payload=payload,
                     access_record=notification.topic in self.access_record_topics,

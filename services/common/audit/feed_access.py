@@ -40,6 +40,7 @@ class FeedEvent:
     """What a verdict needs of one stored event."""
 
     aggregate_id: UUID
+    topic: str
     author: Mapping[str, Any] | None
     payload: Mapping[str, Any]
     access_record: bool  # an event of the access log's own aggregate
@@ -48,6 +49,13 @@ class FeedEvent:
 
 # A caller's rule: the verdict on each event of a page.
 FeedRule = Callable[[FeedEvent], Verdict]
+# The kind of entry an event's topic records, where a kind is withheld whoever its custodian
+# is (a plan's cost shares, which only the principals see); None for every other event.
+EntryKind = Callable[[str], str | None]
+
+
+def no_entry_kind(topic: str) -> str | None:
+    return None
 
 
 def whole_log(_: FeedEvent) -> Verdict:
@@ -60,8 +68,15 @@ class RecordSystemRule:
     access log is the auditors'; a record system reads its own accesses nowhere else either).
     Each record is loaded once per page and asked about once."""
 
-    def __init__(self, actor: Actor, disclose: Discloser, load: Callable[[UUID], Any]) -> None:
+    def __init__(
+        self,
+        actor: Actor,
+        disclose: Discloser,
+        load: Callable[[UUID], Any],
+        entry_kind: EntryKind = no_entry_kind,
+    ) -> None:
         self.actor, self.disclose, self.load = actor, disclose, load
+        self.entry_kind = entry_kind
         self._disclosures: dict[UUID, Disclosure | None] = {}
 
     def __call__(self, event: FeedEvent) -> Verdict:
@@ -70,7 +85,9 @@ class RecordSystemRule:
         disclosure = self._disclosure(event.aggregate_id)
         if disclosure is None:
             return OMITTED
-        if disclosure.sees(custodian_of(event.author)):
+        kind = self.entry_kind(event.topic)
+        custodian = custodian_of(event.author)
+        if disclosure.sees(custodian) if kind is None else disclosure.sees_entry(kind, custodian):
             return Verdict(True, True, disclosure.consents)
         return Verdict(True, False, disclosure.consents)
 
