@@ -24,6 +24,8 @@ from services.common.auth.tokens import (
 from services.common.persistence import data_dir_from_env
 
 SERVICE_HSA_ID = "SE0000000000-SIPSERVICE"
+# The subject of the SIP service's own token on the embedded default (development issuer).
+SIP_SERVICE_SUBJECT = "sip-service"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,11 @@ class ServiceSettings:
     # The largest request body read (413 beyond it); a plan's or a consent's JSON is a few KB.
     max_body_bytes: int = 1024 * 1024
 
+    # Consent service (issue 12): the token subjects of peer services that may ask `$check`
+    # on behalf of another organisation (`actor`); and the longest a block override may last.
+    consent_trusted_peers: tuple[str, ...] = (SIP_SERVICE_SUBJECT,)
+    block_override_max_hours: float = 24.0
+
     @classmethod
     def from_env(cls, database_url_variable: str) -> ServiceSettings:
         consent_port = os.environ.get("CONSENT_PORT", "8001")
@@ -64,6 +71,7 @@ class ServiceSettings:
             client_secret=os.environ.get("SIP_CLIENT_SECRET"),
             guardians_required=int(os.environ.get("CONSENT_GUARDIANS_REQUIRED", "2")),
             max_body_bytes=int(os.environ.get("SIP_MAX_BODY_BYTES", str(1024 * 1024))),
+            **_consent_settings_from_env(),
         )
 
     @property
@@ -88,7 +96,7 @@ class ServiceSettings:
             )
         if self.dev_issuer_enabled:
             return DevServiceTokens(
-                DevIssuer(self.data_dir), subject="sip-service", organization=SERVICE_HSA_ID
+                DevIssuer(self.data_dir), subject=SIP_SERVICE_SUBJECT, organization=SERVICE_HSA_ID
             )
         raise ValueError(
             "the SIP service needs client credentials for the consent service: set "
@@ -105,3 +113,14 @@ def parse_trusted_issuers(value: str) -> dict[str, str]:
             raise ValueError("SIP_TRUSTED_ISSUERS holds issuer|jwks-url pairs, space-separated")
         issuers[issuer] = jwks_url
     return issuers
+
+
+def _consent_settings_from_env() -> dict[str, object]:
+    """CONSENT_TRUSTED_PEERS (token subjects, space-separated) and
+    CONSENT_BLOCK_OVERRIDE_MAX_HOURS; unset, the defaults."""
+    settings: dict[str, object] = {}
+    if (peers := os.environ.get("CONSENT_TRUSTED_PEERS")) is not None:
+        settings["consent_trusted_peers"] = tuple(peers.split())
+    if hours := os.environ.get("CONSENT_BLOCK_OVERRIDE_MAX_HOURS"):
+        settings["block_override_max_hours"] = float(hours)
+    return settings
