@@ -1,0 +1,131 @@
+"""Withdrawal and expiry take effect within one second across SIP replicas (issue 12).
+
+Two SIP service instances on the same database and one consent service, over real HTTP on
+both backends. Each instance keeps its own permit cache; the consent feed's shared position
+makes the plan notes happen once, while each instance follows the feed for its own cache. A
+cached permit also ends at its `validUntil` (the consent's period end). The figures are
+printed (`pytest -s`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import timedelta
+
+import pytest
+
+from services.common.fhir_time import fhir_instant, now
+from tests.conftest import Backend, System
+from tests.fhir_data import (
+    FHIR_JSON,
+    MUNICIPALITY,
+    care_plan,
+    consent,
+    new_personnummer,
+    prepare_for_activation,
+    withdrawal,
+)
+from tests.servers import ask_to_stop, serve, wait_until
+
+
+@pytest.fixture
+def replicas(backend: Backend) -> Iterator[tuple[System, list]]:
+    """One consent service, two SIP instances on one database: the system (through the first
+    instance) and the municipality's reader on each instance."""
+    from services.consent.api import create_app as consent_app
+    from services.sip.api import create_app as sip_app
+
+    with ExitStack() as stack:
+        consent = consent_app(backend.settings("consent"))
+        consent_url = stack.enter_context(serve(consent))
+        apps = [sip_app(backend.settings("sip", consent_service_url=consent_url)) for _ in "ab"]
+        urls = [stack.enter_context(serve(app)) for app in apps]
+        system = System(urls[0], consent_url, backend.issuer)
+        system.sip_app, system.consent_app, system.backend = apps[0], consent, backend
+        token = system.token(organization=MUNICIPALITY)
+        readers = [system.client(url, {"Authorization": f"Bearer {token}"}) for url in urls]
+        yield system, readers
+        system.close()
+        ask_to_stop(*urls, consent_url)
+
+
+def shared_plan(system: System, period: dict[str, str] | None = None) -> tuple[str, str]:
+    personnummer = new_personnummer()
+    plan_id = system.sip.post(
+        "/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON
+    ).json()["id"]
+    prepare_for_activation(system.sip, plan_id)
+    given = system.consent.post(
+        "/fhir/Consent", json=consent(personnummer, period=period), headers=FHIR_JSON
+    )
+    assert given.status_code == 201, given.text
+    activated = system.sip.post(f"/fhir/CarePlan/{plan_id}/$activate")
+    assert activated.status_code == 200, activated.text
+    return plan_id, given.json()["id"]
+
+
+def both_read(readers: list, plan_id: str) -> None:
+    """Each instance has the permit in its cache, and its feed is current."""
+    for reader in readers:
+        for _ in range(3):
+            assert reader.get(f"/fhir/CarePlan/{plan_id}").status_code == 200
+
+
+def seconds_until_both_deny(readers: list, plan_id: str) -> float:
+    """Monotonic time at which every instance has denied the plan (and keeps denying)."""
+    denied_at: dict[int, float] = {}
+
+    def all_denied() -> bool:
+        for index, reader in enumerate(readers):
+            if index in denied_at:
+                continue
+            if reader.get(f"/fhir/CarePlan/{plan_id}").status_code == 404:
+                denied_at[index] = time.monotonic()
+        return len(denied_at) == len(readers)
+
+    assert wait_until(all_denied, seconds=10, interval=0.005), "a replica still discloses"
+    for reader in readers:
+        assert reader.get(f"/fhir/CarePlan/{plan_id}").status_code == 404
+    return max(denied_at.values())
+
+
+ROUNDS = 3
+
+
+def test_a_withdrawal_stops_every_replica_within_a_second(replicas):
+    system, readers = replicas
+    latencies = []
+    for _ in range(ROUNDS):
+        plan_id, consent_id = shared_plan(system)
+        both_read(readers, plan_id)
+        withdrawn_at = time.monotonic()
+        response = system.consent.post(
+            f"/fhir/Consent/{consent_id}/$withdraw", json=withdrawal(), headers=FHIR_JSON
+        )
+        assert response.status_code == 200, response.text
+        latencies.append(seconds_until_both_deny(readers, plan_id) - withdrawn_at)
+    print(
+        f"\n[{system.backend.name}] withdrawal to denial on both of 2 replicas: "
+        + ", ".join(f"{latency:.3f} s" for latency in latencies)
+    )
+    assert max(latencies) < 1.0
+
+
+def test_an_expiry_stops_every_replica_within_a_second(replicas):
+    system, readers = replicas
+    latencies = []
+    for _ in range(ROUNDS):
+        end = now() + timedelta(seconds=2)
+        plan_id, _ = shared_plan(system, {"start": "2026-01-01", "end": fhir_instant(end)})
+        both_read(readers, plan_id)
+        assert now() < end, "the setup took longer than the consent lasted"
+        denied = seconds_until_both_deny(readers, plan_id)
+        # From the period's end (wall clock) to the moment both deny (monotonic): map one
+        # onto the other through the present.
+        latencies.append((now() - end).total_seconds() - (time.monotonic() - denied))
+    print(
+        f"\n[{system.backend.name}] consent period end to denial on both of 2 replicas: "
+        + ", ".join(f"{latency:.3f} s" for latency in latencies)
+    )
+    assert max(latencies) < 1.0
