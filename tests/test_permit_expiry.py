@@ -129,3 +129,43 @@ def test_an_expiry_stops_every_replica_within_a_second(replicas):
         + ", ".join(f"{latency:.3f} s" for latency in latencies)
     )
     assert max(latencies) < 1.0
+
+
+class _Counting:
+    """A consent service that permits until a fixed moment, counting how often it is asked."""
+
+    def __init__(self, valid_until):
+        self.asked, self.valid_until = 0, valid_until
+
+    def check(self, request):
+        from contracts.consent_decision import ConsentDecision
+
+        self.asked += 1
+        return ConsentDecision(
+            decision="permit", reason="permitted", consents=("c1",), valid_until=self.valid_until
+        )
+
+
+def test_the_cache_drops_a_permit_at_its_valid_until_by_the_wall_clock():
+    from contracts.consent_decision import ConsentCheckRequest, ConsentDecision
+    from services.sip.consent_gate import CachingConsentGate
+
+    start = now().replace(microsecond=0)  # the wire carries milliseconds
+    clock = [start]
+    service = _Counting(start + timedelta(seconds=2))
+    gate = CachingConsentGate(service, wall_clock=lambda: clock[0])
+    gate.feed_reached()
+    request = ConsentCheckRequest(
+        patient_system="s", patient_value="v", actor="a", source="b", category="sip-plan"
+    )
+    gate.check(request), gate.check(request)
+    assert service.asked == 1  # remembered
+    clock[0] = start + timedelta(seconds=2)
+    gate.check(request)
+    assert service.asked == 2  # its moment came: asked again, and not remembered past it
+    gate.check(request)
+    assert service.asked == 3
+    decision = ConsentDecision(
+        decision="permit", reason="r", consents=("c1",), valid_until=service.valid_until
+    )
+    assert ConsentDecision.from_parameters(decision.to_parameters()) == decision
