@@ -100,6 +100,14 @@ def test_naming_another_organisation_is_refused_unless_a_trusted_peer(system, na
         assert refused.status_code == 403, refused.text
         assert "actor" in refused.json()["issue"][0]["diagnostics"]
     assert ConsentDecision.from_parameters(ask(peer(system), personnummer, named).json()).permitted
+    # The attempts are in the log of the organisation whose information was asked about.
+    log = system.as_caller("auditor", organization=REGION).consent.get(
+        "/fhir/AuditEvent",
+        params={"patient:identifier": f"{PERSONNUMMER_SYSTEM}|{personnummer}", "action": "E"},
+    )
+    refused = [e["resource"] for e in log.json()["entry"] if e["resource"]["outcome"] == "4"]
+    assert [e["agent"][1]["who"]["identifier"]["value"] for e in refused] == [OTHER_REGION] * 2
+    assert all("actor" in e["outcomeDesc"] for e in refused)
 
 
 def test_only_systems_ask(system):

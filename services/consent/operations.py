@@ -13,6 +13,7 @@ from contracts.actor import Actor
 from contracts.canonical import CONSENT_CATEGORIES, CONSENT_CATEGORY_SYSTEM, CONSENT_FORMS
 from contracts.consent_decision import ConsentCheckRequest
 from contracts.identifiers import PERSON_ID_SYSTEMS, InvalidIdentifier, parse_person_identifier
+from services.common.access_log import REFUSED
 from services.common.access_log_views import BLOCK_OVERRIDE
 from services.common.fhir_api import FhirError, FhirResponse, operation_outcome
 from services.common.fhir_time import fhir_instant
@@ -239,8 +240,29 @@ def _check_request(p: CheckRequest, requester: str) -> ConsentCheckRequest:
     return request
 
 
+def _refused_requester(call: OperationCall[CheckRequest], refusal: FhirError) -> FhirError:
+    """A system asking on behalf of another organisation is logged for the source's auditors."""
+    patient = call.parameters.patient
+    call.state.resources["Consent"].access.log(
+        call.actor,
+        "disclosure-decision",
+        outcome=REFUSED,
+        patient={"system": str(patient.get("system") or ""), "value": patient["value"]}
+        if isinstance(patient.get("value"), str) and patient["value"]
+        else None,
+        custodian=call.parameters.source,
+        query=urlencode({"actor": call.parameters.actor or "", "source": call.parameters.source}),
+        detail=f"refused: {refusal.diagnostics}",
+    )
+    return refusal
+
+
 def check(call: OperationCall[CheckRequest]) -> FhirResponse:
-    request, state = _check_request(call.parameters, _requester(call)), call.state
+    try:
+        requester = _requester(call)
+    except FhirError as refusal:
+        raise _refused_requester(call, refusal) from None
+    request, state = _check_request(call.parameters, requester), call.state
     candidates = state.index.search(patient=(request.patient_system, request.patient_value))
     decision = state.registry.check(
         request, candidates, call.at, guardians_required=state.settings.guardians_required
