@@ -169,3 +169,30 @@ def test_the_cache_drops_a_permit_at_its_valid_until_by_the_wall_clock():
         decision="permit", reason="r", consents=("c1",), valid_until=service.valid_until
     )
     assert ConsentDecision.from_parameters(decision.to_parameters()) == decision
+
+
+def test_a_permit_answered_across_a_forgetting_is_not_remembered():
+    """The feed made the cache forget while the consent service was being asked: the answer
+    may predate the withdrawal the feed saw, so it is used once and not remembered."""
+    from contracts.consent_decision import ConsentCheckRequest
+    from services.sip.consent_gate import CachingConsentGate
+
+    service = _Counting(None)
+    gate = CachingConsentGate(service)
+    gate.feed_reached()
+    asking = service.check
+
+    def withdrawn_meanwhile(request):
+        gate.forget_consent("c1")
+        return asking(request)
+
+    service.check = withdrawn_meanwhile
+    request = ConsentCheckRequest(
+        patient_system="s", patient_value="v", actor="a", source="b", category="sip-plan"
+    )
+    gate.check(request)
+    service.check = asking
+    gate.check(request)
+    assert service.asked == 2
+    gate.check(request)
+    assert service.asked == 2  # remembered once nothing intervened

@@ -91,6 +91,9 @@ class CachingConsentGate:
         self._permits: dict[ConsentCheckRequest, tuple[float, ConsentDecision]] = {}
         self._lock = threading.Lock()
         self._feed_seen_at = float("-inf")
+        # Counts what the feed made the cache forget: a permit asked for before a forgetting
+        # and answered after it may predate the event, so it is not remembered.
+        self._forgettings = 0
 
     def check(self, request: ConsentCheckRequest) -> ConsentDecision:
         now = time.monotonic()
@@ -101,10 +104,12 @@ class CachingConsentGate:
                 if not self._ended(cached[1]):
                     return cached[1]
                 del self._permits[request]
+            forgettings = self._forgettings
         decision = self._gate.check(request)
         if decision.permitted and not self._ended(decision):
             with self._lock:
-                self._permits[request] = (now, decision)
+                if self._forgettings == forgettings:
+                    self._permits[request] = (now, decision)
         return decision
 
     def _ended(self, decision: ConsentDecision) -> bool:
@@ -116,16 +121,19 @@ class CachingConsentGate:
 
     def forget_consent(self, consent_id: str) -> None:
         with self._lock:
+            self._forgettings += 1
             for request, (_, decision) in list(self._permits.items()):
                 if consent_id in decision.consents:
                     del self._permits[request]
 
     def forget_everything(self) -> None:
         with self._lock:
+            self._forgettings += 1
             self._permits.clear()
 
     def forget_person(self, person_value: str) -> None:
         with self._lock:
+            self._forgettings += 1
             for request in [r for r in self._permits if r.patient_value == person_value]:
                 del self._permits[request]
 
