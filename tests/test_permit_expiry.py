@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -112,12 +112,26 @@ def test_a_withdrawal_stops_every_replica_within_a_second(replicas):
     assert max(latencies) < 1.0
 
 
+def short_consent_only(system: System, seconds: float) -> tuple[str, datetime]:
+    """An active plan whose only consent ends `seconds` from now: activated on an open-ended
+    consent, which is then withdrawn, so that the setup does not eat into the short one."""
+    plan_id, opening = shared_plan(system)
+    personnummer = system.sip.get(f"/fhir/CarePlan/{plan_id}").json()["subject"]["identifier"]
+    system.consent.post(f"/fhir/Consent/{opening}/$withdraw", json=withdrawal(), headers=FHIR_JSON)
+    end = now() + timedelta(seconds=seconds)
+    period = {"start": "2026-01-01", "end": fhir_instant(end)}
+    given = system.consent.post(
+        "/fhir/Consent", json=consent(personnummer["value"], period=period), headers=FHIR_JSON
+    )
+    assert given.status_code == 201, given.text
+    return plan_id, end
+
+
 def test_an_expiry_stops_every_replica_within_a_second(replicas):
     system, readers = replicas
     latencies = []
     for _ in range(ROUNDS):
-        end = now() + timedelta(seconds=2)
-        plan_id, _ = shared_plan(system, {"start": "2026-01-01", "end": fhir_instant(end)})
+        plan_id, end = short_consent_only(system, seconds=2)
         both_read(readers, plan_id)
         assert now() < end, "the setup took longer than the consent lasted"
         denied = seconds_until_both_deny(readers, plan_id)
