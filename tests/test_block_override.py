@@ -179,3 +179,20 @@ def test_auditors_find_every_override_by_subtype(system):
     assert {first, second} <= blocks
     everything = auditor.get("/fhir/AuditEvent", params={"date": f"ge{since}"}).json()["total"]
     assert found.json()["total"] < everything  # the subtype narrows the search
+
+
+def test_the_longest_override_and_the_trusted_peers_are_configured(monkeypatch):
+    from services.common.settings import ServiceSettings
+
+    for variable in ("CONSENT_BLOCK_OVERRIDE_MAX_HOURS", "CONSENT_TRUSTED_PEERS"):
+        monkeypatch.delenv(variable, raising=False)
+    defaults = ServiceSettings.from_env("CONSENT_DATABASE_URL")
+    assert (defaults.block_override_max_hours, defaults.consent_trusted_peers) == (
+        24.0,
+        ("sip-service",),
+    )
+    monkeypatch.setenv("CONSENT_BLOCK_OVERRIDE_MAX_HOURS", "4")
+    monkeypatch.setenv("CONSENT_TRUSTED_PEERS", "sip-client-a sip-client-b")
+    configured = ServiceSettings.from_env("CONSENT_DATABASE_URL")
+    assert configured.block_override_max_hours == 4.0
+    assert configured.consent_trusted_peers == ("sip-client-a", "sip-client-b")
