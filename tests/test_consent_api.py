@@ -9,6 +9,7 @@ from contracts.canonical import CONSENT_CATEGORY_SYSTEM, EXT_CONSENT_WITHDRAWAL
 from contracts.consent_decision import ConsentCheckRequest, ConsentDecision
 from contracts.identifiers import HSA_ID_SYSTEM, PERSONNUMMER_SYSTEM
 from services.common.fhir_time import fhir_instant, now
+from services.common.settings import SERVICE_HSA_ID, SERVICE_SUBJECT
 from tests.fhir_data import (
     FHIR_JSON,
     MUNICIPALITY,
@@ -138,7 +139,10 @@ def test_search_by_actor_category_and_last_updated(system):
 def test_check_permits_on_a_covering_consent_and_denies_otherwise(system):
     personnummer = new_personnummer()
     consent_id = give(system, personnummer).json()["id"]
-    integration = system.as_caller("integration", organization=MUNICIPALITY).consent
+    # The SIP service asks on behalf of the organisation that reads (a trusted peer).
+    integration = system.as_caller(
+        "integration", organization=SERVICE_HSA_ID, subject=SERVICE_SUBJECT
+    ).consent
 
     def decide(actor, category="sip-plan"):
         request = ConsentCheckRequest(
@@ -162,8 +166,7 @@ def test_check_permits_on_a_covering_consent_and_denies_otherwise(system):
         f"/fhir/Consent/{consent_id}/$withdraw", json=withdrawal(), headers=FHIR_JSON
     )
     denied = decide(MUNICIPALITY)
-    assert denied.decision == "deny"
-    assert "withdrawn" in denied.reason
+    assert (denied.decision, denied.reason, denied.consents) == ("deny", "not permitted", ())
 
 
 def test_an_expired_consent_no_longer_counts(system):
@@ -180,5 +183,10 @@ def test_an_expired_consent_no_longer_counts(system):
     decision = ConsentDecision.from_parameters(
         integration.post("/fhir/Consent/$check", json=request.to_parameters()).json()
     )
-    assert decision.decision == "deny"
-    assert "not in force" in decision.reason
+    assert (decision.decision, decision.reason) == ("deny", "not permitted")
+    # The whole reason is in the access log, for the custodian's auditor.
+    log = system.as_caller("auditor").consent.get(
+        "/fhir/AuditEvent", params={"patient:identifier": f"{PERSONNUMMER_SYSTEM}|{personnummer}"}
+    )
+    reasons = [e["resource"].get("outcomeDesc", "") for e in log.json()["entry"]]
+    assert any("not in force" in reason for reason in reasons), reasons

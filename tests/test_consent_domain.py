@@ -14,6 +14,7 @@ REGION = "SE2321000032-R1"
 MUNICIPALITY = "SE2120000357-K1"
 SCHOOL = "SE2120000357-S1"
 ACTOR = {"subject": "u1", "role": "coordinator", "organization": REGION, "unit": None}
+JUDGED = {"by": "Kurator Anna Berg", "at": NOW - timedelta(days=31), "basis": "samtal"}
 
 
 def given(person: PersonIdentifier = ADULT, **changes) -> Consent:
@@ -143,6 +144,8 @@ def test_a_temporary_override_lets_one_organisation_past_a_block_and_is_named():
         organization=MUNICIPALITY,
         reason="acute care need",
         until=NOW + timedelta(hours=1),
+        basis="emergency",
+        form=None,
         by=ACTOR,
         at=NOW,
     )
@@ -150,6 +153,7 @@ def test_a_temporary_override_lets_one_organisation_past_a_block_and_is_named():
     assert decision.decision == "permit"
     assert set(decision.consents) == {str(consent.id), str(block.id)}
     assert "overridden" in decision.reason
+    assert decision.valid_until == NOW + timedelta(hours=1)  # the override's end
     later = decide(
         [consent, block], check(), NOW + timedelta(hours=2), person=ADULT, guardians_required=1
     )
@@ -167,7 +171,13 @@ def test_an_override_is_refused_unless_it_is_temporary_and_on_a_block(kind, unti
     consent = block_of(REGION) if kind == "block" else given()
     with pytest.raises(RuleViolation) as refused:
         consent.override_block(
-            organization=MUNICIPALITY, reason="r", until=NOW + until, by=ACTOR, at=NOW
+            organization=MUNICIPALITY,
+            reason="r",
+            until=NOW + until,
+            basis="consent",
+            form="oral",
+            by=ACTOR,
+            at=NOW,
         )
     assert refused.value.rule == rule
 
@@ -179,15 +189,19 @@ def test_an_override_is_refused_unless_it_is_temporary_and_on_a_block(kind, unti
         ([{"role": "guardian"}], 2, "deny"),
         ([{"role": "guardian"}, {"role": "guardian"}], 2, "permit"),
         ([{"role": "guardian", "sole_custody": True}], 2, "permit"),
-        ([{"role": "child", "mature": True}], 2, "permit"),
+        ([{"role": "child", "mature": True, "maturity": JUDGED}], 2, "permit"),
+        # Recorded before judgements were kept: the bare flag no longer counts.
+        ([{"role": "child", "mature": True}], 2, "deny"),
         ([{"role": "child"}], 1, "deny"),
+        ([{"role": "guardian"}, {"role": "child"}], 1, "permit"),
         ([{"role": "relative"}], 1, "deny"),
     ],
 )
 def test_a_childs_consent_is_given_by_the_guardians_or_a_mature_child(
     givers, guardians_required, decision
 ):
-    consent = given(person=CHILD, givers=givers)
+    consent = given(person=CHILD, givers=[{"role": "guardian"}])
+    consent.givers = givers  # as a stored event replays them: unchecked
     result = decide_now([consent], person=CHILD, guardians_required=guardians_required)
     assert result.decision == decision
 
@@ -215,11 +229,35 @@ def test_an_adults_consent_is_given_by_the_person_or_their_representative(givers
         ("patient.value", lambda: given(patient={"system": PERSONNUMMER_SYSTEM, "value": None})),
         ("reason", lambda: given().withdraw(reason=None, withdrawn_by=ACTOR, at=NOW)),
         ("reason", lambda: given().mark_entered_in_error(reason="\x00", by=ACTOR, at=NOW)),
-        ("until", lambda: block_of(REGION).override_block(
-            organization=MUNICIPALITY, reason="akut", until=None, by=ACTOR, at=NOW)),
+        ("until", lambda: block_of(REGION).override_block(organization=MUNICIPALITY,
+            reason="akut", until=None, basis="emergency", form=None, by=ACTOR, at=NOW)),
+        ("basis", lambda: block_of(REGION).override_block(organization=MUNICIPALITY,
+            reason="akut", until=NOW + timedelta(hours=1), basis="because", form=None, by=ACTOR,
+            at=NOW)),
+        ("form", lambda: block_of(REGION).override_block(organization=MUNICIPALITY,
+            reason="ok", until=NOW + timedelta(hours=1), basis="consent", form=None, by=ACTOR,
+            at=NOW)),
+        ("givers[0].maturity", lambda: given(person=CHILD, givers=[{"role": "child",
+            "mature": True}])),
+        ("givers[0].maturity.basis", lambda: given(person=CHILD, givers=[{"role": "child",
+            "maturity": {**JUDGED, "basis": " "}}])),
+        ("form", lambda: given(form="telepathic")),
     ],
 )  # fmt: skip
 def test_consent_commands_refuse_missing_or_malformed_values(element, command):
     with pytest.raises(InvalidCommand) as refusal:
         command()
     assert refusal.value.element == element
+
+
+def test_a_permit_is_valid_until_the_first_end_of_what_it_relies_on():
+    ends_soon = given(period_end=NOW + timedelta(hours=2))
+    open_ended = given()
+    assert decide_now([open_ended]).valid_until is None
+    assert decide_now([open_ended, ends_soon]).valid_until == NOW + timedelta(hours=2)
+    # A block of the source that starts later ends the permit when it starts.
+    coming = block_of(REGION, period_start=NOW + timedelta(minutes=5))
+    decision = decide_now([open_ended, ends_soon, coming])
+    assert (decision.decision, decision.valid_until) == ("permit", NOW + timedelta(minutes=5))
+    assert decide_now([open_ended, block_of(MUNICIPALITY, period_start=NOW + timedelta(minutes=5))]
+                      ).valid_until is None  # fmt: skip

@@ -5,12 +5,14 @@ overrides a consent, and with the consent service down disclosures stop (503) wh
 organisation keeps its own data. Entry by entry: tests/test_entry_custodians.py."""
 
 import time
+from datetime import timedelta
 
 import httpx
 import pytest
 
 from contracts.canonical import EXT_CONSENT_GIVER_ROLE, EXT_CONSENT_WITHDRAWN
 from contracts.identifiers import PERSONNUMMER_SYSTEM, with_check_digit
+from services.common.fhir_time import fhir_instant, now
 from tests.conftest import System
 from tests.fhir_data import (
     FHIR_JSON,
@@ -132,9 +134,19 @@ def test_a_block_overrides_a_consent_until_an_override_is_given(system):
     block["provision"]["type"] = "deny"
     block_id = give(system, block)  # the person blocks the region's information
     assert wait_until(lambda: not sees_region_entries(municipality.sip, plan_id), seconds=1.0)
-    override = municipality.consent.post(
+    # A professional of the municipality, in an emergency, for a few hours (issue 12).
+    professional = system.as_caller(
+        "professional",
+        organization=MUNICIPALITY,
+        scopes=("user/CarePlan.rus", "user/Consent.rus", "user/*.rs"),
+    )
+    override = professional.consent.post(
         f"/fhir/Consent/{block_id}/$override-block",
-        json=parameters(reason="Akut läge, patienten medvetslös", until="2099-01-01T00:00:00Z"),
+        json=parameters(
+            reason="Akut läge, patienten medvetslös",
+            basis="emergency",
+            until=fhir_instant(now() + timedelta(hours=4)),
+        ),
         headers=FHIR_JSON,
     )
     assert override.status_code == 200, override.text

@@ -19,6 +19,7 @@ from services.common.fhir_time import InvalidDateTime, parse_fhir_date, parse_fh
 from services.common.resource_routes import storable_text
 from tests.fhir_data import (
     FHIR_JSON,
+    MUNICIPALITY,
     REGION,
     care_plan,
     consent,
@@ -341,13 +342,20 @@ def test_an_override_until_at_the_edges_is_refused(system, until):
         "resourceType": "Parameters",
         "parameter": [
             {"name": "reason", "valueString": "akut"},
+            {"name": "basis", "valueCode": "emergency"},
             {"name": "until", "valueDateTime": until},
         ],
     }
-    response = system.consent.post(
+    professional = system.as_caller(
+        "professional",
+        organization=MUNICIPALITY,
+        scopes=("user/CarePlan.rus", "user/Consent.rus", "user/*.rs"),
+    )
+    response = professional.consent.post(
         f"/fhir/Consent/{block_id}/$override-block", json=body, headers=FHIR_JSON
     )
-    assert_refused(response, 400)
+    # Outside the supported years, or not a dateTime: 400; beyond the longest override: 422.
+    assert_refused(response, 400, 422)
     assert_still_working(system)
 
 

@@ -244,24 +244,27 @@ def test_the_consent_feed_passes_over_an_event_it_cannot_handle_and_records_it(b
     from services.common.projection import failed_events
     from services.sip.consent_feed import FEED, ConsentFeedFollower
 
-    class ForgetfulCache:
-        def forget_person(self, value: str) -> None:
-            if not value:
-                raise KeyError("a consent given to no one")
+    class ForgetfulIndex:
+        """Plans relying on a consent; one consent's lookup fails."""
+
+        def relying_on(self, consent_id: str) -> list[str]:
+            if consent_id == "c0ffee":
+                raise KeyError("a consent no plan index knows")
+            return []
 
     storage = storage_for("sip", None, backend.data_dir)
     plans = SipPlans(env=storage.event_store_env)
     engine = read_model_engine(storage)
     follower = ConsentFeedFollower(
         consent_url="http://127.0.0.1:9", token_source=lambda: "", plans=plans,
-        index=PlanIndex(plans, engine), engine=engine, cache=ForgetfulCache(),
+        index=ForgetfulIndex(), engine=engine, cache=None,
     )  # fmt: skip
     try:
-        given = "services.consent.domain:Consent.Given"
-        for position, patient in ((7, None), (8, {"value": "191212121212"})):
+        withdrawn = "services.consent.domain:Consent.Withdrawn"
+        for position, consent_id in ((7, "c0ffee"), (8, "decaf")):
             follower._handle_or_record(
-                {"position": position, "aggregate_id": "c0ffee", "version": 1, "type": given,
-                 "payload": {"patient": patient}}
+                {"position": position, "aggregate_id": consent_id, "version": 2,
+                 "type": withdrawn, "payload": {}}
             )  # fmt: skip
         (failed,) = failed_events(engine)
         assert (failed.projection, failed.position, failed.error_type) == (FEED, 7, "KeyError")

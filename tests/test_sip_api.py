@@ -81,11 +81,13 @@ def test_activation_without_consent_is_refused_and_writes_nothing(system):
 
 def test_a_consent_for_other_organisations_or_a_withdrawn_one_does_not_activate(system):
     personnummer = new_personnummer()
-    system.consent.post(
+    # Registered by an organisation it names (issue 12: the region may not register it).
+    other = system.as_caller(organization=OTHER_REGION).consent.post(
         "/fhir/Consent",
         json=consent(personnummer, organizations=(OTHER_REGION, MUNICIPALITY)),
         headers=FHIR_JSON,
     )
+    assert other.status_code == 201, other.text
     withdrawn = system.consent.post(
         "/fhir/Consent", json=consent(personnummer), headers=FHIR_JSON
     ).json()
@@ -98,6 +100,12 @@ def test_a_consent_for_other_organisations_or_a_withdrawn_one_does_not_activate(
     diagnostics = refused.json()["issue"][0]["diagnostics"]
     assert f"from {MUNICIPALITY} (municipality) to {REGION} (region)" in diagnostics
     assert withdrawn["id"] not in diagnostics and "Consent/" not in diagnostics
+    # Why is in the consent service's access log, for its auditors.
+    log = system.as_caller("auditor").consent.get(
+        "/fhir/AuditEvent", params={"patient:identifier": f"{PERSONNUMMER_SYSTEM}|{personnummer}"}
+    )
+    reasons = " ".join(e["resource"].get("outcomeDesc", "") for e in log.json()["entry"])
+    assert "requesting organisation" in reasons and "withdrawn" in reasons
     assert system.sip.get(f"/fhir/CarePlan/{plan['id']}").json()["status"] == "draft"
 
 

@@ -34,6 +34,8 @@ AUDIT_SEARCH_PARAMETERS = {
     "agent": "the user or system id",
     "organization": "HSA-id of the organisation the access was made from",
     "action": "C | R | U | D | E",
+    "subtype": "the kind of access: a restful interaction (read, create, operation, ...) or an "
+    "access-interaction code (disclosure-decision, block-override, ...)",
     "date": "when: ge/gt/le/lt prefixed, repeatable",
 }
 _IGNORED = {"_format", "_count", "_pretty"}
@@ -88,6 +90,7 @@ def search_audit_events(request: Request, actor: AuditReader, log: Reading) -> F
         user_id=params.get("agent"),
         organization=params.get("organization"),
         action=action,
+        interaction=_code(params.get("subtype")),
         since=since,
         until=until,
         limit=count,
@@ -182,6 +185,11 @@ def _extract_scope(actor: Actor, person: dict[str, str]) -> str | None:
     if actor.role == "auditor":
         return actor.organization
     raise FhirError(403, "forbidden", "the log extract is for the person or an auditor")
+
+
+def _code(token: str | None) -> str | None:
+    """A token parameter's code, with or without its system."""
+    return None if token is None else token.rpartition("|")[2]
 
 
 def _require_auditor(actor: Actor) -> None:

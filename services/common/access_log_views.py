@@ -20,6 +20,8 @@ from services.common.fhir_time import fhir_instant
 from services.common.projection import Projection
 
 ACCESS_INTERACTION_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/access-interaction"
+# A professional let past a person's block (spärr): its own record, found by `subtype`.
+BLOCK_OVERRIDE = "block-override"
 RESTFUL_INTERACTION_SYSTEM = "http://hl7.org/fhir/restful-interaction"
 RESTFUL_INTERACTIONS = {
     "read",
@@ -105,6 +107,7 @@ class AccessLogIndex(Projection):
         user_id: str | None = None,
         organization: str | None = None,
         action: str | None = None,
+        interaction: str | None = None,
         entity_prefix: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
@@ -131,6 +134,7 @@ class AccessLogIndex(Projection):
             (access_log.c.user_id, user_id),
             (access_log.c.organization, organization),
             (access_log.c.action, action),
+            (access_log.c.interaction, interaction),
         ):
             if value is not None:
                 conditions.append(column == value)
@@ -270,12 +274,15 @@ ACTION_WORDS = {"C": "created", "R": "read", "U": "changed", "D": "deleted", "E"
 
 def extract_entry(row: dict[str, Any], service: str) -> dict[str, Any]:
     """One line of a log extract, in words a person understands."""
+    what = f"{ACTION_WORDS.get(row['action'], 'accessed')} {_resource_words(row)}"
+    if row["interaction"] == BLOCK_OVERRIDE:
+        what = f"got past your block (spärr) for a limited time: {row['detail'] or ''}".strip()
     return {
         "time": fhir_instant(row["recorded_at"]),
         "organization": row["organization"],
         "unit": row["unit"],
         "role": row["user_role"],
-        "what": f"{ACTION_WORDS.get(row['action'], 'accessed')} {_resource_words(row)}",
+        "what": what,
         "service": service,
         "id": row["record_id"],
     }

@@ -103,6 +103,7 @@ ACCESS_LOG_CAPABILITIES = [
             "agent": "the user or system id",
             "organization": "HSA-id the access was made from",
             "action": "C | R | U | D | E",
+            "subtype": "the kind of access, e.g. block-override, disclosure-decision, read",
             "date": "ge/gt/le/lt prefixed, repeatable",
         },
     ),

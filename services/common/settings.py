@@ -53,10 +53,26 @@ class ServiceSettings:
     # Production names them in <SERVICE>_WHOLE_LOG_READERS (deploy/README.md).
     whole_log_readers: tuple[str, ...] | None = None
 
+    # Consent service: the token subjects of peer services that may ask `$check` on behalf
+    # of another organisation (`actor`). None: as for the whole log, the SIP service's
+    # development subject on the embedded default, nobody otherwise (CONSENT_TRUSTED_PEERS).
+    consent_trusted_peers: tuple[str, ...] | None = None
+    # The longest a block override may last.
+    block_override_max_hours: float = 24.0
+
     @property
     def whole_log_reader_subjects(self) -> frozenset[str]:
-        if self.whole_log_readers is not None:
-            return frozenset(self.whole_log_readers)
+        return self._granted(self.whole_log_readers)
+
+    @property
+    def trusted_peer_subjects(self) -> frozenset[str]:
+        return self._granted(self.consent_trusted_peers)
+
+    def _granted(self, configured: tuple[str, ...] | None) -> frozenset[str]:
+        """A grant to subjects: as configured; unconfigured, only the SIP service's own
+        development subject, and only where the development issuer mints it."""
+        if configured is not None:
+            return frozenset(configured)
         return frozenset({SERVICE_SUBJECT}) if self.dev_issuer_enabled else frozenset()
 
     @classmethod
@@ -78,6 +94,7 @@ class ServiceSettings:
             guardians_required=int(os.environ.get("CONSENT_GUARDIANS_REQUIRED", "2")),
             max_body_bytes=int(os.environ.get("SIP_MAX_BODY_BYTES", str(1024 * 1024))),
             whole_log_readers=whole_log_readers_from_env(database_url_variable),
+            **_consent_settings_from_env(),
         )
 
     @property
@@ -127,3 +144,14 @@ def parse_trusted_issuers(value: str) -> dict[str, str]:
             raise ValueError("SIP_TRUSTED_ISSUERS holds issuer|jwks-url pairs, space-separated")
         issuers[issuer] = jwks_url
     return issuers
+
+
+def _consent_settings_from_env() -> dict[str, object]:
+    """CONSENT_TRUSTED_PEERS (token subjects, space-separated) and
+    CONSENT_BLOCK_OVERRIDE_MAX_HOURS; unset, the defaults."""
+    settings: dict[str, object] = {}
+    if (peers := os.environ.get("CONSENT_TRUSTED_PEERS")) is not None:
+        settings["consent_trusted_peers"] = tuple(peers.split())
+    if hours := os.environ.get("CONSENT_BLOCK_OVERRIDE_MAX_HOURS"):
+        settings["block_override_max_hours"] = float(hours)
+    return settings

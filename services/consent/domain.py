@@ -17,14 +17,15 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
+from contracts.canonical import CONSENT_FORMS
 from contracts.consent_decision import ConsentCheckRequest, ConsentDecision
 from contracts.consent_events import (
-    CONSENT_BLOCK_OVERRIDDEN,
     CONSENT_ENTERED_IN_ERROR,
     CONSENT_WITHDRAWN,
 )
 from contracts.identifiers import PersonIdentifier, age_on
 from services.common.domain import (
+    InvalidCommand,
     RuleViolation,
     optional_instant,
     required_instant,
@@ -36,6 +37,9 @@ from services.common.domain import (
 ADULT_AGE = 18
 GUARDIAN_ROLES = {"guardian"}
 REPRESENTATIVE_ROLES = {"god-man", "forvaltare", "representative"}
+# What lets an organisation past a block: the person's consent given at that moment, or an
+# emergency declared by the professional who needs the information.
+OVERRIDE_BASES = ("consent", "emergency")
 
 
 class Consent(Aggregate):
@@ -120,6 +124,9 @@ class Consent(Aggregate):
         optional_instant(kwargs.get("period_start"), "period_start")
         optional_instant(kwargs.get("period_end"), "period_end")
         required_instant(kwargs.get("given_at"), "given_at")
+        if kwargs.get("form") not in CONSENT_FORMS:
+            raise InvalidCommand("form", f"one of {', '.join(CONSENT_FORMS)}")
+        _children_judged_mature(kwargs.get("givers") or [])
         return super()._create(event_class, **kwargs)
 
     @property
@@ -162,26 +169,78 @@ class Consent(Aggregate):
     def _entered_in_error(self, reason: str, by: dict[str, Any], at: datetime) -> None:
         self.entered_in_error = {"reason": reason, "by": by, "at": at}
 
+    class BlockOverridden(Aggregate.Event):
+        class_version = 2
+        organization: str
+        reason: str
+        until: datetime
+        by: dict[str, Any]
+        at: datetime
+        basis: str
+        form: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # Overrides recorded before the basis was asked for: nobody said on what ground.
+            state.update(basis="unrecorded", form=None)
+
     def override_block(
-        self, *, organization: str, reason: str, until: datetime, by: dict[str, Any], at: datetime
+        self,
+        *,
+        organization: str,
+        reason: str,
+        until: datetime,
+        basis: str,
+        form: str | None,
+        by: dict[str, Any],
+        at: datetime,
     ) -> None:
+        """Lets `organization` past this block until `until`: on the person's consent given
+        now (in `form`) or in a declared emergency."""
         required_text(organization, "organization")
         required_text(reason, "reason")
         required_instant(until, "until")
+        if basis not in OVERRIDE_BASES:
+            raise InvalidCommand("basis", f"one of {', '.join(OVERRIDE_BASES)}")
+        if basis == "consent" and form not in CONSENT_FORMS:
+            raise InvalidCommand("form", f"the consent's form: {', '.join(CONSENT_FORMS)}")
         if self.kind != "block":
             raise RuleViolation("override-only-blocks", "only a block (spärr) is overridden")
         if not self.in_force_at(at):
             raise RuleViolation("override-block-in-force", "the block is not in force")
         if until <= at:
             raise RuleViolation("override-is-temporary", "an override ends in the future")
-        self._block_overridden(organization=organization, reason=reason, until=until, by=by, at=at)
+        self._block_overridden(
+            organization=organization,
+            reason=reason,
+            until=until,
+            by=by,
+            at=at,
+            basis=basis,
+            form=form if basis == "consent" else None,
+        )
 
-    @event(CONSENT_BLOCK_OVERRIDDEN)
+    @event(BlockOverridden)
     def _block_overridden(
-        self, organization: str, reason: str, until: datetime, by: dict[str, Any], at: datetime
+        self,
+        organization: str,
+        reason: str,
+        until: datetime,
+        by: dict[str, Any],
+        at: datetime,
+        basis: str,
+        form: str | None,
     ) -> None:
         self.overrides.append(
-            {"organization": organization, "reason": reason, "until": until, "by": by, "at": at}
+            {
+                "organization": organization,
+                "reason": reason,
+                "until": until,
+                "by": by,
+                "at": at,
+                "basis": basis,
+                "form": form,
+            }
         )
 
     def in_force_at(self, at: datetime) -> bool:
@@ -190,6 +249,15 @@ class Consent(Aggregate):
         if self.period_start is not None and at < self.period_start:
             return False
         return self.period_end is None or at <= self.period_end
+
+    def is_pending_at(self, at: datetime) -> bool:
+        """Not yet in force, but will be: nothing ended it and its period starts later."""
+        return (
+            self.withdrawal is None
+            and self.entered_in_error is None
+            and self.period_start is not None
+            and at < self.period_start
+        )
 
     def overridden_for(self, organization: str, at: datetime) -> dict[str, Any] | None:
         return next(
@@ -220,8 +288,11 @@ class Consent(Aggregate):
         """Why the givers could not consent for the person at that time, or None if they could."""
         roles = [giver.get("role") for giver in self.givers]
         if age_on(person, at.date()) < ADULT_AGE:
+            # A child consents alone only with a recorded judgement of maturity (who judged,
+            # when, on what basis). The bare `mature` flag of consents recorded before that
+            # was kept says nothing of who judged: it no longer counts (fail closed).
             mature_child = any(
-                giver.get("role") == "child" and giver.get("mature") for giver in self.givers
+                giver.get("role") == "child" and giver.get("maturity") for giver in self.givers
             )
             sole_custody = any(
                 giver.get("role") == "guardian" and giver.get("sole_custody")
@@ -238,11 +309,39 @@ class Consent(Aggregate):
         return "an adult's consent is given by the person or their representative"
 
 
+def _children_judged_mature(givers: list[dict[str, Any]]) -> None:
+    """A child who gives consent without the guardians has been judged mature enough, and
+    who judged it, when and why is recorded with the consent."""
+    if any(giver.get("role") == "guardian" for giver in givers):
+        return  # the guardians consent; the child's own agreement is recorded beside theirs
+    for index, giver in enumerate(givers):
+        if giver.get("role") != "child":
+            continue
+        judgement = giver.get("maturity")
+        if not isinstance(judgement, dict):
+            raise InvalidCommand(
+                f"givers[{index}].maturity",
+                "a child's own consent needs a recorded judgement of the child's maturity",
+            )
+        required_text(judgement.get("by"), f"givers[{index}].maturity.by")
+        required_instant(judgement.get("at"), f"givers[{index}].maturity.at")
+        required_text(judgement.get("basis"), f"givers[{index}].maturity.basis")
+
+
 @dataclass
 class _Findings:
-    relied_on: list[str] = field(default_factory=list)
-    overrides: list[str] = field(default_factory=list)
+    relied_on: list[Consent] = field(default_factory=list)
+    overrides: list[tuple[Consent, datetime]] = field(default_factory=list)  # block, until
     refusals: list[str] = field(default_factory=list)
+    blocks_to_come: list[datetime] = field(default_factory=list)
+
+    def valid_until(self) -> datetime | None:
+        """The first moment the permit may stop being true without any new event: a consent
+        relied on ends, an override runs out, or a block of the source comes into force."""
+        moments = [c.period_end for c in self.relied_on if c.period_end is not None]
+        moments += [until for _, until in self.overrides]
+        moments += self.blocks_to_come
+        return min(moments, default=None)
 
 
 def decide(
@@ -255,20 +354,23 @@ def decide(
 ) -> ConsentDecision:
     """Deny by default. A block of the source organisation denies unless the asking
     organisation holds an override; otherwise permit only on consents in force that the right
-    person gave and that cover the category, both organisations and no exclusion."""
+    person gave and that cover the category, both organisations and no exclusion. The reason
+    is for the access log: it names consents and blocks, and is never the asker's answer."""
     findings = _Findings()
-    for block in (c for c in consents if c.kind == "block" and c.in_force_at(at)):
-        if request.source in block.organizations:
-            override = block.overridden_for(request.actor, at)
-            if override is None:
-                return ConsentDecision(
-                    decision="deny",
-                    reason=f"blocked: Consent/{block.id} blocks disclosure of "
-                    f"{request.source}'s information",
-                )
-            findings.overrides.append(str(block.id))
+    for block in (c for c in consents if c.kind == "block" and request.source in c.organizations):
+        if not block.in_force_at(at):
+            if block.is_pending_at(at):
+                findings.blocks_to_come.append(block.period_start)  # type: ignore[arg-type]
+            continue
+        override = block.overridden_for(request.actor, at)
+        if override is None:
+            return ConsentDecision(
+                decision="deny",
+                reason=f"blocked: Consent/{block.id} blocks disclosure of "
+                f"{request.source}'s information",
+            )
+        findings.overrides.append((block, override["until"]))
     for consent in (c for c in consents if c.kind == "permit"):
-        consent_id = str(consent.id)
         if consent.entered_in_error is not None:
             continue
         why = (
@@ -280,20 +382,19 @@ def decide(
             or consent.given_by_whoever_may(person, at, guardians_required)
         )
         if why:
-            findings.refusals.append(f"Consent/{consent_id} {why}")
+            findings.refusals.append(f"Consent/{consent.id} {why}")
         else:
-            findings.relied_on.append(consent_id)
+            findings.relied_on.append(consent)
     if findings.relied_on:
-        overridden = (
-            f"; block(s) overridden for {request.actor}: " + ", ".join(findings.overrides)
-            if findings.overrides
-            else ""
-        )
+        overridden = [str(block.id) for block, _ in findings.overrides]
+        reason = f"consent-in-force: {len(findings.relied_on)} consent(s) cover this disclosure"
+        if overridden:
+            reason += f"; block(s) overridden for {request.actor}: " + ", ".join(overridden)
         return ConsentDecision(
             decision="permit",
-            reason=f"consent-in-force: {len(findings.relied_on)} consent(s) cover this "
-            f"disclosure{overridden}",
-            consents=tuple(findings.relied_on + findings.overrides),
+            reason=reason,
+            consents=tuple([str(c.id) for c in findings.relied_on] + overridden),
+            valid_until=findings.valid_until(),
         )
     if not findings.refusals:
         return ConsentDecision(decision="deny", reason="no-consent: the person has no consent")

@@ -21,6 +21,7 @@ from fhir.resources.R4B.consent import Consent as FhirConsent
 
 from contracts.actor import Actor
 from contracts.canonical import (
+    CANONICAL_BASE,
     CONSENT_CATEGORIES,
     CONSENT_CATEGORY_SYSTEM,
     CONSENT_FORMS,
@@ -51,6 +52,9 @@ from services.common.fhir_extensions import recorded_by_extension
 from services.common.fhir_time import InvalidDateTime, fhir_instant, parse_fhir_datetime
 from services.consent.domain import Consent
 
+# Who judged a child mature enough to consent alone, when and on what basis (on the performer).
+EXT_MATURITY_JUDGEMENT = f"{CANONICAL_BASE}/StructureDefinition/consent-maturity-judgement"
+
 
 def consent_given_from_fhir(body: dict[str, Any], actor: Actor, now: datetime) -> dict[str, Any]:
     """The arguments of a Consent.Given event, from a posted R4 Consent."""
@@ -71,13 +75,18 @@ def consent_given_from_fhir(body: dict[str, Any], actor: Actor, now: datetime) -
     )
     _known_categories(categories, allow_none=kind == "block")
     patient = _patient(body)
-    performer, givers = _givers(body.get("performer") or [], patient.value, actor)
+    performer, givers = _givers(body.get("performer") or [], patient.value, actor, now)
     form = _extension(body, EXT_CONSENT_FORM, "valueCode") or (
         "digital" if actor.role == "patient" else "written"
     )
     if form not in CONSENT_FORMS:
         raise unprocessable(
             f"the consent's form is one of {', '.join(CONSENT_FORMS)}", "consent-form"
+        )
+    if actor.role == "patient" and form != "digital":
+        raise unprocessable(
+            "the consent's form: given by the person with their own token, it is 'digital'",
+            "consent-form",
         )
     organizations = [
         _hsa_id(reference, f"organization[{index}]")
@@ -170,7 +179,7 @@ def _known_categories(categories: list[str], allow_none: bool = False) -> None:
 
 
 def _givers(
-    performer: list[dict[str, Any]], patient: str, actor: Actor
+    performer: list[dict[str, Any]], patient: str, actor: Actor, now: datetime
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     if not performer:
         raise unprocessable("performer (who gave the consent) is required", "consent-performer")
@@ -209,16 +218,68 @@ def _givers(
             )
         if actor.role == "patient" and role == "person" and identifier.get("value") != patient:
             raise unprocessable("the person giving consent is the patient", "consent-giver-role")
+        judgement = _maturity_judgement(reference, index, actor, now)
         givers.append(
             {
                 "role": role,
                 "identifier": identifier or None,
                 "display": reference.get("display"),
-                "mature": bool(flags.get("mature")),
+                "mature": judgement is not None,
                 "sole_custody": bool(flags.get("soleCustody")),
+                **({"maturity": judgement} if judgement else {}),
             }
         )
+    _child_alone_judged(givers)
     return performer, givers
+
+
+def _child_alone_judged(givers: list[dict[str, Any]]) -> None:
+    """A child consenting without the guardians needs a recorded maturity judgement."""
+    if any(giver["role"] == "guardian" for giver in givers):
+        return
+    for index, giver in enumerate(givers):
+        if giver["role"] == "child" and "maturity" not in giver:
+            raise unprocessable(
+                f"performer[{index}].extension({EXT_MATURITY_JUDGEMENT}): a child's own consent "
+                "needs a recorded judgement that the child is mature enough (assessor, date, "
+                "basis); otherwise the guardians consent",
+                "consent-maturity-judgement",
+            )
+
+
+def _maturity_judgement(
+    reference: dict[str, Any], index: int, actor: Actor, now: datetime
+) -> dict[str, Any] | None:
+    """Who judged the child mature enough to consent, when, and on what basis."""
+    extension = next(
+        (e for e in reference.get("extension") or [] if e.get("url") == EXT_MATURITY_JUDGEMENT),
+        None,
+    )
+    if extension is None:
+        return None
+    where = f"performer[{index}].extension({EXT_MATURITY_JUDGEMENT})"
+    if actor.role == "patient":
+        raise unprocessable(
+            f"{where}: a maturity judgement is recorded by the staff who made it",
+            "consent-maturity-judgement",
+        )
+    parts = {part.get("url"): part for part in extension.get("extension") or []}
+    assessor = (parts.get("assessor") or {}).get("valueReference") or {}
+    by = assessor.get("display") or (assessor.get("identifier") or {}).get("value")
+    basis = (parts.get("basis") or {}).get("valueString")
+    try:
+        at = parse_fhir_datetime((parts.get("date") or {}).get("valueDateTime") or "")
+    except InvalidDateTime:
+        at = None
+    for name, value in (("assessor", by), ("date", at), ("basis", basis)):
+        if not value or (isinstance(value, str) and not value.strip()):
+            raise unprocessable(
+                f"{where}.{name} is required: who judged, when (valueDateTime), on what basis",
+                "consent-maturity-judgement",
+            )
+    if at > now:  # type: ignore[operator]
+        raise unprocessable(f"{where}.date is in the future", "consent-maturity-judgement")
+    return {"by": by, "by_identifier": assessor.get("identifier"), "at": at, "basis": basis}
 
 
 def _exclusion(nested: dict[str, Any], index: int) -> dict[str, Any]:
@@ -379,8 +440,27 @@ def _performer(reference: dict[str, Any], giver: dict[str, Any]) -> dict[str, An
             "url": EXT_CONSENT_GIVER_ROLE,
             "extension": [{"url": "role", "valueCode": giver["role"]}, *flags],
         }
-    others = [e for e in reference.get("extension") or [] if e.get("url") != EXT_CONSENT_GIVER_ROLE]
-    return {**reference, "extension": [*others, role]}
+    others = [
+        e
+        for e in reference.get("extension") or []
+        if e.get("url") not in (EXT_CONSENT_GIVER_ROLE, EXT_MATURITY_JUDGEMENT)
+    ]
+    judged = [_maturity_extension(giver["maturity"])] if giver.get("maturity") else []
+    return {**reference, "extension": [*others, role, *judged]}
+
+
+def _maturity_extension(judgement: dict[str, Any]) -> dict[str, Any]:
+    assessor: dict[str, Any] = {"display": judgement["by"]}
+    if judgement.get("by_identifier"):
+        assessor["identifier"] = judgement["by_identifier"]
+    return {
+        "url": EXT_MATURITY_JUDGEMENT,
+        "extension": [
+            {"url": "assessor", "valueReference": assessor},
+            {"url": "date", "valueDateTime": fhir_instant(judgement["at"])},
+            {"url": "basis", "valueString": judgement["basis"]},
+        ],
+    }
 
 
 def _extension(element: dict[str, Any], url: str, value: str) -> Any:

@@ -4,8 +4,10 @@ A background thread pulls `GET /events?after=<position>` from the consent servic
 SIP service's own token, a few times a second. When a consent is withdrawn or marked entered
 in error, every plan that relied on it records so (`Plan.ConsentWithdrawn`), and the permit
 cache forgets it at once; a new consent or block for a person makes the cache forget that
-person. The position is kept in the SIP database, so a restart resumes where it stopped, and
-the tracking row is locked while a batch is handled, so replicas never handle one twice.
+person. The position of the plan notes is kept in the SIP database, so a restart resumes where
+it stopped and replicas share it; each process's permit cache has a cursor of its own in
+memory, so every replica sees every consent event for its own cache, however the replicas'
+polls interleave.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class ConsentFeedFollower:
         self._reader = engine
         self._engine = engine.execution_options(**{SQLITE_IMMEDIATE: True})
         self._interval = interval_seconds
+        self._cache_cursor: int | None = None  # this process's own, for its permit cache
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="consent-feed", daemon=True)
         tracking_metadata.create_all(engine)
@@ -95,22 +98,23 @@ class ConsentFeedFollower:
     def follow_once(self, page: int = 500) -> int:
         """Handles the next page of consent events; returns how many.
 
-        Handling is idempotent (a plan notes a withdrawal once), so replicas that happen to
-        handle the same page do no harm; the position only ever moves forward."""
-        position = self._position()
-        response = self._client.get(
-            "/events",
-            # Only consents' events: the consent service's access records are not ours to
-            # read, and reading them would log more of them.
-            params={"after": position, "limit": page, "type": CONSENT_AGGREGATE},
-            headers={"Authorization": f"Bearer {self._token_source()}"},
-        )
-        response.raise_for_status()
-        body = response.json()
+        Two cursors: this process's own, in memory, for its permit cache (every replica must
+        see every event for its own cache), and the shared tracked position, for the notes on
+        plans (written once, whichever replica gets there first). One page read from the
+        lower of the two serves both. Handling is idempotent (a plan notes a withdrawal once),
+        so replicas that happen to handle the same page do no harm; the tracked position only
+        ever moves forward."""
+        shared, cached_to = self._position(), self._cache_cursor
+        after = shared if cached_to is None else min(shared, cached_to)
+        body = self._page(after, page)
         events = body["events"]
         for item in events:
-            self._handle_or_record(item)
-        if body["next"] > position:
+            position = int(item["position"])
+            if cached_to is not None and position > cached_to:
+                self._forget_cached(item)
+            if position > shared:
+                self._handle_or_record(item)
+        if body["next"] > shared:
             with self._engine.begin() as connection:
                 connection.execute(
                     projection_tracking.update()
@@ -120,8 +124,35 @@ class ConsentFeedFollower:
                     )
                     .values(position=body["next"])
                 )
+        if cached_to is None:
+            # This process's first reach of the consent service: it starts at the head, and
+            # trusts nothing it cached before (none of it was checked against the feed).
+            self._cache.forget_everything()
+            self._cache_cursor = int(body.get("head", body["next"]))
+        else:
+            self._cache_cursor = max(cached_to, int(body["next"]))
         self._cache.feed_reached()
         return len(events)
+
+    def _page(self, after: int, page: int) -> dict[str, Any]:
+        response = self._client.get(
+            "/events",
+            # Only consents' events: the consent service's access records are not ours to
+            # read, and reading them would log more of them.
+            params={"after": after, "limit": page, "type": CONSENT_AGGREGATE},
+            headers={"Authorization": f"Bearer {self._token_source()}"},
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def _forget_cached(self, item: dict[str, Any]) -> None:
+        """This process's permits that the event may have ended."""
+        event_name = consent_event_name(item["type"])
+        if event_name in CONSENT_ENDING_EVENTS:
+            self._cache.forget_consent(item["aggregate_id"])
+        elif event_name == CONSENT_GIVEN:
+            patient = item["payload"].get(GIVEN_PATIENT) or {}
+            self._cache.forget_person(patient.get("value", ""))
 
     def _handle_or_record(self, item: dict[str, Any]) -> None:
         """Handles one consent event; one that cannot be handled is recorded and passed over,
@@ -143,15 +174,11 @@ class ConsentFeedFollower:
                 )
 
     def _handle(self, item: dict[str, Any]) -> None:
+        """The plans that relied on a consent that ended note so."""
         consent_id = item["aggregate_id"]
-        event_name = consent_event_name(item["type"])
-        if event_name in CONSENT_ENDING_EVENTS:
-            self._cache.forget_consent(consent_id)
+        if consent_event_name(item["type"]) in CONSENT_ENDING_EVENTS:
             for plan_id in self._index.relying_on(consent_id):
                 self._note_withdrawn(plan_id, consent_id)
-        elif event_name == CONSENT_GIVEN:
-            patient = item["payload"].get(GIVEN_PATIENT) or {}
-            self._cache.forget_person(patient.get("value", ""))
 
     def _note_withdrawn(self, plan_id: Any, consent_id: str) -> None:
         at = now()

@@ -67,6 +67,7 @@ class Operation(Generic[P]):
     returns: str | type[OperationParameters] = ""  # default: the resource type
     missing: Refusal | None = None  # the refusal of a missing required parameter
     detail: Callable[[OperationCall[P]], str] | None = None  # of the write's log record
+    interaction: str = "operation"  # of the write's log record: its AuditEvent subtype
 
     @property
     def id(self) -> str:

@@ -45,7 +45,9 @@ def run_operation(
         return operation.command(call)
     ensure_expected_version(target.version, parse_if_match(if_match))
     detail = operation.detail(call) if operation.detail else operation.name
-    context = WriteContext(call.by, "operation", operation.resource_type, call.at, detail=detail)
+    context = WriteContext(
+        call.by, operation.interaction, operation.resource_type, call.at, detail=detail
+    )
     with writing(context):
         answer = operation.command(call)
         resource.application.save(target)

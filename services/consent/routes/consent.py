@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request
 
 from contracts.actor import Actor
 from contracts.canonical import CONSENT_CATEGORIES, CONSENT_CATEGORY_SYSTEM
-from services.common.access_log import WriteContext, writing
+from services.common.access_log import REFUSED, WriteContext, writing
 from services.common.auth.dependency import authorize
 from services.common.fhir_api import (
     FhirError,
@@ -29,6 +29,7 @@ from services.common.search import (
 )
 from services.consent.application import ConsentRegistry
 from services.consent.fhir_mapping import consent_given_from_fhir, consent_to_fhir
+from services.consent.registration import registration_refusal
 
 SEARCH_PARAMETERS = {
     "patient:identifier": "Who the consent is about: system|personnummer",
@@ -57,10 +58,24 @@ router = APIRouter(prefix="/fhir")
 
 
 @router.post("/Consent", status_code=201, openapi_extra=request_body(CONSENT_SCHEMA))
-def create_consent(body: Body, actor: Creator, registry: Registry) -> FhirResponse:
+def create_consent(
+    request: Request, body: Body, actor: Creator, registry: Registry
+) -> FhirResponse:
     given = consent_given_from_fhir(body, actor, now())
-    if actor.role == "patient" and given["patient"]["value"] != actor.patient:
-        raise FhirError(403, "forbidden", "a person gives consent for themself only")
+    refusal = registration_refusal(actor, given)
+    if refusal is not None:
+        # The attempt is logged for the organisations it named: someone tried to decide
+        # over a person's information without being the person or one of them.
+        request.app.state.resources["Consent"].access.log(
+            actor,
+            "create",
+            outcome=REFUSED,
+            patient=given["patient"],
+            custodian=(given["organizations"] or [None])[0],
+            entity="Consent",
+            detail=f"registration refused: {refusal}",
+        )
+        raise FhirError(403, "forbidden", refusal)
     with writing(WriteContext(actor.as_event_data(), "create", "Consent", now())):
         consent = registry.give(**given)
     return resource_response(consent_to_fhir(consent), status=201)
