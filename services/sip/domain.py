@@ -69,6 +69,7 @@ INTERVENTION_STATUSES = ("planned", "in-progress", "done", "stopped")
 GOAL_OUTCOMES = ("achieved", "partially-achieved", "not-achieved")
 CLOSE_REASONS = ("goals-reached", "person-withdrew", "moved", "died", "replaced")
 APPROVERS = ("person", "guardian", "representative", "meeting")
+PERSON_PARTIES = ("person", "guardian", "representative")  # may speak for the person
 # When the principals have not agreed otherwise (the seed's rule for placements).
 DEFAULT_COST_SPLIT = {"region": 100 / 3, "municipality": 200 / 3}
 
@@ -190,11 +191,20 @@ class Plan(Aggregate):
         if organization is None or not self.takes_part(organization):
             raise RuleViolation(rule, f"{what} must be an organisation taking part in the plan")
 
-    def _propose(self, change: str, at: datetime, by: EventActor) -> None:
-        """Changes to an active plan wait for the person's approval."""
+    def _propose(self, change: str, at: datetime, by: EventActor, entry: str | None = None) -> None:
+        """Changes to an active plan wait for the person's approval; until then the entry they
+        touch is shown as proposed. The person's own changes need no one else's approval."""
         self.changed_by = by
-        if self.status == "active":
-            self.pending_changes.append(PendingChange(change=change, at=at, by=by))
+        if self._awaits_approval(by):
+            self.pending_changes.append(PendingChange(change=change, at=at, by=by, entry=entry))
+
+    def _awaits_approval(self, by: EventActor) -> bool:
+        return self.status == "active" and by.get("role") != "patient"
+
+    @property
+    def proposed_entries(self) -> set[str]:
+        """The entries (need-1, goal-2, intervention-1, ...) with a change waiting for approval."""
+        return {change.entry for change in self.pending_changes if change.entry}
 
     @staticmethod
     def _choice(value: str, allowed: tuple[str, ...], rule: str, what: str) -> None:
@@ -219,7 +229,7 @@ class Plan(Aggregate):
         self, hsa_id: str, kind: str, name: str | None, at: datetime, by: EventActor
     ) -> None:
         self.organizations[hsa_id] = TakingPart(hsa_id=hsa_id, kind=kind, name=name, invited_at=at)
-        self._propose(f"organisation {hsa_id} invited", at, by)
+        self._propose(f"organisation {hsa_id} invited", at, by, hsa_id)
 
     def add_participant(self, *, participant: dict[str, Any], at: datetime, by: EventActor) -> str:
         self._ensure_open()
@@ -246,7 +256,7 @@ class Plan(Aggregate):
     def _participant_added(self, participant: dict[str, Any], at: datetime, by: EventActor) -> None:
         added = Participant.from_payload(participant)
         self.participants[added.id] = added
-        self._propose(f"{added.kind} {added.id} added", at, by)
+        self._propose(f"{added.kind} {added.id} added", at, by, added.id)
 
     # Needs and goals, in the person's own words.
 
@@ -263,7 +273,7 @@ class Plan(Aggregate):
         self, need_id: str, text: str, wishes: str | None, at: datetime, by: EventActor
     ) -> None:
         self.needs[need_id] = Need(id=need_id, text=text, wishes=wishes, recorded_at=at)
-        self._propose(f"{need_id} recorded", at, by)
+        self._propose(f"{need_id} recorded", at, by, need_id)
 
     def set_goal(
         self,
@@ -298,7 +308,7 @@ class Plan(Aggregate):
         self.goals[goal_id] = Goal(
             id=goal_id, text=text, target_date=target_date, need_ids=tuple(need_ids), set_at=at
         )
-        self._propose(f"{goal_id} set", at, by)
+        self._propose(f"{goal_id} set", at, by, goal_id)
 
     def revise_goal(
         self,
@@ -330,11 +340,12 @@ class Plan(Aggregate):
         by: EventActor,
     ) -> None:
         goal = self.goals[goal_id]
-        revision = GoalRevision(text=goal.text, target_date=goal.target_date, reason=reason, at=at)
-        self.goals[goal_id] = replace(
-            goal, text=text, target_date=target_date, revisions=(*goal.revisions, revision)
-        )
-        self._propose(f"{goal_id} revised", at, by)
+        proposed = GoalRevision(text=text, target_date=target_date, reason=reason, at=at)
+        if self._awaits_approval(by):  # the approved text stays until the person approves
+            self.goals[goal_id] = replace(goal, proposal=proposed)
+        else:
+            self.goals[goal_id] = _revised(goal, proposed)
+        self._propose(f"{goal_id} revised", at, by, goal_id)
 
     def assess_goal(
         self, *, goal_id: str, outcome: str, note: str | None, at: datetime, by: EventActor
@@ -355,7 +366,7 @@ class Plan(Aggregate):
             assessment_note=note,
             status="completed" if outcome == "achieved" else "active",
         )
-        self._propose(f"{goal_id} assessed {outcome}", at, by)
+        self._propose(f"{goal_id} assessed {outcome}", at, by, goal_id)
 
     # Interventions and responsibility.
 
@@ -431,7 +442,7 @@ class Plan(Aggregate):
     ) -> None:
         assigned = Intervention.from_payload(intervention)
         self.interventions[assigned.id] = assigned
-        self._propose(f"{assigned.id} assigned", at, by)
+        self._propose(f"{assigned.id} assigned", at, by, assigned.id)
 
     def change_intervention_status(
         self, *, intervention_id: str, status: str, reason: str | None, at: datetime, by: EventActor
@@ -457,7 +468,7 @@ class Plan(Aggregate):
         self.interventions[intervention_id] = replace(
             self.interventions[intervention_id], status=status, status_reason=reason
         )
-        self._propose(f"{intervention_id} {status}", at, by)
+        self._propose(f"{intervention_id} {status}", at, by, intervention_id)
 
     def assign_overall_responsibility(
         self, *, organization: str, reason: str | None, at: datetime, by: EventActor
@@ -532,6 +543,12 @@ class Plan(Aggregate):
         self._ensure_known([meeting_id], self.meetings, "known-meeting")
         required_texts(attendees, "attendee")
         optional_text(notes, "notes")
+        if approved_changes and not self._the_person_among(attendees):
+            raise RuleViolation(
+                "meeting-approval-needs-the-person",
+                "a meeting approves changes only if the person or their guardian or "
+                "representative attended: name their participant id (participant-N) as attendee",
+            )
         self._meeting_held(
             meeting_id=meeting_id,
             attendees=attendees,
@@ -557,6 +574,13 @@ class Plan(Aggregate):
         self.changed_by = by
         if approved_changes:
             self._approve(approved_by="meeting", meeting_id=meeting_id, at=at, by=by)
+
+    def _the_person_among(self, attendees: list[str] | tuple[str, ...]) -> bool:
+        """Attendees name participants by their id; the person is there if the participant of
+        kind person, guardian or representative is."""
+        return any(
+            self.participants[a].kind in PERSON_PARTIES for a in attendees if a in self.participants
+        )
 
     def set_follow_up(self, *, follow_up_date: date, at: datetime, by: EventActor) -> None:
         self._ensure_open()
@@ -623,13 +647,34 @@ class Plan(Aggregate):
         period_end: date | None,
         at: datetime,
         by: EventActor,
+        split_unclear: bool = False,
     ) -> str:
+        """Shares as the principals give them; none, only when the proposing principal
+        records that the split is unclear: then the default split, in force once the other
+        principal records the same (`agree_cost_allocation`)."""
         self._ensure_open()
         self._ensure_known([intervention_id], self.interventions, "known-intervention")
         required_date(period_start, "periodStart")
         optional_date(period_end, "periodEnd")
+        unclear_by: list[str] = []
+        if shares and split_unclear:
+            raise RuleViolation(
+                "default-split-only-when-unclear", "shares are given, so the split is not unclear"
+            )
         if not shares:
+            if not split_unclear:
+                raise RuleViolation(
+                    "default-split-only-when-unclear",
+                    "no shares given: the default 1/3–2/3 split applies only when both "
+                    "principals record that the split is unclear (splitUnclear)",
+                )
             shares = self._default_shares()
+            proposer = by.get("organization") or ""
+            if self.kind_of(proposer) not in PRINCIPALS:
+                raise RuleViolation(
+                    "cost-shares-between-principals", "only a principal declares the split unclear"
+                )
+            unclear_by = [proposer]
         for share in shares:
             if self.kind_of(share.get("organization", "")) not in PRINCIPALS:
                 raise RuleViolation(
@@ -649,8 +694,10 @@ class Plan(Aggregate):
                 "shares": shares,
                 "period_start": period_start,
                 "period_end": period_end,
-                "agreed_by": [],
+                # Declaring the split unclear is the proposer's agreement to the default split.
+                "agreed_by": list(unclear_by),
                 "in_force": False,
+                "split_unclear_by": list(unclear_by),
             },
             at=at,
             by=by,
@@ -709,9 +756,16 @@ class Plan(Aggregate):
     ) -> None:
         allocation = self.cost_allocations[allocation_id]
         agreed_by = (*allocation.agreed_by, organization)
+        # A default split is agreed by recording that the split is unclear.
+        unclear_by = allocation.split_unclear_by
+        if unclear_by:
+            unclear_by = (*unclear_by, organization)
         # In force only when both principals have agreed.
         self.cost_allocations[allocation_id] = replace(
-            allocation, agreed_by=agreed_by, in_force=allocation.parties <= set(agreed_by)
+            allocation,
+            agreed_by=agreed_by,
+            in_force=allocation.parties <= set(agreed_by),
+            split_unclear_by=unclear_by,
         )
         self.changed_by = by
 
@@ -724,6 +778,14 @@ class Plan(Aggregate):
         self._choice(approved_by, APPROVERS, "approver", "who approves")
         if not self.pending_changes:
             raise RuleViolation("changes-to-approve", "no changes wait for approval")
+        if approved_by == "meeting":
+            meeting = self.meetings.get(meeting_id or "")
+            if meeting is None or not self._the_person_among(meeting.attendees):
+                raise RuleViolation(
+                    "meeting-approval-needs-the-person",
+                    "a meeting's approval names a held meeting (meeting) that the person or "
+                    "their guardian or representative attended",
+                )
         self._changes_approved(approved_by=approved_by, meeting_id=meeting_id, at=at, by=by)
 
     @event("ChangesApproved")
@@ -735,6 +797,10 @@ class Plan(Aggregate):
     def _approve(
         self, *, approved_by: str, meeting_id: str | None, at: datetime, by: EventActor
     ) -> None:
+        for goal_id in {c.entry for c in self.pending_changes if c.entry in self.goals}:
+            goal = self.goals[goal_id]
+            if goal.proposal is not None:
+                self.goals[goal_id] = _revised(replace(goal, proposal=None), goal.proposal)
         self.approvals.append(
             Approval(
                 approved_by=approved_by,
@@ -896,6 +962,15 @@ class Plan(Aggregate):
         )
         self.changed_by = by
 
+    def deviation_against(self, deviation_id: str) -> str | None:
+        """The organisation a deviation is against: the one responsible for its intervention
+        (else the one performing it); None for a deviation reported without an intervention."""
+        intervention_id = self.deviations[deviation_id].intervention_id
+        intervention = self.interventions.get(intervention_id or "")
+        if intervention is None:
+            return None
+        return intervention.responsible_organization or intervention.performer_organization
+
     @property
     def open_deviations(self) -> list[Deviation]:
         return [d for d in self.deviations.values() if d.answer is None]
@@ -904,3 +979,16 @@ class Plan(Aggregate):
         unknown = [part_id for part_id in ids if part_id not in parts]
         if unknown:
             raise RuleViolation(rule, f"the plan has no {', '.join(unknown)}")
+
+
+def _revised(goal: Goal, revision: GoalRevision) -> Goal:
+    """The goal with a revision in force; its history keeps what it said before."""
+    before = GoalRevision(
+        text=goal.text, target_date=goal.target_date, reason=revision.reason, at=revision.at
+    )
+    return replace(
+        goal,
+        text=revision.text,
+        target_date=revision.target_date,
+        revisions=(*goal.revisions, before),
+    )

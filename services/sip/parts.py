@@ -84,6 +84,9 @@ class Goal:
     outcome: str | None = None
     assessment_note: str | None = None
     revisions: tuple[GoalRevision, ...] = ()
+    # A revision proposed on an active plan: the text above stays the approved one until the
+    # person approves (GoalRevision's text and target date are then the proposed ones).
+    proposal: GoalRevision | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +198,9 @@ class CostAllocation:
     period_end: date | None
     agreed_by: tuple[str, ...] = ()
     in_force: bool = False
+    # The default 1/3–2/3 split: the principals that recorded that the split is unclear
+    # (empty for shares the principals gave themselves, and for allocations stored before).
+    split_unclear_by: tuple[str, ...] = ()
 
     @classmethod
     def from_payload(cls, data: Mapping[str, Any]) -> CostAllocation:
@@ -206,6 +212,7 @@ class CostAllocation:
             period_end=data.get("period_end"),
             agreed_by=tuple(data.get("agreed_by") or ()),
             in_force=bool(data.get("in_force")),
+            split_unclear_by=tuple(data.get("split_unclear_by") or ()),
         )
 
     @property
@@ -234,11 +241,13 @@ class Deviation:
 
 @dataclass(frozen=True, slots=True)
 class PendingChange:
-    """A change to an active plan waiting for the person's approval."""
+    """A change to an active plan waiting for the person's approval: until then the entry it
+    touches is shown as proposed."""
 
     change: str
     at: datetime
     by: EventActor
+    entry: str | None = None  # the part it touches ("need-3", "goal-1", ...), if one
 
 
 @dataclass(frozen=True, slots=True)
