@@ -191,20 +191,34 @@ class Plan(Aggregate):
         if organization is None or not self.takes_part(organization):
             raise RuleViolation(rule, f"{what} must be an organisation taking part in the plan")
 
-    def _propose(self, change: str, at: datetime, by: EventActor, entry: str | None = None) -> None:
+    def _propose(
+        self,
+        change: str,
+        at: datetime,
+        by: EventActor,
+        entry: str | None = None,
+        *,
+        new: bool = False,
+    ) -> None:
         """Changes to an active plan wait for the person's approval; until then the entry they
         touch is shown as proposed. The person's own changes need no one else's approval."""
         self.changed_by = by
         if self._awaits_approval(by):
-            self.pending_changes.append(PendingChange(change=change, at=at, by=by, entry=entry))
+            self.pending_changes.append(
+                PendingChange(change=change, at=at, by=by, entry=entry, new=new)
+            )
 
     def _awaits_approval(self, by: EventActor) -> bool:
         return self.status == "active" and by.get("role") != "patient"
 
-    @property
-    def proposed_entries(self) -> set[str]:
-        """The entries (need-1, goal-2, intervention-1, ...) with a change waiting for approval."""
-        return {change.entry for change in self.pending_changes if change.entry}
+    def proposals_for(self, entry: str) -> list[PendingChange]:
+        """The changes to an entry (need-1, goal-2, participant-1, an organisation's HSA-id)
+        waiting for the person's approval."""
+        return [change for change in self.pending_changes if change.entry == entry]
+
+    def proposed_new(self, entry: str) -> bool:
+        """Whether the entry itself is a proposal, added to the active plan but not approved."""
+        return any(change.new for change in self.proposals_for(entry))
 
     @staticmethod
     def _choice(value: str, allowed: tuple[str, ...], rule: str, what: str) -> None:
@@ -229,7 +243,7 @@ class Plan(Aggregate):
         self, hsa_id: str, kind: str, name: str | None, at: datetime, by: EventActor
     ) -> None:
         self.organizations[hsa_id] = TakingPart(hsa_id=hsa_id, kind=kind, name=name, invited_at=at)
-        self._propose(f"organisation {hsa_id} invited", at, by, hsa_id)
+        self._propose(f"organisation {hsa_id} invited", at, by, hsa_id, new=True)
 
     def add_participant(self, *, participant: dict[str, Any], at: datetime, by: EventActor) -> str:
         self._ensure_open()
@@ -256,7 +270,7 @@ class Plan(Aggregate):
     def _participant_added(self, participant: dict[str, Any], at: datetime, by: EventActor) -> None:
         added = Participant.from_payload(participant)
         self.participants[added.id] = added
-        self._propose(f"{added.kind} {added.id} added", at, by, added.id)
+        self._propose(f"{added.kind} {added.id} added", at, by, added.id, new=True)
 
     # Needs and goals, in the person's own words.
 
@@ -273,7 +287,7 @@ class Plan(Aggregate):
         self, need_id: str, text: str, wishes: str | None, at: datetime, by: EventActor
     ) -> None:
         self.needs[need_id] = Need(id=need_id, text=text, wishes=wishes, recorded_at=at)
-        self._propose(f"{need_id} recorded", at, by, need_id)
+        self._propose(f"{need_id} recorded", at, by, need_id, new=True)
 
     def set_goal(
         self,
@@ -308,7 +322,7 @@ class Plan(Aggregate):
         self.goals[goal_id] = Goal(
             id=goal_id, text=text, target_date=target_date, need_ids=tuple(need_ids), set_at=at
         )
-        self._propose(f"{goal_id} set", at, by, goal_id)
+        self._propose(f"{goal_id} set", at, by, goal_id, new=True)
 
     def revise_goal(
         self,
@@ -442,7 +456,7 @@ class Plan(Aggregate):
     ) -> None:
         assigned = Intervention.from_payload(intervention)
         self.interventions[assigned.id] = assigned
-        self._propose(f"{assigned.id} assigned", at, by, assigned.id)
+        self._propose(f"{assigned.id} assigned", at, by, assigned.id, new=True)
 
     def change_intervention_status(
         self, *, intervention_id: str, status: str, reason: str | None, at: datetime, by: EventActor

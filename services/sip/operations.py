@@ -446,7 +446,9 @@ OPERATIONS: list[Operation[Any]] = [
     ),
     plan_operation(
         "record-meeting",
-        "Records that a meeting was held (meeting, attendee*, notes, approvedChanges)",
+        "Records that a meeting was held (meeting, attendee*, notes, approvedChanges). "
+        "Attendees are named by participant id (participant-N) or name; approvedChanges "
+        "only if the person's, a guardian's or a representative's participant id is among them",
         RecordMeeting,
         record_meeting,
     ),
@@ -475,8 +477,9 @@ OPERATIONS: list[Operation[Any]] = [
     ),
     plan_operation(
         "approve-changes",
-        "The person (or guardian, representative, or a meeting) "
-        "approves the pending changes (approvedBy, meeting)",
+        "The person (or guardian, representative, with the person's token) approves the "
+        "pending changes; staff record only a meeting's approval (approvedBy = meeting, "
+        "meeting: held, with the person among its attendees)",
         ApproveChanges,
         approve_changes,
     ),

@@ -248,6 +248,7 @@ class PendingChange:
     at: datetime
     by: EventActor
     entry: str | None = None  # the part it touches ("need-3", "goal-1", ...), if one
+    new: bool = False  # the entry itself is proposed (not only a change to an approved one)
 
 
 @dataclass(frozen=True, slots=True)
