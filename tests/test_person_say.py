@@ -114,6 +114,21 @@ def test_an_activity_and_a_participant_added_to_an_active_plan_are_marked_propos
     assert [m["member"]["display"] for m in marked] == ["Mamma"]
 
 
+def test_a_status_change_stays_proposed_and_the_approved_status_shows(system):
+    plan_id, personnummer = active_plan(system)
+    sip = system.sip
+    ok(run(sip, plan_id, "set-intervention-status", intervention="intervention-1",
+           status="stopped", reason="Flyttat"))  # fmt: skip
+    activity = ok(sip.get(f"/fhir/CarePlan/{plan_id}"))["activity"][0]
+    assert activity["detail"]["status"] == "not-started"  # as approved
+    proposal = next(e for e in activity["extension"] if e["url"] == EXT_PENDING_APPROVAL)
+    assert {"url": "status", "valueCode": "stopped"} in proposal["extension"]
+    ok(run(patient_of(system, personnummer), plan_id, "approve-changes"))
+    activity = ok(sip.get(f"/fhir/CarePlan/{plan_id}"))["activity"][0]
+    assert activity["detail"]["status"] == "stopped" and marker(activity) is None
+    assert activity["detail"]["statusReason"] == {"text": "Flyttat"}
+
+
 def test_a_meeting_approves_only_if_the_person_attended(system):
     plan_id, _ = active_plan(system)
     sip = system.sip

@@ -479,9 +479,12 @@ class Plan(Aggregate):
     def _intervention_status_changed(
         self, intervention_id: str, status: str, reason: str | None, at: datetime, by: EventActor
     ) -> None:
-        self.interventions[intervention_id] = replace(
-            self.interventions[intervention_id], status=status, status_reason=reason
-        )
+        current = self.interventions[intervention_id]
+        if self._awaits_approval(by):  # the approved status stays until the person approves
+            changed = replace(current, proposed_status=status, proposed_status_reason=reason)
+        else:
+            changed = replace(current, status=status, status_reason=reason)
+        self.interventions[intervention_id] = changed
         self._propose(f"{intervention_id} {status}", at, by, intervention_id)
 
     def assign_overall_responsibility(
@@ -811,10 +814,7 @@ class Plan(Aggregate):
     def _approve(
         self, *, approved_by: str, meeting_id: str | None, at: datetime, by: EventActor
     ) -> None:
-        for goal_id in {c.entry for c in self.pending_changes if c.entry in self.goals}:
-            goal = self.goals[goal_id]
-            if goal.proposal is not None:
-                self.goals[goal_id] = _revised(replace(goal, proposal=None), goal.proposal)
+        self._apply_proposals()
         self.approvals.append(
             Approval(
                 approved_by=approved_by,
@@ -826,6 +826,23 @@ class Plan(Aggregate):
         )
         self.pending_changes = []
         self.changed_by = by
+
+    def _apply_proposals(self) -> None:
+        """What was held as a proposal (a goal's revision, an intervention's status) comes
+        into force with the approval."""
+        for entry in {c.entry for c in self.pending_changes if c.entry}:
+            goal = self.goals.get(entry)
+            if goal is not None and goal.proposal is not None:
+                self.goals[entry] = _revised(replace(goal, proposal=None), goal.proposal)
+            intervention = self.interventions.get(entry)
+            if intervention is not None and intervention.proposed_status is not None:
+                self.interventions[entry] = replace(
+                    intervention,
+                    status=intervention.proposed_status,
+                    status_reason=intervention.proposed_status_reason,
+                    proposed_status=None,
+                    proposed_status_reason=None,
+                )
 
     def activation_problems(self) -> list[str]:
         """Rules the plan itself answers before it may be activated (consent is asked apart)."""

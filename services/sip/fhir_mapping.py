@@ -535,8 +535,8 @@ def goal_to_fhir(plan: Plan, goal_id: str) -> dict[str, Any]:
 
 def _mark_proposal(element: dict[str, Any], plan: Plan, entry: str) -> dict[str, Any]:
     """An entry with changes waiting for the person's approval carries them in the
-    pending-approval extension; a revised goal's proposed text and date there too, while the
-    element itself shows what is approved."""
+    pending-approval extension; a revised goal's proposed text and date, an intervention's
+    proposed status there too, while the element itself shows what is approved."""
     changes = plan.proposals_for(entry)
     if not changes:
         return element
@@ -547,6 +547,11 @@ def _mark_proposal(element: dict[str, Any], plan: Plan, entry: str) -> dict[str,
         if proposal.target_date:
             parts.append({"url": "targetDate", "valueDate": proposal.target_date.isoformat()})
         parts.append({"url": "reason", "valueString": proposal.reason})
+    intervention = plan.interventions.get(entry)
+    if intervention is not None and intervention.proposed_status is not None:
+        parts.append({"url": "status", "valueCode": DETAIL_STATUS[intervention.proposed_status]})
+        if intervention.proposed_status_reason:
+            parts.append({"url": "reason", "valueString": intervention.proposed_status_reason})
     marker = {"url": EXT_PENDING_APPROVAL, "extension": parts}
     return {**element, "extension": [*element.get("extension", []), marker]}
 

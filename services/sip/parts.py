@@ -106,6 +106,9 @@ class Intervention:
     start: date | None = None
     end: date | None = None
     status_reason: str | None = None
+    # A status change proposed on an active plan: `status` stays the approved one until then.
+    proposed_status: str | None = None
+    proposed_status_reason: str | None = None
 
     @classmethod
     def from_payload(cls, data: Mapping[str, Any]) -> Intervention:
