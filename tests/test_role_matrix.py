@@ -38,7 +38,8 @@ ORGANIZATIONS_TRIED = (*ORGANIZATIONS, "outsider")
 
 # What each condition of the matrix means for the plan `_plan` builds: the region started it
 # and holds the overall responsibility, the municipality and a school take part, deviation-1
-# is against the municipality (it is responsible for intervention-1).
+# is against the municipality (it is responsible for intervention-1; the region for
+# intervention-2).
 WHO_MEETS = {
     "organization-takes-part": lambda c: c.organization in ORGANIZATIONS,
     "principal-takes-part": lambda c: c.organization in ("region", "municipality"),
@@ -61,7 +62,7 @@ VARIANTS = {
 }
 
 
-def _parameters(operation: str, variant: str | None) -> dict[str, Any]:
+def _parameters(operation: str, variant: str | None, organization: str) -> dict[str, Any]:
     return {
         "invite-organization": {"organization": "SE5560000000-S0002", "kind": "other"},
         "add-participant": {"kind": "relative", "name": "Mamma", "personAgrees": True},
@@ -102,7 +103,12 @@ def _parameters(operation: str, variant: str | None) -> dict[str, Any]:
             else {"approvedBy": "person"}
         ),
         "close": {"reason": variant},
-        "report-deviation": {"intervention": "intervention-1", "text": "Kom inte i tid"},
+        "report-deviation": {  # against another organisation than the caller's
+            "intervention": "intervention-2"
+            if organization == "municipality"
+            else "intervention-1",
+            "text": "Kom inte i tid",
+        },
         "answer-deviation": {"deviation": "deviation-1", "answer": "Åtgärdat"},
         "activate": {},
     }[operation]
@@ -171,6 +177,17 @@ def _plan(system: Any, personnummer: str, *, active: bool) -> str:
                 "performerOrganization": MUNICIPALITY,
                 "responsiblePrincipal": "municipality",
                 "responsibleOrganization": MUNICIPALITY,
+            },
+        ),
+        (
+            "assign-intervention",
+            {
+                "text": "Samtalsstöd",
+                "kind": "treatment",
+                "need": "need-1",
+                "performerOrganization": REGION,
+                "responsiblePrincipal": "region",
+                "responsibleOrganization": REGION,
             },
         ),
         ("assign-overall-responsibility", {"organization": REGION}),
@@ -249,7 +266,8 @@ def test_every_cell_of_the_role_matrix(system, cell: Cell):
     if cell.operation == "activate":
         response = caller.post(f"/fhir/CarePlan/{plan_id}/$activate")
     else:
-        response = run(caller, plan_id, cell.operation, **_parameters(cell.operation, cell.variant))
+        parameters = _parameters(cell.operation, cell.variant, cell.organization)
+        response = run(caller, plan_id, cell.operation, **parameters)
     if cell.allowed:
         assert response.status_code == 200, (str(cell), response.text)
         assert _version(system, plan_id) != before
@@ -289,3 +307,19 @@ def test_the_committed_role_matrix_doc_is_the_generated_one():
 
     committed = (Path(__file__).parent.parent / "docs" / "role-matrix.md").read_text()
     assert committed == matrix_markdown(), "run: python -m services.sip.permissions > docs/..."
+
+
+def test_a_deviation_is_reported_against_another_and_answered_by_the_one_it_is_against(system):
+    personnummer = new_personnummer()
+    plan_id = _plan(system, personnummer, active=True)
+    municipality = system.as_caller(organization=MUNICIPALITY).sip
+    own = run(municipality, plan_id, "report-deviation", intervention="intervention-1", text="x")
+    assert own.status_code == 409, own.text
+    assert own.json()["issue"][0]["details"]["text"] == "deviation-against-another"
+    _ok(run(municipality, plan_id, "report-deviation", intervention="intervention-2", text="y"))
+    for organization in (MUNICIPALITY, SCHOOL):  # deviation-2 is against the region
+        refused = run(system.as_caller(organization=organization).sip, plan_id,
+                      "answer-deviation", deviation="deviation-2", answer="z")  # fmt: skip
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["issue"][0]["details"]["text"] == "deviation-against-caller"
+    _ok(run(system.sip, plan_id, "answer-deviation", deviation="deviation-2", answer="Åtgärdat"))

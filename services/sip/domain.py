@@ -939,6 +939,12 @@ class Plan(Aggregate):
         )
         if intervention_id is not None:
             self._ensure_known([intervention_id], self.interventions, "known-intervention")
+            if self._responsible_for(intervention_id) == organization:
+                raise RuleViolation(
+                    "deviation-against-another",
+                    "a deviation is reported against another organisation than the reporter's: "
+                    f"{organization} is responsible for {intervention_id}",
+                )
         deviation_id = f"deviation-{len(self.deviations) + 1}"
         self._deviation_reported(
             deviation_id=deviation_id,
@@ -996,7 +1002,9 @@ class Plan(Aggregate):
     def deviation_against(self, deviation_id: str) -> str | None:
         """The organisation a deviation is against: the one responsible for its intervention
         (else the one performing it); None for a deviation reported without an intervention."""
-        intervention_id = self.deviations[deviation_id].intervention_id
+        return self._responsible_for(self.deviations[deviation_id].intervention_id)
+
+    def _responsible_for(self, intervention_id: str | None) -> str | None:
         intervention = self.interventions.get(intervention_id or "")
         if intervention is None:
             return None
