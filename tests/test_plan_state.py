@@ -26,8 +26,9 @@ def full_plan():
         period_end=None,
         at=NOW,
         by=BY,
+        split_unclear=True,
     )
-    plan.agree_cost_allocation(allocation_id="cost-1", organization=REGION, at=NOW, by=BY)
+    plan.agree_cost_allocation(allocation_id="cost-1", organization=MUNICIPALITY, at=NOW, by=BY)
     return plan
 
 
@@ -66,8 +67,9 @@ def test_event_payloads_are_the_plain_dicts_they_always_were():
         period_end=None,
         at=NOW,
         by=BY,
+        split_unclear=True,
     )
-    plan.agree_cost_allocation(allocation_id="cost-1", organization=REGION, at=NOW, by=BY)
+    plan.agree_cost_allocation(allocation_id="cost-1", organization=MUNICIPALITY, at=NOW, by=BY)
     events = {type(e).__name__: e for e in plan.collect_events()}
     assert events["InterventionAssigned"].intervention == intervention() | {
         "id": "intervention-1",
@@ -88,8 +90,9 @@ def test_event_payloads_are_the_plain_dicts_they_always_were():
         ],
         "period_start": date(2027, 1, 1),
         "period_end": None,
-        "agreed_by": [],
+        "agreed_by": [REGION],  # the region proposed the default split: it found it unclear
         "in_force": False,
+        "split_unclear_by": [REGION],
     }
 
 

@@ -247,8 +247,19 @@ def test_a_meeting_can_approve_the_changes():
         by=BY,
     )
     plan.record_need(text="Sömnproblem", wishes=None, at=NOW, by=BY)
+    refused(  # attendees name participants: a name alone does not show the person was there
+        "meeting-approval-needs-the-person",
+        plan.record_meeting,
+        meeting_id=meeting,
+        attendees=["Tolvan"],
+        notes=None,
+        approved_changes=True,
+        at=NOW,
+        by=BY,
+    )
+    person = plan.add_participant(participant={"kind": "person", "name": "Tolvan"}, at=NOW, by=BY)
     plan.record_meeting(
-        meeting_id=meeting, attendees=["Tolvan"], notes=None, approved_changes=True, at=NOW, by=BY
+        meeting_id=meeting, attendees=[person], notes=None, approved_changes=True, at=NOW, by=BY
     )
     assert plan.pending_changes == [] and plan.approvals[0].meeting_id == meeting
 
@@ -288,19 +299,21 @@ def test_a_stopped_intervention_needs_a_reason():
     )
 
 
-def test_cost_allocation_defaults_to_a_third_and_is_in_force_when_both_agree():
+def test_the_default_split_only_when_both_principals_find_the_split_unclear():
     plan = ready()
-    allocation = plan.propose_cost_allocation(
-        intervention_id="intervention-1",
-        shares=[],
-        period_start=date(2027, 1, 1),
-        period_end=None,
-        at=NOW,
-        by=BY,
-    )
+    unclear = {
+        "intervention_id": "intervention-1",
+        "period_start": date(2027, 1, 1),
+        "period_end": None,
+        "at": NOW,
+        "by": BY,
+    }
+    refused("default-split-only-when-unclear", plan.propose_cost_allocation, shares=[], **unclear)
+    allocation = plan.propose_cost_allocation(shares=[], split_unclear=True, **unclear)
     shares = {s.organization: s.percent for s in plan.cost_allocations[allocation].shares}
     assert shares == {REGION: 33.33, MUNICIPALITY: 66.67}
-    plan.agree_cost_allocation(allocation_id=allocation, organization=REGION, at=NOW, by=BY)
+    # The region declared the split unclear: that is its agreement; the municipality's is due.
+    assert plan.cost_allocations[allocation].split_unclear_by == (REGION,)
     assert not plan.cost_allocations[allocation].in_force
     refused(
         "cost-agreed-once",
@@ -312,6 +325,7 @@ def test_cost_allocation_defaults_to_a_third_and_is_in_force_when_both_agree():
     )
     plan.agree_cost_allocation(allocation_id=allocation, organization=MUNICIPALITY, at=NOW, by=BY)
     assert plan.cost_allocations[allocation].in_force
+    assert plan.cost_allocations[allocation].split_unclear_by == (REGION, MUNICIPALITY)
     refused(
         "cost-shares-whole",
         plan.propose_cost_allocation,

@@ -179,8 +179,17 @@ def test_a_plan_through_its_whole_life(system):
         sip.post(f"/fhir/CarePlan/{plan_id}/$activate"), "activation-needs-overall-responsibility"
     )
     ok(run(sip, plan_id, "assign-overall-responsibility", organization=REGION))
-    ok(run(sip, plan_id, "allocate-cost", intervention="intervention-1", periodStart="2027-01-01"))
-    ok(run(sip, plan_id, "agree-cost-allocation", allocation="cost-1"))
+    # No shares: the default split only when the region records that the split is unclear,
+    # which is its agreement; in force once the municipality records the same.
+    unrecorded = run(sip, plan_id, "allocate-cost", intervention="intervention-1",
+                     periodStart="2027-01-01")  # fmt: skip
+    assert unrecorded.status_code == 422 and unrecorded.json()["issue"][0]["expression"] == [
+        "share"
+    ]
+    ok(run(sip, plan_id, "allocate-cost", intervention="intervention-1",
+           periodStart="2027-01-01", splitUnclear=True))  # fmt: skip
+    refused(run(sip, plan_id, "agree-cost-allocation", allocation="cost-1", splitUnclear=True),
+            "cost-agreed-once")  # fmt: skip
     ok(run(sip, plan_id, "set-follow-up", date="2027-03-01"))
     # Activate, on the consent.
     activated = ok(sip.post(f"/fhir/CarePlan/{plan_id}/$activate"))
@@ -209,7 +218,11 @@ def test_a_plan_through_its_whole_life(system):
     pending = sip.get(f"/fhir/CarePlan/{plan_id}").json()
     assert len(extension(pending, EXT_PENDING_APPROVAL)["extension"]) == 2
     patient = system.as_caller("patient", organization=None, patient=personnummer)
-    assert run(patient.sip, plan_id, "record-need", text="x").status_code == 403
+    assert (
+        run(patient.sip, plan_id, "assess-goal", goal="goal-1", outcome="achieved").status_code
+        == 403
+    )
+    ok(run(patient.sip, plan_id, "record-need", text="Jag vill träffa vänner"))  # in force at once
     approved = ok(run(patient.sip, plan_id, "approve-changes"))
     assert not any(e["url"] == EXT_PENDING_APPROVAL for e in approved["extension"])
     # A deviation, answered.

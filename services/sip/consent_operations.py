@@ -8,26 +8,14 @@ from typing import Any
 
 import httpx
 
-from services.common.fhir_api import FhirError, FhirResponse, fhir_base
+from services.common.fhir_api import FhirResponse, fhir_base
 from services.common.fhir_time import fhir_instant
 from services.common.operations.declaration import NoParameters, Operation, OperationCall
 from services.common.parameters import DateTime, OperationParameters
 from services.sip.application import activate_if_permitted
 from services.sip.consent_gate import ConsentServiceUnavailable
 from services.sip.disclosure import consent_service_down
-
-
-def _starting_or_responsible(call: OperationCall[Any]) -> None:
-    plan, organization = call.target, call.actor.organization
-    if organization is None or organization not in (
-        plan.starting_organization,
-        plan.overall_responsible,
-    ):
-        raise FhirError(
-            403,
-            "forbidden",
-            "the starting organisation or the one with overall responsibility activates",
-        )
+from services.sip.permissions import guard
 
 
 def activate(call: OperationCall[NoParameters]) -> None:
@@ -45,7 +33,8 @@ ACTIVATE = Operation(
     "Activates a draft plan when the consent service permits it",
     NoParameters,
     activate,
-    may_change=_starting_or_responsible,
+    may_call=guard("activate").may_call,
+    may_change=guard("activate").may_change,  # the role matrix's row (services/sip/permissions.py)
 )
 
 

@@ -70,6 +70,7 @@ INTERVENTION_STATUSES = ("planned", "in-progress", "done", "stopped")
 GOAL_OUTCOMES = ("achieved", "partially-achieved", "not-achieved")
 CLOSE_REASONS = ("goals-reached", "person-withdrew", "moved", "died", "replaced")
 APPROVERS = ("person", "guardian", "representative", "meeting")
+PERSON_PARTIES = ("person", "guardian", "representative")  # may speak for the person
 # When the principals have not agreed otherwise (the seed's rule for placements).
 DEFAULT_COST_SPLIT = {"region": 100 / 3, "municipality": 200 / 3}
 
@@ -191,11 +192,39 @@ class Plan(Aggregate):
         if organization is None or not self.takes_part(organization):
             raise RuleViolation(rule, f"{what} must be an organisation taking part in the plan")
 
-    def _propose(self, change: str, at: datetime, by: EventActor) -> None:
-        """Changes to an active plan wait for the person's approval."""
+    def _propose(
+        self,
+        change: str,
+        at: datetime,
+        by: EventActor,
+        entry: str | None = None,
+        *,
+        new: bool = False,
+    ) -> None:
+        """Changes to an active plan wait for the person's approval; until then the entry they
+        touch is shown as proposed. The person's own changes need no one else's approval."""
         self.changed_by = by
-        if self.status == "active":
-            self.pending_changes.append(PendingChange(change=change, at=at, by=by))
+        if self._awaits_approval(by):
+            self.pending_changes.append(
+                PendingChange(change=change, at=at, by=by, entry=entry, new=new)
+            )
+
+    def _awaits_approval(self, by: EventActor) -> bool:
+        return self.status == "active" and by.get("role") != "patient"
+
+    def proposals_for(self, entry: str) -> list[PendingChange]:
+        """The changes to an entry (need-1, goal-2, participant-1, an organisation's HSA-id)
+        waiting for the person's approval."""
+        return [change for change in self.pending_changes if change.entry == entry]
+
+    def proposer_of(self, entry: str) -> str | None:
+        """The custodian of the latest proposal on an entry (its proposed text or status)."""
+        proposals = self.proposals_for(entry)
+        return custodian_of(proposals[-1].by) if proposals else None
+
+    def proposed_new(self, entry: str) -> bool:
+        """Whether the entry itself is a proposal, added to the active plan but not approved."""
+        return any(change.new for change in self.proposals_for(entry))
 
     @staticmethod
     def _choice(value: str, allowed: tuple[str, ...], rule: str, what: str) -> None:
@@ -220,7 +249,7 @@ class Plan(Aggregate):
         self, hsa_id: str, kind: str, name: str | None, at: datetime, by: EventActor
     ) -> None:
         self.organizations[hsa_id] = TakingPart(hsa_id=hsa_id, kind=kind, name=name, invited_at=at)
-        self._propose(f"organisation {hsa_id} invited", at, by)
+        self._propose(f"organisation {hsa_id} invited", at, by, hsa_id, new=True)
 
     def add_participant(self, *, participant: dict[str, Any], at: datetime, by: EventActor) -> str:
         self._ensure_open()
@@ -247,7 +276,7 @@ class Plan(Aggregate):
     def _participant_added(self, participant: dict[str, Any], at: datetime, by: EventActor) -> None:
         added = replace(Participant.from_payload(participant), custodian=custodian_of(by))
         self.participants[added.id] = added
-        self._propose(f"{added.kind} {added.id} added", at, by)
+        self._propose(f"{added.kind} {added.id} added", at, by, added.id, new=True)
 
     # Needs and goals, in the person's own words.
 
@@ -266,7 +295,7 @@ class Plan(Aggregate):
         self.needs[need_id] = Need(
             id=need_id, text=text, wishes=wishes, recorded_at=at, custodian=custodian_of(by)
         )
-        self._propose(f"{need_id} recorded", at, by)
+        self._propose(f"{need_id} recorded", at, by, need_id, new=True)
 
     def set_goal(
         self,
@@ -306,7 +335,7 @@ class Plan(Aggregate):
             set_at=at,
             custodian=custodian_of(by),
         )
-        self._propose(f"{goal_id} set", at, by)
+        self._propose(f"{goal_id} set", at, by, goal_id, new=True)
 
     def revise_goal(
         self,
@@ -338,15 +367,12 @@ class Plan(Aggregate):
         by: EventActor,
     ) -> None:
         goal = self.goals[goal_id]
-        revision = GoalRevision(text=goal.text, target_date=goal.target_date, reason=reason, at=at)
-        self.goals[goal_id] = replace(
-            goal,
-            text=text,
-            target_date=target_date,
-            revisions=(*goal.revisions, revision),
-            custodian=custodian_of(by),
-        )
-        self._propose(f"{goal_id} revised", at, by)
+        proposed = GoalRevision(text=text, target_date=target_date, reason=reason, at=at)
+        if self._awaits_approval(by):  # the approved text stays until the person approves
+            self.goals[goal_id] = replace(goal, proposal=proposed)
+        else:
+            self.goals[goal_id] = replace(_revised(goal, proposed), custodian=custodian_of(by))
+        self._propose(f"{goal_id} revised", at, by, goal_id)
 
     def assess_goal(
         self, *, goal_id: str, outcome: str, note: str | None, at: datetime, by: EventActor
@@ -368,7 +394,7 @@ class Plan(Aggregate):
             assessed_by=custodian_of(by),
             status="completed" if outcome == "achieved" else "active",
         )
-        self._propose(f"{goal_id} assessed {outcome}", at, by)
+        self._propose(f"{goal_id} assessed {outcome}", at, by, goal_id)
 
     # Interventions and responsibility.
 
@@ -444,7 +470,7 @@ class Plan(Aggregate):
     ) -> None:
         assigned = replace(Intervention.from_payload(intervention), custodian=custodian_of(by))
         self.interventions[assigned.id] = assigned
-        self._propose(f"{assigned.id} assigned", at, by)
+        self._propose(f"{assigned.id} assigned", at, by, assigned.id, new=True)
 
     def change_intervention_status(
         self, *, intervention_id: str, status: str, reason: str | None, at: datetime, by: EventActor
@@ -467,10 +493,13 @@ class Plan(Aggregate):
     def _intervention_status_changed(
         self, intervention_id: str, status: str, reason: str | None, at: datetime, by: EventActor
     ) -> None:
-        self.interventions[intervention_id] = replace(
-            self.interventions[intervention_id], status=status, status_reason=reason
-        )
-        self._propose(f"{intervention_id} {status}", at, by)
+        current = self.interventions[intervention_id]
+        if self._awaits_approval(by):  # the approved status stays until the person approves
+            changed = replace(current, proposed_status=status, proposed_status_reason=reason)
+        else:
+            changed = replace(current, status=status, status_reason=reason)
+        self.interventions[intervention_id] = changed
+        self._propose(f"{intervention_id} {status}", at, by, intervention_id)
 
     def assign_overall_responsibility(
         self, *, organization: str, reason: str | None, at: datetime, by: EventActor
@@ -545,6 +574,12 @@ class Plan(Aggregate):
         self._ensure_known([meeting_id], self.meetings, "known-meeting")
         required_texts(attendees, "attendee")
         optional_text(notes, "notes")
+        if approved_changes and not self._the_person_among(attendees):
+            raise RuleViolation(
+                "meeting-approval-needs-the-person",
+                "a meeting approves changes only if the person or their guardian or "
+                "representative attended: name their participant id (participant-N) as attendee",
+            )
         self._meeting_held(
             meeting_id=meeting_id,
             attendees=attendees,
@@ -574,6 +609,13 @@ class Plan(Aggregate):
         self.changed_by = by
         if approved_changes:
             self._approve(approved_by="meeting", meeting_id=meeting_id, at=at, by=by)
+
+    def _the_person_among(self, attendees: list[str] | tuple[str, ...]) -> bool:
+        """Attendees name participants by their id; the person is there if the participant of
+        kind person, guardian or representative is."""
+        return any(
+            self.participants[a].kind in PERSON_PARTIES for a in attendees if a in self.participants
+        )
 
     def set_follow_up(self, *, follow_up_date: date, at: datetime, by: EventActor) -> None:
         self._ensure_open()
@@ -647,13 +689,34 @@ class Plan(Aggregate):
         period_end: date | None,
         at: datetime,
         by: EventActor,
+        split_unclear: bool = False,
     ) -> str:
+        """Shares as the principals give them; none, only when the proposing principal
+        records that the split is unclear: then the default split, in force once the other
+        principal records the same (`agree_cost_allocation`)."""
         self._ensure_open()
         self._ensure_known([intervention_id], self.interventions, "known-intervention")
         required_date(period_start, "periodStart")
         optional_date(period_end, "periodEnd")
+        unclear_by: list[str] = []
+        if shares and split_unclear:
+            raise RuleViolation(
+                "default-split-only-when-unclear", "shares are given, so the split is not unclear"
+            )
         if not shares:
+            if not split_unclear:
+                raise RuleViolation(
+                    "default-split-only-when-unclear",
+                    "no shares given: the default 1/3–2/3 split applies only when both "
+                    "principals record that the split is unclear (splitUnclear)",
+                )
             shares = self._default_shares()
+            proposer = by.get("organization") or ""
+            if self.kind_of(proposer) not in PRINCIPALS:
+                raise RuleViolation(
+                    "cost-shares-between-principals", "only a principal declares the split unclear"
+                )
+            unclear_by = [proposer]
         for share in shares:
             if self.kind_of(share.get("organization", "")) not in PRINCIPALS:
                 raise RuleViolation(
@@ -673,8 +736,10 @@ class Plan(Aggregate):
                 "shares": shares,
                 "period_start": period_start,
                 "period_end": period_end,
-                "agreed_by": [],
+                # Declaring the split unclear is the proposer's agreement to the default split.
+                "agreed_by": list(unclear_by),
                 "in_force": False,
+                "split_unclear_by": list(unclear_by),
             },
             at=at,
             by=by,
@@ -733,9 +798,16 @@ class Plan(Aggregate):
     ) -> None:
         allocation = self.cost_allocations[allocation_id]
         agreed_by = (*allocation.agreed_by, organization)
+        # A default split is agreed by recording that the split is unclear.
+        unclear_by = allocation.split_unclear_by
+        if unclear_by:
+            unclear_by = (*unclear_by, organization)
         # In force only when both principals have agreed.
         self.cost_allocations[allocation_id] = replace(
-            allocation, agreed_by=agreed_by, in_force=allocation.parties <= set(agreed_by)
+            allocation,
+            agreed_by=agreed_by,
+            in_force=allocation.parties <= set(agreed_by),
+            split_unclear_by=unclear_by,
         )
         self.changed_by = by
 
@@ -748,6 +820,14 @@ class Plan(Aggregate):
         self._choice(approved_by, APPROVERS, "approver", "who approves")
         if not self.pending_changes:
             raise RuleViolation("changes-to-approve", "no changes wait for approval")
+        if approved_by == "meeting":
+            meeting = self.meetings.get(meeting_id or "")
+            if meeting is None or not self._the_person_among(meeting.attendees):
+                raise RuleViolation(
+                    "meeting-approval-needs-the-person",
+                    "a meeting's approval names a held meeting (meeting) that the person or "
+                    "their guardian or representative attended",
+                )
         self._changes_approved(approved_by=approved_by, meeting_id=meeting_id, at=at, by=by)
 
     @event("ChangesApproved")
@@ -759,6 +839,7 @@ class Plan(Aggregate):
     def _approve(
         self, *, approved_by: str, meeting_id: str | None, at: datetime, by: EventActor
     ) -> None:
+        self._apply_proposals()
         self.approvals.append(
             Approval(
                 approved_by=approved_by,
@@ -770,6 +851,27 @@ class Plan(Aggregate):
         )
         self.pending_changes = []
         self.changed_by = by
+
+    def _apply_proposals(self) -> None:
+        """What was held as a proposal (a goal's revision, an intervention's status) comes
+        into force with the approval."""
+        for entry in {c.entry for c in self.pending_changes if c.entry}:
+            goal = self.goals.get(entry)
+            if goal is not None and goal.proposal is not None:
+                # The text in force is now the proposer's entry.
+                self.goals[entry] = replace(
+                    _revised(replace(goal, proposal=None), goal.proposal),
+                    custodian=self.proposer_of(entry),
+                )
+            intervention = self.interventions.get(entry)
+            if intervention is not None and intervention.proposed_status is not None:
+                self.interventions[entry] = replace(
+                    intervention,
+                    status=intervention.proposed_status,
+                    status_reason=intervention.proposed_status_reason,
+                    proposed_status=None,
+                    proposed_status_reason=None,
+                )
 
     def activation_problems(self) -> list[str]:
         """Rules the plan itself answers before it may be activated (consent is asked apart)."""
@@ -866,6 +968,12 @@ class Plan(Aggregate):
         )
         if intervention_id is not None:
             self._ensure_known([intervention_id], self.interventions, "known-intervention")
+            if self._responsible_for(intervention_id) == organization:
+                raise RuleViolation(
+                    "deviation-against-another",
+                    "a deviation is reported against another organisation than the reporter's: "
+                    f"{organization} is responsible for {intervention_id}",
+                )
         deviation_id = f"deviation-{len(self.deviations) + 1}"
         self._deviation_reported(
             deviation_id=deviation_id,
@@ -923,6 +1031,17 @@ class Plan(Aggregate):
         )
         self.changed_by = by
 
+    def deviation_against(self, deviation_id: str) -> str | None:
+        """The organisation a deviation is against: the one responsible for its intervention
+        (else the one performing it); None for a deviation reported without an intervention."""
+        return self._responsible_for(self.deviations[deviation_id].intervention_id)
+
+    def _responsible_for(self, intervention_id: str | None) -> str | None:
+        intervention = self.interventions.get(intervention_id or "")
+        if intervention is None:
+            return None
+        return intervention.responsible_organization or intervention.performer_organization
+
     @property
     def open_deviations(self) -> list[Deviation]:
         return [d for d in self.deviations.values() if d.answer is None]
@@ -931,3 +1050,16 @@ class Plan(Aggregate):
         unknown = [part_id for part_id in ids if part_id not in parts]
         if unknown:
             raise RuleViolation(rule, f"the plan has no {', '.join(unknown)}")
+
+
+def _revised(goal: Goal, revision: GoalRevision) -> Goal:
+    """The goal with a revision in force; its history keeps what it said before."""
+    before = GoalRevision(
+        text=goal.text, target_date=goal.target_date, reason=revision.reason, at=revision.at
+    )
+    return replace(
+        goal,
+        text=revision.text,
+        target_date=revision.target_date,
+        revisions=(*goal.revisions, before),
+    )

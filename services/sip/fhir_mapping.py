@@ -321,7 +321,7 @@ def _need(plan: Plan, need: Need) -> dict[str, Any]:
     }
     if need.wishes:
         condition["note"] = [{"text": f"Önskemål: {need.wishes}"}]
-    return condition
+    return _mark_proposal(condition, plan, need.id)
 
 
 def _intervention_activity(plan: Plan, intervention: Intervention) -> dict[str, Any]:
@@ -382,7 +382,7 @@ def _intervention_activity(plan: Plan, intervention: Intervention) -> dict[str, 
     for allocation in plan.cost_allocations.values():
         if allocation.intervention_id == intervention.id:
             detail["extension"].append(_cost_extension(allocation))
-    return {"detail": detail}
+    return _mark_proposal({"detail": detail}, plan, intervention.id)
 
 
 def _cost_extension(allocation: CostAllocation) -> dict[str, Any]:
@@ -407,6 +407,10 @@ def _cost_extension(allocation: CostAllocation) -> dict[str, Any]:
     parts += [
         {"url": "agreedBy", "valueReference": organization_reference(hsa_id)}
         for hsa_id in allocation.agreed_by
+    ]
+    parts += [  # a default split: the principals that recorded that the split is unclear
+        {"url": "splitUnclearBy", "valueReference": organization_reference(hsa_id)}
+        for hsa_id in allocation.split_unclear_by
     ]
     return {"url": EXT_COST_ALLOCATION, "extension": parts}
 
@@ -496,7 +500,7 @@ def care_team_to_fhir(plan: Plan) -> dict[str, Any]:
         }
         if organization.name:
             member["member"]["display"] = organization.name
-        members.append(member)
+        members.append(_mark_proposal(member, plan, organization.hsa_id))
     for participant in plan.participants.values():
         member = {
             "role": [
@@ -509,7 +513,7 @@ def care_team_to_fhir(plan: Plan) -> dict[str, Any]:
         }
         if participant.organization:
             member["onBehalfOf"] = organization_reference(participant.organization)
-        members.append(member)
+        members.append(_mark_proposal(member, plan, participant.id))
     team: dict[str, Any] = {
         "resourceType": "CareTeam",
         "id": part_id(plan, "team"),
@@ -564,7 +568,33 @@ def goal_to_fhir(plan: Plan, goal_id: str) -> dict[str, Any]:
         notes.append({"text": goal.assessment_note})
     if notes:
         resource["note"] = notes
+    if plan.proposed_new(goal_id) and goal.status != "completed":
+        resource["lifecycleStatus"] = "proposed"
+    resource = _mark_proposal(resource, plan, goal_id)
     return marked_withheld(resource, (w for w in withheld_of(plan) if w.part == goal_id))
+
+
+def _mark_proposal(element: dict[str, Any], plan: Plan, entry: str) -> dict[str, Any]:
+    """An entry with changes waiting for the person's approval carries them in the
+    pending-approval extension; a revised goal's proposed text and date, an intervention's
+    proposed status there too, while the element itself shows what is approved."""
+    changes = plan.proposals_for(entry)
+    if not changes:
+        return element
+    parts: list[dict[str, Any]] = [{"url": "change", "valueString": c.change} for c in changes]
+    proposal = plan.goals[entry].proposal if entry in plan.goals else None
+    if proposal is not None:
+        parts.append({"url": "text", "valueString": proposal.text})
+        if proposal.target_date:
+            parts.append({"url": "targetDate", "valueDate": proposal.target_date.isoformat()})
+        parts.append({"url": "reason", "valueString": proposal.reason})
+    intervention = plan.interventions.get(entry)
+    if intervention is not None and intervention.proposed_status is not None:
+        parts.append({"url": "status", "valueCode": DETAIL_STATUS[intervention.proposed_status]})
+        if intervention.proposed_status_reason:
+            parts.append({"url": "reason", "valueString": intervention.proposed_status_reason})
+    marker = {"url": EXT_PENDING_APPROVAL, "extension": parts}
+    return {**element, "extension": [*element.get("extension", []), marker]}
 
 
 def appointment_to_fhir(plan: Plan, meeting_id: str) -> dict[str, Any]:

@@ -22,25 +22,21 @@ from services.common.parameters import (
     OperationParameters,
     String,
 )
+from services.sip.permissions import guard
 
 
-def _takes_part(call: OperationCall[Any]) -> None:
-    if call.actor.role != "patient" and not call.target.takes_part(call.actor.organization or ""):
-        raise FhirError(403, "forbidden", "the caller's organisation takes no part")
-
-
-def plan_operation(
-    name: str, documentation: str, parameters: Any, command: Any, *, patient_may: bool = False
-) -> Operation[Any]:
-    """A state-changing operation by a party to the plan (or, where allowed, the person)."""
+def plan_operation(name: str, documentation: str, parameters: Any, command: Any) -> Operation[Any]:
+    """A state-changing operation; who may call it is its row of the role matrix."""
+    allowed = guard(name)
     return Operation(
         name,
         "CarePlan",
         documentation,
         parameters,
         command,
-        patient_may=patient_may,
-        may_change=_takes_part,
+        patient_may=allowed.patient_may,
+        may_call=allowed.may_call,
+        may_change=allowed.may_change,
     )
 
 
@@ -271,10 +267,28 @@ class AllocateCost(OperationParameters):
     share: list[CostShare] = Field(default_factory=list)
     periodStart: Date
     periodEnd: Date | None = None
+    splitUnclear: Boolean = False  # no shares: the proposer records that the split is unclear
 
 
 def allocate_cost(call: OperationCall[AllocateCost]) -> Any:
     p, plan = call.parameters, call.target
+    if not p.share and not p.splitUnclear:
+        raise FhirError(
+            422,
+            "required",
+            "give the shares; the default 1/3–2/3 split applies only when both principals "
+            "record that the split is unclear (splitUnclear = true)",
+            rule="default-split-only-when-unclear",
+            expression="share",
+        )
+    if p.share and p.splitUnclear:
+        raise FhirError(
+            422,
+            "invalid",
+            "shares are given, so the split is not unclear",
+            rule="default-split-only-when-unclear",
+            expression="splitUnclear",
+        )
     shares = [
         {"organization": s.organization, "percent": s.percent, "amount_sek": s.amountSek}
         for s in p.share
@@ -286,14 +300,26 @@ def allocate_cost(call: OperationCall[AllocateCost]) -> Any:
         period_end=p.periodEnd,
         at=call.at,
         by=call.by,
+        split_unclear=p.splitUnclear,
     )
 
 
 class AgreeCostAllocation(OperationParameters):
     allocation: String
+    splitUnclear: Boolean = False  # agreeing to a default split: the split is unclear to us too
 
 
 def agree_cost_allocation(call: OperationCall[AgreeCostAllocation]) -> Any:
+    allocation = call.target.cost_allocations.get(call.parameters.allocation)
+    if allocation is not None and allocation.split_unclear_by and not call.parameters.splitUnclear:
+        raise FhirError(
+            422,
+            "required",
+            "a default 1/3–2/3 split is agreed only by recording that the split is unclear "
+            "(splitUnclear = true)",
+            rule="default-split-only-when-unclear",
+            expression="splitUnclear",
+        )
     return call.target.agree_cost_allocation(
         allocation_id=call.parameters.allocation,
         organization=call.actor.organization or "",
@@ -312,8 +338,6 @@ def approve_changes(call: OperationCall[ApproveChanges]) -> Any:
     approved_by = p.approvedBy or ("person" if actor.role == "patient" else None)
     if approved_by is None:
         raise FhirError(400, "required", "$approve-changes needs 'approvedBy'")
-    if actor.role == "patient" and approved_by == "meeting":
-        raise FhirError(403, "forbidden", "a meeting's approval is recorded by staff")
     return call.target.approve_changes(
         approved_by=approved_by, meeting_id=p.meeting, at=call.at, by=call.by
     )
@@ -422,7 +446,9 @@ OPERATIONS: list[Operation[Any]] = [
     ),
     plan_operation(
         "record-meeting",
-        "Records that a meeting was held (meeting, attendee*, notes, approvedChanges)",
+        "Records that a meeting was held (meeting, attendee*, notes, approvedChanges). "
+        "Attendees are named by participant id (participant-N) or name; approvedChanges "
+        "only if the person's, a guardian's or a representative's participant id is among them",
         RecordMeeting,
         record_meeting,
     ),
@@ -437,23 +463,25 @@ OPERATIONS: list[Operation[Any]] = [
         "allocate-cost",
         "Proposes a cost allocation for an intervention (intervention, "
         "share* with organization and percent or amountSek, periodStart, periodEnd); "
-        "no shares: 1/3 region, 2/3 municipality",
+        "no shares only with splitUnclear = true: 1/3 region, 2/3 municipality, in force "
+        "when the other principal agrees with splitUnclear = true",
         AllocateCost,
         allocate_cost,
     ),
     plan_operation(
         "agree-cost-allocation",
-        "The caller's principal agrees (allocation); in force when both have agreed",
+        "The caller's principal agrees (allocation; splitUnclear = true to agree to a default "
+        "split); in force when both have agreed",
         AgreeCostAllocation,
         agree_cost_allocation,
     ),
     plan_operation(
         "approve-changes",
-        "The person (or guardian, representative, or a meeting) "
-        "approves the pending changes (approvedBy, meeting)",
+        "The person (or guardian, representative, with the person's token) approves the "
+        "pending changes; staff record only a meeting's approval (approvedBy = meeting, "
+        "meeting: held, with the person among its attendees)",
         ApproveChanges,
         approve_changes,
-        patient_may=True,
     ),
     plan_operation(
         "close",
@@ -461,7 +489,6 @@ OPERATIONS: list[Operation[Any]] = [
         "| replaced, note, replacedBy); the person may do it at any time",
         Close,
         close,
-        patient_may=True,
     ),
     plan_operation(
         "report-deviation",

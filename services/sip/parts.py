@@ -91,6 +91,9 @@ class Goal:
     # Whoever last set or revised the goal's text; the assessment note is the assessor's.
     custodian: str | None = None
     assessed_by: str | None = None
+    # A revision proposed on an active plan: the text above stays the approved one until the
+    # person approves (GoalRevision's text and target date are then the proposed ones).
+    proposal: GoalRevision | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +114,9 @@ class Intervention:
     end: date | None = None
     status_reason: str | None = None
     custodian: str | None = None
+    # A status change proposed on an active plan: `status` stays the approved one until then.
+    proposed_status: str | None = None
+    proposed_status_reason: str | None = None
 
     @classmethod
     def from_payload(cls, data: Mapping[str, Any]) -> Intervention:
@@ -207,6 +213,9 @@ class CostAllocation:
     agreed_by: tuple[str, ...] = ()
     in_force: bool = False
     custodian: str | None = None
+    # The default 1/3–2/3 split: the principals that recorded that the split is unclear
+    # (empty for shares the principals gave themselves, and for allocations stored before).
+    split_unclear_by: tuple[str, ...] = ()
 
     @classmethod
     def from_payload(cls, data: Mapping[str, Any]) -> CostAllocation:
@@ -218,6 +227,7 @@ class CostAllocation:
             period_end=data.get("period_end"),
             agreed_by=tuple(data.get("agreed_by") or ()),
             in_force=bool(data.get("in_force")),
+            split_unclear_by=tuple(data.get("split_unclear_by") or ()),
         )
 
     @property
@@ -248,11 +258,14 @@ class Deviation:
 
 @dataclass(frozen=True, slots=True)
 class PendingChange:
-    """A change to an active plan waiting for the person's approval."""
+    """A change to an active plan waiting for the person's approval: until then the entry it
+    touches is shown as proposed."""
 
     change: str
     at: datetime
     by: EventActor
+    entry: str | None = None  # the part it touches ("need-3", "goal-1", ...), if one
+    new: bool = False  # the entry itself is proposed (not only a change to an approved one)
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,6 +122,7 @@ def redact(plan: Plan, disclosure: Disclosure) -> Plan:
     deviations = _kept(plan.deviations, "deviation", lambda d: d.custodian, disclosure, withheld)
     seen.deviations = {i: _deviation(d, disclosure, withheld) for i, d in deviations.items()}
     _changes(plan, seen, disclosure, withheld)
+    _proposals(plan, seen, disclosure)
     seen.withheld = tuple(withheld)
     return seen
 
@@ -176,6 +177,21 @@ def _changes(plan: Plan, seen: Plan, disclosure: Disclosure, withheld: list[With
     seen.approvals = [
         replace(approval, changes=tuple(shown(approval.changes))) for approval in plan.approvals
     ]
+
+
+def _proposals(plan: Plan, seen: Plan, disclosure: Disclosure) -> None:
+    """A goal's proposed text and an intervention's proposed status are their proposer's
+    entries (the proposing change itself is marked withheld by `_changes`)."""
+    for goal_id, goal in seen.goals.items():
+        if goal.proposal and not disclosure.sees_entry("change", plan.proposer_of(goal_id)):
+            seen.goals[goal_id] = replace(goal, proposal=None)
+    for entry, intervention in seen.interventions.items():
+        if intervention.proposed_status and not disclosure.sees_entry(
+            "change", plan.proposer_of(entry)
+        ):
+            seen.interventions[entry] = replace(
+                intervention, proposed_status=None, proposed_status_reason=None
+            )
 
 
 def custodians_of_entries(plan: Plan) -> set[str]:

@@ -39,6 +39,7 @@ from services.sip.fhir_mapping import (
     plan_started_from_fhir,
     plan_to_fhir,
 )
+from services.sip.permissions import guard, may_start
 from services.sip.projections import PlanIndex
 
 PLAN_STATUSES = ("draft", "active", "on-hold", "revoked", "completed", "entered-in-error")
@@ -76,13 +77,9 @@ router = APIRouter(prefix="/fhir")
 
 @router.post("/CarePlan", status_code=201, openapi_extra=request_body(CAREPLAN_SCHEMA))
 def start_plan(body: Body, actor: Creator, plans: Plans) -> FhirResponse:
-    if actor.role == "patient":
-        raise FhirError(403, "forbidden", "a plan is started by a unit, on anyone's initiative")
+    guard("create").may_call(actor)  # the role matrix (services/sip/permissions.py)
     started = plan_started_from_fhir(body, actor, now())
-    if started["starting_organization"] != actor.organization:
-        raise FhirError(
-            403, "forbidden", "a plan can only be started for the caller's own organisation"
-        )
+    may_start(actor, started["starting_organization"])
     with writing(WriteContext(actor.as_event_data(), "create", "CarePlan", now())):
         plan = plans.start(**started)
     return resource_response(plan_to_fhir(plan), status=201)
