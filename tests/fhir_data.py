@@ -102,6 +102,18 @@ def run(client: Any, plan_id: str, operation: str, **values: Any) -> Any:
     )
 
 
+# The region's entry that prepare_for_activation records.
+REGION_NEED = "Jag vill klara mig hemma"
+
+
+def sees_region_entries(client: Any, plan_id: str) -> bool:
+    """Whether this reader of the plan sees the region's entries in it (the frame it sees
+    whenever it takes part; the entries only where consent allows)."""
+    response = client.get(f"/fhir/CarePlan/{plan_id}")
+    assert response.status_code == 200, response.text
+    return REGION_NEED in response.text
+
+
 def prepare_for_activation(client: Any, plan_id: str) -> None:
     """What a plan needs before it may be activated, done as a region coordinator would."""
     steps = [
@@ -109,7 +121,7 @@ def prepare_for_activation(client: Any, plan_id: str) -> None:
             "invite-organization",
             {"organization": MUNICIPALITY, "kind": "municipality", "name": "Eskilstuna kommun"},
         ),
-        ("record-need", {"text": "Jag vill klara mig hemma"}),
+        ("record-need", {"text": REGION_NEED}),
         (
             "assign-intervention",
             {

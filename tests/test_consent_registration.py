@@ -24,6 +24,7 @@ from tests.fhir_data import (
     new_personnummer,
     person,
     prepare_for_activation,
+    sees_region_entries,
 )
 from tests.servers import wait_until
 
@@ -81,7 +82,7 @@ def test_an_outsider_cannot_place_a_block_and_nothing_changes(system, role):
     plan_id = shared_plan(system, personnummer)
     system.consent.post("/fhir/Consent", json=consent(personnummer), headers=FHIR_JSON)
     municipality = system.as_caller(organization=MUNICIPALITY).sip
-    assert municipality.get(f"/fhir/CarePlan/{plan_id}").status_code == 200
+    assert sees_region_entries(municipality, plan_id)
 
     outsider = system.as_caller(
         role, organization=OTHER_REGION, scopes=("user/Consent.crus", "system/Consent.crus")
@@ -91,9 +92,7 @@ def test_an_outsider_cannot_place_a_block_and_nothing_changes(system, role):
     assert refused.json()["issue"][0]["code"] == "forbidden"
     assert [c["provision"]["type"] for c in consents_of(system, personnummer)] == ["permit"]
     # B keeps its access: nothing was blocked.
-    assert not wait_until(
-        lambda: municipality.get(f"/fhir/CarePlan/{plan_id}").status_code != 200, seconds=0.5
-    )
+    assert not wait_until(lambda: not sees_region_entries(municipality, plan_id), seconds=0.5)
 
 
 def test_an_outsider_cannot_grant_itself_or_others_a_consent(system):
@@ -133,13 +132,11 @@ def test_the_person_registers_their_own_block_and_consent_digitally(system):
     assert given.status_code == 201, given.text
     assert {"url": EXT_CONSENT_FORM, "valueCode": "digital"} in given.json()["extension"]
     municipality = system.as_caller(organization=MUNICIPALITY).sip
-    assert municipality.get(f"/fhir/CarePlan/{plan_id}").status_code == 200
+    assert sees_region_entries(municipality, plan_id)
 
     blocked = me.consent.post("/fhir/Consent", json=block(personnummer), headers=FHIR_JSON)
     assert blocked.status_code == 201, blocked.text
-    assert wait_until(
-        lambda: municipality.get(f"/fhir/CarePlan/{plan_id}").status_code == 404, seconds=1.0
-    )
+    assert wait_until(lambda: not sees_region_entries(municipality, plan_id), seconds=1.0)
     on_paper = me.consent.post(
         "/fhir/Consent", json=with_form(consent(personnummer), "written"), headers=FHIR_JSON
     )

@@ -23,6 +23,7 @@ from tests.fhir_data import (
     new_personnummer,
     parameters,
     prepare_for_activation,
+    sees_region_entries,
     withdrawal,
 )
 from tests.servers import serve, wait_until
@@ -41,15 +42,6 @@ def give(system, body):
     response = system.consent.post("/fhir/Consent", json=body, headers=FHIR_JSON)
     assert response.status_code == 201, response.text
     return response.json()["id"]
-
-
-REGION_NEED = "Jag vill klara mig hemma"  # the region's entry in shared_plan
-
-
-def sees_region_entries(client, plan_id):
-    response = client.get(f"/fhir/CarePlan/{plan_id}")
-    assert response.status_code == 200, response.text
-    return REGION_NEED in response.text
 
 
 def test_visible_with_consent_and_invisible_within_a_second_of_withdrawal(system):

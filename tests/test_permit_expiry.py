@@ -24,6 +24,7 @@ from tests.fhir_data import (
     consent,
     new_personnummer,
     prepare_for_activation,
+    sees_region_entries,
     withdrawal,
 )
 from tests.servers import ask_to_stop, serve, wait_until
@@ -69,7 +70,7 @@ def both_read(readers: list, plan_id: str) -> None:
     """Each instance has the permit in its cache, and its feed is current."""
     for reader in readers:
         for _ in range(3):
-            assert reader.get(f"/fhir/CarePlan/{plan_id}").status_code == 200
+            assert sees_region_entries(reader, plan_id)
 
 
 def seconds_until_both_deny(readers: list, plan_id: str) -> float:
@@ -80,13 +81,13 @@ def seconds_until_both_deny(readers: list, plan_id: str) -> float:
         for index, reader in enumerate(readers):
             if index in denied_at:
                 continue
-            if reader.get(f"/fhir/CarePlan/{plan_id}").status_code == 404:
+            if not sees_region_entries(reader, plan_id):
                 denied_at[index] = time.monotonic()
         return len(denied_at) == len(readers)
 
     assert wait_until(all_denied, seconds=10, interval=0.005), "a replica still discloses"
     for reader in readers:
-        assert reader.get(f"/fhir/CarePlan/{plan_id}").status_code == 404
+        assert not sees_region_entries(reader, plan_id)
     return max(denied_at.values())
 
 

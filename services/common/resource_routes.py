@@ -160,34 +160,40 @@ class ResourceAccess:
         change itself was disclosure-checked and logged by `for_change` and the write)."""
         return self.redact(aggregate, self.disclose(aggregate, actor))
 
-    def for_change(
-        self, actor: Actor, aggregate_id: UUID, interaction: str, names: Iterable[str] = ()
-    ) -> Any:
+    def for_change(self, actor: Actor, aggregate_id: UUID, interaction: str) -> Any:
         """The aggregate, if the caller may see it, to run a command on; a refusal is logged,
-        the write logs itself. A command that `names` a part withheld from the caller is
-        refused (409): acting on an entry one may not see would disclose it (a revised
-        goal keeps its old text, a status change answers with the intervention)."""
+        the write logs itself."""
         aggregate = self.application.aggregate(aggregate_id)
-        entity = f"{self.resource_type}/{aggregate_id}"
+        self._disclosure(actor, aggregate, interaction, f"{self.resource_type}/{aggregate_id}")
+        return aggregate
+
+    def refuse_withheld(
+        self, actor: Actor, aggregate: Any, interaction: str, names: Iterable[str]
+    ) -> None:
+        """A command that `names` a part withheld from the caller is refused (409): acting on
+        an entry one may not see would disclose it (a revised goal keeps its old text, a
+        status change answers with the intervention). Asked after the caller's permission,
+        so one not permitted the operation at all is told that first."""
+        entity = f"{self.resource_type}/{aggregate.id}"
         disclosure = self._disclosure(actor, aggregate, interaction, entity)
         withheld = set(names) & self.withheld_parts(self.redact(aggregate, disclosure))
-        if withheld:
-            self.log(
-                actor,
-                interaction,
-                outcome=REFUSED,
-                patient=aggregate.person_identifier,
-                custodian=aggregate.custodian,
-                entity=entity,
-                detail="names an entry withheld from the caller",
-            )
-            raise FhirError(
-                409,
-                "business-rule",
-                f"{', '.join(sorted(withheld))}: an entry withheld from the caller "
-                "(without the person's consent it is not disclosed, so not changed either)",
-            )
-        return aggregate
+        if not withheld:
+            return
+        self.log(
+            actor,
+            interaction,
+            outcome=REFUSED,
+            patient=aggregate.person_identifier,
+            custodian=aggregate.custodian,
+            entity=entity,
+            detail="names an entry withheld from the caller",
+        )
+        raise FhirError(
+            409,
+            "business-rule",
+            f"{', '.join(sorted(withheld))}: an entry withheld from the caller "
+            "(without the person's consent it is not disclosed, so not changed either)",
+        )
 
     def _disclosure(self, actor: Actor, aggregate: Any, interaction: str, entity: str) -> Any:
         try:

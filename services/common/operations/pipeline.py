@@ -4,7 +4,7 @@ write context, so the change and its access-log record are one write."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import Request
@@ -33,13 +33,15 @@ def run_operation(
         operation.may_call(actor)
     parameters = parse_parameters(operation.parameters, body, operation.name, operation.missing)
     resource: AggregateResource = request.app.state.resources[operation.resource_type]
-    names = set(_texts(parameters.model_dump())) if id is not None else set()
-    target = _target(operation, resource, actor, id, names) if id is not None else None
+    target = _target(operation, resource, actor, id) if id is not None else None
     call = OperationCall(operation, parameters, actor, now(), request, target)
     if target is not None:
         operation.check_patient(actor)
     if operation.may_change:
         operation.may_change(call)
+    if target is not None and operation.disclosed and operation.changes_state:
+        names = set(_texts(parameters.model_dump()))
+        resource.access.refuse_withheld(actor, target, "operation", names)
     assert operation.command is not None
     if not operation.changes_state:
         return operation.command(call)
@@ -71,18 +73,12 @@ def _texts(value: Any) -> Iterator[str]:
             yield from _texts(item)
 
 
-def _target(
-    operation: Operation[Any],
-    resource: AggregateResource,
-    actor: Actor,
-    id: str,
-    names: Iterable[str] = (),
-) -> Any:
+def _target(operation: Operation[Any], resource: AggregateResource, actor: Actor, id: str) -> Any:
     target_id = resource_id(id)
     if not operation.disclosed:
         return resource.application.aggregate(target_id)
     if operation.changes_state:  # the write logs itself
-        return resource.access.for_change(actor, target_id, "operation", names)
+        return resource.access.for_change(actor, target_id, "operation")
     entity = f"{operation.resource_type}/{id}/${operation.name}"
     return resource.access.open(actor, target_id, "operation", entity)
 
