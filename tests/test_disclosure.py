@@ -127,11 +127,7 @@ def test_a_block_overrides_a_consent_until_an_override_is_given(system):
     block_id = give(system, block)  # the person blocks the region's information
     assert wait_until(lambda: not sees_region_entries(municipality.sip, plan_id), seconds=1.0)
     # A professional of the municipality, in an emergency, for a few hours (issue 12).
-    professional = system.as_caller(
-        "professional",
-        organization=MUNICIPALITY,
-        scopes=("user/CarePlan.rus", "user/Consent.rus", "user/*.rs"),
-    )
+    professional = system.as_caller("professional", organization=MUNICIPALITY)  # default scopes
     override = professional.consent.post(
         f"/fhir/Consent/{block_id}/$override-block",
         json=parameters(

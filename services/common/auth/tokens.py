@@ -211,7 +211,8 @@ def default_scopes(role: str) -> tuple[str, ...]:
     """What a development token of each role may do (SMART v2)."""
     return {
         "coordinator": ("user/CarePlan.cruds", "user/Consent.crus", "user/*.rs"),
-        "professional": ("user/CarePlan.rus", "user/Consent.rs", "user/*.rs"),
+        # A professional records consent and overrides a block in the care of the person.
+        "professional": ("user/CarePlan.rus", "user/Consent.crus", "user/*.rs"),
         "integration": ("system/CarePlan.cruds", "system/Consent.cruds", "system/*.rs"),
         # The whole log is granted by configuration, never by a default scope.
         "auditor": ("user/*.rs",),
