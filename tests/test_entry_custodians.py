@@ -16,7 +16,7 @@ from contracts.canonical import (
     RECIPIENT_ROLE,
     SECURITY_LABEL_REDACTED,
 )
-from contracts.identifiers import HSA_ID_SYSTEM
+from contracts.identifiers import HSA_ID_SYSTEM, PERSONNUMMER_SYSTEM
 from services.common.disclosure import PERSON, Disclosure
 from services.sip.domain import Plan
 from services.sip.redaction import redact, withheld_of
@@ -470,3 +470,44 @@ def test_an_entry_withheld_from_the_caller_cannot_be_changed_by_it(system):
     municipality = system.as_caller(organization=MUNICIPALITY).sip
     goal = ok(municipality.get(f"/fhir/Goal/{plan_id}-{MUNICIPAL_GOAL}"))
     assert goal["description"]["text"] == SECRETS[1] and "note" not in goal
+
+
+def reads_by_region_found_by(auditor, personnummer, plan_id):
+    """The region's reads of the plan that the auditor's AuditEvent search finds: (consents)."""
+    log = ok(
+        auditor.get(
+            "/fhir/AuditEvent",
+            params={"patient:identifier": f"{PERSONNUMMER_SYSTEM}|{personnummer}", "action": "R"},
+        )
+    )
+    found = []
+    for entry in log.get("entry", []):
+        event = entry["resource"]
+        organizations = [a["who"]["identifier"]["value"] for a in event["agent"][1:]]
+        whats = [e["what"] for e in event["entity"] if "what" in e]
+        references = [what.get("reference", "") for what in whats]
+        if REGION in organizations and any(plan_id in r for r in references):
+            found.append(
+                sorted(
+                    what["identifier"]["value"]
+                    for what in whats
+                    if what.get("type") == "Consent" and "identifier" in what
+                )
+            )
+    return found
+
+
+def test_a_read_of_an_organisations_entries_is_in_that_organisations_log(system):
+    """Each custodian's auditors find who read its entries and on which consent; a read that
+    showed none of them is not theirs to see."""
+    personnummer = new_personnummer()
+    plan_id = shared_plan(system, personnummer)
+    municipal_auditor = system.as_caller("auditor", organization=MUNICIPALITY).sip
+    ok(system.sip.get(f"/fhir/CarePlan/{plan_id}"))  # the municipality's entries withheld
+    assert reads_by_region_found_by(municipal_auditor, personnummer, plan_id) == []
+
+    consent_id = give(system, one_way(personnummer, MUNICIPALITY, REGION))
+    assert SECRETS[0] in system.sip.get(f"/fhir/CarePlan/{plan_id}").text
+    assert reads_by_region_found_by(municipal_auditor, personnummer, plan_id) == [
+        [f"urn:uuid:{consent_id}"]
+    ]

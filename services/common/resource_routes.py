@@ -22,7 +22,7 @@ from contracts.actor import Actor
 from services.common.access_log import ACTION_OF_INTERACTION, REFUSED, SUCCESS
 from services.common.application import VersionedApplication
 from services.common.auth.dependency import authorize
-from services.common.disclosure import Discloser, Disclosure
+from services.common.disclosure import PERSON, Discloser, Disclosure
 from services.common.domain import NotFound
 from services.common.fhir_api import (
     FhirError,
@@ -96,13 +96,23 @@ class ResourceAccess:
         disclose: Discloser,
         redact: Redactor = _whole,
         withheld_parts: Callable[[Any], set[str]] = lambda redacted: set(),
+        custodians_shown: Callable[[Any], Iterable[str | None]] = lambda seen: (seen.custodian,),
     ) -> None:
         self.application = application
         self.disclose = disclose
         self.redact = redact
         # The ids of the parts a redacted aggregate left out.
         self.withheld_parts = withheld_parts
+        # Whose entries a redacted aggregate shows: each is logged as a custodian of the
+        # access, so every organisation's auditors find who read its entries, on what consent.
+        self.custodians_shown = custodians_shown
         self.resource_type = application.resource_type
+
+    def logged_custodians(self, seen: Any) -> list[str | None]:
+        """The custodians an access to this (redacted) aggregate is logged under: those whose
+        entries it shows (the person's own entries are theirs, not an organisation's)."""
+        shown = {c for c in self.custodians_shown(seen) if c and c != PERSON}
+        return sorted(shown) or [seen.custodian]
 
     def log(
         self,
@@ -141,15 +151,17 @@ class ResourceAccess:
         logged either way, with the consents relied on."""
         aggregate = self.application.aggregate(aggregate_id)
         disclosure = self._disclosure(actor, aggregate, interaction, entity)
-        self.log(
-            actor,
-            interaction,
-            patient=aggregate.person_identifier,
-            custodian=aggregate.custodian,
-            entity=entity,
-            consents=disclosure.consents,
-        )
-        return Disclosed(self, disclosure, self.redact(aggregate, disclosure))
+        seen = self.redact(aggregate, disclosure)
+        for custodian in self.logged_custodians(seen):
+            self.log(
+                actor,
+                interaction,
+                patient=aggregate.person_identifier,
+                custodian=custodian,
+                entity=entity,
+                consents=disclosure.consents,
+            )
+        return Disclosed(self, disclosure, seen)
 
     def open(self, actor: Actor, aggregate_id: UUID, interaction: str, entity: str) -> Any:
         """The current version as the caller may see it; the access is logged either way."""
@@ -253,9 +265,10 @@ class ResourceAccess:
                 continue
             shown.append(Disclosed(self, disclosure, seen))
             person = aggregate.person_identifier
-            key = (person["system"], person["value"], aggregate.custodian)
-            entities.setdefault(key, []).append(f"{self.resource_type}/{aggregate.id}")
-            consents.setdefault(key, set()).update(disclosure.consents)
+            for custodian in self.logged_custodians(seen):
+                key = (person["system"], person["value"], custodian)
+                entities.setdefault(key, []).append(f"{self.resource_type}/{aggregate.id}")
+                consents.setdefault(key, set()).update(disclosure.consents)
         for key, matched in entities.items():
             system, value, custodian = key
             self.log(

@@ -20,7 +20,12 @@ from services.sip.disclosure import PlanDisclosure
 from services.sip.fhir_mapping import plan_to_fhir
 from services.sip.plan_views import PLAN_VIEWS, PlanViewResource
 from services.sip.projections import PlanIndex
-from services.sip.redaction import entry_kind_of_topic, redact, withheld_parts
+from services.sip.redaction import (
+    custodians_of_entries,
+    entry_kind_of_topic,
+    redact,
+    withheld_parts,
+)
 from services.sip.routes import careplan, operations, views
 
 VERSIONS = ["read", "vread", "history-instance", "history-type"]
@@ -64,7 +69,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         engine=engine,
         cache=consent_gate,
     )
-    access = ResourceAccess(plans, PlanDisclosure(consent_gate), redact, withheld_parts)
+    access = ResourceAccess(
+        plans, PlanDisclosure(consent_gate), redact, withheld_parts, custodians_of_entries
+    )
     app = build_service_app(
         title="SIP plan service",
         application=plans,
