@@ -23,6 +23,7 @@ from tests.fhir_data import (
     new_personnummer,
     prepare_for_activation,
     run,
+    whole_feed,
 )
 
 SCHOOL = "SE2120000357-S0042"
@@ -90,6 +91,8 @@ def school_takes_no_part(school: Any, school_system: Any, plan_id: str) -> None:
         assert school.get(f"/fhir/{path}").status_code == 404, path
     assert school.get(f"/fhir/CarePlan/{plan_id}/_history").status_code == 404
     assert plan_id not in school.get("/fhir/CarePlan").text  # nor found by search
+    events, _ = whole_feed(school_system, type="Plan")  # nor through its record system's feed
+    assert [e for e in events if e["aggregate_id"] == plan_id] == []
     attempts = [
         (school, "record-need", {"text": SCHOOL_NEED}),
         (school, "report-deviation", {"intervention": "intervention-1", "text": "Uteblev"}),
@@ -150,6 +153,8 @@ def test_an_organisation_invited_to_an_active_plan_takes_part_only_once_the_pers
     team = ok(school.get(f"/fhir/CareTeam/{plan_id}-team"))
     assert all(proposals(m) == [] for m in team["participant"])
     ok(run(school, plan_id, "record-need", text=SCHOOL_NEED))
+    events, _ = whole_feed(school_system, type="Plan")
+    assert any(e["aggregate_id"] == plan_id for e in events)  # its record system follows it
     assert SCHOOL_NEED in sip.get(f"/fhir/CarePlan/{plan_id}").text
 
 
