@@ -12,6 +12,7 @@ from typing import Any
 from contracts.canonical import EXT_OVERALL_RESPONSIBILITY, EXT_PENDING_APPROVAL
 from services.common.disclosure import PERSON, Disclosure
 from services.sip.domain import Plan
+from services.sip.fhir_mapping import care_team_to_fhir, plan_to_fhir
 from services.sip.redaction import redact, withheld_of
 from tests.fhir_data import (
     FHIR_JSON,
@@ -29,6 +30,7 @@ from tests.fhir_data import (
 SCHOOL = "SE2120000357-S0042"
 SCHOOL_NEED = "Läxhjälp efter skolan"
 AT = datetime(2026, 11, 2, tzinfo=UTC)
+BY_REGION = {"subject": "anna", "role": "coordinator", "organization": REGION}
 
 
 def ok(response: Any) -> Any:
@@ -270,9 +272,8 @@ def test_a_goal_assessment_on_an_active_plan_waits_for_the_person(system):
     assert goal["note"] == [{"text": "Handlar själv"}] and proposals(goal) == []
 
 
-def test_a_proposed_assessment_is_its_assessors_entry_and_withheld_without_consent():
-    """The outcome and note an organisation proposes are its entry: a reader who may not see
-    that organisation's entries sees neither (the change itself is counted as withheld)."""
+def draft_plan() -> Plan:
+    """A plan with the region and the municipality taking part and a need of the region's."""
     plan = Plan(
         subject={"system": "urn:oid:1.2.752.129.2.1.3.1", "value": "198001019802"},
         starting_organization=REGION,
@@ -281,13 +282,36 @@ def test_a_proposed_assessment_is_its_assessors_entry_and_withheld_without_conse
         title=None,
         description=None,
         started_at=AT,
-        started_by={"role": "coordinator", "organization": REGION},
+        started_by=BY_REGION,
     )
-    region = {"role": "coordinator", "organization": REGION}
+    plan.invite_organization(
+        hsa_id=MUNICIPALITY, kind="municipality", name=None, at=AT, by=BY_REGION
+    )
+    plan.record_need(text=REGION_NEED, wishes=None, at=AT, by=BY_REGION)
+    return plan
+
+
+def test_a_proposed_organisation_is_marked_even_where_its_invitation_is_withheld():
+    """Who is proposed to take part is the plan's frame: a reader who may not see the
+    inviter's entries (so not the invitation itself) still sees the school marked proposed."""
+    plan = draft_plan()
+    plan.status = "active"  # as after $activate
+    plan.invite_organization(hsa_id=SCHOOL, kind="other", name="Skolan", at=AT, by=BY_REGION)
+    assert not plan.takes_part(SCHOOL) and plan.kind_of(SCHOOL) is None
+    as_municipality = redact(plan, Disclosure(custodians=frozenset({MUNICIPALITY, PERSON})))
+    assert as_municipality.pending_changes == []  # the region's invitation is withheld
+    team = care_team_to_fhir(as_municipality)
+    school = next(m for m in team["participant"] if m["member"]["identifier"]["value"] == SCHOOL)
+    assert proposals(school) == [("change", f"organisation {SCHOOL} invited")]
+    assert proposals(plan_to_fhir(as_municipality)) == [("organization", SCHOOL)]
+
+
+def test_a_proposed_assessment_is_its_assessors_entry_and_withheld_without_consent():
+    """The outcome and note an organisation proposes are its entry: a reader who may not see
+    that organisation's entries sees neither (the change itself is counted as withheld)."""
+    plan = draft_plan()
     municipality = {"role": "coordinator", "organization": MUNICIPALITY}
-    plan.invite_organization(hsa_id=MUNICIPALITY, kind="municipality", name=None, at=AT, by=region)
-    plan.record_need(text=REGION_NEED, wishes=None, at=AT, by=region)
-    plan.set_goal(text="Handla själv", target_date=None, need_ids=["need-1"], at=AT, by=region)
+    plan.set_goal(text="Handla själv", target_date=None, need_ids=["need-1"], at=AT, by=BY_REGION)
     plan.status = "active"  # as after $activate: what the region reads is what matters here
     plan.assess_goal(
         goal_id="goal-1", outcome="achieved", note="Kommunens bedömning", at=AT, by=municipality
