@@ -291,11 +291,16 @@ def draft_plan() -> Plan:
     return plan
 
 
+def activated(plan: Plan) -> None:
+    """As $activate records it (its checks, asked of the consent service, are not the point)."""
+    plan._activated(consents=["consent-1"], activated_at=AT, activated_by=BY_REGION)
+
+
 def test_a_proposed_organisation_is_marked_even_where_its_invitation_is_withheld():
     """Who is proposed to take part is the plan's frame: a reader who may not see the
     inviter's entries (so not the invitation itself) still sees the school marked proposed."""
     plan = draft_plan()
-    plan.status = "active"  # as after $activate
+    activated(plan)
     plan.invite_organization(hsa_id=SCHOOL, kind="other", name="Skolan", at=AT, by=BY_REGION)
     assert not plan.takes_part(SCHOOL) and plan.kind_of(SCHOOL) is None
     as_municipality = redact(plan, Disclosure(custodians=frozenset({MUNICIPALITY, PERSON})))
@@ -312,7 +317,7 @@ def test_a_proposed_assessment_is_its_assessors_entry_and_withheld_without_conse
     plan = draft_plan()
     municipality = {"role": "coordinator", "organization": MUNICIPALITY}
     plan.set_goal(text="Handla själv", target_date=None, need_ids=["need-1"], at=AT, by=BY_REGION)
-    plan.status = "active"  # as after $activate: what the region reads is what matters here
+    activated(plan)
     plan.assess_goal(
         goal_id="goal-1", outcome="achieved", note="Kommunens bedömning", at=AT, by=municipality
     )
@@ -324,3 +329,22 @@ def test_a_proposed_assessment_is_its_assessors_entry_and_withheld_without_conse
     assert "goal-1" not in as_municipality.goals  # the region's goal, without consent
     whole = plan.goals["goal-1"].proposed_assessment
     assert whole is not None and whole.note == "Kommunens bedömning"
+
+
+def test_a_stored_transfer_to_an_organisation_that_now_replays_as_proposed_still_replays():
+    """Before invitations waited for approval, an organisation invited to an active plan could
+    be given the overall responsibility at once. Such stored events replay: the transfer is
+    held as a proposal naming it, and both come into force with the person's approval."""
+    plan = draft_plan()
+    activated(plan)
+    other = "SE2120000357-K0002"
+    plan.invite_organization(hsa_id=other, kind="municipality", name=None, at=AT, by=BY_REGION)
+    # As stored then: no command today writes this (the organisation does not take part yet).
+    plan._overall_responsibility_assigned(organization=other, reason="Flytt", at=AT, by=BY_REGION)
+    replayed = None
+    for stored in plan.collect_events():
+        replayed = stored.mutate(replayed)
+    assert replayed is not None and replayed.overall_responsibility is None
+    assert replayed.proposed_overall_responsibility.organization == other
+    replayed.approve_changes(approved_by="person", meeting_id=None, at=AT, by={"role": "patient"})
+    assert replayed.overall_responsible == other and replayed.kind_of(other) == "municipality"
