@@ -346,5 +346,9 @@ def test_a_stored_transfer_to_an_organisation_that_now_replays_as_proposed_still
         replayed = stored.mutate(replayed)
     assert replayed is not None and replayed.overall_responsibility is None
     assert replayed.proposed_overall_responsibility.organization == other
-    replayed.approve_changes(approved_by="person", meeting_id=None, at=AT, by={"role": "patient"})
+    approved_at = datetime(2026, 11, 9, tzinfo=UTC)
+    replayed.approve_changes(
+        approved_by="person", meeting_id=None, at=approved_at, by={"role": "patient"}
+    )
     assert replayed.overall_responsible == other and replayed.kind_of(other) == "municipality"
+    assert replayed.overall_responsibility.since == approved_at  # in force from the approval

@@ -866,7 +866,7 @@ class Plan(Aggregate):
     def _approve(
         self, *, approved_by: str, meeting_id: str | None, at: datetime, by: EventActor
     ) -> None:
-        self._apply_proposals()
+        self._apply_proposals(at)
         self.approvals.append(
             Approval(
                 approved_by=approved_by,
@@ -879,14 +879,14 @@ class Plan(Aggregate):
         self.pending_changes = []
         self.changed_by = by
 
-    def _apply_proposals(self) -> None:
+    def _apply_proposals(self, at: datetime) -> None:
         """What was held as a proposal (an invited organisation, a transfer of the overall
         responsibility, a goal's revision or assessment, an intervention's status) comes into
         force with the approval."""
         self.organizations.update(self.proposed_organizations)
         self.proposed_organizations = {}
-        if self.proposed_overall_responsibility is not None:
-            self.overall_responsibility = self.proposed_overall_responsibility
+        if self.proposed_overall_responsibility is not None:  # held from the approval on
+            self.overall_responsibility = replace(self.proposed_overall_responsibility, since=at)
             self.proposed_overall_responsibility = None
         for entry in {c.entry for c in self.pending_changes if c.entry}:
             goal = self.goals.get(entry)
