@@ -43,6 +43,7 @@ from services.sip.parts import (
     EventActor,
     FollowUp,
     Goal,
+    GoalAssessment,
     GoalRevision,
     Intervention,
     Meeting,
@@ -126,6 +127,8 @@ class Plan(Aggregate):
                 invited_at=started_at,
             )
         }
+        # Invited by staff to an active plan: they take part once the person approves.
+        self.proposed_organizations: dict[str, TakingPart] = {}
         self.participants: dict[str, Participant] = {}
         self.needs: dict[str, Need] = {}
         self.goals: dict[str, Goal] = {}
@@ -134,6 +137,8 @@ class Plan(Aggregate):
         self.follow_ups: list[FollowUp] = []
         self.next_follow_up: date | None = None
         self.overall_responsibility: OverallResponsibility | None = None
+        # A transfer on an active plan: the holder above keeps it until the person approves.
+        self.proposed_overall_responsibility: OverallResponsibility | None = None
         self.cost_allocations: dict[str, CostAllocation] = {}
         self.deviations: dict[str, Deviation] = {}
         self.pending_changes: list[PendingChange] = []
@@ -172,6 +177,8 @@ class Plan(Aggregate):
         return self.overall_responsibility.organization if self.overall_responsibility else None
 
     def takes_part(self, organization: str) -> bool:
+        """Invited and, on an active plan, approved by the person: a proposed organisation
+        (`proposed_organizations`) sees nothing and does nothing until then."""
         return organization in self.organizations
 
     def kind_of(self, organization: str) -> str | None:
@@ -242,13 +249,21 @@ class Plan(Aggregate):
         self._choice(kind, ORGANIZATION_KINDS, "organization-kind", "an organisation's kind")
         if hsa_id in self.organizations:
             raise RuleViolation("organization-invited-once", f"{hsa_id} already takes part")
+        if hsa_id in self.proposed_organizations:
+            raise RuleViolation(
+                "organization-invited-once", f"{hsa_id} is invited already, waiting for approval"
+            )
         self._organization_invited(hsa_id=hsa_id, kind=kind, name=name, at=at, by=by)
 
     @event("OrganizationInvited")
     def _organization_invited(
         self, hsa_id: str, kind: str, name: str | None, at: datetime, by: EventActor
     ) -> None:
-        self.organizations[hsa_id] = TakingPart(hsa_id=hsa_id, kind=kind, name=name, invited_at=at)
+        invited = TakingPart(hsa_id=hsa_id, kind=kind, name=name, invited_at=at)
+        if self._awaits_approval(by):  # takes part once the person approves
+            self.proposed_organizations[hsa_id] = invited
+        else:
+            self.organizations[hsa_id] = invited
         self._propose(f"organisation {hsa_id} invited", at, by, hsa_id, new=True)
 
     def add_participant(self, *, participant: dict[str, Any], at: datetime, by: EventActor) -> str:
@@ -387,13 +402,12 @@ class Plan(Aggregate):
     def _goal_assessed(
         self, goal_id: str, outcome: str, note: str | None, at: datetime, by: EventActor
     ) -> None:
-        self.goals[goal_id] = replace(
-            self.goals[goal_id],
-            outcome=outcome,
-            assessment_note=note,
-            assessed_by=custodian_of(by),
-            status="completed" if outcome == "achieved" else "active",
-        )
+        assessment = GoalAssessment(outcome=outcome, note=note, assessed_by=custodian_of(by), at=at)
+        goal = self.goals[goal_id]
+        if self._awaits_approval(by):  # the approved outcome stays until the person approves
+            self.goals[goal_id] = replace(goal, proposed_assessment=assessment)
+        else:
+            self.goals[goal_id] = _assessed(goal, assessment)
         self._propose(f"{goal_id} assessed {outcome}", at, by, goal_id)
 
     # Interventions and responsibility.
@@ -515,6 +529,12 @@ class Plan(Aggregate):
         if self.overall_responsibility is not None:
             if self.overall_responsibility.organization == organization:
                 raise RuleViolation("overall-responsibility-changes", f"{organization} has it")
+            proposed = self.proposed_overall_responsibility
+            if proposed is not None and proposed.organization == organization:
+                raise RuleViolation(
+                    "overall-responsibility-changes",
+                    f"a transfer to {organization} waits for approval already",
+                )
             if not reason:
                 raise RuleViolation(
                     "overall-responsibility-transfer-reason", "a transfer needs a reason"
@@ -528,13 +548,20 @@ class Plan(Aggregate):
         self, organization: str, reason: str | None, at: datetime, by: EventActor
     ) -> None:
         previous = self.overall_responsibility
-        self.overall_responsibility = OverallResponsibility(
+        # Stored events from before invitations waited for approval may name an organisation
+        # that is now only proposed: it is found there, and replays as it was recorded.
+        invited = self.organizations.get(organization) or self.proposed_organizations[organization]
+        assigned = OverallResponsibility(
             organization=organization,
-            principal=self.organizations[organization].kind,
+            principal=invited.kind,
             since=at,
             reason=reason,
             previous=previous.organization if previous else None,
         )
+        if self._awaits_approval(by):  # the holder keeps it (and may close) until approval
+            self.proposed_overall_responsibility = assigned
+        else:
+            self.overall_responsibility = assigned
         self._propose(f"overall responsibility to {organization}", at, by)
 
     # Meetings and follow-up.
@@ -839,7 +866,7 @@ class Plan(Aggregate):
     def _approve(
         self, *, approved_by: str, meeting_id: str | None, at: datetime, by: EventActor
     ) -> None:
-        self._apply_proposals()
+        self._apply_proposals(at)
         self.approvals.append(
             Approval(
                 approved_by=approved_by,
@@ -852,9 +879,15 @@ class Plan(Aggregate):
         self.pending_changes = []
         self.changed_by = by
 
-    def _apply_proposals(self) -> None:
-        """What was held as a proposal (a goal's revision, an intervention's status) comes
-        into force with the approval."""
+    def _apply_proposals(self, at: datetime) -> None:
+        """What was held as a proposal (an invited organisation, a transfer of the overall
+        responsibility, a goal's revision or assessment, an intervention's status) comes into
+        force with the approval."""
+        self.organizations.update(self.proposed_organizations)
+        self.proposed_organizations = {}
+        if self.proposed_overall_responsibility is not None:  # held from the approval on
+            self.overall_responsibility = replace(self.proposed_overall_responsibility, since=at)
+            self.proposed_overall_responsibility = None
         for entry in {c.entry for c in self.pending_changes if c.entry}:
             goal = self.goals.get(entry)
             if goal is not None and goal.proposal is not None:
@@ -863,6 +896,9 @@ class Plan(Aggregate):
                     _revised(replace(goal, proposal=None), goal.proposal),
                     custodian=self.proposer_of(entry),
                 )
+            goal = self.goals.get(entry)
+            if goal is not None and goal.proposed_assessment is not None:
+                self.goals[entry] = _assessed(goal, goal.proposed_assessment)
             intervention = self.interventions.get(entry)
             if intervention is not None and intervention.proposed_status is not None:
                 self.interventions[entry] = replace(
@@ -1062,4 +1098,16 @@ def _revised(goal: Goal, revision: GoalRevision) -> Goal:
         text=revision.text,
         target_date=revision.target_date,
         revisions=(*goal.revisions, before),
+    )
+
+
+def _assessed(goal: Goal, assessment: GoalAssessment) -> Goal:
+    """The goal with an assessment in force: achieved completes it."""
+    return replace(
+        goal,
+        outcome=assessment.outcome,
+        assessment_note=assessment.note,
+        assessed_by=assessment.assessed_by,
+        status="completed" if assessment.outcome == "achieved" else "active",
+        proposed_assessment=None,
     )

@@ -50,6 +50,7 @@ from services.common.fhir_time import fhir_instant
 from services.sip.domain import INITIATIVES, ORGANIZATION_KINDS, Plan
 from services.sip.parts import (
     CostAllocation,
+    Goal,
     Intervention,
     Need,
     OverallResponsibility,
@@ -239,17 +240,26 @@ def _plan_extensions(plan: Plan) -> list[dict[str, Any]]:
                 },
             }
         )
-    if plan.pending_changes:
-        extensions.append(
-            {
-                "url": EXT_PENDING_APPROVAL,
-                "extension": [
-                    {"url": "change", "valueString": change.change}
-                    for change in plan.pending_changes
-                ],
-            }
-        )
+    pending = [{"url": "change", "valueString": c.change} for c in plan.pending_changes]
+    pending += _proposed_frame(plan)
+    if pending:
+        extensions.append({"url": EXT_PENDING_APPROVAL, "extension": pending})
     return extensions
+
+
+def _proposed_frame(plan: Plan) -> list[dict[str, Any]]:
+    """Who is proposed to take part or to hold the overall responsibility: the plan's frame,
+    shown to every reader of the plan (the change that proposed it may be withheld)."""
+    parts = [
+        {"url": "organization", "valueReference": organization_reference(hsa_id)}
+        for hsa_id in plan.proposed_organizations
+    ]
+    if plan.proposed_overall_responsibility is not None:
+        holder = plan.proposed_overall_responsibility.organization
+        parts.append(
+            {"url": "overallResponsibility", "valueReference": organization_reference(holder)}
+        )
+    return parts
 
 
 def _overall_responsibility_extension(held: OverallResponsibility) -> dict[str, Any]:
@@ -493,7 +503,7 @@ def _participant_reference(plan: Plan, participant: Participant) -> dict[str, An
 
 def care_team_to_fhir(plan: Plan) -> dict[str, Any]:
     members: list[dict[str, Any]] = []
-    for organization in plan.organizations.values():
+    for organization in (*plan.organizations.values(), *plan.proposed_organizations.values()):
         member = {
             "role": [{"coding": [_principal(organization.kind)], "text": organization.kind}],
             "member": organization_reference(organization.hsa_id),
@@ -527,6 +537,9 @@ def care_team_to_fhir(plan: Plan) -> dict[str, Any]:
         team["managingOrganization"] = [
             organization_reference(plan.overall_responsibility.organization)
         ]
+    proposed = _proposed_frame(plan)
+    if proposed:
+        team["extension"] = [{"url": EXT_PENDING_APPROVAL, "extension": proposed}]
     return marked_withheld(team, (w for w in withheld_of(plan) if w.kind == "participant"))
 
 
@@ -578,16 +591,15 @@ def _mark_proposal(element: dict[str, Any], plan: Plan, entry: str) -> dict[str,
     """An entry with changes waiting for the person's approval carries them in the
     pending-approval extension; a revised goal's proposed text and date, an intervention's
     proposed status there too, while the element itself shows what is approved."""
-    changes = plan.proposals_for(entry)
+    changes = [change.change for change in plan.proposals_for(entry)]
+    if entry in plan.proposed_organizations and not changes:
+        # Its invitation is withheld from this reader, yet it is marked: it does not take part.
+        changes = [f"organisation {entry} invited"]
     if not changes:
         return element
-    parts: list[dict[str, Any]] = [{"url": "change", "valueString": c.change} for c in changes]
-    proposal = plan.goals[entry].proposal if entry in plan.goals else None
-    if proposal is not None:
-        parts.append({"url": "text", "valueString": proposal.text})
-        if proposal.target_date:
-            parts.append({"url": "targetDate", "valueDate": proposal.target_date.isoformat()})
-        parts.append({"url": "reason", "valueString": proposal.reason})
+    parts: list[dict[str, Any]] = [{"url": "change", "valueString": c} for c in changes]
+    if entry in plan.goals:
+        parts += _goal_proposal(plan.goals[entry])
     intervention = plan.interventions.get(entry)
     if intervention is not None and intervention.proposed_status is not None:
         parts.append({"url": "status", "valueCode": DETAIL_STATUS[intervention.proposed_status]})
@@ -595,6 +607,23 @@ def _mark_proposal(element: dict[str, Any], plan: Plan, entry: str) -> dict[str,
             parts.append({"url": "reason", "valueString": intervention.proposed_status_reason})
     marker = {"url": EXT_PENDING_APPROVAL, "extension": parts}
     return {**element, "extension": [*element.get("extension", []), marker]}
+
+
+def _goal_proposal(goal: Goal) -> list[dict[str, Any]]:
+    """A goal's proposed revision (text, date, reason) and proposed assessment (outcome,
+    note), as the pending-approval extension carries them."""
+    parts: list[dict[str, Any]] = []
+    if goal.proposal is not None:
+        parts.append({"url": "text", "valueString": goal.proposal.text})
+        if goal.proposal.target_date:
+            target = goal.proposal.target_date.isoformat()
+            parts.append({"url": "targetDate", "valueDate": target})
+        parts.append({"url": "reason", "valueString": goal.proposal.reason})
+    if goal.proposed_assessment is not None:
+        parts.append({"url": "outcome", "valueCode": goal.proposed_assessment.outcome})
+        if goal.proposed_assessment.note:
+            parts.append({"url": "note", "valueString": goal.proposed_assessment.note})
+    return parts
 
 
 def appointment_to_fhir(plan: Plan, meeting_id: str) -> dict[str, Any]:

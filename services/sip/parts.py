@@ -78,6 +78,16 @@ class GoalRevision:
 
 
 @dataclass(frozen=True, slots=True)
+class GoalAssessment:
+    """Whether a goal was reached, as one organisation judged it; the note is its entry."""
+
+    outcome: str
+    note: str | None
+    assessed_by: str | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Goal:
     id: str
     text: str
@@ -94,6 +104,8 @@ class Goal:
     # A revision proposed on an active plan: the text above stays the approved one until the
     # person approves (GoalRevision's text and target date are then the proposed ones).
     proposal: GoalRevision | None = None
+    # An assessment made on an active plan: the outcome above stays until the person approves.
+    proposed_assessment: GoalAssessment | None = None
 
 
 @dataclass(frozen=True, slots=True)

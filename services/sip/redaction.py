@@ -180,11 +180,14 @@ def _changes(plan: Plan, seen: Plan, disclosure: Disclosure, withheld: list[With
 
 
 def _proposals(plan: Plan, seen: Plan, disclosure: Disclosure) -> None:
-    """A goal's proposed text and an intervention's proposed status are their proposer's
-    entries (the proposing change itself is marked withheld by `_changes`)."""
+    """A goal's proposed text and assessment and an intervention's proposed status are their
+    proposer's entries (the proposing change itself is marked withheld by `_changes`)."""
     for goal_id, goal in seen.goals.items():
         if goal.proposal and not disclosure.sees_entry("change", plan.proposer_of(goal_id)):
-            seen.goals[goal_id] = replace(goal, proposal=None)
+            goal = seen.goals[goal_id] = replace(goal, proposal=None)
+        assessment = goal.proposed_assessment
+        if assessment and not disclosure.sees_entry("change", assessment.assessed_by):
+            seen.goals[goal_id] = replace(goal, proposed_assessment=None)
     for entry, intervention in seen.interventions.items():
         if intervention.proposed_status and not disclosure.sees_entry(
             "change", plan.proposer_of(entry)
