@@ -61,7 +61,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     for router in (consent.router, operations.router):
         app.include_router(router)
     add_audit_routes(
-        app, access, engine, checkpoint_key=(settings.data_dir, "consent"), peer_extract_url=None
+        app, access, engine, checkpoint_key=(settings.keys_dir, "consent"), peer_extract_url=None
     )
     app.include_router(operations.definitions_router)
     return app

@@ -92,7 +92,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         app,
         access,
         engine,
-        checkpoint_key=(settings.data_dir, "sip"),
+        checkpoint_key=(settings.keys_dir, "sip"),
         peer_extract_url=settings.consent_service_url,
         entry_kind=entry_kind_of_topic,
     )
