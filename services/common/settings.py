@@ -21,6 +21,7 @@ from services.common.auth.tokens import (
     JwksCache,
     TokenVerifier,
 )
+from services.common.configuration_check import refuse_unworkable
 from services.common.persistence import data_dir_from_env
 
 SERVICE_HSA_ID = "SE0000000000-SIPSERVICE"
@@ -99,6 +100,11 @@ class ServiceSettings:
             whole_log_readers=whole_log_readers_from_env(database_url_variable),
             **_consent_settings_from_env(),
         )
+
+    def checked(self, service: str) -> ServiceSettings:
+        """These settings, or ConfigurationError naming what a working service still needs."""
+        refuse_unworkable(self, service)
+        return self
 
     @property
     def keys_dir(self) -> Path:

@@ -43,7 +43,7 @@ def consent_capability_statement(base: str) -> dict[str, Any]:
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    settings = settings or ServiceSettings.from_env("CONSENT_DATABASE_URL")
+    settings = settings or ServiceSettings.from_env("CONSENT_DATABASE_URL").checked("consent")
     storage = storage_for("consent", settings.database_url, settings.data_dir)
     registry = ConsentRegistry(env=storage.event_store_env)
     engine = read_model_engine(storage)

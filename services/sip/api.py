@@ -51,7 +51,7 @@ def sip_capability_statement(base: str) -> dict[str, Any]:
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    settings = settings or ServiceSettings.from_env("SIP_DATABASE_URL")
+    settings = settings or ServiceSettings.from_env("SIP_DATABASE_URL").checked("sip")
     storage = storage_for("sip", settings.database_url, settings.data_dir)
     plans = SipPlans(env=storage.event_store_env)
     engine = read_model_engine(storage)
