@@ -16,6 +16,7 @@ from services.common.settings import ServiceSettings
 from services.sip.application import SipPlans
 from services.sip.consent_feed import ConsentFeedFollower
 from services.sip.consent_gate import CachingConsentGate, HttpConsentGate
+from services.sip.consent_health import ConsentReachability
 from services.sip.disclosure import PlanDisclosure
 from services.sip.fhir_mapping import plan_to_fhir
 from services.sip.plan_views import PLAN_VIEWS, PlanViewResource
@@ -82,6 +83,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )
     app.state.plans, app.state.index, app.state.settings = plans, index, settings
     app.state.consent_feed, app.state.consent_gate_uncached = follower, asked_each_time
+    consent_health = ConsentReachability(settings.consent_service_url, follower.reaching)
+    app.state.readiness_checks = [consent_health.problem]
     app.state.resources = {
         "CarePlan": AggregateResource(access, plan_to_fhir),
         **{view.resource_type: PlanViewResource(access, view) for view in PLAN_VIEWS},
