@@ -14,6 +14,7 @@ import httpx
 
 from contracts.actor import ROLES
 from services.common.auth.tokens import DevIssuer, default_scopes
+from services.common.key_files import key_dir_from_env
 from services.common.persistence import DEFAULT_DATA_DIR
 from services.common.settings import ServiceSettings
 from services.ops.commands import add_commands as add_audit_commands
@@ -63,7 +64,7 @@ def print_token(arguments: argparse.Namespace) -> int:
     if arguments.role != "patient" and not arguments.org:
         print(f"--role {arguments.role} needs --org <HSA-id>", file=sys.stderr)
         return 2
-    token = DevIssuer(Path(arguments.data_dir)).mint(
+    token = DevIssuer(key_dir_from_env(Path(arguments.data_dir))).mint(
         subject=arguments.sub,
         role=arguments.role,
         organization=arguments.org,
@@ -126,7 +127,7 @@ def run_up(data_dir: Path, host: str, demo: bool) -> int:
         if demo:
             from services.demo import load_demo
 
-            for line in load_demo(sip_url, consent_url, DevIssuer(data_dir)):
+            for line in load_demo(sip_url, consent_url, DevIssuer(key_dir_from_env(data_dir))):
                 print(f"demo: {line}")
         print("Press Ctrl-C to stop.", flush=True)
         while not stopping:

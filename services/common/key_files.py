@@ -1,25 +1,83 @@
-"""Private keys kept as JWK files in the data folder, created once."""
+"""Private keys kept as JWK files in one key directory, created once and shared by replicas.
+
+The key directory is `SIP_KEY_DIR`, or the data folder when unset (the embedded default's
+layout, which earlier releases wrote). Every replica of a service pointed at the same directory
+signs with the same key. Keys are created readable by the service's user only: the directory
+0700 when this creates it, each file 0600. A retired key keeps only its public half, under
+`retired/`, so what it signed still verifies (deploy/README.md, "Keys").
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import stat
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger("sip.keys")
+RETIRED = "retired"
+_warned: set[Path] = set()  # a key read at every signing warns once
+
+
+def key_dir_from_env(data_dir: Path) -> Path:
+    """Where the signing keys are: `SIP_KEY_DIR`, or the data folder."""
+    return Path(os.environ.get("SIP_KEY_DIR") or data_dir)
+
 
 def load_or_create_jwk(path: Path, generate: Callable[[], Any]) -> dict[str, Any]:
     """The private JWK in `path`; `generate()` makes one the first time, readable by the owner
-    only. Both services may start at once: the first link wins and the other reads it."""
+    only. Replicas may start at once: the first link wins and the others read it."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_private_directory(path.parent)
         temporary = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
         temporary.touch(mode=0o600)
         temporary.write_text(json.dumps(generate().as_dict(private=True)))
         with contextlib.suppress(FileExistsError):
             os.link(temporary, path)
         temporary.unlink()
+    _warn_if_others_may_read(path)
     return json.loads(path.read_text())
+
+
+def read_jwk(path: Path) -> dict[str, Any] | None:
+    """The JWK in `path`, or None when there is none (never creates one)."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def retired_public_jwks(key_dir: Path, prefix: str) -> list[dict[str, Any]]:
+    """The public halves of the retired keys whose file names start with `prefix`."""
+    folder = key_dir / RETIRED
+    if not folder.is_dir():
+        return []
+    return [json.loads(file.read_text()) for file in sorted(folder.glob(f"{prefix}*.json"))]
+
+
+def retire(path: Path, public_jwk: dict[str, Any], prefix: str) -> Path:
+    """Keeps the key's public half under `retired/` (named by its key id) and removes the
+    private key, so the next use makes a new key with a new id."""
+    folder = path.parent / RETIRED
+    _make_private_directory(folder)
+    kept = folder / f"{prefix}{public_jwk['kid']}.json"
+    kept.write_text(json.dumps(public_jwk))
+    path.unlink(missing_ok=True)
+    return kept
+
+
+def _make_private_directory(folder: Path) -> None:
+    if not folder.exists():
+        folder.mkdir(parents=True, mode=0o700, exist_ok=True)
+
+
+def _warn_if_others_may_read(path: Path) -> None:
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO) and path not in _warned:
+        _warned.add(path)
+        log.warning("key file %s may be read by others (mode %o): chmod 600 it", path, mode & 0o777)

@@ -40,6 +40,16 @@ def data_dir_from_env() -> Path:
     return Path(os.environ.get("SIP_DATA_DIR") or DEFAULT_DATA_DIR)
 
 
+def pool_sizes_from_env() -> tuple[int, int]:
+    """Connections each of a replica's two pools (event store, read models) keeps and may add:
+    SIP_DB_POOL_SIZE (5) and SIP_DB_MAX_OVERFLOW (10), sized against PostgreSQL's
+    max_connections (deploy/README.md, "Connection pools")."""
+    return (
+        int(os.environ.get("SIP_DB_POOL_SIZE") or 5),
+        int(os.environ.get("SIP_DB_MAX_OVERFLOW") or 10),
+    )
+
+
 def storage_for(service: str, database_url: str | None, data_dir: Path) -> Storage:
     if database_url:
         return _postgres_storage(database_url)
@@ -72,8 +82,8 @@ def _postgres_storage(database_url: str) -> Storage:
             "POSTGRES_USER": url.username or "postgres",
             "POSTGRES_PASSWORD": url.password or "",
             "POSTGRES_CONNECT_TIMEOUT": "5",
-            "POSTGRES_POOL_SIZE": "5",
-            "POSTGRES_MAX_OVERFLOW": "10",
+            "POSTGRES_POOL_SIZE": str(pool_sizes_from_env()[0]),
+            "POSTGRES_MAX_OVERFLOW": str(pool_sizes_from_env()[1]),
             "POSTGRES_LOCK_TIMEOUT": "5",
             "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
             "APPLICATION_RECORDER_TOPIC": RECORDER_TOPICS["eventsourcing.postgres"],
@@ -111,7 +121,10 @@ def ensure_postgres_database(url: URL) -> None:
 
 def read_model_engine(storage: Storage) -> Engine:
     if storage.is_postgres:
-        return create_engine(storage.read_model_url, pool_pre_ping=True, pool_size=5)
+        size, overflow = pool_sizes_from_env()
+        return create_engine(
+            storage.read_model_url, pool_pre_ping=True, pool_size=size, max_overflow=overflow
+        )
     engine = create_engine(storage.read_model_url, connect_args={"timeout": 10})
 
     @event.listens_for(engine, "connect")

@@ -23,10 +23,9 @@ from services.common.fhir_api import (
     FhirResponse,
     install_error_handlers,
     install_request_checks,
-    operation_outcome,
     unexpected_error_response,
 )
-from services.common.projection import failed_events
+from services.common.readiness import readiness
 from services.common.request_ids import RequestIds
 from services.common.resource_routes import ResourceAccess
 
@@ -94,25 +93,8 @@ def build_service_app(
 
     @app.get("/readyz", include_in_schema=False)
     def readyz(request: Request) -> FhirResponse:
-        """Ready while the event store answers. Events a read model passed over are listed
-        but keep it ready: every replica reads the same log, so answering 503 for them would
-        take the whole service out of rotation for one event, which is what passing it over
-        avoids; the rest of the read model still serves."""
-        try:
-            application.recorder.max_notification_id()
-            index = getattr(request.app.state, "index", None)
-            failed = failed_events(index.engine) if index is not None else []
-        except Exception as error:  # any failure to reach the store means "not ready"
-            return FhirResponse(
-                operation_outcome("transient", f"event store unreachable: {type(error).__name__}"),
-                status_code=503,
-                headers={"Retry-After": "5"},
-            )
-        if failed:
-            return FhirResponse(
-                {"status": "ready", "failedEvents": [event.as_json() for event in failed]}
-            )
-        return FhirResponse({"status": "ready"})
+        """503 naming each reason this replica cannot answer now (services/common/readiness.py)."""
+        return readiness(application, request.app.state)
 
     @app.get("/fhir/metadata")
     def metadata(request: Request) -> FhirResponse:

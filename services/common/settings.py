@@ -21,6 +21,7 @@ from services.common.auth.tokens import (
     JwksCache,
     TokenVerifier,
 )
+from services.common.configuration_check import refuse_unworkable
 from services.common.persistence import data_dir_from_env
 
 SERVICE_HSA_ID = "SE0000000000-SIPSERVICE"
@@ -31,6 +32,8 @@ SERVICE_SUBJECT = "sip-service"
 @dataclass(frozen=True)
 class ServiceSettings:
     data_dir: Path = field(default_factory=data_dir_from_env)
+    # The signing keys' directory (SIP_KEY_DIR); None: the data folder.
+    key_dir: Path | None = None
     database_url: str | None = None
     consent_service_url: str = "http://127.0.0.1:8001"
     consent_timeout_seconds: float = 2.0
@@ -81,6 +84,7 @@ class ServiceSettings:
         dev_issuer = os.environ.get("SIP_DEV_ISSUER")
         return cls(
             data_dir=data_dir_from_env(),
+            key_dir=Path(os.environ["SIP_KEY_DIR"]) if os.environ.get("SIP_KEY_DIR") else None,
             database_url=os.environ.get(database_url_variable) or None,
             consent_service_url=os.environ.get(
                 "CONSENT_SERVICE_URL", f"http://127.0.0.1:{consent_port}"
@@ -97,6 +101,15 @@ class ServiceSettings:
             **_consent_settings_from_env(),
         )
 
+    def checked(self, service: str) -> ServiceSettings:
+        """These settings, or ConfigurationError naming what a working service still needs."""
+        refuse_unworkable(self, service)
+        return self
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.key_dir or self.data_dir
+
     @property
     def dev_issuer_enabled(self) -> bool:
         return self.dev_issuer if self.dev_issuer is not None else self.database_url is None
@@ -106,7 +119,7 @@ class ServiceSettings:
             issuer: JwksCache(url) for issuer, url in self.trusted_issuers.items()
         }
         if self.dev_issuer_enabled:
-            issuers[DEV_ISSUER] = DevIssuer(self.data_dir).public_keys()
+            issuers[DEV_ISSUER] = DevIssuer(self.keys_dir).public_keys()
         return TokenVerifier(issuers, audience=self.audience)
 
     def service_tokens(self) -> ServiceTokenSource:
@@ -119,7 +132,7 @@ class ServiceSettings:
             )
         if self.dev_issuer_enabled:
             return DevServiceTokens(
-                DevIssuer(self.data_dir), subject=SERVICE_SUBJECT, organization=SERVICE_HSA_ID
+                DevIssuer(self.keys_dir), subject=SERVICE_SUBJECT, organization=SERVICE_HSA_ID
             )
         raise ValueError(
             "the SIP service needs client credentials for the consent service: set "

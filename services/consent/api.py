@@ -43,7 +43,7 @@ def consent_capability_statement(base: str) -> dict[str, Any]:
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    settings = settings or ServiceSettings.from_env("CONSENT_DATABASE_URL")
+    settings = settings or ServiceSettings.from_env("CONSENT_DATABASE_URL").checked("consent")
     storage = storage_for("consent", settings.database_url, settings.data_dir)
     registry = ConsentRegistry(env=storage.event_store_env)
     engine = read_model_engine(storage)
@@ -61,7 +61,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     for router in (consent.router, operations.router):
         app.include_router(router)
     add_audit_routes(
-        app, access, engine, checkpoint_key=(settings.data_dir, "consent"), peer_extract_url=None
+        app, access, engine, checkpoint_key=(settings.keys_dir, "consent"), peer_extract_url=None
     )
     app.include_router(operations.definitions_router)
     return app

@@ -16,11 +16,12 @@ import httpx
 
 from services.common.access_log_views import AccessLogIndex, audit_event_to_fhir
 from services.common.audit.checkpoints import (
-    CheckpointSigner,
     InvalidCheckpoint,
+    checkpoint_public_keys,
     read_signed_checkpoint,
 )
 from services.common.fhir_time import InvalidDateTime, fhir_instant, now, parse_fhir_datetime
+from services.common.key_files import key_dir_from_env
 from services.common.persistence import data_dir_from_env
 from services.common.projection import FailedEvent, Projection, failed_events
 from services.consent.fhir_mapping import consent_to_fhir
@@ -122,7 +123,7 @@ def run_verify(arguments: argparse.Namespace) -> int:
     for name, database_url in _services(arguments, arguments.service):
         with open_service(name, arguments.data_dir, database_url) as service:
             if signed and signed.get("service", "").lower().startswith(name):
-                keys = CheckpointSigner(arguments.data_dir, name).public_keys()
+                keys = checkpoint_public_keys(key_dir_from_env(arguments.data_dir), name)
                 expected = _checkpoint_head(signed, keys)
                 if expected is None:
                     return 1

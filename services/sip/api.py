@@ -16,6 +16,7 @@ from services.common.settings import ServiceSettings
 from services.sip.application import SipPlans
 from services.sip.consent_feed import ConsentFeedFollower
 from services.sip.consent_gate import CachingConsentGate, HttpConsentGate
+from services.sip.consent_health import ConsentReachability
 from services.sip.disclosure import PlanDisclosure
 from services.sip.fhir_mapping import plan_to_fhir
 from services.sip.plan_views import PLAN_VIEWS, PlanViewResource
@@ -51,7 +52,7 @@ def sip_capability_statement(base: str) -> dict[str, Any]:
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    settings = settings or ServiceSettings.from_env("SIP_DATABASE_URL")
+    settings = settings or ServiceSettings.from_env("SIP_DATABASE_URL").checked("sip")
     storage = storage_for("sip", settings.database_url, settings.data_dir)
     plans = SipPlans(env=storage.event_store_env)
     engine = read_model_engine(storage)
@@ -82,6 +83,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )
     app.state.plans, app.state.index, app.state.settings = plans, index, settings
     app.state.consent_feed, app.state.consent_gate_uncached = follower, asked_each_time
+    consent_health = ConsentReachability(settings.consent_service_url, follower.reaching)
+    app.state.readiness_checks = [consent_health.problem]
     app.state.resources = {
         "CarePlan": AggregateResource(access, plan_to_fhir),
         **{view.resource_type: PlanViewResource(access, view) for view in PLAN_VIEWS},
@@ -92,7 +95,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         app,
         access,
         engine,
-        checkpoint_key=(settings.data_dir, "sip"),
+        checkpoint_key=(settings.keys_dir, "sip"),
         peer_extract_url=settings.consent_service_url,
         entry_kind=entry_kind_of_topic,
     )

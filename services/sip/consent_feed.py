@@ -39,6 +39,7 @@ from services.common.projection import (
     tracked_position,
     tracking_metadata,
 )
+from services.common.repeated_failure import RepeatedFailure
 from services.sip.application import SipPlans
 from services.sip.consent_gate import CachingConsentGate
 from services.sip.projections import PlanIndex
@@ -74,6 +75,8 @@ class ConsentFeedFollower:
         self._engine = engine.execution_options(**{SQLITE_IMMEDIATE: True})
         self._interval = interval_seconds
         self._cache_cursor: int | None = None  # this process's own, for its permit cache
+        # While the consent service is down every poll fails: warn once, then every 30 s.
+        self.reaching = RepeatedFailure(log, "consent feed")
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="consent-feed", daemon=True)
         tracking_metadata.create_all(engine)
@@ -91,8 +94,9 @@ class ConsentFeedFollower:
             try:
                 while self.follow_once():
                     pass
+                self.reaching.succeeded()
             except Exception as error:  # keep following; the cache goes stale meanwhile
-                log.warning("consent feed: %s", type(error).__name__)
+                self.reaching.failed(error)
             self._stopping.wait(self._interval)
 
     def follow_once(self, page: int = 500) -> int:

@@ -3,7 +3,8 @@
 Production: each trusted issuer's keys come from its JWKS URL, fetched with httpx and cached;
 a token signed with a key id the cache does not know makes one refetch (rate-limited), which
 is how key rotation reaches us. Development: an issuer inside the system whose private key
-lives in the data folder, so `sip token` can mint tokens at once.
+lives in the key directory (`SIP_KEY_DIR`, or the data folder), so `sip token` can mint tokens
+at once.
 """
 
 from __future__ import annotations
@@ -164,12 +165,13 @@ def _b64decode(segment: str) -> bytes:
 
 
 class DevIssuer:
-    """The embedded development issuer: an EC P-256 key kept in the data folder."""
+    """The embedded development issuer: an EC P-256 key kept in the key directory, shared by
+    the services and `sip token`."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, key_dir: Path) -> None:
         self._key = ECKey.import_key(
             load_or_create_jwk(
-                data_dir / DEV_KEY_FILE,
+                key_dir / DEV_KEY_FILE,
                 lambda: ECKey.generate_key("P-256", parameters={"kid": uuid.uuid4().hex[:16]}),
             )
         )

@@ -1,0 +1,118 @@
+"""The deployment files describe one topology and a configuration that starts: compose.yaml
+parses and its replicas' environment passes the services' own check; the systemd units keep
+keys in a state directory and migrate before start; nginx passes Host and X-Forwarded-*, and
+the services then build their FHIR links from them, not from the upstream's name."""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from services.common.settings import ServiceSettings
+from tests.fhir_data import FHIR_JSON, care_plan, new_personnummer
+
+DEPLOY = Path(__file__).parent.parent / "deploy"
+REPLICAS = ["sip-1", "sip-2", "consent-1", "consent-2"]
+
+
+@pytest.fixture(scope="module")
+def compose():
+    return yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+
+
+def test_compose_runs_postgresql_two_replicas_of_each_service_and_nginx(compose):
+    services = compose["services"]
+    assert {"postgres", "migrate", "nginx", *REPLICAS} <= set(services)
+    for name in REPLICAS:
+        replica = services[name]
+        assert "keys:/var/lib/sip/keys" in replica["volumes"]  # one key directory for all
+        assert replica["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        assert "/readyz" in " ".join(replica["healthcheck"]["test"])
+    assert "consent.api" in " ".join(services["consent-1"]["command"])
+    assert "sip migrate --service sip" in " ".join(services["migrate"]["command"])
+    assert services["nginx"]["volumes"] == [
+        "./nginx-compose.conf:/etc/nginx/conf.d/default.conf:ro"
+    ]
+
+
+@pytest.mark.parametrize("service", ["sip", "consent"])
+def test_the_compose_replicas_configuration_passes_the_services_check(
+    compose, monkeypatch, service
+):
+    import os
+
+    for variable in list(os.environ):
+        if variable.startswith(("SIP_", "CONSENT_")):
+            monkeypatch.delenv(variable)
+    for key, value in compose["services"][f"{service}-1"]["environment"].items():
+        monkeypatch.setenv(key, re.sub(r"\$\{(\w+):-([^}]*)\}", r"\2", value))
+    settings = ServiceSettings.from_env(f"{service.upper()}_DATABASE_URL").checked(service)
+    assert str(settings.keys_dir) == "/var/lib/sip/keys"
+
+
+def test_the_pool_sizes_fit_the_compose_databases_max_connections(compose):
+    environment = compose["services"]["sip-1"]["environment"]
+    per_replica = 2 * (
+        int(environment["SIP_DB_POOL_SIZE"]) + int(environment["SIP_DB_MAX_OVERFLOW"])
+    )
+    command = " ".join(compose["services"]["postgres"]["command"])
+    max_connections = int(re.search(r"max_connections=(\d+)", command).group(1))
+    assert len(REPLICAS) * per_replica + 10 <= max_connections
+
+
+@pytest.mark.parametrize("service", ["sip-plans", "sip-consent"])
+def test_the_systemd_units_keep_keys_in_the_state_directory_and_migrate_first(service):
+    unit = (DEPLOY / "systemd" / f"{service}@.service").read_text()
+    short = "sip" if service == "sip-plans" else "consent"
+    assert "StateDirectory=sip sip/keys" in unit and "StateDirectoryMode=0700" in unit
+    assert "DynamicUser=yes" in unit and "User=sip" in unit  # one user owns the shared keys
+    assert "SIP_KEY_DIR=/var/lib/sip/keys" in unit
+    assert f"ExecStartPre=/opt/sip/venv/bin/sip migrate --service {short}\n" in unit
+    assert "--proxy-headers --forwarded-allow-ips 127.0.0.1" in unit
+
+
+def upstream_ports(conf):
+    return re.findall(r"server 127\.0\.0\.1:(\d+)", conf)
+
+
+def test_nginx_balances_the_units_ports_and_passes_the_forwarded_headers():
+    conf = (DEPLOY / "nginx.conf").read_text()
+    assert upstream_ports(conf) == ["8100", "8101", "8200", "8201"]
+    for header in ("Host $http_host", "X-Forwarded-For", "X-Forwarded-Proto $scheme"):
+        assert conf.count(f"proxy_set_header {header}") == 2, header
+    assert conf.count("max_fails=3 fail_timeout=10s") == 4
+    tls = (DEPLOY / "nginx-tls.conf").read_text()
+    assert tls.count("ssl_certificate ") == 2 and tls.count("proxy_set_header Host $http_host") == 2
+
+
+def test_the_compose_nginx_differs_from_the_units_only_in_its_upstreams():
+    def servers(conf):
+        body = conf[conf.index("\nupstream ") :]
+        return re.sub(r"server [\w.-]+:\d+", "server ADDRESS", body)
+
+    units = (DEPLOY / "nginx.conf").read_text()
+    containers = (DEPLOY / "nginx-compose.conf").read_text()
+    assert servers(units) == servers(containers)
+
+
+def test_fhir_links_follow_the_forwarded_host_and_scheme(system):
+    """What nginx sends (deploy/nginx.conf) to a replica served as the units serve it
+    (uvicorn believes X-Forwarded-Proto from 127.0.0.1)."""
+    personnummer = new_personnummer()
+    system.sip.post("/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON)
+    proxied = {
+        "Host": "sip.region.example",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-For": "192.0.2.7",
+    }
+    found = system.sip.get(
+        "/fhir/CarePlan", params={"subject:identifier": personnummer}, headers=proxied
+    ).json()
+    assert found["link"][0]["url"].startswith("https://sip.region.example/fhir/CarePlan")
+    assert found["entry"][0]["fullUrl"].startswith("https://sip.region.example/fhir/CarePlan/")
+    metadata = system.sip.get("/fhir/metadata", headers=proxied).json()
+    assert "https://sip.region.example/fhir" in str(metadata)
+    # Without the headers (nginx's default Host is the upstream's name) the links are wrong:
+    upstream = system.sip.get("/fhir/metadata", headers={"Host": "sip_plans"}).json()
+    assert "http://sip_plans/fhir" in str(upstream)
