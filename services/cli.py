@@ -14,8 +14,10 @@ import httpx
 
 from contracts.actor import ROLES
 from services.common.auth.tokens import DevIssuer, default_scopes
+from services.common.migrations.runner import migrate_service
 from services.common.persistence import DEFAULT_DATA_DIR
 from services.common.settings import ServiceSettings
+from services.ops.commands import DATABASE_URL_VARIABLES
 from services.ops.commands import add_commands as add_audit_commands
 
 
@@ -101,6 +103,9 @@ def run_up(data_dir: Path, host: str, demo: bool) -> int:
         "SIP_DATA_DIR": str(data_dir.resolve()),
         "CONSENT_SERVICE_URL": consent_url,
     }
+    # The embedded default migrates itself: `sip up` is the only process touching its files.
+    for service, variable in DATABASE_URL_VARIABLES.items():
+        print(migrate_service(service, os.environ.get(variable), data_dir), flush=True)
     services: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
 

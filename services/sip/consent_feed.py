@@ -37,7 +37,6 @@ from services.common.projection import (
     projection_tracking,
     record_failure,
     tracked_position,
-    tracking_metadata,
 )
 from services.sip.application import SipPlans
 from services.sip.consent_gate import CachingConsentGate
@@ -76,7 +75,6 @@ class ConsentFeedFollower:
         self._cache_cursor: int | None = None  # this process's own, for its permit cache
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="consent-feed", daemon=True)
-        tracking_metadata.create_all(engine)
 
     def start(self) -> None:
         self._thread.start()
