@@ -91,6 +91,18 @@ def test_a_service_refuses_a_database_migrated_by_a_newer_version(backend):
         storage_for("sip", backend.database_urls["sip"], backend.data_dir)
 
 
+def test_a_service_refuses_a_database_older_than_its_code(backend, monkeypatch):
+    from services.common.migrations import schema_version
+
+    # The code moves on by one migration the database has not had yet.
+    monkeypatch.setattr(schema_version, "code_head", lambda service: f"{service}_0002")
+    with pytest.raises(
+        SchemaNotCurrent,
+        match=r"has schema sip_0001, older than this code's sip_0002: run `sip migrate",
+    ):
+        storage_for("sip", backend.database_urls["sip"], backend.data_dir)
+
+
 def test_migrating_twice_changes_nothing(unmigrated, capsys):
     arguments = ["migrate", "--data-dir", str(unmigrated.data_dir)]
     for service, url in unmigrated.database_urls.items():
