@@ -15,6 +15,7 @@ import httpx
 from contracts.actor import ROLES
 from services.common.auth.tokens import DevIssuer, default_scopes
 from services.common.migrations.runner import migrate_service
+from services.common.migrations.schema_version import SchemaNotCurrent
 from services.common.persistence import DEFAULT_DATA_DIR
 from services.common.settings import ServiceSettings
 from services.ops.commands import DATABASE_URL_VARIABLES
@@ -42,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     add_audit_commands(commands)
     arguments = parser.parse_args(argv)
     if hasattr(arguments, "run"):
-        return arguments.run(arguments)
+        try:
+            return arguments.run(arguments)
+        except SchemaNotCurrent as refusal:
+            print(refusal, file=sys.stderr)
+            return 1
     if arguments.command == "up":
         return run_up(Path(arguments.data_dir), arguments.host, arguments.demo)
     if arguments.command == "token":

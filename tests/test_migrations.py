@@ -180,6 +180,8 @@ def test_a_data_folder_of_an_earlier_release_is_adopted_without_losing_a_row(tmp
     before = {service: _counts(data / f"{service}.sqlite") for service in ("sip", "consent")}
     with pytest.raises(SchemaNotCurrent, match="never migrated"):
         storage_for("sip", None, data)
+    assert sip(["audit", "verify", "--data-dir", str(data)]) == 1
+    assert "run `sip migrate --service sip`" in capsys.readouterr().err
     assert sip(["migrate", "--data-dir", str(data)]) == 0
     for service in ("sip", "consent"):
         after = _counts(data / f"{service}.sqlite")
