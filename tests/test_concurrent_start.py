@@ -74,7 +74,7 @@ def _ready(url: str, process: subprocess.Popen, seconds: float = 45) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and process.poll() is None:
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                 return True
         except httpx.HTTPError:
             pass
