@@ -36,6 +36,7 @@ from contracts.identifiers import HSA_ID_SYSTEM, PERSONNUMMER_SYSTEM, with_check
 from services.cli import service_command, wait_ready
 from services.common.access_log import WriteContext, writing
 from services.common.auth.tokens import DevIssuer
+from services.common.migrations.runner import migrate_service
 from services.common.persistence import maintenance_conninfo
 from services.ops.offline import open_service
 
@@ -58,6 +59,7 @@ def personnummer(number: int) -> str:
 
 def seed(data_dir: Path, database_url: str | None, consents: int) -> None:
     now = datetime.now(UTC)
+    migrate_service("consent", database_url, data_dir)
     with open_service("consent", data_dir, database_url) as service:
         for number in range(consents):
             patient = {"system": PERSONNUMMER_SYSTEM, "value": personnummer(number)}

@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from contracts.consent_decision import ConsentDecision
 from contracts.identifiers import PERSONNUMMER_SYSTEM, with_check_digit
 from services.common.access_log import WriteContext, writing
+from services.common.migrations.runner import migrate_service
 from services.common.persistence import maintenance_conninfo
 from services.ops.offline import open_service
 from services.ops.verify import database_links, verify_links
@@ -76,6 +77,7 @@ def write_workload(application, plans: int) -> None:
 
 
 def measure(label: str, data_dir: Path, database_url: str | None, plans: int) -> list[str]:
+    migrate_service("sip", database_url, data_dir)
     with open_service("sip", data_dir, database_url) as service:
         write_workload(service.application, plans)
         events = service.application.recorder.max_notification_id() or 0

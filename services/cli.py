@@ -15,8 +15,11 @@ import httpx
 from contracts.actor import ROLES
 from services.common.auth.tokens import DevIssuer, default_scopes
 from services.common.key_files import key_dir_from_env
+from services.common.migrations.runner import migrate_service
+from services.common.migrations.schema_version import SchemaNotCurrent
 from services.common.persistence import DEFAULT_DATA_DIR
 from services.common.settings import ServiceSettings
+from services.ops.commands import DATABASE_URL_VARIABLES
 from services.ops.commands import add_commands as add_audit_commands
 
 
@@ -41,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     add_audit_commands(commands)
     arguments = parser.parse_args(argv)
     if hasattr(arguments, "run"):
-        return arguments.run(arguments)
+        try:
+            return arguments.run(arguments)
+        except SchemaNotCurrent as refusal:
+            print(refusal, file=sys.stderr)
+            return 1
     if arguments.command == "up":
         return run_up(Path(arguments.data_dir), arguments.host, arguments.demo)
     if arguments.command == "token":
@@ -102,6 +109,9 @@ def run_up(data_dir: Path, host: str, demo: bool) -> int:
         "SIP_DATA_DIR": str(data_dir.resolve()),
         "CONSENT_SERVICE_URL": consent_url,
     }
+    # The embedded default migrates itself: `sip up` is the only process touching its files.
+    for service, variable in DATABASE_URL_VARIABLES.items():
+        print(migrate_service(service, os.environ.get(variable), data_dir), flush=True)
     services: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
 

@@ -25,6 +25,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from services.common.auth.tokens import DevIssuer, default_scopes
+from services.common.migrations.runner import migrate_service
 from services.common.persistence import maintenance_conninfo
 from services.common.settings import ServiceSettings
 from tests.fhir_data import REGION
@@ -146,17 +147,24 @@ def backend_kind(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+def migrated(backend: Backend) -> Backend:
+    """The backend after `sip migrate`, as an operator runs it before starting replicas."""
+    for service, url in backend.database_urls.items():
+        migrate_service(service, url, backend.data_dir)
+    return backend
+
+
 @contextmanager
 def new_backend(kind: str, data_dir: Path, request: pytest.FixtureRequest) -> Iterator[Backend]:
     """Storage no other test uses meanwhile: a new data folder and, on PostgreSQL, a pair of
     emptied databases."""
     if kind == "sqlite":
-        yield Backend("sqlite", data_dir, {"sip": None, "consent": None})
+        yield migrated(Backend("sqlite", data_dir, {"sip": None, "consent": None}))
         return
     pool: PostgresPool = request.getfixturevalue("postgres_pool")
     pair, urls = pool.take()
     try:
-        yield Backend("postgres", data_dir, urls)
+        yield migrated(Backend("postgres", data_dir, urls))
     finally:
         pool.give_back(pair)
 

@@ -2,23 +2,24 @@
 
 Embedded default: one SQLite file per service under a data folder. Production: one PostgreSQL
 database per service, named by a URL. The event store uses the eventsourcing library's native
-recorders; read models use SQLAlchemy on the same database (docs/decisions/0001).
+recorders; read models use SQLAlchemy on the same database (docs/decisions/0001). The schema
+of both comes from the versioned migrations (services/common/migrations, `sip migrate`): the
+library is told not to create tables, and a service refuses a database not at the code's head.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
 
 from services.common.audit.chain import RECORDER_TOPICS
+from services.common.migrations.schema_version import MIGRATED_SERVICES, require_current_schema
 
 DEFAULT_DATA_DIR = ".sip-data"
 
@@ -27,6 +28,7 @@ DEFAULT_DATA_DIR = ".sip-data"
 class Storage:
     """Storage of one service: an event-store environment and a read-model URL."""
 
+    service: str
     event_store_env: dict[str, str]
     read_model_url: URL
     description: str
@@ -50,14 +52,32 @@ def pool_sizes_from_env() -> tuple[int, int]:
     )
 
 
-def storage_for(service: str, database_url: str | None, data_dir: Path) -> Storage:
+def storage_for(
+    service: str, database_url: str | None, data_dir: Path, *, check_schema: bool = True
+) -> Storage:
+    """A service's storage; unless told not to (by `sip migrate` itself), only once its
+    database is at the code's migration head: raises SchemaNotCurrent, naming the command to
+    run, before anything opens the event store."""
+    storage = _storage(service, database_url, data_dir)
+    if check_schema and service in MIGRATED_SERVICES:
+        engine = read_model_engine(storage)
+        try:
+            require_current_schema(service, engine, storage.description)
+        finally:
+            engine.dispose()
+    return storage
+
+
+def _storage(service: str, database_url: str | None, data_dir: Path) -> Storage:
     if database_url:
-        return _postgres_storage(database_url)
+        return _postgres_storage(service, database_url)
     data_dir.mkdir(parents=True, exist_ok=True)
     path = (data_dir / f"{service}.sqlite").resolve()
     return Storage(
+        service=service,
         event_store_env={
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "CREATE_TABLE": "false",
             "SQLITE_DBNAME": str(path),
             "SQLITE_LOCK_TIMEOUT": "10",
             "APPLICATION_RECORDER_TOPIC": RECORDER_TOPICS["eventsourcing.sqlite"],
@@ -67,15 +87,16 @@ def storage_for(service: str, database_url: str | None, data_dir: Path) -> Stora
     )
 
 
-def _postgres_storage(database_url: str) -> Storage:
+def _postgres_storage(service: str, database_url: str) -> Storage:
     url = make_url(database_url)
     if url.get_backend_name() != "postgresql" or not url.database:
         raise ValueError("a database URL looks like postgresql://user:password@host:5432/dbname")
     url = url.set(drivername="postgresql+psycopg")
-    ensure_postgres_database(url)
     return Storage(
+        service=service,
         event_store_env={
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "CREATE_TABLE": "false",
             "POSTGRES_DBNAME": url.database or "",
             "POSTGRES_HOST": url.host or "127.0.0.1",
             "POSTGRES_PORT": str(url.port or 5432),
@@ -103,20 +124,6 @@ def maintenance_conninfo(url: URL, connect_timeout: int = 5) -> str:
         dbname="postgres",
         connect_timeout=connect_timeout,
     )
-
-
-def ensure_postgres_database(url: URL) -> None:
-    """Creates the service's database when it does not exist yet (the schema follows on start)."""
-    with psycopg.connect(maintenance_conninfo(url), autocommit=True) as connection:
-        exists = connection.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (url.database,)
-        ).fetchone()
-        if not exists:
-            # Another replica may create it between our look and our create.
-            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
-                connection.execute(
-                    sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.database or ""))
-                )
 
 
 def read_model_engine(storage: Storage) -> Engine:

@@ -185,8 +185,13 @@ class Projection(ABC):
         self._topic_prefix = get_topic(self.aggregate_class) + "."
         # (tracked position, position up to which only events of other aggregates follow it)
         self._passed_over = (0, 0)
+        # The tables come from the migrations (`sip migrate`), never from a starting replica.
+
+    @classmethod
+    def create_scratch_tables(cls, engine: Engine) -> None:
+        """Its tables in a scratch database of its own (`rebuild --check`), never a service's."""
         tracking_metadata.create_all(engine)
-        self.metadata.create_all(engine)
+        cls.metadata.create_all(engine)
 
     @abstractmethod
     def apply(self, connection: Connection, event: Any) -> None:
@@ -292,9 +297,10 @@ class Projection(ABC):
         """Drops the read model and applies the whole log again from position zero."""
         with self._lock, self._writer.begin() as connection:
             # One write transaction, taken up front: on SQLite a running service writing
-            # meanwhile would otherwise make the DDL fail at once instead of waiting its turn.
-            self.metadata.drop_all(connection)
-            self.metadata.create_all(connection)
+            # meanwhile would otherwise make it fail at once instead of waiting its turn. Rows,
+            # not tables: the schema is the migrations' alone.
+            for table in reversed(self.metadata.sorted_tables):
+                connection.execute(table.delete())
             connection.execute(
                 projection_tracking.delete().where(projection_tracking.c.name == self.name)
             )

@@ -1,4 +1,5 @@
-"""`sip audit verify|replay|export` and `sip projections status|rebuild [--check]`."""
+"""`sip migrate`, `sip audit verify|replay|export` and
+`sip projections status|rebuild [--check]`."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from services.common.audit.checkpoints import (
 )
 from services.common.fhir_time import InvalidDateTime, fhir_instant, now, parse_fhir_datetime
 from services.common.key_files import key_dir_from_env
+from services.common.migrations.runner import migrate_service
 from services.common.persistence import data_dir_from_env
 from services.common.projection import FailedEvent, Projection, failed_events
 from services.consent.fhir_mapping import consent_to_fhir
@@ -29,7 +31,6 @@ from services.ops.offline import (
     SERVICES,
     consistent_rows,
     open_service,
-    scratch_engine,
     table_rows,
 )
 from services.ops.verify import (
@@ -55,6 +56,13 @@ def add_storage_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_commands(commands: Any) -> None:
+    migrate = commands.add_parser(
+        "migrate", help="create or upgrade the services' database schemas (before starting them)"
+    )
+    add_storage_arguments(migrate)
+    migrate.add_argument("--service", choices=[*SERVICES, "all"], default="all")
+    migrate.set_defaults(run=run_migrate)
+
     audit = commands.add_parser("audit", help="verify, replay and export the event logs")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
 
@@ -102,6 +110,12 @@ def add_commands(commands: Any) -> None:
 def _services(arguments: argparse.Namespace, chosen: str = "all") -> list[tuple[str, str | None]]:
     names = list(SERVICES) if chosen == "all" else [chosen]
     return [(name, getattr(arguments, f"{name}_database_url")) for name in names]
+
+
+def run_migrate(arguments: argparse.Namespace) -> int:
+    for name, database_url in _services(arguments, arguments.service):
+        print(migrate_service(name, database_url, arguments.data_dir), flush=True)
+    return 0
 
 
 def run_verify(arguments: argparse.Namespace) -> int:
@@ -278,7 +292,7 @@ def run_rebuild(arguments: argparse.Namespace) -> int:
             events = service.application.recorder.max_notification_id() or 0
             if arguments.check:
                 live = service.projections()
-                scratch = service.projections(scratch_engine())
+                scratch = service.scratch_projections()
                 for live_model, scratch_model in zip(live, scratch, strict=True):
                     live_model.catch_up()  # what the next query would see
                     position, live_rows = consistent_rows(live_model)

@@ -38,6 +38,13 @@ class OpenService:
     def projections(self, engine: Engine | None = None) -> list[Projection]:
         return [kind(self.application, engine or self.engine) for kind in SERVICES[self.name][1]]
 
+    def scratch_projections(self) -> list[Projection]:
+        """The read models built afresh in an in-memory database, for comparison."""
+        engine = scratch_engine()
+        for kind in SERVICES[self.name][1]:
+            kind.create_scratch_tables(engine)
+        return self.projections(engine)
+
 
 @contextmanager
 def open_service(name: str, data_dir: Path, database_url: str | None) -> Iterator[OpenService]:

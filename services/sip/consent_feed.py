@@ -37,7 +37,6 @@ from services.common.projection import (
     projection_tracking,
     record_failure,
     tracked_position,
-    tracking_metadata,
 )
 from services.common.repeated_failure import RepeatedFailure
 from services.sip.application import SipPlans
@@ -79,7 +78,6 @@ class ConsentFeedFollower:
         self.reaching = RepeatedFailure(log, "consent feed")
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="consent-feed", daemon=True)
-        tracking_metadata.create_all(engine)
 
     def start(self) -> None:
         self._thread.start()

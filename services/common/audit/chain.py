@@ -10,6 +10,10 @@ APPLICATION_RECORDER_TOPIC setting: the SQLite one writes inside the library's w
 transaction, the PostgreSQL one inside the transaction that holds the library's exclusive
 table lock, so "the previous event of the log" is always well defined. Both hooks are
 private methods of the library, hence its exact pin (docs/decisions/0003).
+
+The services' chain tables come from their migrations (services/common/migrations, which
+freeze this DDL); the create statements below run only where the library is let create its
+tables itself (CREATE_TABLE, off for the services).
 """
 
 from __future__ import annotations
