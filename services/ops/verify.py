@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 import httpx
@@ -162,37 +163,46 @@ class NotWholeLog(Exception):
     """The feed answered with a caller's share, not the whole log."""
 
 
-def feed_links(base_url: str, token: str, page: int = 1000) -> Iterator[StoredLink]:
-    """Events and chain links from a running service's event feed, up to its head when the
-    reading began (reading the feed logs the access, which adds events after it)."""
+def paged_to_head(
+    base_url: str, token: str, path: str, items: str, params: dict[str, int]
+) -> Iterator[dict[str, Any]]:
+    """The items of one of a running service's paged feed views (`/events`, `/events/chain`),
+    up to its head when the reading began (reading the feed logs the access, which adds
+    events after it)."""
     after, head = 0, None
     with httpx.Client(base_url=base_url, timeout=30,
                       headers={"Authorization": f"Bearer {token}"}) as client:  # fmt: skip
         while head is None or after < head:
-            response = client.get("/events", params={"after": after, "limit": page})
+            response = client.get(path, params={"after": after, **params})
             response.raise_for_status()
             body = response.json()
             head = body["head"] if head is None else head
-            for item in body["events"]:
+            for item in body[items]:
                 if item["position"] > head:
                     return
-                if "stored_state" not in item:
-                    raise NotWholeLog(
-                        "the token reads only its share of the log, without the stored bytes: "
-                        "--full needs a subject the service grants the whole log"
-                    )
-                yield StoredLink(
-                    position=item["position"],
-                    originator_id=UUID(item["aggregate_id"]),
-                    version=item["version"],
-                    topic=item["type"],
-                    state=base64.b64decode(item["stored_state"]),
-                    stream_hash=item["stream_hash"],
-                    log_hash=item["log_hash"],
-                )
-            if not body["events"]:
+                yield item
+            if not body[items]:
                 return
             after = body["next"]
+
+
+def feed_links(base_url: str, token: str, page: int = 1000) -> Iterator[StoredLink]:
+    """Events and chain links from a running service's event feed."""
+    for item in paged_to_head(base_url, token, "/events", "events", {"limit": page}):
+        if "stored_state" not in item:
+            raise NotWholeLog(
+                "the token reads only its share of the log, without the stored bytes: "
+                "--full needs a subject the service grants the whole log"
+            )
+        yield StoredLink(
+            position=item["position"],
+            originator_id=UUID(item["aggregate_id"]),
+            version=item["version"],
+            topic=item["type"],
+            state=base64.b64decode(item["stored_state"]),
+            stream_hash=item["stream_hash"],
+            log_hash=item["log_hash"],
+        )
 
 
 @dataclass(frozen=True)
@@ -252,27 +262,14 @@ def verify_chain_view(
 
 def chain_view_links(base_url: str, token: str, page: int = 5000) -> Iterator[ViewedLink]:
     """The chain view of a running service, up to its head when the reading began."""
-    after, head = 0, None
-    with httpx.Client(base_url=base_url, timeout=30,
-                      headers={"Authorization": f"Bearer {token}"}) as client:  # fmt: skip
-        while head is None or after < head:
-            response = client.get("/events/chain", params={"after": after, "_count": page})
-            response.raise_for_status()
-            body = response.json()
-            head = body["head"] if head is None else head
-            for item in body["links"]:
-                if item["position"] > head:
-                    return
-                yield ViewedLink(
-                    position=item["position"],
-                    originator_id=UUID(item["aggregate_id"]),
-                    version=item["version"],
-                    topic=item["type"],
-                    event_stored=item["event_stored"],
-                    previous_log_hash=item["previous_log_hash"],
-                    stream_hash=item["stream_hash"],
-                    log_hash=item["log_hash"],
-                )
-            if not body["links"]:
-                return
-            after = body["next"]
+    for item in paged_to_head(base_url, token, "/events/chain", "links", {"_count": page}):
+        yield ViewedLink(
+            position=item["position"],
+            originator_id=UUID(item["aggregate_id"]),
+            version=item["version"],
+            topic=item["type"],
+            event_stored=item["event_stored"],
+            previous_log_hash=item["previous_log_hash"],
+            stream_hash=item["stream_hash"],
+            log_hash=item["log_hash"],
+        )
