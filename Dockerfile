@@ -22,5 +22,5 @@ USER sip
 EXPOSE 8000
 # Behind the compose network's nginx: forwarded headers are believed from any peer, so the
 # replicas must not be published beyond that network.
-CMD ["uvicorn", "services.sip.api:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", \
+CMD ["uvicorn", "services.sip.api:create_served_app", "--factory", "--host", "0.0.0.0", "--port", "8000", \
      "--no-access-log", "--proxy-headers", "--forwarded-allow-ips", "*"]

@@ -89,7 +89,7 @@ def service_command(module: str, host: str, port: int) -> list[str]:
         sys.executable,
         "-m",
         "uvicorn",
-        f"{module}:create_app",
+        f"{module}:create_served_app",
         "--factory",
         "--host",
         host,

@@ -4,7 +4,9 @@ at the code's head, naming the command that fixes it."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from services.common.projection import tracking_metadata
 from services.consent.projections import ConsentIndex
 from services.sip.projections import PlanIndex
 from tests.conftest import Backend
+from tests.servers import free_port
 
 DEMO = Path(__file__).parent / "data" / "demo-2026-11-25"
 READ_MODELS = {"sip": [PlanIndex, AccessLogIndex], "consent": [ConsentIndex, AccessLogIndex]}
@@ -224,3 +227,24 @@ def test_a_postgres_database_created_by_the_old_start_up_code_is_adopted(request
     assert sip(["audit", "verify", "--service", "sip", "--data-dir", str(tmp_path),
                 "--sip-database-url", backend.database_urls["sip"]]) == 0  # fmt: skip
     assert code_head("sip") == "sip_0001"
+
+
+def test_a_replica_process_on_an_unmigrated_database_ends_with_one_line(tmp_path):
+    """As systemd would start it without its ExecStartPre: exit status 1, the reason and the
+    command to run in one line, no traceback in the journal."""
+    from services.cli import service_command
+
+    environment = {**os.environ, "SIP_DATA_DIR": str(tmp_path / "data")}
+    for variable in ("SIP_DATABASE_URL", "CONSENT_DATABASE_URL"):
+        environment.pop(variable, None)
+    started = subprocess.run(
+        service_command("services.consent.api", "127.0.0.1", free_port()),
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode == 1
+    assert "Traceback" not in started.stderr
+    assert started.stderr.strip().splitlines()[-1].startswith("not started: ")
+    assert "run `sip migrate --service consent`" in started.stderr

@@ -19,12 +19,14 @@ from services.common.audit import feed as event_feed
 from services.common.audit.checkpoints import CheckpointSigner
 from services.common.audit.feed_access import EntryKind, no_entry_kind
 from services.common.auth.tokens import TokenVerifier
+from services.common.configuration_check import ConfigurationError
 from services.common.fhir_api import (
     FhirResponse,
     install_error_handlers,
     install_request_checks,
     unexpected_error_response,
 )
+from services.common.migrations.schema_version import SchemaNotCurrent
 from services.common.readiness import readiness
 from services.common.request_ids import RequestIds
 from services.common.resource_routes import ResourceAccess
@@ -57,6 +59,16 @@ class ContainUnexpectedErrors:
             response = unexpected_error_response(error, scope)  # never logs the message
             if not started:  # once an answer has begun, it cannot be replaced
                 await response(scope, receive, send)
+
+
+def refusing_cleanly(create_app: Callable[[], FastAPI]) -> FastAPI:
+    """An app factory as a server process runs it (`uvicorn --factory`): a configuration or a
+    schema the service cannot work with ends the process with its one-line reason and exit
+    status 1, not a traceback, so an operator reads the reason in the journal."""
+    try:
+        return create_app()
+    except (ConfigurationError, SchemaNotCurrent) as refusal:
+        raise SystemExit(f"not started: {refusal}") from None
 
 
 def build_service_app(

@@ -11,7 +11,7 @@ from services.common.capability import ACCESS_LOG_CAPABILITIES, capability_state
 from services.common.capability import resource_capability as capability
 from services.common.persistence import read_model_engine, storage_for
 from services.common.resource_routes import AggregateResource, ResourceAccess
-from services.common.service import add_audit_routes, build_service_app
+from services.common.service import add_audit_routes, build_service_app, refusing_cleanly
 from services.common.settings import ServiceSettings
 from services.sip.application import SipPlans
 from services.sip.consent_feed import ConsentFeedFollower
@@ -101,3 +101,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )
     app.include_router(operations.definitions_router)
     return app
+
+
+def create_served_app() -> FastAPI:
+    """`create_app` for a server process: a refusal to start is one line (exit status 1)."""
+    return refusing_cleanly(create_app)
