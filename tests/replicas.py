@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -101,6 +101,7 @@ class Replica:
     log: Path
     process: subprocess.Popen | None = None
     last_readiness: str = ""
+    readiness_seen: list[str] = field(default_factory=list)  # each new answer, when
 
     @property
     def url(self) -> str:
@@ -117,22 +118,26 @@ class Replica:
 
     def ready(self, seconds: float = 45) -> bool:
         """Whether `/readyz` answered 200 before the process ended or time ran out."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and self.process.poll() is None:
+        started = time.monotonic()
+        while time.monotonic() < started + seconds and self.process.poll() is None:
             try:
-                answer = httpx.get(f"{self.url}/readyz", timeout=1)
+                # A replica under load (restarted while clients write) answers slowly.
+                answer = httpx.get(f"{self.url}/readyz", timeout=5)
                 if answer.status_code == 200:
                     return True
-                self.last_readiness = f"{answer.status_code} {answer.text}"
+                seen = f"{answer.status_code} {answer.text}"
             except httpx.HTTPError as error:
-                self.last_readiness = repr(error)
+                seen = repr(error)
+            if seen != self.last_readiness:
+                self.last_readiness = seen
+                self.readiness_seen.append(f"{time.monotonic() - started:.1f} s: {seen}")
             time.sleep(0.1)
         return False
 
     def output(self, characters: int = 800) -> str:
         """The end of its log, and its last answer to `/readyz`."""
         tail = self.log.read_text(errors="replace")[-characters:]
-        return f"{tail}\n/readyz: {self.last_readiness}"
+        return f"{tail}\n/readyz answered: {self.readiness_seen}"
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
