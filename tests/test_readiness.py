@@ -115,3 +115,31 @@ def test_a_repeated_failure_is_warned_once_then_every_30_seconds_with_a_count(ca
         failure.succeeded()
         failure.failed(ConnectionError())  # a new outage is warned at once
         assert len(caplog.records) == 5
+
+
+def test_two_replicas_racing_to_note_a_withdrawal_is_no_warning(system, monkeypatch, caplog):
+    """The replica that notes a withdrawal second meets the first one's write: it reads the
+    page again at once and says nothing; a real failure is still a warning."""
+    from eventsourcing.persistence import IntegrityError
+    from sqlalchemy.exc import OperationalError
+
+    follower = system.sip_app.state.consent_feed
+    before = follower.reaching.last_error
+
+    def raises(error):
+        def follow_once(page=500):
+            raise error
+
+        return follow_once
+
+    monkeypatch.setattr(follower, "follow_once", raises(IntegrityError("duplicate version")))
+    with caplog.at_level("WARNING", logger="sip.consent_feed"):
+        assert follower.poll() is False
+    assert caplog.records == [] and follower.reaching.last_error == before
+
+    monkeypatch.setattr(follower, "follow_once", raises(OperationalError("x", {}, Exception())))
+    with caplog.at_level("WARNING", logger="sip.consent_feed"):
+        assert follower.poll() is True
+    assert follower.reaching.last_error == "OperationalError"
+    monkeypatch.undo()
+    assert follower.poll() is True  # and it recovers

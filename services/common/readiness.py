@@ -1,7 +1,8 @@
 """`/readyz`: whether this replica can answer now, and if not, why (503 with one issue per
 reason, so the balancer takes it out of rotation and the operator reads the cause).
 
-Checked: the event store answers; each read model is within `LAG_BOUND_EVENTS` of the log
+Checked: the event store answers; the read model the API's searches use is within
+`LAG_BOUND_EVENTS` of the log
 after the probe has applied up to that many pending events itself (what the next query would
 do anyway: read models catch up on query, so an idle replica's lag is not a fault, a backlog
 the probe cannot work off is); and whatever the service adds (`app.state.readiness_checks`:
@@ -26,9 +27,14 @@ ReadinessCheck = Callable[[], "str | None"]
 
 
 def read_models(state: Any) -> list[Projection]:
-    reading = getattr(state, "access_log_reading", None)
-    found = [getattr(state, "index", None), getattr(reading, "index", None)]
-    return [model for model in found if isinstance(model, Projection)]
+    """The read models a replica needs to answer record systems and coordinators. The access
+    log's index is not among them: every request writes an access record, and that index
+    catches up only when an auditor queries it, so under load it is always thousands of
+    records behind (a replica restarted under load stayed 503 for seconds on it alone, and
+    as the index is shared, every replica would go out of rotation together). An auditor's
+    query catches it up first, as any read model's does."""
+    index = getattr(state, "index", None)
+    return [index] if isinstance(index, Projection) else []
 
 
 def lag_problem(model: Projection, head: int) -> str | None:

@@ -89,13 +89,23 @@ class ConsentFeedFollower:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            try:
-                while self.follow_once():
-                    pass
-                self.reaching.succeeded()
-            except Exception as error:  # keep following; the cache goes stale meanwhile
-                self.reaching.failed(error)
-            self._stopping.wait(self._interval)
+            if self.poll():
+                self._stopping.wait(self._interval)
+
+    def poll(self) -> bool:
+        """Follows the feed to its head; False when the page is to be read again at once."""
+        try:
+            while self.follow_once():
+                pass
+            self.reaching.succeeded()
+        except ConcurrencyError:
+            # Another replica noted the same withdrawal on the plan first: the normal race
+            # of two replicas, not a failure; the page read again finds it noted.
+            log.debug("consent feed: another replica wrote first; reading the page again")
+            return False
+        except Exception as error:  # keep following; the cache goes stale meanwhile
+            self.reaching.failed(error)
+        return True
 
     def follow_once(self, page: int = 500) -> int:
         """Handles the next page of consent events; returns how many.
