@@ -172,22 +172,29 @@ class ResourceAccess:
         change itself was disclosure-checked and logged by `for_change` and the write)."""
         return self.redact(aggregate, self.disclose(aggregate, actor))
 
-    def for_change(self, actor: Actor, aggregate_id: UUID, interaction: str) -> Any:
-        """The aggregate, if the caller may see it, to run a command on; a refusal is logged,
-        the write logs itself."""
+    def for_change(
+        self, actor: Actor, aggregate_id: UUID, interaction: str
+    ) -> tuple[Any, Disclosure]:
+        """The aggregate, if the caller may see it, to run a command on, with what of it the
+        caller sees; a refusal is logged, the write logs itself."""
         aggregate = self.application.aggregate(aggregate_id)
-        self._disclosure(actor, aggregate, interaction, f"{self.resource_type}/{aggregate_id}")
-        return aggregate
+        entity = f"{self.resource_type}/{aggregate_id}"
+        return aggregate, self._disclosure(actor, aggregate, interaction, entity)
 
     def refuse_withheld(
-        self, actor: Actor, aggregate: Any, interaction: str, names: Iterable[str]
+        self,
+        actor: Actor,
+        aggregate: Any,
+        disclosure: Disclosure,
+        interaction: str,
+        names: Iterable[str],
     ) -> None:
-        """A command that `names` a part withheld from the caller is refused (409): acting on
-        an entry one may not see would disclose it (a revised goal keeps its old text, a
-        status change answers with the intervention). Asked after the caller's permission,
-        so one not permitted the operation at all is told that first."""
+        """A command that `names` a part withheld from the caller (by the `disclosure` of
+        `for_change`) is refused (409): acting on an entry one may not see would disclose it
+        (a revised goal keeps its old text, a status change answers with the intervention).
+        Asked after the caller's permission, so one not permitted the operation at all is
+        told that first."""
         entity = f"{self.resource_type}/{aggregate.id}"
-        disclosure = self._disclosure(actor, aggregate, interaction, entity)
         withheld = set(names) & self.withheld_parts(self.redact(aggregate, disclosure))
         if not withheld:
             return

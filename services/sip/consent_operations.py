@@ -48,8 +48,7 @@ def as_of(call: OperationCall[AsOf]) -> FhirResponse:
     at = call.parameters.instant
     access = call.state.resources["CarePlan"].access
     # Decided on the plan as it is now, applied to the plan as it was (as `_at` and vread).
-    disclosure = access.disclose(access.application.aggregate(call.target.id), call.actor)
-    then = access.redact(call.state.plans.version_at(call.target.id, at), disclosure)
+    then = access.redact(call.state.plans.version_at(call.target.id, at), call.disclosure)
     plan = {
         "fullUrl": f"{fhir_base(call.request)}/CarePlan/{then.id}",
         "resource": call.state.resources["CarePlan"].to_fhir(then),

@@ -13,6 +13,7 @@ from starlette.datastructures import State
 
 from contracts.actor import Actor
 from contracts.canonical import CANONICAL_BASE
+from services.common.disclosure import Disclosure
 from services.common.fhir_api import FhirError
 from services.common.parameters import OperationParameters, Refusal
 
@@ -33,6 +34,9 @@ class OperationCall(Generic[P]):
     at: datetime
     request: Request
     target: Any = None  # the aggregate of an instance-level operation
+    # What of the target the caller sees, decided once when it was loaded (None for an
+    # operation outside the disclosure rule).
+    disclosure: Disclosure | None = None
 
     @property
     def state(self) -> State:

@@ -11,6 +11,7 @@ from fastapi import Request
 
 from contracts.actor import Actor
 from services.common.access_log import WriteContext, writing
+from services.common.disclosure import Disclosure
 from services.common.domain import ensure_expected_version
 from services.common.fhir_api import FhirResponse, parse_if_match, read_fhir_body, resource_response
 from services.common.fhir_time import now
@@ -33,15 +34,15 @@ def run_operation(
         operation.may_call(actor)
     parameters = parse_parameters(operation.parameters, body, operation.name, operation.missing)
     resource: AggregateResource = request.app.state.resources[operation.resource_type]
-    target = _target(operation, resource, actor, id) if id is not None else None
-    call = OperationCall(operation, parameters, actor, now(), request, target)
+    target, disclosure = _target(operation, resource, actor, id) if id is not None else (None, None)
+    call = OperationCall(operation, parameters, actor, now(), request, target, disclosure)
     if target is not None:
         operation.check_patient(actor)
     if operation.may_change:
         operation.may_change(call)
-    if target is not None and operation.disclosed and operation.changes_state:
+    if disclosure is not None and operation.changes_state:
         names = set(_texts(parameters.model_dump()))
-        resource.access.refuse_withheld(actor, target, "operation", names)
+        resource.access.refuse_withheld(actor, target, disclosure, "operation", names)
     assert operation.command is not None
     if not operation.changes_state:
         return operation.command(call)
@@ -73,14 +74,20 @@ def _texts(value: Any) -> Iterator[str]:
             yield from _texts(item)
 
 
-def _target(operation: Operation[Any], resource: AggregateResource, actor: Actor, id: str) -> Any:
+def _target(
+    operation: Operation[Any], resource: AggregateResource, actor: Actor, id: str
+) -> tuple[Any, Disclosure | None]:
+    """The operation's target (for a read, as the caller may see it) and, under the
+    disclosure rule, what of it the caller sees: decided once, for the withheld-entry check
+    and the command to reuse."""
     target_id = resource_id(id)
     if not operation.disclosed:
-        return resource.application.aggregate(target_id)
+        return resource.application.aggregate(target_id), None
     if operation.changes_state:  # the write logs itself
         return resource.access.for_change(actor, target_id, "operation")
     entity = f"{operation.resource_type}/{id}/${operation.name}"
-    return resource.access.open(actor, target_id, "operation", entity)
+    disclosed = resource.access.disclosed(actor, target_id, "operation", entity)
+    return disclosed.current, disclosed.disclosure
 
 
 async def operation_body(request: Request) -> dict[str, Any]:
