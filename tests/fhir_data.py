@@ -157,3 +157,37 @@ def whole_feed(client, **params):
         events += [e for e in page["events"] if e["position"] <= head]
         after = page["next"]
     return events, "".join(bodies)
+
+
+def created_or_ok(response: Any) -> Any:
+    """The body of a 200 or 201 answer (fails the test with the answer otherwise)."""
+    assert response.status_code in (200, 201), response.text
+    return response.json()
+
+
+def active_plan(
+    system: Any, organizations: tuple[str, ...] = (REGION, MUNICIPALITY)
+) -> tuple[str, str]:
+    """An active plan of the region's (which holds the overall responsibility), the person's
+    consent covering `organizations`; the person takes part as participant-1, a municipal
+    professional as participant-2, and goal-1 is set: (plan id, personnummer)."""
+    personnummer = new_personnummer()
+    sip = system.sip
+    created_or_ok(
+        system.consent.post(
+            "/fhir/Consent",
+            json=consent(personnummer, organizations=organizations),
+            headers=FHIR_JSON,
+        )
+    )
+    plan_id = created_or_ok(
+        sip.post("/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON)
+    )["id"]
+    prepare_for_activation(sip, plan_id)
+    created_or_ok(run(sip, plan_id, "add-participant", kind="person", name="Tolvan"))
+    created_or_ok(
+        run(sip, plan_id, "add-participant", kind="professional", organization=MUNICIPALITY)
+    )
+    created_or_ok(run(sip, plan_id, "set-goal", text="Handla själv", need="need-1"))
+    created_or_ok(sip.post(f"/fhir/CarePlan/{plan_id}/$activate"))
+    return plan_id, personnummer

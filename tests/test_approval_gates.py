@@ -15,27 +15,19 @@ from services.sip.domain import Plan
 from services.sip.fhir_mapping import care_team_to_fhir, plan_to_fhir
 from services.sip.redaction import redact, withheld_of
 from tests.fhir_data import (
-    FHIR_JSON,
     MUNICIPALITY,
     REGION,
     REGION_NEED,
-    care_plan,
-    consent,
-    new_personnummer,
-    prepare_for_activation,
     run,
     whole_feed,
 )
+from tests.fhir_data import active_plan as shared_active_plan
+from tests.fhir_data import created_or_ok as ok
 
 SCHOOL = "SE2120000357-S0042"
 SCHOOL_NEED = "Läxhjälp efter skolan"
 AT = datetime(2026, 11, 2, tzinfo=UTC)
 BY_REGION = {"subject": "anna", "role": "coordinator", "organization": REGION}
-
-
-def ok(response: Any) -> Any:
-    assert response.status_code in (200, 201), response.text
-    return response.json()
 
 
 def rule_of(response: Any) -> str:
@@ -64,27 +56,10 @@ def overall_responsible(plan: dict[str, Any]) -> str:
 
 
 def active_plan(system: Any) -> tuple[str, Any]:
-    """An active plan (the region holds the overall responsibility) whose person consented to
-    disclosure between the region, the municipality and the school; the person takes part as
-    participant-1, a municipal professional as participant-2. Returns the person's client."""
-    personnummer = new_personnummer()
-    sip = system.sip
-    organizations = (REGION, MUNICIPALITY, SCHOOL)
-    ok(
-        system.consent.post(
-            "/fhir/Consent",
-            json=consent(personnummer, organizations=organizations),
-            headers=FHIR_JSON,
-        )
-    )
-    plan_id = ok(sip.post("/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON))["id"]
-    prepare_for_activation(sip, plan_id)
-    ok(run(sip, plan_id, "add-participant", kind="person", name="Tolvan"))
-    ok(run(sip, plan_id, "add-participant", kind="professional", organization=MUNICIPALITY))
-    ok(run(sip, plan_id, "set-goal", text="Handla själv", need="need-1"))  # goal-1
-    ok(sip.post(f"/fhir/CarePlan/{plan_id}/$activate"))
-    person = system.as_caller("patient", organization=None, patient=personnummer).sip
-    return plan_id, person
+    """An active plan whose person consented to disclosure between the region, the
+    municipality and the school (tests/fhir_data.active_plan); returns the person's client."""
+    plan_id, personnummer = shared_active_plan(system, (REGION, MUNICIPALITY, SCHOOL))
+    return plan_id, system.as_caller("patient", organization=None, patient=personnummer).sip
 
 
 def school_takes_no_part(school: Any, school_system: Any, plan_id: str) -> None:

@@ -9,38 +9,17 @@ from typing import Any
 from contracts.canonical import EXT_PENDING_APPROVAL
 from services.common.disclosure import PERSON, custodian_of
 from tests.fhir_data import (
-    FHIR_JSON,
-    MUNICIPALITY,
     REGION,
-    care_plan,
-    consent,
+    active_plan,
     new_personnummer,
-    prepare_for_activation,
     run,
 )
-
-
-def ok(response: Any) -> Any:
-    assert response.status_code in (200, 201), response.text
-    return response.json()
+from tests.fhir_data import created_or_ok as ok
 
 
 def marker(element: dict[str, Any]) -> dict[str, Any] | None:
     found = [e for e in element.get("extension", []) if e["url"] == EXT_PENDING_APPROVAL]
     return {p["url"]: p.get("valueString") for p in found[0]["extension"]} if found else None
-
-
-def active_plan(system: Any) -> tuple[str, str]:
-    personnummer = new_personnummer()
-    sip = system.sip
-    ok(system.consent.post("/fhir/Consent", json=consent(personnummer), headers=FHIR_JSON))
-    plan_id = ok(sip.post("/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON))["id"]
-    prepare_for_activation(sip, plan_id)
-    ok(run(sip, plan_id, "add-participant", kind="person", name="Tolvan"))  # participant-1
-    ok(run(sip, plan_id, "add-participant", kind="professional", organization=MUNICIPALITY))
-    ok(run(sip, plan_id, "set-goal", text="Handla själv", need="need-1"))  # goal-1
-    ok(sip.post(f"/fhir/CarePlan/{plan_id}/$activate"))
-    return plan_id, personnummer
 
 
 def patient_of(system: Any, personnummer: str) -> Any:
