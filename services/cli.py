@@ -26,7 +26,7 @@ from services.ops.commands import add_commands as add_audit_commands
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sip", description="SIP case service")
     commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="start the SIP and consent services")
+    up = commands.add_parser("up", help="start the SIP and consent services and the web client")
     up.add_argument("--data-dir", default=os.environ.get("SIP_DATA_DIR", DEFAULT_DATA_DIR))
     up.add_argument("--host", default=os.environ.get("SIP_HOST", "127.0.0.1"))
     up.add_argument("--demo", action="store_true", help="also load a small demo data set")
@@ -103,11 +103,15 @@ def service_command(module: str, host: str, port: int) -> list[str]:
 def run_up(data_dir: Path, host: str, demo: bool) -> int:
     sip_port = int(os.environ.get("SIP_PORT", "8000"))
     consent_port = int(os.environ.get("CONSENT_PORT", "8001"))
+    web_port = int(os.environ.get("WEB_PORT", "8002"))
     sip_url, consent_url = f"http://{host}:{sip_port}", f"http://{host}:{consent_port}"
+    web_url = f"http://{host}:{web_port}"
     env = {
         **os.environ,
         "SIP_DATA_DIR": str(data_dir.resolve()),
         "CONSENT_SERVICE_URL": consent_url,
+        "SIP_SERVICE_URL": sip_url,
+        "WEB_PUBLIC_URL": os.environ.get("WEB_PUBLIC_URL", web_url),
     }
     # The embedded default migrates itself: `sip up` is the only process touching its files.
     for service, variable in DATABASE_URL_VARIABLES.items():
@@ -122,15 +126,19 @@ def run_up(data_dir: Path, host: str, demo: bool) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        # The consent service first: the SIP service follows its log from the start.
-        for name, port, url in (("consent", consent_port, consent_url), ("sip", sip_port, sip_url)):
-            services[name] = subprocess.Popen(
-                service_command(f"services.{name}.api", host, port), env=env
-            )
-            if not wait_ready(url, services[name]):
+        # The consent service first: the SIP service follows its log from the start; the web
+        # client last, as it only calls the other two.
+        for name, module, port, url in (
+            ("consent", "services.consent.api", consent_port, consent_url),
+            ("sip", "services.sip.api", sip_port, sip_url),
+            ("web", "services.web.app", web_port, web_url),
+        ):
+            services[name] = subprocess.Popen(service_command(module, host, port), env=env)
+            if not wait_ready(url, services[name], "/healthz" if name == "web" else "/readyz"):
                 print(f"the {name} service did not start", file=sys.stderr)
                 return 1
         storage = (os.environ.get("SIP_DATABASE_URL") and "PostgreSQL") or f"SQLite in {data_dir}"
+        print(f"Web client:      {web_url}  (sign in as a demo user there)")
         print(f"SIP service:     {sip_url}/fhir  (CapabilityStatement: {sip_url}/fhir/metadata)")
         print(f"Consent service: {consent_url}/fhir")
         print(f"Storage:         {storage}")
@@ -159,13 +167,15 @@ def run_up(data_dir: Path, host: str, demo: bool) -> int:
         print("stopped", flush=True)
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], seconds: float = 30) -> bool:
+def wait_ready(
+    url: str, process: subprocess.Popen[bytes], probe: str = "/readyz", seconds: float = 30
+) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
             return False
         try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+            if httpx.get(f"{url}{probe}", timeout=1).status_code == 200:
                 return True
         except httpx.HTTPError:
             pass

@@ -6,8 +6,6 @@ issued to real people); the HSA-ids are made-up ids of the right form.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import httpx
 
 from contracts.canonical import (
@@ -17,26 +15,17 @@ from contracts.canonical import (
     LOINC_PATIENT_CONSENT,
     LOINC_SYSTEM,
 )
-from contracts.identifiers import HSA_ID_SYSTEM, PERSONNUMMER_SYSTEM, with_check_digit
+from contracts.identifiers import HSA_ID_SYSTEM, PERSONNUMMER_SYSTEM
 from services.common.auth.tokens import DevIssuer, default_scopes
+from services.common.demo_identities import (
+    MUNICIPALITY,
+    MUNICIPALITY_NAME,
+    PEOPLE,
+    REGION,
+    DemoPerson,
+)
 
-REGION = "SE2321000032-DEMO1"  # Region Sörmland, Psykiatrimottagning Eskilstuna (demo)
-MUNICIPALITY = "SE2120000357-DEMO2"  # Eskilstuna kommun, Socialtjänsten (demo)
 FHIR = {"Content-Type": "application/fhir+json"}
-
-
-@dataclass(frozen=True)
-class DemoPerson:
-    name: str
-    personnummer: str
-    state: str  # what the demo leaves the plan as
-
-
-PEOPLE = [
-    DemoPerson("Tolvan Tolvansson", with_check_digit("19121212981"), "active"),
-    DemoPerson("Anna Andersson", with_check_digit("19800315982"), "draft"),
-    DemoPerson("Erik Eriksson", with_check_digit("20090520983"), "consent-withdrawn"),
-]
 
 
 def consent_body(personnummer: str) -> dict:
@@ -88,7 +77,7 @@ PLAN_CONTENT: list[tuple[str, list[tuple[str, dict]]]] = [
         [
             ("organization", hsa(MUNICIPALITY)),
             ("kind", text("municipality")),
-            ("name", text("Eskilstuna kommun, socialtjänsten")),
+            ("name", text(MUNICIPALITY_NAME)),
         ],
     ),
     (

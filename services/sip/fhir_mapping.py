@@ -25,6 +25,8 @@ from contracts.canonical import (
     EXT_CONSENT_WITHDRAWN,
     EXT_COST_ALLOCATION,
     EXT_DEVIATION,
+    EXT_DEVIATION_ANSWER,
+    EXT_DEVIATION_INTERVENTION,
     EXT_INITIATIVE,
     EXT_ORGANIZATION_KIND,
     EXT_OVERALL_RESPONSIBILITY,
@@ -282,6 +284,7 @@ def _activities(plan: Plan) -> list[dict[str, Any]]:
     activities = [_intervention_activity(plan, i) for i in plan.interventions.values()]
     activities += [
         {
+            "id": meeting_id,
             "reference": {
                 "reference": f"Appointment/{part_id(plan, meeting_id)}",
                 "display": "SIP-möte",
@@ -392,7 +395,8 @@ def _intervention_activity(plan: Plan, intervention: Intervention) -> dict[str, 
     for allocation in plan.cost_allocations.values():
         if allocation.intervention_id == intervention.id:
             detail["extension"].append(_cost_extension(allocation))
-    return _mark_proposal({"detail": detail}, plan, intervention.id)
+    # The activity's element id is the intervention's, which the operations name.
+    return _mark_proposal({"id": intervention.id, "detail": detail}, plan, intervention.id)
 
 
 def _cost_extension(allocation: CostAllocation) -> dict[str, Any]:
@@ -455,9 +459,29 @@ def _notes(plan: Plan) -> list[dict[str, Any]]:
     notes = []
     for deviation in plan.deviations.values():
         answer = deviation.answer
+        extensions: list[dict[str, Any]] = [{"url": EXT_DEVIATION, "valueString": deviation.id}]
+        if deviation.intervention_id:
+            extensions.append(
+                {"url": EXT_DEVIATION_INTERVENTION, "valueString": deviation.intervention_id}
+            )
+        if answer:
+            extensions.append(
+                {
+                    "url": EXT_DEVIATION_ANSWER,
+                    "extension": [
+                        {
+                            "url": "organization",
+                            "valueReference": organization_reference(answer.organization),
+                        },
+                        {"url": "text", "valueString": answer.text},
+                        {"url": "time", "valueDateTime": fhir_instant(answer.at)},
+                    ],
+                }
+            )
         notes.append(
             {
-                "extension": [{"url": EXT_DEVIATION, "valueString": deviation.id}],
+                "extension": extensions,
+                "authorReference": organization_reference(deviation.organization),
                 "time": fhir_instant(deviation.reported_at),
                 "text": f"Avvikelse rapporterad av {deviation.organization}: "
                 f"{deviation.text}"

@@ -1,0 +1,71 @@
+"""The web client's app factory: wires the session, the security headers, the error pages and
+a router per screen (services/web/routes). It holds no data: every page asks the services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+from fastapi import Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.sessions import SessionMiddleware
+
+from services.common.configuration_check import ConfigurationError
+from services.web.errors import install_error_pages
+from services.web.routes import person, plans, signin, start, timeline, worklist
+from services.web.security_headers import SecurityHeaders
+from services.web.session import verify_csrf
+from services.web.settings import WebSettings
+
+SESSION_COOKIE = "sip_session"
+# The longest a session lives, whatever its token says.
+SESSION_MAX_AGE_SECONDS = 12 * 3600
+
+
+def create_app(settings: WebSettings | None = None) -> FastAPI:
+    settings = (settings or WebSettings.from_env()).checked()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with httpx.AsyncClient(timeout=settings.timeout_seconds) as http:
+            app.state.http = http
+            yield
+
+    app = FastAPI(
+        title="SIP web client",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        dependencies=[Depends(verify_csrf)],
+    )
+    app.state.settings = settings
+    install_error_pages(app)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    for module in (signin, worklist, start, plans, timeline, person):
+        app.include_router(module.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.session_signing_secret(),
+        session_cookie=SESSION_COOKIE,
+        max_age=SESSION_MAX_AGE_SECONDS,
+        same_site="lax",
+        https_only=settings.secure_cookies,
+    )
+    app.add_middleware(SecurityHeaders, strict_transport=settings.secure_cookies)
+    return app
+
+
+def create_served_app() -> FastAPI:
+    """`create_app` for a server process: a configuration that cannot work is one line."""
+    try:
+        return create_app()
+    except ConfigurationError as refusal:
+        raise SystemExit(f"not started: {refusal}") from None

@@ -1,0 +1,23 @@
+"""Rendering a page: the templates (Jinja2, autoescaped) with what every page needs, the
+signed-in user, the CSRF token and the Swedish names of codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from starlette.responses import HTMLResponse
+
+from services.web import texts
+from services.web.session import CSRF_FIELD, csrf_token
+
+TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
+TEMPLATES.env.globals.update(texts=texts, CSRF_FIELD=CSRF_FIELD)
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    context.setdefault("user", getattr(request.state, "user", None))
+    context["csrf_token"] = csrf_token(request)
+    return TEMPLATES.TemplateResponse(request, template, context, status_code=status_code)
