@@ -288,7 +288,7 @@ def _activities(plan: Plan) -> list[dict[str, Any]]:
             "reference": {
                 "reference": f"Appointment/{part_id(plan, meeting_id)}",
                 "display": "SIP-möte",
-            }
+            },
         }
         for meeting_id in plan.meetings
     ]
