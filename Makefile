@@ -4,12 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint bench
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: up test lint bench browser
 
 up: $(STAMP)
 	$(VENV)/bin/sip up --demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
@@ -20,6 +22,13 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/event_store.py
 	$(VENV)/bin/python bench/rebuild.py
 	$(VENV)/bin/python bench/consent_check.py
+
+# Debian's Chromium for the browser tests (tests/browser.py), installed when missing and we
+# may; without it those tests skip locally and fail under CI=true.
+browser:
+	@test -x $(CHROMIUM) || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+		echo "no Chromium at $(CHROMIUM): the browser tests will skip (apt-get install chromium)"
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)

@@ -134,9 +134,11 @@ def test_every_setting_the_services_read_is_in_the_production_example():
     read = set()
     for source in services.rglob("*.py"):
         read |= set(
-            re.findall(r'environ(?:\.get)?[\[(]"((?:SIP|CONSENT)_[A-Z_]+)"', source.read_text())
+            re.findall(r'environ(?:\.get)?[\[(]"((?:SIP|CONSENT|WEB)_[A-Z_]+)"', source.read_text())
         )
     read |= {"CONSENT_SERVICE_URL", "SIP_WHOLE_LOG_READERS", "CONSENT_WHOLE_LOG_READERS"}
     # Ports and host are `sip up`'s (development); the units give each replica its port.
     documented = set(example("sip.env.example"))
-    assert read - documented <= {"SIP_PORT", "CONSENT_PORT", "SIP_HOST"}, read - documented
+    assert read - documented <= {"SIP_PORT", "CONSENT_PORT", "WEB_PORT", "SIP_HOST"}, (
+        read - documented
+    )

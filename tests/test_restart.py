@@ -1,17 +1,13 @@
 """`sip up` as a user runs it: two processes, stopped with Ctrl-C or killed outright,
 started again on the same data, and everything is still there at the same versions."""
 
-import os
-import signal
 import subprocess
-import sys
 import threading
 
 import httpx
 import pytest
 
 from services import demo
-from services.common.auth.tokens import default_scopes
 from tests.fhir_data import (
     FHIR_JSON,
     REGION,
@@ -21,87 +17,10 @@ from tests.fhir_data import (
     parameters,
     prepare_for_activation,
 )
-from tests.servers import free_port, http_client, wait_until
+from tests.servers import wait_until
+from tests.sip_up import SipUp
 
 pytestmark = pytest.mark.processes
-
-
-class SipUp:
-    def __init__(self, backend, *arguments, organization=REGION):
-        self.sip_port, self.consent_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "SIP_PORT": str(self.sip_port),
-            "CONSENT_PORT": str(self.consent_port),
-        }
-        env["SIP_DEV_ISSUER"] = "enabled"  # tests mint tokens on PostgreSQL too
-        for service, variable in (("sip", "SIP_DATABASE_URL"), ("consent", "CONSENT_DATABASE_URL")):
-            env.pop(variable, None)
-            if backend.database_urls[service]:
-                env[variable] = backend.database_urls[service]
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "services.cli",
-                "up",
-                "--data-dir",
-                str(backend.data_dir),
-                *arguments,
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,  # its own process group, to kill it with its services
-        )
-        self.lines: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        token = backend.issuer.mint(
-            subject="coordinator-1",
-            role="coordinator",
-            organization=organization,
-            scopes=default_scopes("coordinator"),
-        )
-        headers = {"Authorization": f"Bearer {token}"}
-        self.sip = http_client(f"http://127.0.0.1:{self.sip_port}", headers=headers)
-        self.consent = http_client(f"http://127.0.0.1:{self.consent_port}", headers=headers)
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    def printed(self, text: str) -> bool:
-        return any(text in line for line in self.lines)
-
-    def wait_ready(self) -> None:
-        # Generous: under load (a busy CI machine) three interpreters take long to start, and
-        # waiting costs nothing once they are up.
-        ready = wait_until(
-            lambda: (
-                self.sip.get("/readyz").status_code == 200
-                and self.consent.get("/readyz").status_code == 200
-            ),
-            seconds=90,
-        )
-        assert ready, self.stop()
-
-    def crash(self) -> None:
-        """SIGKILL to `sip up` and both its services at once: no shutdown of any kind."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-        self.sip.close()
-        self.consent.close()
-
-    def stop(self) -> str:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        self.process.wait(timeout=30)
-        self.reader.join(timeout=10)
-        self.sip.close()
-        self.consent.close()
-        return "".join(self.lines)
 
 
 @pytest.fixture

@@ -19,9 +19,10 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
 
 from services.common.audit.chain import RECORDER_TOPICS
+from services.common.data_dir import DEFAULT_DATA_DIR, data_dir_from_env
 from services.common.migrations.schema_version import MIGRATED_SERVICES, require_current_schema
 
-DEFAULT_DATA_DIR = ".sip-data"
+__all__ = ["DEFAULT_DATA_DIR", "data_dir_from_env"]  # kept here for the callers of old
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,6 @@ class Storage:
     @property
     def is_postgres(self) -> bool:
         return self.read_model_url.get_backend_name() == "postgresql"
-
-
-def data_dir_from_env() -> Path:
-    return Path(os.environ.get("SIP_DATA_DIR") or DEFAULT_DATA_DIR)
 
 
 def pool_sizes_from_env() -> tuple[int, int]:

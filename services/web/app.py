@@ -44,6 +44,8 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_pages(app)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    if settings.dev_issuer:
+        app.include_router(signin.dev_router)
     for module in (signin, worklist, start, plans, timeline, person):
         app.include_router(module.router)
 

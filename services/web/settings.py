@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.common.configuration_check import ConfigurationError
+from services.common.data_dir import data_dir_from_env
 from services.common.key_files import key_dir_from_env
-from services.common.persistence import data_dir_from_env
 
 SESSION_KEY_FILE = "web-session-secret"
 
