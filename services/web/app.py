@@ -24,15 +24,17 @@ SESSION_COOKIE = "sip_session"
 SESSION_MAX_AGE_SECONDS = 12 * 3600
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """One connection pool to the services for all users (each request carries its user's
+    token)."""
+    async with httpx.AsyncClient(timeout=app.state.settings.timeout_seconds) as http:
+        app.state.http = http
+        yield
+
+
 def create_app(settings: WebSettings | None = None) -> FastAPI:
     settings = (settings or WebSettings.from_env()).checked()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(timeout=settings.timeout_seconds) as http:
-            app.state.http = http
-            yield
-
     app = FastAPI(
         title="SIP web client",
         lifespan=lifespan,
@@ -48,10 +50,6 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         app.include_router(signin.dev_router)
     for module in (signin, worklist, start, plans, timeline, person):
         app.include_router(module.router)
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
 
     app.add_middleware(
         SessionMiddleware,

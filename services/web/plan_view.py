@@ -23,6 +23,7 @@ from contracts.canonical import (
 )
 
 FOLLOW_UP = "Uppföljning"
+WISHES = "Önskemål: "
 EXT_INVITATION = f"{CANONICAL_BASE}/StructureDefinition/invitation"
 
 
@@ -406,23 +407,16 @@ def _deviation(note: dict[str, Any]) -> Deviation:
     )
 
 
-def plan_view(
-    plan: dict[str, Any],
-    team: dict[str, Any] | None = None,
-    goals: list[dict[str, Any]] | None = None,
-    meetings: list[dict[str, Any]] | None = None,
-) -> PlanView:
-    overall = extension(plan, EXT_OVERALL_RESPONSIBILITY)
-    principal = part(overall, "principal")
-    needs = [
+def _needs(plan: dict[str, Any]) -> list[Need]:
+    return [
         Need(
             id=c.get("id", ""),
             text=c.get("code", {}).get("text", ""),
             wishes=next(
                 (
-                    n["text"].removeprefix("Önskemål: ")
+                    n["text"].removeprefix(WISHES)
                     for n in c.get("note", [])
-                    if n.get("text", "").startswith("Önskemål: ")
+                    if n.get("text", "").startswith(WISHES)
                 ),
                 None,
             ),
@@ -432,42 +426,49 @@ def plan_view(
         for c in plan.get("contained", [])
         if c.get("resourceType") == "Condition"
     ]
-    follow_ups = []
-    interventions = []
-    for activity in plan.get("activity", []):
-        detail = activity.get("detail")
-        if detail is None:
-            continue
-        if detail.get("code", {}).get("text") == FOLLOW_UP and not detail.get("code", {}).get(
-            "coding"
-        ):
-            done = detail.get("status") == "completed"
-            follow_ups.append(
-                FollowUp(
-                    done=done,
-                    date=detail.get("scheduledString")
-                    if done
-                    else (detail.get("scheduledPeriod") or {}).get("start"),
-                    text=detail.get("description"),
-                )
-            )
-        else:
-            interventions.append(_intervention(activity))
-    deviations, notes = [], []
-    for note in plan.get("note", []):
-        if extension(note, EXT_DEVIATION):
-            deviations.append(_deviation(note))
-        else:
-            notes.append((note.get("time"), note.get("text", "")))
+
+
+def _is_follow_up(detail: dict[str, Any]) -> bool:
+    code = detail.get("code", {})
+    return code.get("text") == FOLLOW_UP and not code.get("coding")
+
+
+def _follow_up(detail: dict[str, Any]) -> FollowUp:
+    done = detail.get("status") == "completed"
+    when = (
+        detail.get("scheduledString")
+        if done
+        else (detail.get("scheduledPeriod") or {}).get("start")
+    )
+    return FollowUp(done=done, date=when, text=detail.get("description"))
+
+
+def _consents_relied_on(plan: dict[str, Any]) -> list[str]:
+    return [
+        s.get("identifier", {}).get("value", "").removeprefix("urn:uuid:")
+        for s in plan.get("supportingInfo", [])
+        if s.get("type") == "Consent"
+    ]
+
+
+def plan_view(
+    plan: dict[str, Any],
+    team: dict[str, Any] | None = None,
+    goals: list[dict[str, Any]] | None = None,
+    meetings: list[dict[str, Any]] | None = None,
+) -> PlanView:
+    overall = extension(plan, EXT_OVERALL_RESPONSIBILITY)
+    principal = part(overall, "principal")
+    details = [a["detail"] for a in plan.get("activity", []) if "detail" in a]
+    notes = plan.get("note", [])
     pending_marker = extension(plan, EXT_PENDING_APPROVAL)
-    subject = plan.get("subject", {}).get("identifier", {})
     return PlanView(
         id=plan["id"],
         version=plan.get("meta", {}).get("versionId", ""),
         last_updated=plan.get("meta", {}).get("lastUpdated"),
         title=plan.get("title") or "Samordnad individuell plan",
         status=plan.get("status", ""),
-        personnummer=subject.get("value"),
+        personnummer=plan.get("subject", {}).get("identifier", {}).get("value"),
         created=plan.get("created"),
         started=plan.get("period", {}).get("start"),
         ended=plan.get("period", {}).get("end"),
@@ -476,28 +477,29 @@ def plan_view(
         overall_organization=hsa_of(part(overall, "organization")),
         overall_principal=principal.get("code") if isinstance(principal, dict) else None,
         overall_since=part(overall, "since"),
-        needs=needs,
-        interventions=interventions,
+        needs=_needs(plan),
+        interventions=[
+            _intervention(a)
+            for a in plan.get("activity", [])
+            if "detail" in a and not _is_follow_up(a["detail"])
+        ],
         goals=[_goal(g) for g in goals or []],
         members=_members(team),
         meetings=[_meeting(m) for m in meetings or []],
-        follow_ups=follow_ups,
-        deviations=deviations,
-        notes=notes,
+        follow_ups=[_follow_up(d) for d in details if _is_follow_up(d)],
+        deviations=[_deviation(n) for n in notes if extension(n, EXT_DEVIATION)],
+        notes=[
+            (n.get("time"), n.get("text", "")) for n in notes if not extension(n, EXT_DEVIATION)
+        ],
         pending_changes=[str(c) for c in parts(pending_marker, "change")],
         proposed_organizations=[
             h for h in (hsa_of(r) for r in parts(pending_marker, "organization")) if h
         ],
         proposed_overall=hsa_of(part(pending_marker, "overallResponsibility")),
         withheld=[
-            *_withheld(plan),
-            *(w for resource in [team or {}, *(goals or [])] for w in _withheld(resource)),
+            w for resource in [plan, team or {}, *(goals or [])] for w in _withheld(resource)
         ],
-        consents_relied_on=[
-            s.get("identifier", {}).get("value", "").removeprefix("urn:uuid:")
-            for s in plan.get("supportingInfo", [])
-            if s.get("type") == "Consent"
-        ],
+        consents_relied_on=_consents_relied_on(plan),
         raw=plan,
     )
 

@@ -46,6 +46,12 @@ def start_page(request: Request) -> Response:
     return RedirectResponse(home_of(user.role), status_code=303)
 
 
+@router.get("/healthz", include_in_schema=False)
+def healthz() -> dict[str, str]:
+    """The process answers (`sip up` waits for it); every page then asks the services."""
+    return {"status": "ok"}
+
+
 @router.get("/signin")
 def signin_page(request: Request, ended: str | None = None) -> Response:
     settings: WebSettings = request.app.state.settings
