@@ -30,8 +30,8 @@ def web_settings(system: Any, **changes: Any) -> WebSettings:
 
 
 @contextmanager
-def serving_web(system: Any, **changes: Any) -> Iterator[str]:
-    with serve(create_app(web_settings(system, **changes))) as url:
+def serving_web(system: Any, port: int | None = None, **changes: Any) -> Iterator[str]:
+    with serve(create_app(web_settings(system, **changes)), port) as url:
         yield url
 
 

@@ -7,6 +7,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from services.common.configuration_check import ConfigurationError
 from services.common.data_dir import data_dir_from_env
@@ -60,6 +61,11 @@ class WebSettings:
         return bool(self.oidc_issuer and self.oidc_client_id)
 
     @property
+    def on_loopback(self) -> bool:
+        host = urlsplit(self.public_url).hostname or ""
+        return host in ("localhost", "::1") or host.startswith("127.")
+
+    @property
     def secure_cookies(self) -> bool:
         return self.public_url.startswith("https://")
 
@@ -73,7 +79,7 @@ class WebSettings:
             )
         if not self.dev_issuer and not self.session_secret:
             problems.append("set WEB_SESSION_SECRET (shared by every replica of the client)")
-        if self.oidc_enabled and not self.secure_cookies and not self.dev_issuer:
+        if not self.dev_issuer and not self.secure_cookies and not self.on_loopback:
             problems.append("WEB_PUBLIC_URL must be https:// in production")
         if problems:
             raise ConfigurationError("the web client cannot start: " + "; ".join(problems))
