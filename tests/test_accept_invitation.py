@@ -184,3 +184,73 @@ def test_on_an_active_plan_an_acceptance_waits_for_no_approval(system):
     ok(run(school, plan_id, "accept-invitation", contact="Rektor"))
     # The person sees who takes part and whom to ask there.
     assert invitations(person, plan_id)[SCHOOL]["contact"] == "Rektor"
+
+
+def pending_for(client: Any, organization: str, *, by_post: bool = False) -> list[str]:
+    """The ids of the plans `CarePlan?invitation-pending=<organization>` finds."""
+    if by_post:  # form-encoded, as a record system keeps identifiers out of URLs
+        found = client.post("/fhir/CarePlan/_search", data={"invitation-pending": organization})
+    else:
+        found = client.get("/fhir/CarePlan", params={"invitation-pending": organization})
+    return [e["resource"]["id"] for e in ok(found)["entry"]]
+
+
+def test_the_worklist_finds_the_plan_until_the_invitation_is_accepted(system):
+    plan_id, _ = draft_plan(system)
+    municipality = system.as_caller(organization=MUNICIPALITY).sip
+    assert plan_id in pending_for(municipality, MUNICIPALITY)
+    assert plan_id in pending_for(municipality, MUNICIPALITY, by_post=True)
+    assert plan_id in pending_for(municipality, f"{HSA_ID_SYSTEM}|{MUNICIPALITY}")
+    assert plan_id not in pending_for(system.sip, REGION)  # the starter has nothing to accept
+    # With the care team included, the worklist shows whose invitation it is and since when.
+    found = ok(
+        municipality.get(
+            "/fhir/CarePlan",
+            params={"invitation-pending": MUNICIPALITY, "_include": "CarePlan:care-team"},
+        )
+    )
+    teams = [e["resource"] for e in found["entry"] if e["search"]["mode"] == "include"]
+    assert f"{plan_id}-team" in [team["id"] for team in teams]
+
+    ok(run(municipality, plan_id, "accept-invitation"))
+    assert plan_id not in pending_for(municipality, MUNICIPALITY)
+    assert plan_id not in pending_for(municipality, MUNICIPALITY, by_post=True)
+
+
+def test_an_organisation_asks_only_for_its_own_invitations(system):
+    plan_id, personnummer = draft_plan(system)
+    asking = {
+        "region": system.sip,
+        "person": system.as_caller("patient", organization=None, patient=personnummer).sip,
+    }
+    for who, client in asking.items():
+        for by_post in (False, True):
+            if by_post:
+                data = {"invitation-pending": MUNICIPALITY}
+                refused = client.post("/fhir/CarePlan/_search", data=data)
+            else:
+                refused = client.get("/fhir/CarePlan", params={"invitation-pending": MUNICIPALITY})
+            assert refused.status_code == 403, (who, refused.text)
+            assert rule_of(refused) == "invitation-pending-own-organization"
+            assert plan_id not in refused.text
+    malformed = system.sip.get("/fhir/CarePlan", params={"invitation-pending": "Kommunen"})
+    assert malformed.status_code == 400, malformed.text
+
+
+def test_the_worklist_shows_no_plan_the_organisation_may_not_see_nor_a_closed_one(system):
+    plan_id, personnummer = shared_active_plan(system, (REGION, MUNICIPALITY, SCHOOL))
+    ok(run(system.sip, plan_id, "invite-organization", organization=SCHOOL, kind="other"))
+    school = system.as_caller(organization=SCHOOL).sip
+    assert plan_id not in pending_for(school, SCHOOL)  # proposed only: it sees nothing yet
+    person = system.as_caller("patient", organization=None, patient=personnummer).sip
+    ok(run(person, plan_id, "approve-changes"))
+    assert plan_id in pending_for(school, SCHOOL)
+    ok(run(system.sip, plan_id, "close", reason="goals-reached"))
+    assert plan_id not in pending_for(school, SCHOOL)  # a closed plan takes no answer
+
+
+def test_the_capability_statement_declares_the_search_parameter(system):
+    metadata = ok(system.sip.get("/fhir/metadata"))
+    (careplan,) = [r for r in metadata["rest"][0]["resource"] if r["type"] == "CarePlan"]
+    assert "invitation-pending" in [p["name"] for p in careplan["searchParam"]]
+    assert "accept-invitation" in [o["name"] for o in careplan["operation"]]
