@@ -41,6 +41,9 @@ EXT_OVERALL_RESPONSIBILITY = f"{CANONICAL_BASE}/StructureDefinition/overall-resp
 EXT_RESPONSIBLE_PRINCIPAL = f"{CANONICAL_BASE}/StructureDefinition/responsible-principal"
 EXT_COST_ALLOCATION = f"{CANONICAL_BASE}/StructureDefinition/cost-allocation"
 EXT_PENDING_APPROVAL = f"{CANONICAL_BASE}/StructureDefinition/pending-approval"
+# Each organisation's invitation to a plan: invited or accepted, when, and the unit and
+# contact person it named when it accepted.
+EXT_INVITATION = f"{CANONICAL_BASE}/StructureDefinition/invitation"
 EXT_ORGANIZATION_KIND = f"{CANONICAL_BASE}/StructureDefinition/organization-kind"
 EXT_INITIATIVE = f"{CANONICAL_BASE}/StructureDefinition/sip-initiative"
 EXT_DEVIATION = f"{CANONICAL_BASE}/StructureDefinition/deviation"

@@ -27,7 +27,8 @@ from services.common.persistence import read_model_engine, storage_for
 from services.common.projection import tracking_metadata
 from services.consent.projections import ConsentIndex
 from services.sip.projections import PlanIndex
-from tests.conftest import Backend
+from tests.conftest import Backend, running_system
+from tests.fhir_data import FHIR_JSON, MUNICIPALITY, care_plan, new_personnummer, run
 from tests.servers import free_port
 
 DEMO = Path(__file__).parent / "data" / "demo-2026-11-25"
@@ -98,10 +99,12 @@ def test_a_service_refuses_a_database_older_than_its_code(backend, monkeypatch):
     from services.common.migrations import schema_version
 
     # The code moves on by one migration the database has not had yet.
-    monkeypatch.setattr(schema_version, "code_head", lambda service: f"{service}_0002")
+    head = code_head("sip")
+    later = f"sip_{int(head.removeprefix('sip_')) + 1:04d}"
+    monkeypatch.setattr(schema_version, "code_head", lambda service: later)
     with pytest.raises(
         SchemaNotCurrent,
-        match=r"has schema sip_0001, older than this code's sip_0002: run `sip migrate",
+        match=rf"has schema {head}, older than this code's {later}: run `sip migrate",
     ):
         storage_for("sip", backend.database_urls["sip"], backend.data_dir)
 
@@ -112,7 +115,7 @@ def test_migrating_twice_changes_nothing(unmigrated, capsys):
         arguments += [f"--{service}-database-url", url] if url else []
     assert sip(arguments) == 0
     first = {service: _schema(unmigrated, service) for service in ("sip", "consent")}
-    assert "unversioned -> sip_0001" in capsys.readouterr().out
+    assert f"unversioned -> {code_head('sip')}" in capsys.readouterr().out
     assert sip(arguments) == 0
     out = capsys.readouterr().out
     assert out.count("already at") == 2, out
@@ -177,6 +180,15 @@ def _counts(path: Path) -> dict[str, int]:
         return {t: connection.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
 
 
+def _pending_invitations(path: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(path) as connection:
+        return connection.execute(
+            "SELECT count(*) FROM plan_organizations WHERE role = 'invitation-pending'"
+        ).fetchone()[0]
+
+
 def test_a_data_folder_of_an_earlier_release_is_adopted_without_losing_a_row(tmp_path, capsys):
     data = tmp_path / "data"
     shutil.copytree(DEMO, data)
@@ -188,16 +200,58 @@ def test_a_data_folder_of_an_earlier_release_is_adopted_without_losing_a_row(tmp
     assert sip(["migrate", "--data-dir", str(data)]) == 0
     for service in ("sip", "consent"):
         after = _counts(data / f"{service}.sqlite")
-        assert after == {
+        expected = {
             **before[service],
             "projection_failures": 0,  # the one table the old folder lacked
             version_table(service): 1,
         }
+        if service == "sip":  # sip_0002 adds the rows of the invitations pending then
+            pending = _pending_invitations(data / "sip.sqlite")
+            assert pending > 0
+            expected["plan_organizations"] += pending
+        assert after == expected
         storage_for(service, None, data)  # now accepted
     assert sip(["audit", "verify", "--data-dir", str(data)]) == 0
+    # The rows the migrations wrote are those the read models' code writes.
     assert sip(["projections", "rebuild", "--check", "--data-dir", str(data)]) == 0
     assert sip(["projections", "rebuild", "--data-dir", str(data)]) == 0
     assert _counts(data / "sip.sqlite")["plan_index"] == before["sip"]["plan_index"]
+
+
+def test_sip_0002_gives_the_plans_indexed_before_it_their_pending_invitations(backend):
+    """What the plan index of the release before held: no `invitation-pending` rows (no
+    invitation could be accepted then). The migration writes those the code writes now:
+    the invited organisations of open plans, not the starting ones, none for a closed plan."""
+    with running_system(backend) as system:
+        plans = []
+        for _ in range(2):
+            body = care_plan(new_personnummer())
+            created = system.sip.post("/fhir/CarePlan", json=body, headers=FHIR_JSON)
+            plans.append(created.json()["id"])
+            invited = run(
+                system.sip, plans[-1], "invite-organization", organization=MUNICIPALITY,
+                kind="municipality",
+            )  # fmt: skip
+            assert invited.status_code == 200, invited.text
+        open_plan, closed_plan = plans
+        closed = run(system.sip, closed_plan, "close", reason="person-withdrew")
+        assert closed.status_code == 200, closed.text
+        assert system.sip.get("/fhir/CarePlan").status_code == 200  # the index caught up
+    engine = _engine(backend, "sip")
+    pending = text("SELECT plan_id, hsa_id FROM plan_organizations WHERE role = :role")
+    try:
+        with engine.begin() as connection:
+            written = set(connection.execute(pending, {"role": "invitation-pending"}))
+            assert written == {(open_plan, MUNICIPALITY)}
+            connection.execute(
+                text("DELETE FROM plan_organizations WHERE role = 'invitation-pending'")
+            )
+            connection.execute(text(f"UPDATE {version_table('sip')} SET version_num = 'sip_0001'"))
+        migrate_service("sip", backend.database_urls["sip"], backend.data_dir)
+        with engine.connect() as connection:
+            assert set(connection.execute(pending, {"role": "invitation-pending"})) == written
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.postgres
@@ -226,7 +280,7 @@ def test_a_postgres_database_created_by_the_old_start_up_code_is_adopted(request
     engine.dispose()
     assert sip(["audit", "verify", "--service", "sip", "--data-dir", str(tmp_path),
                 "--sip-database-url", backend.database_urls["sip"]]) == 0  # fmt: skip
-    assert code_head("sip") == "sip_0001"
+    storage_for("sip", backend.database_urls["sip"], tmp_path)  # at the code's head: accepted
 
 
 def test_a_replica_process_on_an_unmigrated_database_ends_with_one_line(tmp_path):

@@ -43,6 +43,7 @@ ORGANIZATIONS_TRIED = (*ORGANIZATIONS, "outsider")
 WHO_MEETS = {
     "organization-takes-part": lambda c: c.organization in ORGANIZATIONS,
     "principal-takes-part": lambda c: c.organization in ("region", "municipality"),
+    "invited-organization": lambda c: c.organization in ("municipality", "school"),
     "overall-responsible": lambda c: c.organization == "region",
     "starting-or-responsible": lambda c: c.organization == "region",
     "deviation-against-caller": lambda c: c.organization == "municipality",
@@ -65,6 +66,7 @@ VARIANTS = {
 def _parameters(operation: str, variant: str | None, organization: str) -> dict[str, Any]:
     return {
         "invite-organization": {"organization": "SE5560000000-S0002", "kind": "other"},
+        "accept-invitation": {"unit": "SE5560000000-S0001E", "contact": "Karin Lund"},
         "add-participant": {"kind": "relative", "name": "Mamma", "personAgrees": True},
         "record-need": {"text": "Jag vill sova bättre"},
         "set-goal": {"text": "Sova hela natten", "need": "need-1"},

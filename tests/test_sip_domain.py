@@ -370,6 +370,58 @@ def test_deviations_are_tracked_until_answered():
     assert plan.open_deviations == []
 
 
+BY_MUNICIPALITY = {**BY, "subject": "bertil", "organization": MUNICIPALITY}
+
+
+def accept(plan: Plan, organization: str, **changes):
+    values = {"unit": None, "contact": None, "at": NOW, "by": BY_MUNICIPALITY} | changes
+    plan.accept_invitation(organization=organization, **values)
+
+
+def test_an_invited_organisation_accepts_its_invitation_once():
+    plan = ready()
+    assert plan.invitations_pending == [MUNICIPALITY]
+    # The starting organisation takes part from the start: it has nothing to accept.
+    assert plan.organizations[REGION].acceptance is not None
+    starter = refused("invitation-accepted-once", accept, plan, REGION, by=BY)
+    assert "takes part from the start" in starter.message
+    refused("invitation-accepted-by-invited", accept, plan, SCHOOL)
+    later = datetime(2026, 11, 24, 9, tzinfo=UTC)
+    accept(plan, MUNICIPALITY, unit="SE2120000357-E1", contact="Bertil Berg", at=later)
+    acceptance = plan.organizations[MUNICIPALITY].acceptance
+    assert (acceptance.at, acceptance.unit, acceptance.contact) == (
+        later,
+        "SE2120000357-E1",
+        "Bertil Berg",
+    )
+    assert plan.invitations_pending == [] and plan.changed_by == BY_MUNICIPALITY
+    refused("invitation-accepted-once", accept, plan, MUNICIPALITY)
+
+
+def test_an_acceptance_on_an_active_plan_waits_for_no_approval():
+    plan = ready()
+    plan.activate(consents=["c1"], at=NOW, by=BY)
+    accept(plan, MUNICIPALITY)
+    assert plan.pending_changes == [] and plan.invitations_pending == []
+    # An organisation proposed on the active plan may answer; the answer comes in with it.
+    plan.invite_organization(hsa_id=SCHOOL, kind="other", name=None, at=NOW, by=BY)
+    accept(plan, SCHOOL, contact="Rektor", by={**BY, "organization": SCHOOL})
+    assert not plan.takes_part(SCHOOL) and plan.invitations_pending == []
+    plan.approve_changes(approved_by="person", meeting_id=None, at=NOW, by=BY)
+    assert plan.organizations[SCHOOL].acceptance.contact == "Rektor"
+    plan.close(reason="moved", note=None, replaced_by=None, at=NOW, by=BY)
+    refused("closed-plan-unchanged", accept, plan, SCHOOL)
+
+
+def test_organisations_invited_before_acceptances_were_recorded_replay_as_pending():
+    plan = ready()
+    replayed = None
+    for stored in plan.collect_events():  # the events as stored, none of them an acceptance
+        replayed = stored.mutate(replayed)
+    assert replayed.organizations[MUNICIPALITY].acceptance is None
+    assert replayed.invitations_pending == [MUNICIPALITY]
+
+
 def test_the_person_may_end_the_plan_and_then_nothing_changes():
     plan = ready()
     plan.activate(consents=["c1"], at=NOW, by=BY)
@@ -423,6 +475,10 @@ def test_overdue_follow_ups_are_findable():
             intervention=intervention(text=None), at=NOW, by=BY)),
         ("text", lambda plan: plan.report_deviation(
             organization=REGION, intervention_id=None, text=None, at=NOW, by=BY)),
+        ("organization", lambda plan: plan.accept_invitation(
+            organization=None, unit=None, contact=None, at=NOW, by=BY)),
+        ("contact", lambda plan: plan.accept_invitation(
+            organization=MUNICIPALITY, unit=None, contact="\x00", at=NOW, by=BY)),
     ],
 )  # fmt: skip
 def test_commands_refuse_missing_or_malformed_values_before_any_event(element, command):

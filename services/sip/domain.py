@@ -46,6 +46,7 @@ from services.sip.parts import (
     GoalAssessment,
     GoalRevision,
     Intervention,
+    InvitationAcceptance,
     Meeting,
     Need,
     OverallResponsibility,
@@ -125,6 +126,7 @@ class Plan(Aggregate):
                 kind=starting_organization_kind,
                 name=None,
                 invited_at=started_at,
+                acceptance=InvitationAcceptance(at=started_at),
             )
         }
         # Invited by staff to an active plan: they take part once the person approves.
@@ -188,6 +190,11 @@ class Plan(Aggregate):
     @property
     def principals_taking_part(self) -> set[str]:
         return {o.kind for o in self.organizations.values() if o.kind in PRINCIPALS}
+
+    @property
+    def invitations_pending(self) -> list[str]:
+        """The organisations taking part that have not accepted their invitation yet."""
+        return [o.hsa_id for o in self.organizations.values() if o.acceptance is None]
 
     # Rules every change obeys.
 
@@ -265,6 +272,52 @@ class Plan(Aggregate):
         else:
             self.organizations[hsa_id] = invited
         self._propose(f"organisation {hsa_id} invited", at, by, hsa_id, new=True)
+
+    def accept_invitation(
+        self,
+        *,
+        organization: str,
+        unit: str | None,
+        contact: str | None,
+        at: datetime,
+        by: EventActor,
+    ) -> None:
+        """The invited organisation answers that it takes part, naming the unit that does and
+        whom to ask there. Its own statement, not a change to the plan's content: in force at
+        once, on an active plan too. An organisation proposed on an active plan is invited
+        too, and its answer moves with it when the person approves (over the API it sees
+        nothing of the plan before that, so it answers after: docs/disclosure.md)."""
+        self._ensure_open()
+        required_text(organization, "organization")
+        optional_text(unit, "unit")
+        optional_text(contact, "contact")
+        invited = self.organizations.get(organization) or self.proposed_organizations.get(
+            organization
+        )
+        if invited is None:
+            raise RuleViolation(
+                "invitation-accepted-by-invited", f"{organization} is not invited to the plan"
+            )
+        if invited.acceptance is not None:
+            raise RuleViolation(
+                "invitation-accepted-once",
+                f"{organization} started the plan and takes part from the start"
+                if organization == self.starting_organization
+                else f"{organization} has accepted its invitation already",
+            )
+        self._invitation_accepted(
+            organization=organization, unit=unit, contact=contact, at=at, by=by
+        )
+
+    @event("InvitationAccepted")
+    def _invitation_accepted(
+        self, organization: str, unit: str | None, contact: str | None, at: datetime, by: EventActor
+    ) -> None:
+        acceptance = InvitationAcceptance(at=at, unit=unit, contact=contact)
+        for invited in (self.organizations, self.proposed_organizations):
+            if organization in invited:
+                invited[organization] = replace(invited[organization], acceptance=acceptance)
+        self.changed_by = by
 
     def add_participant(self, *, participant: dict[str, Any], at: datetime, by: EventActor) -> str:
         self._ensure_open()

@@ -5,7 +5,7 @@ CarePlan: status, intent, category SIP, subject, period, author, care team, goal
 with its performer down to unit and its responsible principal, SIP meetings and follow-ups as
 activities, notes. CareTeam: the organisations and participants. Goal: the person's goals.
 Appointment: SIP meetings. Extensions only where R4 has no element: overall responsibility,
-responsible principal, cost allocation, pending approval, withheld entries
+responsible principal, cost allocation, pending approval, invitation, withheld entries
 (docs/fhir-extensions.md). A plan is rendered as the reader may see it: the renderers are
 given `redact(plan, disclosure)` (services/sip/redaction.py) and mark what it withheld.
 """
@@ -28,6 +28,7 @@ from contracts.canonical import (
     EXT_DEVIATION_ANSWER,
     EXT_DEVIATION_INTERVENTION,
     EXT_INITIATIVE,
+    EXT_INVITATION,
     EXT_ORGANIZATION_KIND,
     EXT_OVERALL_RESPONSIBILITY,
     EXT_PENDING_APPROVAL,
@@ -57,6 +58,7 @@ from services.sip.parts import (
     Need,
     OverallResponsibility,
     Participant,
+    TakingPart,
 )
 from services.sip.redaction import Withheld, withheld_counts, withheld_of
 
@@ -529,6 +531,7 @@ def care_team_to_fhir(plan: Plan) -> dict[str, Any]:
     members: list[dict[str, Any]] = []
     for organization in (*plan.organizations.values(), *plan.proposed_organizations.values()):
         member = {
+            "extension": [_invitation_extension(organization)],
             "role": [{"coding": [_principal(organization.kind)], "text": organization.kind}],
             "member": organization_reference(organization.hsa_id),
         }
@@ -565,6 +568,24 @@ def care_team_to_fhir(plan: Plan) -> dict[str, Any]:
     if proposed:
         team["extension"] = [{"url": EXT_PENDING_APPROVAL, "extension": proposed}]
     return marked_withheld(team, (w for w in withheld_of(plan) if w.kind == "participant"))
+
+
+def _invitation_extension(organization: TakingPart) -> dict[str, Any]:
+    """Whether the organisation has accepted its invitation (a worklist's "waiting for us"):
+    the plan's frame, as who takes part is, seen by every reader of the plan."""
+    acceptance = organization.acceptance
+    parts: list[dict[str, Any]] = [
+        {"url": "status", "valueCode": "accepted" if acceptance else "invited"},
+        {"url": "invitedAt", "valueDateTime": fhir_instant(organization.invited_at)},
+    ]
+    if acceptance is not None:
+        parts.append({"url": "acceptedAt", "valueDateTime": fhir_instant(acceptance.at)})
+        if acceptance.unit:
+            unit = {"system": HSA_ID_SYSTEM, "value": acceptance.unit}
+            parts.append({"url": "unit", "valueIdentifier": unit})
+        if acceptance.contact:
+            parts.append({"url": "contact", "valueString": acceptance.contact})
+    return {"url": EXT_INVITATION, "extension": parts}
 
 
 GOAL_ACHIEVEMENT = {

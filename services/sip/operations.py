@@ -53,6 +53,22 @@ def invite_organization(call: OperationCall[InviteOrganization]) -> Any:
     )
 
 
+class AcceptInvitation(OperationParameters):
+    unit: HsaId | None = None
+    contact: String | None = None
+
+
+def accept_invitation(call: OperationCall[AcceptInvitation]) -> Any:
+    p, plan = call.parameters, call.target
+    return plan.accept_invitation(
+        organization=call.actor.organization or "",
+        unit=p.unit,
+        contact=p.contact,
+        at=call.at,
+        by=call.by,
+    )
+
+
 class AddParticipant(OperationParameters):
     kind: Code
     name: String | None = None
@@ -394,6 +410,13 @@ OPERATIONS: list[Operation[Any]] = [
         "Invites a region, municipality or other organisation (organization: HSA-id, kind, name)",
         InviteOrganization,
         invite_organization,
+    ),
+    plan_operation(
+        "accept-invitation",
+        "The caller's organisation accepts its invitation to the plan, once (unit: HSA-id of "
+        "the unit taking part, contact: whom to ask there)",
+        AcceptInvitation,
+        accept_invitation,
     ),
     plan_operation(
         "add-participant",

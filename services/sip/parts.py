@@ -20,6 +20,16 @@ EventActor = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
+class InvitationAcceptance:
+    """An invited organisation's answer that it takes part: from when, through which unit
+    (HSA-id) and whom to ask there, as far as it named them."""
+
+    at: datetime
+    unit: str | None = None
+    contact: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TakingPart:
     """An organisation taking part in the plan: a region, a municipality or another."""
 
@@ -27,6 +37,9 @@ class TakingPart:
     kind: str
     name: str | None
     invited_at: datetime
+    # None until the invited organisation accepts: its invitation is pending. The starting
+    # organisation takes part from the start and is accepted from then on.
+    acceptance: InvitationAcceptance | None = None
 
 
 @dataclass(frozen=True, slots=True)

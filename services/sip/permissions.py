@@ -45,6 +45,12 @@ def _overall_responsible(plan: Plan, actor: Actor) -> bool:
     return _organization(actor) == holder
 
 
+def _invited(plan: Plan, actor: Actor) -> bool:
+    # The starting organisation takes part from the start: it has no invitation to accept.
+    organization = _organization(actor)
+    return plan.takes_part(organization) and organization != plan.starting_organization
+
+
 def _deviation_against_caller(plan: Plan, actor: Actor, parameters: Any) -> bool:
     deviation = getattr(parameters, "deviation", None)
     if deviation not in plan.deviations:
@@ -80,6 +86,12 @@ STARTING_OR_RESPONSIBLE = Condition(
     lambda plan, actor, _: (
         _organization(actor) in (plan.starting_organization, plan.overall_responsible)
     ),
+)
+INVITED = Condition(
+    "invited-organization",
+    "the caller's own organisation, taking part by invitation (not the starting one, which "
+    "takes part from the start)",
+    lambda plan, actor, _: _invited(plan, actor),
 )
 DEVIATION_AGAINST = Condition(
     "deviation-against-caller",
@@ -130,6 +142,7 @@ MATRIX: dict[str, dict[str, Condition]] = {
     "create": _cells(OWN_ORGANIZATION, "coordinator", "integration"),
     "activate": _cells(STARTING_OR_RESPONSIBLE, "coordinator", "integration"),
     "invite-organization": _cells(PRINCIPAL, "coordinator", "integration"),
+    "accept-invitation": _cells(INVITED, *STAFF),
     "add-participant": _cells(PRINCIPAL, "coordinator", "integration"),
     "record-need": {**_cells(TAKES_PART, *STAFF), "patient": OWN_PLAN},
     "set-goal": {**_cells(TAKES_PART, *STAFF), "patient": OWN_PLAN},

@@ -28,8 +28,9 @@ plan_index = Table(
     Column("next_follow_up", Date, index=True),
     Column("overall_responsible", String(64)),
 )
-# One row per organisation and how it takes part: `member` (in the care team) or
-# `responsible` (for an intervention, or overall).
+# One row per organisation and how it takes part: `member` (in the care team),
+# `responsible` (for an intervention, or overall) or, while the plan is open,
+# `invitation-pending` (invited, its acceptance not yet given).
 plan_organizations = Table(
     "plan_organizations",
     metadata,
@@ -49,7 +50,8 @@ plan_consents = Table(
 
 
 class PlanIndex(AggregateIndex):
-    """Finds plans by subject, status, period, organisation and follow-up date."""
+    """Finds plans by subject, status, period, organisation, follow-up date and pending
+    invitation."""
 
     name = "plan_index"
     metadata = metadata
@@ -81,6 +83,8 @@ class PlanIndex(AggregateIndex):
             for intervention in plan.interventions.values()
         }
         memberships.add((plan.overall_responsible, "responsible"))
+        if plan.closure is None:  # a closed plan takes no answer: nothing waits for one
+            memberships |= {(hsa_id, "invitation-pending") for hsa_id in plan.invitations_pending}
         # Events stored before the domain refused them may name no organisation (`hsa_id:
         # None`): no search can find a plan by a missing HSA-id, so they get no row.
         rows = [
@@ -113,6 +117,7 @@ class PlanIndex(AggregateIndex):
         member: str | None = None,
         responsible: str | None = None,
         follow_up_due_by: date | None = None,
+        invitation_pending: str | None = None,
     ) -> list[UUID]:
         columns = plan_index.c
         query = self.identified_by(
@@ -130,7 +135,11 @@ class PlanIndex(AggregateIndex):
             )
         if follow_up_due_by is not None:
             query = query.where(columns.next_follow_up <= follow_up_due_by)
-        for hsa_id, role in ((member, "member"), (responsible, "responsible")):
+        for hsa_id, role in (
+            (member, "member"),
+            (responsible, "responsible"),
+            (invitation_pending, "invitation-pending"),
+        ):
             if hsa_id is not None:
                 query = self.related(query, plan_organizations, hsa_id=hsa_id, role=role)
         return self.ids(query)

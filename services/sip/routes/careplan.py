@@ -50,6 +50,8 @@ SEARCH_PARAMETERS = {
     "care-team-organization": "HSA-id of an organisation taking part",
     "responsible-organization": "HSA-id responsible for an intervention or overall",
     "follow-up-due": "le<date>: next follow-up due on or before (overdue: le<yesterday>)",
+    "invitation-pending": "HSA-id of the caller's own organisation: open plans it is invited "
+    "to and has not accepted",
 }
 INCLUDES = {"CarePlan:care-team", "CarePlan:goal"}
 CAREPLAN_SCHEMA = {
@@ -112,7 +114,21 @@ def _still_matches(query: dict[str, str]) -> Callable[[Plan], bool] | None:
     return matches
 
 
-def _matching_ids(request: Request, query: dict[str, str]) -> list[Any]:
+def _own_organization(name: str, token: str | None, actor: Actor) -> str | None:
+    """A search parameter only the organisation it names may ask: what waits for an
+    organisation is its own worklist, not something to ask of another."""
+    hsa_id = organization_token(name, token)
+    if hsa_id is not None and hsa_id != actor.organization:
+        raise FhirError(
+            403,
+            "forbidden",
+            f"{name} names the caller's own organisation only",
+            rule=f"{name}-own-organization",
+        )
+    return hsa_id
+
+
+def _matching_ids(request: Request, query: dict[str, str], actor: Actor) -> list[Any]:
     parameters = search_parameters(query, set(SEARCH_PARAMETERS))
     subject = parameters.get("subject:identifier")
     status = parameters.get("status")
@@ -134,13 +150,17 @@ def _matching_ids(request: Request, query: dict[str, str]) -> list[Any]:
             "responsible-organization", parameters.get("responsible-organization")
         ),
         follow_up_due_by=follow_up_bound(due) if due else None,
+        invitation_pending=_own_organization(
+            "invitation-pending", parameters.get("invitation-pending"), actor
+        ),
     )
 
 
 def search(request: Request, query: dict[str, str], actor: Actor) -> FhirResponse:
     includes = _includes(request, query)
     query = {key: value for key, value in query.items() if key != "_include"}
-    matches = (plans(request).aggregate(plan_id) for plan_id in _matching_ids(request, query))
+    matching = _matching_ids(request, query, actor)
+    matches = (plans(request).aggregate(plan_id) for plan_id in matching)
     access = request.app.state.resources["CarePlan"].access
     shown = access.visible(
         actor, matches, urlencode(query), limit=page_size(query), matches=_still_matches(query)
