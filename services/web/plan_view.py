@@ -10,12 +10,12 @@ from datetime import date
 from typing import Any
 
 from contracts.canonical import (
-    CANONICAL_BASE,
     EXT_COST_ALLOCATION,
     EXT_DEVIATION,
     EXT_DEVIATION_ANSWER,
     EXT_DEVIATION_INTERVENTION,
     EXT_INITIATIVE,
+    EXT_INVITATION,
     EXT_OVERALL_RESPONSIBILITY,
     EXT_PENDING_APPROVAL,
     EXT_RESPONSIBLE_PRINCIPAL,
@@ -24,7 +24,6 @@ from contracts.canonical import (
 
 FOLLOW_UP = "Uppföljning"
 WISHES = "Önskemål: "
-EXT_INVITATION = f"{CANONICAL_BASE}/StructureDefinition/invitation"
 
 
 def extensions(element: dict[str, Any], url: str) -> list[dict[str, Any]]:
