@@ -23,6 +23,7 @@ from contracts.identifiers import HSA_ID_SYSTEM, PERSONNUMMER_SYSTEM
 from services.common.demo_identities import MUNICIPALITY, PEOPLE, REGION
 from services.demo import load_demo
 from services.web.app import create_app
+from services.web.routes import person as person_routes
 from services.web.settings import WebSettings
 from tests.conftest import System, new_backend, running_system
 from tests.fhir_data import FHIR_JSON, created_or_ok, run
@@ -356,12 +357,59 @@ def test_the_person_ends_their_plan_after_reading_what_it_means(web: Web) -> Non
         assert "Vill du avsluta din plan?" in confirm.text
         assert "Det går inte att öppna en avslutad plan igen" in confirm.text
         assert plan_of(web.api(), plan_id)["status"] == "draft"  # nothing yet
-        done = browser.submit(confirm, "form-close", note="Jag klarar mig själv nu")
+        # Someone else changes the plan while the person reads: nothing is closed yet.
+        created_or_ok(run(web.api().sip, plan_id, "record-need", text="Stöd med ekonomin"))
+        stale = browser.submit(confirm, "form-close", note="Jag klarar mig själv nu")
+        assert stale.status_code == 409
+        assert "Någon annan ändrade planen medan du läste" in stale.text
+        assert "Stöd med ekonomin" in stale.text  # what changed
+        assert plan_of(web.api(), plan_id)["status"] == "draft"
+        _, kept = browser.form(stale, "form-close")
+        assert kept["note"] == "Jag klarar mig själv nu"
+        done = browser.submit(stale, "form-close")
         assert str(done.url).endswith("/me?done=close")
         assert "Din plan är avslutad" in done.text
         assert page.status_code == 200
     plan = plan_of(web.api(), plan_id)
     assert plan["status"] == "revoked" and plan["period"].get("end")
+
+
+def test_a_reject_form_is_offered_where_the_api_has_reject_changes(
+    web: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SIP service has no `$reject-changes` yet (the page then says whom to tell, above);
+    where it has, the page offers a form for it."""
+
+    async def offered(fhir: Any) -> bool:
+        return True
+
+    monkeypatch.setattr(person_routes, "reject_offered", offered)
+    propose_intervention(web, "Ledsagning till läkarbesök")
+    with web.browser("person") as browser:
+        page = browser.get(f"/me/plans/{web.plan_id}")
+        action, fields = browser.form(page, "form-reject-changes")
+        assert action == f"/me/plans/{web.plan_id}/reject-changes"
+        assert {"csrf_token", "version", "reason"} <= set(fields)
+        assert 'id="how-to-say-no"' not in page.text
+
+
+def test_what_the_api_withholds_from_the_person_is_shown_as_withheld(web: Web) -> None:
+    """The cost shares are the principals' (docs/disclosure.md): the person is told they
+    exist and are not shown, never left to think there are none."""
+    response = run(
+        web.api().sip,
+        web.plan_id,
+        "allocate-cost",
+        intervention="intervention-1",
+        periodStart="2027-01-01",
+        splitUnclear=True,
+    )
+    assert response.status_code == 200, response.text
+    assert "cost-allocation" in str(plan_of(web.person_api(), web.plan_id))
+    with web.browser("person") as browser:
+        page = browser.get(f"/me/plans/{web.plan_id}")
+        assert 'class="withheld"' in page.text
+        assert "Hur kostnaderna delas mellan regionen och kommunen visas inte för dig" in page.text
 
 
 # -- who may see the person's pages -----------------------------------------------------------

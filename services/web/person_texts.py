@@ -133,8 +133,6 @@ def change_in_swedish(change: str, plan: PlanView) -> str:
         return f"Att planen ska följas upp {change.removeprefix('follow-up on ')}"
     if change.startswith("follow-up changes: "):
         return f"Ändringar efter uppföljningen: {change.removeprefix('follow-up changes: ')}"
-    if change.startswith("cost"):
-        return "En ändring av hur kostnaderna delas mellan regionen och kommunen"
     kinds = ("relative", "guardian", "representative", "professional", "person")
     for kind in kinds:
         if change.startswith(f"{kind} participant-") and change.endswith(" added"):
