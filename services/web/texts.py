@@ -124,7 +124,7 @@ RULE = {
         "Som personal hittar du planerna i arbetslistan."
     ),
     "person-approves": "Du kan bara godkänna ändringar i din egen plan.",
-    "person-withdraws": "Du kan avsluta din egen plan när du vill.",
+    "person-withdraws": "Du kan bara avsluta din egen plan.",
     "own-plan": "Du kan bara ändra i din egen plan.",
     "consent-withdrawal-is-final": (
         "Samtycket är redan återkallat. Vill du dela igen ger du ett nytt samtycke."
