@@ -119,6 +119,17 @@ RULE = {
     "intervention-has-performer": "Ange vem som utför insatsen.",
     "stopped-intervention-reason": "Ange varför insatsen avbryts.",
     "invitation-accepted-once": "Inbjudan är redan accepterad.",
+    "person-pages-for-the-person": (
+        "Sidorna under ”Mina planer” är till för personen själv, inloggad med e-legitimation. "
+        "Som personal hittar du planerna i arbetslistan."
+    ),
+    "person-approves": "Du kan bara godkänna ändringar i din egen plan.",
+    "person-withdraws": "Du kan bara avsluta din egen plan.",
+    "own-plan": "Du kan bara ändra i din egen plan.",
+    "consent-withdrawal-is-final": (
+        "Samtycket är redan återkallat. Vill du dela igen ger du ett nytt samtycke."
+    ),
+    "consent-entered-in-error": "Samtycket registrerades av misstag och gäller inte.",
 }
 
 STATUS = {
