@@ -54,3 +54,16 @@ def test_sign_in_and_the_worklist_pass_the_accessibility_checks(browser, demo):
     assert page.get_by_role("link", name="SIP för Tolvan Tolvansson").is_visible()
     check_screen(page, "worklist")
     page.context.close()
+
+
+def test_the_persons_own_pages_pass_the_accessibility_checks(browser, demo):
+    page = sign_in(browser, demo, "person")
+    assert page.url.endswith("/me")
+    check_screen(page, "person-plans")
+    page.get_by_role("link", name="SIP för Tolvan Tolvansson").first.click()
+    check_screen(page, "person-plan")
+    page.goto("/me/consents")
+    check_screen(page, "person-consents")
+    page.goto("/me/access-log")
+    check_screen(page, "person-access-log")
+    page.context.close()
