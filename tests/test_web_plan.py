@@ -231,6 +231,26 @@ def test_an_empty_element_is_said_to_be_empty(web: Web, browsers: Any) -> None:
     assert "Inga mål registrerade ännu." in shown
 
 
+def test_what_the_api_withholds_is_shown_as_withheld(web: Web, browsers: Any) -> None:
+    plan_id = draft_plan(web, ready=True)  # no consent: each principal's entries its own
+    created_or_ok(run(web.municipality.sip, plan_id, "record-need", text="Kommunens uppgift"))
+    page = browsers("region-coordinator").get(f"/plans/{plan_id}")
+    shown = text_of(page.text)
+    assert "1 behov från Kommun SE2120000357-DEMO2 undanhålls: samtycke saknas." in shown
+    assert "Kommunens uppgift" not in shown
+
+
+def test_a_personnummer_in_a_title_stays_out_of_the_page_title(web: Web, browsers: Any) -> None:
+    personnummer = new_personnummer("19750505")
+    plan = {**care_plan(personnummer, REGION), "title": f"SIP {personnummer}"}
+    plan_id = created_or_ok(web.region.sip.post("/fhir/CarePlan", json=plan, headers=FHIR_JSON))[
+        "id"
+    ]
+    page = browsers("region-coordinator").get(f"/plans/{plan_id}")
+    (title,) = re.findall(r"<title>([^<]*)</title>", page.text)
+    assert personnummer not in title and "SIP …" in title
+
+
 def test_edits_land_in_the_api(web: Web, browsers: Any) -> None:
     plan_id = draft_plan(web)
     coordinator = browsers("region-coordinator")
@@ -352,6 +372,16 @@ def test_activation_without_consent_is_explained_and_works_with_it(web: Web, bro
     page = coordinator.edit(plan_id, "activate", {})
     assert "Planen är aktiverad." in text_of(page.text)
     assert plan_json(web.region, plan_id)["status"] == "active"
+
+
+def test_activation_names_everything_the_plan_still_lacks(web: Web, browsers: Any) -> None:
+    plan_id = draft_plan(web)
+    page = browsers("region-coordinator").edit(plan_id, "activate", {})
+    assert page.status_code == 409
+    shown = text_of(page.text)
+    assert "Planen kan aktiveras först när både region och kommun deltar." in shown
+    assert "Registrera minst ett behov innan planen aktiveras." in shown
+    assert "Sätt ett datum för uppföljning innan planen aktiveras." in shown
 
 
 def test_closing_the_plan_needs_a_reason(web: Web, browsers: Any) -> None:

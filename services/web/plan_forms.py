@@ -970,6 +970,10 @@ def sentence(
     if rule.startswith("role-matrix-") or (status == 403 and not rule):
         role = texts.ROLE.get(user.role, user.role).lower()
         return f"Din roll ({role}) får inte {spec.legend.lower()}. Be en samordnare om hjälp."
+    if rule.startswith("activat"):
+        # The plan's own activation rules come together, the first one named as the rule.
+        named = re.findall(r"\b(activat[a-z]*(?:-[a-z]+)+):", issue.message) or [rule]
+        return " ".join(texts.RULE.get(r, r) for r in dict.fromkeys([rule, *named]))
     if rule in texts.RULE:
         return texts.RULE[rule]
     if status in (400, 422) and about is not None:

@@ -25,7 +25,7 @@ def withheld_sentences(plan: PlanView, *kinds: str) -> list[str]:
     """ "2 behov från Eskilstuna kommun undanhålls: samtycke saknas", per custodian and kind."""
     return [
         f"{w.count} {texts.WITHHELD_KIND.get(w.kind, w.kind)} från "
-        f"{'personen' if w.custodian == 'person' else plan.organization_name(w.custodian)} "
+        f"{'personen' if w.custodian == 'person' else organization_label(plan, w.custodian)} "
         "undanhålls: samtycke saknas."
         for w in plan.withheld_kinds(*kinds)
     ]
@@ -173,7 +173,7 @@ def differences(before: PlanView, now: PlanView) -> list[str]:
         if w.count > withheld_before.get((w.custodian, w.kind), 0):
             found.append(
                 f"Nya {texts.WITHHELD_KIND.get(w.kind, w.kind)} från "
-                f"{now.organization_name(w.custodian)} som du inte får se: samtycke saknas."
+                f"{organization_label(now, w.custodian)} som du inte får se: samtycke saknas."
             )
     if len(before.pending_changes) != len(now.pending_changes):
         found.append("Ändringarna som väntar på personens godkännande har ändrats.")

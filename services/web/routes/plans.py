@@ -172,7 +172,12 @@ def helpers(plan: PlanView) -> dict[str, Any]:
         "notes_of": notes_of,
         "principals": PRINCIPALS,
         "print_name": lambda who: print_name(plan, who),
+        "title": PERSON_NUMBER.sub("…", plan.title),
     }
+
+
+# A personnummer or samordningsnummer typed into a plan's title stays out of <title>.
+PERSON_NUMBER = re.compile(r"\b(?:[0-9]{2})?[0-9]{6}[-+]?[0-9]{4}\b")
 
 
 HSA_ID = re.compile(r"^SE[0-9]{10,12}(-[A-Za-z0-9]{1,20})?$")
