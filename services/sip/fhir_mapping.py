@@ -540,6 +540,7 @@ def care_team_to_fhir(plan: Plan) -> dict[str, Any]:
         members.append(_mark_proposal(member, plan, organization.hsa_id))
     for participant in plan.participants.values():
         member = {
+            "id": participant.id,  # participant-N: what attendees, invitees and performers name
             "role": [
                 {
                     "coding": [{"system": PARTICIPANT_ROLE_SYSTEM, "code": participant.kind}],

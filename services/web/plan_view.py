@@ -138,6 +138,7 @@ class Member:
     is_organization: bool
     pending: bool
     invitation: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None  # a person's participant id (participant-N), as operations name it
 
 
 @dataclass(frozen=True)
@@ -366,6 +367,7 @@ def _members(team: dict[str, Any] | None) -> list[Member]:
                 }
                 if invitation
                 else {},
+                id=participant.get("id"),
             )
         )
     return members

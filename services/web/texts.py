@@ -123,14 +123,78 @@ RULE = {
         "Sidorna under ”Mina planer” är till för personen själv, inloggad med e-legitimation. "
         "Som personal hittar du planerna i arbetslistan."
     ),
-    "person-approves": "Du kan bara godkänna ändringar i din egen plan.",
-    "person-withdraws": "Du kan bara avsluta din egen plan.",
     "own-plan": "Du kan bara ändra i din egen plan.",
     "consent-withdrawal-is-final": (
         "Samtycket är redan återkallat. Vill du dela igen ger du ett nytt samtycke."
     ),
     "consent-entered-in-error": "Samtycket registrerades av misstag och gäller inte.",
+    # The plan page's edits (services/web/plan_forms.py).
+    "activate-only-draft": "Bara ett utkast kan aktiveras.",
+    "activation-needs-both-principals": (
+        "Planen kan aktiveras först när både region och kommun deltar. Bjud in den som saknas."
+    ),
+    "activation-needs-overall-responsibility": (
+        "Ange vem som har huvudansvaret innan planen aktiveras."
+    ),
+    "activation-needs-a-need": "Registrera minst ett behov innan planen aktiveras.",
+    "activation-needs-an-intervention": "Lägg till minst en insats innan planen aktiveras.",
+    "activation-needs-follow-up-date": "Sätt ett datum för uppföljning innan planen aktiveras.",
+    "known-need": "Planen har inget sådant behov.",
+    "known-goal": "Planen har inget sådant mål.",
+    "known-intervention": "Planen har ingen sådan insats.",
+    "known-meeting": "Planen har inget sådant möte.",
+    "known-deviation": "Planen har ingen sådan avvikelse.",
+    "intervention-organization-takes-part": (
+        "Organisationen måste delta i planen. Bjud in den först."
+    ),
+    "participant-organization-takes-part": (
+        "En yrkesperson företräder en organisation som deltar i planen."
+    ),
+    "intervention-responsible-principal": "Välj region, kommun eller annan aktör som ansvarig.",
+    "intervention-status": "Välj en av statusarna i listan.",
+    "organization-kind": "Välj region, kommun eller annan aktör.",
+    "participant-kind": "Välj hur personen deltar.",
+    "close-reason": "Välj ett av skälen i listan.",
+    "approver": "Godkännandet kunde inte registreras så.",
+    "deviation-by-participant": "Bara en organisation som deltar i planen kan göra detta.",
+    "version-conflict": "Någon annan har ändrat planen medan du arbetade.",
+    # The conditions of the role matrix (docs/role-matrix.md).
+    "own-organization": "Bara din egen organisations planer kan ändras så.",
+    "starting-or-responsible": (
+        "Bara den organisation som startade planen eller som har huvudansvaret kan aktivera den."
+    ),
+    "principal-takes-part": (
+        "Bara en huvudman (region eller kommun) som deltar i planen kan göra detta."
+    ),
+    "organization-takes-part": "Bara en organisation som deltar i planen kan göra detta.",
+    "staff-record-a-meetings-approval": (
+        "Personal registrerar bara ett godkännande som personen gav på ett möte där personen "
+        "(eller vårdnadshavare eller ställföreträdare) deltog. Personen kan också godkänna "
+        "själv med sin egen inloggning."
+    ),
+    "person-approves": "Bara personen själv kan godkänna ändringar med sin inloggning.",
+    "overall-responsible": (
+        "Bara den organisation som har huvudansvaret för planen kan avsluta den."
+    ),
+    "person-withdraws": (
+        "Personen kan avsluta sin plan med skälet att hen inte längre vill ha en SIP."
+    ),
+    "deviation-against-caller": "Bara den organisation som avvikelsen gäller kan besvara den.",
 }
+# Goal.achievementStatus as the API gives it.
+GOAL_ACHIEVEMENT = {
+    "in-progress": "Pågår",
+    "improving": "Delvis uppnått",
+    "achieved": "Uppnått",
+    "not-achieved": "Inte uppnått",
+}
+GOAL_LIFECYCLE = {
+    "proposed": "Föreslaget, väntar på personens godkännande",
+    "active": "Aktivt",
+    "completed": "Avslutat",
+    "cancelled": "Avbrutet",
+}
+INVITATION_STATUS = {"invited": "Inbjuden", "accepted": "Har accepterat"}
 
 STATUS = {
     400: "Uppgifterna kunde inte tas emot.",

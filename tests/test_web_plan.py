@@ -1,0 +1,537 @@
+"""The plan screen over real HTTP: both services and the web client on loopback ports, the
+demo loaded, users signed in through the development sign-in and submitting the page's forms
+as a browser would; what the page shows, and what the API then holds."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from services.common.demo_identities import MUNICIPALITY, REGION
+from services.demo import load_demo
+from services.web.app import create_app
+from services.web.settings import WebSettings
+from tests.conftest import Caller, System, new_backend, running_system
+from tests.fhir_data import FHIR_JSON, care_plan, consent, created_or_ok, new_personnummer, run
+from tests.servers import http_client, serve
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@dataclass
+class Web:
+    url: str
+    system: System
+    demo: dict[str, str]  # the demo plans by state: active, draft, consent-withdrawn
+    region: Caller  # the API as the demo region's coordinator
+    municipality: Caller
+    personnummer: dict[str, str] = field(default_factory=dict)  # of the plans tests make
+
+
+@pytest.fixture(scope="module")
+def web(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+    with (
+        new_backend("sqlite", tmp_path_factory.mktemp("data"), request) as backend,
+        running_system(backend) as system,
+    ):
+        lines = load_demo(system.sip_url, system.consent_url, backend.issuer)
+        demo = {
+            found[2]: found[1]
+            for found in (re.search(r"CarePlan/(\S+) \((\S+)\)", line) for line in lines)
+            if found
+        }
+        settings = WebSettings(
+            sip_url=system.sip_url,
+            consent_url=system.consent_url,
+            dev_issuer=True,
+            key_dir=backend.data_dir,
+        )
+        with serve(create_app(settings)) as url:
+            yield Web(
+                url,
+                system,
+                demo,
+                system.as_caller(organization=REGION, unit=REGION),
+                system.as_caller(organization=MUNICIPALITY, unit=MUNICIPALITY),
+            )
+
+
+class Browser:
+    """One signed-in user: a cookie jar and the last page shown (whose CSRF token a form
+    carries)."""
+
+    def __init__(self, web: Web, user: str) -> None:
+        self.http = http_client(web.url, follow_redirects=True)
+        self.page = self.get("/signin")
+        self.page = self.submit("/signin/dev", {"user": user})
+        assert self.page.status_code == 200, self.page.text
+
+    def get(self, path: str) -> httpx.Response:
+        self.page = self.http.get(path)
+        return self.page
+
+    def submit(self, path: str, data: dict[str, Any]) -> httpx.Response:
+        found = CSRF.search(self.page.text)
+        assert found, "the page has no CSRF token"
+        self.page = self.http.post(path, data={"csrf_token": found[1], **data})
+        return self.page
+
+    def edit(self, plan_id: str, operation: str, data: dict[str, Any]) -> httpx.Response:
+        """Opens the plan and submits one of its forms with the version the page showed."""
+        page = self.get(f"/plans/{plan_id}")
+        assert f'id="form-{operation}"' in page.text, f"no form {operation} on the page"
+        return self.submit(f"/plans/{plan_id}/{operation}", {"version": version_on(page), **data})
+
+
+@pytest.fixture
+def browsers(web: Web) -> Iterator[Any]:
+    opened: list[Browser] = []
+
+    def open_as(user: str) -> Browser:
+        browser = Browser(web, user)
+        opened.append(browser)
+        return browser
+
+    yield open_as
+    for browser in opened:
+        browser.http.close()
+
+
+def version_on(page: httpx.Response) -> str:
+    found = re.search(r'name="version" value="(\d+)"', page.text)
+    assert found, "the page has no form with the plan's version"
+    return found[1]
+
+
+def text_of(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).strip()
+
+
+def field_errors(page: httpx.Response, field_id: str) -> str:
+    """The messages shown beside one input (its `field-error` paragraphs)."""
+    return " ".join(
+        re.findall(
+            rf'<p class="field-error" id="{re.escape(field_id)}-error-\d+">([^<]*)</p>', page.text
+        )
+    )
+
+
+def plan_json(caller: Caller, plan_id: str) -> dict[str, Any]:
+    answer = caller.sip.get(f"/fhir/CarePlan/{plan_id}")
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def draft_plan(web: Web, *, ready: bool = False) -> str:
+    """A new draft plan of the demo region's; `ready`: with everything activation needs but
+    the person's consent."""
+    personnummer = new_personnummer("19750505")
+    plan_id = created_or_ok(
+        web.region.sip.post(
+            "/fhir/CarePlan", json=care_plan(personnummer, REGION), headers=FHIR_JSON
+        )
+    )["id"]
+    web.personnummer[plan_id] = personnummer
+    if ready:
+        steps = [
+            ("invite-organization", {"organization": MUNICIPALITY, "kind": "municipality"}),
+            ("record-need", {"text": "Jag vill klara mig hemma"}),
+            (
+                "assign-intervention",
+                {
+                    "text": "Hemtjänst",
+                    "kind": "support",
+                    "need": "need-1",
+                    "performerOrganization": MUNICIPALITY,
+                    "responsiblePrincipal": "municipality",
+                    "responsibleOrganization": MUNICIPALITY,
+                },
+            ),
+            ("assign-overall-responsibility", {"organization": REGION}),
+            ("set-follow-up", {"date": "2027-03-01"}),
+        ]
+        for operation, values in steps:
+            created_or_ok(run(web.region.sip, plan_id, operation, **values))
+    return plan_id
+
+
+def give_consent(web: Web, plan_id: str) -> None:
+    created_or_ok(
+        web.region.consent.post(
+            "/fhir/Consent",
+            json=consent(web.personnummer[plan_id], organizations=(REGION, MUNICIPALITY)),
+            headers=FHIR_JSON,
+        )
+    )
+
+
+def active_plan(web: Web) -> str:
+    plan_id = draft_plan(web, ready=True)
+    give_consent(web, plan_id)
+    created_or_ok(web.region.sip.post(f"/fhir/CarePlan/{plan_id}/$activate"))
+    return plan_id
+
+
+def test_the_four_legal_elements_of_the_demo_plan(web: Web, browsers: Any) -> None:
+    page = browsers("region-coordinator").get(f"/plans/{web.demo['active']}")
+    assert page.status_code == 200, page.text
+    shown = text_of(page.text)
+    for heading in (
+        "1. Personens behov",
+        "2. Insatser och vem som ansvarar",
+        "3. Åtgärder av andra än region och kommun",
+        "4. Huvudansvar för planen",
+    ):
+        assert re.search(rf"<h3[^>]*>{re.escape(heading)}</h3>", page.text), heading
+    assert "Jag vill kunna bo kvar hemma och må bättre" in shown
+    assert "Önskemål: ”Samma personal så långt det går”" in shown
+    assert "Hemtjänst två gånger per dag" in shown
+    assert "Kommun: Eskilstuna kommun, socialtjänsten" in shown  # principal and organisation
+    assert "Inga åtgärder av andra registrerade ännu." in shown  # element 3, said plainly
+    assert re.search(r"Huvudman Region Sedan \d{4}-\d\d-\d\d", shown)
+    assert "Klara vardagen hemma med stöd" in shown and "2027-06-30" in shown
+    assert "Nästa uppföljning: 2027-03-01" in shown
+    assert f'href="/plans/{web.demo["active"]}/print"' in page.text
+    assert "Skriv ut planen" in shown
+    assert page.text.count("<h1") == 1
+    for operation in ("record-need", "assign-intervention", "close", "report-deviation"):
+        assert f'id="form-{operation}"' in page.text
+    assert 'id="form-activate"' not in page.text  # an active plan is not activated again
+
+
+def test_every_input_has_a_label(web: Web, browsers: Any) -> None:
+    page = browsers("region-coordinator").get(f"/plans/{web.demo['active']}")
+    labelled = set(re.findall(r'<label for="([^"]+)"', page.text))
+    inputs = re.findall(r"<(input|select|textarea)\b([^>]*)>", page.text)
+    checked = 0
+    for tag, attributes in inputs:
+        if 'type="hidden"' in attributes:
+            continue
+        found = re.search(r'id="([^"]+)"', attributes)
+        assert found and found[1] in labelled, (tag, attributes)
+        checked += 1
+    assert checked > 30
+    ids = re.findall(r'\bid="([^"]+)"', page.text)
+    assert len(ids) == len(set(ids)), "ids are unique"
+
+
+def test_an_empty_element_is_said_to_be_empty(web: Web, browsers: Any) -> None:
+    plan_id = draft_plan(web)
+    shown = text_of(browsers("region-coordinator").get(f"/plans/{plan_id}").text)
+    assert "Inga behov registrerade ännu." in shown
+    assert "Inga insatser registrerade ännu." in shown
+    assert "Ingen har huvudansvaret ännu." in shown
+    assert "Inga mål registrerade ännu." in shown
+
+
+def test_what_the_api_withholds_is_shown_as_withheld(web: Web, browsers: Any) -> None:
+    plan_id = draft_plan(web, ready=True)  # no consent: each principal's entries its own
+    created_or_ok(run(web.municipality.sip, plan_id, "record-need", text="Kommunens uppgift"))
+    page = browsers("region-coordinator").get(f"/plans/{plan_id}")
+    shown = text_of(page.text)
+    assert "1 behov från Kommun SE2120000357-DEMO2 undanhålls: samtycke saknas." in shown
+    assert "Kommunens uppgift" not in shown
+
+
+def test_a_personnummer_in_a_title_stays_out_of_the_page_title(web: Web, browsers: Any) -> None:
+    personnummer = new_personnummer("19750505")
+    plan = {**care_plan(personnummer, REGION), "title": f"SIP {personnummer}"}
+    plan_id = created_or_ok(web.region.sip.post("/fhir/CarePlan", json=plan, headers=FHIR_JSON))[
+        "id"
+    ]
+    page = browsers("region-coordinator").get(f"/plans/{plan_id}")
+    (title,) = re.findall(r"<title>([^<]*)</title>", page.text)
+    assert personnummer not in title and "SIP …" in title
+
+
+def test_edits_land_in_the_api(web: Web, browsers: Any) -> None:
+    plan_id = draft_plan(web)
+    coordinator = browsers("region-coordinator")
+
+    page = coordinator.edit(
+        plan_id, "record-need", {"text": "Jag vill ha hjälp med maten", "wishes": ""}
+    )
+    assert page.status_code == 200 and page.url.path == f"/plans/{plan_id}"
+    assert page.url.params["done"] == "record-need"
+    assert "Behovet är registrerat." in text_of(page.text)
+    need = next(c for c in plan_json(web.region, plan_id)["contained"] if c["id"] == "need-1")
+    assert need["code"]["text"] == "Jag vill ha hjälp med maten"
+    assert "note" not in need  # the empty optional field was left out
+
+    page = coordinator.edit(
+        plan_id,
+        "invite-organization",
+        {"organization": MUNICIPALITY, "kind": "municipality", "name": "Eskilstuna kommun"},
+    )
+    assert "Organisationen är inbjuden." in text_of(page.text)
+    page = coordinator.edit(
+        plan_id,
+        "assign-intervention",
+        {
+            "text": "Matlåda varje dag",
+            "kind": "support",
+            "responsiblePrincipal": "municipality",
+            "responsibleOrganization": MUNICIPALITY,
+            "performerOrganization": MUNICIPALITY,
+            "need": "need-1",
+            "start": "2027-01-01",
+        },
+    )
+    assert "Insatsen är tillagd." in text_of(page.text), text_of(page.text)
+    (activity,) = plan_json(web.region, plan_id)["activity"]
+    assert activity["id"] == "intervention-1"
+    assert activity["detail"]["description"] == "Matlåda varje dag"
+    assert activity["detail"]["reasonReference"] == [{"reference": "#need-1"}]
+    assert activity["detail"]["scheduledPeriod"]["start"] == "2027-01-01"
+    assert MUNICIPALITY in str(activity["detail"]["extension"])
+
+
+def test_a_refused_edit_is_explained_beside_its_field_and_writes_nothing(
+    web: Web, browsers: Any
+) -> None:
+    plan_id = draft_plan(web, ready=True)
+    before = plan_json(web.region, plan_id)["meta"]["versionId"]
+    coordinator = browsers("region-coordinator")
+
+    page = coordinator.edit(
+        plan_id,
+        "assign-intervention",
+        {
+            "text": "Samtalsstöd",
+            "kind": "treatment",
+            "responsiblePrincipal": "region",
+            "responsibleOrganization": MUNICIPALITY,  # not the region
+            "performerOrganization": REGION,
+        },
+    )
+    assert page.status_code == 409
+    assert "Den ansvariga organisationen måste höra till den huvudman som anges som ansvarig." in (
+        field_errors(page, "assign-intervention-responsibleOrganization")
+    )
+    assert "Samtalsstöd</textarea>" in page.text  # the user's input kept
+    assert re.search(r'<details[^>]*id="details-assign-intervention" open', page.text)
+
+    page = coordinator.edit(
+        plan_id, "invite-organization", {"organization": "SE12", "kind": "other"}
+    )
+    assert page.status_code == 400
+    assert "Ange ett giltigt HSA-id" in field_errors(page, "invite-organization-organization")
+    assert 'value="SE12"' in page.text
+
+    page = coordinator.edit(plan_id, "record-need", {"text": "  "})
+    assert page.status_code == 400
+    assert "Fyll i behovet, med personens egna ord." in field_errors(page, "record-need-text")
+    assert plan_json(web.region, plan_id)["meta"]["versionId"] == before
+
+
+def test_someone_else_changing_the_plan_first_gives_the_conflict_notice(
+    web: Web, browsers: Any
+) -> None:
+    plan_id = draft_plan(web, ready=True)
+    coordinator = browsers("region-coordinator")
+    page = coordinator.get(f"/plans/{plan_id}")
+    seen = version_on(page)
+    # Meanwhile a colleague records a need.
+    created_or_ok(run(web.region.sip, plan_id, "record-need", text="Jag vill träffa vänner"))
+
+    page = coordinator.submit(
+        f"/plans/{plan_id}/record-need", {"version": seen, "text": "Jag vill sova bättre"}
+    )
+    assert page.status_code == 409
+    shown = text_of(page.text)
+    assert "Någon annan hann ändra planen före dig." in shown
+    assert re.search(r"\d\d:\d\d: Registrera ett behov \(Region SE2321000032-DEMO1\)", shown)
+    assert "Nytt behov: ”Jag vill träffa vänner”" in shown
+    assert "Jag vill sova bättre</textarea>" in page.text  # the form prefilled
+    assert re.search(r'<details[^>]*id="details-record-need" open', page.text)
+    assert version_on(page) == plan_json(web.region, plan_id)["meta"]["versionId"] != seen
+    assert "Jag vill sova bättre" not in str(plan_json(web.region, plan_id))
+
+
+def test_activation_without_consent_is_explained_and_works_with_it(web: Web, browsers: Any) -> None:
+    plan_id = draft_plan(web, ready=True)
+    coordinator = browsers("region-coordinator")
+
+    page = coordinator.edit(plan_id, "activate", {})
+    assert page.status_code == 409
+    shown = text_of(page.text)
+    assert "Planen kan inte aktiveras" in shown
+    assert "uppgifter från kommunen" in shown and "till regionen" in shown
+    assert "Registrera personens samtycke" in shown
+    assert "not permitted" not in shown
+    assert plan_json(web.region, plan_id)["status"] == "draft"
+
+    give_consent(web, plan_id)
+    page = coordinator.edit(plan_id, "activate", {})
+    assert "Planen är aktiverad." in text_of(page.text)
+    assert plan_json(web.region, plan_id)["status"] == "active"
+
+
+def test_activation_names_everything_the_plan_still_lacks(web: Web, browsers: Any) -> None:
+    plan_id = draft_plan(web)
+    page = browsers("region-coordinator").edit(plan_id, "activate", {})
+    assert page.status_code == 409
+    shown = text_of(page.text)
+    assert "Planen kan aktiveras först när både region och kommun deltar." in shown
+    assert "Registrera minst ett behov innan planen aktiveras." in shown
+    assert "Sätt ett datum för uppföljning innan planen aktiveras." in shown
+
+
+def test_closing_the_plan_needs_a_reason(web: Web, browsers: Any) -> None:
+    plan_id = active_plan(web)
+    coordinator = browsers("region-coordinator")
+
+    page = coordinator.edit(plan_id, "close", {"reason": "replaced", "replacedBy": ""})
+    assert page.status_code == 409
+    assert "Ange vilken plan som ersätter denna." in field_errors(page, "close-replacedBy")
+
+    page = coordinator.edit(plan_id, "close", {"reason": "goals-reached", "note": "Klart"})
+    shown = text_of(page.text)
+    assert "Planen är avslutad." in shown
+    assert "Avslutad: Målen är nådda — Klart" in shown
+    assert plan_json(web.region, plan_id)["status"] == "completed"
+    assert 'id="form-' not in page.text  # a closed plan offers no edits
+
+
+def test_a_meetings_approval_puts_the_proposals_in_force(web: Web, browsers: Any) -> None:
+    plan_id = active_plan(web)
+    coordinator = browsers("region-coordinator")
+    coordinator.edit(plan_id, "add-participant", {"kind": "person", "name": "Tolvan"})
+    page = coordinator.edit(plan_id, "record-need", {"text": "Jag vill börja jobba"})
+    shown = text_of(page.text)
+    assert "Ändringen gäller när personen har godkänt den." in shown
+    assert "Nytt behov: ”Jag vill börja jobba”" in shown  # pending, in Swedish
+
+    page = coordinator.edit(
+        plan_id,
+        "schedule-meeting",
+        {
+            "start": "2027-01-12T10:00",
+            "end": "2027-01-12T11:00",
+            "location": "Vårdcentralen",
+            "invitee": "participant-1",
+        },
+    )
+    assert "Mötet är bokat." in text_of(page.text)
+    meeting = web.region.sip.get(f"/fhir/Appointment/{plan_id}-meeting-1").json()
+    assert meeting["start"] == "2027-01-12T09:00:00.000Z"  # Swedish winter time is UTC+1
+    assert "2027-01-12 10:00" in text_of(page.text)
+
+    page = coordinator.edit(
+        plan_id,
+        "record-meeting",
+        {"meeting": "meeting-1", "attendee": ["participant-1"], "notes": "Bra möte"},
+    )
+    assert "Mötet är registrerat." in text_of(page.text)
+    assert plan_json(web.region, plan_id).get("extension")  # proposals still pending
+    page = coordinator.edit(plan_id, "approve-changes", {"meeting": "meeting-1"})
+    assert "Godkännandet är registrerat" in text_of(page.text), text_of(page.text)
+    assert "Inga ändringar väntar på godkännande." in text_of(page.text)
+    plan = plan_json(web.region, plan_id)
+    assert "pending-approval" not in str(plan)
+    assert "Jag vill börja jobba" in str(plan["contained"])
+
+
+def test_a_cost_allocation_is_sent_as_shares(web: Web, browsers: Any) -> None:
+    plan_id = draft_plan(web, ready=True)
+    coordinator = browsers("region-coordinator")
+    page = coordinator.get(f"/plans/{plan_id}")
+    assert 'name="share-0-organization"' in page.text
+    page = coordinator.edit(
+        plan_id,
+        "allocate-cost",
+        {
+            "intervention": "intervention-1",
+            "share-0-organization": REGION,
+            "share-0-percent": "40",
+            "share-1-organization": MUNICIPALITY,
+            "share-1-percent": "60,0",
+            "periodStart": "2027-01-01",
+        },
+    )
+    assert "Kostnadsfördelningen är föreslagen." in text_of(page.text), text_of(page.text)
+    cost = str(plan_json(web.region, plan_id)["activity"][0]["detail"]["extension"])
+    assert "'valueDecimal': 40.0" in cost and "'valueDecimal': 60.0" in cost
+
+
+def test_the_printable_plan_is_for_the_person(web: Web, browsers: Any) -> None:
+    plan_id = web.demo["active"]
+    page = browsers("region-coordinator").get(f"/plans/{plan_id}/print")
+    assert page.status_code == 200
+    assert "<form" not in page.text
+    assert 'media="print"' in page.text
+    shown = text_of(page.text)
+    assert "Din samordnade individuella plan" in shown
+    assert "Jag vill kunna bo kvar hemma och må bättre" in shown
+    assert "”Klara vardagen hemma med stöd” – till 2027-06-30" in shown
+    assert "Hemtjänst två gånger per dag" in shown
+    assert "Planen följs upp 2027-03-01" in shown
+    assert "har huvudansvaret för din plan" in shown
+    assert f"Utskriven {datetime.now(ZoneInfo('Europe/Stockholm')).date()}" in shown
+    for internal in (plan_id, "intervention-", "need-1", REGION, MUNICIPALITY):
+        assert internal not in shown
+
+
+def test_an_outsider_finds_no_plan(web: Web, browsers: Any) -> None:
+    outsider = browsers("outsider-coordinator")
+    for path in (f"/plans/{web.demo['active']}", f"/plans/{web.demo['active']}/print"):
+        page = outsider.get(path)
+        assert page.status_code == 404
+        shown = text_of(page.text)
+        assert "Det finns ingen sådan plan som du får se." in shown
+        assert "Jag vill kunna bo kvar hemma" not in shown
+    before = plan_json(web.region, web.demo["active"])["meta"]["versionId"]
+    page = outsider.submit(
+        f"/plans/{web.demo['active']}/record-need", {"version": before, "text": "Intrång"}
+    )
+    assert page.status_code == 404
+    assert plan_json(web.region, web.demo["active"])["meta"]["versionId"] == before
+
+
+def test_a_form_without_the_csrf_token_is_refused(web: Web, browsers: Any) -> None:
+    plan_id = draft_plan(web)
+    coordinator = browsers("region-coordinator")
+    page = coordinator.get(f"/plans/{plan_id}")
+    answer = coordinator.http.post(
+        f"/plans/{plan_id}/record-need", data={"version": version_on(page), "text": "Falsk"}
+    )
+    assert answer.status_code == 403
+    assert "Formuläret kunde inte tas emot" in text_of(answer.text)
+    assert "contained" not in plan_json(web.region, plan_id)
+
+
+def test_an_auditor_sees_no_forms_and_is_refused_readably(web: Web, browsers: Any) -> None:
+    auditor = browsers("region-auditor")
+    page = auditor.get(f"/plans/{web.demo['active']}")
+    assert page.status_code == 200
+    assert "Jag vill kunna bo kvar hemma och må bättre" in text_of(page.text)
+    assert 'id="form-' not in page.text and 'name="version"' not in page.text
+    before = plan_json(web.region, web.demo["active"])["meta"]["versionId"]
+    page = auditor.submit(
+        f"/plans/{web.demo['active']}/record-need", {"version": before, "text": "Granskning"}
+    )
+    assert page.status_code == 403
+    assert "Din roll (granskare) får inte registrera ett behov." in text_of(page.text)
+    assert plan_json(web.region, web.demo["active"])["meta"]["versionId"] == before
+
+
+def test_a_professional_sees_the_professionals_forms(web: Web, browsers: Any) -> None:
+    page = browsers("region-professional").get(f"/plans/{web.demo['active']}")
+    for operation in ("record-need", "set-goal", "set-intervention-status", "report-deviation"):
+        assert f'id="form-{operation}"' in page.text
+    for operation in ("assign-intervention", "close", "invite-organization", "allocate-cost"):
+        assert f'id="form-{operation}"' not in page.text
+
+
+def test_an_unknown_operation_is_not_found(web: Web, browsers: Any) -> None:
+    coordinator = browsers("region-coordinator")
+    coordinator.get(f"/plans/{web.demo['active']}")
+    page = coordinator.submit(f"/plans/{web.demo['active']}/as-of", {"version": "1"})
+    assert page.status_code == 404
