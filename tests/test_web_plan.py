@@ -535,3 +535,30 @@ def test_an_unknown_operation_is_not_found(web: Web, browsers: Any) -> None:
     coordinator.get(f"/plans/{web.demo['active']}")
     page = coordinator.submit(f"/plans/{web.demo['active']}/as-of", {"version": "1"})
     assert page.status_code == 404
+
+
+def test_the_invited_municipality_finds_the_invitation_in_its_worklist_and_accepts_it(
+    web: Web, browsers: Any
+) -> None:
+    plan_id = draft_plan(web)
+    created_or_ok(
+        run(web.region.sip, plan_id, "invite-organization", organization=MUNICIPALITY,
+            kind="municipality")
+    )  # fmt: skip
+    municipality = browsers("municipality-coordinator")
+    waiting = municipality.get("/worklist?filter=invitations")
+    assert f"/plans/{plan_id}" in waiting.text
+    region = browsers("region-coordinator")
+    assert 'id="form-accept-invitation"' not in region.get(f"/plans/{plan_id}").text
+    accepted = municipality.edit(
+        plan_id, "accept-invitation", {"unit": MUNICIPALITY, "contact": "Omar Said, 016-71 00"}
+    )
+    assert accepted.status_code == 200, accepted.text
+    assert "Ni har accepterat inbjudan" in text_of(accepted.text)
+    assert 'id="form-accept-invitation"' not in accepted.text
+    team = web.municipality.sip.get(f"/fhir/CareTeam/{plan_id}-team").json()
+    member = next(
+        p for p in team["participant"] if p["member"]["identifier"]["value"] == MUNICIPALITY
+    )
+    assert "Omar Said, 016-71 00" in str(member["extension"])
+    assert f"/plans/{plan_id}" not in municipality.get("/worklist?filter=invitations").text

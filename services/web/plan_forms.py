@@ -177,6 +177,14 @@ def is_open(plan: PlanView) -> bool:
     return plan.status in ("draft", "active")
 
 
+def invited_not_accepted(plan: PlanView, user: SignedInUser) -> bool:
+    """The user's organisation was invited to the plan and has not yet said it takes part."""
+    return any(
+        m.organization == user.organization and m.invitation.get("status") == "invited"
+        for m in plan.organizations
+    )
+
+
 def principal_user(plan: PlanView, user: SignedInUser) -> bool:
     return any(
         m.organization == user.organization and m.kind in PRINCIPALS and not m.pending
@@ -433,6 +441,20 @@ FORMS: dict[str, FormSpec] = {
             },
             offered=lambda plan, user: is_open(plan),
             proposes=True,
+        ),
+        FormSpec(
+            "accept-invitation",
+            "Acceptera inbjudan",
+            "participants",
+            STAFF,
+            (
+                _hsa("unit", "Er enhet som deltar", hint=f"Valfritt. {HSA_HINT}"),
+                _text("contact", "Kontaktperson hos er", hint="Valfritt: namn och telefon."),
+            ),
+            "Acceptera inbjudan",
+            "Ni har accepterat inbjudan och deltar i planen.",
+            rule_fields={"invitation-accepted-once": FORM_ERROR},
+            offered=lambda plan, user: is_open(plan) and invited_not_accepted(plan, user),
         ),
         FormSpec(
             "add-participant",
