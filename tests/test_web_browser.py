@@ -34,6 +34,33 @@ def browser(demo: SipUp) -> Iterator[object]:
         yield browser
 
 
+def demo_plan(demo: SipUp, person: str) -> str:
+    """The id of the demo plan `sip up --demo` printed for the person."""
+    line = next(line for line in demo.lines if f"demo: {person}: CarePlan/" in line)
+    return line.split("CarePlan/", 1)[1].split()[0]
+
+
+def submit(page, operation: str, values: dict[str, str | list[str] | bool]) -> None:
+    """Opens one of the plan page's forms, fills it in as a user would, and sends it."""
+    details = page.locator(f"#details-{operation}")
+    if details.count() and details.get_attribute("open") is None:
+        details.locator("summary").click()
+    form = page.locator(f"#form-{operation}")
+    for name, value in values.items():
+        field = form.locator(f"[name='{name}']")
+        if isinstance(value, bool):
+            field.set_checked(value)
+        elif isinstance(value, list):
+            for each in value:
+                form.locator(f"[name='{name}'][value='{each}']").check()
+        elif field.first.evaluate("e => e.tagName") == "SELECT":
+            field.select_option(value)
+        else:
+            field.fill(value)
+    form.locator("button[type=submit]").click()
+    page.wait_for_load_state()
+
+
 def sign_in(browser, demo: SipUp, user: str):
     context = browser.new_context(base_url=demo.web_url, locale="sv-SE")
     page = context.new_page()
@@ -67,3 +94,84 @@ def test_the_persons_own_pages_pass_the_accessibility_checks(browser, demo):
     page.goto("/me/access-log")
     check_screen(page, "person-access-log")
     page.context.close()
+
+
+def test_someone_elses_change_first_shows_what_changed_and_lets_the_user_redo_the_edit(
+    browser, demo
+):
+    plan = demo_plan(demo, "Anna Andersson")
+    first = sign_in(browser, demo, "region-coordinator")
+    second = sign_in(browser, demo, "region-professional")
+    first.goto(f"/plans/{plan}")
+    second.goto(f"/plans/{plan}")  # both see the same version
+    submit(first, "record-need", {"text": "Stöd med ekonomin"})
+    assert "Stöd med ekonomin" in first.locator("main").inner_text()
+    submit(second, "record-need", {"text": "Hjälp att komma till läkaren"})
+    conflict = second.locator("#conflict")
+    assert conflict.is_visible()
+    assert "Någon annan hann ändra planen före dig" in conflict.inner_text()
+    assert "behov" in conflict.inner_text().lower()  # what the other one changed
+    check_screen(second, "plan-conflict")
+    kept = second.locator("#form-record-need [name='text']")
+    assert kept.input_value() == "Hjälp att komma till läkaren"  # nothing typed is lost
+    second.locator("#form-record-need button[type=submit]").click()
+    second.wait_for_load_state()
+    shown = second.locator("main").inner_text()
+    assert "Hjälp att komma till läkaren" in shown and "Stöd med ekonomin" in shown
+    first.context.close()
+    second.context.close()
+
+
+def test_an_organisation_outside_the_plan_finds_nothing(browser, demo):
+    page = sign_in(browser, demo, "outsider-coordinator")
+    assert "Alla planer (0)" in page.locator("main").inner_text()
+    for person in ("Tolvan Tolvansson", "Anna Andersson", "Erik Eriksson"):
+        answer = page.goto(f"/plans/{demo_plan(demo, person)}")
+        assert answer.status == 404
+        assert "Hittades inte" in page.locator("h1").inner_text()
+        assert person not in page.content()
+    check_screen(page, "outsider-not-found")
+    page.context.close()
+
+
+def test_the_person_writes_a_goal_approves_a_change_and_withdraws_consent(browser, demo):
+    """Last in the module: the withdrawal changes what the municipality sees of the plan."""
+    plan = demo_plan(demo, "Tolvan Tolvansson")
+    region = sign_in(browser, demo, "region-coordinator")
+    region.goto(f"/plans/{plan}")
+    submit(
+        region,
+        "assign-intervention",
+        {
+            "text": "Stöd att hitta en sysselsättning",
+            "kind": "support",
+            "responsiblePrincipal": "region",
+            "responsibleOrganization": "SE2321000032-DEMO1",
+            "performerOrganization": "SE2321000032-DEMO1",
+        },
+    )
+    assert "godkänn" in region.locator("main").inner_text().lower()  # waits for the person
+    person = sign_in(browser, demo, "person")
+    person.goto(f"/me/plans/{plan}")
+    person.locator("#form-set-goal [name='text']").fill("Jag vill kunna laga mat själv")
+    person.locator("#form-set-goal button[type=submit]").click()
+    person.wait_for_load_state()
+    assert "Jag vill kunna laga mat själv" in person.locator("main").inner_text()
+    assert "Stöd att hitta en sysselsättning" in person.locator("main").inner_text()
+    person.locator("#form-approve-changes button[type=submit]").click()
+    person.wait_for_load_state()
+    assert person.locator("#form-approve-changes").count() == 0  # nothing waits any more
+    person.goto("/me/consents")
+    person.locator("a[id^='withdraw-']").first.click()
+    assert "kommer inte längre" in person.locator("main").inner_text()  # said before
+    check_screen(person, "person-withdraw")
+    person.locator("#form-withdraw button[type=submit]").click()
+    person.wait_for_load_state()
+    municipality = sign_in(browser, demo, "municipality-coordinator")
+    municipality.goto(f"/plans/{plan}")
+    withheld = municipality.locator(".withheld").all_inner_texts()
+    assert any("undanhålls" in text and "Region" in text for text in withheld), withheld
+    assert "Samtalsbehandling varannan vecka" not in municipality.locator("main").inner_text()
+    check_screen(municipality, "plan-withheld")
+    for page in (region, person, municipality):
+        page.context.close()
