@@ -128,6 +128,7 @@ def load_demo(sip_url: str, consent_url: str, issuer: DevIssuer) -> list[str]:
         subject="demo-coordinator",
         role="coordinator",
         organization=REGION,
+        unit=REGION,  # the unit each version was made from, in Provenance and the timeline
         scopes=default_scopes("coordinator"),
         lifetime_seconds=600,
     )

@@ -10,11 +10,12 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from starlette.responses import HTMLResponse
 
-from services.web import texts
+from services.web import texts, times
 from services.web.session import CSRF_FIELD, csrf_token
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 TEMPLATES.env.globals.update(texts=texts, CSRF_FIELD=CSRF_FIELD)
+TEMPLATES.env.globals["times"] = times  # local Swedish time of FHIR instants
 
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:

@@ -184,7 +184,12 @@ RULE = {
 # Goal.achievementStatus as the API gives it.
 GOAL_ACHIEVEMENT = {
     "in-progress": "Pågår",
+    # The SIP service gives a partly achieved goal as `improving`.
     "improving": "Delvis uppnått",
+    "worsening": "Går bakåt",
+    "no-change": "Ingen förändring",
+    "sustaining": "Upprätthålls",
+    "no-progress": "Inga framsteg",
     "achieved": "Uppnått",
     "not-achieved": "Inte uppnått",
 }
@@ -230,3 +235,89 @@ def parameter_of(issue: Issue) -> str | None:
         if issue.message.startswith(quote):
             return issue.message[1:].split(quote, 1)[0] or None
     return None
+
+
+# Starting a plan, registering consent and the plan's timeline (routes/start.py, timeline.py).
+INITIATIVE = {
+    "region-unit": "En enhet i regionen",
+    "municipal-unit": "En enhet i kommunen",
+    "person": "Personen själv",
+    "relative": "En närstående",
+}
+CONSENT_GIVER_ROLE = {
+    "person": "Personen själv",
+    "guardian": "Vårdnadshavare",
+    "child": "Barnet självt (bedömt moget nog)",
+    "god-man": "God man",
+    "forvaltare": "Förvaltare",
+    "representative": "Annan ställföreträdare",
+}
+CONSENT_FORM = {"written": "Skriftligt", "oral": "Muntligt", "digital": "Digitalt"}
+CONSENT_KIND = {"permit": "Samtycke", "block": "Spärr"}
+CONSENT_STATE = {
+    "active": "Gäller",
+    "withdrawn": "Återkallat",
+    "expired": "Har gått ut",
+    "not-yet": "Gäller från ett senare datum",
+    "entered-in-error": "Registrerat av misstag",
+}
+CONSENT_CATEGORY = {
+    "sip": "att en SIP upprättas",
+    "sip-plan": "planens innehåll (behov, mål, insatser, ansvar)",
+    "health-care": "uppgifter från regionens journaler",
+    "social-services": "uppgifter från socialtjänstens akter",
+    "relatives": "att närstående deltar",
+    "cooperation": "samverkan mellan huvudmännen utan SIP",
+}
+# Provenance.activity.text: the operation's name, or the event's for a creation.
+COMMAND = {
+    "Started": "Planen påbörjad",
+    "invite-organization": "Organisation inbjuden",
+    "accept-invitation": "Inbjudan accepterad",
+    "add-participant": "Deltagare tillagd",
+    "record-need": "Behov registrerat",
+    "set-goal": "Mål satt",
+    "revise-goal": "Mål ändrat",
+    "assess-goal": "Mål bedömt",
+    "assign-intervention": "Insats tilldelad",
+    "set-intervention-status": "Insatsens status ändrad",
+    "assign-overall-responsibility": "Huvudansvar tilldelat",
+    "schedule-meeting": "SIP-möte planerat",
+    "record-meeting": "SIP-möte dokumenterat",
+    "set-follow-up": "Uppföljning planerad",
+    "record-follow-up": "Uppföljning genomförd",
+    "allocate-cost": "Kostnadsfördelning föreslagen",
+    "agree-cost-allocation": "Kostnadsfördelning godkänd",
+    "approve-changes": "Ändringar godkända",
+    "activate": "Planen aktiverad",
+    "close": "Planen avslutad",
+    "report-deviation": "Avvikelse rapporterad",
+    "answer-deviation": "Avvikelse besvarad",
+    "consent-withdrawn": "Samtycke har upphört (noterat av systemet)",
+}
+RULE.update(
+    {
+        "consent-period-order": "Samtyckets slutdatum ligger före startdatumet.",
+        "consent-maturity-judgement": (
+            "Ett barn samtycker själv bara när någon har bedömt att barnet är moget nog: ange "
+            "vem som bedömde, när (inte ett datum framåt i tiden) och på vilken grund. Annars "
+            "är det vårdnadshavarna som samtycker."
+        ),
+        "consent-giver-role": "Ange i vilken egenskap samtycket lämnas.",
+        "consent-performer": "Ange vem som lämnade samtycket.",
+        "consent-organization-hsa-id": (
+            "Ange organisationernas HSA-id, till exempel SE2321000016-7P31."
+        ),
+        "consent-form": "Ange hur samtycket lämnades: skriftligt eller muntligt.",
+        "consent-category-required": "Ange vad samtycket gäller.",
+        "valid-person-identifier": (
+            "Personnumret är inte giltigt: kontrollera födelsedatumet och kontrollsiffran."
+        ),
+        "valid-datetime": "Datumet kunde inte läsas. Skriv det som ÅÅÅÅ-MM-DD.",
+        "organization-kind": "Ange vilken sorts organisation det är: region, kommun eller annan.",
+        "plan-starting-organization": "Planen startas av din egen organisation.",
+        "sip-initiative": "Ange vem som tog initiativet till planen.",
+        "own-organization": "Du kan bara starta en plan för din egen organisation.",
+        "plan-starts-as-draft": "En ny plan börjar som utkast.",
+    }
+)
