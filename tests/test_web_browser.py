@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from contracts.identifiers import with_check_digit
+from services.common.demo_identities import MUNICIPALITY, REGION
 from tests.browser import check_screen, chromium, require_browser
 from tests.conftest import Backend
 from tests.sip_up import SipUp
@@ -94,6 +96,107 @@ def test_the_persons_own_pages_pass_the_accessibility_checks(browser, demo):
     page.goto("/me/access-log")
     check_screen(page, "person-access-log")
     page.context.close()
+
+
+def test_a_plan_from_first_call_to_activation_printing_and_the_auditors_timeline(browser, demo):
+    """The region starts a plan, registers consent and invites the municipality; the
+    municipality finds the invitation in its worklist, accepts and adds its intervention; the
+    meeting is recorded, the follow-up set, the plan activated and printed; an auditor reads
+    the timeline. Every screen passes the accessibility checks."""
+    region = sign_in(browser, demo, "region-coordinator")
+    region.goto("/plans/new")
+    check_screen(region, "start-plan")
+    region.fill("[name='personnummer']", with_check_digit("19550405981"))
+    region.fill("[name='name']", "Greta Gustavsson")
+    region.check("#initiative-region-unit")
+    region.fill("[name='description']", "Behöver stöd från både psykiatrin och hemtjänsten")
+    region.locator("#form-create-plan button[type=submit]").click()
+    region.wait_for_load_state()
+    assert "/start/consent" in region.url
+    plan = region.url.split("/plans/", 1)[1].split("/", 1)[0]
+    check_screen(region, "start-consent")
+    region.check("#giver_role-person")
+    region.check("#form-written")
+    region.fill("[name='municipality']", MUNICIPALITY)
+    region.fill("[name='period_start']", "2026-01-01")
+    region.locator("#form-register-consent button[type=submit]").click()
+    region.wait_for_load_state()
+    assert "/start/invite" in region.url, region.locator("main").inner_text()
+    region.fill("[name='organization']", MUNICIPALITY)
+    region.check("#kind-municipality")
+    region.fill("[name='name']", "Eskilstuna kommun, socialtjänsten")
+    region.locator("#form-invite-organization button[type=submit]").click()
+    region.wait_for_load_state()
+    assert region.url.endswith(f"/plans/{plan}"), region.locator("main").inner_text()
+    submit(region, "record-need", {"text": "Jag vill må bättre och klara hemmet"})
+    submit(
+        region,
+        "assign-intervention",
+        {
+            "text": "Samtalsstöd varje vecka",
+            "kind": "treatment",
+            "responsiblePrincipal": "region",
+            "responsibleOrganization": REGION,
+            "performerOrganization": REGION,
+            "need": ["need-1"],
+        },
+    )
+    submit(region, "assign-overall-responsibility", {"organization": REGION})
+    submit(region, "add-participant", {"kind": "person", "name": "Greta Gustavsson"})
+
+    municipality = sign_in(browser, demo, "municipality-coordinator")
+    municipality.goto("/worklist?filter=invitations")
+    check_screen(municipality, "worklist-invitations")
+    municipality.get_by_role("link", name="SIP för Greta Gustavsson", exact=True).click()
+    municipality.wait_for_load_state()
+    submit(municipality, "accept-invitation", {"contact": "Omar Said, 016-710 00 00"})
+    assert "Ni har accepterat inbjudan" in municipality.locator("main").inner_text()
+    submit(
+        municipality,
+        "assign-intervention",
+        {
+            "text": "Hemtjänst morgon och kväll",
+            "kind": "support",
+            "responsiblePrincipal": "municipality",
+            "responsibleOrganization": MUNICIPALITY,
+            "performerOrganization": MUNICIPALITY,
+            "need": ["need-1"],
+        },
+    )
+    assert "Hemtjänst morgon och kväll" in municipality.locator("main").inner_text()
+
+    region.reload()
+    submit(
+        region,
+        "schedule-meeting",
+        {"start": "2026-12-10T10:00", "end": "2026-12-10T11:00", "location": "Vårdcentralen"},
+    )
+    submit(
+        region,
+        "record-meeting",
+        {"meeting": "meeting-1", "attendee": ["participant-1"], "notes": "Planen gicks igenom"},
+    )
+    submit(region, "set-follow-up", {"date": "2027-02-01"})
+    submit(region, "activate", {})
+    shown = region.locator("main").inner_text()
+    assert "Aktiv" in shown, shown
+    for promised in ("Samtalsstöd varje vecka", "Hemtjänst morgon och kväll"):
+        assert promised in shown
+    check_screen(region, "plan")
+    region.goto(f"/plans/{plan}/print")
+    assert region.locator("form").count() == 0
+    printed = region.locator("body").inner_text()
+    assert "Hemtjänst morgon och kväll" in printed and "2027-02-01" in printed
+    check_screen(region, "plan-print")
+
+    auditor = sign_in(browser, demo, "region-auditor")
+    auditor.goto(f"/plans/{plan}/timeline")
+    timeline = auditor.locator("main").inner_text()
+    assert "Karin Lind" in timeline or "region-coordinator" in timeline
+    assert "Omar Said" in timeline or "municipality-coordinator" in timeline
+    check_screen(auditor, "timeline")
+    for page in (region, municipality, auditor):
+        page.context.close()
 
 
 def test_someone_elses_change_first_shows_what_changed_and_lets_the_user_redo_the_edit(
