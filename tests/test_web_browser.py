@@ -80,7 +80,7 @@ def test_sign_in_and_the_worklist_pass_the_accessibility_checks(browser, demo):
     page = sign_in(browser, demo, "region-coordinator")
     assert page.url.endswith("/worklist")
     assert page.get_by_role("heading", level=1).inner_text() == "Arbetslista"
-    assert page.get_by_role("link", name="SIP för Tolvan Tolvansson").is_visible()
+    assert page.get_by_role("link", name="SIP för Tolvan Tolvansson", exact=True).is_visible()
     check_screen(page, "worklist")
     page.context.close()
 
