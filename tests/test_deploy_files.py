@@ -116,3 +116,23 @@ def test_fhir_links_follow_the_forwarded_host_and_scheme(system):
     # Without the headers (nginx's default Host is the upstream's name) the links are wrong:
     upstream = system.sip.get("/fhir/metadata", headers={"Host": "sip_plans"}).json()
     assert "http://sip_plans/fhir" in str(upstream)
+
+
+def test_every_file_the_services_ship_besides_code_is_package_data():
+    """`pip install .` (the image, the units' virtualenv) copies only what pyproject names:
+    the web client's templates and styles left out, it would not start."""
+    import tomllib
+    from fnmatch import fnmatch
+
+    root = DEPLOY.parent
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    package_data = setuptools.get("package-data", {})
+    for path in (root / "services").rglob("*"):
+        if not path.is_file() or path.suffix in (".py", ".pyc"):
+            continue
+        relative = path.relative_to(root)
+        assert any(
+            fnmatch(str(relative), f"{package.replace('.', '/')}/{pattern}")
+            for package, patterns in package_data.items()
+            for pattern in patterns
+        ), f"{relative} is not package data in pyproject.toml"
