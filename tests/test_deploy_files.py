@@ -3,14 +3,21 @@ parses and its replicas' environment passes the services' own check; the systemd
 keys in a state directory and migrate before start; nginx passes Host and X-Forwarded-*, and
 the services then build their FHIR links from them, not from the upstream's name."""
 
+import importlib
+import os
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
 from services.common.settings import ServiceSettings
 from tests.fhir_data import FHIR_JSON, care_plan, new_personnummer
+from tests.servers import free_port, wait_until
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 REPLICAS = ["sip-1", "sip-2", "consent-1", "consent-2"]
@@ -70,6 +77,102 @@ def test_the_systemd_units_keep_keys_in_the_state_directory_and_migrate_first(se
     assert "SIP_KEY_DIR=/var/lib/sip/keys" in unit
     assert f"ExecStartPre=/opt/sip/venv/bin/sip migrate --service {short}\n" in unit
     assert "--proxy-headers --forwarded-allow-ips 127.0.0.1" in unit
+
+
+UNITS = ["sip-plans", "sip-consent", "sip-web"]
+HARDENING = ["DynamicUser=yes", "UMask=0077", "NoNewPrivileges=yes", "PrivateTmp=yes",
+             "ProtectHome=yes", "Restart=on-failure"]  # fmt: skip
+
+
+def unit(name):
+    return (DEPLOY / "systemd" / f"{name}@.service").read_text()
+
+
+@pytest.mark.parametrize("name", UNITS)
+def test_every_unit_is_one_hardened_replica_on_its_instances_port_behind_local_nginx(name):
+    text = unit(name)
+    for line in HARDENING:
+        assert f"\n{line}\n" in text, line
+    assert "EnvironmentFile=/etc/sip/sip.env" in text
+    assert "--host 127.0.0.1 --port %i --no-access-log" in text
+    assert "--proxy-headers --forwarded-allow-ips 127.0.0.1" in text
+
+
+def test_the_web_client_unit_keeps_no_state_and_cannot_read_the_services_keys():
+    text = unit("sip-web")
+    assert "StateDirectory" not in text and "ExecStartPre" not in text  # no data, no schema
+    assert "User=sip-web\n" in text  # not the services' user, who owns /var/lib/sip
+    # The development issuer's trial gives it their user and keys, in a drop-in of its own.
+    trial = (DEPLOY / "systemd" / "sip-web@.service.d" / "development-issuer.conf").read_text()
+    assert "User=sip\n" in trial and "StateDirectory=sip sip/keys" in trial
+    assert "SIP_KEY_DIR=/var/lib/sip/keys" in trial
+
+
+def env_example(name):
+    """The variables an example environment file sets, over this process's environment
+    without any of ours (as systemd's EnvironmentFile gives a unit)."""
+    ours = ("SIP_", "CONSENT_", "WEB_")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
+    for line in (DEPLOY / name).read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            environment[key.strip()] = value.strip()
+    return environment
+
+
+def web_unit_command(port):
+    """The web unit's ExecStart, with this virtualenv's uvicorn for /opt/sip/venv's."""
+    command = re.search(r"^ExecStart=(.*)$", unit("sip-web"), re.MULTILINE).group(1)
+    arguments = shlex.split(command.replace("%i", str(port)))
+    assert arguments[0] == "/opt/sip/venv/bin/uvicorn"
+    return [sys.executable, "-m", "uvicorn", *arguments[1:]]
+
+
+def test_the_web_unit_starts_on_the_production_example_and_refuses_in_one_line_without_it():
+    environment = env_example("sip.env.example")
+    port = free_port()
+    process = subprocess.Popen(
+        web_unit_command(port), env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/healthz"
+        assert wait_until(lambda: httpx.get(url).status_code == 200, seconds=20), (
+            process.poll() is not None and process.stdout.read().decode()
+        )
+        answer = httpx.get(url)
+        assert answer.headers["cache-control"] == "no-store"
+        assert "Strict-Transport-Security" in answer.headers  # WEB_PUBLIC_URL is https
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    del environment["WEB_SESSION_SECRET"]
+    refused = subprocess.run(
+        web_unit_command(free_port()), env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].startswith("not started: ")
+    assert "WEB_SESSION_SECRET" in refused.stderr
+
+
+def factories():
+    """Every `module:factory` a unit, the image or the compose file runs."""
+    texts = [unit(name) for name in UNITS]
+    texts.append((DEPLOY.parent / "Dockerfile").read_text())
+    texts.append((DEPLOY / "compose.yaml").read_text())
+    return sorted(set(re.findall(r"(services\.[\w.]+):(\w+)\W+--factory", "\n".join(texts))))
+
+
+def test_every_app_factory_the_deployment_runs_exists_and_is_create_served_app():
+    found = factories()
+    assert {module for module, _ in found} == {
+        "services.sip.api",
+        "services.consent.api",
+        "services.web.app",
+    }, found
+    for module, name in found:
+        # create_served_app: a configuration that cannot work ends as one line, exit 1.
+        assert name == "create_served_app", (module, name)
+        assert callable(getattr(importlib.import_module(module), name))
 
 
 def upstream_ports(conf):
