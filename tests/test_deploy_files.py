@@ -179,19 +179,57 @@ def upstream_ports(conf):
     return re.findall(r"server 127\.0\.0\.1:(\d+)", conf)
 
 
+def server_blocks(conf):
+    """Each top-level `server { ... }` block's text, in order."""
+    return re.findall(r"^server \{\n.*?^\}", conf, re.MULTILINE | re.DOTALL)
+
+
 def test_nginx_balances_the_units_ports_and_passes_the_forwarded_headers():
     conf = (DEPLOY / "nginx.conf").read_text()
-    assert upstream_ports(conf) == ["8100", "8101", "8200", "8201"]
+    assert upstream_ports(conf) == ["8100", "8101", "8200", "8201", "8300", "8301"]
     for header in ("Host $http_host", "X-Forwarded-For", "X-Forwarded-Proto $scheme"):
-        assert conf.count(f"proxy_set_header {header}") == 2, header
-    assert conf.count("max_fails=3 fail_timeout=10s") == 4
+        assert conf.count(f"proxy_set_header {header}") == 3, header
+    assert conf.count("max_fails=3 fail_timeout=10s") == 6
     tls = (DEPLOY / "nginx-tls.conf").read_text()
-    assert tls.count("ssl_certificate ") == 2 and tls.count("proxy_set_header Host $http_host") == 2
+    assert tls.count("ssl_certificate ") == 3 and tls.count("proxy_set_header Host $http_host") == 3
+
+
+def test_nginx_serves_the_web_client_on_its_own_port_and_name_the_services_where_they_were():
+    listens = {
+        re.search(r"listen (\S+);", block).group(1): re.search(r"proxy_pass (\S+);", block).group(1)
+        for block in server_blocks((DEPLOY / "nginx.conf").read_text())
+    }
+    # Plain HTTP to the web client on loopback only: it refuses http elsewhere.
+    assert listens == {
+        "8000": "http://sip_plans",
+        "8001": "http://sip_consent",
+        "127.0.0.1:8002": "http://sip_web",
+    }
+    tls = server_blocks((DEPLOY / "nginx-tls.conf").read_text())
+    names = {
+        re.search(r"server_name ([^;]+);", block).group(1): re.search(
+            r"(proxy_pass [^;]+|return 301)", block
+        ).group(1)
+        for block in tls
+    }
+    assert names == {
+        "sip.region.example": "proxy_pass http://sip_plans",
+        "consent.region.example": "proxy_pass http://sip_consent",
+        "sip-web.region.example": "proxy_pass http://sip_web",
+        "sip.region.example consent.region.example sip-web.region.example": "return 301",
+    }
+    web = next(block for block in tls if "sip_web" in block)
+    assert "X-Forwarded-Proto $scheme" in web and "Strict-Transport-Security" in web
+    # The client's own HSTS header is replaced by nginx's, not doubled.
+    assert "proxy_hide_header Strict-Transport-Security" in web
 
 
 def test_the_compose_nginx_differs_from_the_units_only_in_its_upstreams():
     def servers(conf):
         body = conf[conf.index("\nupstream ") :]
+        # In a container nginx listens on every interface; compose publishes the web
+        # client's port on the host's loopback only.
+        body = body.replace("listen 127.0.0.1:", "listen ")
         return re.sub(r"server [\w.-]+:\d+", "server ADDRESS", body)
 
     units = (DEPLOY / "nginx.conf").read_text()
