@@ -1,7 +1,9 @@
 """The deployment files describe one topology and a configuration that starts: compose.yaml
-parses and its replicas' environment passes the services' own check; the systemd units keep
-keys in a state directory and migrate before start; nginx passes Host and X-Forwarded-*, and
-the services then build their FHIR links from them, not from the upstream's name."""
+parses and its replicas' environment passes the services' and the web client's own checks;
+the services' systemd units keep keys in a state directory and migrate before start, the web
+client's keeps nothing; every unit and container runs an app factory that exists; nginx
+passes Host and X-Forwarded-*, and the services then build their FHIR links from them, not
+from the upstream's name; the installed package holds the web client's templates."""
 
 import importlib
 import os
@@ -56,6 +58,40 @@ def test_the_compose_replicas_configuration_passes_the_services_check(
         monkeypatch.setenv(key, re.sub(r"\$\{(\w+):-([^}]*)\}", r"\2", value))
     settings = ServiceSettings.from_env(f"{service.upper()}_DATABASE_URL").checked(service)
     assert str(settings.keys_dir) == "/var/lib/sip/keys"
+
+
+WEB_REPLICAS = ["web-1", "web-2"]
+
+
+def test_compose_runs_two_web_client_replicas_of_the_same_image_behind_nginx(compose):
+    services = compose["services"]
+    for name in WEB_REPLICAS:
+        web = services[name]
+        assert web["image"] == services["sip-1"]["image"]
+        command = " ".join(web["command"])
+        assert command.startswith("uvicorn services.web.app:create_served_app --factory")
+        assert "--proxy-headers" in command
+        assert "/healthz" in " ".join(web["healthcheck"]["test"])
+        assert "migrate" not in web.get("depends_on", {})  # it has no database
+        assert web["environment"]["SIP_SERVICE_URL"] == "http://nginx:8000"
+        assert web["environment"]["CONSENT_SERVICE_URL"] == "http://nginx:8001"
+        assert services["nginx"]["depends_on"][name] == {"condition": "service_started"}
+    # Plain HTTP to the web client on the host's loopback only, as in nginx.conf.
+    assert "127.0.0.1:8002:8002" in services["nginx"]["ports"]
+
+
+def test_the_compose_web_clients_configuration_passes_its_check(compose, monkeypatch):
+    from services.web.settings import WebSettings
+
+    for variable in list(os.environ):
+        if variable.startswith(("SIP_", "CONSENT_", "WEB_")):
+            monkeypatch.delenv(variable)
+    for key, value in compose["services"]["web-1"]["environment"].items():
+        monkeypatch.setenv(key, re.sub(r"\$\{(\w+):-([^}]*)\}", r"\2", value))
+    settings = WebSettings.from_env().checked()
+    # The development sign-in mints with the key in the one keys volume the web replicas mount.
+    assert settings.dev_issuer and str(settings.key_dir) == "/var/lib/sip/keys"
+    assert "keys:/var/lib/sip/keys" in compose["services"]["web-1"]["volumes"]
 
 
 def test_the_pool_sizes_fit_the_compose_databases_max_connections(compose):
