@@ -12,6 +12,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -188,6 +189,41 @@ def test_the_web_unit_starts_on_the_production_example_and_refuses_in_one_line_w
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert refused.stderr.strip().splitlines()[-1].startswith("not started: ")
     assert "WEB_SESSION_SECRET" in refused.stderr
+
+
+def web_settings_of(example, monkeypatch):
+    from services.web.settings import WebSettings
+
+    for variable in list(os.environ):
+        if variable.startswith(("SIP_", "CONSENT_", "WEB_")):
+            monkeypatch.delenv(variable)
+    for key, value in env_example(example).items():
+        monkeypatch.setenv(key, value)
+    return WebSettings.from_env().checked()
+
+
+def test_the_production_example_signs_users_in_at_the_name_nginx_serves_the_web_client_on(
+    monkeypatch,
+):
+    settings = web_settings_of("sip.env.example", monkeypatch)
+    assert not settings.dev_issuer and settings.oidc_enabled and settings.secure_cookies
+    web_names = {
+        re.search(r"server_name ([^;]+);", block).group(1)
+        for block in server_blocks((DEPLOY / "nginx-tls.conf").read_text())
+        if "proxy_pass http://sip_web;" in block
+    }
+    assert web_names == {urlsplit(settings.public_url).hostname}
+    # Both services through nginx.conf's plain ports, as the SIP service reaches the other.
+    assert settings.sip_url == "http://127.0.0.1:8000"
+    assert settings.consent_url == "http://127.0.0.1:8001"
+
+
+def test_the_development_example_serves_the_web_client_on_nginxs_loopback_port(monkeypatch):
+    settings = web_settings_of("sip-dev.env.example", monkeypatch)
+    assert settings.dev_issuer and not settings.secure_cookies
+    assert settings.public_url == "http://127.0.0.1:8002"
+    assert "listen 127.0.0.1:8002;" in (DEPLOY / "nginx.conf").read_text()
+    assert str(settings.key_dir) == "/var/lib/sip/keys"  # the drop-in's state directory
 
 
 def factories():
