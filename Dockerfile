@@ -1,5 +1,5 @@
-# One image for both services; compose.yaml (deploy/) runs it as each replica. The command
-# picks the service: the default is the SIP plans service.
+# One image for both services and the web client; compose.yaml (deploy/) runs it as each
+# replica. The command picks which: the default is the SIP plans service.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \

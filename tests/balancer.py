@@ -12,10 +12,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.servers import free_port
+
 SHIPPED = Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf"
 # The ports in the shipped file: the balancer's, then each upstream's replicas.
-SIP_LISTEN, CONSENT_LISTEN = 8000, 8001
-SIP_REPLICAS, CONSENT_REPLICAS = (8100, 8101), (8200, 8201)
+SIP_LISTEN, CONSENT_LISTEN, WEB_LISTEN = 8000, 8001, 8002
+SIP_REPLICAS, CONSENT_REPLICAS, WEB_REPLICAS = (8100, 8101), (8200, 8201), (8300, 8301)
 
 
 def nginx_binary() -> str | None:
@@ -34,11 +36,17 @@ def _replace(text: str, old: str, new: str) -> str:
 
 def moved_config(directory: Path, listen: dict[str, int], replicas: dict[str, list[int]]) -> Path:
     """A main configuration around the shipped file (which is read inside `http`), with
-    pid, logs and temporary files in `directory`."""
+    pid, logs and temporary files in `directory`. The web client's server moves too, to a
+    free port when the test runs no web client (a developer's `sip up` may hold 8002)."""
     site = SHIPPED.read_text()
     site = _replace(site, f"listen {SIP_LISTEN};", f"listen 127.0.0.1:{listen['sip']};")
     site = _replace(site, f"listen {CONSENT_LISTEN};", f"listen 127.0.0.1:{listen['consent']};")
-    for service, shipped in (("sip", SIP_REPLICAS), ("consent", CONSENT_REPLICAS)):
+    web = listen.get("web") or free_port()
+    site = _replace(site, f"listen 127.0.0.1:{WEB_LISTEN};", f"listen 127.0.0.1:{web};")
+    upstreams = (("sip", SIP_REPLICAS), ("consent", CONSENT_REPLICAS), ("web", WEB_REPLICAS))
+    for service, shipped in upstreams:
+        if service == "web" and service not in replicas:
+            continue  # nothing is sent to the web client's upstream
         for port, moved in zip(shipped, replicas[service], strict=True):
             site = _replace(site, f"127.0.0.1:{port} ", f"127.0.0.1:{moved} ")
     site = _replace(site, "/var/log/nginx/", f"{directory}/")

@@ -6,13 +6,15 @@ the same `If-Match` sent to both SIP replicas at once succeeds once; a withdrawa
 on both SIP replicas within a second (50 trials); a SIP replica killed with SIGKILL under
 load loses no acknowledged write; the audit chain verifies and the read models equal a
 rebuild. One test, so that pytest-xdist never sets the topology up twice. Figures are
-printed (`pytest -s`).
+printed (`pytest -s`). Beside it, without a database (it holds no data), the web client's
+replicas behind the same nginx.conf share their users' sessions by WEB_SESSION_SECRET alone.
 
 nginx missing is a skip, except under CI=true (where `.ci/run` installs it): a failure."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -26,6 +28,7 @@ from statistics import median
 import httpx
 import pytest
 
+from services.cli import service_command
 from services.common.auth.tokens import DevIssuer, default_scopes
 from tests.balancer import nginx_binary, running_nginx
 from tests.fhir_data import (
@@ -330,3 +333,77 @@ def test_two_replicas_of_each_service_behind_nginx(topology: Topology):
         f"\n[topology] SIGKILL of a SIP replica under load: {load}, none lost"
         f"\n[topology] checks took {time.monotonic() - started:.1f} s"
     )
+
+
+def _web_replica(port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            service_command("services.web.app", "127.0.0.1", port),
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _goes_to(client: httpx.Client, base_url: str, session: str) -> str:
+    """Where the start page sends this session: /worklist when signed in, else /signin."""
+    answer = client.get(f"{base_url}/", headers={"Cookie": f"sip_session={session}"})
+    assert answer.status_code == 303, answer.text
+    return answer.headers["location"]
+
+
+@pytest.mark.processes
+def test_web_client_replicas_behind_nginx_share_sessions_by_their_secret(tmp_path: Path):
+    """Two web client replicas behind the shipped nginx.conf's web server, each with a key
+    directory of its own and the one WEB_SESSION_SECRET: a sign-in form from one replica is
+    taken by the other, and the session is known on both and through nginx; a replica with
+    another secret (the secret rotated) sends the same user to sign in."""
+    _nginx_or_skip()
+    web = [free_port(), free_port(), free_port()]  # the third has another secret
+    listen = {"sip": free_port(), "consent": free_port(), "web": free_port()}
+    unused = {service: [free_port(), free_port()] for service in ("sip", "consent")}
+    processes = []
+    try:
+        for index, port in enumerate(web):
+            env = {
+                **os.environ,
+                "SIP_DEV_ISSUER": "enabled",  # the development sign-in, to have a session
+                "SIP_DATA_DIR": str(tmp_path / f"web-{port}"),
+                "WEB_SESSION_SECRET": "shared-" * 8 if index < 2 else "rotated-" * 8,
+                "WEB_PUBLIC_URL": f"http://127.0.0.1:{listen['web']}",
+                "SIP_SERVICE_URL": f"http://127.0.0.1:{listen['sip']}",
+                "CONSENT_SERVICE_URL": f"http://127.0.0.1:{listen['consent']}",
+            }
+            processes.append(_web_replica(port, env, tmp_path / f"web-{port}.log"))
+        urls = [f"http://127.0.0.1:{port}" for port in web]
+        for url, process in zip(urls, processes, strict=True):
+            assert wait_until(
+                lambda u=url: httpx.get(f"{u}/healthz").status_code == 200, seconds=30
+            ), f"web replica {url} did not come up (exit {process.poll()})"
+        replicas = {**unused, "web": web[:2]}
+        with (
+            running_nginx(tmp_path / "nginx", listen, replicas) as balanced,
+            httpx.Client(timeout=10) as client,
+        ):
+            form = client.get(f"{urls[0]}/signin")
+            token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+            signed_in = client.post(
+                f"{urls[1]}/signin/dev",
+                data={"csrf_token": token, "user": "region-coordinator"},
+                headers={"Cookie": f"sip_session={form.cookies['sip_session']}"},
+            )
+            assert signed_in.status_code == 303, signed_in.text
+            assert signed_in.headers["location"] == "/worklist"
+            session = signed_in.cookies["sip_session"]
+            for url in urls[:2]:
+                assert _goes_to(client, url, session) == "/worklist"
+            for _ in range(4):  # round robin: each replica, twice, through nginx
+                assert _goes_to(client, balanced["web"], session) == "/worklist"
+            healthz = client.get(f"{balanced['web']}/healthz")
+            assert healthz.status_code == 200 and healthz.headers["cache-control"] == "no-store"
+            assert _goes_to(client, urls[2], session) == "/signin"
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=10)
