@@ -144,3 +144,20 @@ def test_a_callback_without_the_flow_it_belongs_to_is_refused(provider, producti
     assert "Inloggningen misslyckades" in text_of(page)
     assert user.get("/worklist").url.path == "/signin"
     user.close()
+
+
+def test_an_identity_provider_that_is_down_gives_a_clear_page(backend):
+    down = f"http://127.0.0.1:{free_port()}"
+    with running_system(backend, trusted_issuers={down: f"{down}/jwks"}) as system:
+        settings = dict(
+            dev_issuer=False,
+            session_secret="s" * 48,
+            oidc_issuer=down,
+            oidc_client_id=CLIENT_ID,
+        )
+        with serving_web(system, **settings) as url:
+            user = WebUser(url)
+            page = user.get("/signin/oidc")
+            assert page.status_code == 503
+            assert "Inloggningstjänsten svarar inte just nu" in text_of(page)
+            user.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import httpx
 from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
@@ -111,9 +112,12 @@ async def oidc_start(request: Request) -> Response:
     settings: WebSettings = request.app.state.settings
     if not settings.oidc_enabled:
         return RedirectResponse("/signin", status_code=303)
-    return await oidc_client(request).authorize_redirect(
-        request, f"{settings.public_url.rstrip('/')}/signin/callback"
-    )
+    try:
+        return await oidc_client(request).authorize_redirect(
+            request, f"{settings.public_url.rstrip('/')}/signin/callback"
+        )
+    except httpx.HTTPError:
+        return identity_provider_down(request)
 
 
 @router.get("/signin/callback")
@@ -123,6 +127,8 @@ async def oidc_callback(request: Request) -> Response:
         return RedirectResponse("/signin", status_code=303)
     try:
         answer = await oidc_client(request).authorize_access_token(request)
+    except httpx.HTTPError:
+        return identity_provider_down(request)
     except OAuthError:
         return render(
             request,
@@ -134,6 +140,16 @@ async def oidc_callback(request: Request) -> Response:
     identity = answer.get("userinfo") or {}
     user = sign_in(request, answer["access_token"], identity.get("name"))
     return RedirectResponse(home_of(user.role), status_code=303)
+
+
+def identity_provider_down(request: Request) -> Response:
+    return render(
+        request,
+        "error.html",
+        status_code=503,
+        heading="Inloggningstjänsten svarar inte just nu",
+        sentences=["Försök igen om en stund. Om felet består, kontakta systemförvaltningen."],
+    )
 
 
 @router.post("/signout")
