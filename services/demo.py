@@ -122,17 +122,24 @@ PLAN_CONTENT: list[tuple[str, list[tuple[str, dict]]]] = [
 ]
 
 
-def load_demo(sip_url: str, consent_url: str, issuer: DevIssuer) -> list[str]:
-    """Loads the demo once, as a coordinator at the region; returns one line per person."""
+def coordinator_headers(issuer: DevIssuer, organization: str) -> dict[str, str]:
     token = issuer.mint(
         subject="demo-coordinator",
         role="coordinator",
-        organization=REGION,
-        unit=REGION,  # the unit each version was made from, in Provenance and the timeline
+        organization=organization,
+        unit=organization,  # the unit each version was made from, in Provenance and the timeline
         scopes=default_scopes("coordinator"),
         lifetime_seconds=600,
     )
-    headers = {"Authorization": f"Bearer {token}"}
+    return {"Authorization": f"Bearer {token}"}
+
+
+def load_demo(sip_url: str, consent_url: str, issuer: DevIssuer) -> list[str]:
+    """Loads the demo once, as a coordinator at the region (the municipality accepts its
+    invitation to the active plan; the draft's waits in its worklist); returns one line per
+    person."""
+    headers = coordinator_headers(issuer, REGION)
+    municipality = coordinator_headers(issuer, MUNICIPALITY)
     lines = []
     with (
         httpx.Client(timeout=10, headers=headers) as sip,
@@ -167,6 +174,11 @@ def load_demo(sip_url: str, consent_url: str, issuer: DevIssuer) -> list[str]:
                 )
                 given.raise_for_status()
                 if person.state == "active":
+                    sip.post(
+                        f"{sip_url}/fhir/CarePlan/{plan_id}/$accept-invitation",
+                        json={"resourceType": "Parameters", "parameter": []},
+                        headers={**FHIR, **municipality},
+                    ).raise_for_status()
                     sip.post(f"{sip_url}/fhir/CarePlan/{plan_id}/$activate").raise_for_status()
                 else:
                     consent.post(

@@ -90,17 +90,20 @@ def test_the_timeline_lists_every_version_newest_first_with_who_when_unit_and_co
         (3, "Behov registrerat"),
         (5, "Insats tilldelad"),
         (7, "Huvudansvar tilldelat"),
-        (9, "Planen aktiverad"),
+        (9, "Inbjudan accepterad"),
+        (10, "Planen aktiverad"),
     ]:
         assert what in by_version[version]
-    for row in cells(page.text).values():
+    for version, row in cells(page.text).items():
+        # Version 9 is the municipality's: it accepted its invitation.
+        organization = MUNICIPALITY if version == 9 else REGION
         assert row["who"] == "demo-coordinator, samordnare"  # who, and in which role
-        assert row["organization"] == REGION  # on behalf of which organisation
-        assert row["unit"] == REGION  # and from which unit
+        assert organization in row["organization"]  # on behalf of which organisation
+        assert row["unit"] == organization  # and from which unit
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", row["when"])  # Swedish time
     # The consent the activation relied on: the consent service's, summarised.
     assert relied_on
-    activation = by_version[9]
+    activation = by_version[10]
     assert f"Samtycke {relied_on[0][:8]}" in activation
     assert "Personen själv" in activation and MUNICIPALITY in activation
     assert "–" in by_version[3]  # a version that relied on no consent says so
@@ -134,7 +137,7 @@ def test_the_plan_as_it_stood_before_an_intervention_does_not_show_it(
     assert "Kommun: Eskilstuna kommun, socialtjänsten" in after  # with responsibility
 
     active = as_of_section(
-        coordinator.get(f"/plans/{plan_id}/timeline", params={"at": instants[9]}).text
+        coordinator.get(f"/plans/{plan_id}/timeline", params={"at": instants[10]}).text
     )
     assert "Aktiv" in active and "Samtycken planen vilade på då" in active
 
