@@ -21,6 +21,7 @@ from tests.fhir_data import (
     consent,
     created_or_ok,
     new_personnummer,
+    prepare_for_activation,
     run,
 )
 from tests.web_client import Web, WebUser, demo_web, field_error, text_of, version_on
@@ -62,25 +63,13 @@ def draft_plan(web: Web, *, ready: bool = False) -> str:
     )["id"]
     PERSONNUMMER[plan_id] = personnummer
     if ready:
-        steps = [
-            ("invite-organization", {"organization": MUNICIPALITY, "kind": "municipality"}),
-            ("record-need", {"text": "Jag vill klara mig hemma"}),
-            (
-                "assign-intervention",
-                {
-                    "text": "Hemtjänst",
-                    "kind": "support",
-                    "need": "need-1",
-                    "performerOrganization": MUNICIPALITY,
-                    "responsiblePrincipal": "municipality",
-                    "responsibleOrganization": MUNICIPALITY,
-                },
-            ),
-            ("assign-overall-responsibility", {"organization": REGION}),
-            ("set-follow-up", {"date": "2027-03-01"}),
-        ]
-        for operation, values in steps:
-            created_or_ok(run(web.region.sip, plan_id, operation, **values))
+        prepare_for_activation(
+            web.region.sip,
+            plan_id,
+            region=REGION,
+            municipality=MUNICIPALITY,
+            municipality_name=None,
+        )
     return plan_id
 
 
