@@ -114,13 +114,22 @@ def sees_region_entries(client: Any, plan_id: str) -> bool:
     return REGION_NEED in response.text
 
 
-def prepare_for_activation(client: Any, plan_id: str) -> None:
-    """What a plan needs before it may be activated, done as a region coordinator would."""
+def prepare_for_activation(
+    client: Any,
+    plan_id: str,
+    *,
+    region: str = REGION,
+    municipality: str = MUNICIPALITY,
+    municipality_name: str | None = "Eskilstuna kommun",
+) -> None:
+    """What a plan needs before it may be activated, done as a region coordinator would: the
+    municipality invited (under `municipality_name`, if any), a need, the municipality's
+    intervention for it, the region's overall responsibility, a follow-up."""
+    invitation = {"organization": municipality, "kind": "municipality"}
+    if municipality_name is not None:
+        invitation["name"] = municipality_name
     steps = [
-        (
-            "invite-organization",
-            {"organization": MUNICIPALITY, "kind": "municipality", "name": "Eskilstuna kommun"},
-        ),
+        ("invite-organization", invitation),
         ("record-need", {"text": REGION_NEED}),
         (
             "assign-intervention",
@@ -128,12 +137,12 @@ def prepare_for_activation(client: Any, plan_id: str) -> None:
                 "text": "Hemtjänst",
                 "kind": "support",
                 "need": "need-1",
-                "performerOrganization": MUNICIPALITY,
+                "performerOrganization": municipality,
                 "responsiblePrincipal": "municipality",
-                "responsibleOrganization": MUNICIPALITY,
+                "responsibleOrganization": municipality,
             },
         ),
-        ("assign-overall-responsibility", {"organization": REGION}),
+        ("assign-overall-responsibility", {"organization": region}),
         ("set-follow-up", {"date": "2027-03-01"}),
     ]
     for operation, values in steps:

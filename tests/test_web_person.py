@@ -10,24 +10,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from contracts.canonical import EXT_PENDING_APPROVAL, EXT_WITHHELD_ENTRIES
 from contracts.identifiers import HSA_ID_SYSTEM, PERSONNUMMER_SYSTEM
 from services.common.demo_identities import MUNICIPALITY, PEOPLE, REGION
-from services.demo import load_demo
-from services.web.app import create_app
 from services.web.routes import person as person_routes
-from services.web.settings import WebSettings
-from tests.conftest import System, new_backend, running_system
 from tests.fhir_data import FHIR_JSON, created_or_ok, run
-from tests.servers import http_client, serve
+from tests.web_client import Web, WebUser, demo_web
 
 TOLVAN = PEOPLE[0].personnummer
 ANNA = PEOPLE[1].personnummer
@@ -36,137 +29,26 @@ MUNICIPALITY_NAME = "Eskilstuna kommun, socialtjänsten"
 REGION_NEED = "Jag vill kunna bo kvar hemma och må bättre"
 
 
-class Forms(HTMLParser):
-    """The forms of a page: id → (action, fields as the browser would send them)."""
-
-    def __init__(self, page: str) -> None:
-        super().__init__()
-        self.forms: dict[str, tuple[str, dict[str, Any]]] = {}
-        self._current: str | None = None
-        self._textarea: str | None = None
-        self._select: str | None = None
-        self.feed(page)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if tag == "form":
-            self._current = a.get("id") or a.get("action")
-            self.forms[self._current] = (a.get("action", ""), {})
-        elif self._current and tag == "input" and a.get("name"):
-            fields = self.forms[self._current][1]
-            if a.get("type") in ("checkbox", "radio") and "checked" not in a:
-                return
-            fields[a["name"]] = a.get("value", "")
-        elif self._current and tag == "textarea":
-            self._textarea = a.get("name")
-            self.forms[self._current][1][self._textarea] = ""
-        elif self._current and tag == "select":
-            self._select = a.get("name")
-        elif self._current and tag == "option" and self._select:
-            fields = self.forms[self._current][1]
-            if "selected" in a or self._select not in fields:
-                fields[self._select] = a.get("value", "")
-
-    def handle_data(self, data: str) -> None:
-        if self._current and self._textarea:
-            self.forms[self._current][1][self._textarea] += data
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "form":
-            self._current = None
-        elif tag == "textarea":
-            self._textarea = None
-        elif tag == "select":
-            self._select = None
-
-
-@dataclass
-class Browser:
-    """A browser on the web client: follows redirects, keeps its cookie, remembers every URL
-    it was sent to."""
-
-    client: httpx.Client
-    visited: list[str] = field(default_factory=list)
-
-    def get(self, path: str) -> httpx.Response:
-        return self.client.get(path)
-
-    def form(self, page: httpx.Response | str, form_id: str) -> tuple[str, dict[str, Any]]:
-        text = page if isinstance(page, str) else page.text
-        forms = Forms(text).forms
-        assert form_id in forms, f"no form {form_id} on the page: {sorted(forms)}"
-        action, fields = forms[form_id]
-        return action, dict(fields)
-
-    def submit(self, page: httpx.Response | str, form_id: str, **values: Any) -> httpx.Response:
-        """Fills the page's form and sends it as the browser would (with its hidden fields)."""
-        action, fields = self.form(page, form_id)
-        fields.update(values)
-        return self.client.post(action, data=fields)
-
-    def assert_no_personnummer_in_urls(self) -> None:
-        for url in self.visited:
-            assert TOLVAN not in url and TOLVAN[2:] not in url, url
-
-
-@dataclass
-class Web:
-    system: System
-    url: str
-    plan_id: str  # Tolvan's active demo plan
-
-    @contextmanager
-    def browser(self, user: str) -> Iterator[Browser]:
-        visited: list[str] = []
-        with http_client(
-            self.url,
-            follow_redirects=True,
-            event_hooks={"request": [lambda request: visited.append(str(request.url))]},
-        ) as client:
-            browser = Browser(client, visited)
-            page = client.get("/signin")
-            token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]
-            signed_in = client.post("/signin/dev", data={"csrf_token": token, "user": user})
-            assert signed_in.status_code == 200, signed_in.text
-            yield browser
-            browser.assert_no_personnummer_in_urls()
-
-    def api(self, organization: str = REGION, role: str = "coordinator") -> Any:
-        return self.system.as_caller(role, organization, unit=organization)
-
-    def person_api(self) -> Any:
-        return self.system.as_caller("patient", None, patient=TOLVAN)
-
-
-@contextmanager
-def started(data_dir: Path, request: pytest.FixtureRequest) -> Iterator[Web]:
-    """Both services with the demo loaded, and the web client in front of them."""
-    with new_backend("sqlite", data_dir, request) as backend, running_system(backend) as system:
-        lines = load_demo(system.sip_url, system.consent_url, backend.issuer)
-        plan_id = re.search(r"CarePlan/([0-9a-f-]+) \(active\)", "\n".join(lines))[1]
-        settings = WebSettings(
-            sip_url=system.sip_url,
-            consent_url=system.consent_url,
-            dev_issuer=True,
-            key_dir=backend.data_dir,
-            session_secret="test-session-secret",
-        )
-        with serve(create_app(settings)) as url:
-            yield Web(system, url, plan_id)
-
-
 @pytest.fixture(scope="module")
 def web(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Web]:
     """Shared by the tests that leave Tolvan's consent as it is."""
-    with started(tmp_path_factory.mktemp("data"), request) as web:
+    with demo_web(request, tmp_path_factory.mktemp("data")) as web:
         yield web
 
 
 @pytest.fixture
 def fresh_web(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Web]:
     """For a test that withdraws or limits Tolvan's consent."""
-    with started(tmp_path / "data", request) as web:
+    with demo_web(request, tmp_path / "data") as web:
         yield web
+
+
+@contextmanager
+def browser_of(web: Web, user: str) -> Iterator[WebUser]:
+    """A signed-in user, whom no page sent to a URL with Tolvan's personnummer in it."""
+    with web.user(user) as browser:
+        yield browser
+        browser.assert_no_personnummer_in_urls(TOLVAN)
 
 
 def plan_of(client: Any, plan_id: str) -> dict[str, Any]:
@@ -189,7 +71,7 @@ def propose_intervention(web: Web, text: str) -> None:
     """The region's coordinator adds an intervention to the active plan: a proposal."""
     response = run(
         web.api().sip,
-        web.plan_id,
+        web.demo["active"],
         "assign-intervention",
         text=text,
         kind="support",
@@ -212,13 +94,13 @@ def section(page: str, heading: str) -> str:
 
 
 def test_the_person_sees_their_plan_and_what_each_organisation_promised(web: Web) -> None:
-    with web.browser("person") as browser:
+    with browser_of(web, "person") as browser:
         home = browser.get("/me")
         assert home.status_code == 200
         assert "Mina planer" in home.text and "SIP för Tolvan Tolvansson" in home.text
         assert "Huvudansvar" in home.text and REGION_NAME in home.text
         assert "2027-03-01" in home.text  # the next follow-up
-        page = browser.get(f"/me/plans/{web.plan_id}")
+        page = browser.get(f"/me/plans/{web.demo['active']}")
         assert page.status_code == 200
         assert "Vad organisationerna har lovat" in page.text
         municipality = section(page.text, MUNICIPALITY_NAME)
@@ -236,15 +118,15 @@ def test_the_person_sees_their_plan_and_what_each_organisation_promised(web: Web
 
 def test_a_goal_written_by_the_person_is_in_force_at_once_as_their_entry(web: Web) -> None:
     goal = "Jag vill kunna handla på egen hand"
-    with web.browser("person") as browser:
-        page = browser.get(f"/me/plans/{web.plan_id}")
-        saved = browser.submit(
+    with browser_of(web, "person") as browser:
+        page = browser.get(f"/me/plans/{web.demo['active']}")
+        saved = browser.submit_form(
             page, "form-set-goal", text=goal, targetDate="2027-05-01", need="need-1"
         )
         assert saved.status_code == 200, saved.text
-        assert str(saved.url).endswith(f"/me/plans/{web.plan_id}?done=set-goal")
+        assert str(saved.url).endswith(f"/me/plans/{web.demo['active']}?done=set-goal")
         assert "Ditt mål är sparat" in saved.text and goal in saved.text
-    plan = plan_of(web.api(), web.plan_id)
+    plan = plan_of(web.api(), web.demo["active"])
     assert not any("set" in change for change in pending_changes(plan))  # not a proposal
     recorded_by = next(e for e in plan["extension"] if e["url"].endswith("/recorded-by"))
     assert {"url": "role", "valueCode": "patient"} in recorded_by["extension"]
@@ -255,14 +137,14 @@ def test_a_goal_written_by_the_person_is_in_force_at_once_as_their_entry(web: We
 
 
 def test_the_person_adds_a_need_and_revises_a_goal_in_their_own_words(web: Web) -> None:
-    with web.browser("person") as browser:
-        page = browser.get(f"/me/plans/{web.plan_id}")
-        saved = browser.submit(
+    with browser_of(web, "person") as browser:
+        page = browser.get(f"/me/plans/{web.demo['active']}")
+        saved = browser.submit_form(
             page, "form-record-need", text="Jag vill ha hjälp att sova", wishes="Inga piller"
         )
         assert "Ditt behov är sparat" in saved.text
         assert "Jag vill ha hjälp att sova" in saved.text and "Inga piller" in saved.text
-        revised = browser.submit(
+        revised = browser.submit_form(
             saved,
             "form-revise-goal",
             goal="goal-1",
@@ -271,14 +153,14 @@ def test_the_person_adds_a_need_and_revises_a_goal_in_their_own_words(web: Web) 
         )
         assert "Ditt mål är ändrat" in revised.text
         assert "Klara vardagen hemma, med lite stöd" in revised.text
-    goal = web.api().sip.get(f"/fhir/Goal/{web.plan_id}-goal-1").json()
+    goal = web.api().sip.get(f"/fhir/Goal/{web.demo['active']}-goal-1").json()
     assert goal["description"]["text"] == "Klara vardagen hemma, med lite stöd"
 
 
 def test_an_empty_form_is_answered_beside_the_field_with_the_input_kept(web: Web) -> None:
-    with web.browser("person") as browser:
-        page = browser.get(f"/me/plans/{web.plan_id}")
-        answer = browser.submit(
+    with browser_of(web, "person") as browser:
+        page = browser.get(f"/me/plans/{web.demo['active']}")
+        answer = browser.submit_form(
             page, "form-revise-goal", goal="goal-1", text="Ett nytt mål", reason=""
         )
         assert answer.status_code == 422
@@ -289,8 +171,8 @@ def test_an_empty_form_is_answered_beside_the_field_with_the_input_kept(web: Web
 
 def test_the_person_approves_a_proposed_change_and_it_is_in_force(web: Web) -> None:
     propose_intervention(web, "Boendestöd en gång i veckan")
-    with web.browser("person") as browser:
-        page = browser.get(f"/me/plans/{web.plan_id}")
+    with browser_of(web, "person") as browser:
+        page = browser.get(f"/me/plans/{web.demo['active']}")
         pending = section(page.text, "Förslag som väntar på ditt godkännande")
         assert "En ny insats: ”Boendestöd en gång i veckan”" in pending
         assert MUNICIPALITY_NAME in pending
@@ -300,11 +182,11 @@ def test_the_person_approves_a_proposed_change_and_it_is_in_force(web: Web) -> N
             browser.form(page, "form-reject-changes")
         else:  # no way to say no in the API: the page says whom to tell
             assert 'id="how-to-say-no"' in page.text and "form-reject-changes" not in page.text
-        approved = browser.submit(page, "form-approve-changes")
+        approved = browser.submit_form(page, "form-approve-changes")
         assert approved.status_code == 200
         assert "Du har godkänt ändringarna" in approved.text
         assert "Förslag som väntar på ditt godkännande" not in approved.text
-    plan = plan_of(web.api(), web.plan_id)
+    plan = plan_of(web.api(), web.demo["active"])
     assert pending_changes(plan) == []
     boendestod = next(
         a for a in plan["activity"] if a.get("detail", {}).get("description", "").startswith("Boe")
@@ -313,11 +195,11 @@ def test_the_person_approves_a_proposed_change_and_it_is_in_force(web: Web) -> N
 
 
 def test_a_stale_version_gets_the_conflict_notice_with_the_form_kept(web: Web) -> None:
-    with web.browser("person") as browser:
-        page = browser.get(f"/me/plans/{web.plan_id}")
+    with browser_of(web, "person") as browser:
+        page = browser.get(f"/me/plans/{web.demo['active']}")
         _, before = browser.form(page, "form-record-need")
         propose_intervention(web, "Färdtjänst till dagverksamheten")  # someone else, first
-        answer = browser.submit(page, "form-record-need", text="Jag vill träffa vänner")
+        answer = browser.submit_form(page, "form-record-need", text="Jag vill träffa vänner")
         assert answer.status_code == 409
         assert "Någon annan ändrade planen medan du skrev" in answer.text
         notice = answer.text.split('id="changed-meanwhile"', 1)[1].split("</div>", 1)[0]
@@ -326,9 +208,9 @@ def test_a_stale_version_gets_the_conflict_notice_with_the_form_kept(web: Web) -
         _, kept = browser.form(answer, "form-record-need")
         assert kept["text"] == "Jag vill träffa vänner"
         assert int(kept["version"]) > int(before["version"])
-        saved = browser.submit(answer, "form-record-need")  # redone at the current version
+        saved = browser.submit_form(answer, "form-record-need")  # redone at the current version
         assert "Ditt behov är sparat" in saved.text
-    assert "Jag vill träffa vänner" in str(plan_of(web.api(), web.plan_id))
+    assert "Jag vill träffa vänner" in str(plan_of(web.api(), web.demo["active"]))
 
 
 def test_the_person_ends_their_plan_after_reading_what_it_means(web: Web) -> None:
@@ -351,7 +233,7 @@ def test_the_person_ends_their_plan_after_reading_what_it_means(web: Web) -> Non
     plan_id = created_or_ok(web.api().sip.post("/fhir/CarePlan", json=body, headers=FHIR_JSON))[
         "id"
     ]
-    with web.browser("person") as browser:
+    with browser_of(web, "person") as browser:
         page = browser.get(f"/me/plans/{plan_id}")
         confirm = browser.get(f"/me/plans/{plan_id}/close")
         assert "Vill du avsluta din plan?" in confirm.text
@@ -359,14 +241,14 @@ def test_the_person_ends_their_plan_after_reading_what_it_means(web: Web) -> Non
         assert plan_of(web.api(), plan_id)["status"] == "draft"  # nothing yet
         # Someone else changes the plan while the person reads: nothing is closed yet.
         created_or_ok(run(web.api().sip, plan_id, "record-need", text="Stöd med ekonomin"))
-        stale = browser.submit(confirm, "form-close", note="Jag klarar mig själv nu")
+        stale = browser.submit_form(confirm, "form-close", note="Jag klarar mig själv nu")
         assert stale.status_code == 409
         assert "Någon annan ändrade planen medan du läste" in stale.text
         assert "Stöd med ekonomin" in stale.text  # what changed
         assert plan_of(web.api(), plan_id)["status"] == "draft"
         _, kept = browser.form(stale, "form-close")
         assert kept["note"] == "Jag klarar mig själv nu"
-        done = browser.submit(stale, "form-close")
+        done = browser.submit_form(stale, "form-close")
         assert str(done.url).endswith("/me?done=close")
         assert "Din plan är avslutad" in done.text
         assert page.status_code == 200
@@ -385,10 +267,10 @@ def test_a_reject_form_is_offered_where_the_api_has_reject_changes(
 
     monkeypatch.setattr(person_routes, "reject_offered", offered)
     propose_intervention(web, "Ledsagning till läkarbesök")
-    with web.browser("person") as browser:
-        page = browser.get(f"/me/plans/{web.plan_id}")
+    with browser_of(web, "person") as browser:
+        page = browser.get(f"/me/plans/{web.demo['active']}")
         action, fields = browser.form(page, "form-reject-changes")
-        assert action == f"/me/plans/{web.plan_id}/reject-changes"
+        assert action == f"/me/plans/{web.demo['active']}/reject-changes"
         assert {"csrf_token", "version", "reason"} <= set(fields)
         assert 'id="how-to-say-no"' not in page.text
 
@@ -398,16 +280,16 @@ def test_what_the_api_withholds_from_the_person_is_shown_as_withheld(web: Web) -
     exist and are not shown, never left to think there are none."""
     response = run(
         web.api().sip,
-        web.plan_id,
+        web.demo["active"],
         "allocate-cost",
         intervention="intervention-1",
         periodStart="2027-01-01",
         splitUnclear=True,
     )
     assert response.status_code == 200, response.text
-    assert "cost-allocation" in str(plan_of(web.person_api(), web.plan_id))
-    with web.browser("person") as browser:
-        page = browser.get(f"/me/plans/{web.plan_id}")
+    assert "cost-allocation" in str(plan_of(web.person_api(), web.demo["active"]))
+    with browser_of(web, "person") as browser:
+        page = browser.get(f"/me/plans/{web.demo['active']}")
         assert 'class="withheld"' in page.text
         assert "Hur kostnaderna delas mellan regionen och kommunen visas inte för dig" in page.text
 
@@ -417,47 +299,44 @@ def test_what_the_api_withholds_from_the_person_is_shown_as_withheld(web: Web) -
 
 @pytest.mark.parametrize("user", ["region-coordinator", "region-auditor", "outsider-coordinator"])
 def test_staff_get_no_person_page(web: Web, user: str) -> None:
-    version = plan_of(web.api(), web.plan_id)["meta"]["versionId"]
-    with web.browser(user) as browser:
-        for path in ("/me", f"/me/plans/{web.plan_id}", "/me/consents", "/me/access-log"):
+    version = plan_of(web.api(), web.demo["active"])["meta"]["versionId"]
+    with browser_of(web, user) as browser:
+        for path in ("/me", f"/me/plans/{web.demo['active']}", "/me/consents", "/me/access-log"):
             page = browser.get(path)
             assert page.status_code == 403, path
             assert "till för personen själv" in page.text
             assert TOLVAN not in page.text
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]
-        posted = browser.client.post(
-            f"/me/plans/{web.plan_id}/record-need", data={"csrf_token": token, "text": "x"}
-        )
+        posted = browser.submit(f"/me/plans/{web.demo['active']}/record-need", {"text": "x"})
         assert posted.status_code == 403
-    assert plan_of(web.api(), web.plan_id)["meta"]["versionId"] == version
+    assert plan_of(web.api(), web.demo["active"])["meta"]["versionId"] == version
 
 
 def test_a_form_without_the_csrf_token_is_refused(web: Web) -> None:
-    version = plan_of(web.api(), web.plan_id)["meta"]["versionId"]
-    with web.browser("person") as browser:
-        page = browser.get(f"/me/plans/{web.plan_id}")
+    version = plan_of(web.api(), web.demo["active"])["meta"]["versionId"]
+    with browser_of(web, "person") as browser:
+        page = browser.get(f"/me/plans/{web.demo['active']}")
         action, fields = browser.form(page, "form-record-need")
         del fields["csrf_token"]
-        refused = browser.client.post(action, data={**fields, "text": "Smugglat behov"})
+        refused = browser.http.post(action, data={**fields, "text": "Smugglat behov"})
         assert refused.status_code == 403
         assert "Formuläret kunde inte tas emot" in refused.text
-        forged = browser.client.post(action, data={**fields, "csrf_token": "x", "text": "y"})
+        forged = browser.http.post(action, data={**fields, "csrf_token": "x", "text": "y"})
         assert forged.status_code == 403
-    assert plan_of(web.api(), web.plan_id)["meta"]["versionId"] == version
+    assert plan_of(web.api(), web.demo["active"])["meta"]["versionId"] == version
 
 
 def test_the_person_cannot_open_someone_elses_plan(web: Web) -> None:
     bundle = web.api().sip.post("/fhir/CarePlan/_search", data={"subject:identifier": ANNA})
     anna_plan = bundle.json()["entry"][0]["resource"]["id"]
-    with web.browser("person") as browser:
+    with browser_of(web, "person") as browser:
         page = browser.get(f"/me/plans/{anna_plan}")
         assert page.status_code == 404
         assert "Anna" not in page.text and ANNA not in page.text
 
 
 def test_the_personnummer_is_never_in_a_url_or_a_title(web: Web) -> None:
-    with web.browser("person") as browser:
-        for path in ("/me", f"/me/plans/{web.plan_id}", "/me/consents", "/me/access-log"):
+    with browser_of(web, "person") as browser:
+        for path in ("/me", f"/me/plans/{web.demo['active']}", "/me/consents", "/me/access-log"):
             page = browser.get(path)
             assert page.status_code == 200, path
             title = re.search(r"<title>(.*?)</title>", page.text, re.S)[1]
@@ -468,7 +347,7 @@ def test_the_personnummer_is_never_in_a_url_or_a_title(web: Web) -> None:
         link = re.search(r'href="(/me/consents/[^"]+/withdraw)"', consents.text)[1]
         browser.get(link)
         assert browser.visited  # every request above, redirects included
-        browser.assert_no_personnummer_in_urls()
+        browser.assert_no_personnummer_in_urls(TOLVAN)
 
 
 # -- my log extract -------------------------------------------------------------------------
@@ -476,8 +355,8 @@ def test_the_personnummer_is_never_in_a_url_or_a_title(web: Web) -> None:
 
 def test_the_log_extract_lists_who_read_the_plan(web: Web) -> None:
     reader = web.api(MUNICIPALITY)
-    assert reader.sip.get(f"/fhir/CarePlan/{web.plan_id}").status_code == 200
-    with web.browser("person") as browser:
+    assert reader.sip.get(f"/fhir/CarePlan/{web.demo['active']}").status_code == 200
+    with browser_of(web, "person") as browser:
         page = browser.get("/me/access-log")
         assert page.status_code == 200
         assert str(page.url).endswith("/me/access-log")
@@ -497,7 +376,7 @@ def test_the_log_extract_lists_who_read_the_plan(web: Web) -> None:
 
 
 def region_entries_withheld_from(web: Web, organization: str) -> bool:
-    plan = plan_of(web.api(organization), web.plan_id)
+    plan = plan_of(web.api(organization), web.demo["active"])
     withheld = [
         ext
         for ext in plan.get("extension", [])
@@ -523,7 +402,7 @@ def test_withdrawing_consent_after_the_confirmation_withholds_the_regions_entrie
     web = fresh_web
     assert not region_entries_withheld_from(web, MUNICIPALITY)
     (consent,) = consents_of_tolvan(web)
-    with web.browser("person") as browser:
+    with browser_of(web, "person") as browser:
         page = browser.get("/me/consents")
         assert "Gäller" in page.text and MUNICIPALITY_NAME in page.text
         confirm = browser.get(f"/me/consents/{consent['id']}/withdraw")
@@ -535,7 +414,7 @@ def test_withdrawing_consent_after_the_confirmation_withholds_the_regions_entrie
         assert "förrän du samtycker igen" in meaning
         assert 'href="/me/consents"' in confirm.text  # the way back
         assert consents_of_tolvan(web)[0]["status"] == "active"  # nothing done yet
-        done = browser.submit(confirm, "form-withdraw", reason="Jag vill inte dela längre")
+        done = browser.submit_form(confirm, "form-withdraw", reason="Jag vill inte dela längre")
         assert str(done.url).endswith("/me/consents?done=withdraw")
         assert "Samtycket är återkallat" in done.text and "Återkallat" in done.text
     (withdrawn,) = consents_of_tolvan(web)
@@ -543,25 +422,25 @@ def test_withdrawing_consent_after_the_confirmation_withholds_the_regions_entrie
     web.system.settle()
     assert region_entries_withheld_from(web, MUNICIPALITY)
     # The person still sees the whole plan.
-    with web.browser("person") as browser:
-        assert REGION_NEED in browser.get(f"/me/plans/{web.plan_id}").text
+    with browser_of(web, "person") as browser:
+        assert REGION_NEED in browser.get(f"/me/plans/{web.demo['active']}").text
 
 
 def test_limiting_consent_with_a_block_after_the_confirmation(fresh_web: Web) -> None:
     web = fresh_web
     (consent,) = consents_of_tolvan(web)
-    with web.browser("person") as browser:
+    with browser_of(web, "person") as browser:
         choose = browser.get(f"/me/consents/{consent['id']}/limit")
         assert "Vems uppgifter vill du spärra?" in choose.text
-        unchosen = browser.submit(choose, "form-block")
+        unchosen = browser.submit_form(choose, "form-block")
         assert unchosen.status_code == 422 and "Välj vilken organisation" in unchosen.text
-        review = browser.submit(choose, "form-block", organization=REGION, until="")
+        review = browser.submit_form(choose, "form-block", organization=REGION, until="")
         assert review.status_code == 200
         meaning = section(review.text, "Det här betyder det")
         assert f"Det {REGION_NAME} har skrivit om dig i din plan visas inte längre" in meaning
         assert MUNICIPALITY_NAME in meaning
         assert len(consents_of_tolvan(web)) == 1  # nothing done before the confirmation
-        done = browser.submit(review, "form-block")
+        done = browser.submit_form(review, "form-block")
         assert str(done.url).endswith("/me/consents?done=block")
         assert "Spärren är registrerad" in done.text and "Häv spärren" in done.text
     blocks = [c for c in consents_of_tolvan(web) if c["provision"]["type"] == "deny"]

@@ -18,11 +18,11 @@ from contracts.canonical import (
 from contracts.identifiers import PERSONNUMMER_SYSTEM, with_check_digit
 from services.common.demo_identities import MUNICIPALITY, OUTSIDER, PEOPLE, REGION
 from tests.conftest import System
-from tests.web_pages import (
+from tests.web_client import (
+    Web,
     WebUser,
     checked_value,
-    demo_plan_id,
-    demo_region,
+    dashed,
     field_error,
     input_value,
     served_web,
@@ -39,50 +39,30 @@ def new_person() -> str:
 
 
 @pytest.fixture(scope="module")
-def web(system: System) -> Iterator[str]:
-    with served_web(system) as url:
-        yield url
+def web(system: System) -> Iterator[Web]:
+    with served_web(system) as web:
+        yield web
 
 
 @pytest.fixture
-def coordinator(web: str) -> Iterator[WebUser]:
-    user = WebUser(web, "region-coordinator")
-    yield user
-    user.close()
+def coordinator(web: Web) -> Iterator[WebUser]:
+    with web.user("region-coordinator") as user:
+        yield user
 
 
-def dashed(personnummer: str) -> str:
-    return f"{personnummer[:8]}-{personnummer[8:]}"
-
-
-def assert_never_in_urls(user: WebUser, personnummer: str) -> None:
-    assert user.urls, "the test visited no page"
-    for url in user.urls:
-        for spelling in (personnummer, dashed(personnummer), personnummer[2:]):
-            assert spelling not in url, f"personnummer in {url}"
-
-
-def plans_of(system: System, personnummer: str) -> list[dict]:
-    bundle = (
-        demo_region(system)
-        .sip.post(
-            "/fhir/CarePlan/_search",
-            data={"subject:identifier": f"{PERSONNUMMER_SYSTEM}|{personnummer}"},
-        )
-        .json()
-    )
+def plans_of(web: Web, personnummer: str) -> list[dict]:
+    bundle = web.region.sip.post(
+        "/fhir/CarePlan/_search",
+        data={"subject:identifier": f"{PERSONNUMMER_SYSTEM}|{personnummer}"},
+    ).json()
     return [e["resource"] for e in bundle.get("entry", [])]
 
 
-def consents_of(system: System, personnummer: str) -> list[dict]:
-    bundle = (
-        demo_region(system)
-        .consent.post(
-            "/fhir/Consent/_search",
-            data={"patient:identifier": f"{PERSONNUMMER_SYSTEM}|{personnummer}"},
-        )
-        .json()
-    )
+def consents_of(web: Web, personnummer: str) -> list[dict]:
+    bundle = web.region.consent.post(
+        "/fhir/Consent/_search",
+        data={"patient:identifier": f"{PERSONNUMMER_SYSTEM}|{personnummer}"},
+    ).json()
     return [e["resource"] for e in bundle.get("entry", [])]
 
 
@@ -90,14 +70,14 @@ def consents_of(system: System, personnummer: str) -> list[dict]:
 
 
 def test_finding_a_person_posts_the_personnummer_and_lists_plans_and_consents(
-    coordinator: WebUser, system: System
+    coordinator: WebUser, web: Web
 ) -> None:
     person = PEOPLE[0]
-    plan_id = demo_plan_id(system)
+    plan_id = web.demo["active"]
     form = coordinator.get("/find")
     assert 'id="form-find"' in form.text and 'method="post"' in form.text
 
-    found = coordinator.post("/find", {"personnummer": dashed(person.personnummer)})
+    found = coordinator.submit("/find", {"personnummer": dashed(person.personnummer)})
 
     assert found.status_code == 200
     page = text_of(found.text)
@@ -118,7 +98,7 @@ def test_finding_a_person_posts_the_personnummer_and_lists_plans_and_consents(
     )
     assert start and "Starta plan för personen" in start.group(1)
     assert input_value(start.group(1), "personnummer") == dashed(person.personnummer)
-    assert_never_in_urls(coordinator, person.personnummer)
+    coordinator.assert_no_personnummer_in_urls(person.personnummer)
     # Nor in the page's title.
     title = re.search(r"<title>(.*?)</title>", found.text, re.S).group(1)
     assert person.personnummer not in title and dashed(person.personnummer) not in title
@@ -138,7 +118,7 @@ def test_finding_a_person_posts_the_personnummer_and_lists_plans_and_consents(
 def test_an_invalid_personnummer_is_explained_in_swedish_beside_the_field(
     coordinator: WebUser, typed: str, said: str
 ) -> None:
-    answer = coordinator.post("/find", {"personnummer": typed})
+    answer = coordinator.submit("/find", {"personnummer": typed})
 
     assert answer.status_code == 422
     assert said in (field_error(answer.text, "personnummer") or "")
@@ -147,11 +127,11 @@ def test_an_invalid_personnummer_is_explained_in_swedish_beside_the_field(
     assert "Planer för" not in answer.text  # the services were not asked
 
 
-def test_an_outsider_finds_nothing_of_the_person(web: str) -> None:
-    outsider = WebUser(web, "outsider-coordinator")
+def test_an_outsider_finds_nothing_of_the_person(web: Web) -> None:
+    outsider = web.user("outsider-coordinator")
     person = PEOPLE[0]
 
-    page = outsider.post("/find", {"personnummer": person.personnummer})
+    page = outsider.submit("/find", {"personnummer": person.personnummer})
 
     assert page.status_code == 200
     assert "Planer för" in page.text and "(0)" in page.text
@@ -160,23 +140,21 @@ def test_an_outsider_finds_nothing_of_the_person(web: str) -> None:
     outsider.close()
 
 
-def test_the_auditor_finds_the_person_but_is_not_offered_to_start_a_plan(
-    web: str, system: System
-) -> None:
-    auditor = WebUser(web, "region-auditor")
+def test_the_auditor_finds_the_person_but_is_not_offered_to_start_a_plan(web: Web) -> None:
+    auditor = web.user("region-auditor")
 
-    page = auditor.post("/find", {"personnummer": PEOPLE[0].personnummer})
+    page = auditor.submit("/find", {"personnummer": PEOPLE[0].personnummer})
 
     assert page.status_code == 200
-    assert f'href="/plans/{demo_plan_id(system)}/timeline"' in page.text
+    assert f'href="/plans/{web.demo["active"]}/timeline"' in page.text
     assert "Starta plan för personen" not in page.text
     assert 'id="form-create-plan"' not in auditor.get("/plans/new").text
     auditor.close()
 
 
-def test_a_form_without_the_csrf_token_is_refused(coordinator: WebUser, system: System) -> None:
+def test_a_form_without_the_csrf_token_is_refused(coordinator: WebUser, web: Web) -> None:
     person = new_person()
-    answer = coordinator.post(
+    answer = coordinator.submit(
         "/plans/new",
         {"personnummer": person, "description": "Behov", "initiative": "person", "kind": "region"},
         csrf=False,
@@ -184,20 +162,20 @@ def test_a_form_without_the_csrf_token_is_refused(coordinator: WebUser, system: 
 
     assert answer.status_code == 403
     assert "Formuläret kunde inte tas emot" in answer.text
-    assert plans_of(system, person) == []
+    assert plans_of(web, person) == []
 
 
 # --- Start a plan: the call, the consent, the invitation -----------------------------------
 
 
 def test_starting_a_plan_creates_it_registers_consent_and_invites_the_municipality(
-    coordinator: WebUser, system: System
+    coordinator: WebUser, web: Web
 ) -> None:
     person = new_person()
-    found = coordinator.post("/find", {"personnummer": person})
+    found = coordinator.submit("/find", {"personnummer": person})
     assert "Det finns ingen plan för personen som du får se." in found.text
     # "Starta plan för personen" carries the number into the start form, prefilled.
-    prefilled = coordinator.post("/plans/new", {"personnummer": dashed(person), "from_find": "1"})
+    prefilled = coordinator.submit("/plans/new", {"personnummer": dashed(person), "from_find": "1"})
     assert prefilled.status_code == 200
     assert 'id="form-create-plan"' in prefilled.text
     assert input_value(prefilled.text, "personnummer") == dashed(person)
@@ -205,7 +183,7 @@ def test_starting_a_plan_creates_it_registers_consent_and_invites_the_municipali
     assert checked_value(prefilled.text, "initiative") == "region-unit"
     assert REGION in text_of(prefilled.text)  # my organisation and unit, from the token
 
-    step2 = coordinator.post(
+    step2 = coordinator.submit(
         "/plans/new",
         {
             "personnummer": dashed(person),
@@ -220,7 +198,7 @@ def test_starting_a_plan_creates_it_registers_consent_and_invites_the_municipali
     plan_id = re.search(r"/plans/([0-9a-f-]{36})/start/consent$", str(step2.url)).group(1)
     assert 'id="form-register-consent"' in step2.text
     assert dashed(person) in text_of(step2.text)  # the person, read from the plan
-    plan = demo_region(system).sip.get(f"/fhir/CarePlan/{plan_id}").json()
+    plan = web.region.sip.get(f"/fhir/CarePlan/{plan_id}").json()
     assert plan["status"] == "draft"
     assert plan["author"]["identifier"]["value"] == REGION
     assert plan["subject"]["identifier"]["value"] == person
@@ -233,7 +211,7 @@ def test_starting_a_plan_creates_it_registers_consent_and_invites_the_municipali
     assert input_value(step2.text, "period_start") == date.today().isoformat()
 
     end = (date.today() + timedelta(days=365)).isoformat()
-    step3 = coordinator.post(
+    step3 = coordinator.submit(
         f"/plans/{plan_id}/start/consent",
         {
             "giver_role": "person",
@@ -249,7 +227,7 @@ def test_starting_a_plan_creates_it_registers_consent_and_invites_the_municipali
     assert str(step3.url).endswith(
         f"/plans/{plan_id}/start/invite?organization={MUNICIPALITY}&kind=municipality"
     )
-    (consent,) = consents_of(system, person)
+    (consent,) = consents_of(web, person)
     assert consent["status"] == "active"
     assert {o["identifier"]["value"] for o in consent["organization"]} == {REGION, MUNICIPALITY}
     assert consent["provision"]["period"]["start"].startswith(date.today().isoformat()[:4])
@@ -265,7 +243,7 @@ def test_starting_a_plan_creates_it_registers_consent_and_invites_the_municipali
     assert checked_value(step3.text, "kind") == "municipality"
     version = input_value(step3.text, "version")
 
-    done = coordinator.post(
+    done = coordinator.submit(
         f"/plans/{plan_id}/start/invite",
         {
             "version": version,
@@ -278,7 +256,7 @@ def test_starting_a_plan_creates_it_registers_consent_and_invites_the_municipali
 
     assert done.status_code == 303
     assert done.headers["location"] == f"/plans/{plan_id}"
-    team = demo_region(system).sip.get(f"/fhir/CareTeam/{plan_id}-team").json()
+    team = web.region.sip.get(f"/fhir/CareTeam/{plan_id}-team").json()
     invited = [
         p["member"]
         for p in team["participant"]
@@ -286,18 +264,17 @@ def test_starting_a_plan_creates_it_registers_consent_and_invites_the_municipali
     ]
     assert invited and invited[0].get("display") == "Eskilstuna kommun, socialtjänsten"
     # The municipality now takes part in the draft: it finds the plan.
-    municipality = system.as_caller(organization=MUNICIPALITY)
+    municipality = web.system.as_caller(organization=MUNICIPALITY)
     assert municipality.sip.get(f"/fhir/CarePlan/{plan_id}").status_code == 200
-    assert_never_in_urls(coordinator, person)
+    coordinator.assert_no_personnummer_in_urls(person)
 
 
 def test_a_refused_plan_start_keeps_the_input_and_says_why(
     coordinator: WebUser,
-    system: System,
-    web: str,
+    web: Web,
 ) -> None:
     person = new_person()
-    answer = coordinator.post(
+    answer = coordinator.submit(
         "/plans/new",
         {
             "personnummer": dashed(person),
@@ -310,26 +287,26 @@ def test_a_refused_plan_start_keeps_the_input_and_says_why(
     assert field_error(answer.text, "description") == "Skriv varför en SIP behövs."
     assert input_value(answer.text, "personnummer") == dashed(person)
     assert checked_value(answer.text, "initiative") == "person"
-    assert plans_of(system, person) == []
+    assert plans_of(web, person) == []
 
     # A role that may not start plans: told before, and refused by the API if it tries.
-    professional = WebUser(web, "region-professional")
+    professional = web.user("region-professional")
     page = professional.get("/plans/new")
     assert "Du kan inte starta en plan med din roll (Yrkesperson)" in text_of(page.text)
     assert 'id="form-create-plan"' not in page.text
-    refused = professional.post(
+    refused = professional.submit(
         "/plans/new",
         {"personnummer": person, "initiative": "person", "kind": "region", "description": "Behov"},
     )
     assert refused.status_code == 403
     assert "Du har inte behörighet att göra detta." in text_of(refused.text)
     assert input_value(refused.text, "personnummer") == dashed(person)
-    assert plans_of(system, person) == []
+    assert plans_of(web, person) == []
     professional.close()
 
 
 def _started_plan(user: WebUser, person: str) -> str:
-    answer = user.post(
+    answer = user.submit(
         "/plans/new",
         {
             "personnummer": person,
@@ -393,13 +370,13 @@ CONSENT = {
     ],
 )
 def test_a_refused_consent_is_shown_beside_its_field_with_the_input_kept(
-    coordinator: WebUser, system: System, changes: dict, field: str, said: str
+    coordinator: WebUser, web: Web, changes: dict, field: str, said: str
 ) -> None:
     person = new_person()
     plan_id = _started_plan(coordinator, person)
     posted = {**CONSENT, **changes}
 
-    answer = coordinator.post(f"/plans/{plan_id}/start/consent", posted)
+    answer = coordinator.submit(f"/plans/{plan_id}/start/consent", posted)
 
     assert answer.status_code in (403, 422)
     assert said in (field_error(answer.text, field) or ""), text_of(answer.text)[:2000]
@@ -410,17 +387,15 @@ def test_a_refused_consent_is_shown_beside_its_field_with_the_input_kept(
             assert input_value(answer.text, name) == posted[name]
     if "basis" in posted:
         assert textarea_value(answer.text, "basis") == posted["basis"]
-    assert consents_of(system, person) == []
-    assert_never_in_urls(coordinator, person)
+    assert consents_of(web, person) == []
+    coordinator.assert_no_personnummer_in_urls(person)
 
 
-def test_a_guardian_and_a_mature_child_consent_as_recorded(
-    coordinator: WebUser, system: System
-) -> None:
+def test_a_guardian_and_a_mature_child_consent_as_recorded(coordinator: WebUser, web: Web) -> None:
     child = with_check_digit("20120301991")
     guardian = with_check_digit("19800101991")
     plan_id = _started_plan(coordinator, child)
-    coordinator.post(
+    coordinator.submit(
         f"/plans/{plan_id}/start/consent",
         {
             **CONSENT,
@@ -430,26 +405,26 @@ def test_a_guardian_and_a_mature_child_consent_as_recorded(
             "sole_custody": "on",
         },
     )
-    (consent,) = consents_of(system, child)
+    (consent,) = consents_of(web, child)
     (performer,) = consent["performer"]
     assert performer["identifier"]["value"] == guardian
     assert performer["display"] == "Vera Vårdnadshavare"
     assert {"url": "soleCustody", "valueBoolean": True} in performer["extension"][0]["extension"]
 
-    found = coordinator.post("/find", {"personnummer": child})
+    found = coordinator.submit("/find", {"personnummer": child})
     assert "Vårdnadshavare: Vera Vårdnadshavare" in text_of(found.text)
     assert ", ensam vårdnadshavare" in text_of(found.text)
 
 
 def test_a_stale_invitation_gets_the_conflict_page_with_the_input_kept(
-    coordinator: WebUser, system: System
+    coordinator: WebUser, web: Web
 ) -> None:
     person = new_person()
     plan_id = _started_plan(coordinator, person)
     page = coordinator.get(f"/plans/{plan_id}/start/invite")
     seen = input_value(page.text, "version")
     # Someone else changes the plan meanwhile.
-    demo_region(system).sip.post(
+    web.region.sip.post(
         f"/fhir/CarePlan/{plan_id}/$record-need",
         json={
             "resourceType": "Parameters",
@@ -464,7 +439,7 @@ def test_a_stale_invitation_gets_the_conflict_page_with_the_input_kept(
         "name": "Kommunen",
     }
 
-    conflict = coordinator.post(f"/plans/{plan_id}/start/invite", posted)
+    conflict = coordinator.submit(f"/plans/{plan_id}/start/invite", posted)
 
     assert conflict.status_code == 409
     page = text_of(conflict.text)
@@ -473,10 +448,10 @@ def test_a_stale_invitation_gets_the_conflict_page_with_the_input_kept(
     assert input_value(conflict.text, "organization") == MUNICIPALITY
     assert input_value(conflict.text, "name") == "Kommunen"
     assert int(input_value(conflict.text, "version")) == int(seen) + 1
-    team = demo_region(system).sip.get(f"/fhir/CareTeam/{plan_id}-team").json()
+    team = web.region.sip.get(f"/fhir/CareTeam/{plan_id}-team").json()
     assert MUNICIPALITY not in str(team)
 
-    again = coordinator.post(
+    again = coordinator.submit(
         f"/plans/{plan_id}/start/invite",
         {**posted, "version": input_value(conflict.text, "version")},
         follow_redirects=False,
@@ -484,7 +459,7 @@ def test_a_stale_invitation_gets_the_conflict_page_with_the_input_kept(
     assert again.status_code == 303
     # Inviting again is refused beside the field.
     page = coordinator.get(f"/plans/{plan_id}/start/invite")
-    twice = coordinator.post(
+    twice = coordinator.submit(
         f"/plans/{plan_id}/start/invite", {**posted, "version": input_value(page.text, "version")}
     )
     assert twice.status_code == 409
@@ -495,15 +470,15 @@ def test_a_stale_invitation_gets_the_conflict_page_with_the_input_kept(
 
 def test_an_outsider_cannot_reach_the_start_steps_of_anothers_plan(
     coordinator: WebUser,
-    web: str,
+    web: Web,
 ) -> None:
     plan_id = _started_plan(coordinator, new_person())
-    outsider = WebUser(web, "outsider-coordinator")
+    outsider = web.user("outsider-coordinator")
 
     for path in (f"/plans/{plan_id}/start/consent", f"/plans/{plan_id}/start/invite"):
         page = outsider.get(path)
         assert page.status_code == 404
         assert "Det finns ingen sådan plan som du får se." in text_of(page.text)
-    posted = outsider.post(f"/plans/{plan_id}/start/consent", CONSENT)
+    posted = outsider.submit(f"/plans/{plan_id}/start/consent", CONSENT)
     assert posted.status_code == 404
     outsider.close()

@@ -12,27 +12,19 @@ import pytest
 
 from services.common.demo_identities import MUNICIPALITY, REGION
 from tests.conftest import System
-from tests.web_pages import (
-    WebUser,
-    demo_plan_id,
-    demo_region,
-    field_error,
-    served_web,
-    text_of,
-)
+from tests.web_client import Web, WebUser, field_error, served_web, text_of
 
 
 @pytest.fixture(scope="module")
-def web(system: System) -> Iterator[str]:
-    with served_web(system) as url:
-        yield url
+def web(system: System) -> Iterator[Web]:
+    with served_web(system) as web:
+        yield web
 
 
 @pytest.fixture
-def coordinator(web: str) -> Iterator[WebUser]:
-    user = WebUser(web, "region-coordinator")
-    yield user
-    user.close()
+def coordinator(web: Web) -> Iterator[WebUser]:
+    with web.user("region-coordinator") as user:
+        yield user
 
 
 def rows(page: str) -> list[tuple[int, str]]:
@@ -59,8 +51,8 @@ def as_of_section(page: str) -> str:
     return text_of(page.split('id="as-of-heading"', 1)[1])
 
 
-def version_instants(system: System, plan_id: str) -> dict[int, str]:
-    history = demo_region(system).sip.get(f"/fhir/CarePlan/{plan_id}/_history").json()
+def version_instants(web: Web, plan_id: str) -> dict[int, str]:
+    history = web.region.sip.get(f"/fhir/CarePlan/{plan_id}/_history").json()
     return {
         int(e["resource"]["meta"]["versionId"]): e["resource"]["meta"]["lastUpdated"]
         for e in history["entry"]
@@ -68,10 +60,10 @@ def version_instants(system: System, plan_id: str) -> dict[int, str]:
 
 
 def test_the_timeline_lists_every_version_newest_first_with_who_when_unit_and_consent(
-    coordinator: WebUser, system: System
+    coordinator: WebUser, web: Web
 ) -> None:
-    plan_id = demo_plan_id(system)
-    plan = demo_region(system).sip.get(f"/fhir/CarePlan/{plan_id}").json()
+    plan_id = web.demo["active"]
+    plan = web.region.sip.get(f"/fhir/CarePlan/{plan_id}").json()
     relied_on = [
         s["identifier"]["value"].removeprefix("urn:uuid:")
         for s in plan["supportingInfo"]
@@ -111,10 +103,10 @@ def test_the_timeline_lists_every_version_newest_first_with_who_when_unit_and_co
 
 
 def test_the_plan_as_it_stood_before_an_intervention_does_not_show_it(
-    coordinator: WebUser, system: System
+    coordinator: WebUser, web: Web
 ) -> None:
-    plan_id = demo_plan_id(system)
-    instants = version_instants(system, plan_id)
+    plan_id = web.demo["active"]
+    instants = version_instants(web, plan_id)
     timeline = coordinator.get(f"/plans/{plan_id}/timeline")
     # Each row links to the plan as of its version's own instant.
     assert f"/plans/{plan_id}/timeline?at={instants[4].replace(':', '%3A')}" in timeline.text
@@ -153,10 +145,10 @@ def test_the_plan_as_it_stood_before_an_intervention_does_not_show_it(
     )
 
 
-def test_withheld_entries_are_marked_in_the_plan_as_it_stood(web: str, system: System) -> None:
+def test_withheld_entries_are_marked_in_the_plan_as_it_stood(web: Web) -> None:
     # The municipality on the plan whose consent was withdrawn: the region's entries withheld.
-    plan_id = demo_plan_id(system, 2)
-    municipality = WebUser(web, "municipality-coordinator")
+    plan_id = web.demo["consent-withdrawn"]
+    municipality = web.user("municipality-coordinator")
 
     page = municipality.get(f"/plans/{plan_id}/timeline", params={"at": "2199-01-01T00:00"})
 
@@ -167,9 +159,9 @@ def test_withheld_entries_are_marked_in_the_plan_as_it_stood(web: str, system: S
     municipality.close()
 
 
-def test_an_outsider_sees_nothing_of_the_timeline(web: str, system: System) -> None:
-    plan_id = demo_plan_id(system)
-    outsider = WebUser(web, "outsider-coordinator")
+def test_an_outsider_sees_nothing_of_the_timeline(web: Web) -> None:
+    plan_id = web.demo["active"]
+    outsider = web.user("outsider-coordinator")
 
     for params in ({}, {"at": "2199-01-01T00:00"}):
         page = outsider.get(f"/plans/{plan_id}/timeline", params=params)
@@ -182,12 +174,11 @@ def test_an_outsider_sees_nothing_of_the_timeline(web: str, system: System) -> N
 
 
 def test_the_auditor_sees_the_timeline_and_the_plan_as_it_stood(
-    web: str,
-    system: System,
+    web: Web,
 ) -> None:
-    plan_id = demo_plan_id(system)
-    instants = version_instants(system, plan_id)
-    auditor = WebUser(web, "region-auditor")
+    plan_id = web.demo["active"]
+    instants = version_instants(web, plan_id)
+    auditor = web.user("region-auditor")
 
     page = auditor.get(f"/plans/{plan_id}/timeline")
     assert page.status_code == 200

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import RedirectResponse, Response
 
 from services.web.fhir_client import Refused, ServiceUnavailable, SessionEnded
-from services.web.pages import render
+from services.web.pages import error_page
 from services.web.session import CsrfRefused, NotSignedIn, sign_out
 from services.web.texts import refusal_in_swedish
 
@@ -31,12 +31,11 @@ def install_error_pages(app: FastAPI) -> None:
 
     @app.exception_handler(CsrfRefused)
     async def csrf_refused(request: Request, _: CsrfRefused) -> Response:
-        return render(
+        return error_page(
             request,
-            "error.html",
-            status_code=403,
-            heading="Formuläret kunde inte tas emot",
-            sentences=[
+            403,
+            "Formuläret kunde inte tas emot",
+            [
                 "Formuläret kom inte från den här sessionen (det kan vara för gammalt). "
                 "Ladda om sidan och försök igen."
             ],
@@ -44,12 +43,11 @@ def install_error_pages(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceUnavailable)
     async def service_down(request: Request, error: ServiceUnavailable) -> Response:
-        return render(
+        return error_page(
             request,
-            "error.html",
-            status_code=503,
-            heading="Tjänsten svarar inte just nu",
-            sentences=[
+            503,
+            "Tjänsten svarar inte just nu",
+            [
                 f"{SERVICE_NAME[error.service].capitalize()} svarar inte. Inget av det du "
                 "gjorde har sparats om du inte fått en bekräftelse.",
                 "Försök igen om en stund. Om felet består, kontakta systemförvaltningen.",
@@ -58,22 +56,17 @@ def install_error_pages(app: FastAPI) -> None:
 
     @app.exception_handler(Refused)
     async def refused(request: Request, error: Refused) -> Response:
-        return render(
-            request,
-            "error.html",
-            status_code=error.status,
-            heading=refusal_heading(error.status),
-            sentences=refusal_in_swedish(error),
+        return error_page(
+            request, error.status, refusal_heading(error.status), refusal_in_swedish(error)
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Response:
-        return render(
+        return error_page(
             request,
-            "error.html",
-            status_code=error.status_code,
-            heading="Sidan finns inte" if error.status_code == 404 else "Det gick inte",
-            sentences=["Kontrollera adressen, eller gå tillbaka till arbetslistan."],
+            error.status_code,
+            "Sidan finns inte" if error.status_code == 404 else "Det gick inte",
+            ["Kontrollera adressen, eller gå tillbaka till arbetslistan."],
         )
 
     @app.exception_handler(Exception)
@@ -81,12 +74,11 @@ def install_error_pages(app: FastAPI) -> None:
         reference = uuid.uuid4().hex[:12]
         # The type and route only: a message may quote what the user typed.
         log.error("unexpected %s on %s (ref %s)", type(error).__name__, request.url.path, reference)
-        return render(
+        return error_page(
             request,
-            "error.html",
-            status_code=500,
-            heading="Något gick fel",
-            sentences=[
+            500,
+            "Något gick fel",
+            [
                 "Sidan kunde inte visas. Inget har sparats om du inte fått en bekräftelse.",
                 f"Ange referensen {reference} om du kontaktar systemförvaltningen.",
             ],

@@ -22,3 +22,12 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
     context.setdefault("user", getattr(request.state, "user", None))
     context["csrf_token"] = csrf_token(request)
     return TEMPLATES.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def error_page(
+    request: Request, status_code: int, heading: str, sentences: list[str]
+) -> HTMLResponse:
+    """The plain error page: a heading and what the user can do, in Swedish."""
+    return render(
+        request, "error.html", status_code=status_code, heading=heading, sentences=sentences
+    )

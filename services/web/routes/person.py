@@ -7,6 +7,7 @@ never put in a URL the browser sees."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
@@ -608,6 +609,37 @@ async def withdraw_page(request: Request, consent_id: str, user: Person, fhir: F
     return await withdraw_confirmation(request, fhir, user, consent_id)
 
 
+async def consent_page(
+    request: Request,
+    fhir: FhirClient,
+    user: SignedInUser,
+    consent_id: str,
+    template: str,
+    meaning: Callable[[ConsentView, FormState, Any], list[str]],
+    *,
+    status_code: int = 200,
+    state: FormState | None = None,
+    **context: Any,
+) -> Response:
+    """A page about one of my consents before I change it: the consent, its organisations by
+    name, what the change will mean (`meaning(consent, state, name)`) and the form."""
+    consent = await one_consent(fhir, consent_id)
+    name = namer(await organization_names(request, fhir, user))
+    state = state or FormState()
+    return render(
+        request,
+        template,
+        status_code=status_code,
+        consent=consent,
+        name=name,
+        state=state,
+        meaning=meaning(consent, state, name),
+        categories=person_texts.CONSENT_CATEGORY,
+        local_time=local_time,
+        **context,
+    )
+
+
 async def withdraw_confirmation(
     request: Request,
     fhir: FhirClient,
@@ -618,19 +650,16 @@ async def withdraw_confirmation(
     state: FormState | None = None,
     changed: bool = False,
 ) -> Response:
-    consent = await one_consent(fhir, consent_id)
-    name = namer(await organization_names(request, fhir, user))
-    return render(
+    return await consent_page(
         request,
+        fhir,
+        user,
+        consent_id,
         "person_withdraw.html",
+        lambda consent, _, name: withdrawal_meaning(consent, name),
         status_code=status_code,
-        consent=consent,
-        name=name,
-        meaning=withdrawal_meaning(consent, name),
-        categories=person_texts.CONSENT_CATEGORY,
-        state=state or FormState(),
+        state=state,
         changed=changed,
-        local_time=local_time,
     )
 
 
@@ -695,28 +724,25 @@ async def limit_form(
     state: FormState | None = None,
     review: bool = False,
 ) -> Response:
-    consent = await one_consent(fhir, consent_id)
-    name = namer(await organization_names(request, fhir, user))
-    state = state or FormState()
-    meaning = (
-        block_meaning(
-            consent, state.values.get("organization", ""), state.values.get("until", ""), name
+    def meaning(consent: ConsentView, state: FormState, name: Any) -> list[str]:
+        values = state.values
+        return (
+            block_meaning(consent, values.get("organization", ""), values.get("until", ""), name)
+            if review
+            else []
         )
-        if review
-        else []
-    )
-    return render(
+
+    return await consent_page(
         request,
+        fhir,
+        user,
+        consent_id,
         "person_limit.html",
+        meaning,
         status_code=status_code,
-        consent=consent,
-        name=name,
         state=state,
         review=review,
-        meaning=meaning,
         explained=person_texts.EXPLAINED,
-        categories=person_texts.CONSENT_CATEGORY,
-        local_time=local_time,
     )
 
 

@@ -14,7 +14,7 @@ from starlette.responses import RedirectResponse, Response
 
 from services.common.auth.tokens import DevIssuer, default_scopes
 from services.common.demo_identities import DEMO_USERS
-from services.web.pages import render
+from services.web.pages import error_page, render
 from services.web.session import sign_in, sign_out, signed_in_user
 from services.web.settings import WebSettings
 
@@ -70,12 +70,11 @@ def dev_signin(request: Request, user: str = Form()) -> Response:
     settings: WebSettings = request.app.state.settings
     demo = next((u for u in DEMO_USERS if u.key == user), None)
     if demo is None:
-        return render(
+        return error_page(
             request,
-            "error.html",
-            status_code=404,
-            heading="Sidan finns inte",
-            sentences=["Inloggning med demoanvändare finns bara i utvecklingsläget."],
+            404,
+            "Sidan finns inte",
+            ["Inloggning med demoanvändare finns bara i utvecklingsläget."],
         )
     token = DevIssuer(settings.key_dir).mint(
         subject=demo.key,
@@ -130,12 +129,11 @@ async def oidc_callback(request: Request) -> Response:
     except httpx.HTTPError:
         return identity_provider_down(request)
     except OAuthError:
-        return render(
+        return error_page(
             request,
-            "error.html",
-            status_code=400,
-            heading="Inloggningen misslyckades",
-            sentences=["Inloggningen kunde inte slutföras. Försök igen."],
+            400,
+            "Inloggningen misslyckades",
+            ["Inloggningen kunde inte slutföras. Försök igen."],
         )
     identity = answer.get("userinfo") or {}
     user = sign_in(request, answer["access_token"], identity.get("name"))
