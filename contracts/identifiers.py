@@ -12,6 +12,9 @@ from datetime import date
 PERSONNUMMER_SYSTEM = "http://electronichealth.se/identifier/personnummer"
 SAMORDNINGSNUMMER_SYSTEM = "http://electronichealth.se/identifier/samordningsnummer"
 HSA_ID_SYSTEM = "urn:oid:1.2.752.29.4.19"
+# The organisation the SIP service's own development tokens name: in access records it is the
+# service itself (noting a withdrawal, following the consent log), which clients show as such.
+SERVICE_HSA_ID = "SE0000000000-SIPSERVICE"
 
 PERSON_ID_SYSTEMS = (PERSONNUMMER_SYSTEM, SAMORDNINGSNUMMER_SYSTEM)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from joserfc.jwk import KeySet
 
+from contracts.identifiers import SERVICE_HSA_ID
 from services.common.auth.service_tokens import (
     ClientCredentialsTokens,
     DevServiceTokens,
@@ -24,7 +25,6 @@ from services.common.auth.tokens import (
 from services.common.configuration_check import refuse_unworkable
 from services.common.persistence import data_dir_from_env
 
-SERVICE_HSA_ID = "SE0000000000-SIPSERVICE"
 # The subject of the SIP service's own development tokens.
 SERVICE_SUBJECT = "sip-service"
 

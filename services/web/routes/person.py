@@ -27,7 +27,12 @@ from contracts.canonical import (
     RECIPIENT_ROLE,
     SOURCE_ROLE,
 )
-from contracts.identifiers import HSA_ID_SYSTEM, PERSONNUMMER_SYSTEM, SAMORDNINGSNUMMER_SYSTEM
+from contracts.identifiers import (
+    HSA_ID_SYSTEM,
+    PERSONNUMMER_SYSTEM,
+    SAMORDNINGSNUMMER_SYSTEM,
+    SERVICE_HSA_ID,
+)
 from services.common.demo_identities import (
     MUNICIPALITY,
     MUNICIPALITY_NAME,
@@ -36,7 +41,6 @@ from services.common.demo_identities import (
     REGION,
     REGION_NAME,
 )
-from services.common.settings import SERVICE_HSA_ID
 from services.web import person_texts
 from services.web.dependencies import Fhir, User
 from services.web.fhir_client import ChangedMeanwhile, FhirClient, Issue, Refused
