@@ -53,12 +53,17 @@ WHO_MEETS = {
     ),
     "own-plan": lambda c: c.organization == "own",
     "person-approves": lambda c: c.organization == "own" and c.variant != "meeting",
+    "staff-record-a-meetings-rejection": lambda c: (
+        c.organization in ORGANIZATIONS and c.variant == "meeting"
+    ),
+    "person-rejects": lambda c: c.organization == "own" and c.variant != "meeting",
     "person-withdraws": lambda c: c.organization == "own" and c.variant == "person-withdrew",
 }
 
 VARIANTS = {
     "create": ("own", "other"),
     "approve-changes": ("meeting", "person"),
+    "reject-changes": ("meeting", "person"),
     "close": ("person-withdrew", "goals-reached"),
 }
 
@@ -103,6 +108,11 @@ def _parameters(operation: str, variant: str | None, organization: str) -> dict[
             {"approvedBy": "meeting", "meeting": "meeting-1"}
             if variant == "meeting"
             else {"approvedBy": "person"}
+        ),
+        "reject-changes": (
+            {"rejectedBy": "meeting", "meeting": "meeting-1", "reason": "Inte så"}
+            if variant == "meeting"
+            else {"rejectedBy": "person", "reason": "Inte så"}
         ),
         "close": {"reason": variant},
         "report-deviation": {  # against another organisation than the caller's

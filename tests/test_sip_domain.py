@@ -422,6 +422,200 @@ def test_organisations_invited_before_acceptances_were_recorded_replay_as_pendin
     assert replayed.invitations_pending == [MUNICIPALITY]
 
 
+PERSON = {"subject": "tolvan", "role": "patient", "organization": None, "unit": None}
+LATER = datetime(2026, 12, 1, 10, tzinfo=UTC)
+
+
+def reject(plan: Plan, **changes):
+    values = {"rejected_by": "person", "meeting_id": None, "reason": None, "at": LATER}
+    plan.reject_changes(**(values | {"by": PERSON} | changes))
+
+
+def active() -> Plan:
+    """ready(), with the person taking part (participant-1) and goal-1 set, then activated."""
+    plan = ready()
+    plan.add_participant(participant={"kind": "person", "name": "Tolvan"}, at=NOW, by=BY)
+    plan.set_goal(text="Handla själv", target_date=None, need_ids=["need-1"], at=NOW, by=BY)
+    plan.activate(consents=["c1"], at=NOW, by=BY)
+    return plan
+
+
+def approved_content(plan: Plan) -> tuple:
+    return (
+        dict(plan.organizations),
+        dict(plan.participants),
+        dict(plan.needs),
+        dict(plan.goals),
+        dict(plan.interventions),
+        plan.overall_responsibility,
+        plan.next_follow_up,
+    )
+
+
+def propose_everything(plan: Plan) -> None:
+    """Staff change the active plan in every way that waits for the person's approval."""
+    need = plan.record_need(text="Sömnproblem", wishes=None, at=NOW, by=BY)
+    goal = plan.set_goal(text="Sova", target_date=None, need_ids=[need], at=NOW, by=BY)
+    plan.assign_intervention(
+        intervention=intervention(need_ids=[need], goal_ids=[goal]), at=NOW, by=BY
+    )
+    plan.add_participant(
+        participant={"kind": "relative", "name": "Mamma", "person_agrees": True}, at=NOW, by=BY
+    )
+    plan.invite_organization(hsa_id=SCHOOL, kind="other", name="Skolan", at=NOW, by=BY)
+    accept(plan, SCHOOL, contact="Rektor", by={**BY, "organization": SCHOOL})
+    plan.revise_goal(
+        goal_id="goal-1", text="Handla två gånger", target_date=None, reason="x", at=NOW, by=BY
+    )
+    plan.assess_goal(goal_id="goal-1", outcome="achieved", note=None, at=NOW, by=BY)
+    plan.change_intervention_status(
+        intervention_id="intervention-1", status="stopped", reason="Flyttat", at=NOW, by=BY
+    )
+    plan.assign_overall_responsibility(organization=MUNICIPALITY, reason="Flytt", at=NOW, by=BY)
+    plan.set_follow_up(follow_up_date=date(2027, 9, 1), at=NOW, by=BY)
+    plan.propose_cost_allocation(
+        intervention_id="intervention-2",
+        shares=[
+            {"organization": REGION, "percent": 50.0, "amount_sek": None},
+            {"organization": MUNICIPALITY, "percent": 50.0, "amount_sek": None},
+        ],
+        period_start=date(2027, 1, 1),
+        period_end=None,
+        at=NOW,
+        by=BY,
+    )
+
+
+def test_the_person_rejects_every_pending_change_and_the_approved_plan_stays():
+    plan = active()
+    approved = approved_content(plan)
+    propose_everything(plan)
+    # The person's own goal, in force at once, addresses the need staff proposed.
+    plan.set_goal(text="Somna själv", target_date=None, need_ids=["need-2"], at=NOW, by=PERSON)
+    changes = list(plan.pending_changes)
+    assert len(changes) == 10  # the cost allocation waits for the principals, not the person
+
+    reject(plan, reason="Inte nu")
+    organizations, participants, needs, goals, interventions, overall, follow_up = approved
+    assert plan.pending_changes == [] and plan.proposed_organizations == {}
+    assert plan.organizations == organizations and not plan.takes_part(SCHOOL)
+    assert plan.participants == participants and plan.needs == needs
+    assert plan.interventions == interventions and plan.cost_allocations == {}
+    assert plan.goals["goal-1"] == goals["goal-1"]  # neither revised nor assessed
+    # The person's goal stays, without its reference to the rejected need.
+    assert plan.goals["goal-3"].text == "Somna själv" and plan.goals["goal-3"].need_ids == ()
+    assert set(plan.goals) == {"goal-1", "goal-3"}
+    assert plan.overall_responsibility == overall and plan.proposed_overall_responsibility is None
+    assert plan.next_follow_up == follow_up == date(2027, 3, 1)
+    (rejection,) = plan.rejections
+    assert (rejection.rejected_by, rejection.reason, rejection.at) == ("person", "Inte nu", LATER)
+    assert list(rejection.changes) == changes and rejection.by == PERSON
+    assert set(rejection.dropped) == {
+        "need-2", "goal-2", "intervention-2", "participant-2", SCHOOL, "cost-1"
+    }  # fmt: skip
+    assert plan.changed_by == PERSON and plan.approvals == []
+    refused("changes-to-reject", reject, plan)
+
+
+def test_ids_a_rejection_dropped_are_never_given_again():
+    plan = active()
+    propose_everything(plan)
+    reject(plan)
+    assert plan.record_need(text="Oro", wishes=None, at=NOW, by=BY) == "need-3"
+    assert plan.set_goal(text="Lugn", target_date=None, need_ids=[], at=NOW, by=BY) == "goal-3"
+    assert plan.assign_intervention(intervention=intervention(), at=NOW, by=BY) == (
+        "intervention-3"
+    )
+    assert plan.add_participant(participant={"kind": "guardian"}, at=NOW, by=BY) == (
+        "participant-3"
+    )
+    shares = [
+        {"organization": REGION, "percent": 50.0, "amount_sek": None},
+        {"organization": MUNICIPALITY, "percent": 50.0, "amount_sek": None},
+    ]
+    allocation = plan.propose_cost_allocation(
+        intervention_id="intervention-3",
+        shares=shares,
+        period_start=date(2027, 1, 1),
+        period_end=None,
+        at=NOW,
+        by=BY,
+    )
+    assert allocation == "cost-2"
+    # The new proposals are approved as any are; the school may be invited again.
+    plan.invite_organization(hsa_id=SCHOOL, kind="other", name=None, at=NOW, by=BY)
+    plan.approve_changes(approved_by="person", meeting_id=None, at=NOW, by=PERSON)
+    assert {"need-3", "goal-3", "intervention-3", "participant-3"} <= (
+        set(plan.needs) | set(plan.goals) | set(plan.interventions) | set(plan.participants)
+    )
+    assert plan.takes_part(SCHOOL) and plan.organizations[SCHOOL].acceptance is None
+
+
+def test_a_rejection_replays_to_the_same_plan():
+    plan = active()
+    propose_everything(plan)
+    reject(plan, reason="Nej")
+    plan.record_need(text="Oro", wishes=None, at=NOW, by=BY)
+    replayed = None
+    for stored in plan.collect_events():
+        replayed = stored.mutate(replayed)
+    for part in ("organizations", "participants", "needs", "goals", "interventions",
+                 "cost_allocations", "rejections", "pending_changes", "next_follow_up",
+                 "overall_responsibility", "proposed_overall_responsibility"):  # fmt: skip
+        assert getattr(replayed, part) == getattr(plan, part), part
+    assert list(replayed.needs) == ["need-1", "need-3"]
+
+
+def test_a_rejected_follow_up_date_gives_way_to_the_approved_one_unless_a_follow_up_moved_it():
+    plan = active()
+    plan.set_follow_up(follow_up_date=date(2027, 5, 1), at=NOW, by=BY)
+    plan.set_follow_up(follow_up_date=date(2027, 6, 1), at=NOW, by=BY)
+    reject(plan)
+    assert plan.next_follow_up == date(2027, 3, 1)
+    plan.set_follow_up(follow_up_date=date(2027, 5, 1), at=NOW, by=BY)
+    # A follow-up held sets the next date itself: what was proposed before is no longer there.
+    plan.record_follow_up(
+        reviewed="Fungerar", changes="Tätare", next_date=date(2027, 4, 1), at=NOW, by=BY
+    )
+    reject(plan)
+    assert plan.next_follow_up == date(2027, 4, 1) and len(plan.follow_ups) == 1
+    # An approved date stays approved.
+    plan.set_follow_up(follow_up_date=date(2027, 8, 1), at=NOW, by=BY)
+    plan.approve_changes(approved_by="person", meeting_id=None, at=NOW, by=PERSON)
+    plan.record_need(text="Oro", wishes=None, at=NOW, by=BY)
+    reject(plan)
+    assert plan.next_follow_up == date(2027, 8, 1)
+
+
+def test_a_meeting_the_person_attended_may_reject_and_a_rejection_only_on_an_open_plan():
+    plan = active()
+    plan.record_need(text="Oro", wishes=None, at=NOW, by=BY)
+    meeting = plan.schedule_meeting(
+        meeting={"start": NOW, "end": NOW, "location": "Vårdcentralen"}, at=NOW, by=BY
+    )
+    refused("rejecter", reject, plan, rejected_by="staff")
+    refused("meeting-rejection-needs-the-person", reject, plan, rejected_by="meeting",
+            meeting_id=meeting, by=BY)  # fmt: skip
+    plan.record_meeting(
+        meeting_id=meeting, attendees=["participant-1"], notes=None, approved_changes=False,
+        at=NOW, by=BY,
+    )  # fmt: skip
+    reject(plan, rejected_by="meeting", meeting_id=meeting, by=BY)
+    assert plan.rejections[0].meeting_id == meeting and "need-2" not in plan.needs
+    plan.record_need(text="Oro igen", wishes=None, at=NOW, by=BY)
+    plan.close(reason="person-withdrew", note=None, replaced_by=None, at=NOW, by=PERSON)
+    refused("closed-plan-unchanged", reject, plan)
+
+
+def test_the_persons_own_changes_and_a_draft_leave_nothing_to_reject():
+    plan = ready()
+    plan.record_need(text="Behov", wishes=None, at=NOW, by=BY)
+    refused("changes-to-reject", reject, plan)  # a draft: every change in force at once
+    plan.activate(consents=["c1"], at=NOW, by=BY)
+    plan.record_need(text="Mina ord", wishes=None, at=NOW, by=PERSON)
+    refused("changes-to-reject", reject, plan)
+
+
 def test_the_person_may_end_the_plan_and_then_nothing_changes():
     plan = ready()
     plan.activate(consents=["c1"], at=NOW, by=BY)
@@ -479,6 +673,8 @@ def test_overdue_follow_ups_are_findable():
             organization=None, unit=None, contact=None, at=NOW, by=BY)),
         ("contact", lambda plan: plan.accept_invitation(
             organization=MUNICIPALITY, unit=None, contact="\x00", at=NOW, by=BY)),
+        ("reason", lambda plan: plan.reject_changes(
+            rejected_by="person", meeting_id=None, reason="\x00", at=NOW, by=BY)),
     ],
 )  # fmt: skip
 def test_commands_refuse_missing_or_malformed_values_before_any_event(element, command):

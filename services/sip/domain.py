@@ -7,7 +7,7 @@ person's own words, the person's goals, participants, meetings, follow-up and cl
 
 Pure domain: no I/O, no clock. Every command names who did it (`by`) and when (`at`), and
 every event records both. Parts of the plan get ids in order (need-1, goal-2, ...), so a
-replay gives the same ids.
+replay gives the same ids; an id whose entry a rejection dropped is never given again.
 
 Events carry plain dicts, stored as they always were; applying one turns them into the
 frozen values of services/sip/parts.py. The aggregate stays in this module: its path is part
@@ -52,6 +52,8 @@ from services.sip.parts import (
     OverallResponsibility,
     Participant,
     PendingChange,
+    ProposedFollowUpDate,
+    Rejection,
     TakingPart,
 )
 
@@ -138,6 +140,8 @@ class Plan(Aggregate):
         self.meetings: dict[str, Meeting] = {}
         self.follow_ups: list[FollowUp] = []
         self.next_follow_up: date | None = None
+        # A date staff set on an active plan: in force, yet the person may reject it.
+        self.proposed_follow_up: ProposedFollowUpDate | None = None
         self.overall_responsibility: OverallResponsibility | None = None
         # A transfer on an active plan: the holder above keeps it until the person approves.
         self.proposed_overall_responsibility: OverallResponsibility | None = None
@@ -145,6 +149,7 @@ class Plan(Aggregate):
         self.deviations: dict[str, Deviation] = {}
         self.pending_changes: list[PendingChange] = []
         self.approvals: list[Approval] = []
+        self.rejections: list[Rejection] = []
         self.closure: Closure | None = None
 
     @classmethod
@@ -239,6 +244,18 @@ class Plan(Aggregate):
     def proposed_new(self, entry: str) -> bool:
         """Whether the entry itself is a proposal, added to the active plan but not approved."""
         return any(change.new for change in self.proposals_for(entry))
+
+    def _next_id(self, kind: str, parts: Mapping[str, Any]) -> str:
+        """The id of the next part of a kind (need-3, goal-2, ...): one past the highest given,
+        counting the entries a rejection dropped, so no id is ever given twice. Until a
+        rejection the ids run without gaps, and this is the count plus one, as it always was."""
+        given = [*parts, *(entry for r in self.rejections for entry in r.dropped)]
+        numbers = [
+            int(number)
+            for prefix, _, number in (part.rpartition("-") for part in given)
+            if prefix == kind and number.isdigit()
+        ]
+        return f"{kind}-{max(numbers, default=0) + 1}"
 
     @staticmethod
     def _choice(value: str, allowed: tuple[str, ...], rule: str, what: str) -> None:
@@ -336,7 +353,7 @@ class Plan(Aggregate):
                 "participant-organization-takes-part",
                 "a professional's organisation",
             )
-        participant_id = f"participant-{len(self.participants) + 1}"
+        participant_id = self._next_id("participant", self.participants)
         self._participant_added(participant={**participant, "id": participant_id}, at=at, by=by)
         return participant_id
 
@@ -352,7 +369,7 @@ class Plan(Aggregate):
         self._ensure_open()
         required_text(text, "text")
         optional_text(wishes, "wishes")
-        need_id = f"need-{len(self.needs) + 1}"
+        need_id = self._next_id("need", self.needs)
         self._need_recorded(need_id=need_id, text=text, wishes=wishes, at=at, by=by)
         return need_id
 
@@ -379,7 +396,7 @@ class Plan(Aggregate):
         optional_date(target_date, "targetDate")
         required_texts(need_ids, "need")
         self._ensure_known(need_ids, self.needs, "goal-addresses-known-needs")
-        goal_id = f"goal-{len(self.goals) + 1}"
+        goal_id = self._next_id("goal", self.goals)
         self._goal_set(
             goal_id=goal_id, text=text, target_date=target_date, need_ids=need_ids, at=at, by=by
         )
@@ -507,7 +524,7 @@ class Plan(Aggregate):
                     "responsible-principal-matches-organization",
                     f"{responsible} is not a {principal} taking part in the plan",
                 )
-        intervention_id = f"intervention-{len(self.interventions) + 1}"
+        intervention_id = self._next_id("intervention", self.interventions)
         self._intervention_assigned(
             intervention={**intervention, "id": intervention_id, "status": "planned"},
             at=at,
@@ -704,6 +721,9 @@ class Plan(Aggregate):
 
     @event("FollowUpDateSet")
     def _follow_up_date_set(self, follow_up_date: date, at: datetime, by: EventActor) -> None:
+        if self._awaits_approval(by) and self.proposed_follow_up is None:
+            # The approved date, which a rejection gives back.
+            self.proposed_follow_up = ProposedFollowUpDate(replaced=self.next_follow_up)
         self.next_follow_up = follow_up_date
         # Replays stay possible for whatever was stored before the command refused a non-date.
         shown = follow_up_date.isoformat() if follow_up_date is not None else "none"
@@ -748,6 +768,7 @@ class Plan(Aggregate):
             )
         )
         self.next_follow_up = next_date
+        self.proposed_follow_up = None  # a follow-up held sets the next date, proposal or not
         if changes:
             self._propose(f"follow-up changes: {changes}", at, by)
         else:
@@ -808,7 +829,7 @@ class Plan(Aggregate):
         percents = [share["percent"] for share in shares if share.get("percent") is not None]
         if percents and (len(percents) != len(shares) or abs(sum(percents) - 100) > 0.01):
             raise RuleViolation("cost-shares-whole", "shares in percent add up to 100")
-        allocation_id = f"cost-{len(self.cost_allocations) + 1}"
+        allocation_id = self._next_id("cost", self.cost_allocations)
         self._cost_allocation_proposed(
             allocation={
                 "id": allocation_id,
@@ -920,6 +941,7 @@ class Plan(Aggregate):
         self, *, approved_by: str, meeting_id: str | None, at: datetime, by: EventActor
     ) -> None:
         self._apply_proposals(at)
+        self.proposed_follow_up = None
         self.approvals.append(
             Approval(
                 approved_by=approved_by,
@@ -961,6 +983,98 @@ class Plan(Aggregate):
                     proposed_status=None,
                     proposed_status_reason=None,
                 )
+
+    def reject_changes(
+        self,
+        *,
+        rejected_by: str,
+        meeting_id: str | None,
+        reason: str | None,
+        at: datetime,
+        by: EventActor,
+    ) -> None:
+        """The person says no to the changes waiting for their approval, all of them at once,
+        as an approval takes them all: the plan stays as the person approved it."""
+        self._ensure_open()
+        optional_text(reason, "reason")
+        self._choice(rejected_by, APPROVERS, "rejecter", "who rejects")
+        if not self.pending_changes:
+            raise RuleViolation("changes-to-reject", "no changes wait for approval")
+        if rejected_by == "meeting":
+            meeting = self.meetings.get(meeting_id or "")
+            if meeting is None or not self._the_person_among(meeting.attendees):
+                raise RuleViolation(
+                    "meeting-rejection-needs-the-person",
+                    "a meeting's rejection names a held meeting (meeting) that the person or "
+                    "their guardian or representative attended",
+                )
+        self._changes_rejected(
+            rejected_by=rejected_by, meeting_id=meeting_id, reason=reason, at=at, by=by
+        )
+
+    @event("ChangesRejected")
+    def _changes_rejected(
+        self,
+        rejected_by: str,
+        meeting_id: str | None,
+        reason: str | None,
+        at: datetime,
+        by: EventActor,
+    ) -> None:
+        dropped = self._drop_proposals()
+        self.rejections.append(
+            Rejection(
+                rejected_by=rejected_by,
+                meeting_id=meeting_id,
+                reason=reason,
+                at=at,
+                changes=tuple(self.pending_changes),
+                by=by,
+                dropped=dropped,
+            )
+        )
+        self.pending_changes = []
+        self.changed_by = by
+
+    def _drop_proposals(self) -> tuple[str, ...]:
+        """Undoes what waits for approval: an entry that is itself a proposal (a need, goal,
+        intervention, participant or organisation) is removed, with the cost allocations of a
+        removed intervention and the references to it from the entries that stay; a goal's
+        proposed revision and assessment, an intervention's proposed status and a proposed
+        transfer of the overall responsibility are dropped; a proposed follow-up date gives
+        way to the one it replaced. Returns the ids of what was removed."""
+        proposed = {c.entry for c in self.pending_changes if c.new and c.entry}
+        removed = set(self.proposed_organizations)
+        self.proposed_organizations = {}
+        self.proposed_overall_responsibility = None
+        if self.proposed_follow_up is not None:
+            self.next_follow_up = self.proposed_follow_up.replaced
+            self.proposed_follow_up = None
+        for parts in (self.participants, self.needs, self.goals, self.interventions):
+            for entry in proposed & set(parts):
+                del parts[entry]
+                removed.add(entry)
+        for allocation_id, allocation in list(self.cost_allocations.items()):
+            if allocation.intervention_id in removed:
+                del self.cost_allocations[allocation_id]
+                removed.add(allocation_id)
+
+        def kept(ids: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(i for i in ids if i not in removed)
+
+        for goal_id, goal in self.goals.items():
+            self.goals[goal_id] = replace(
+                goal, need_ids=kept(goal.need_ids), proposal=None, proposed_assessment=None
+            )
+        for intervention_id, intervention in self.interventions.items():
+            self.interventions[intervention_id] = replace(
+                intervention,
+                need_ids=kept(intervention.need_ids),
+                goal_ids=kept(intervention.goal_ids),
+                proposed_status=None,
+                proposed_status_reason=None,
+            )
+        return tuple(sorted(removed))
 
     def activation_problems(self) -> list[str]:
         """Rules the plan itself answers before it may be activated (consent is asked apart)."""

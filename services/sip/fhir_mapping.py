@@ -71,6 +71,13 @@ SIP_CATEGORY = {
         }
     ]
 }
+# Who rejected the pending changes, as the CarePlan's note says it.
+REJECTED_BY = {
+    "person": "av personen",
+    "guardian": "av vårdnadshavaren",
+    "representative": "av ställföreträdaren",
+    "meeting": "vid SIP-mötet",
+}
 DETAIL_STATUS = {
     "planned": "not-started",
     "in-progress": "in-progress",
@@ -500,6 +507,18 @@ def _notes(plan: Plan) -> list[dict[str, Any]]:
                 "time": fhir_instant(approval.at),
                 "text": f"Ändringar godkända av {approval.approved_by}: "
                 + "; ".join(change.change for change in approval.changes),
+            }
+        )
+    for rejection in plan.rejections:
+        by = REJECTED_BY.get(rejection.rejected_by, rejection.rejected_by)
+        if rejection.meeting_id:
+            by += f" {rejection.meeting_id}"
+        notes.append(
+            {
+                "time": fhir_instant(rejection.at),
+                "text": f"Ändringar avböjda {by}: "
+                + "; ".join(change.change for change in rejection.changes)
+                + (f" — Skäl: {rejection.reason}" if rejection.reason else ""),
             }
         )
     if plan.closure:

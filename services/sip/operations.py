@@ -359,6 +359,22 @@ def approve_changes(call: OperationCall[ApproveChanges]) -> Any:
     )
 
 
+class RejectChanges(OperationParameters):
+    rejectedBy: Code | None = None  # the person's own call: "person"
+    meeting: String | None = None
+    reason: String | None = None
+
+
+def reject_changes(call: OperationCall[RejectChanges]) -> Any:
+    p, actor = call.parameters, call.actor
+    rejected_by = p.rejectedBy or ("person" if actor.role == "patient" else None)
+    if rejected_by is None:
+        raise FhirError(400, "required", "$reject-changes needs 'rejectedBy'")
+    return call.target.reject_changes(
+        rejected_by=rejected_by, meeting_id=p.meeting, reason=p.reason, at=call.at, by=call.by
+    )
+
+
 class Close(OperationParameters):
     reason: Code
     note: String | None = None
@@ -505,6 +521,15 @@ OPERATIONS: list[Operation[Any]] = [
         "meeting: held, with the person among its attendees)",
         ApproveChanges,
         approve_changes,
+    ),
+    plan_operation(
+        "reject-changes",
+        "The person (or guardian, representative, with the person's token) rejects the "
+        "pending changes, all of them: what was only proposed is dropped and the plan stays as "
+        "approved (reason); staff record only a meeting's rejection (rejectedBy = meeting, "
+        "meeting: held, with the person among its attendees)",
+        RejectChanges,
+        reject_changes,
     ),
     plan_operation(
         "close",

@@ -303,6 +303,30 @@ class Approval:
 
 
 @dataclass(frozen=True, slots=True)
+class Rejection:
+    """The person's no to the changes that waited for their approval: every one of them is
+    dropped. `dropped` names the entries that were only proposals (and the cost allocations of
+    a dropped intervention), whose ids are never given again."""
+
+    rejected_by: str
+    meeting_id: str | None
+    reason: str | None
+    at: datetime
+    changes: tuple[PendingChange, ...]
+    by: EventActor
+    dropped: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProposedFollowUpDate:
+    """A follow-up date staff set on an active plan. Unlike the other proposals it is in force
+    at once (the plan is followed up when it says), yet it is a change the person may reject:
+    `replaced` is the date it replaced, which a rejection gives back."""
+
+    replaced: date | None
+
+
+@dataclass(frozen=True, slots=True)
 class Closure:
     reason: str
     note: str | None

@@ -113,6 +113,20 @@ PERSON_APPROVES = Condition(
     "approval is recorded by staff)",
     lambda plan, actor, p: _own_plan(plan, actor) and getattr(p, "approvedBy", None) != "meeting",
 )
+MEETING_REJECTION = Condition(
+    "staff-record-a-meetings-rejection",
+    "any organisation taking part, recording the rejection of a meeting the person attended "
+    "(rejectedBy = meeting); the person's own rejection is given with the person's token",
+    lambda plan, actor, p: (
+        plan.takes_part(_organization(actor)) and getattr(p, "rejectedBy", None) == "meeting"
+    ),
+)
+PERSON_REJECTS = Condition(
+    "person-rejects",
+    "the person's own plan, rejecting as the person, guardian or representative (a meeting's "
+    "rejection is recorded by staff)",
+    lambda plan, actor, p: _own_plan(plan, actor) and getattr(p, "rejectedBy", None) != "meeting",
+)
 OWN_PLAN = Condition(
     "own-plan",
     "the person's own plan (the person, or a guardian or representative with the person's token)",
@@ -158,6 +172,7 @@ MATRIX: dict[str, dict[str, Condition]] = {
     "allocate-cost": _cells(PRINCIPAL, "coordinator", "integration"),
     "agree-cost-allocation": _cells(PRINCIPAL, "coordinator", "integration"),
     "approve-changes": {"coordinator": MEETING_APPROVAL, "patient": PERSON_APPROVES},
+    "reject-changes": {"coordinator": MEETING_REJECTION, "patient": PERSON_REJECTS},
     "close": {
         **_cells(OVERALL_RESPONSIBLE, "coordinator", "integration"),
         "patient": PERSON_WITHDRAWS,

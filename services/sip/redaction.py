@@ -23,6 +23,8 @@ from services.sip.parts import Goal, Intervention, Meeting
 
 # What the cost allocation entries are called: shown to the principals taking part only.
 COST_ALLOCATION = "cost-allocation"
+# Why the pending changes were rejected: the entry of whoever recorded the rejection.
+REJECTION_REASON = "rejection-reason"
 # The plan's events that record an entry of a kind withheld whoever its custodian is.
 _KIND_OF_EVENT = {
     "CostAllocationProposed": COST_ALLOCATION,
@@ -160,8 +162,9 @@ def _deviation(deviation: Any, disclosure: Disclosure, withheld: list[Withheld])
 
 
 def _changes(plan: Plan, seen: Plan, disclosure: Disclosure, withheld: list[Withheld]) -> None:
-    """The changes waiting for (or given) approval name what changed, a follow-up's changes
-    in words: each is its author's entry."""
+    """The changes waiting for (or given) approval, or rejected, name what changed, a
+    follow-up's changes in words: each is its author's entry. A rejection's reason is the
+    entry of whoever recorded the rejection (the person's, unless staff recorded a meeting's)."""
 
     def shown(changes: Iterable[Any]) -> list[Any]:
         kept = []
@@ -177,6 +180,14 @@ def _changes(plan: Plan, seen: Plan, disclosure: Disclosure, withheld: list[With
     seen.approvals = [
         replace(approval, changes=tuple(shown(approval.changes))) for approval in plan.approvals
     ]
+    seen.rejections = []
+    for rejection in plan.rejections:
+        rejection = replace(rejection, changes=tuple(shown(rejection.changes)))
+        recorder = custodian_of(rejection.by)
+        if rejection.reason and not disclosure.sees_entry(REJECTION_REASON, recorder):
+            withheld.append(Withheld(recorder, REJECTION_REASON))
+            rejection = replace(rejection, reason=None)
+        seen.rejections.append(rejection)
 
 
 def _proposals(plan: Plan, seen: Plan, disclosure: Disclosure) -> None:
@@ -216,6 +227,9 @@ def custodians_of_entries(plan: Plan) -> set[str]:
     custodians |= {follow_up.custodian for follow_up in plan.follow_ups}
     custodians |= {custodian_of(change.by) for change in plan.pending_changes}
     custodians |= {
-        custodian_of(change.by) for approval in plan.approvals for change in approval.changes
+        custodian_of(change.by)
+        for decision in (*plan.approvals, *plan.rejections)
+        for change in decision.changes
     }
+    custodians |= {custodian_of(r.by) for r in plan.rejections if r.reason}
     return {custodian for custodian in custodians if custodian}

@@ -192,7 +192,7 @@ class PlanView:
     meetings: list[Meeting]
     follow_ups: list[FollowUp]
     deviations: list[Deviation]
-    notes: list[tuple[str | None, str]]  # (time, text): approvals and closure
+    notes: list[tuple[str | None, str]]  # (time, text): approvals, rejections and closure
     pending_changes: list[str]
     proposed_organizations: list[str]
     proposed_overall: str | None

@@ -76,6 +76,7 @@ WITHHELD_KIND = {
     "deviation": "avvikelser",
     "deviation-answer": "svar på avvikelser",
     "change": "ändringar",
+    "rejection-reason": "skäl till avböjda ändringar",
     "title": "rubrik",
     "description": "beskrivning",
 }
@@ -88,6 +89,7 @@ RULE = {
         "återkallats eller gått ut) och försök igen."
     ),
     "changes-to-approve": "Det finns inga föreslagna ändringar att godkänna.",
+    "changes-to-reject": "Det finns inga föreslagna ändringar att avböja.",
     "closed-plan-unchanged": "Planen är avslutad och kan inte längre ändras.",
     "cost-agreed-once": "Kostnadsfördelningen är redan godkänd av er.",
     "cost-share-amount": "Ange antingen procent eller belopp för varje andel.",
