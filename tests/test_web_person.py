@@ -18,7 +18,6 @@ import pytest
 from contracts.canonical import EXT_PENDING_APPROVAL, EXT_WITHHELD_ENTRIES
 from contracts.identifiers import HSA_ID_SYSTEM, PERSONNUMMER_SYSTEM
 from services.common.demo_identities import MUNICIPALITY, PEOPLE, REGION
-from services.web.routes import person as person_routes
 from tests.fhir_data import FHIR_JSON, created_or_ok, run
 from tests.web_client import Web, WebUser, demo_web
 
@@ -177,11 +176,7 @@ def test_the_person_approves_a_proposed_change_and_it_is_in_force(web: Web) -> N
         assert "En ny insats: ”Boendestöd en gång i veckan”" in pending
         assert MUNICIPALITY_NAME in pending
         assert "Förslag – gäller inte förrän du godkänt det" in page.text
-        has_reject = web.api().sip.get("/fhir/OperationDefinition/CarePlan-reject-changes")
-        if has_reject.status_code == 200:
-            browser.form(page, "form-reject-changes")
-        else:  # no way to say no in the API: the page says whom to tell
-            assert 'id="how-to-say-no"' in page.text and "form-reject-changes" not in page.text
+        browser.form(page, "form-reject-changes")  # the person may say no as well
         approved = browser.submit_form(page, "form-approve-changes")
         assert approved.status_code == 200
         assert "Du har godkänt ändringarna" in approved.text
@@ -256,23 +251,21 @@ def test_the_person_ends_their_plan_after_reading_what_it_means(web: Web) -> Non
     assert plan["status"] == "revoked" and plan["period"].get("end")
 
 
-def test_a_reject_form_is_offered_where_the_api_has_reject_changes(
-    web: Web, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The SIP service has no `$reject-changes` yet (the page then says whom to tell, above);
-    where it has, the page offers a form for it."""
-
-    async def offered(fhir: Any) -> bool:
-        return True
-
-    monkeypatch.setattr(person_routes, "reject_offered", offered)
+def test_the_person_says_no_to_a_proposed_change_and_it_is_gone(web: Web) -> None:
     propose_intervention(web, "Ledsagning till läkarbesök")
     with browser_of(web, "person") as browser:
         page = browser.get(f"/me/plans/{web.demo['active']}")
-        action, fields = browser.form(page, "form-reject-changes")
-        assert action == f"/me/plans/{web.demo['active']}/reject-changes"
-        assert {"csrf_token", "version", "reason"} <= set(fields)
-        assert 'id="how-to-say-no"' not in page.text
+        rejected = browser.submit_form(
+            page, "form-reject-changes", reason="Jag klarar läkarbesöken själv"
+        )
+        assert rejected.status_code == 200
+        assert "Du har sagt nej till de föreslagna ändringarna" in rejected.text
+        assert "Förslag som väntar på ditt godkännande" not in rejected.text
+        assert "Ledsagning till läkarbesök" not in rejected.text
+    plan = plan_of(web.api(), web.demo["active"])
+    assert pending_changes(plan) == []
+    assert "Ledsagning till läkarbesök" not in str(plan["activity"])
+    assert any("Jag klarar läkarbesöken själv" in n.get("text", "") for n in plan["note"])
 
 
 def test_what_the_api_withholds_from_the_person_is_shown_as_withheld(web: Web) -> None:

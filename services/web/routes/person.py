@@ -53,7 +53,6 @@ from services.web.texts import parameter_of, refusal_in_swedish
 router = APIRouter(prefix="/me")
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 # The operation a person may say no with, where the SIP service offers it.
-REJECT_OPERATION = "OperationDefinition/CarePlan-reject-changes"
 PERSON_WITHDREW = "person-withdrew"
 
 DONE = {
@@ -190,15 +189,6 @@ def promised_by_organization(
     return grouped
 
 
-async def reject_offered(fhir: FhirClient) -> bool:
-    """Whether the SIP service lets the person say no to proposed changes."""
-    try:
-        await fhir.read("sip", REJECT_OPERATION)
-    except Refused:
-        return False
-    return True
-
-
 async def plan_page(
     request: Request,
     fhir: FhirClient,
@@ -221,7 +211,6 @@ async def plan_page(
         name=name,
         groups=promised_by_organization(plan, name),
         changes=[person_texts.change_in_swedish(c, plan) for c in plan.pending_changes],
-        reject_offered=bool(plan.pending_changes) and await reject_offered(fhir),
         state=state or FormState(),
         changed=changed,
         done=DONE.get(done or ""),
