@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from contracts.actor import ROLES
-from services.common.auth.tokens import DevIssuer, default_scopes
+from services.common.auth.tokens import DEV_KEY_FILE, DevIssuer, default_scopes
 from services.common.key_files import key_dir_from_env
 from services.common.migrations.runner import migrate_service
 from services.common.migrations.schema_version import SchemaNotCurrent
@@ -21,6 +21,7 @@ from services.common.persistence import DEFAULT_DATA_DIR
 from services.common.settings import ServiceSettings
 from services.ops.commands import DATABASE_URL_VARIABLES
 from services.ops.commands import add_commands as add_audit_commands
+from services.ops.offline import NoSystemThere
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(arguments, "run"):
         try:
             return arguments.run(arguments)
-        except SchemaNotCurrent as refusal:
+        except (SchemaNotCurrent, NoSystemThere) as refusal:
             print(refusal, file=sys.stderr)
             return 1
     if arguments.command == "up":
@@ -71,7 +72,16 @@ def print_token(arguments: argparse.Namespace) -> int:
     if arguments.role != "patient" and not arguments.org:
         print(f"--role {arguments.role} needs --org <HSA-id>", file=sys.stderr)
         return 2
-    token = DevIssuer(key_dir_from_env(Path(arguments.data_dir))).mint(
+    key_dir = key_dir_from_env(Path(arguments.data_dir)).resolve()
+    if not (key_dir / DEV_KEY_FILE).is_file():
+        # A new key here would sign tokens no running service trusts (401 for each).
+        print(
+            f"no development issuer key in {key_dir}: run `sip token` in the folder `sip up` "
+            "was started in, or name its data folder with --data-dir or SIP_DATA_DIR",
+            file=sys.stderr,
+        )
+        return 1
+    token = DevIssuer(key_dir).mint(
         subject=arguments.sub,
         role=arguments.role,
         organization=arguments.org,

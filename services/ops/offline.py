@@ -46,8 +46,28 @@ class OpenService:
         return self.projections(engine)
 
 
+class NoSystemThere(Exception):
+    """A command that reads an existing system was pointed at a folder that holds none."""
+
+
+def require_existing_system(name: str, data_dir: Path, database_url: str | None) -> None:
+    """On the embedded default, the service's database file must already be in the data
+    folder: opening a missing one would make an empty system there and report on it (an
+    auditor told "intact, 0 events" about the wrong folder)."""
+    if database_url:
+        return  # a database server: a wrong URL fails to connect, or its schema check names it
+    database = data_dir.resolve() / f"{name}.sqlite"
+    if not database.is_file():
+        raise NoSystemThere(
+            f"no SIP system in {data_dir.resolve()} (no {database.name} there): run the "
+            "command in the folder `sip up` was started in, or name the data folder with "
+            "--data-dir or SIP_DATA_DIR (or the databases with their URLs)"
+        )
+
+
 @contextmanager
 def open_service(name: str, data_dir: Path, database_url: str | None) -> Iterator[OpenService]:
+    require_existing_system(name, data_dir, database_url)
     storage = storage_for(name, database_url, data_dir)
     application = SERVICES[name][0](env=storage.event_store_env)
     engine = read_model_engine(storage)
