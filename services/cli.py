@@ -14,6 +14,7 @@ import httpx
 
 from contracts.actor import ROLES
 from services.common.auth.tokens import DEV_KEY_FILE, DevIssuer, default_scopes
+from services.common.demo_identities import DEMO_USERS
 from services.common.key_files import key_dir_from_env
 from services.common.migrations.runner import migrate_service
 from services.common.migrations.schema_version import SchemaNotCurrent
@@ -94,6 +95,23 @@ def print_token(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def print_token_lines(data_dir: Path) -> None:
+    """Ready-to-paste `sip token` lines for the demo users, for calling the API with curl."""
+    sip = Path(sys.executable).with_name("sip")
+    command = str(sip) if sip.exists() else "sip"
+    print("Tokens for the API (development issuer), e.g. TOKEN=$(<line>):")
+    for user in DEMO_USERS:
+        who = (
+            f"--patient {user.patient}"
+            if user.patient
+            else f"--org {user.organization} --unit {user.unit}"
+        )
+        print(
+            f"  {command} token --data-dir {data_dir.resolve()} --role {user.role} {who} "
+            f"--sub {user.key}   # {user.name}, {user.description}"
+        )
+
+
 def service_command(module: str, host: str, port: int) -> list[str]:
     return [
         sys.executable,
@@ -152,6 +170,8 @@ def run_up(data_dir: Path, host: str, demo: bool) -> int:
         print(f"SIP service:     {sip_url}/fhir  (CapabilityStatement: {sip_url}/fhir/metadata)")
         print(f"Consent service: {consent_url}/fhir")
         print(f"Storage:         {storage}")
+        if ServiceSettings.from_env("SIP_DATABASE_URL").dev_issuer_enabled:
+            print_token_lines(data_dir)
         if demo:
             from services.demo import load_demo
 

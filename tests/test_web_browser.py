@@ -4,8 +4,11 @@ and is kept as a screenshot."""
 
 from __future__ import annotations
 
+import shlex
+import subprocess
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from contracts.identifiers import with_check_digit
@@ -69,6 +72,19 @@ def sign_in(browser, demo: SipUp, user: str):
     page.goto("/signin")
     page.click(f"button[data-user='{user}']")
     return page
+
+
+def test_sip_up_prints_the_web_client_first_and_token_lines_that_work(demo):
+    printed = "".join(demo.lines)
+    assert printed.index("Web client:") < printed.index("SIP service:")
+    line = next(line for line in demo.lines if "--sub region-coordinator" in line)
+    command = shlex.split(line.split("#", 1)[0])
+    token = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+    answer = httpx.get(
+        f"http://127.0.0.1:{demo.sip_port}/fhir/CarePlan?status=active",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 200 and answer.json()["total"] >= 1
 
 
 def test_sign_in_and_the_worklist_pass_the_accessibility_checks(browser, demo):
