@@ -114,3 +114,14 @@ def test_an_unexpected_failure_is_a_500_outcome_that_prints_no_personnummer(
     printed = capfd.readouterr()
     assert "unexpected RuntimeError" in caplog.text
     assert personnummer not in printed.out + printed.err + caplog.text
+
+
+def test_the_root_and_the_fhir_base_lead_a_newcomer_to_the_capability_statement(system):
+    for url in (system.sip_url, system.consent_url):
+        root = system.without_token.sip.get(f"{url}/")
+        assert root.status_code == 200
+        assert f"{url}/fhir/metadata" in root.text and "/docs" in root.text
+        for base in ("/fhir", "/fhir/"):
+            found = system.without_token.sip.get(f"{url}{base}", follow_redirects=True)
+            assert found.status_code == 200
+            assert found.json()["resourceType"] == "CapabilityStatement"

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy.engine import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.common import access_log_routes
+from services.common import access_log_routes, landing
 from services.common.access_log_views import AccessLogIndex
 from services.common.audit import feed as event_feed
 from services.common.audit.checkpoints import CheckpointSigner
@@ -113,6 +113,7 @@ def build_service_app(
         base = str(request.base_url).rstrip("/") + "/fhir"
         return FhirResponse(capability_statement(base))
 
+    app.include_router(landing.router)
     return app
 
 
