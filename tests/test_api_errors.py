@@ -125,3 +125,28 @@ def test_the_root_and_the_fhir_base_lead_a_newcomer_to_the_capability_statement(
             found = system.without_token.sip.get(f"{url}{base}", follow_redirects=True)
             assert found.status_code == 200
             assert found.json()["resourceType"] == "CapabilityStatement"
+
+
+def test_a_missing_or_mistyped_parameter_is_named_with_the_type_it_needs(system):
+    plan = system.sip.post(
+        "/fhir/CarePlan", json=care_plan(new_personnummer()), headers=FHIR_JSON
+    ).json()["id"]
+    missing = system.sip.post(
+        f"/fhir/CarePlan/{plan}/$record-need",
+        json={"resourceType": "Parameters", "parameter": []},
+        headers=FHIR_JSON,
+    )
+    issue = missing.json()["issue"][0]
+    assert missing.status_code == 400 and issue["code"] == "required"
+    assert "'text', a string (valueString)" in issue["diagnostics"]
+    assert issue["expression"] == ["Parameters.parameter.where(name='text')"]
+    mistyped = system.sip.post(
+        f"/fhir/CarePlan/{plan}/$record-need",
+        json={"resourceType": "Parameters", "parameter": [{"name": "text", "valueInteger": 3}]},
+        headers=FHIR_JSON,
+    )
+    issue = mistyped.json()["issue"][0]
+    assert mistyped.status_code == 400
+    assert "'text' is a string: give it as valueString" in issue["diagnostics"]
+    assert "not valueInteger" in issue["diagnostics"]
+    assert issue["expression"] == ["Parameters.parameter.where(name='text')"]

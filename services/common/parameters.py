@@ -48,9 +48,14 @@ def _text(name: str, value: Any) -> str:
     return value.strip()
 
 
+def _parameter_path(name: str) -> str:
+    """The FHIRPath of a parameter (within its part, for a part)."""
+    return f"Parameters.parameter.where(name='{name}')"
+
+
 def _path_of(name: str, kind: str) -> str:
-    """The FHIRPath of a parameter's value (within its part, for a part)."""
-    return f"Parameters.parameter.where(name='{name}').{kind}"
+    """The FHIRPath of a parameter's value."""
+    return f"{_parameter_path(name)}.{kind}"
 
 
 def _identifier_value(name: str, value: Any) -> str:
@@ -235,7 +240,11 @@ def _read(
         values[spec.name] = read if spec.max == "*" else read[0]
     for spec in specs.values():
         if spec.min and spec.name not in values:
-            raise missing(spec.name)
+            refusal = missing(spec.name)
+            if spec.fhir_type is not None:  # what to give, so the caller can fix it at once
+                refusal.diagnostics += f", a {spec.fhir_type.name} ({spec.fhir_type.accepts[0]})"
+            refusal.expression = refusal.expression or _parameter_path(spec.name)
+            raise refusal
     try:
         return model.model_validate(values)
     except ValidationError as error:  # a declaration that its FHIR type does not match
@@ -261,6 +270,11 @@ def _value(spec: ParameterSpec, parameter: dict[str, Any], operation: str, missi
             except FhirError as error:
                 error.expression = error.expression or _path_of(spec.name, kind)
                 raise
+    given = sorted(key for key in parameter if key.startswith("value")) or ["no value"]
     raise FhirError(
-        400, "invalid", f"'{spec.name}' needs one of {', '.join(spec.fhir_type.accepts)}"
+        400,
+        "invalid",
+        f"'{spec.name}' is a {spec.fhir_type.name}: give it as "
+        f"{' or '.join(spec.fhir_type.accepts)}, not {', '.join(given)}",
+        expression=_parameter_path(spec.name),
     )

@@ -954,10 +954,6 @@ PART_FIELDS = {"percent": "share", "amountSek": "share"}
 
 
 def field_of(issue: Issue) -> str | None:
-    """The parameter an issue names: `where(name='x')` FHIRPaths, then texts.parameter_of."""
-    match = re.search(r"name='([^']+)'", issue.expression or "")
-    if match:
-        return match.group(1)
     return texts.parameter_of(issue)
 
 

@@ -3,6 +3,8 @@ words a coordinator or the person understands. Code and URLs stay English."""
 
 from __future__ import annotations
 
+import re
+
 from services.web.fhir_client import Issue, Refused
 
 PLAN_STATUS = {
@@ -226,11 +228,13 @@ def refusal_in_swedish(refused: Refused) -> list[str]:
 
 
 def parameter_of(issue: Issue) -> str | None:
-    """The operation parameter an issue is about, from its FHIRPath (`Parameters.parameter
-    ('text')...` or a bare name), so the message stands beside that field."""
+    """The operation parameter an issue is about, from its FHIRPath
+    (`Parameters.parameter.where(name='text')...` or a bare name), so the message stands
+    beside that field."""
     expression = issue.expression or ""
-    if "parameter('" in expression:
-        return expression.split("parameter('", 1)[1].split("'", 1)[0]
+    named = re.search(r"name='([^']+)'", expression)
+    if named:
+        return named.group(1)
     if expression and expression.replace("_", "").isalnum():
         return expression
     for quote in ("'", '"'):
