@@ -919,17 +919,25 @@ class Plan(Aggregate):
     ) -> None:
         self._ensure_open()
         self._choice(approved_by, APPROVERS, "approver", "who approves")
+        self._ensure_the_persons_answer("approval", approved_by, meeting_id)
+        self._changes_approved(approved_by=approved_by, meeting_id=meeting_id, at=at, by=by)
+
+    def _ensure_the_persons_answer(
+        self, answer: str, answered_by: str, meeting_id: str | None
+    ) -> None:
+        """An approval or rejection answers changes that wait, and one recorded for a meeting
+        names a held meeting that the person (or their guardian or representative) attended."""
+        verb = {"approval": "approve", "rejection": "reject"}[answer]
         if not self.pending_changes:
-            raise RuleViolation("changes-to-approve", "no changes wait for approval")
-        if approved_by == "meeting":
+            raise RuleViolation(f"changes-to-{verb}", "no changes wait for approval")
+        if answered_by == "meeting":
             meeting = self.meetings.get(meeting_id or "")
             if meeting is None or not self._the_person_among(meeting.attendees):
                 raise RuleViolation(
-                    "meeting-approval-needs-the-person",
-                    "a meeting's approval names a held meeting (meeting) that the person or "
+                    f"meeting-{answer}-needs-the-person",
+                    f"a meeting's {answer} names a held meeting (meeting) that the person or "
                     "their guardian or representative attended",
                 )
-        self._changes_approved(approved_by=approved_by, meeting_id=meeting_id, at=at, by=by)
 
     @event("ChangesApproved")
     def _changes_approved(
@@ -998,16 +1006,7 @@ class Plan(Aggregate):
         self._ensure_open()
         optional_text(reason, "reason")
         self._choice(rejected_by, APPROVERS, "rejecter", "who rejects")
-        if not self.pending_changes:
-            raise RuleViolation("changes-to-reject", "no changes wait for approval")
-        if rejected_by == "meeting":
-            meeting = self.meetings.get(meeting_id or "")
-            if meeting is None or not self._the_person_among(meeting.attendees):
-                raise RuleViolation(
-                    "meeting-rejection-needs-the-person",
-                    "a meeting's rejection names a held meeting (meeting) that the person or "
-                    "their guardian or representative attended",
-                )
+        self._ensure_the_persons_answer("rejection", rejected_by, meeting_id)
         self._changes_rejected(
             rejected_by=rejected_by, meeting_id=meeting_id, reason=reason, at=at, by=by
         )
