@@ -20,20 +20,33 @@ from services.common.migrations.runner import migrate_service
 from services.common.migrations.schema_version import SchemaNotCurrent
 from services.common.persistence import DEFAULT_DATA_DIR
 from services.common.settings import ServiceSettings
-from services.ops.commands import DATABASE_URL_VARIABLES
+from services.ops.commands import DATABASE_URL_VARIABLES, explained
 from services.ops.commands import add_commands as add_audit_commands
 from services.ops.offline import NoSystemThere
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sip", description="SIP case service")
+    parser = argparse.ArgumentParser(
+        prog="sip",
+        description="SIP case service: run it, get development tokens, check its logs",
+        epilog="start here:\n  sip up --demo        then open http://127.0.0.1:8002\n"
+        "  sip COMMAND --help  for what a command does, with an example",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="start the SIP and consent services and the web client")
+    up = commands.add_parser(
+        "up",
+        **explained("start the SIP and consent services and the web client", "sip up --demo"),
+    )
     up.add_argument("--data-dir", default=os.environ.get("SIP_DATA_DIR", DEFAULT_DATA_DIR))
     up.add_argument("--host", default=os.environ.get("SIP_HOST", "127.0.0.1"))
     up.add_argument("--demo", action="store_true", help="also load a small demo data set")
     token = commands.add_parser(
-        "token", help="print a bearer token from the embedded development issuer"
+        "token",
+        **explained(
+            "print a bearer token from the embedded development issuer",
+            "TOKEN=$(sip token --role coordinator --org SE2321000032-DEMO1)",
+        ),
     )
     token.add_argument("--org", help="the organisation's HSA-id (claim org)")
     token.add_argument("--unit", help="the unit's HSA-id the user acts from (claim unit)")

@@ -42,3 +42,17 @@ def test_sip_token_refuses_a_folder_without_the_development_issuers_key(nowhere,
     assert captured.out == ""  # no token that no service would accept
     assert f"no development issuer key in {nowhere}" in captured.err
     assert not nowhere.exists()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["up"], ["token"], ["migrate"], ["audit", "verify"], ["audit", "replay"],
+     ["audit", "export"], ["projections", "rebuild"], ["projections", "status"]],
+    ids=" ".join,
+)  # fmt: skip
+def test_each_command_says_what_it_does_with_an_example(command, capsys):
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    shown = capsys.readouterr().out
+    assert "example:" in shown
+    assert f"sip {' '.join(command)}" in shown.split("example:", 1)[1]

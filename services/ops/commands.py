@@ -55,18 +55,41 @@ def add_storage_arguments(parser: argparse.ArgumentParser) -> None:
         )  # fmt: skip
 
 
+def explained(summary: str, example: str) -> dict[str, Any]:
+    """A subcommand's help: one line in the list of commands, and with `--help` that line
+    and an example to paste."""
+    return {
+        "help": summary,
+        "description": summary,
+        "epilog": f"example:\n  {example}",
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+    }
+
+
 def add_commands(commands: Any) -> None:
     migrate = commands.add_parser(
-        "migrate", help="create or upgrade the services' database schemas (before starting them)"
+        "migrate",
+        **explained(
+            "create or upgrade the services' database schemas (before starting them)",
+            "sip migrate --service sip --sip-database-url postgresql://sip@db/sip",
+        ),
     )
     add_storage_arguments(migrate)
     migrate.add_argument("--service", choices=[*SERVICES, "all"], default="all")
     migrate.set_defaults(run=run_migrate)
 
-    audit = commands.add_parser("audit", help="verify, replay and export the event logs")
+    audit = commands.add_parser(
+        "audit", **explained("verify, replay and export the event logs", "sip audit verify")
+    )
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
 
-    verify = audit_commands.add_parser("verify", help="recompute the hash chains")
+    verify = audit_commands.add_parser(
+        "verify",
+        **explained(
+            "recompute the hash chains and name the first break",
+            "sip audit verify --url http://127.0.0.1:8000 --token $AUDITOR_TOKEN",
+        ),
+    )
     add_storage_arguments(verify)
     verify.add_argument("--service", choices=[*SERVICES, "all"], default="all")
     verify.add_argument("--url", help="verify a running service over HTTP instead")
@@ -79,21 +102,41 @@ def add_commands(commands: Any) -> None:
     verify.add_argument("--checkpoint", type=Path, help="a signed checkpoint saved earlier")
     verify.set_defaults(run=run_verify)
 
-    replay = audit_commands.add_parser("replay", help="a plan's story, event by event")
+    replay = audit_commands.add_parser(
+        "replay",
+        **explained(
+            "a plan's story, event by event",
+            "sip audit replay --plan <id> --at 2026-11-01T12:00:00Z",
+        ),
+    )
     add_storage_arguments(replay)
     replay.add_argument("--plan", required=True, type=UUID)
     replay.add_argument("--at", help="stop at this instant")
     replay.set_defaults(run=run_replay)
 
-    export = audit_commands.add_parser("export", help="everything about one person, to a file")
+    export = audit_commands.add_parser(
+        "export",
+        **explained(
+            "everything about one person, to a file",
+            "sip audit export --patient 191212121212 --out person.json",
+        ),
+    )
     add_storage_arguments(export)
     export.add_argument("--patient", required=True, help="the personnummer")
     export.add_argument("--out", type=Path, required=True)
     export.set_defaults(run=run_export)
 
-    projections = commands.add_parser("projections", help="read models")
+    projections = commands.add_parser(
+        "projections",
+        **explained(
+            "the read models: rebuild them, or see how far they are", "sip projections status"
+        ),
+    )
     projection_commands = projections.add_subparsers(dest="projections_command", required=True)
-    rebuild = projection_commands.add_parser("rebuild", help="rebuild every read model from zero")
+    rebuild = projection_commands.add_parser(
+        "rebuild",
+        **explained("rebuild every read model from zero", "sip projections rebuild --check"),
+    )
     add_storage_arguments(rebuild)
     rebuild.add_argument(
         "--check", action="store_true",
@@ -101,7 +144,11 @@ def add_commands(commands: Any) -> None:
     )  # fmt: skip
     rebuild.set_defaults(run=run_rebuild)
     status = projection_commands.add_parser(
-        "status", help="each read model's position, the log head and any events passed over"
+        "status",
+        **explained(
+            "each read model's position, the log head and any events passed over",
+            "sip projections status --data-dir /var/lib/sip",
+        ),
     )
     add_storage_arguments(status)
     status.set_defaults(run=run_projection_status)
