@@ -1,5 +1,7 @@
 """Bad input gets an OperationOutcome with the right status, and writes nothing."""
 
+import re
+
 import pytest
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
@@ -121,6 +123,9 @@ def test_the_root_and_the_fhir_base_lead_a_newcomer_to_the_capability_statement(
         root = system.without_token.sip.get(f"{url}/")
         assert root.status_code == 200
         assert f"{url}/fhir/metadata" in root.text and "/docs" in root.text
+        listed = system.without_token.sip.get(f"{url}/", headers={"Accept": "application/json"})
+        assert listed.json()["capabilityStatement"] == f"{url}/fhir/metadata"
+        assert listed.json()["version"] and "webClient" in listed.json()
         for base in ("/fhir", "/fhir/"):
             found = system.without_token.sip.get(f"{url}{base}", follow_redirects=True)
             assert found.status_code == 200
@@ -150,3 +155,13 @@ def test_a_missing_or_mistyped_parameter_is_named_with_the_type_it_needs(system)
     assert "'text' is a string: give it as valueString" in issue["diagnostics"]
     assert "not valueInteger" in issue["diagnostics"]
     assert issue["expression"] == ["Parameters.parameter.where(name='text')"]
+
+
+def test_the_api_documentation_needs_nothing_from_another_site(system):
+    for url in (system.sip_url, system.consent_url):
+        docs = system.without_token.sip.get(f"{url}/docs")
+        assert docs.status_code == 200
+        assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", docs.text)
+        assert assets and not [a for a in assets if a.startswith(("http:", "https:", "//"))]
+        for asset in assets:
+            assert system.without_token.sip.get(f"{url}{asset}").status_code == 200, asset

@@ -6,16 +6,35 @@ first. No personal data, no token needed."""
 from __future__ import annotations
 
 import html
+from importlib import metadata
 
 from fastapi import APIRouter, Request
-from starlette.responses import HTMLResponse, RedirectResponse
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 router = APIRouter(include_in_schema=False)
+VERSION = metadata.version("sip-case-service")
+
+
+def links(request: Request) -> dict[str, str]:
+    base = str(request.base_url).rstrip("/")
+    return {
+        "service": request.app.title,
+        "version": VERSION,
+        "capabilityStatement": f"{base}/fhir/metadata",
+        "documentation": f"{base}/docs",
+        "openapi": f"{base}/openapi.json",
+        "readiness": f"{base}/readyz",
+        "webClient": "http://127.0.0.1:8002 (the embedded default; see deploy/README.md)",
+    }
 
 
 @router.get("/")
-def landing(request: Request) -> HTMLResponse:
-    title = html.escape(request.app.title)
+def landing(request: Request) -> Response:
+    if "html" not in request.headers.get("accept", "") and "json" in request.headers.get(
+        "accept", ""
+    ):
+        return JSONResponse(links(request))
+    title = html.escape(f"{request.app.title} {VERSION}")
     base = html.escape(str(request.base_url).rstrip("/"))
     return HTMLResponse(
         f"""<!doctype html>

@@ -10,6 +10,7 @@ from typing import Any
 
 from eventsourcing.application import Application
 from fastapi import FastAPI, Request
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.engine import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -91,7 +92,9 @@ def build_service_app(
         for close in [*(closers or []), application.close]:
             close()
 
-    app = FastAPI(title=title, docs_url="/docs", redoc_url=None, lifespan=lifespan)
+    # The API documentation at /docs with Swagger UI's assets from the installed package:
+    # a CDN would leave it blank offline and send every reader's address elsewhere.
+    app = FastAPIOffline(title=title, docs_url="/docs", redoc_url=None, lifespan=lifespan)
     app.state.token_verifier = token_verifier
     install_error_handlers(app)
     install_request_checks(app)
