@@ -165,3 +165,17 @@ def test_the_api_documentation_needs_nothing_from_another_site(system):
         assert assets and not [a for a in assets if a.startswith(("http:", "https:", "//"))]
         for asset in assets:
             assert system.without_token.sip.get(f"{url}{asset}").status_code == 200, asset
+
+
+def test_the_openapi_declares_the_bearer_token_every_closed_operation_needs(system):
+    for url in (system.sip_url, system.consent_url):
+        schema = system.without_token.sip.get(f"{url}/openapi.json").json()
+        assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+        assert schema["paths"]["/fhir/metadata"]["get"]["security"] == []
+        closed = [
+            operation["security"]
+            for path, operations in schema["paths"].items()
+            if path != "/fhir/metadata"
+            for operation in operations.values()
+        ]
+        assert closed and all(security == [{"bearer": []}] for security in closed)

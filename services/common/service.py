@@ -28,6 +28,7 @@ from services.common.fhir_api import (
     unexpected_error_response,
 )
 from services.common.migrations.schema_version import SchemaNotCurrent
+from services.common.openapi_security import declare_bearer_security
 from services.common.readiness import readiness
 from services.common.request_ids import RequestIds
 from services.common.resource_routes import ResourceAccess
@@ -117,6 +118,7 @@ def build_service_app(
         return FhirResponse(capability_statement(base))
 
     app.include_router(landing.router)
+    declare_bearer_security(app, open_paths={"/fhir/metadata"})
     return app
 
 
