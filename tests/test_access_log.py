@@ -114,3 +114,24 @@ def test_the_extract_is_for_the_person_or_an_auditor(system):
     invalid = system.as_caller("auditor").sip.get("/fhir/Patient/191212121213/$access-log")
     assert invalid.status_code == 400
     assert "191212121213" not in invalid.text
+
+
+def test_the_log_extract_is_a_fhir_parameters_where_fhir_is_asked_for(system):
+    from fhir.resources.R4B.parameters import Parameters
+
+    personnummer = new_personnummer()
+    system.consent.post("/fhir/Consent", json=consent(personnummer), headers=FHIR_JSON)
+    person = system.as_caller("patient", None, patient=personnummer)
+    for asked in (
+        {"headers": {"Accept": "application/fhir+json"}},
+        {"params": {"_format": "json"}},
+    ):
+        answer = person.sip.get(f"/fhir/Patient/{personnummer}/$access-log", **asked)
+        assert answer.status_code == 200
+        extract = Parameters.model_validate(answer.json())  # a valid R4 resource
+        names = [p.name for p in extract.parameter]
+        assert names[:2] == ["patient", "generated"] and "entry" in names
+        entry = next(p for p in extract.parameter if p.name == "entry")
+        assert {"time", "what", "service"} <= {part.name for part in entry.part}
+    plain = person.sip.get(f"/fhir/Patient/{personnummer}/$access-log")
+    assert "entries" in plain.json()  # application/json keeps its plain shape

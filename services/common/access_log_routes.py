@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from contracts.actor import Actor
 from contracts.identifiers import (
+    HSA_ID_SYSTEM,
     PERSONNUMMER_SYSTEM,
     SAMORDNINGSNUMMER_SYSTEM,
     InvalidIdentifier,
@@ -169,10 +170,41 @@ def access_log_extract(
     )
     if wants_html:
         return HTMLResponse(extract_html(_masked(person["value"]), entries, generated))
+    if _wants_fhir(request):
+        return FhirResponse(extract_parameters(person, generated, entries))
     return FhirResponse(
         {"patient": person, "generated": generated, "entries": entries},
         media_type="application/json",
     )
+
+
+def _wants_fhir(request: Request) -> bool:
+    asked = request.query_params.get("_format", "")
+    return "fhir" in asked or asked == "json" or "fhir" in request.headers.get("accept", "")
+
+
+def extract_parameters(
+    person: dict[str, str], generated: str, entries: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The log extract as a FHIR `Parameters`: the person, when it was made, and one `entry`
+    per access with its parts (an organisation or unit as its HSA-id)."""
+    kinds = {"time": "valueInstant", "organization": "valueIdentifier", "unit": "valueIdentifier",
+             "role": "valueCode"}  # fmt: skip
+    parameters: list[dict[str, Any]] = [
+        {"name": "patient", "valueIdentifier": person},
+        {"name": "generated", "valueInstant": generated},
+    ]
+    for entry in entries:
+        parts = []
+        for name, value in entry.items():
+            if value is None:
+                continue
+            kind = kinds.get(name, "valueString")
+            if kind == "valueIdentifier":
+                value = {"system": HSA_ID_SYSTEM, "value": value}
+            parts.append({"name": name, kind: value})
+        parameters.append({"name": "entry", "part": parts})
+    return {"resourceType": "Parameters", "parameter": parameters}
 
 
 def _extract_scope(actor: Actor, person: dict[str, str]) -> str | None:
@@ -219,7 +251,10 @@ def _peer_entries(peer_url: str, personnummer: str, request: Request) -> list[di
         response = httpx.get(
             f"{peer_url}/fhir/Patient/{personnummer}/$access-log",
             params={"_local": "1"},
-            headers={"Authorization": request.headers.get("authorization", "")},
+            headers={
+                "Authorization": request.headers.get("authorization", ""),
+                "Accept": "application/json",  # the entries as this service merges them
+            },
             timeout=5,
         )
         response.raise_for_status()

@@ -802,11 +802,37 @@ async def access_log(request: Request, user: Person, fhir: Fhir) -> Response:
             "what": person_texts.log_line_in_swedish(entry.get("what") or ""),
             "where": person_texts.SERVICE.get(entry.get("service") or "", entry.get("service")),
         }
-        for entry in reversed(extract.get("entries", []))
+        for entry in reversed(extract_entries(extract))
     ]
     return render(
         request,
         "person_access_log.html",
         entries=entries,
-        generated=local_time(extract.get("generated")),
+        generated=local_time(first_value(extract, "generated")),
     )
+
+
+def first_value(parameters: dict[str, Any], name: str) -> Any:
+    return next(
+        (
+            value
+            for p in parameters.get("parameter", [])
+            if p.get("name") == name
+            for key, value in p.items()
+            if key.startswith("value")
+        ),
+        None,
+    )
+
+
+def extract_entries(parameters: dict[str, Any]) -> list[dict[str, Any]]:
+    """The log extract's entries (the SIP service's `Parameters`), each as its parts by
+    name, an organisation or unit as its HSA-id."""
+    entries = []
+    for entry in (p for p in parameters.get("parameter", []) if p.get("name") == "entry"):
+        values = {}
+        for piece in entry.get("part", []):
+            value = next((v for k, v in piece.items() if k.startswith("value")), None)
+            values[piece.get("name")] = value.get("value") if isinstance(value, dict) else value
+        entries.append(values)
+    return entries
