@@ -5,7 +5,7 @@ import re
 import pytest
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
-from tests.fhir_data import FHIR_JSON, care_plan, consent, new_personnummer
+from tests.fhir_data import FHIR_JSON, care_plan, consent, new_personnummer, run
 
 
 def outcome(response, status):
@@ -179,3 +179,20 @@ def test_the_openapi_declares_the_bearer_token_every_closed_operation_needs(syst
             for operation in operations.values()
         ]
         assert closed and all(security == [{"bearer": []}] for security in closed)
+
+
+def test_a_refused_rule_names_the_parameter_to_change_as_well_as_the_rule(system):
+    plan = system.sip.post(
+        "/fhir/CarePlan", json=care_plan(new_personnummer()), headers=FHIR_JSON
+    ).json()["id"]
+    refused = run(system.sip, plan, "assign-intervention", text="Hemtjänst", kind="support",
+                  responsiblePrincipal="region", need="need-9")  # fmt: skip
+    issue = refused.json()["issue"][0]
+    assert refused.status_code == 409, refused.text
+    assert issue["details"]["coding"][0]["code"] in ("known-need", "intervention-has-performer")
+    assert issue["expression"][0].startswith("Parameters.parameter.where(name=")
+    no_performer = run(system.sip, plan, "assign-intervention", text="Hemtjänst",
+                       kind="support", responsiblePrincipal="region")  # fmt: skip
+    issue = no_performer.json()["issue"][0]
+    assert issue["details"]["coding"][0]["code"] == "intervention-has-performer"
+    assert issue["expression"] == ["Parameters.parameter.where(name='performerOrganization')"]

@@ -24,6 +24,44 @@ from services.common.parameters import (
 )
 from services.sip.permissions import guard
 
+# The parameter each of the plan's rules is about (the first one an operation takes), so a
+# refusal names the element to change along with the rule (docs/fhir-extensions.md, rule).
+RULE_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "organization-invited-once": ("organization",),
+    "organization-kind": ("kind",),
+    "relative-needs-person-agreement": ("personAgrees",),
+    "participant-organization-takes-part": ("organization",),
+    "participant-kind": ("kind",),
+    "known-need": ("need",),
+    "known-goal": ("goal",),
+    "known-intervention": ("intervention",),
+    "known-meeting": ("meeting",),
+    "known-deviation": ("deviation",),
+    "responsible-principal-matches-organization": ("responsibleOrganization",),
+    "intervention-responsible-principal": ("responsiblePrincipal",),
+    "intervention-has-performer": ("performerOrganization", "performerParticipant"),
+    "intervention-organization-takes-part": ("performerOrganization", "responsibleOrganization"),
+    "intervention-status": ("status",),
+    "stopped-intervention-reason": ("reason",),
+    "overall-responsibility-transfer-reason": ("reason",),
+    "overall-responsibility-principal": ("organization",),
+    "overall-responsibility-changes": ("organization",),
+    "meeting-place": ("location", "video"),
+    "meeting-approval-needs-the-person": ("attendee", "meeting"),
+    "meeting-rejection-needs-the-person": ("meeting",),
+    "cost-share-amount": ("share",),
+    "cost-shares-whole": ("share",),
+    "cost-shares-between-principals": ("share",),
+    "default-split-only-when-unclear": ("splitUnclear",),
+    "cost-agreed-once": ("allocation",),
+    "deviation-against-another": ("intervention",),
+    "deviation-answered-once": ("deviation",),
+    "replaced-by-plan": ("replacedBy",),
+    "close-reason": ("reason",),
+    "approver": ("approvedBy",),
+    "rejecter": ("rejectedBy",),
+}
+
 
 def plan_operation(name: str, documentation: str, parameters: Any, command: Any) -> Operation[Any]:
     """A state-changing operation; who may call it is its row of the role matrix."""
@@ -37,6 +75,7 @@ def plan_operation(name: str, documentation: str, parameters: Any, command: Any)
         patient_may=allowed.patient_may,
         may_call=allowed.may_call,
         may_change=allowed.may_change,
+        rule_parameters=RULE_PARAMETERS,
     )
 
 

@@ -3,8 +3,8 @@ of its parameters, its OperationDefinition and its CapabilityStatement entry."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
@@ -70,6 +70,9 @@ class Operation(Generic[P]):
     method: Literal["POST", "GET"] = "POST"
     returns: str | type[OperationParameters] = ""  # default: the resource type
     missing: Refusal | None = None  # the refusal of a missing required parameter
+    # The parameters a refused rule is about (candidates, the first the operation takes wins),
+    # so the 409 names the element to change as well as the rule.
+    rule_parameters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     detail: Callable[[OperationCall[P]], str] | None = None  # of the write's log record
     interaction: str = "operation"  # of the write's log record: its AuditEvent subtype
 

@@ -12,8 +12,19 @@ from fastapi import Request
 from contracts.actor import Actor
 from services.common.access_log import WriteContext, writing
 from services.common.disclosure import Disclosure
-from services.common.domain import ensure_expected_version
-from services.common.fhir_api import FhirResponse, parse_if_match, read_fhir_body, resource_response
+from services.common.domain import (
+    InvalidCommand,
+    RuleViolation,
+    VersionMismatch,
+    ensure_expected_version,
+)
+from services.common.fhir_api import (
+    FhirError,
+    FhirResponse,
+    parse_if_match,
+    read_fhir_body,
+    resource_response,
+)
 from services.common.fhir_time import now
 from services.common.operations.declaration import Operation, OperationCall
 from services.common.parameters import parameter_specs, parse_parameters
@@ -45,14 +56,14 @@ def run_operation(
         resource.access.refuse_withheld(actor, target, disclosure, "operation", names)
     assert operation.command is not None
     if not operation.changes_state:
-        return operation.command(call)
+        return _commanded(operation, call)
     ensure_expected_version(target.version, parse_if_match(if_match))
     detail = operation.detail(call) if operation.detail else operation.name
     context = WriteContext(
         call.by, operation.interaction, operation.resource_type, call.at, detail=detail
     )
     with writing(context):
-        answer = operation.command(call)
+        answer = _commanded(operation, call)
         resource.application.save(target)
     if isinstance(answer, FhirResponse):
         return answer
@@ -60,6 +71,30 @@ def run_operation(
     # read (an operation's answer is a way out like any other).
     shown = resource.access.as_seen_by(actor, target) if operation.disclosed else target
     return resource_response(resource.to_fhir(shown))
+
+
+def _commanded(operation: Operation[Any], call: OperationCall[Any]) -> Any:
+    """The command's answer; a rule it refuses names the parameter the rule is about."""
+    assert operation.command is not None
+    try:
+        return operation.command(call)
+    except RuleViolation as refused:
+        if isinstance(refused, InvalidCommand | VersionMismatch):
+            raise
+        taken = {spec.name for spec in parameter_specs(operation.parameters)}
+        about = next(
+            (name for name in operation.rule_parameters.get(refused.rule, ()) if name in taken),
+            None,
+        )
+        if about is None:
+            raise
+        raise FhirError(
+            409,
+            "business-rule",
+            refused.message,
+            rule=refused.rule,
+            expression=f"Parameters.parameter.where(name='{about}')",
+        ) from None
 
 
 def _texts(value: Any) -> Iterator[str]:
