@@ -351,3 +351,10 @@ def test_lenient_search_without_unknown_parameters_adds_nothing(system):
     created(system, "CarePlan")
     bundle = system.sip.get("/fhir/CarePlan", headers={"Prefer": "handling=lenient"}).json()
     assert all(e["search"]["mode"] == "match" for e in bundle["entry"])
+
+
+@pytest.mark.parametrize("resource_type", SERVICES)
+def test_the_capability_statement_declares_conditional_reads(system, resource_type):
+    statement = client_of(system, resource_type).get("/fhir/metadata").json()
+    (declared,) = [r for r in statement["rest"][0]["resource"] if r["type"] == resource_type]
+    assert declared["conditionalRead"] == "full-support"
