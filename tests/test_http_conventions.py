@@ -347,6 +347,16 @@ def test_unknown_search_parameters_are_refused_unless_lenient_is_asked(system, r
     assert refused.status_code == 400
 
 
+def test_lenient_search_by_post_names_what_it_ignored(system):
+    created(system, "CarePlan")
+    lenient = system.sip.post(
+        "/fhir/CarePlan/_search", data={"bogus": "1"}, headers={"Prefer": "handling=lenient"}
+    )
+    assert lenient.status_code == 200
+    (noted,) = [e for e in lenient.json()["entry"] if e["search"]["mode"] == "outcome"]
+    assert "bogus" in noted["resource"]["issue"][0]["diagnostics"]
+
+
 def test_lenient_search_without_unknown_parameters_adds_nothing(system):
     created(system, "CarePlan")
     bundle = system.sip.get("/fhir/CarePlan", headers={"Prefer": "handling=lenient"}).json()

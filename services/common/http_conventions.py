@@ -21,7 +21,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.common.fhir_api import FhirError, operation_outcome, outcome_response
+from services.common.fhir_api import FHIR_JSON, FhirError, operation_outcome, outcome_response
 
 _JSON_FORMATS = {"json", "application/json", "application/fhir+json"}
 _HTML_FORMATS = {"html", "text/html"}
@@ -203,7 +203,8 @@ class _Answer:
         self.scope, self.prefer, self.head, self._send = scope, prefer, head, send
         self.ignored = _lenient_ignored.get()
         self.start: Message | None = None
-        self.rewrite: str | None = None  # "empty", "outcome", "lenient" or None
+        # "not-modified", "empty", "outcome", "lenient" or None (passed on as it is)
+        self.rewrite: str | None = None
         self.chunks: list[bytes] = []
 
     async def send(self, message: Message) -> None:
@@ -239,11 +240,12 @@ class _Answer:
 
     def _rewrite(self, status: int, headers: MutableHeaders) -> str | None:
         method, path = self.scope["method"], self.scope["path"]
-        if method in ("GET", "HEAD") and status == 200:
-            if _not_modified(Headers(scope=self.scope), headers):
-                return "not-modified"
-            if self.ignored and headers.get("content-type", "").startswith("application/fhir"):
-                return "lenient"
+        reading = method in ("GET", "HEAD") and status == 200
+        if reading and _not_modified(Headers(scope=self.scope), headers):
+            return "not-modified"
+        # A search that ignored parameters, by GET or by POST to _search.
+        if self.ignored and status == 200 and headers.get("content-type", "").startswith(FHIR_JSON):
+            return "lenient"
         writes = method in ("POST", "PUT", "PATCH") and not path.endswith("/_search")
         if writes and 200 <= status < 300 and path.startswith("/fhir"):
             wanted = self.prefer.get("return")
