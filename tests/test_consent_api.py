@@ -36,7 +36,8 @@ def test_a_given_consent_is_a_valid_r4_consent_at_version_1(system):
     Consent.model_validate(body)
     assert response.headers["content-type"].startswith("application/fhir+json")
     assert response.headers["ETag"] == 'W/"1"'
-    assert response.headers["Location"] == f"Consent/{body['id']}/_history/1"
+    location = f"{system.consent_url}/fhir/Consent/{body['id']}/_history/1"
+    assert response.headers["Location"] == location
     assert body["status"] == "active"
     assert body["patient"]["identifier"] == {"system": PERSONNUMMER_SYSTEM, "value": personnummer}
     read = system.consent.get(f"/fhir/Consent/{body['id']}")

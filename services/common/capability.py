@@ -21,6 +21,8 @@ def resource_capability(
         "type": resource_type,
         "interaction": [{"code": code} for code in interactions],
         "versioning": "versioned" if "vread" in interactions else "no-version",
+        # If-None-Match and If-Modified-Since on versioned reads (http_conventions.py).
+        "conditionalRead": "full-support" if "vread" in interactions else "not-supported",
         "readHistory": "vread" in interactions,
         "updateCreate": False,
         "conditionalCreate": False,

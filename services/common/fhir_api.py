@@ -8,6 +8,8 @@ import logging
 import re
 import traceback
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Any, TypeVar
 
 from eventsourcing.persistence import IntegrityError
@@ -16,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import Scope
 
 from contracts.canonical import CANONICAL_BASE
@@ -100,6 +103,21 @@ _HTTP_ISSUE_CODES = {
 }
 
 
+def allowed_methods(request: Request) -> str:
+    """The methods some route serves at the request's path, HEAD wherever GET is."""
+    # Asked method by method: an included router (FastAPI's) matches as a whole, without
+    # saying which methods its routes serve.
+    methods = {
+        method
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
+        for route in request.app.router.routes
+        if route.matches({**request.scope, "method": method})[0] == Match.FULL
+    }
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FhirError)
     async def _fhir_error(_: Request, error: FhirError) -> FhirResponse:
@@ -133,10 +151,14 @@ def install_error_handlers(app: FastAPI) -> None:
         return outcome_response(FhirError(400, "invalid", _describe_errors(error.errors())))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, error: StarletteHTTPException) -> FhirResponse:
+    async def _http_error(request: Request, error: StarletteHTTPException) -> FhirResponse:
         code = _HTTP_ISSUE_CODES.get(error.status_code, "processing")
         detail = error.detail if isinstance(error.detail, str) else "request refused"
-        return outcome_response(FhirError(error.status_code, code, detail))
+        headers = dict(error.headers or {})
+        if error.status_code == 405:  # every method the path serves, not one route's
+            headers["Allow"] = allowed_methods(request)
+            detail = f"{request.method} is not served here; Allow: {headers['Allow']}"
+        return outcome_response(FhirError(error.status_code, code, detail, headers=headers))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> FhirResponse:
@@ -370,13 +392,21 @@ def parse_if_match(header: str | None) -> int | None:
     return version
 
 
+def http_date(fhir_instant: str) -> str:
+    """`2026-12-02T15:18:55.123+00:00` as an HTTP date (RFC 7231): `Wed, 02 Dec 2026
+    15:18:55 GMT`. The fraction is dropped: HTTP dates count whole seconds."""
+    moment = datetime.fromisoformat(fhir_instant)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return format_datetime(moment.astimezone(UTC).replace(microsecond=0), usegmt=True)
+
+
 def resource_response(resource: dict[str, Any], status: int = 200) -> FhirResponse:
     meta = resource.get("meta", {})
     headers = {}
     if "versionId" in meta:
         headers["ETag"] = etag(int(meta["versionId"]))
     if "lastUpdated" in meta:
-        headers["Last-Modified"] = meta["lastUpdated"]
+        headers["Last-Modified"] = http_date(meta["lastUpdated"])
     if status == 201:
         headers["Location"] = (
             f"{resource['resourceType']}/{resource['id']}/_history/{meta.get('versionId', 1)}"

@@ -14,6 +14,7 @@ from contracts.identifiers import (
 )
 from services.common.fhir_api import FhirError, whole_number
 from services.common.fhir_time import InvalidDateTime, parse_fhir_date, parse_fhir_datetime
+from services.common.http_conventions import ignoring_unknown_parameters
 
 # Accepted everywhere and without effect on which resources match.
 RESULT_PARAMETERS = {"_format", "_pretty", "_summary", "_count"}
@@ -39,7 +40,8 @@ def page_size(query: Mapping[str, str], default: int = MAX_COUNT) -> int:
 def search_parameters(query: Mapping[str, str], supported: set[str]) -> dict[str, str]:
     page_size(query)  # a malformed _count is refused even where every match fits one page
     unknown = sorted(set(query) - supported - RESULT_PARAMETERS)
-    if unknown:
+    # Prefer: handling=lenient ignores them (the answer names them); strict, the default, refuses.
+    if unknown and not ignoring_unknown_parameters(unknown):
         raise FhirError(
             400,
             "not-supported",

@@ -27,6 +27,7 @@ from services.common.fhir_api import (
     install_request_checks,
     unexpected_error_response,
 )
+from services.common.http_conventions import FhirHttpConventions
 from services.common.migrations.schema_version import SchemaNotCurrent
 from services.common.openapi_security import declare_bearer_security
 from services.common.readiness import readiness
@@ -100,6 +101,7 @@ def build_service_app(
     install_error_handlers(app)
     install_request_checks(app)
 
+    app.add_middleware(FhirHttpConventions)  # inside the two below: its answers get an id
     app.add_middleware(ContainUnexpectedErrors)
     app.add_middleware(RequestIds)  # added last, so outermost: every answer carries the id
 
