@@ -498,7 +498,7 @@ def history_response(
     kind: str,
     path: str,
     versions: list[tuple[ResourceVersion, str]],
-) -> FhirResponse:
+) -> tuple[FhirResponse, Page[tuple[ResourceVersion, str]]]:
     """One page of `versions` ((version, resource id), any order), newest first."""
     count = 0 if asked.only_total else asked.count
     page = keyset_page(
@@ -518,7 +518,7 @@ def history_response(
     bundle["link"] = page_links(request, kind, path, asked.query, page, count)
     if asked.only_total:
         del bundle["entry"]
-    return FhirResponse(bundle)
+    return FhirResponse(bundle), page
 
 
 def type_history_response(
@@ -539,9 +539,12 @@ def type_history_response(
         if asked.since is None or version.at >= asked.since
     ]
     path = f"{resource.resource_type}/_history"
-    response = history_response(request, asked, kind, path, versions)
+    response, page = history_response(request, asked, kind, path, versions)
+    # Logged as disclosed: the resources with a version on the page, not all counted.
+    on_page = {resource_id.partition("/")[0] for _, resource_id in page.items}
+    shown = [(aggregate, seen) for aggregate, seen in found if str(aggregate.id) in on_page]
     query = urlencode(dict(request.query_params))
-    access.log_shown(actor, found, query, "history-type", len(versions))
+    access.log_shown(actor, shown, query, "history-type", len(versions))
     return response
 
 
@@ -595,7 +598,7 @@ def add_version_routes(router: APIRouter, resource_type: str) -> None:
         if not versions:
             raise _missing(resource_type, id)
         window = history_window(versions, lambda v: v.at, asked.since, asked.at)
-        return history_response(request, asked, kind, entity, [(v, id) for v in window])
+        return history_response(request, asked, kind, entity, [(v, id) for v in window])[0]
 
     @router.get(f"/{resource_type}/{{id}}/_history/{{vid}}", name=f"vread {resource_type}")
     def vread(id: str, vid: str, actor: Reader, resource: Resource) -> FhirResponse:
