@@ -414,12 +414,20 @@ def resource_response(resource: dict[str, Any], status: int = 200) -> FhirRespon
     return FhirResponse(resource, status_code=status, headers=headers)
 
 
-def searchset(base: str, resources: list[dict[str, Any]], self_url: str) -> dict[str, Any]:
+def searchset(
+    base: str,
+    resources: list[dict[str, Any]],
+    self_url: str,
+    *,
+    total: int | None = None,
+    links: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """A searchset Bundle; `total` and `links` (self, next, previous) where it is one page."""
     return {
         "resourceType": "Bundle",
         "type": "searchset",
-        "total": len(resources),
-        "link": [{"relation": "self", "url": self_url}],
+        "total": len(resources) if total is None else total,
+        "link": links or [{"relation": "self", "url": self_url}],
         "entry": [
             {
                 "fullUrl": f"{base}/{r['resourceType']}/{r['id']}",

@@ -34,6 +34,15 @@ from services.common.fhir_api import (
     whole_number,
 )
 from services.common.fhir_time import InvalidDateTime, now, parse_fhir_datetime, published
+from services.common.paging import (
+    Page,
+    count_parameter,
+    keyset_page,
+    opened_query,
+    page_links,
+    summary_count,
+)
+from services.common.search import query_of
 
 
 def resource_id(value: str) -> UUID:
@@ -257,12 +266,50 @@ class ResourceAccess:
         limit: int | None = None,
         matches: Callable[[Any], bool] | None = None,
     ) -> list["Disclosed"]:
-        shown: list[Disclosed] = []
-        entities: dict[tuple[str, str, str | None], list[str]] = {}
-        consents: dict[tuple[str, str, str | None], set[str]] = {}
-        for aggregate in aggregates:
+        shown: list[tuple[Any, Disclosed]] = []
+        for found in self.disclosed_matches(actor, aggregates, matches):
             if limit is not None and len(shown) >= limit:
                 break
+            shown.append(found)
+        self.log_shown(actor, shown, query, interaction)
+        return [disclosed for _, disclosed in shown]
+
+    def visible_page(
+        self,
+        actor: Actor,
+        aggregates: Iterable[Any],
+        query: str,
+        order: Callable[[Any], Any],
+        position: dict[str, Any],
+        count: int,
+        interaction: str = "search-type",
+        matches: Callable[[Any], bool] | None = None,
+    ) -> Page["Disclosed"]:
+        """One page of the matches the caller may see, in `order` (a stable key of the
+        aggregate): every match is disclosure-checked first, so the total counts only what
+        the caller may see and a page is filled with visible matches. Only the page's are
+        logged as disclosed (a count-only answer logs the search without entities)."""
+
+        def key(found: tuple[Any, Disclosed]) -> Any:
+            return order(found[0])
+
+        seen = sorted(self.disclosed_matches(actor, aggregates, matches), key=key)
+        page = keyset_page(seen, key, position, count)
+        self.log_shown(actor, page.items, query, interaction, page.total)
+        return Page(
+            [disclosed for _, disclosed in page.items],
+            page.total,
+            page.first_key,
+            page.last_key,
+            page.more_after,
+            page.more_before,
+        )
+
+    def disclosed_matches(
+        self, actor: Actor, aggregates: Iterable[Any], matches: Callable[[Any], bool] | None
+    ) -> Iterator[tuple[Any, "Disclosed"]]:
+        """(aggregate, as the caller sees it) of each the caller may see and that matches."""
+        for aggregate in aggregates:
             try:
                 disclosure = self.disclose(aggregate, actor)
             except NotFound:
@@ -270,12 +317,25 @@ class ResourceAccess:
             seen = self.redact(aggregate, disclosure)
             if matches is not None and not matches(seen):
                 continue
-            shown.append(Disclosed(self, disclosure, seen))
+            yield aggregate, Disclosed(self, disclosure, seen)
+
+    def log_shown(
+        self,
+        actor: Actor,
+        shown: list[tuple[Any, "Disclosed"]],
+        query: str,
+        interaction: str,
+        total: int = 0,
+    ) -> None:
+        """One log record per person and custodian of what a search shows."""
+        entities: dict[tuple[str, str, str | None], list[str]] = {}
+        consents: dict[tuple[str, str, str | None], set[str]] = {}
+        for aggregate, disclosed in shown:
             person = aggregate.person_identifier
-            for custodian in self.logged_custodians(seen):
+            for custodian in self.logged_custodians(disclosed.current):
                 key = (person["system"], person["value"], custodian)
                 entities.setdefault(key, []).append(f"{self.resource_type}/{aggregate.id}")
-                consents.setdefault(key, set()).update(disclosure.consents)
+                consents.setdefault(key, set()).update(disclosed.disclosure.consents)
         for key, matched in entities.items():
             system, value, custodian = key
             self.log(
@@ -288,8 +348,10 @@ class ResourceAccess:
                 query=query,
             )
         if not entities:
-            self.log(actor, interaction, query=query, detail="no match the caller may see")
-        return shown
+            detail = f"{total} matches counted, none shown" if total else None
+            self.log(
+                actor, interaction, query=query, detail=detail or "no match the caller may see"
+            )
 
 
 def instant_parameter(name: str, value: str | None) -> datetime | None:
@@ -322,7 +384,11 @@ def history_window(
 
 Since = Annotated[str | None, Query(alias="_since", description="versions from this instant")]
 At = Annotated[str | None, Query(alias="_at", description="as the resource stood at this instant")]
-Count = Annotated[int, Query(alias="_count", ge=1, le=1000)]
+Count = Annotated[
+    str | None, Query(alias="_count", description="versions a page holds: 0 (the total) to 1000")
+]
+Cursor = Annotated[str | None, Query(alias="_cursor", description="a next or previous link's")]
+HISTORY_PAGE = 100
 
 
 @dataclass(frozen=True)
@@ -395,15 +461,91 @@ def _missing(resource_type: str, id: str, detail: str = "") -> FhirError:
     return FhirError(404, "not-found", f"no {resource_type} with id '{id}'{detail}")
 
 
-def history_response(request: Request, versions: list[ResourceVersion]) -> FhirResponse:
-    rendered = [(version.render(), version.created) for version in versions]
+def _newest_first(version: ResourceVersion, resource_id: str) -> tuple[int, str, int]:
+    # A history's stable order: newest first, and a version's key never changes.
+    moment = version.at
+    micros = int(moment.timestamp()) * 1_000_000 + moment.microsecond
+    return (-micros, resource_id, -int(version.version_id))
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    """A `_history` request's parameters, from the URL or from its `_cursor`."""
+
+    query: dict[str, str]
+    position: dict[str, Any]
+    since: datetime | None
+    at: datetime | None
+    count: int
+    only_total: bool
+
+    @classmethod
+    def of(cls, request: Request, kind: str) -> "HistoryQuery":
+        query, position = opened_query(request, kind, dict(request.query_params))
+        return cls(
+            query,
+            position,
+            instant_parameter("_since", query.get("_since")),
+            instant_parameter("_at", query.get("_at")),
+            count_parameter(query.get("_count"), HISTORY_PAGE),
+            summary_count(query),
+        )
+
+
+def history_response(
+    request: Request,
+    asked: HistoryQuery,
+    kind: str,
+    path: str,
+    versions: list[tuple[ResourceVersion, str]],
+) -> tuple[FhirResponse, Page[tuple[ResourceVersion, str]]]:
+    """One page of `versions` ((version, resource id), any order), newest first."""
+    count = 0 if asked.only_total else asked.count
+    page = keyset_page(
+        sorted(versions, key=lambda found: _newest_first(*found)),
+        lambda found: _newest_first(*found),
+        asked.position,
+        count,
+    )
+    rendered = [(version.render(), version.created) for version, _ in reversed(page.items)]
     created = {id(resource) for resource, first in rendered if first}
     bundle = history_bundle(
         fhir_base(request),
         [resource for resource, _ in rendered],
         created=lambda resource: id(resource) in created,
     )
-    return FhirResponse(bundle)
+    bundle["total"] = page.total
+    bundle["link"] = page_links(request, kind, path, asked.query, page, count)
+    if asked.only_total:
+        del bundle["entry"]
+    return FhirResponse(bundle), page
+
+
+def type_history_response(
+    request: Request, actor: Actor, resource: VersionedResource
+) -> FhirResponse:
+    """One page of the versions of every resource of the type the caller may see."""
+    kind = f"history:{resource.resource_type}"
+    asked = HistoryQuery.of(request, kind)
+    access = resource.access
+    application = access.application
+    aggregates = (application.aggregate(i) for i in application.aggregate_ids())
+    found = list(access.disclosed_matches(actor, aggregates, None))
+    versions = [
+        (version, f"{aggregate.id}/{part}")
+        for aggregate, disclosed in found
+        for part, part_versions in resource.versions(disclosed).items()
+        for version in part_versions
+        if asked.since is None or version.at >= asked.since
+    ]
+    path = f"{resource.resource_type}/_history"
+    response, page = history_response(request, asked, kind, path, versions)
+    # Logged as disclosed: the resources with a version on the page, not all counted.
+    on_page = {resource_id.partition("/")[0] for _, resource_id in page.items}
+    shown = [(aggregate, seen) for aggregate, seen in found if str(aggregate.id) in on_page]
+    query = urlencode(dict(request.query_params))
+    access.log_shown(actor, shown, query, "history-type", len(versions))
+    return response
 
 
 def add_version_routes(router: APIRouter, resource_type: str) -> None:
@@ -414,22 +556,15 @@ def add_version_routes(router: APIRouter, resource_type: str) -> None:
 
     @router.get(f"/{resource_type}/_history", name=f"type history {resource_type}")
     def type_history(
-        request: Request, actor: Reader, resource: Resource, since: Since = None, count: Count = 100
+        request: Request,
+        actor: Reader,
+        resource: Resource,
+        since: Since = None,
+        count: Count = None,
+        cursor: Cursor = None,
     ) -> FhirResponse:
-        since_instant = instant_parameter("_since", since)
-        application = resource.access.application
-        aggregates = (application.aggregate(i) for i in application.aggregate_ids())
-        query = urlencode(dict(request.query_params))
-        visible = resource.access.visible_disclosed(actor, aggregates, query, "history-type")
-        versions = [
-            version
-            for disclosed in visible
-            for part_versions in resource.versions(disclosed).values()
-            for version in part_versions
-            if since_instant is None or version.at >= since_instant
-        ]
-        versions.sort(key=lambda version: version.at)
-        return history_response(request, versions[-count:])
+        # The parameters are declared for the OpenAPI; HistoryQuery reads them (or a cursor's).
+        return type_history_response(request, actor, resource)
 
     @router.get(f"/{resource_type}/{{id}}", name=f"read {resource_type}")
     def read(id: str, actor: Reader, resource: Resource, at: At = None) -> FhirResponse:
@@ -451,16 +586,19 @@ def add_version_routes(router: APIRouter, resource_type: str) -> None:
         resource: Resource,
         since: Since = None,
         at: At = None,
+        count: Count = None,
+        cursor: Cursor = None,
     ) -> FhirResponse:
         aggregate_id, part = resource.locate(id)
-        since_instant, at_instant = instant_parameter("_since", since), instant_parameter("_at", at)
+        kind = f"history:{resource_type}/{id}"
+        asked = HistoryQuery.of(request, kind)
         entity = f"{resource_type}/{id}/_history"
         disclosed = resource.access.disclosed(actor, aggregate_id, "history-instance", entity)
         versions = resource.versions(disclosed).get(part)
         if not versions:
             raise _missing(resource_type, id)
-        window = history_window(versions, lambda v: v.at, since_instant, at_instant)
-        return history_response(request, window)
+        window = history_window(versions, lambda v: v.at, asked.since, asked.at)
+        return history_response(request, asked, kind, entity, [(v, id) for v in window])[0]
 
     @router.get(f"/{resource_type}/{{id}}/_history/{{vid}}", name=f"vread {resource_type}")
     def vread(id: str, vid: str, actor: Reader, resource: Resource) -> FhirResponse:
@@ -503,7 +641,7 @@ def add_search_routes(
 
     @router.get(f"/{resource_type}", name=f"search {resource_type}")
     def search_by_get(request: Request, actor: Searcher) -> FhirResponse:
-        return search(request, dict(request.query_params), actor)
+        return search(request, query_of(request.query_params.multi_items()), actor)
 
     @router.post(
         f"/{resource_type}/_search",
@@ -512,5 +650,7 @@ def add_search_routes(
     )
     async def search_by_post(request: Request, actor: Searcher) -> FhirResponse:
         form = await request.form()
-        query = {key: value for key, value in form.items() if isinstance(value, str)}
+        query = query_of(
+            (key, value) for key, value in form.multi_items() if isinstance(value, str)
+        )
         return await run_in_threadpool(search, request, query, actor)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 
 from contracts.identifiers import (
@@ -15,9 +15,13 @@ from contracts.identifiers import (
 from services.common.fhir_api import FhirError, whole_number
 from services.common.fhir_time import InvalidDateTime, parse_fhir_date, parse_fhir_datetime
 from services.common.http_conventions import ignoring_unknown_parameters
+from services.common.paging import count_parameter, summary_count
 
 # Accepted everywhere and without effect on which resources match.
-RESULT_PARAMETERS = {"_format", "_pretty", "_summary", "_count"}
+RESULT_PARAMETERS = {"_format", "_pretty", "_summary", "_count", "_cursor"}
+# May be given more than once: each is one more condition (AND), e.g. `date=ge..&date=le..`.
+REPEATABLE = {"status", "date", "_lastUpdated", "_include"}
+AND = "&"  # how a query's repeated values are joined in one value (what `&` would split)
 
 
 MAX_COUNT = 1000
@@ -27,8 +31,50 @@ def ascii_number(name: str, value: str, low: int, high: int) -> int:
     """A count, version or cursor: ASCII digits within [low, high], or a 400 naming it."""
     number = whole_number(value, max_digits=len(str(high)))
     if number is None or not low <= number <= high:
-        raise FhirError(400, "invalid", f"{name} is a whole number from {low} to {high}")
+        raise FhirError(
+            400, "invalid", f"{name} is a whole number from {low} to {high}", expression=name
+        )
     return number
+
+
+def query_of(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """A search's parameters, a repeated one (of REPEATABLE) kept as its values joined by
+    AND; any other given twice is a 400 naming it, not last-one-wins."""
+    query: dict[str, str] = {}
+    for name, value in items:
+        if name in query and name not in REPEATABLE:
+            raise FhirError(
+                400,
+                "not-supported",
+                f"{name} is given more than once; repeating it is supported for "
+                + ", ".join(sorted(REPEATABLE)),
+                expression=name,
+            )
+        query[name] = f"{query[name]}{AND}{value}" if name in query else value
+    return query
+
+
+def all_of(query: Mapping[str, str], name: str) -> list[str]:
+    """Each value a repeated parameter was given (its conditions, all to hold)."""
+    value = query.get(name)
+    return [] if value is None else value.split(AND)
+
+
+def token_choice(query: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> set[str] | None:
+    """A token parameter's codes a match may have: comma is OR, repeating it is AND (so
+    `status=draft&status=active` matches nothing); None where it is not asked."""
+    conditions = all_of(query, name)
+    if not conditions:
+        return None
+    choice = set(allowed)
+    for condition in conditions:
+        codes = set(condition.split(","))
+        if not codes <= set(allowed):
+            raise FhirError(
+                400, "invalid", f"{name} is one of {', '.join(allowed)}", expression=name
+            )
+        choice &= codes
+    return choice
 
 
 def page_size(query: Mapping[str, str], default: int = MAX_COUNT) -> int:
@@ -38,7 +84,8 @@ def page_size(query: Mapping[str, str], default: int = MAX_COUNT) -> int:
 
 
 def search_parameters(query: Mapping[str, str], supported: set[str]) -> dict[str, str]:
-    page_size(query)  # a malformed _count is refused even where every match fits one page
+    count_parameter(query.get("_count"), MAX_COUNT)  # refused even where all fit one page
+    summary_count(query)
     unknown = sorted(set(query) - supported - RESULT_PARAMETERS)
     # Prefer: handling=lenient ignores them (the answer names them); strict, the default, refuses.
     if unknown and not ignoring_unknown_parameters(unknown):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -72,7 +73,7 @@ class ConsentIndex(AggregateIndex):
         self,
         *,
         patient: tuple[str | None, str] | None = None,
-        status: str | None = None,
+        status: Collection[str] | None = None,
         organization: str | None = None,
         category: str | None = None,
         updated_from: datetime | None = None,
@@ -83,7 +84,7 @@ class ConsentIndex(AggregateIndex):
             self.newest_first(), columns.patient_system, columns.patient_value, patient
         )
         if status is not None:
-            query = query.where(columns.status == status)
+            query = query.where(columns.status.in_(sorted(status)))
         for term, value in (("organization", organization), ("category", category)):
             if value is not None:
                 query = self.related(query, consent_terms, term=term, value=value)

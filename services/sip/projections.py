@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -111,7 +112,7 @@ class PlanIndex(AggregateIndex):
         self,
         *,
         subject: tuple[str | None, str] | None = None,
-        status: str | None = None,
+        status: Collection[str] | None = None,
         period_from: datetime | None = None,
         period_to: datetime | None = None,
         member: str | None = None,
@@ -124,7 +125,7 @@ class PlanIndex(AggregateIndex):
             self.newest_first(), columns.subject_system, columns.subject_value, subject
         )
         if status is not None:
-            query = query.where(columns.status == status)
+            query = query.where(columns.status.in_(sorted(status)))
         if period_from is not None:  # the plan's period reaches past this instant
             query = query.where(
                 or_(columns.period_end.is_(None), columns.period_end >= period_from)

@@ -33,8 +33,10 @@ async def load_plan(fhir: FhirClient, plan_id: str, at: str | None = None) -> Pl
 
 async def search_plans(fhir: FhirClient, form: dict[str, Any]) -> list[PlanView]:
     bundle = await fhir.search("sip", "CarePlan", form)
-    return [
+    plans = [
         plan_view(entry["resource"])
         for entry in bundle.get("entry", [])
         if entry.get("resource", {}).get("resourceType") == "CarePlan"
     ]
+    # The service pages in a stable order (by id); the list shows the latest changed first.
+    return sorted(plans, key=lambda plan: plan.last_updated or "", reverse=True)

@@ -19,13 +19,21 @@ from services.common.fhir_api import (
 )
 from services.common.fhir_time import now
 from services.common.operations.definition import request_body
+from services.common.paging import (
+    MAX_COUNT,
+    count_parameter,
+    opened_query,
+    page_links,
+    summary_count,
+)
 from services.common.resource_routes import add_search_routes, add_version_routes
 from services.common.search import (
+    all_of,
     date_range,
     organization_token,
-    page_size,
     person_token,
     search_parameters,
+    token_choice,
 )
 from services.consent.application import ConsentRegistry
 from services.consent.fhir_mapping import consent_given_from_fhir, consent_to_fhir
@@ -95,18 +103,13 @@ def _category(value: str | None) -> str | None:
 
 
 def search(request: Request, query: dict[str, str], actor: Actor) -> FhirResponse:
+    query, position = opened_query(request, "search:Consent", query)
     parameters = search_parameters(query, set(SEARCH_PARAMETERS))
     patient = parameters.get("patient:identifier")
-    status = parameters.get("status")
-    if status is not None and status not in STATUSES:
-        raise FhirError(400, "invalid", f"status is one of {', '.join(STATUSES)}")
-    updated_from, updated_to = date_range(
-        request.query_params.getlist("_lastUpdated")
-        or ([query["_lastUpdated"]] if "_lastUpdated" in query else [])
-    )
+    updated_from, updated_to = date_range(all_of(query, "_lastUpdated"))
     ids = request.app.state.index.search(
         patient=person_token(patient) if patient else None,
-        status=status,
+        status=token_choice(query, "status", STATUSES),
         organization=organization_token("actor", parameters.get("actor")),
         category=_category(parameters.get("category")),
         updated_from=updated_from,
@@ -114,10 +117,16 @@ def search(request: Request, query: dict[str, str], actor: Actor) -> FhirRespons
     )
     matches = (registry(request).aggregate(consent_id) for consent_id in ids)
     access = request.app.state.resources["Consent"].access
-    shown = access.visible(actor, matches, urlencode(query), limit=page_size(query))
-    resources = [consent_to_fhir(c) for c in shown]
-    base = fhir_base(request)
-    return FhirResponse(searchset(base, resources, f"{base}/Consent"))
+    count = 0 if summary_count(query) else count_parameter(query.get("_count"), MAX_COUNT)
+    page = access.visible_page(
+        actor, matches, urlencode(query), lambda c: str(c.id), position, count
+    )
+    resources = [consent_to_fhir(disclosed.current) for disclosed in page.items]
+    links = page_links(request, "search:Consent", "Consent", query, page, count)
+    bundle = searchset(fhir_base(request), resources, "", total=page.total, links=links)
+    if count == 0:
+        del bundle["entry"]
+    return FhirResponse(bundle)
 
 
 add_search_routes(router, "Consent", search, SEARCH_PARAMETERS)

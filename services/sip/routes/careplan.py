@@ -22,14 +22,22 @@ from services.common.fhir_api import (
 )
 from services.common.fhir_time import now
 from services.common.operations.definition import request_body
+from services.common.paging import (
+    MAX_COUNT,
+    count_parameter,
+    opened_query,
+    page_links,
+    summary_count,
+)
 from services.common.resource_routes import add_search_routes, add_version_routes
 from services.common.search import (
+    all_of,
     date_range,
     follow_up_bound,
     organization_token,
-    page_size,
     person_token,
     search_parameters,
+    token_choice,
 )
 from services.sip.application import SipPlans
 from services.sip.domain import Plan
@@ -87,10 +95,8 @@ def start_plan(body: Body, actor: Creator, plans: Plans) -> FhirResponse:
     return resource_response(plan_to_fhir(plan), status=201)
 
 
-def _includes(request: Request, query: dict[str, str]) -> set[str]:
-    includes = set(request.query_params.getlist("_include")) | set(
-        (query.get("_include") or "").split(",")
-    )
+def _includes(query: dict[str, str]) -> set[str]:
+    includes = {name for value in all_of(query, "_include") for name in value.split(",")}
     includes.discard("")
     if includes - INCLUDES:
         raise FhirError(400, "not-supported", f"_include supports {', '.join(sorted(INCLUDES))}")
@@ -131,16 +137,11 @@ def _own_organization(name: str, token: str | None, actor: Actor) -> str | None:
 def _matching_ids(request: Request, query: dict[str, str], actor: Actor) -> list[Any]:
     parameters = search_parameters(query, set(SEARCH_PARAMETERS))
     subject = parameters.get("subject:identifier")
-    status = parameters.get("status")
-    if status is not None and status not in PLAN_STATUSES:
-        raise FhirError(400, "invalid", f"status is one of {', '.join(PLAN_STATUSES)}")
-    period_from, period_to = date_range(
-        request.query_params.getlist("date") or ([query["date"]] if "date" in query else [])
-    )
+    period_from, period_to = date_range(all_of(query, "date"))
     due = parameters.get("follow-up-due")
     return plan_index(request).search(
         subject=person_token(subject) if subject else None,
-        status=status,
+        status=token_choice(query, "status", PLAN_STATUSES),
         period_from=period_from,
         period_to=period_to,
         member=organization_token(
@@ -157,16 +158,28 @@ def _matching_ids(request: Request, query: dict[str, str], actor: Actor) -> list
 
 
 def search(request: Request, query: dict[str, str], actor: Actor) -> FhirResponse:
-    includes = _includes(request, query)
-    query = {key: value for key, value in query.items() if key != "_include"}
-    matching = _matching_ids(request, query, actor)
+    query, position = opened_query(request, "search:CarePlan", query)
+    includes = _includes(query)
+    without_includes = {key: value for key, value in query.items() if key != "_include"}
+    matching = _matching_ids(request, without_includes, actor)
     matches = (plans(request).aggregate(plan_id) for plan_id in matching)
     access = request.app.state.resources["CarePlan"].access
-    shown = access.visible(
-        actor, matches, urlencode(query), limit=page_size(query), matches=_still_matches(query)
+    count = 0 if summary_count(query) else count_parameter(query.get("_count"), MAX_COUNT)
+    page = access.visible_page(
+        actor,
+        matches,
+        urlencode(query),
+        order=lambda plan: str(plan.id),
+        position=position,
+        count=count,
+        matches=_still_matches(query),
     )
+    shown = [disclosed.current for disclosed in page.items]
     base = fhir_base(request)
-    bundle = searchset(base, [plan_to_fhir(plan) for plan in shown], f"{base}/CarePlan")
+    links = page_links(request, "search:CarePlan", "CarePlan", query, page, count)
+    bundle = searchset(
+        base, [plan_to_fhir(plan) for plan in shown], "", total=page.total, links=links
+    )
     for plan in shown:
         included = []
         if "CarePlan:care-team" in includes:
@@ -181,6 +194,8 @@ def search(request: Request, query: dict[str, str], actor: Actor) -> FhirRespons
             }
             for r in included
         ]
+    if count == 0:
+        del bundle["entry"]
     return FhirResponse(bundle)
 
 
