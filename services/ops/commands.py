@@ -126,6 +126,10 @@ def add_commands(commands: Any) -> None:
     export.add_argument("--out", type=Path, required=True)
     export.set_defaults(run=run_export)
 
+    add_projection_commands(commands)
+
+
+def add_projection_commands(commands: Any) -> None:
     projections = commands.add_parser(
         "projections",
         **explained(
