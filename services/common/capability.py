@@ -16,6 +16,7 @@ def resource_capability(
     *,
     interactions: list[str],
     search_parameters: dict[str, str],
+    conditional_create: bool = False,
 ) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "type": resource_type,
@@ -25,7 +26,8 @@ def resource_capability(
         "conditionalRead": "full-support" if "vread" in interactions else "not-supported",
         "readHistory": "vread" in interactions,
         "updateCreate": False,
-        "conditionalCreate": False,
+        # If-None-Exist: identifier=system|value (services/common/business_identifiers.py)
+        "conditionalCreate": conditional_create,
         "conditionalUpdate": False,
         "conditionalDelete": "not-supported",
         "searchParam": [

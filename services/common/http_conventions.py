@@ -223,7 +223,8 @@ class _Answer:
         status = message["status"]
         headers = MutableHeaders(scope=message)
         location = headers.get("location")
-        if status == 201 and location and "://" not in location:
+        # A create's (201) and a conditional create's that found the resource (200).
+        if status in (200, 201) and location and "://" not in location:
             headers["location"] = f"{Request(self.scope).base_url}fhir/{location}"
         self.rewrite = self._rewrite(status, headers)
         if self.rewrite == "not-modified":

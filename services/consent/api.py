@@ -27,6 +27,7 @@ RESOURCES = [
         "Consent",
         interactions=["create", "read", "vread", "history-instance", "history-type", "search-type"],
         search_parameters={k.split(":")[0]: v for k, v in consent.SEARCH_PARAMETERS.items()},
+        conditional_create=True,
     ),
     *ACCESS_LOG_CAPABILITIES,
 ]

@@ -9,6 +9,7 @@ from uuid import UUID
 from contracts.consent_decision import ConsentCheckRequest, ConsentDecision
 from contracts.identifiers import parse_person_identifier
 from services.common.application import VersionedApplication
+from services.common.business_identifiers import IdentifierClaims
 from services.consent.domain import Consent, decide
 
 
@@ -23,9 +24,14 @@ class ConsentRegistry(VersionedApplication):
     resource_type = "Consent"
     aggregate_class = Consent
 
-    def give(self, **given: Any) -> Consent:
+    def give(self, claims: IdentifierClaims | None = None, **given: Any) -> Consent:
+        """Records a consent; with `claims`, raises IdentifierTaken (writing nothing) where
+        the recorder gave one of its identifiers to a consent before."""
         consent = Consent(**given)
-        self.save(consent)
+        if claims is None:
+            self.save(consent)
+        else:
+            claims.save(self, consent)
         return consent
 
     def check(

@@ -44,7 +44,7 @@ OVERRIDE_BASES = ("consent", "emergency")
 
 class Consent(Aggregate):
     class Given(Aggregate.Created):
-        class_version = 2
+        class_version = 3
         patient: dict[str, str]
         kind: str
         scope: str
@@ -60,6 +60,12 @@ class Consent(Aggregate):
         period_end: datetime | None
         given_at: datetime
         recorded_by: dict[str, Any]
+        identifiers: list[dict[str, str]] | None
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            # Consents given before business identifiers were kept have none.
+            state["identifiers"] = []
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -76,6 +82,9 @@ class Consent(Aggregate):
     @event(Given)
     def __init__(
         self,
+        # Before the `*`: the library takes every keyword-only argument as required, and
+        # callers from before identifiers existed give none.
+        identifiers: list[dict[str, str]] | None = None,
         *,
         patient: dict[str, str],
         kind: str,
@@ -94,6 +103,8 @@ class Consent(Aggregate):
         recorded_by: dict[str, Any],
     ) -> None:
         self.patient = patient
+        # The recording system's names for the consent (system, value); unique per organisation.
+        self.identifiers = [dict(identifier) for identifier in identifiers or []]
         self.kind = kind  # "permit", or "block" (a spärr)
         self.scope = scope
         self.categories = categories

@@ -328,6 +328,13 @@ def _category(code: str) -> dict[str, Any]:
 
 
 def consent_to_fhir(consent: Consent) -> dict[str, Any]:
+    resource = _consent_resource(consent)
+    if getattr(consent, "identifiers", None):  # the recording system's names for it
+        resource["identifier"] = [dict(identifier) for identifier in consent.identifiers]
+    return resource
+
+
+def _consent_resource(consent: Consent) -> dict[str, Any]:
     return {
         "resourceType": "Consent",
         "id": str(consent.id),

@@ -10,6 +10,7 @@ from uuid import UUID
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table
 from sqlalchemy.engine import Connection
 
+from services.common.business_identifiers import BusinessIdentifier, identified_ids
 from services.common.projection import AggregateIndex
 from services.consent.domain import Consent
 
@@ -78,11 +79,14 @@ class ConsentIndex(AggregateIndex):
         category: str | None = None,
         updated_from: datetime | None = None,
         updated_to: datetime | None = None,
+        identifier: BusinessIdentifier | None = None,
     ) -> list[UUID]:
         columns = consent_index.c
         query = self.identified_by(
             self.newest_first(), columns.patient_system, columns.patient_value, patient
         )
+        if identifier is not None:  # written with the creation event: no catching up
+            query = query.where(columns.consent_id.in_(identified_ids("Consent", identifier)))
         if status is not None:
             query = query.where(columns.status.in_(sorted(status)))
         for term, value in (("organization", organization), ("category", category)):

@@ -35,6 +35,7 @@ RESOURCES = [
         "CarePlan",
         interactions=["create", *VERSIONS, "search-type"],
         search_parameters={k.split(":")[0]: v for k, v in careplan.SEARCH_PARAMETERS.items()},
+        conditional_create=True,
     ),
     *(capability(v.resource_type, interactions=VERSIONS, search_parameters={}) for v in PLAN_VIEWS),
     *ACCESS_LOG_CAPABILITIES,

@@ -10,6 +10,7 @@ from uuid import UUID
 from contracts.canonical import CONSENT_CATEGORY_SIP_PLAN
 from contracts.consent_decision import ConsentCheckRequest
 from services.common.application import Result, VersionedApplication
+from services.common.business_identifiers import IdentifierClaims
 from services.common.domain import RuleViolation
 from services.sip.consent_gate import ConsentGate
 from services.sip.domain import PRINCIPALS, Plan
@@ -71,9 +72,14 @@ class SipPlans(VersionedApplication):
     resource_type = "CarePlan"
     aggregate_class = Plan
 
-    def start(self, **started: Any) -> Plan:
+    def start(self, claims: IdentifierClaims | None = None, **started: Any) -> Plan:
+        """Starts a plan; with `claims`, raises IdentifierTaken (writing nothing) where the
+        creator gave one of its identifiers to a plan before."""
         plan = Plan(**started)
-        self.save(plan)
+        if claims is None:
+            self.save(plan)
+        else:
+            claims.save(self, plan)
         return plan
 
     def activate(

@@ -81,7 +81,7 @@ DEFAULT_COST_SPLIT = {"region": 100 / 3, "municipality": 200 / 3}
 
 class Plan(Aggregate):
     class Started(Aggregate.Created):
-        class_version = 2
+        class_version = 3
         subject: dict[str, str]
         starting_organization: str
         starting_organization_kind: str
@@ -90,6 +90,7 @@ class Plan(Aggregate):
         description: str | None
         started_at: datetime
         started_by: EventActor
+        identifiers: list[dict[str, str]] | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
@@ -97,9 +98,17 @@ class Plan(Aggregate):
             state["starting_organization_kind"] = "region"
             state["initiative"] = "region-unit"
 
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            # Plans started before business identifiers were kept have none.
+            state["identifiers"] = []
+
     @event(Started)
     def __init__(
         self,
+        # Before the `*`: the library takes every keyword-only argument as required, and
+        # callers from before identifiers existed give none.
+        identifiers: list[dict[str, str]] | None = None,
         *,
         subject: dict[str, str],
         starting_organization: str,
@@ -111,6 +120,8 @@ class Plan(Aggregate):
         started_by: EventActor,
     ) -> None:
         self.subject = subject
+        # The creating system's names for the plan (system, value); unique per organisation.
+        self.identifiers = [dict(identifier) for identifier in identifiers or []]
         self.starting_organization = starting_organization
         self.initiative = initiative
         self.title = title

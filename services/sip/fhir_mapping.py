@@ -176,6 +176,8 @@ def plan_to_fhir(plan: Plan) -> dict[str, Any]:
         "author": organization_reference(plan.starting_organization),
         "careTeam": [{"reference": f"CareTeam/{part_id(plan, 'team')}"}],
     }
+    if getattr(plan, "identifiers", None):  # the creating system's names for the plan
+        resource["identifier"] = [dict(identifier) for identifier in plan.identifiers]
     for title in ("title", "description"):
         if getattr(plan, title):
             resource[title] = getattr(plan, title)

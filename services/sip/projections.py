@@ -10,6 +10,7 @@ from uuid import UUID
 from sqlalchemy import Column, Date, DateTime, Integer, MetaData, String, Table, and_, or_, select
 from sqlalchemy.engine import Connection
 
+from services.common.business_identifiers import BusinessIdentifier, identified_ids
 from services.common.projection import AggregateIndex
 from services.sip.domain import Plan
 
@@ -119,11 +120,14 @@ class PlanIndex(AggregateIndex):
         responsible: str | None = None,
         follow_up_due_by: date | None = None,
         invitation_pending: str | None = None,
+        identifier: BusinessIdentifier | None = None,
     ) -> list[UUID]:
         columns = plan_index.c
         query = self.identified_by(
             self.newest_first(), columns.subject_system, columns.subject_value, subject
         )
+        if identifier is not None:  # written with the creation event: no catching up
+            query = query.where(columns.plan_id.in_(identified_ids("CarePlan", identifier)))
         if status is not None:
             query = query.where(columns.status.in_(sorted(status)))
         if period_from is not None:  # the plan's period reaches past this instant

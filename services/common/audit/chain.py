@@ -32,6 +32,20 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 GENESIS = bytes(32)
+# Business identifiers claimed by a creation (services/common/business_identifiers.py), passed
+# as `Application.save(..., business_identifiers=[...])` and inserted with the events, so a
+# claimed one fails the whole write on the table's primary key.
+CLAIMS_KEYWORD = "business_identifiers"
+CLAIM_INSERT = (
+    "INSERT INTO business_identifiers (resource_type, organization, system, value, "
+    "resource_id) VALUES (%s, %s, %s, %s, %s)"
+)
+
+
+def claim_values(claim: dict[str, str]) -> tuple[str, ...]:
+    return tuple(
+        claim[name] for name in ("resource_type", "organization", "system", "value", "resource_id")
+    )
 
 
 def chain_hash(
@@ -117,6 +131,8 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
                 (link.notification_id, str(link.originator_id), link.originator_version,
                  link.stream_hash.hex(), link.log_hash.hex()),
             )  # fmt: skip
+        for claim in kwargs.get(CLAIMS_KEYWORD) or ():
+            c.execute(CLAIM_INSERT.replace("%s", "?"), claim_values(claim))
         return notification_ids
 
 
@@ -179,6 +195,16 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
                 for link in links
             ],
         )  # fmt: skip
+        for claim in kwargs.get(CLAIMS_KEYWORD) or ():
+            # In the same transaction as the events: a claimed identifier rolls them back.
+            curs.execute(
+                SQL(CLAIM_INSERT.replace("business_identifiers", "{t}")).format(
+                    t=SQL("{schema}.business_identifiers").format(
+                        schema=Identifier(self.datastore.schema)
+                    )
+                ),
+                claim_values(claim),
+            )
         return notification_ids
 
 

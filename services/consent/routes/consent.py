@@ -9,6 +9,15 @@ from contracts.actor import Actor
 from contracts.canonical import CONSENT_CATEGORIES, CONSENT_CATEGORY_SYSTEM
 from services.common.access_log import REFUSED, WriteContext, writing
 from services.common.auth.dependency import authorize
+from services.common.business_identifiers import (
+    IdentifierClaims,
+    IdentifierTaken,
+    created_before,
+    creator_scope,
+    identifier_token,
+    identifiers_from_fhir,
+    if_none_exist,
+)
 from services.common.fhir_api import (
     FhirError,
     FhirResponse,
@@ -40,6 +49,7 @@ from services.consent.fhir_mapping import consent_given_from_fhir, consent_to_fh
 from services.consent.registration import registration_refusal
 
 SEARCH_PARAMETERS = {
+    "identifier": "The recording system's identifier of the consent: system|value",
     "patient:identifier": "Who the consent is about: system|personnummer",
     "status": "active | inactive | entered-in-error",
     "actor": "HSA-id of an organisation the consent (or block) names",
@@ -69,6 +79,11 @@ router = APIRouter(prefix="/fhir")
 def create_consent(
     request: Request, body: Body, actor: Creator, registry: Registry
 ) -> FhirResponse:
+    """Records a consent or block; with identifiers, at most once per recording organisation
+    and identifier (services/common/business_identifiers.py): `If-None-Exist` gets the one
+    recorded before (200), a plain create a 409 naming `Consent.identifier`."""
+    identifiers = identifiers_from_fhir(body, "Consent")
+    condition = if_none_exist(request.headers.get("If-None-Exist"), identifiers, "Consent")
     given = consent_given_from_fhir(body, actor, now())
     refusal = registration_refusal(actor, given)
     if refusal is not None:
@@ -84,9 +99,21 @@ def create_consent(
             detail=f"registration refused: {refusal}",
         )
         raise FhirError(403, "forbidden", refusal)
-    with writing(WriteContext(actor.as_event_data(), "create", "Consent", now())):
-        consent = registry.give(**given)
-    return resource_response(consent_to_fhir(consent), status=201)
+    claims = IdentifierClaims(
+        "Consent", creator_scope(actor), identifiers, request.app.state.index.engine
+    )
+    existing = claims.existing()
+    if existing is None:
+        try:
+            with writing(WriteContext(actor.as_event_data(), "create", "Consent", now())):
+                consent = registry.give(
+                    claims=claims, **given, identifiers=[i.as_fhir() for i in identifiers]
+                )
+            return resource_response(consent_to_fhir(consent), status=201)
+        except IdentifierTaken as taken:  # a concurrent retry committed first
+            existing = taken.resource_id
+    access = request.app.state.resources["Consent"].access
+    return created_before(access, actor, existing, condition is not None, consent_to_fhir)
 
 
 def _category(value: str | None) -> str | None:
@@ -107,7 +134,9 @@ def search(request: Request, query: dict[str, str], actor: Actor) -> FhirRespons
     parameters = search_parameters(query, set(SEARCH_PARAMETERS))
     patient = parameters.get("patient:identifier")
     updated_from, updated_to = date_range(all_of(query, "_lastUpdated"))
+    identifier = parameters.get("identifier")
     ids = request.app.state.index.search(
+        identifier=identifier_token(identifier, "identifier") if identifier else None,
         patient=person_token(patient) if patient else None,
         status=token_choice(query, "status", STATUSES),
         organization=organization_token("actor", parameters.get("actor")),

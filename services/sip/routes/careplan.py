@@ -12,6 +12,15 @@ from fastapi import APIRouter, Depends, Request
 from contracts.actor import Actor
 from services.common.access_log import WriteContext, writing
 from services.common.auth.dependency import authorize
+from services.common.business_identifiers import (
+    IdentifierClaims,
+    IdentifierTaken,
+    created_before,
+    creator_scope,
+    identifier_token,
+    identifiers_from_fhir,
+    if_none_exist,
+)
 from services.common.fhir_api import (
     FhirError,
     FhirResponse,
@@ -52,6 +61,7 @@ from services.sip.projections import PlanIndex
 
 PLAN_STATUSES = ("draft", "active", "on-hold", "revoked", "completed", "entered-in-error")
 SEARCH_PARAMETERS = {
+    "identifier": "The creating system's identifier of the plan: system|value",
     "subject:identifier": "Whose plan: system|personnummer",
     "status": "draft | active | revoked | completed",
     "date": "The plan's period: ge<date> (still running then), le<date> (started by then)",
@@ -86,13 +96,30 @@ router = APIRouter(prefix="/fhir")
 
 
 @router.post("/CarePlan", status_code=201, openapi_extra=request_body(CAREPLAN_SCHEMA))
-def start_plan(body: Body, actor: Creator, plans: Plans) -> FhirResponse:
+def start_plan(request: Request, body: Body, actor: Creator, plans: Plans) -> FhirResponse:
+    """Creates a draft plan; with identifiers, at most once per creating organisation and
+    identifier (services/common/business_identifiers.py): `If-None-Exist` gets the plan made
+    before (200), a plain create a 409 naming `CarePlan.identifier`."""
     guard("create").may_call(actor)  # the role matrix (services/sip/permissions.py)
+    identifiers = identifiers_from_fhir(body, "CarePlan")
+    condition = if_none_exist(request.headers.get("If-None-Exist"), identifiers, "CarePlan")
     started = plan_started_from_fhir(body, actor, now())
     may_start(actor, started["starting_organization"])
-    with writing(WriteContext(actor.as_event_data(), "create", "CarePlan", now())):
-        plan = plans.start(**started)
-    return resource_response(plan_to_fhir(plan), status=201)
+    claims = IdentifierClaims(
+        "CarePlan", creator_scope(actor), identifiers, plan_index(request).engine
+    )
+    existing = claims.existing()
+    if existing is None:
+        try:
+            with writing(WriteContext(actor.as_event_data(), "create", "CarePlan", now())):
+                plan = plans.start(
+                    claims=claims, **started, identifiers=[i.as_fhir() for i in identifiers]
+                )
+            return resource_response(plan_to_fhir(plan), status=201)
+        except IdentifierTaken as taken:  # a concurrent retry committed first
+            existing = taken.resource_id
+    access = request.app.state.resources["CarePlan"].access
+    return created_before(access, actor, existing, condition is not None, plan_to_fhir)
 
 
 def _includes(query: dict[str, str]) -> set[str]:
@@ -139,7 +166,9 @@ def _matching_ids(request: Request, query: dict[str, str], actor: Actor) -> list
     subject = parameters.get("subject:identifier")
     period_from, period_to = date_range(all_of(query, "date"))
     due = parameters.get("follow-up-due")
+    identifier = parameters.get("identifier")
     return plan_index(request).search(
+        identifier=identifier_token(identifier, "identifier") if identifier else None,
         subject=person_token(subject) if subject else None,
         status=token_choice(query, "status", PLAN_STATUSES),
         period_from=period_from,
