@@ -28,8 +28,10 @@ from sqlalchemy.engine import Engine
 
 from contracts.actor import Actor
 from contracts.identifiers import PERSON_ID_SYSTEMS
+from services.common.access_log import WriteContext, writing
 from services.common.audit.chain import CLAIMS_KEYWORD
 from services.common.fhir_api import FhirError, FhirResponse, resource_response
+from services.common.fhir_time import now
 
 # Written with the events, never rebuilt: not a read model (a rebuild leaves it alone).
 claims_metadata = MetaData()
@@ -232,3 +234,29 @@ def created_before(
     response = resource_response(resource, status=200)
     response.headers["Location"] = f"{entity}/_history/{resource['meta']['versionId']}"
     return response
+
+
+def create_once(
+    access: Any,
+    actor: Actor,
+    engine: Engine,
+    identifiers: list[BusinessIdentifier],
+    conditional: bool,
+    create: Callable[[IdentifierClaims, list[dict[str, str]]], Any],
+    to_fhir: Callable[[Any], dict[str, Any]],
+) -> FhirResponse:
+    """A create at most once per creating organisation and identifier: `create(claims,
+    identifiers)` saves the new aggregate inside the create's write context (its claims
+    written in the same transaction), 201; an identifier used before, by an earlier call or a
+    concurrent retry that committed first, gets `created_before`."""
+    resource_type = access.resource_type
+    claims = IdentifierClaims(resource_type, creator_scope(actor), identifiers, engine)
+    existing = claims.existing()
+    if existing is None:
+        try:
+            with writing(WriteContext(actor.as_event_data(), "create", resource_type, now())):
+                created = create(claims, [i.as_fhir() for i in identifiers])
+            return resource_response(to_fhir(created), status=201)
+        except IdentifierTaken as taken:  # a concurrent retry committed first
+            existing = taken.resource_id
+    return created_before(access, actor, existing, conditional, to_fhir)

@@ -7,13 +7,10 @@ from fastapi import APIRouter, Depends, Request
 
 from contracts.actor import Actor
 from contracts.canonical import CONSENT_CATEGORIES, CONSENT_CATEGORY_SYSTEM
-from services.common.access_log import REFUSED, WriteContext, writing
+from services.common.access_log import REFUSED
 from services.common.auth.dependency import authorize
 from services.common.business_identifiers import (
-    IdentifierClaims,
-    IdentifierTaken,
-    created_before,
-    creator_scope,
+    create_once,
     identifier_token,
     identifiers_from_fhir,
     if_none_exist,
@@ -23,7 +20,6 @@ from services.common.fhir_api import (
     FhirResponse,
     fhir_base,
     fhir_body,
-    resource_response,
     searchset,
 )
 from services.common.fhir_time import now
@@ -99,21 +95,15 @@ def create_consent(
             detail=f"registration refused: {refusal}",
         )
         raise FhirError(403, "forbidden", refusal)
-    claims = IdentifierClaims(
-        "Consent", creator_scope(actor), identifiers, request.app.state.index.engine
+    return create_once(
+        request.app.state.resources["Consent"].access,
+        actor,
+        request.app.state.index.engine,
+        identifiers,
+        condition is not None,
+        lambda claims, given_ids: registry.give(claims=claims, **given, identifiers=given_ids),
+        consent_to_fhir,
     )
-    existing = claims.existing()
-    if existing is None:
-        try:
-            with writing(WriteContext(actor.as_event_data(), "create", "Consent", now())):
-                consent = registry.give(
-                    claims=claims, **given, identifiers=[i.as_fhir() for i in identifiers]
-                )
-            return resource_response(consent_to_fhir(consent), status=201)
-        except IdentifierTaken as taken:  # a concurrent retry committed first
-            existing = taken.resource_id
-    access = request.app.state.resources["Consent"].access
-    return created_before(access, actor, existing, condition is not None, consent_to_fhir)
 
 
 def _category(value: str | None) -> str | None:

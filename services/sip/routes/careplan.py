@@ -10,13 +10,9 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Request
 
 from contracts.actor import Actor
-from services.common.access_log import WriteContext, writing
 from services.common.auth.dependency import authorize
 from services.common.business_identifiers import (
-    IdentifierClaims,
-    IdentifierTaken,
-    created_before,
-    creator_scope,
+    create_once,
     identifier_token,
     identifiers_from_fhir,
     if_none_exist,
@@ -26,7 +22,6 @@ from services.common.fhir_api import (
     FhirResponse,
     fhir_base,
     fhir_body,
-    resource_response,
     searchset,
 )
 from services.common.fhir_time import now
@@ -105,21 +100,15 @@ def start_plan(request: Request, body: Body, actor: Creator, plans: Plans) -> Fh
     condition = if_none_exist(request.headers.get("If-None-Exist"), identifiers, "CarePlan")
     started = plan_started_from_fhir(body, actor, now())
     may_start(actor, started["starting_organization"])
-    claims = IdentifierClaims(
-        "CarePlan", creator_scope(actor), identifiers, plan_index(request).engine
+    return create_once(
+        request.app.state.resources["CarePlan"].access,
+        actor,
+        plan_index(request).engine,
+        identifiers,
+        condition is not None,
+        lambda claims, given: plans.start(claims=claims, **started, identifiers=given),
+        plan_to_fhir,
     )
-    existing = claims.existing()
-    if existing is None:
-        try:
-            with writing(WriteContext(actor.as_event_data(), "create", "CarePlan", now())):
-                plan = plans.start(
-                    claims=claims, **started, identifiers=[i.as_fhir() for i in identifiers]
-                )
-            return resource_response(plan_to_fhir(plan), status=201)
-        except IdentifierTaken as taken:  # a concurrent retry committed first
-            existing = taken.resource_id
-    access = request.app.state.resources["CarePlan"].access
-    return created_before(access, actor, existing, condition is not None, plan_to_fhir)
 
 
 def _includes(query: dict[str, str]) -> set[str]:
