@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from contracts.identifiers import PERSONNUMMER_SYSTEM
-from services.common.auth.tokens import DevIssuer, default_scopes
+from services.common.auth.tokens import DevIssuer
 from services.common.demo_identities import DEMO_USERS, MUNICIPALITY, PEOPLE, REGION
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -93,14 +93,7 @@ def signed_in(demo: Demo, user_key: str) -> httpx.Client:
 
 def api_client(demo: Demo, user_key: str) -> httpx.Client:
     user = next(u for u in DEMO_USERS if u.key == user_key)
-    token = DevIssuer(demo.data_dir).mint(
-        subject=user.key,
-        role=user.role,
-        organization=user.organization,
-        unit=user.unit,
-        patient=user.patient,
-        scopes=default_scopes(user.role),
-    )
+    token = user.token(DevIssuer(demo.data_dir))
     return httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
 

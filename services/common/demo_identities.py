@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from contracts.identifiers import with_check_digit
+from services.common.auth.tokens import DevIssuer, default_scopes
 
 REGION = "SE2321000032-DEMO1"  # Region Sörmland, Psykiatrimottagning Eskilstuna (demo)
 REGION_NAME = "Region Sörmland, Psykiatrimottagning Eskilstuna"
@@ -41,6 +42,18 @@ class DemoUser:
     organization: str | None = None
     unit: str | None = None
     patient: str | None = None
+
+    def token(self, issuer: DevIssuer, lifetime_seconds: int = 8 * 3600) -> str:
+        """This user's token from the development issuer, with the role's usual scopes."""
+        return issuer.mint(
+            subject=self.key,
+            role=self.role,
+            organization=self.organization,
+            unit=self.unit,
+            patient=self.patient,
+            scopes=default_scopes(self.role),
+            lifetime_seconds=lifetime_seconds,
+        )
 
 
 DEMO_USERS = [

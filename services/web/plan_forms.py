@@ -953,10 +953,6 @@ FIELD_PROBLEM = {
 PART_FIELDS = {"percent": "share", "amountSek": "share"}
 
 
-def field_of(issue: Issue) -> str | None:
-    return texts.parameter_of(issue)
-
-
 def refusal_errors(
     spec: FormSpec, refused: Refused, plan: PlanView, user: SignedInUser
 ) -> dict[str, list[str]]:
@@ -964,7 +960,7 @@ def refusal_errors(
     names = {f.name: f for f in spec.fields}
     errors: dict[str, list[str]] = {}
     for issue in refused.issues or [Issue("")]:
-        name = spec.rule_fields.get(issue.rule or "") or field_of(issue)
+        name = spec.rule_fields.get(issue.rule or "") or texts.parameter_of(issue)
         name = PART_FIELDS.get(name or "", name)
         if name not in names:
             name = FORM_ERROR

@@ -21,13 +21,14 @@ async def load_plan(fhir: FhirClient, plan_id: str, at: str | None = None) -> Pl
         except Refused:  # a part withheld from this user, or not there at `at`
             return None
 
+    goal_paths = [f"Goal/{g}" for g in goal_ids(plan)]
     team, *rest = await asyncio.gather(
         optional(f"CareTeam/{plan_id}-team"),
-        *(optional(f"Goal/{g}") for g in goal_ids(plan)),
+        *(optional(path) for path in goal_paths),
         *(optional(f"Appointment/{m}") for m in meeting_ids(plan)),
     )
-    goals = [r for r in rest[: len(goal_ids(plan))] if r]
-    meetings = [r for r in rest[len(goal_ids(plan)) :] if r]
+    goals = [r for r in rest[: len(goal_paths)] if r]
+    meetings = [r for r in rest[len(goal_paths) :] if r]
     return plan_view(plan, team, goals, meetings)
 
 

@@ -12,7 +12,7 @@ import httpx
 from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
-from services.common.auth.tokens import DevIssuer, default_scopes
+from services.common.auth.tokens import DevIssuer
 from services.common.demo_identities import DEMO_USERS
 from services.web.pages import error_page, render
 from services.web.session import sign_in, sign_out, signed_in_user
@@ -76,15 +76,7 @@ def dev_signin(request: Request, user: str = Form()) -> Response:
             "Sidan finns inte",
             ["Inloggning med demoanvändare finns bara i utvecklingsläget."],
         )
-    token = DevIssuer(settings.key_dir).mint(
-        subject=demo.key,
-        role=demo.role,
-        organization=demo.organization,
-        unit=demo.unit,
-        patient=demo.patient,
-        scopes=default_scopes(demo.role),
-        lifetime_seconds=DEV_TOKEN_SECONDS,
-    )
+    token = demo.token(DevIssuer(settings.key_dir), DEV_TOKEN_SECONDS)
     sign_in(request, token, demo.name)
     return RedirectResponse(home_of(demo.role), status_code=303)
 
