@@ -7,12 +7,14 @@ from contracts.identifiers import PERSONNUMMER_SYSTEM
 from services.common.settings import SERVICE_HSA_ID
 from tests.fhir_data import (
     FHIR_JSON,
+    MUNICIPALITY,
     OTHER_REGION,
     REGION,
     care_plan,
     consent,
     new_personnummer,
     prepare_for_activation,
+    run,
 )
 
 UNIT = "SE2321000032-U0042"
@@ -135,3 +137,45 @@ def test_the_log_extract_is_a_fhir_parameters_where_fhir_is_asked_for(system):
         assert {"time", "what", "service"} <= {part.name for part in entry.part}
     plain = person.sip.get(f"/fhir/Patient/{personnummer}/$access-log")
     assert "entries" in plain.json()  # application/json keeps its plain shape
+
+
+def test_the_ways_in_this_stop_added_are_logged_exactly(system):
+    """A conditional create that finds the plan (a read), accepting an invitation, an
+    outsider's attempt at it, and the person's rejection of a proposal."""
+    personnummer = new_personnummer()
+    subject = f"{PERSONNUMMER_SYSTEM}|{personnummer}"
+    region = system.as_caller("coordinator", subject="anna")
+    municipality = system.as_caller("coordinator", MUNICIPALITY, subject="mona")
+    outsider = system.as_caller("coordinator", OTHER_REGION, subject="olle")
+    patient = system.as_caller("patient", None, patient=personnummer, subject="tolvan")
+    region.consent.post("/fhir/Consent", json=consent(personnummer), headers=FHIR_JSON)
+    system.settle()
+    identifier = {"system": "https://ehr.region.example/sip", "value": f"p-{personnummer}"}
+    body = {**care_plan(personnummer), "identifier": [identifier]}
+    plan_id = region.sip.post("/fhir/CarePlan", json=body, headers=FHIR_JSON).json()["id"]
+    found = region.sip.post(
+        "/fhir/CarePlan",
+        json=body,
+        headers={**FHIR_JSON, "If-None-Exist": f"identifier={identifier['system']}|"
+                 f"{identifier['value']}"},
+    )  # fmt: skip
+    assert found.status_code == 200 and found.json()["id"] == plan_id
+    prepare_for_activation(region.sip, plan_id)
+    assert run(municipality.sip, plan_id, "accept-invitation").status_code == 200
+    assert run(outsider.sip, plan_id, "accept-invitation").status_code == 404
+    assert region.sip.post(f"/fhir/CarePlan/{plan_id}/$activate").status_code == 200
+    proposed = run(region.sip, plan_id, "set-follow-up", date="2027-05-01")
+    assert proposed.status_code == 200
+    assert run(patient.sip, plan_id, "reject-changes").status_code == 200
+
+    auditor = system.as_caller("auditor", subject="ivo")
+    log = auditor.sip.get("/fhir/AuditEvent", params={"patient:identifier": subject}).json()
+    assert [summary(e["resource"]) for e in log["entry"]] == [
+        ("C", "create", "0", "anna", REGION),
+        ("R", "read", "0", "anna", REGION),  # the conditional create's answer
+        *[("E", "operation", "0", "anna", REGION)] * 5,
+        ("E", "operation", "0", "mona", MUNICIPALITY),
+        ("E", "operation", "4", "olle", OTHER_REGION),  # refused, and logged as such
+        *[("E", "operation", "0", "anna", REGION)] * 2,
+        ("E", "operation", "0", "tolvan", None),
+    ]
