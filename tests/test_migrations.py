@@ -26,6 +26,7 @@ from services.common.migrations.schema_version import (
 )
 from services.common.persistence import read_model_engine, storage_for
 from services.common.projection import tracking_metadata
+from services.common.subscriptions.store import subscriptions_metadata
 from services.consent.projections import ConsentIndex
 from services.sip.projections import PlanIndex
 from tests.conftest import Backend, running_system
@@ -135,6 +136,9 @@ def test_the_migrated_schema_is_the_one_the_code_reads_and_writes(backend, servi
         ]:
             if table.name not in code.tables:
                 table.to_metadata(code)
+    if service == "sip":  # the subscriptions (services/common/subscriptions/store.py)
+        for table in subscriptions_metadata.tables.values():
+            table.to_metadata(code)
     engine = _engine(backend, service)
     event_store = EVENT_TABLES["sqlite" if backend.name == "sqlite" else service]
     try:
