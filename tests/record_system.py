@@ -185,3 +185,11 @@ def subscribe(client: Any, body: dict[str, Any], seconds: float = 10.0) -> str:
         assert time.monotonic() < deadline, "the subscription did not become active"
         time.sleep(0.02)
     return subscription_id
+
+
+def numbered(client: Any, subscription_id: str) -> int:
+    """How many notifications the service has numbered for the subscription (`$status`)."""
+    status = client.get(f"/fhir/Subscription/{subscription_id}/$status").json()
+    parameters = status["entry"][0]["resource"]["parameter"]
+    since_start = next(p for p in parameters if p["name"] == "events-since-subscription-start")
+    return int(since_start["valueString"])

@@ -32,7 +32,7 @@ from tests.fhir_data import (
     run,
     withdrawal,
 )
-from tests.record_system import RecordSystem, subscribe, subscription
+from tests.record_system import RecordSystem, notified_in, numbered, subscribe, subscription
 from tests.servers import wait_until
 
 
@@ -186,14 +186,12 @@ def test_events_fetches_what_a_receiver_missed_by_number(system, receiver):
     region = integration(system)
     mine = subscribe(region, subscription(PLAN_CHANGED, receiver.url))
     plan_id, _ = active_plan(system)
-    assert wait_until(lambda: len(receiver.events(mine)) >= 3)
+    assert wait_until(lambda: numbered(region, mine) >= 3)  # committed, not only sent
     fetched = region.get(
         f"/fhir/Subscription/{mine}/$events",
         params={"eventsSinceNumber": 2, "eventsUntilNumber": 3},
     )
     assert fetched.status_code == 200, fetched.text
-    from tests.record_system import notified_in
-
     events = notified_in(fetched.json(), mine)
     assert [e.number for e in events] == [2, 3]
     assert all(e.focus == f"CarePlan/{plan_id}" for e in events)
