@@ -20,6 +20,7 @@ class Received:
     at: float  # time.monotonic() on arrival
     bundle: dict[str, Any]
     signature_verified: bool | None  # None: no keys to verify with
+    wall_time: float = 0.0  # time.time() on arrival (the latency bench's clock)
 
     def status(self) -> dict[str, Any]:
         return self.bundle["entry"][0]["resource"]
@@ -66,14 +67,20 @@ def notified_in(bundle: dict[str, Any], subscription: str) -> list[Notified]:
     return found
 
 
+class _Server(ThreadingHTTPServer):
+    # A hundred subscriptions open a hundred connections at once: the standard library's
+    # backlog of 5 would drop most of their first packets (a second's retransmission).
+    request_queue_size = 256
+    daemon_threads = True
+
+
 class RecordSystem:
     def __init__(self, public_keys: dict[str, Any] | None = None) -> None:
         self.public_keys = public_keys
         self.received: list[Received] = []
         self.down = False
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
@@ -99,7 +106,9 @@ class RecordSystem:
                 if receiver.public_keys is not None:
                     verified = verify_detached(signature, body, receiver.public_keys)
                 with receiver._lock:
-                    receiver.received.append(Received(time.monotonic(), json.loads(body), verified))
+                    receiver.received.append(
+                        Received(time.monotonic(), json.loads(body), verified, time.time())
+                    )
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

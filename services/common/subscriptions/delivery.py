@@ -9,7 +9,8 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
+import urllib3
+from urllib3.exceptions import HTTPError
 
 from services.common.subscriptions.endpoints import EndpointRefused, check_endpoint
 from services.common.subscriptions.signing import SIGNATURE_HEADER, NotificationSigner
@@ -26,11 +27,9 @@ class Sender:
     ) -> None:
         self._signer = signer
         self._allowances = frozenset(allowances)
-        limits = httpx.Limits(
-            max_connections=concurrency * 2, max_keepalive_connections=concurrency
-        )
-        # Redirects are not followed: a receiver cannot send the service on to another host.
-        self._client = httpx.Client(limits=limits, follow_redirects=False)
+        # Redirects are not followed: a receiver cannot send the service on to another host;
+        # nor retried here: the worker retries with its backoff.
+        self._client = urllib3.PoolManager(num_pools=256, maxsize=concurrency, retries=False)
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="subscription-post")
 
     def post_all(self, posts: list[Post]) -> dict[str, str | None]:
@@ -49,15 +48,16 @@ class Sender:
         body = json.dumps(bundle, separators=(",", ":"), ensure_ascii=False).encode()
         headers = {"Content-Type": FHIR_JSON, SIGNATURE_HEADER: self._signer.sign(body)}
         try:
-            answer = self._client.post(
-                row.endpoint, content=body, headers=headers, timeout=row.timeout_seconds
-            )
-        except httpx.HTTPError as error:
+            answer = self._client.request(
+                "POST", row.endpoint, body=body, headers=headers, redirect=False,
+                timeout=urllib3.Timeout(total=row.timeout_seconds),
+            )  # fmt: skip
+        except (HTTPError, OSError) as error:
             return f"{type(error).__name__} posting to the endpoint"
-        if 200 <= answer.status_code < 300:
+        if 200 <= answer.status < 300:
             return None
-        return f"the endpoint answered HTTP {answer.status_code}"
+        return f"the endpoint answered HTTP {answer.status}"
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-        self._client.close()
+        self._client.clear()

@@ -5,10 +5,11 @@ notification cannot be forged by whoever reaches the receiver's endpoint."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from joserfc import jws
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, OKPKey
 from joserfc.util import urlsafe_b64encode
 
 from services.common.audit.checkpoints import ALGORITHM, CheckpointSigner
@@ -17,11 +18,23 @@ SIGNATURE_HEADER = "X-Signature"
 
 
 class NotificationSigner:
+    """The key is read again at most every KEY_SECONDS, not for each of a hundred
+    notifications of one event; a rotation reaches the notifications within that time, and
+    the retired key stays published, so what it signed still verifies."""
+
+    KEY_SECONDS = 5.0
+
     def __init__(self, signer: CheckpointSigner) -> None:
         self._signer = signer
+        self._key: tuple[float, OKPKey] | None = None
+
+    def _active_key(self) -> OKPKey:
+        if self._key is None or time.monotonic() - self._key[0] > self.KEY_SECONDS:
+            self._key = (time.monotonic(), self._signer.active_key())
+        return self._key[1]
 
     def sign(self, body: bytes) -> str:
-        key = self._signer.active_key()
+        key = self._active_key()
         compact = jws.serialize_compact(
             {"alg": ALGORITHM, "kid": key.kid}, body, key, algorithms=[ALGORITHM]
         )
