@@ -61,6 +61,7 @@ class Moment:
         self.application = published.access.application
         self._aggregates: dict[UUID, Any] = {}
         self._rules: dict[tuple[str, str], RecordSystemRule] = {}
+        self._actors: dict[tuple[str, str], dict[str, Any]] = {}
         self._occurrences: dict[int, tuple[dict[str, Any], list[Occurrence]]] = {}
 
     def aggregate(self, aggregate_id: UUID) -> Any:
@@ -79,6 +80,12 @@ class Moment:
                 self.published.entry_kind,
             )
         return self._rules[key]
+
+    def _actor_data(self, row: SubscriptionRow) -> dict[str, Any]:
+        key = (row.owner, row.owner_subject)
+        if key not in self._actors:
+            self._actors[key] = subscriber(row).as_event_data()
+        return dict(self._actors[key])
 
     def _classified(self, stored: Any) -> tuple[dict[str, Any], list[Occurrence]]:
         if stored.id not in self._occurrences:
@@ -177,7 +184,7 @@ class Moment:
             interaction="subscription-notification",
             action="R",
             outcome=SUCCESS,
-            actor=subscriber(row).as_event_data(),
+            actor=self._actor_data(row),
             patient=aggregate.person_identifier,
             custodian=aggregate.custodian,
             entity=f"{notification.focus_type}/{notification.focus_id}",

@@ -142,7 +142,7 @@ class DeliveryWorker:
                 claim.change(_failed(row, error, at))
             elif pending:
                 delivered = pending[-1].event_number
-                claim.change(_succeeded(row, at).with_(delivered_through=delivered))
+                claim.change(_succeeded(row, at, delivered_through=delivered))
 
     def _eligible(self, claim: Claim, source: str, at: float) -> list[str]:
         """The subscriptions that take new events now: active, nothing waiting, no backoff."""
@@ -211,7 +211,7 @@ class DeliveryWorker:
         for row, _, notification in posts:
             error = results[row.id]
             if error is None:
-                claim.change(_succeeded(row, at).with_(delivered_through=row.events_count))
+                claim.change(_succeeded(row, at, delivered_through=row.events_count))
             else:  # it waits, numbered, for the backoff; later events wait behind it
                 claim.change(_failed(row, error, at).with_(cursor=notification.position))
                 ids.remove(row.id)
@@ -250,8 +250,9 @@ def _advance(claim: Claim, ids: list[str], position: int) -> None:
             claim.change(row.with_(cursor=position))
 
 
-def _succeeded(row: SubscriptionRow, at: float) -> SubscriptionRow:
+def _succeeded(row: SubscriptionRow, at: float, **progress: Any) -> SubscriptionRow:
     return row.with_(
+        **progress,
         status="active",
         attempts=0,
         failing_since=None,
