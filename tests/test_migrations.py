@@ -216,6 +216,7 @@ def test_a_data_folder_of_an_earlier_release_is_adopted_without_losing_a_row(tmp
             version_table(service): 1,
         }
         if service == "sip":  # sip_0002 adds the rows of the invitations pending then
+            expected |= {table: 0 for table in subscriptions_metadata.tables}  # sip_0004
             pending = _pending_invitations(data / "sip.sqlite")
             assert pending > 0
             expected["plan_organizations"] += pending
@@ -257,6 +258,8 @@ def test_sip_0002_gives_the_plans_indexed_before_it_their_pending_invitations(ba
                 text("DELETE FROM plan_organizations WHERE role = 'invitation-pending'")
             )
             connection.execute(text("DROP TABLE business_identifiers"))  # from sip_0003 on
+            for table in subscriptions_metadata.tables:  # from sip_0004 on
+                connection.execute(text(f"DROP TABLE {table}"))
             connection.execute(text(f"UPDATE {version_table('sip')} SET version_num = 'sip_0001'"))
         migrate_service("sip", backend.database_urls["sip"], backend.data_dir)
         with engine.connect() as connection:

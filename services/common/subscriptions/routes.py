@@ -84,7 +84,13 @@ Searcher = Annotated[Actor, Depends(_record_system("s"))]
 Updater = Annotated[Actor, Depends(_record_system("u"))]
 Deleter = Annotated[Actor, Depends(_record_system("d"))]
 Body = Annotated[dict[str, Any], Depends(fhir_body)]
-SUBSCRIPTION_SCHEMA = {"$ref": "https://hl7.org/fhir/R4/fhir.schema.json#/definitions/Subscription"}
+SUBSCRIPTION_SCHEMA = {
+    "type": "object",
+    "description": "A FHIR Subscription (Subscriptions Backport IG, R4 form): criteria a topic's "
+    "canonical URL, a rest-hook channel",
+    "required": ["resourceType", "status", "reason", "criteria", "channel"],
+    "properties": {"resourceType": {"type": "string", "enum": ["Subscription"]}},
+}
 router = APIRouter(prefix="/fhir", tags=["subscriptions"])
 
 
