@@ -61,6 +61,10 @@ class DeliveryWorker:
         self._topics = event_topics(self.application.aggregate_class)
         self._interval, self._timed_every = interval_seconds, timed_check_seconds
         self._next_timed_check = 0.0
+        # (log position looked at, last event of the resource type at or before it): the
+        # access records of each delivery are in the log too; they are no subscriber's concern,
+        # and without this every delivery would set off a round of cursor moves of its own.
+        self._relevant = (0, 0)
         self.delivering = RepeatedFailure(log, "subscription delivery")
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="subscriptions", daemon=True)
@@ -88,7 +92,7 @@ class DeliveryWorker:
         """One round of work; False when there was none."""
         at = time.time()
         self._check_timed(at)
-        events_head = self.application.recorder.max_notification_id() or 0
+        events_head = self._relevant_head()
         timed_head = self.store.timed_head()
         if not self.store.has_work(events_head, timed_head, at):
             return False
@@ -102,6 +106,20 @@ class DeliveryWorker:
             self._new_happenings(claim, moment, timed_head, at)
             self._heartbeats(claim, at)
         return True
+
+    def _relevant_head(self) -> int:
+        """The position of the newest event of the resource type (not an access record)."""
+        looked_at, relevant = self._relevant
+        head = self.application.recorder.max_notification_id() or 0
+        if head > looked_at:
+            newer = self.application.recorder.select_notifications(
+                start=looked_at, limit=1, stop=head, topics=self._topics,
+                inclusive_of_start=False,
+            )  # fmt: skip
+            if newer:  # one is enough to know there is work; the tick reads up to the head
+                relevant = head
+            self._relevant = (head, relevant)
+        return relevant
 
     def _check_timed(self, at: float) -> None:
         check = self.published.timed_check
