@@ -1,0 +1,183 @@
+"""An integrator's first hour with an off-the-shelf FHIR client library (fhirpy), as the
+README shows it: only a base URL and a token, against both services on both backends.
+Creates, searches, pages (`fetch_all`), reads, counts and get-or-creates plans and consents
+the way the library sends them, with no adapter of ours in between.
+
+What the library sends that the services had to learn: `count()` adds `_totalMethod=count`
+to a `_count=0` search, and `get_or_create` is a POST with the condition in the query
+string (`POST /CarePlan?identifier=system|value`) rather than in `If-None-Exist`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from itertools import count
+from typing import Any
+
+import pytest
+from fhirpy import SyncFHIRClient
+from fhirpy.base.exceptions import OperationOutcome
+
+from contracts.identifiers import PERSONNUMMER_SYSTEM
+from tests.fhir_data import OTHER_REGION, care_plan, consent, new_personnummer
+
+SOURCE = "https://journal.example.se/sip"
+PLANS = 250
+PAGE = 20
+_serial = count(1)
+
+
+def fhir_client(base_url: str, token: str) -> SyncFHIRClient:
+    """What an integrator configures: the service's FHIR base and a bearer token."""
+    return SyncFHIRClient(f"{base_url}/fhir", authorization=f"Bearer {token}")
+
+
+@pytest.fixture(scope="module")
+def sip(system) -> SyncFHIRClient:
+    return fhir_client(system.sip_url, system.token())
+
+
+@pytest.fixture(scope="module")
+def consents(system) -> SyncFHIRClient:
+    return fhir_client(system.consent_url, system.token())
+
+
+def of_person(personnummer: str) -> dict[str, str]:
+    return {"subject:identifier": f"{PERSONNUMMER_SYSTEM}|{personnummer}"}
+
+
+def new_identifier() -> dict[str, str]:
+    return {"system": SOURCE, "value": f"client-{next(_serial)}-{new_personnummer()}"}
+
+
+def token_of(identifier: dict[str, str]) -> str:
+    return f"{identifier['system']}|{identifier['value']}"
+
+
+def test_paging_visits_each_of_250_plans_exactly_once_while_plans_are_added(sip):
+    personnummer = new_personnummer()
+    made = {sip.resource("CarePlan", **care_plan(personnummer)).save().id for _ in range(PLANS)}
+    assert len(made) == PLANS
+
+    search = sip.resources("CarePlan").search(**of_person(personnummer)).limit(PAGE)
+    assert search.count() == PLANS
+    seen: list[str] = []
+    for plan in search:  # fhirpy follows Bundle.link next, page by page
+        if len(seen) == PAGE:  # another client writes while this one pages
+            for _ in range(5):
+                sip.resource("CarePlan", **care_plan(personnummer)).save()
+        seen.append(plan.id)
+    assert Counter(seen).most_common(1)[0][1] == 1, "a plan was visited twice"
+    assert made <= set(seen), "a plan that existed when paging began was missed"
+    assert len(search.fetch_all()) == PLANS + 5
+    assert search.count() == PLANS + 5
+
+
+def test_create_read_search_and_count_plans(sip):
+    personnummer = new_personnummer()
+    created = sip.resource("CarePlan", **care_plan(personnummer)).save()
+    assert created.id and created.meta.versionId == "1"
+
+    read = sip.reference("CarePlan", created.id).to_resource()
+    assert read.id == created.id
+    assert read.status == "draft"
+    assert read.subject.identifier.value == personnummer
+
+    found = sip.resources("CarePlan").search(**of_person(personnummer), status="draft")
+    assert [plan.id for plan in found.fetch()] == [created.id]
+    assert found.count() == 1
+    assert found.first().id == created.id
+    assert found.get().id == created.id
+    assert sip.resources("CarePlan").search(**of_person(personnummer), status="active").count() == 0
+
+
+def test_get_or_create_makes_one_plan_however_often_it_is_retried(sip):
+    identifier = new_identifier()
+    plan = {**care_plan(new_personnummer()), "identifier": [identifier]}
+    by_identifier = sip.resources("CarePlan").search(identifier=token_of(identifier))
+
+    first, created = by_identifier.get_or_create(sip.resource("CarePlan", **plan))
+    assert created
+    for _ in range(3):  # a retry after a lost answer
+        again, created = by_identifier.get_or_create(sip.resource("CarePlan", **plan))
+        assert not created
+        assert again.id == first.id
+    assert [p.id for p in by_identifier.fetch_all()] == [first.id]
+    assert by_identifier.count() == 1
+
+
+def test_get_or_create_refuses_a_condition_the_resource_would_not_meet(sip):
+    """A condition naming another identifier could never stop the next retry: a 400, and
+    nothing is made."""
+    plan = {**care_plan(new_personnummer()), "identifier": [new_identifier()]}
+    other = new_identifier()
+    search = sip.resources("CarePlan").search(identifier=token_of(other))
+    with pytest.raises(OperationOutcome) as refused:
+        search.get_or_create(sip.resource("CarePlan", **plan))
+    assert "identifier" in str(refused.value)
+    assert search.count() == 0
+    by_status = sip.resources("CarePlan").search(status="draft")
+    with pytest.raises(OperationOutcome):  # not a condition this server keeps
+        by_status.get_or_create(sip.resource("CarePlan", **plan))
+
+
+def test_consents_through_the_library(consents):
+    personnummer = new_personnummer()
+    given = consents.resource("Consent", **consent(personnummer)).save()
+    assert consents.reference("Consent", given.id).to_resource().status == "active"
+
+    about_person = consents.resources("Consent").search(
+        **{"patient:identifier": f"{PERSONNUMMER_SYSTEM}|{personnummer}"}
+    )
+    assert [c.id for c in about_person.fetch_all()] == [given.id]
+    assert about_person.count() == 1
+
+    identifier = new_identifier()
+    recorded = {**consent(personnummer), "identifier": [identifier]}
+    by_identifier = consents.resources("Consent").search(identifier=token_of(identifier))
+    first, created = by_identifier.get_or_create(consents.resource("Consent", **recorded))
+    again, created_again = by_identifier.get_or_create(consents.resource("Consent", **recorded))
+    assert (created, created_again) == (True, False)
+    assert again.id == first.id
+    assert about_person.count() == 2
+
+
+def test_an_outsider_with_the_library_sees_nothing_of_the_plans(system, sip):
+    personnummer = new_personnummer()
+    for _ in range(3):
+        sip.resource("CarePlan", **care_plan(personnummer)).save()
+    outsider = fhir_client(system.sip_url, system.token(organization=OTHER_REGION))
+    theirs = outsider.resources("CarePlan").search(**of_person(personnummer))
+    assert theirs.count() == 0
+    assert theirs.fetch_all() == []
+
+
+def test_the_library_gets_a_400_for_a_total_hint_that_means_nothing(sip):
+    hinted: Any = sip.resources("CarePlan").search(_totalMethod="guess")
+    with pytest.raises(OperationOutcome) as refused:
+        hinted.fetch()
+    assert "_totalMethod" in str(refused.value)
+
+
+def test_a_condition_given_both_as_header_and_query_is_refused_and_nothing_is_made(system, sip):
+    """Which one would count is not for the server to guess; `_format` is no condition."""
+    identifier = new_identifier()
+    plan = {**care_plan(new_personnummer()), "identifier": [identifier]}
+    both = system.sip.post(
+        "/fhir/CarePlan",
+        params={"identifier": token_of(identifier)},
+        json=plan,
+        headers={"Content-Type": "application/fhir+json", "If-None-Exist": "identifier=x|y"},
+    )
+    assert both.status_code == 400, both.text
+    assert both.json()["issue"][0]["expression"] == ["If-None-Exist"]
+    by_identifier = sip.resources("CarePlan").search(identifier=token_of(identifier))
+    assert by_identifier.count() == 0
+    for expected in (201, 200):
+        answer = system.sip.post(
+            "/fhir/CarePlan",
+            params={"identifier": token_of(identifier), "_format": "json"},
+            json=plan,
+            headers={"Content-Type": "application/fhir+json"},
+        )
+        assert answer.status_code == expected, answer.text
+    assert by_identifier.count() == 1
