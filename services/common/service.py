@@ -19,7 +19,9 @@ from services.common.access_log_views import AccessLogIndex
 from services.common.audit import feed as event_feed
 from services.common.audit.checkpoints import CheckpointSigner
 from services.common.audit.feed_access import EntryKind, no_entry_kind
+from services.common.auth import smart
 from services.common.auth.tokens import TokenVerifier
+from services.common.capability import with_security
 from services.common.configuration_check import ConfigurationError
 from services.common.fhir_api import (
     FhirResponse,
@@ -117,10 +119,12 @@ def build_service_app(
     @app.get("/fhir/metadata")
     def metadata(request: Request) -> FhirResponse:
         base = str(request.base_url).rstrip("/") + "/fhir"
-        return FhirResponse(capability_statement(base))
+        security = smart.rest_security(smart.endpoints_of_app(request))
+        return FhirResponse(with_security(capability_statement(base), security))
 
     app.include_router(landing.router)
-    declare_bearer_security(app, open_paths={"/fhir/metadata"})
+    app.include_router(smart.router)
+    declare_bearer_security(app, open_paths={"/fhir/metadata", *smart.PATHS})
     return app
 
 
