@@ -31,6 +31,7 @@ from services.common.fhir_api import (
 )
 from services.common.http_conventions import FhirHttpConventions
 from services.common.migrations.schema_version import SchemaNotCurrent
+from services.common.openapi_fhir import declare_fhir_answers
 from services.common.openapi_security import declare_bearer_security
 from services.common.readiness import readiness
 from services.common.request_ids import RequestIds
@@ -124,6 +125,7 @@ def build_service_app(
 
     app.include_router(landing.router)
     app.include_router(smart.router)
+    declare_fhir_answers(app)
     declare_bearer_security(app, open_paths={"/fhir/metadata", *smart.PATHS})
     return app
 
