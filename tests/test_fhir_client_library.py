@@ -9,8 +9,10 @@ string (`POST /CarePlan?identifier=system|value`) rather than in `If-None-Exist`
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from itertools import count
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import OperationOutcome
 
 from contracts.identifiers import PERSONNUMMER_SYSTEM
+from services.common.demo_identities import REGION as DEMO_REGION
 from tests.fhir_data import OTHER_REGION, care_plan, consent, new_personnummer
 
 SOURCE = "https://journal.example.se/sip"
@@ -181,3 +184,24 @@ def test_a_condition_given_both_as_header_and_query_is_refused_and_nothing_is_ma
         )
         assert answer.status_code == expected, answer.text
     assert by_identifier.count() == 1
+
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def readme_block() -> str:
+    """The README's fhirpy example, as a newcomer copies it."""
+    section = README.read_text().split("## Integrating with a FHIR client library", 1)[1]
+    return re.findall(r"```python\n(.*?)```", section.split("\n## ", 1)[0], re.S)[0]
+
+
+def test_the_readme_example_runs_as_written(system, monkeypatch, capsys):
+    """Against these services in place of `make up`'s, with the token `sip token` would print
+    for the organisation it names; run twice, the second run finds the plan of the first."""
+    code = readme_block().replace("http://127.0.0.1:8000", system.sip_url)
+    monkeypatch.setenv("TOKEN", system.token("integration", organization=DEMO_REGION))
+    for _ in range(2):
+        exec(compile(code, str(README), "exec"), {"__name__": "readme"})
+    printed = capsys.readouterr().out
+    assert "draft plans" in printed
+    assert printed.count("made now") == 1 and printed.count("made before") == 1, printed
