@@ -205,3 +205,17 @@ def test_the_readme_example_runs_as_written(system, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "draft plans" in printed
     assert printed.count("made now") == 1 and printed.count("made before") == 1, printed
+
+
+def test_operations_through_the_library(sip):
+    """A custom operation as the library calls one: a Parameters posted to the instance."""
+    plan = sip.resource("CarePlan", **care_plan(new_personnummer())).save()
+    need = {"resourceType": "Parameters", "parameter": [{"name": "text", "valueString": "Bo kvar"}]}
+    changed = sip.reference("CarePlan", plan.id).execute("$record-need", data=need)
+    assert changed["resourceType"] == "CarePlan"
+    assert changed["meta"]["versionId"] == "2"
+    with pytest.raises(OperationOutcome) as refused:  # the refusal names what to change
+        sip.reference("CarePlan", plan.id).execute(
+            "$record-need", data={"resourceType": "Parameters"}
+        )
+    assert "text" in str(refused.value)
