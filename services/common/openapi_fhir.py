@@ -8,7 +8,8 @@ shape of its FHIR path, in one place for every route of both services:
 - a create: the resource (201 made, 200 found by a conditional create);
 - an operation (`$name`): what its declaration returns (`x-fhir-returns`, set by
   services/common/operations/routes.py), else the path's type;
-- every refusal (4XX) and failure (5XX): an OperationOutcome.
+- every refusal (4XX) and failure (5XX): an OperationOutcome;
+- a search by GET: the parameters its `_search` form takes, and the result parameters.
 
 A write or an operation answers an OperationOutcome instead of the resource when asked
 (`Prefer: return=OperationOutcome`, services/common/http_conventions.py), so its success
@@ -157,6 +158,14 @@ CONDITIONAL_CREATE = [
         "schema": {"type": "string"},
     },
 ]
+# What shapes a search's answer rather than its matches (services/common/search.py, paging.py).
+RESULT_PARAMETERS = {
+    "_count": "matches a page holds: 0 (the total only) to 1000",
+    "_summary": "how much of each match: count is the total only",
+    "_total": "none | estimate | accurate: the total is always accurate",
+    "_totalMethod": "count | estimate, as fhirpy's count() asks: the total is always counted",
+    "_cursor": "a page after the first, as the Bundle's next or previous link gives it",
+}
 NOT_MODIFIED = {"description": "Not modified since (If-None-Match, If-Modified-Since): no body"}
 # The one route with three shapes: the person's log extract (services/common/access_log_routes.py).
 ACCESS_LOG_EXTRACT = {
@@ -222,6 +231,7 @@ def describe_fhir_answers(schema: dict[str, Any]) -> dict[str, Any]:
                 responses.update(success)
                 named.add(resource_type)
             responses.update(ERRORS)
+    _declare_search_parameters(schema.get("paths", {}))
     schemas = schema.setdefault("components", {}).setdefault("schemas", {})
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
@@ -231,6 +241,28 @@ def describe_fhir_answers(schema: dict[str, Any]) -> dict[str, Any]:
             resource_type, identified=resource_type not in ("Parameters", "CapabilityStatement")
         )
     return schema
+
+
+def _declare_search_parameters(paths: dict[str, Any]) -> None:
+    """A search by GET takes what its `_search` form takes, in the query string; both take
+    the result parameters too."""
+    for path, operations in paths.items():
+        form = operations.get("post", {}) if path.endswith("/_search") else {}
+        content = form.get("requestBody", {}).get("content", {})
+        schema = content.get("application/x-www-form-urlencoded", {}).get("schema")
+        by_get = paths.get(path.removesuffix("/_search"), {}).get("get")
+        if schema is None or by_get is None:
+            continue
+        properties = schema.setdefault("properties", {})
+        for name, description in RESULT_PARAMETERS.items():
+            properties.setdefault(name, {"type": "string", "description": description})
+        declared = {parameter["name"] for parameter in by_get.get("parameters", [])}
+        by_get.setdefault("parameters", []).extend(
+            {"name": name, "in": "query", "required": False, "schema": {"type": "string"},
+             "description": property_.get("description", "")}
+            for name, property_ in properties.items()
+            if name not in declared
+        )  # fmt: skip
 
 
 def declare_fhir_answers(app: FastAPI) -> None:
