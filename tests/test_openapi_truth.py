@@ -318,3 +318,19 @@ def test_the_documentation_loads_with_nothing_from_another_site(system):
                 loaded = browser.get(asset)
                 assert loaded.status_code == 200, asset
                 assert len(loaded.content) > 100, asset
+
+
+def test_every_declared_search_parameter_is_one_the_search_knows(system):
+    """A value may be refused as a value, never the parameter as unknown."""
+    for service, document in documents(system).items():
+        client = {"sip": system.sip, "consent": system.consent}[service]
+        for path, operations in document["paths"].items():
+            query = [
+                p for p in operations.get("get", {}).get("parameters", []) if p["in"] == "query"
+            ]
+            if not path.endswith(("CarePlan", "Consent")):
+                continue
+            assert len(query) > 5, path
+            for parameter in query:
+                answer = client.get(path, params={parameter["name"]: "x"})
+                assert "unsupported search parameter" not in answer.text, (path, parameter["name"])
