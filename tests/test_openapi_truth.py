@@ -214,15 +214,15 @@ def test_every_documented_operation_answers_at_its_address(system, traffic):
         url = {"sip": system.sip_url, "consent": system.consent_url}[service]
         if service == "consent":
             values["id"] = ids["consent"]
-        for template, operations in document["paths"].items():
-            path = re.sub(r"\{([a-z_]+)\}", lambda m: values[m[1]], template)
-            for method in operations:
-                body = {"resourceType": "Parameters", "parameter": []}
-                with httpx.Client(base_url=url, headers=token, timeout=10) as client:
+        with httpx.Client(base_url=url, headers=token, timeout=10) as client:
+            for template, operations in document["paths"].items():
+                path = re.sub(r"\{([a-z_]+)\}", lambda m: values[m[1]], template)
+                for method in operations:
+                    body = {"resourceType": "Parameters", "parameter": []}
                     answer = client.request(method, path, json=body if method == "post" else None)
-                assert answer.status_code != 405, (method, template)
-                router_miss = answer.status_code == 404 and '"Not Found"' in answer.text
-                assert not router_miss, (method, template, answer.text)
+                    assert answer.status_code != 405, (method, template)
+                    router_miss = answer.status_code == 404 and '"Not Found"' in answer.text
+                    assert not router_miss, (method, template, answer.text)
 
 
 def test_the_request_bodies_real_clients_send_fit_the_declared_schemas(system, traffic):
