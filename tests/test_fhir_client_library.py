@@ -219,3 +219,20 @@ def test_operations_through_the_library(sip):
             "$record-need", data={"resourceType": "Parameters"}
         )
     assert "text" in str(refused.value)
+
+
+def test_an_include_through_the_library_brings_the_plans_goals(sip):
+    personnummer = new_personnummer()
+    plan = sip.resource("CarePlan", **care_plan(personnummer)).save()
+    reference = sip.reference("CarePlan", plan.id)
+    for operation, name, value in (("$record-need", "text", "Bo kvar"),
+                                   ("$set-goal", "text", "Klara mig hemma")):  # fmt: skip
+        parameter = [{"name": name, "valueString": value}]
+        if operation == "$set-goal":
+            parameter.append({"name": "need", "valueString": "need-1"})
+        reference.execute(operation, data={"resourceType": "Parameters", "parameter": parameter})
+    search = sip.resources("CarePlan").search(**of_person(personnummer)).include("CarePlan", "goal")
+    bundle = search.fetch_raw()
+    kinds = sorted((e.resource.resourceType, e.search.mode) for e in bundle.entry)
+    assert kinds == [("CarePlan", "match"), ("Goal", "include")]
+    assert [p.id for p in search.fetch()] == [plan.id]  # the library keeps the matches
