@@ -1,0 +1,60 @@
+"""A transaction: every entry runs, in order, through the single request's own route while the
+application's writes are held in a unit of work (unit_of_work.py); if every entry succeeds,
+everything is appended in one store transaction, else nothing is, and the answer is the
+refused entry's own refusal naming it.
+
+Each entry is checked against the state the earlier entries left (held, not written), and a
+`urn:uuid` it names is replaced by what the earlier entry made. Another writer that changed a
+resource or claimed an identifier meanwhile fails the append on the store's keys, and the
+transaction runs again, from the start, on what that writer wrote: so ten concurrent retries of
+a conditional create make one resource and the other nine find it (200)."""
+
+from __future__ import annotations
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import IntegrityError
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from services.common.bundles.dispatch import EntryAnswer, dispatch
+from services.common.bundles.entries import BundleEntry
+from services.common.bundles.references import check_references, made_as, resolved
+from services.common.bundles.responses import (
+    response_bundle,
+    response_entry,
+    transaction_refusal,
+)
+from services.common.bundles.unit_of_work import holding_writes
+from services.common.fhir_api import FhirError, FhirResponse
+
+ATTEMPTS = 5  # runs of a transaction that lost the race to append to concurrent writers
+
+
+async def run_transaction(
+    request: Request, application: Application, entries: list[BundleEntry]
+) -> FhirResponse:
+    check_references(entries)
+    for _ in range(ATTEMPTS):
+        with holding_writes(application) as unit:
+            answers: list[EntryAnswer] = []
+            made: dict[str, str] = {}
+            for entry in entries:
+                answer = await dispatch(request, resolved(entry, made))
+                if not answer.succeeded:
+                    await run_in_threadpool(unit.refusals)
+                    return transaction_refusal(entry, answer)
+                found = made_as(answer.status, answer.headers.get("location"), answer.resource)
+                if entry.full_url is not None and found is not None:
+                    made[entry.full_url] = found
+                answers.append(answer)
+        try:
+            await run_in_threadpool(unit.commit)
+        except IntegrityError:
+            continue  # another writer appended first: run again on what it wrote
+        return response_bundle("transaction", [response_entry(a) for a in answers])
+    raise FhirError(
+        409,
+        "conflict",
+        f"the resources were changed by others {ATTEMPTS} times while the transaction ran; "
+        "nothing was written: send it again",
+    )
