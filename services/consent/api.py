@@ -7,7 +7,6 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from services.common.bundles.routes import add_bundle_routes
 from services.common.capability import (
     ACCESS_LOG_CAPABILITIES,
     capability_statement,
@@ -66,7 +65,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         app, access, engine, checkpoint_key=(settings.keys_dir, "consent"), peer_extract_url=None
     )
     app.include_router(operations.definitions_router)
-    add_bundle_routes(app, registry)
     return app
 
 

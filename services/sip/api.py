@@ -7,7 +7,6 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from services.common.bundles.routes import add_bundle_routes
 from services.common.capability import ACCESS_LOG_CAPABILITIES, capability_statement
 from services.common.capability import resource_capability as capability
 from services.common.persistence import read_model_engine, storage_for
@@ -102,7 +101,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         entry_kind=entry_kind_of_topic,
     )
     app.include_router(operations.definitions_router)
-    add_bundle_routes(app, plans)
     return app
 
 
