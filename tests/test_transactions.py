@@ -542,3 +542,34 @@ def test_the_capability_statements_declare_transaction_and_batch(system):
     for client in (system.sip, system.consent):
         rest = client.get("/fhir/metadata").json()["rest"][0]
         assert [i["code"] for i in rest["interaction"]] == ["transaction", "batch"]
+
+
+def test_reads_are_refused_in_a_transaction_and_answered_in_a_batch(system):
+    check = operation("Consent", "check", parameters(source=REGION))
+    search = {
+        "resource": {"resourceType": "Parameters"},
+        "request": {"method": "POST", "url": "Consent/_search"},
+    }
+    before = head(system.consent_app)
+    for entry in check, search:
+        refused = post(system.consent, bundle(create(consent(new_personnummer())), entry))
+        assert refused.status_code == 400, refused.text
+        assert "Bundle.entry[1]" in refused.text and "batch" in refused.text
+    assert head(system.consent_app) == before
+    searched = post(system.consent, bundle(search, kind="batch"))
+    assert statuses(searched) == ["200 OK"], searched.text
+
+
+def test_prefer_return_minimal_leaves_each_entrys_resource_out(system):
+    plan_urn = urn()
+    answer = system.sip.post(
+        "/fhir",
+        json=plan_with_needs_and_invitation(plan_urn, identified_plan()),
+        headers={**FHIR_JSON, "Prefer": "return=minimal"},
+    )
+    assert answer.status_code == 200, answer.text
+    entries = answer.json()["entry"]
+    assert [e["response"]["status"] for e in entries] == ["201 Created"] + ["200 OK"] * 3
+    assert all("resource" not in e for e in entries)
+    assert entries[0]["response"]["location"].startswith(f"{system.sip_url}/fhir/CarePlan/")
+    assert entries[-1]["response"]["etag"] == 'W/"4"'

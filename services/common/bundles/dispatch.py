@@ -17,10 +17,12 @@ from starlette.types import Message
 from services.common.bundles.entries import BundleEntry
 from services.common.fhir_api import FHIR_JSON
 
-# What of the outer request each entry carries: who calls, and how they reached the service
-# (so a Location is absolute as the client sees it, and the request keeps its id).
+# What of the outer request each entry carries: who calls, how they reached the service (so a
+# Location is absolute as the client sees it, and the request keeps its id), and what they
+# prefer each entry to answer (`Prefer: return=minimal` leaves the entries' resources out).
 _PASSED_ON = {
     b"authorization",
+    b"prefer",
     b"host",
     b"forwarded",
     b"x-forwarded-for",

@@ -30,12 +30,13 @@ BUNDLE_SCHEMA = {
 
 
 def transaction_entries(entries: list[BundleEntry | FhirError]) -> list[BundleEntry]:
-    """A transaction's entries, or the refusal of the first that is malformed or reads."""
+    """A transaction's entries, or the refusal of the first that is malformed or reads (a
+    read would answer from what is committed, not from what the earlier entries hold)."""
     checked = []
     for entry in entries:
         if isinstance(entry, FhirError):
             raise entry
-        if entry.method in ("GET", "HEAD"):
+        if entry.method in ("GET", "HEAD") or entry.path.endswith("/_search"):
             raise FhirError(
                 400,
                 "not-supported",

@@ -28,6 +28,7 @@ from eventsourcing.persistence import IntegrityError
 
 from services.common.access_log import REFUSED, AccessRecord
 from services.common.audit.chain import CLAIMS_KEYWORD
+from services.common.fhir_api import FhirError
 
 
 def claim_key(claim: dict[str, str]) -> tuple[str, str, str, str]:
@@ -87,6 +88,17 @@ def unit_of(application: Application[Any]) -> UnitOfWork | None:
     """The unit of work holding this application's writes now, if any."""
     unit = _current.get()
     return unit if unit is not None and unit.application is application else None
+
+
+def refuse_reading_in_transaction(application: Application[Any], what: str) -> None:
+    """A 400 for a read run as an entry of a transaction: it would answer from what is
+    committed, not from what the transaction's earlier entries hold."""
+    if unit_of(application) is not None:
+        raise FhirError(
+            400,
+            "not-supported",
+            f"{what} reads, and a transaction only writes: send it in a batch",
+        )
 
 
 @contextmanager
