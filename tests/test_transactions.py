@@ -3,8 +3,10 @@ both backends: all or nothing, urn:uuid references, each entry checked as its si
 per-entry answers of a batch, and a conditional create that stays one resource under ten
 concurrent retries of the same transaction."""
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from itertools import count
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -573,3 +575,14 @@ def test_prefer_return_minimal_leaves_each_entrys_resource_out(system):
     assert all("resource" not in e for e in entries)
     assert entries[0]["response"]["location"].startswith(f"{system.sip_url}/fhir/CarePlan/")
     assert entries[-1]["response"]["etag"] == 'W/"4"'
+
+
+def test_the_readmes_example_transaction_works_as_it_says(system):
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Transactions and batches", 1)[1].split("\n## ", 1)[0]
+    sent = section.split("-d '", 1)[1].split("}'\n", 1)[0] + "}"
+    coordinator = system.as_caller(organization="SE2321000032-DEMO1").sip
+    answer = post(coordinator, json.loads(sent))
+    assert answer.status_code == 200, answer.text
+    assert statuses(answer) == ["201 Created", "200 OK", "200 OK"]
+    assert [e["response"]["etag"] for e in answer.json()["entry"]] == ['W/"1"', 'W/"2"', 'W/"3"']
