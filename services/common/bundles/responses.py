@@ -81,8 +81,12 @@ def transaction_refusal(entry: BundleEntry, answer: EntryAnswer) -> FhirResponse
             " (the transaction was not made: nothing was written)"
         )
         named.append(issue)
-    retry = answer.headers.get("retry-after")
-    headers = {"Retry-After": retry} if retry else {}
+    # What tells the client how to go on: when to try again, how to authenticate.
+    headers = {
+        name: answer.headers[name.lower()]
+        for name in ("Retry-After", "WWW-Authenticate")
+        if name.lower() in answer.headers
+    }
     return FhirResponse(
         {"resourceType": "OperationOutcome", "issue": named},
         status_code=answer.status,
