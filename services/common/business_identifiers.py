@@ -162,11 +162,12 @@ class IdentifierClaims:
         if not self.identifiers:
             return None
         unit = unit_of(self.application) if self.application is not None else None
-        for identifier in self.identifiers if unit is not None else ():
-            key = (self.resource_type, self.creator, identifier.system, identifier.value)
-            held = unit.claimed(key)
-            if held is not None:
-                return held
+        if unit is not None:
+            for identifier in self.identifiers:
+                key = (self.resource_type, self.creator, identifier.system, identifier.value)
+                held = unit.claimed(key)
+                if held is not None:
+                    return held
         columns = business_identifiers.c
         with self.engine.connect() as connection:
             for identifier in self.identifiers:
