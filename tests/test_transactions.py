@@ -12,6 +12,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from services.cli import main as sip
 from services.common.access_log import AccessRecord
 from services.common.bundles.entries import MAX_ENTRIES
 from tests.fhir_data import (
@@ -25,6 +26,7 @@ from tests.fhir_data import (
     parameters,
     withdrawal,
 )
+from tests.test_audit import storage_arguments
 
 SOURCE = "https://journal.example.se/sip"
 _serial = count(1)
@@ -586,3 +588,15 @@ def test_the_readmes_example_transaction_works_as_it_says(system):
     assert answer.status_code == 200, answer.text
     assert statuses(answer) == ["201 Created", "200 OK", "200 OK"]
     assert [e["response"]["etag"] for e in answer.json()["entry"]] == ['W/"1"', 'W/"2"', 'W/"3"']
+
+
+def test_the_hash_chain_and_the_read_models_hold_after_transactions(system, capsys):
+    """A transaction's events and records are chained in one append like any other write,
+    and the read models follow them: verified from the database, rebuilt equal."""
+    plan_urn, identifier = urn(), new_identifier()
+    made = post(system.sip, plan_with_needs_and_invitation(plan_urn, identified_plan(identifier)))
+    assert made.status_code == 200, made.text
+    assert len(search_ids(system.sip, identifier)) == 1
+    storage = storage_arguments(system.backend)
+    assert sip(["audit", "verify", *storage]) == 0
+    assert sip(["projections", "rebuild", "--check", *storage]) == 0, capsys.readouterr().out
