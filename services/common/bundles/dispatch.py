@@ -94,10 +94,11 @@ async def dispatch(request: Request, entry: BundleEntry) -> EntryAnswer:
             chunks.append(message.get("body", b""))
 
     await request.app(_scope(request, entry, body), receive, send)
-    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in start["headers"]}
+    raw_headers = start.get("headers", [])
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw_headers}
     raw = b"".join(chunks)
     resource = None
     if raw and "json" in headers.get("content-type", ""):
         parsed = json.loads(raw)
         resource = parsed if isinstance(parsed, dict) else None
-    return EntryAnswer(start["status"], headers, resource)
+    return EntryAnswer(start.get("status", 500), headers, resource)
