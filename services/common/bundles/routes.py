@@ -12,9 +12,9 @@ from fastapi import Depends, FastAPI, Request
 from contracts.actor import Actor
 from services.common.auth.dependency import authenticate
 from services.common.bundles.batch import run_batch
-from services.common.bundles.entries import MAX_ENTRIES, BundleEntry, bundle_entries, bundle_kind
-from services.common.bundles.transaction import run_transaction
-from services.common.fhir_api import FhirError, FhirResponse, fhir_base, fhir_body
+from services.common.bundles.entries import MAX_ENTRIES, bundle_entries, bundle_kind
+from services.common.bundles.transaction import run_transaction, transaction_entries
+from services.common.fhir_api import FhirResponse, fhir_base, fhir_body
 from services.common.operations.definition import request_body
 
 BUNDLE_SCHEMA = {
@@ -29,25 +29,6 @@ BUNDLE_SCHEMA = {
 }
 
 
-def transaction_entries(entries: list[BundleEntry | FhirError]) -> list[BundleEntry]:
-    """A transaction's entries, or the refusal of the first that is malformed or reads (a
-    read would answer from what is committed, not from what the earlier entries hold)."""
-    checked = []
-    for entry in entries:
-        if isinstance(entry, FhirError):
-            raise entry
-        if entry.method in ("GET", "HEAD") or entry.path.endswith("/_search"):
-            raise FhirError(
-                400,
-                "not-supported",
-                f"{entry.expression}.request.method: a transaction writes; "
-                "read in a batch, or after the transaction",
-                expression=f"{entry.expression}.request.method",
-            )
-        checked.append(entry)
-    return checked
-
-
 def add_bundle_routes(app: FastAPI, application: Application[Any]) -> None:
     """Transactions and batches over `application`, the store every write of the app goes to."""
 
@@ -55,7 +36,6 @@ def add_bundle_routes(app: FastAPI, application: Application[Any]) -> None:
         "/fhir",
         name="transaction or batch",
         openapi_extra=request_body(BUNDLE_SCHEMA),
-        tags=["system"],
     )
     async def transaction_or_batch(
         request: Request,

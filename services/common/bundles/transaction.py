@@ -30,6 +30,26 @@ from services.common.fhir_api import FhirError, FhirResponse
 ATTEMPTS = 5  # runs of a transaction that lost the race to append to concurrent writers
 
 
+def transaction_entries(entries: list[BundleEntry | FhirError]) -> list[BundleEntry]:
+    """A transaction's entries, or the refusal of the first that is malformed or reads (a
+    read would answer from what is committed, not from what the earlier entries hold)."""
+    checked = []
+    for entry in entries:
+        if isinstance(entry, FhirError):
+            raise entry
+        searching = entry.path.endswith("/_search")
+        if entry.method in ("GET", "HEAD") or searching:
+            where = f"{entry.expression}.request.{'url' if searching else 'method'}"
+            raise FhirError(
+                400,
+                "not-supported",
+                f"{where}: a transaction writes; read in a batch, or after the transaction",
+                expression=where,
+            )
+        checked.append(entry)
+    return checked
+
+
 async def run_transaction(
     request: Request, application: Application, entries: list[BundleEntry]
 ) -> FhirResponse:
