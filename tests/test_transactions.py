@@ -29,6 +29,7 @@ from tests.fhir_data import (
 from tests.test_audit import storage_arguments
 
 SOURCE = "https://journal.example.se/sip"
+UNKNOWN = "7d0c6f0e-3b7a-4a8e-9d51-0c2b1f3e5a11"  # no plan's id
 _serial = count(1)
 
 
@@ -562,6 +563,63 @@ def test_reads_are_refused_in_a_transaction_and_answered_in_a_batch(system):
     assert head(system.consent_app) == before
     searched = post(system.consent, bundle(search, kind="batch"))
     assert statuses(searched) == ["200 OK"], searched.text
+
+
+def test_a_read_by_id_in_a_transaction_answers_what_the_transaction_leaves(system):
+    plan_urn = urn()
+    answer = post(
+        system.sip,
+        bundle(
+            create(identified_plan(), plan_urn),
+            {"request": {"method": "GET", "url": f"CarePlan/{plan_urn}"}},
+            operation(f"CarePlan/{plan_urn}", "record-need", parameters(text="Läst efteråt")),
+            {"request": {"method": "HEAD", "url": f"CarePlan/{plan_urn}"}},
+        ),
+    )
+    assert statuses(answer) == ["201 Created", "200 OK", "200 OK", "200 OK"], answer.text
+    read = answer.json()["entry"][1]
+    assert read["resource"]["meta"]["versionId"] == "2"  # the reads run after every write
+    assert "Läst efteråt" in json.dumps(read["resource"], ensure_ascii=False)
+    assert read["response"]["etag"] == 'W/"2"'
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "CarePlan",
+        "CarePlan?status=draft",
+        f"CarePlan/{UNKNOWN}/_history",
+        f"CarePlan/{UNKNOWN}/_history/1",
+        f"CarePlan/{UNKNOWN}?_at=2026-01-01",
+        f"CarePlan/{UNKNOWN}/$as-of?instant=2026-01-01",
+    ],
+)
+def test_a_transaction_reads_by_id_only(system, url):
+    before = head(system.sip_app)
+    refused = post(
+        system.sip, bundle(create(identified_plan()), {"request": {"method": "GET", "url": url}})
+    )
+    assert refused.status_code == 400, refused.text
+    assert expressions(refused) == ["Bundle.entry[1].request.method"]
+    assert head(system.sip_app) == before
+
+
+def test_a_read_the_caller_may_not_make_fails_the_transaction(system):
+    theirs = system.sip.post(
+        "/fhir/CarePlan", json=care_plan(new_personnummer()), headers=FHIR_JSON
+    ).json()["id"]
+    outsider = system.as_caller(organization=OTHER_REGION).sip
+    identifier = new_identifier()
+    own_plan = {**care_plan(new_personnummer(), OTHER_REGION), "identifier": [identifier]}
+    before = head(system.sip_app)
+    refused = post(
+        outsider,
+        bundle(create(own_plan), {"request": {"method": "GET", "url": f"CarePlan/{theirs}"}}),
+    )
+    assert refused.status_code == 404, refused.text
+    assert expressions(refused) == ["Bundle.entry[1]"]
+    assert [e.outcome for e in events_since(system.sip_app, before)] == ["4"]
+    assert search_ids(outsider, identifier) == []
 
 
 def test_prefer_return_minimal_leaves_each_entrys_resource_out(system):

@@ -42,7 +42,7 @@ class EntryAnswer:
 
     @property
     def succeeded(self) -> bool:
-        return 200 <= self.status < 300
+        return 200 <= self.status < 300 or self.status == 304  # 304: a read, not modified
 
 
 def _scope(request: Request, entry: BundleEntry, body: bytes) -> dict[str, Any]:
