@@ -29,7 +29,9 @@ from tests.fhir_data import (
     MUNICIPALITY,
     REGION,
     active_plan,
+    care_plan,
     consent,
+    new_personnummer,
     parameters,
     run,
     withdrawal,
@@ -108,7 +110,25 @@ def a_plans_whole_life(system) -> dict[str, str]:
         data={"subject:identifier": f"{PERSONNUMMER_SYSTEM}|{personnummer}", "_count": "5"},
     )
     assert found.status_code == 200, found.text
+    for kind in ("transaction", "batch"):
+        answered = system.sip.post("/fhir", json=a_plan_in_one_go(kind), headers=FHIR_JSON)
+        assert answered.status_code == 200, answered.text
     return {"plan": plan_id, "personnummer": personnummer, **consents_life(system, personnummer)}
+
+
+def a_plan_in_one_go(kind: str) -> dict[str, Any]:
+    """A plan and its first need in one Bundle (the need only where entries may refer)."""
+    plan = "urn:uuid:8f0c5a52-6c1e-4a0e-9a51-2f3c1d1e7b10"
+    entries: list[dict[str, Any]] = [
+        {"fullUrl": plan, "resource": care_plan(new_personnummer()),
+         "request": {"method": "POST", "url": "CarePlan"}},
+    ]  # fmt: skip
+    if kind == "transaction":
+        entries.append(
+            {"resource": parameters(text="Bo kvar hemma"),
+             "request": {"method": "POST", "url": f"CarePlan/{plan}/$record-need"}}
+        )  # fmt: skip
+    return {"resourceType": "Bundle", "type": kind, "entry": entries}
 
 
 def consents_life(system, personnummer: str) -> dict[str, str]:
@@ -147,11 +167,15 @@ def consents_life(system, personnummer: str) -> dict[str, str]:
         json=parameters(reason="Fel person"),
         headers=FHIR_JSON,
     )
+    batch = {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"resource": consent(personnummer), "request": {"method": "POST", "url": "Consent"}}
+    ]}  # fmt: skip
+    in_a_batch = system.consent.post("/fhir", json=batch, headers=FHIR_JSON)
     found = system.consent.post(
         "/fhir/Consent/_search",
         data={"patient:identifier": f"{PERSONNUMMER_SYSTEM}|{personnummer}"},
     )
-    for answer in (overridden, check, withdrawn, corrected, found):
+    for answer in (overridden, check, withdrawn, corrected, in_a_batch, found):
         assert answer.status_code == 200, answer.text
     return {"consent": consent_id}
 

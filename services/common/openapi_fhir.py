@@ -4,7 +4,7 @@ and a 422 the services never send. This module rewrites each operation's respons
 shape of its FHIR path, in one place for every route of both services:
 
 - a read or vread: the resource of the path's type, and 304 for a conditional read;
-- a search, `_search`, or a `_history`: a Bundle;
+- a search, `_search`, or a `_history`: a Bundle; a transaction or batch at the base too;
 - a create: the resource (201 made, 200 found by a conditional create);
 - an operation (`$name`): what its declaration returns (`x-fhir-returns`, set by
   services/common/operations/routes.py), else the path's type;
@@ -182,6 +182,9 @@ def _success(path: str, method: str, operation: dict[str, Any]) -> tuple[dict[st
     match = _TYPE_PATH.match(path)
     if path == "/fhir/metadata":
         return {"200": _content(_ref("CapabilityStatement"))}, "CapabilityStatement"
+    if path == "/fhir" and method == "post":  # a transaction or batch (services/common/bundles)
+        answered = _content(_written("Bundle", method), "A transaction-response or batch-response")
+        return {"200": answered}, "Bundle"
     if match is None:
         return {}, ""
     resource_type, rest = match["type"], match["rest"] or ""
