@@ -9,6 +9,7 @@ string (`POST /CarePlan?identifier=system|value`) rather than in `If-None-Exist`
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
 from itertools import count
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fhirpy import SyncFHIRClient
+from fhirpy import AsyncFHIRClient, SyncFHIRClient
 from fhirpy.base.exceptions import OperationOutcome
 
 from contracts.identifiers import PERSONNUMMER_SYSTEM
@@ -236,3 +237,34 @@ def test_an_include_through_the_library_brings_the_plans_goals(sip):
     kinds = sorted((e.resource.resourceType, e.search.mode) for e in bundle.entry)
     assert kinds == [("CarePlan", "match"), ("Goal", "include")]
     assert [p.id for p in search.fetch()] == [plan.id]  # the library keeps the matches
+
+
+def test_the_async_client_pages_and_get_or_creates_the_same(system):
+    """fhirpy's AsyncFHIRClient (aiohttp underneath) against the same conventions."""
+    personnummer = new_personnummer()
+    identifier = new_identifier()
+
+    async def integrate() -> tuple[list[str], set[bool], set[str]]:
+        client = AsyncFHIRClient(f"{system.sip_url}/fhir", authorization=f"Bearer {system.token()}")
+        for _ in range(7):
+            await client.resource("CarePlan", **care_plan(personnummer)).save()
+        paged = (
+            await client.resources("CarePlan")
+            .search(**of_person(personnummer))
+            .limit(3)
+            .fetch_all()
+        )
+        plan = {**care_plan(personnummer), "identifier": [identifier]}
+        search = client.resources("CarePlan").search(identifier=token_of(identifier))
+        answers = [
+            await search.get_or_create(client.resource("CarePlan", **plan)) for _ in range(2)
+        ]
+        return (
+            [p.id for p in paged],
+            {created for _, created in answers},
+            {p.id for p, _ in answers},
+        )
+
+    paged, created, ids = asyncio.run(integrate())
+    assert len(paged) == len(set(paged)) == 7
+    assert created == {True, False} and len(ids) == 1
