@@ -118,7 +118,7 @@ def search_provenance(request: Request, query: dict[str, str], actor: Actor) -> 
             400, "required", "Provenance is searched by one target", expression="target"
         )
     rows = _provenance_rows(log, actor, targets.pop())
-    page = keyset_page(rows, lambda row: row_key(row), position, result.count)
+    page = keyset_page(rows, lambda row: tuple(row_key(row)), position, result.count)
     links = page_links(request, PROVENANCE_KIND, "Provenance", asked.used, page, result.count)
     provenances = [provenance_to_fhir(row) for row in page.items]
     bundle = searchset(fhir_base(request), provenances, "", total=page.total, links=links)
