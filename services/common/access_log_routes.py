@@ -145,6 +145,8 @@ add_search_routes(router, search_provenance, PROVENANCE_SEARCH)
 
 
 @router.get("/Patient/{personnummer}/$access-log", name="patient log extract")
+# R4 (operations.html): every operation is invoked by POST too; it takes no parameters.
+@router.post("/Patient/{personnummer}/$access-log", name="patient log extract by post")
 def access_log_extract(
     personnummer: str, request: Request, actor: ExtractReader, log: Reading
 ) -> Response:

@@ -51,6 +51,13 @@ def _add_route(router: APIRouter, operation: Operation[Any]) -> None:
             body = query_as_parameters(operation, request)
             return run_operation(operation, request, actor, body, id)
 
+        # R4 (operations.html): every operation is invoked by POST, GET only besides.
+        @router.post(operation.path, openapi_extra=operation_request_body(operation), **route)
+        def read_by_post(
+            id: str, request: Request, body: Body, actor: Actor = caller
+        ) -> FhirResponse:
+            return run_operation(operation, request, actor, body, id)
+
     elif operation.instance:
 
         @router.post(operation.path, openapi_extra=operation_request_body(operation), **route)
