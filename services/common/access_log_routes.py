@@ -28,8 +28,10 @@ from services.common.access_log_views import (
     row_key,
 )
 from services.common.auth.dependency import authorize
+from services.common.capability import ACCESS_LOG_OPERATIONS
 from services.common.fhir_api import FhirError, FhirResponse, fhir_base, searchset, unavailable
 from services.common.fhir_time import fhir_instant, now
+from services.common.operations.definition import operation_request_body
 from services.common.paging import Page, keyset_page, opened_query, page_links
 from services.common.resource_routes import ResourceAccess, add_search_routes, resource_id
 from services.common.result_parameters import MAX_COUNT, ResultParameters
@@ -146,7 +148,11 @@ add_search_routes(router, search_provenance, PROVENANCE_SEARCH)
 
 @router.get("/Patient/{personnummer}/$access-log", name="patient log extract")
 # R4 (operations.html): every operation is invoked by POST too; it takes no parameters.
-@router.post("/Patient/{personnummer}/$access-log", name="patient log extract by post")
+@router.post(
+    "/Patient/{personnummer}/$access-log",
+    name="patient log extract by post",
+    openapi_extra=operation_request_body(ACCESS_LOG_OPERATIONS[0]),
+)
 def access_log_extract(
     personnummer: str, request: Request, actor: ExtractReader, log: Reading
 ) -> Response:
