@@ -98,9 +98,7 @@ def search_audit_events(request: Request, query: dict[str, str], actor: Actor) -
 def read_audit_event(record_id: str, actor: AuditReader, log: Reading) -> FhirResponse:
     _require_auditor(actor)
     wanted = record_uuid(record_id)
-    found = log.index.page(
-        actor.organization, [[{"record_id": str(wanted)}]] if wanted else [[]], {}, 1
-    )
+    found = log.index.page(actor.organization, [[{"record_id": str(wanted)}]], {}, 1)
     if wanted is None or not found.rows:
         raise FhirError(404, "not-found", f"no AuditEvent with id '{record_id}'")
     log.access.log(actor, "read", entity=f"AuditEvent/{record_id}")

@@ -5,7 +5,7 @@ order, shaped as asked, with its links."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -61,11 +61,14 @@ def search_answer(
     if service.check is not None:
         service.check(query, actor)
     application = service.access.application
-    matches = (application.aggregate(found) for found in asked.matching_ids(service.index_search))
+    # A sorted search's snapshot is read before anything is loaded (sorted_paging.py).
+    snapshot = SortSnapshot(application, position.get("snapshot")) if result.sort else None
+    matches: Iterable[Any] = (
+        application.aggregate(found) for found in asked.matching_ids(service.index_search)
+    )
     order: Callable[[Any], Any] = _by_id
     pinned = None
-    if result.sort:
-        snapshot = SortSnapshot(application, position.get("snapshot"))
+    if snapshot is not None:
         matches = snapshot.existing(matches)
         order = snapshot.order(result.sort, declarations.sort_keys)
         pinned = {"snapshot": snapshot.position}

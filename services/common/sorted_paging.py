@@ -13,7 +13,8 @@ out of that paging; one changed meanwhile is shown as it is now, at its place as
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -35,10 +36,13 @@ class SortSnapshot:
         self.position: int = (
             snapshot if snapshot is not None else recorder.max_notification_id() or 0
         )
-        self._first_later = self._first_versions_after(recorder)
 
-    def _first_versions_after(self, recorder: Any) -> dict[UUID, int]:
-        """Each aggregate changed after the snapshot: its first version committed since."""
+    @functools.cached_property
+    def _first_later(self) -> dict[UUID, int]:
+        """Each aggregate changed after the snapshot: its first version committed since.
+        Read on first use, after the aggregates were loaded, so every version a loaded
+        aggregate has beyond the snapshot is found."""
+        recorder: Any = self.application.recorder
         topics = event_topics(self.application.aggregate_class)
         first: dict[UUID, int] = {}
         start = self.position
@@ -52,9 +56,11 @@ class SortSnapshot:
                 return first
             start = found[-1].id
 
-    def existing(self, aggregates: Iterable[Any]) -> Iterator[Any]:
-        """The aggregates that existed at the snapshot."""
-        return (a for a in aggregates if self._first_later.get(a.id) != 1)
+    def existing(self, aggregates: Iterable[Any]) -> list[Any]:
+        """The aggregates that existed at the snapshot, all loaded before it is asked which
+        changed since: a version committed while they load is then found too."""
+        loaded = list(aggregates)
+        return [a for a in loaded if self._first_later.get(a.id) != 1]
 
     def then(self, aggregate: Any) -> Any:
         later = self._first_later.get(aggregate.id)
