@@ -276,3 +276,19 @@ def test_lenient_handling_leaves_the_ignored_parameter_out_of_the_self_link(syst
     assert lenient.status_code == 200, lenient.text
     self_link = link(lenient.json(), "self")
     assert "bogus" not in self_link and "status=active" in self_link
+
+
+def test_history_refuses_unknown_parameters_unless_lenient(system):
+    (plan_id,) = new_plans(system.sip, new_personnummer(), 1)
+    path = f"/fhir/CarePlan/{plan_id}/_history"
+    strict = system.sip.get(path, params={"bogus": "1"})
+    assert strict.status_code == 400 and strict.json()["issue"][0]["expression"] == ["bogus"]
+    lenient = system.sip.get(
+        path, params={"bogus": "1", "_count": "1"}, headers={"Prefer": "handling=lenient"}
+    )
+    assert lenient.status_code == 200, lenient.text
+    assert "bogus" not in link(lenient.json(), "self")
+    counted = system.sip.get(path, params={"_total": "none", "_elements": "status"}).json()
+    assert "total" not in counted
+    assert all(subsetted(r) and set(r) <= {"resourceType", "id", "meta", "status"}
+               for r in resources(counted))  # fmt: skip

@@ -34,8 +34,9 @@ from services.common.fhir_api import (
     whole_number,
 )
 from services.common.fhir_time import InvalidDateTime, now, parse_fhir_datetime, published
+from services.common.http_conventions import ignoring_unknown_parameters
 from services.common.paging import Page, keyset_page, opened_query, page_links
-from services.common.result_parameters import ResultParameters, SortKey
+from services.common.result_parameters import RESULT_PARAMETERS, ResultParameters, SortKey
 from services.common.search import query_of
 from services.common.search_declarations import SearchDeclarations
 
@@ -383,6 +384,11 @@ Count = Annotated[
     str | None, Query(alias="_count", description="versions a page holds: 0 (the total) to 1000")
 ]
 Cursor = Annotated[str | None, Query(alias="_cursor", description="a next or previous link's")]
+Summary = Annotated[str | None, Query(alias="_summary", description="true | data | count | false")]
+Elements = Annotated[
+    str | None, Query(alias="_elements", description="elements to show, comma-separated")
+]
+Total = Annotated[str | None, Query(alias="_total", description="none | estimate | accurate")]
 HISTORY_PAGE = 100
 
 
@@ -476,6 +482,16 @@ class HistoryQuery:
     @classmethod
     def of(cls, request: Request, kind: str, resource_type: str) -> "HistoryQuery":
         query, position = opened_query(request, kind, query_of(request.query_params.multi_items()))
+        unknown = sorted(set(query) - RESULT_PARAMETERS - {"_since", "_at"})
+        # Prefer: handling=lenient ignores them (and leaves them out of the links); strict,
+        # the default, refuses.
+        if unknown and not ignoring_unknown_parameters(unknown):
+            raise FhirError(
+                400, "not-supported",
+                f"_history takes _since, _at and the result parameters, not {', '.join(unknown)}",
+                expression=unknown[0],
+            )  # fmt: skip
+        query = {name: value for name, value in query.items() if name not in unknown}
         result = ResultParameters.of(query, HISTORY_PAGE, ("_lastUpdated",))
         if result.sort not in ((), (SortKey("_lastUpdated", True),)):
             raise FhirError(
@@ -560,6 +576,9 @@ def add_version_routes(router: APIRouter, resource_type: str) -> None:
         since: Since = None,
         count: Count = None,
         cursor: Cursor = None,
+        summary: Summary = None,
+        elements: Elements = None,
+        total: Total = None,
     ) -> FhirResponse:
         # The parameters are declared for the OpenAPI; HistoryQuery reads them (or a cursor's).
         return type_history_response(request, actor, resource)
@@ -586,6 +605,9 @@ def add_version_routes(router: APIRouter, resource_type: str) -> None:
         at: At = None,
         count: Count = None,
         cursor: Cursor = None,
+        summary: Summary = None,
+        elements: Elements = None,
+        total: Total = None,
     ) -> FhirResponse:
         aggregate_id, part = resource.locate(id)
         kind = f"history:{resource_type}/{id}"
