@@ -74,23 +74,26 @@ def search_audit_events(request: Request, query: dict[str, str], actor: Actor) -
     asked = AUDIT_SEARCH.asked(query)
     conditions = [[a.arguments for a in c.alternatives] for c in asked.conditions]
     descending = bool(result.sort) and result.sort[0].descending
-    found = log.index.page(actor.organization, conditions, position, result.count, descending)
+    found = log.index.page(
+        actor.organization, conditions, position, result.count, descending,
+        with_total=result.total != "none" or result.only_total,
+    )  # fmt: skip
     names_person = any(name.startswith("patient") for name in query)
     log.access.log(
         actor,
         "search-type",
         entity="AuditEvent",
         query=urlencode({k: "(given)" if k.startswith("patient") else v for k, v in query.items()}),
-        detail=f"audit log search, {len(found.rows)} of {found.total} record(s)"
+        detail=f"audit log search, {len(found.rows)} of {found.total or 'uncounted'} record(s)"
         + (" about a person" if names_person else ""),
     )
     keys = [row_key(row) for row in found.rows]
-    page = Page(found.rows, found.total, keys[0] if keys else None, keys[-1] if keys else None,
+    page = Page(found.rows, found.total or 0, keys[0] if keys else None, keys[-1] if keys else None,
                 found.more_after, found.more_before)  # fmt: skip
     links = page_links(request, AUDIT_KIND, "AuditEvent", asked.used, page, result.count)
     events = [audit_event_to_fhir(row, log.observer) for row in found.rows]
     base = fhir_base(request)
-    bundle = searchset(base, events, "", total=found.total, links=links)
+    bundle = searchset(base, events, "", total=found.total or 0, links=links)
     return FhirResponse(result.finish(bundle))
 
 
