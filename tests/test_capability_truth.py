@@ -6,6 +6,7 @@ example value here fails too, so the examples grow with the statement."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -127,6 +128,20 @@ def test_every_declared_search_parameter_and_include_is_served(target, service):
             served(by_post, f"POST {what}")
         for include in resource.get("searchInclude", []):
             served(client.get(f"/fhir/{resource_type}", params={"_include": include}), include)
+        for key in _sort_keys(resource):
+            extra = target.required(service, resource_type)
+            for sort in (key, f"-{key}"):
+                asked = {"_sort": sort, "_count": "2", **extra}
+                served(client.get(f"/fhir/{resource_type}", params=asked), f"_sort={sort}")
+
+
+def _sort_keys(resource: dict[str, Any]) -> list[str]:
+    """What the search interaction's documentation says `_sort` takes."""
+    for interaction in resource["interaction"]:
+        said = re.search(r"_sort takes ([^.]+)\.", interaction.get("documentation", ""))
+        if said and said[1] != "nothing":
+            return said[1].split(", ")
+    return []
 
 
 @pytest.mark.parametrize("service", ["sip", "consent"])

@@ -67,6 +67,10 @@ def resource_capability(
     }
     if search is not None:
         resource |= search.capability()
+        sortable = ", ".join(search.sort_keys) or "nothing"
+        for interaction in resource["interaction"]:
+            if interaction["code"] == "search-type":
+                interaction["documentation"] += f" _sort takes {sortable}."
     return resource
 
 
