@@ -295,3 +295,39 @@ def test_history_refuses_unknown_parameters_unless_lenient(system):
     assert "total" not in counted
     assert all(subsetted(r) and set(r) <= {"resourceType", "id", "meta", "status"}
                for r in resources(counted))  # fmt: skip
+
+
+HOSTILE = [
+    "'; DROP TABLE access_log;--",
+    "9999-12-31T23:59:59-14:00",
+    "ge0001-01-01T00:00:00+14:00",
+    "ge-1",
+    "%",
+    ",",
+    ",,",
+    "Patient/",
+    "Patient/../CarePlan",
+    "x" * 5000,
+    "１９８００１０１",
+    "eq2026-02-30",
+    "2026-13-45",
+]
+
+
+def test_no_declared_parameter_answers_hostile_input_with_a_server_error(system):
+    auditor = system.as_caller("auditor")
+    for service in ("sip", "consent"):
+        statement = getattr(system, service).get("/fhir/metadata").json()
+        for resource in statement["rest"][0]["resource"]:
+            resource_type = resource["type"]
+            caller = auditor if resource_type == "AuditEvent" else system
+            client = getattr(caller, service)
+            names = [p["name"] for p in resource.get("searchParam", [])]
+            names += ["_sort", "_elements", "_summary", "_total", "_count"] if names else []
+            for name in names:
+                for value in HOSTILE:
+                    response = client.post(f"/fhir/{resource_type}/_search", data={name: value})
+                    assert response.status_code < 500, (resource_type, name, value)
+                    if response.status_code == 400:
+                        expression = response.json()["issue"][0].get("expression")
+                        assert expression, (resource_type, name, value, response.text)
