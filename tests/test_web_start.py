@@ -305,6 +305,87 @@ def test_a_refused_plan_start_keeps_the_input_and_says_why(
     professional.close()
 
 
+def _plan_form_values(person: str) -> dict[str, str]:
+    return {
+        "personnummer": dashed(person),
+        "initiative": "region-unit",
+        "kind": "region",
+        "description": "Behöver insatser från båda huvudmännen",
+    }
+
+
+def test_a_plan_form_sent_twice_makes_one_plan(coordinator: WebUser, web: Web) -> None:
+    """A double click or a resent post: the second answer leads to the plan the first made."""
+    person = new_person()
+    form = coordinator.get("/plans/new")
+    action, fields = coordinator.form(form, "form-create-plan")
+    fields.update(_plan_form_values(person))
+
+    first = coordinator.http.post(action, data=fields, follow_redirects=False)
+    again = coordinator.http.post(action, data=fields, follow_redirects=False)
+
+    assert first.status_code == again.status_code == 303
+    assert first.headers["location"] == again.headers["location"]
+    (plan,) = plans_of(web, person)
+    assert first.headers["location"] == f"/plans/{plan['id']}/start/consent"
+    # A fresh form is a fresh submission: the user may start a second plan on purpose.
+    second = coordinator.submit_form(
+        coordinator.get("/plans/new"), "form-create-plan", **_plan_form_values(person)
+    )
+    assert second.status_code == 200
+    assert len(plans_of(web, person)) == 2
+
+
+def test_a_plan_form_resent_for_another_person_is_not_answered_with_the_first_plan(
+    coordinator: WebUser, web: Web
+) -> None:
+    first_person, second_person = new_person(), new_person()
+    action, fields = coordinator.form(coordinator.get("/plans/new"), "form-create-plan")
+    made = coordinator.http.post(
+        action, data={**fields, **_plan_form_values(first_person)}, follow_redirects=False
+    )
+    assert made.status_code == 303
+
+    resent = coordinator.http.post(
+        action, data={**fields, **_plan_form_values(second_person)}, follow_redirects=False
+    )
+
+    assert resent.status_code == 409
+    assert "skapade en plan för en annan person" in field_error(resent.text, "personnummer")
+    assert input_value(resent.text, "personnummer") == dashed(second_person)
+    assert input_value(resent.text, "submission") != fields["submission"]
+    assert plans_of(web, second_person) == []
+    assert len(plans_of(web, first_person)) == 1
+
+
+@pytest.mark.parametrize("key", ["", "not-a-key", "0" * 31, "A" * 32, "'><script>"])
+def test_a_plan_form_with_a_missing_or_foreign_key_still_creates_once_per_post(
+    coordinator: WebUser, web: Web, key: str
+) -> None:
+    person = new_person()
+    action, fields = coordinator.form(coordinator.get("/plans/new"), "form-create-plan")
+    fields.update(_plan_form_values(person), submission=key)
+
+    assert coordinator.http.post(action, data=fields, follow_redirects=False).status_code == 303
+    (plan,) = plans_of(web, person)
+    assert [i["value"] for i in plan.get("identifier", []) if i["value"] == key] == []
+
+
+def test_a_consent_form_sent_twice_registers_one_consent(coordinator: WebUser, web: Web) -> None:
+    person = new_person()
+    plan_id = _started_plan(coordinator, person)
+    page = coordinator.get(f"/plans/{plan_id}/start/consent")
+    action, fields = coordinator.form(page, "form-register-consent")
+    fields.update(CONSENT)
+
+    first = coordinator.http.post(action, data=fields, follow_redirects=False)
+    again = coordinator.http.post(action, data=fields, follow_redirects=False)
+
+    assert first.status_code == again.status_code == 303
+    assert first.headers["location"] == again.headers["location"]
+    assert len(consents_of(web, person)) == 1
+
+
 def _started_plan(user: WebUser, person: str) -> str:
     answer = user.submit(
         "/plans/new",

@@ -30,6 +30,7 @@ from contracts.actor import Actor
 from contracts.identifiers import PERSON_ID_SYSTEMS
 from services.common.access_log import WriteContext, writing
 from services.common.audit.chain import CLAIMS_KEYWORD
+from services.common.bundles.unit_of_work import unit_of
 from services.common.fhir_api import FhirError, FhirResponse, resource_response
 from services.common.fhir_time import now
 
@@ -153,11 +154,20 @@ class IdentifierClaims:
     creator: str
     identifiers: list[BusinessIdentifier]
     engine: Engine  # the service's database, where the recorder writes the claims
+    application: Any = None  # whose unit of work may hold claims not yet written
 
     def existing(self) -> UUID | None:
-        """The resource this creator made before with any of these identifiers."""
+        """The resource this creator made before with any of these identifiers (in an
+        earlier entry of the same transaction too)."""
         if not self.identifiers:
             return None
+        unit = unit_of(self.application) if self.application is not None else None
+        if unit is not None:
+            for identifier in self.identifiers:
+                key = (self.resource_type, self.creator, identifier.system, identifier.value)
+                held = unit.claimed(key)
+                if held is not None:
+                    return held
         columns = business_identifiers.c
         with self.engine.connect() as connection:
             for identifier in self.identifiers:
@@ -250,7 +260,9 @@ def create_once(
     written in the same transaction), 201; an identifier used before, by an earlier call or a
     concurrent retry that committed first, gets `created_before`."""
     resource_type = access.resource_type
-    claims = IdentifierClaims(resource_type, creator_scope(actor), identifiers, engine)
+    claims = IdentifierClaims(
+        resource_type, creator_scope(actor), identifiers, engine, access.application
+    )
     existing = claims.existing()
     if existing is None:
         try:

@@ -123,6 +123,7 @@ def capability_statement(
                 "out of the self link with Prefer: handling=lenient. Every version is an "
                 "event-sourced version.",
                 "resource": resources,
+                "interaction": SYSTEM_INTERACTIONS,
             }
         ],
     }
@@ -130,6 +131,12 @@ def capability_statement(
     CapabilityStatement.model_validate(statement)
     return statement
 
+
+# POST /fhir (services/common/bundles/): each entry checked as its single request.
+SYSTEM_INTERACTIONS = [
+    {"code": "transaction", "documentation": "all or nothing; urn:uuid fullUrls resolved"},
+    {"code": "batch", "documentation": "each entry answered by itself"},
+]
 
 # Both services keep an access log of their own.
 ACCESS_LOG_CAPABILITIES = [

@@ -1,5 +1,5 @@
 """What every service's HTTP app has: FHIR errors, health and readiness, the metadata
-endpoint, and the storage it was started on."""
+endpoint, transactions and batches at the base, and the storage it was started on."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from services.common.audit import feed as event_feed
 from services.common.audit.checkpoints import CheckpointSigner
 from services.common.audit.feed_access import EntryKind, no_entry_kind
 from services.common.auth.tokens import TokenVerifier
+from services.common.bundles.routes import add_bundle_routes
 from services.common.configuration_check import ConfigurationError
 from services.common.fhir_api import (
     FhirResponse,
@@ -120,6 +121,7 @@ def build_service_app(
         return FhirResponse(capability_statement(base))
 
     app.include_router(landing.router)
+    add_bundle_routes(app, application)  # POST /fhir: each entry runs through its own route
     declare_bearer_security(app, open_paths={"/fhir/metadata"})
     return app
 

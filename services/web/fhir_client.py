@@ -102,8 +102,14 @@ class FhirClient:
         answer = await self._call(service, "POST", f"{resource_type}/_search", data=form)
         return answer.body
 
-    async def create(self, service: Service, resource: dict[str, Any]) -> Answer:
-        return await self._call(service, "POST", resource["resourceType"], json=resource)
+    async def create(
+        self, service: Service, resource: dict[str, Any], if_none_exist: str | None = None
+    ) -> Answer:
+        """`if_none_exist` makes a retried create answer with what the first one made."""
+        headers = {"If-None-Exist": if_none_exist} if if_none_exist else {}
+        return await self._call(
+            service, "POST", resource["resourceType"], json=resource, headers=headers
+        )
 
     async def operation(
         self,

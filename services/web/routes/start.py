@@ -47,6 +47,12 @@ from services.web.person_numbers import check_person_number, shown
 from services.web.plan_reads import load_plan
 from services.web.plan_view import PlanView, plan_view
 from services.web.session import SignedInUser
+from services.web.submissions import (
+    SUBMISSION_FIELD,
+    identified_once,
+    new_submission,
+    submission_of,
+)
 from services.web.texts import INITIATIVE, PRINCIPAL
 from services.web.timeline_view import changes_since
 from services.web.times import today
@@ -58,6 +64,10 @@ STARTERS = ("coordinator", "integration")
 PLAN_FIELDS = ("personnummer", "name", "title", "description", "initiative", "kind")
 INVITE_FIELDS = ("organization", "kind", "name")
 HSA_EXAMPLE = "Ett HSA-id skrivs som SE2321000016-7P31."
+RESENT_FOR_ANOTHER = (
+    "Formuläret har redan skickats och skapade en plan för en annan person. "
+    "Kontrollera uppgifterna och skicka igen."
+)
 
 
 def organization_kind(hsa_id: str | None) -> str:
@@ -164,6 +174,7 @@ def _plan_defaults(user: SignedInUser) -> dict[str, str]:
         "description": "",
         "kind": kind,
         "initiative": "municipal-unit" if kind == "municipality" else "region-unit",
+        SUBMISSION_FIELD: new_submission(),
     }
 
 
@@ -200,6 +211,7 @@ async def new_plan(request: Request, user: User, fhir: Fhir) -> Response:
     values = _plan_defaults(user)
     values.update({k: " ".join(str(form.get(k, "")).split()) for k in PLAN_FIELDS if k in form})
     values["description"] = str(form.get("description", "")).strip()
+    values[SUBMISSION_FIELD] = submission_of(form)
     checked = check_person_number(values["personnummer"])
     if checked.identifier:
         values["personnummer"] = shown(checked.identifier)
@@ -234,10 +246,17 @@ async def new_plan(request: Request, user: User, fhir: Fhir) -> Response:
         "extension": [{"url": EXT_INITIATIVE, "valueCode": values["initiative"]}],
     }
     try:
-        answer = await fhir.create("sip", body)
+        answer = await fhir.create("sip", *identified_once(body, values[SUBMISSION_FIELD]))
     except Refused as refused:
         errors = place_refusal(refused, PLAN_FIELDS, _field_of_plan_issue)
         return _render_plan_form(request, user, values, errors, refused.status)
+    if answer.body.get("subject", {}).get("identifier") != checked.identifier.as_fhir():
+        # This form's submission already made a plan, for someone else: the form was sent
+        # again after its fields were changed. Never answer it with the other person's plan.
+        errors = FormErrors()
+        errors.add("personnummer", RESENT_FOR_ANOTHER)
+        values[SUBMISSION_FIELD] = new_submission()
+        return _render_plan_form(request, user, values, errors, 409)
     return RedirectResponse(f"/plans/{answer.body['id']}/start/consent", status_code=303)
 
 
@@ -271,6 +290,7 @@ def _consent_defaults(plan: PlanView, user: SignedInUser) -> dict[str, str]:
     principals = _principals(plan, user)
     own_kind = organization_kind(user.organization)
     return {
+        SUBMISSION_FIELD: new_submission(),
         "giver_role": "person",
         "giver_identifier": "",
         "giver_name": "",
@@ -343,12 +363,13 @@ async def register_consent(request: Request, plan_id: str, user: User, fhir: Fhi
     plan = await load_plan(fhir, plan_id)
     form = await request.form()
     values = consent_values(_consent_defaults(plan, user), form)
+    values[SUBMISSION_FIELD] = submission_of(form)
     subject = plan.raw.get("subject", {}).get("identifier", {})
     resource, errors = consent_resource(values, subject, today())
     if errors:
         return await _render_consent_form(request, fhir, plan, values, errors, 422)
     try:
-        await fhir.create("consent", resource)
+        await fhir.create("consent", *identified_once(resource, values[SUBMISSION_FIELD]))
     except Refused as refused:
         errors = place_refusal(
             refused, CONSENT_FIELDS, field_of_consent_issue, sentence_of_consent_issue
