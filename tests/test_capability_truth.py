@@ -227,3 +227,17 @@ def _call(
     # may be invoked by GET too.
     empty = {"resourceType": "Parameters", "parameter": []}
     return client.post(path, json=empty, headers=FHIR_JSON)
+
+
+@pytest.mark.parametrize("service", ["sip", "consent"])
+def test_every_declared_system_interaction_is_served(target, service):
+    client = getattr(target.system, service)
+    owner = "CarePlan" if service == "sip" else "Consent"
+    read = {"request": {"method": "GET", "url": f"{owner}/{target.some_id(client, owner)}"}}
+    for interaction in statement(client)["rest"][0].get("interaction", []):
+        code = interaction["code"]
+        assert code in ("transaction", "batch"), f"{code}: no request for it in this test"
+        bundle = {"resourceType": "Bundle", "type": code, "entry": [read]}
+        response = client.post("/fhir", json=bundle, headers=FHIR_JSON)
+        served(response, code)
+        assert response.json()["type"] == f"{code}-response"
