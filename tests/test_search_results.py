@@ -6,6 +6,7 @@ careless or hostile values refused with a 400 naming the parameter."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -331,3 +332,35 @@ def test_no_declared_parameter_answers_hostile_input_with_a_server_error(system)
                     if response.status_code == 400:
                         expression = response.json()["issue"][0].get("expression")
                         assert expression, (resource_type, name, value, response.text)
+
+
+def test_sorted_paging_holds_while_another_client_writes_during_every_page(system):
+    """Writes committed while a page is being read (not only between pages): the snapshot is
+    taken by event number, so a change that lands mid-page is either before it or after it."""
+    personnummer = new_personnummer()
+    existing = sorted(new_plans(system.sip, personnummer, 15))
+    writer = system.as_caller("coordinator").sip
+    stop = threading.Event()
+    writes: list[int] = []
+
+    def keep_writing() -> None:
+        for number in range(200):  # bounded, and stopped when paging is done
+            if stop.is_set():
+                return
+            plan_id = existing[number % len(existing)]
+            writes.append(run(writer, plan_id, "record-need", text=f"b{number}").status_code)
+
+    thread = threading.Thread(target=keep_writing)
+    thread.start()
+    try:
+        for sort in ("_lastUpdated", "-_lastUpdated"):
+            first = search_by_post(
+                system.sip, "CarePlan", **{"subject:identifier": personnummer},
+                _count=3, _sort=sort,
+            )  # fmt: skip
+            visited = [i for page in every_page(system.sip, first) for i in page]
+            assert sorted(visited) == existing, sort  # each exactly once
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert writes and set(writes) == {200}
