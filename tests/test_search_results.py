@@ -16,6 +16,7 @@ import pytest
 
 from contracts.identifiers import PERSONNUMMER_SYSTEM
 from services.common.result_parameters import SUBSETTED
+from services.common.search_declarations import values_of
 from tests.fhir_data import MUNICIPALITY, OTHER_REGION, consent, new_personnummer, run
 from tests.test_entry_custodians import SECRETS, shared_plan
 from tests.test_paging import every_page, follow, ids_of, link, new_plans, search_by_post
@@ -364,3 +365,8 @@ def test_sorted_paging_holds_while_another_client_writes_during_every_page(syste
         stop.set()
         thread.join(timeout=60)
     assert writes and set(writes) == {200}
+
+
+def test_an_escaped_comma_belongs_to_the_value():
+    assert values_of("draft,active") == ["draft", "active"]
+    assert values_of(r"urn:example|a\,b,urn:example|c") == ["urn:example|a,b", "urn:example|c"]

@@ -12,6 +12,7 @@ keeps each index's own search a plain conjunction.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -169,7 +170,7 @@ class SearchDeclarations:
                     Condition(
                         name,
                         tuple(
-                            parameter.alternative(modifier, one) for one in occurrence.split(",")
+                            parameter.alternative(modifier, one) for one in values_of(occurrence)
                         ),
                     )
                 )
@@ -195,6 +196,15 @@ class SearchDeclarations:
         if self.includes:
             entry["searchInclude"] = list(self.includes)
         return entry
+
+
+_UNESCAPED_COMMA = re.compile(r"(?<!\\),")
+
+
+def values_of(occurrence: str) -> list[str]:
+    """The values of one occurrence of a parameter: split at each comma (OR), except one
+    escaped as `\\,` (R4 search.html §3.1.1.3), which belongs to the value."""
+    return [value.replace("\\,", ",") for value in _UNESCAPED_COMMA.split(occurrence)]
 
 
 def _id_test(value: str) -> Test:
