@@ -7,6 +7,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
+from services.common.auth import smart
 from services.common.auth.tokens import DEV_ISSUER
 from services.sip.operations import OPERATIONS
 from tests.fhir_data import (
@@ -24,7 +25,8 @@ UNKNOWN = "00000000-0000-0000-0000-000000000000"
 
 
 # Routes anyone may call: what the service supports, and the keys to check its checkpoints.
-OPEN_ROUTES = {"/fhir/metadata", "/events/checkpoint-keys"}
+# Discovery, before a client has a token: the CapabilityStatement, SMART's configuration.
+OPEN_ROUTES = {"/fhir/metadata", "/events/checkpoint-keys", *smart.PATHS}
 VIEW_PARTS = (("CareTeam", "team"), ("Goal", "goal-1"), ("Appointment", "meeting-1"))
 OPERATION_BODY = {"resourceType": "Parameters", "parameter": []}
 

@@ -30,7 +30,6 @@ from services.cli import main as sip
 from tests.fhir_data import FHIR_JSON, care_plan, consent, new_personnummer
 from tests.test_audit import storage_arguments
 
-FORM = "application/x-www-form-urlencoded"
 EXAMPLES_PER_OPERATION = int(os.environ.get("SIP_FUZZ_EXAMPLES", "15"))
 CHECKS = [not_a_server_error, response_schema_conformance]
 
@@ -62,11 +61,12 @@ def _with_edge(drawn: tuple[Any, int, Any]) -> Any:
     if not slots:
         return case
     container, key = slots[index % len(slots)]
-    if container is not case.body and not isinstance(value, str):
-        value = str(value)  # a query or path value is text on the wire
-    on_the_wire_as_text = container is not case.body or case.media_type == FORM
-    if on_the_wire_as_text and isinstance(value, str) and "\ud800" in value:
-        value = "\x00"  # a lone surrogate cannot be put in a URL or a form body
+    # A query, path or form value is text on the wire.
+    textual = container is not case.body or case.media_type == "application/x-www-form-urlencoded"
+    if textual and not isinstance(value, str):
+        value = str(value)
+    if textual and "\ud800" in value:
+        value = "\x00"  # a lone surrogate cannot be put in a URL or a form
     container[key] = value
     return case
 

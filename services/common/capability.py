@@ -138,6 +138,15 @@ SYSTEM_INTERACTIONS = [
     {"code": "batch", "documentation": "each entry answered by itself"},
 ]
 
+
+def with_security(statement: dict[str, Any], security: dict[str, Any]) -> dict[str, Any]:
+    """The statement with `rest.security` (services/common/auth/smart.py), validated again."""
+    rest = [{**statement["rest"][0], "security": security}, *statement["rest"][1:]]
+    secured = {**statement, "rest": rest}
+    CapabilityStatement.model_validate(secured)
+    return secured
+
+
 # Both services keep an access log of their own.
 ACCESS_LOG_CAPABILITIES = [
     resource_capability("AuditEvent", interactions=["read", "search-type"], search=AUDIT_SEARCH),

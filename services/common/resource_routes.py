@@ -650,17 +650,6 @@ def form_body(declarations: SearchDeclarations) -> dict[str, Any]:
     }
 
 
-def query_parameters_of(declarations: SearchDeclarations) -> dict[str, Any]:
-    """The OpenAPI query parameters of a search by GET: the same as its form body's."""
-    return {
-        "parameters": [
-            {"name": name, "in": "query", "required": False, "description": description,
-             "schema": {"type": "string"}}
-            for name, description in declarations.form_fields().items()
-        ]
-    }  # fmt: skip
-
-
 def add_search_routes(
     router: APIRouter,
     search: Callable[[Request, dict[str, str], Actor], FhirResponse],
@@ -672,11 +661,8 @@ def add_search_routes(
     resource_type = declarations.resource_type
     Searcher = Annotated[Actor, Depends(authorize(resource_type, interaction))]
 
-    @router.get(
-        f"/{resource_type}",
-        name=f"search {resource_type}",
-        openapi_extra=query_parameters_of(declarations),
-    )
+    # Its query parameters are declared from the _search form's (services/common/openapi_fhir.py).
+    @router.get(f"/{resource_type}", name=f"search {resource_type}")
     def search_by_get(request: Request, actor: Searcher) -> FhirResponse:
         return search(request, query_of(request.query_params.multi_items()), actor)
 

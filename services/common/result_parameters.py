@@ -21,17 +21,23 @@ from services.common.fhir_api import FhirError, whole_number
 MAX_COUNT = 1000
 # Accepted on every search and history, none of them a condition on what matches.
 RESULT_PARAMETERS = frozenset(
-    {"_count", "_summary", "_elements", "_total", "_sort", "_cursor", "_format", "_pretty"}
-)
+    {"_count", "_summary", "_elements", "_total", "_totalMethod", "_sort", "_cursor", "_format",
+     "_pretty"}
+)  # fmt: skip
 RESULT_PARAMETER_FIELDS = {
     "_count": "matches a page holds: 0 (the total only) to 1000",
     "_summary": "true (summary elements) | data | count (the total only) | false",
     "_elements": "the elements to show, comma-separated (tagged SUBSETTED)",
     "_total": "none | estimate | accurate",
+    "_totalMethod": "count | estimate (as fhirpy's count() asks; the total is always exact)",
     "_sort": "comma-separated sort keys, - for descending",
+    "_cursor": "a page after the first, as the Bundle's next or previous link gives it",
 }
 SUMMARIES = ("true", "false", "count", "data")
 TOTALS = ("none", "estimate", "accurate")
+# fhirpy's `count()` asks `_totalMethod` (Aidbox's name): the total is always exact, so each
+# value is met as asked or better; another is a 400 rather than a hint silently dropped.
+TOTAL_METHODS = ("count", "estimate")
 SUBSETTED = {
     "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
     "code": "SUBSETTED",
@@ -147,6 +153,7 @@ class ResultParameters:
                 expression="_elements",
             )  # fmt: skip
         count = count_parameter(query.get("_count"), default_count)
+        _choice(query, "_totalMethod", TOTAL_METHODS)
         return cls(
             count=0 if summary == "count" else count,
             summary=summary,
