@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from datetime import date, timedelta
 from typing import Any
 
 from contracts.canonical import (
@@ -18,12 +20,16 @@ MUNICIPALITY = "SE2120000357-K0001"
 OTHER_REGION = "SE2321000016-X9999"
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 
-_serial = iter(range(100, 1000))
+_issued = itertools.count()
+SERIALS_A_DAY = 900  # 100-999: the birth number's three digits before the check digit
 
 
 def new_personnummer(birth_date: str = "19800101") -> str:
-    """A valid personnummer that no other test in this run uses."""
-    return with_check_digit(f"{birth_date}{next(_serial):03d}"[:11])
+    """A valid personnummer that no other test in this process uses: the serials of the
+    birth date, then of the days after it (a process makes more than 900 people)."""
+    days, serial = divmod(next(_issued), SERIALS_A_DAY)
+    born = date.fromisoformat(f"{birth_date[:4]}-{birth_date[4:6]}-{birth_date[6:8]}")
+    return with_check_digit(f"{born + timedelta(days=days):%Y%m%d}{100 + serial:03d}")
 
 
 def person(personnummer: str) -> dict[str, str]:
