@@ -379,12 +379,10 @@ class AggregateIndex(Projection):
 
     def write_staged(self, connection: Connection) -> None:
         staged, self._staged = self._staged, {}
-        for aggregate, event, created in (
-            (one.aggregate, one.event, one.created) for one in staged.values()
-        ):
-            aggregate_id = str(aggregate.id)
-            row = self.row(aggregate, event)
-            if created:
+        for one in staged.values():
+            aggregate_id = str(one.aggregate.id)
+            row = self.row(one.aggregate, one.event)
+            if one.created:
                 connection.execute(
                     self.index.insert().values({self._id_column.name: aggregate_id, **row})
                 )
@@ -392,7 +390,7 @@ class AggregateIndex(Projection):
                 connection.execute(
                     self.index.update().where(self._id_column == aggregate_id).values(**row)
                 )
-            self.apply_related(connection, aggregate)
+            self.apply_related(connection, one.aggregate)
 
     def discard_staged(self) -> None:
         self._staged = {}
