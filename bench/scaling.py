@@ -16,7 +16,9 @@ coordinator, after two warm-up requests:
 - instance history: `GET CarePlan/{id}/_history`;
 - type history: `GET CarePlan/_history?_count=10`;
 - first search after writes: the same search right after 20 `$record-need` on one plan,
-  while the read model has those 20 events to catch up.
+  while the read model has those 20 events to catch up;
+- long-plan write: `$record-need` on one plan that has 400 versions already (written
+  untimed first), the cost a plan's length adds to each write.
 
 `--rows` picks rows by the first word of their name (type _history at 20,000 plans replays
 every plan: minutes a request until it is served from a paged index).
@@ -51,6 +53,7 @@ ACTOR = {"subject": "bench", "role": "coordinator", "organization": REGION, "uni
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 SEED_BATCH = 100
 WRITES_BEFORE_SEARCH = 20
+LONG_PLAN_VERSIONS = 400
 
 
 def personnummer(number: int) -> str:
@@ -180,6 +183,17 @@ def rows(client: httpx.Client, ids: list[str]) -> Iterator[tuple[str, Callable[[
         search_after_writes.last = (time.perf_counter() - started) * 1000  # type: ignore[attr-defined]
 
     yield f"search after {WRITES_BEFORE_SEARCH} writes", search_after_writes
+    long_plan = ids[len(ids) // 4]
+    grown = []
+
+    def long_plan_write() -> None:
+        if not grown:  # on the first (warm-up) call: untimed
+            for number in range(LONG_PLAN_VERSIONS):
+                need(client, long_plan, f"Tidigare {number}")
+            grown.append(True)
+        need(client, long_plan, "Ännu ett")
+
+    yield f"long-plan write (v{LONG_PLAN_VERSIONS}+)", long_plan_write
 
 
 def measure(plans: int, requests: int, seconds: float, wanted: set[str]) -> dict[str, float]:
