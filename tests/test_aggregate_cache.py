@@ -5,6 +5,8 @@ is refused by the event store, leaving every replica's copy as stored."""
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -84,6 +86,41 @@ def test_a_refused_command_leaves_the_kept_aggregate_as_stored(replicas):
         one.change(plan.id, refused)
     assert one.aggregate(plan.id).version == 1
     assert texts(one.aggregate(plan.id)) == []
+
+
+def test_reads_of_a_plan_another_replica_is_writing_never_copy_it_half_changed(replicas):
+    """Threads of one replica reading a plan (each read brings the kept copy up to date)
+    while another replica writes it: every copy is whole (its version counts its needs)."""
+    one, other = replicas
+    plan = start_plan(one, new_personnummer())
+    for number in range(150):  # a plan large enough that copying it takes a while
+        other.change(plan.id, need(f"earlier {number}"))
+    done, problems = threading.Event(), []
+
+    def read() -> None:
+        while not done.is_set():
+            try:
+                copy = one.aggregate(plan.id)
+            except Exception as error:  # e.g. "dictionary changed size during iteration"
+                problems.append(repr(error))
+                continue
+            if copy.version != 1 + len(copy.needs):
+                problems.append(f"version {copy.version} with {len(copy.needs)} needs")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # threads change hands often, as on a loaded server
+    readers = [threading.Thread(target=read) for _ in range(4)]
+    try:
+        for reader in readers:
+            reader.start()
+        for number in range(40):
+            other.change(plan.id, need(f"later {number}"))
+    finally:
+        done.set()
+        for reader in readers:
+            reader.join()
+        sys.setswitchinterval(interval)
+    assert problems == []
 
 
 def test_two_running_replicas_answer_from_what_either_stored(backend):
