@@ -7,6 +7,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
+from services.common.auth import smart
 from services.common.auth.tokens import DEV_ISSUER
 from services.sip.operations import OPERATIONS
 from tests.fhir_data import (
@@ -24,7 +25,8 @@ UNKNOWN = "00000000-0000-0000-0000-000000000000"
 
 
 # Routes anyone may call: what the service supports, and the keys to check its checkpoints.
-OPEN_ROUTES = {"/fhir/metadata", "/events/checkpoint-keys"}
+# Discovery, before a client has a token: the CapabilityStatement, SMART's configuration.
+OPEN_ROUTES = {"/fhir/metadata", "/events/checkpoint-keys", *smart.PATHS}
 VIEW_PARTS = (("CareTeam", "team"), ("Goal", "goal-1"), ("Appointment", "meeting-1"))
 OPERATION_BODY = {"resourceType": "Parameters", "parameter": []}
 
@@ -58,12 +60,21 @@ def routes(system, plan_id, consent_id, personnummer):
             for method in methods:
                 body = None
                 if method == "post" and "_search" not in path:
+                    created = care_plan(personnummer) if service == "sip" else consent(personnummer)
                     body = {
                         "/fhir/CarePlan": care_plan(personnummer),
                         "/fhir/Consent": consent(personnummer),
+                        # The base: a transaction, whose entry is authorized as its own route.
+                        "/fhir": transaction_of(created),
                     }.get(path, withdrawal() if path.endswith("$withdraw") else OPERATION_BODY)
                 found.append((service, method.upper(), path, body))
     return found
+
+
+def transaction_of(resource):
+    request = {"method": "POST", "url": resource["resourceType"]}
+    return {"resourceType": "Bundle", "type": "transaction",
+            "entry": [{"resource": resource, "request": request}]}  # fmt: skip
 
 
 def resource_type_of(service):
@@ -184,8 +195,8 @@ def test_an_auditor_reads_but_cannot_write(system, existing):
     token = system.token("auditor")
     writes = [r for r in routes(system, *existing) if r[1] == "POST" and "_search" not in r[2]]
     # CarePlan: create, $activate and the plan's operations; Consent: create, $check,
-    # $withdraw, $mark-entered-in-error, $override-block.
-    assert len(writes) == 2 + len(OPERATIONS) + 5
+    # $withdraw, $mark-entered-in-error, $override-block; a transaction on each service.
+    assert len(writes) == 2 + len(OPERATIONS) + 5 + 2
     for service, method, path, body in writes:
         response = call(system, service, method, path, body, token)
         assert response.status_code == 403, (method, path, response.text)

@@ -61,10 +61,12 @@ def _with_edge(drawn: tuple[Any, int, Any]) -> Any:
     if not slots:
         return case
     container, key = slots[index % len(slots)]
-    if container is not case.body and not isinstance(value, str):
-        value = str(value)  # a query or path value is text on the wire
-    if container is not case.body and "\ud800" in value:
-        value = "\x00"  # a lone surrogate cannot be put in a URL
+    # A query, path or form value is text on the wire.
+    textual = container is not case.body or case.media_type == "application/x-www-form-urlencoded"
+    if textual and not isinstance(value, str):
+        value = str(value)
+    if textual and "\ud800" in value:
+        value = "\x00"  # a lone surrogate cannot be put in a URL or a form
     container[key] = value
     return case
 

@@ -14,6 +14,7 @@ from eventsourcing.persistence import JSONTranscoder, Transcoding
 from eventsourcing.utils import get_topic
 
 from services.common.access_log import AccessRecord, current_write, records_for_write
+from services.common.bundles.unit_of_work import unit_of
 from services.common.domain import NotFound, ensure_expected_version
 from services.common.fhir_time import published
 
@@ -60,7 +61,9 @@ class VersionedApplication(Application[UUID]):
     """An application whose aggregates are FHIR resources; each event is one version.
 
     It also keeps the service's access log: writes made while a `WriteContext` is current
-    are saved together with their access records, in one transaction.
+    are saved together with their access records, in one transaction. While a unit of work
+    is current (a FHIR transaction, services/common/bundles/unit_of_work.py) saves are held in
+    it and aggregates are read as it holds them.
     """
 
     resource_type: str
@@ -77,15 +80,26 @@ class VersionedApplication(Application[UUID]):
         context = current_write.get()
         if context is not None:
             objs = (*objs, *records_for_write(context, list(objs)))
+        unit = unit_of(self)
+        if unit is not None:
+            unit.hold(objs, kwargs)
+            return []
         return super().save(*objs, **kwargs)
 
     def record_access(self, **record: Any) -> AccessRecord:
         """Logs a read or a refusal; raises if the log cannot be written (fail closed)."""
         access = AccessRecord(**record)
-        super().save(access)
+        unit = unit_of(self)
+        if unit is not None:
+            unit.hold((access,), {})
+        else:
+            super().save(access)
         return access
 
     def aggregate(self, aggregate_id: UUID, version: int | None = None) -> Any:
+        unit = unit_of(self)
+        if unit is not None and version is None and aggregate_id in unit.aggregates:
+            return unit.aggregates[aggregate_id]  # as the transaction's earlier entries left it
         try:
             return self.repository.get(aggregate_id, version=version)
         except AggregateNotFoundError:

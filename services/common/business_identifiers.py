@@ -19,10 +19,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
+from fastapi import Request
 from sqlalchemy import Column, Index, MetaData, String, Table, select
 from sqlalchemy.engine import Engine
 
@@ -30,6 +31,7 @@ from contracts.actor import Actor
 from contracts.identifiers import PERSON_ID_SYSTEMS
 from services.common.access_log import WriteContext, writing
 from services.common.audit.chain import CLAIMS_KEYWORD
+from services.common.bundles.unit_of_work import unit_of
 from services.common.fhir_api import FhirError, FhirResponse, resource_response
 from services.common.fhir_time import now
 
@@ -109,25 +111,39 @@ def identifier_token(token: str, expression: str) -> BusinessIdentifier:
     return parse_identifier(system, value, expression)
 
 
+# Query parameters that shape the answer, not the condition, on a POST.
+_ANSWER_SHAPING = {"_format", "_pretty"}
+
+
 def if_none_exist(
-    header: str | None, identifiers: list[BusinessIdentifier], resource_type: str
+    request: Request, identifiers: list[BusinessIdentifier], resource_type: str
 ) -> BusinessIdentifier | None:
-    """The identifier an `If-None-Exist` header names (None without the header). The header
-    is a search's query string, so percent-encoding is read as such.
+    """The identifier a conditional create names (None for a plain create): FHIR's
+    `If-None-Exist` header, or the POST's own query string (`POST /CarePlan?identifier=...`),
+    as fhirpy's `get_or_create` and HAPI-style clients send it. Ignoring that query would
+    turn their get-or-create into a duplicate (or a 409 on the retry).
 
     Only `identifier=system|value` is a condition here, and it must be one of the posted
     resource's own identifiers: a condition the new resource would not meet could never stop
     the next retry from creating another."""
-    if header is None:
+    header = request.headers.get("If-None-Exist")
+    query = [(k, v) for k, v in parse_qsl(request.url.query, True) if k not in _ANSWER_SHAPING]
+    if header is not None and query:
+        raise _invalid("If-None-Exist", "give the condition once: the header or the query")
+    if header is not None:  # a search's query string, so percent-encoding is read as such
+        name, equals, token = header.strip().partition("=")
+        where, condition = "If-None-Exist", [(name, unquote(token))] if equals else []
+        if "&" in token:
+            condition = []
+    elif query:
+        where, condition = query[0][0], query
+    else:
         return None
-    name, equals, token = header.strip().partition("=")
-    if name != "identifier" or not equals or "&" in token:
-        raise _invalid("If-None-Exist", "supports identifier=system|value only")
-    identifier = identifier_token(unquote(token), "If-None-Exist")
+    if len(condition) != 1 or condition[0][0] != "identifier":
+        raise _invalid(where, "a conditional create supports identifier=system|value only")
+    identifier = identifier_token(condition[0][1], where)
     if identifier not in identifiers:
-        raise _invalid(
-            "If-None-Exist", f"names an identifier the posted {resource_type} does not have"
-        )
+        raise _invalid(where, f"names an identifier the posted {resource_type} does not have")
     return identifier
 
 
@@ -153,11 +169,20 @@ class IdentifierClaims:
     creator: str
     identifiers: list[BusinessIdentifier]
     engine: Engine  # the service's database, where the recorder writes the claims
+    application: Any = None  # whose unit of work may hold claims not yet written
 
     def existing(self) -> UUID | None:
-        """The resource this creator made before with any of these identifiers."""
+        """The resource this creator made before with any of these identifiers (in an
+        earlier entry of the same transaction too)."""
         if not self.identifiers:
             return None
+        unit = unit_of(self.application) if self.application is not None else None
+        if unit is not None:
+            for identifier in self.identifiers:
+                key = (self.resource_type, self.creator, identifier.system, identifier.value)
+                held = unit.claimed(key)
+                if held is not None:
+                    return held
         columns = business_identifiers.c
         with self.engine.connect() as connection:
             for identifier in self.identifiers:
@@ -250,7 +275,9 @@ def create_once(
     written in the same transaction), 201; an identifier used before, by an earlier call or a
     concurrent retry that committed first, gets `created_before`."""
     resource_type = access.resource_type
-    claims = IdentifierClaims(resource_type, creator_scope(actor), identifiers, engine)
+    claims = IdentifierClaims(
+        resource_type, creator_scope(actor), identifiers, engine, access.application
+    )
     existing = claims.existing()
     if existing is None:
         try:

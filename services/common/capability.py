@@ -89,12 +89,28 @@ def capability_statement(
                 "documentation": "Only application/fhir+json; unknown search parameters are "
                 "refused with 400. Every version is an event-sourced version.",
                 "resource": resources,
+                "interaction": SYSTEM_INTERACTIONS,
             }
         ],
     }
     # Validated on every build, so the statement cannot drift into invalid FHIR.
     CapabilityStatement.model_validate(statement)
     return statement
+
+
+# POST /fhir (services/common/bundles/): each entry checked as its single request.
+SYSTEM_INTERACTIONS = [
+    {"code": "transaction", "documentation": "all or nothing; urn:uuid fullUrls resolved"},
+    {"code": "batch", "documentation": "each entry answered by itself"},
+]
+
+
+def with_security(statement: dict[str, Any], security: dict[str, Any]) -> dict[str, Any]:
+    """The statement with `rest.security` (services/common/auth/smart.py), validated again."""
+    rest = [{**statement["rest"][0], "security": security}, *statement["rest"][1:]]
+    secured = {**statement, "rest": rest}
+    CapabilityStatement.model_validate(secured)
+    return secured
 
 
 # Both services keep an access log of their own.

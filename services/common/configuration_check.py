@@ -6,7 +6,8 @@ issuer must be trusted (else every request is 401); the SIP service needs all th
 credentials (else it cannot ask the consent service); the consent service must name its
 trusted peers and its whole-log readers (else every `$check` on behalf of an organisation is
 refused and the SIP service never sees a withdrawal), an empty value being a deliberate "none";
-on PostgreSQL the key directory must be an absolute path (else each replica makes its own keys
+the SMART endpoints named must be absolute URLs; on PostgreSQL the key directory must be an
+absolute path (else each replica makes its own keys
 in whatever folder it was started from).
 """
 
@@ -72,6 +73,14 @@ def configuration_problems(settings: ServiceSettings, service: str) -> list[str]
             problems.append(
                 "CONSENT_WHOLE_LOG_READERS is not set, so the SIP service would never see a "
                 "withdrawal: name the `sub` of its client's tokens (an empty value grants nobody)"
+            )
+    for name, url in (
+        ("SIP_TOKEN_ENDPOINT", settings.token_endpoint),
+        ("SIP_AUTHORIZATION_ENDPOINT", settings.authorization_endpoint),
+    ):
+        if url is not None and not url.startswith(("https://", "http://")):
+            problems.append(
+                f"{name} is not an absolute http(s) URL, so SMART clients could not use it"
             )
     if settings.database_url and not settings.keys_dir.is_absolute():
         problems.append(

@@ -248,7 +248,8 @@ class _Answer:
         if self.ignored and status == 200 and headers.get("content-type", "").startswith(FHIR_JSON):
             return "lenient"
         writes = method in ("POST", "PUT", "PATCH") and not path.endswith("/_search")
-        if writes and 200 <= status < 300 and path.startswith("/fhir"):
+        # Not the base's transaction or batch: its entries carry the preference themselves.
+        if writes and 200 <= status < 300 and path.startswith("/fhir/"):
             wanted = self.prefer.get("return")
             if wanted == "minimal":
                 return "empty"

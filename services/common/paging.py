@@ -69,6 +69,22 @@ def summary_count(query: Mapping[str, str]) -> bool:
     )
 
 
+# How a client asks for the total: FHIR's `_total` and the `_totalMethod` of fhirpy's
+# `count()` (Aidbox's name). The total is always exact, so each value is met as asked or
+# better; a value outside them is a 400 rather than a hint silently dropped.
+TOTAL_HINTS = {"_total": ("none", "estimate", "accurate"), "_totalMethod": ("count", "estimate")}
+
+
+def total_hints(query: Mapping[str, str]) -> None:
+    """Checks `_total` and `_totalMethod`, which change nothing but must mean something."""
+    for name, allowed in TOTAL_HINTS.items():
+        value = query.get(name)
+        if value is not None and value not in allowed:
+            raise FhirError(
+                400, "not-supported", f"{name} is one of {', '.join(allowed)}", expression=name
+            )
+
+
 def _cursor_key(request: Request) -> OctKey:
     settings = getattr(request.app.state, "settings", None)
     if settings is None:

@@ -15,7 +15,7 @@ from contracts.identifiers import (
 from services.common.fhir_api import FhirError, whole_number
 from services.common.fhir_time import InvalidDateTime, parse_fhir_date, parse_fhir_datetime
 from services.common.http_conventions import ignoring_unknown_parameters
-from services.common.paging import count_parameter, summary_count
+from services.common.paging import TOTAL_HINTS, count_parameter, summary_count, total_hints
 
 # Accepted everywhere and without effect on which resources match.
 RESULT_PARAMETERS = {"_format", "_pretty", "_summary", "_count", "_cursor"}
@@ -86,7 +86,8 @@ def page_size(query: Mapping[str, str], default: int = MAX_COUNT) -> int:
 def search_parameters(query: Mapping[str, str], supported: set[str]) -> dict[str, str]:
     count_parameter(query.get("_count"), MAX_COUNT)  # refused even where all fit one page
     summary_count(query)
-    unknown = sorted(set(query) - supported - RESULT_PARAMETERS)
+    total_hints(query)
+    unknown = sorted(set(query) - supported - RESULT_PARAMETERS - set(TOTAL_HINTS))
     # Prefer: handling=lenient ignores them (the answer names them); strict, the default, refuses.
     if unknown and not ignoring_unknown_parameters(unknown):
         raise FhirError(

@@ -1,5 +1,5 @@
 """What every service's HTTP app has: FHIR errors, health and readiness, the metadata
-endpoint, and the storage it was started on."""
+endpoint, transactions and batches at the base, and the storage it was started on."""
 
 from __future__ import annotations
 
@@ -19,7 +19,10 @@ from services.common.access_log_views import AccessLogIndex
 from services.common.audit import feed as event_feed
 from services.common.audit.checkpoints import CheckpointSigner
 from services.common.audit.feed_access import EntryKind, no_entry_kind
+from services.common.auth import smart
 from services.common.auth.tokens import TokenVerifier
+from services.common.bundles.routes import add_bundle_routes
+from services.common.capability import with_security
 from services.common.configuration_check import ConfigurationError
 from services.common.fhir_api import (
     FhirResponse,
@@ -29,6 +32,7 @@ from services.common.fhir_api import (
 )
 from services.common.http_conventions import FhirHttpConventions
 from services.common.migrations.schema_version import SchemaNotCurrent
+from services.common.openapi_fhir import declare_fhir_answers
 from services.common.openapi_security import declare_bearer_security
 from services.common.readiness import readiness
 from services.common.request_ids import RequestIds
@@ -117,10 +121,14 @@ def build_service_app(
     @app.get("/fhir/metadata")
     def metadata(request: Request) -> FhirResponse:
         base = str(request.base_url).rstrip("/") + "/fhir"
-        return FhirResponse(capability_statement(base))
+        security = smart.rest_security(smart.endpoints_of_app(request))
+        return FhirResponse(with_security(capability_statement(base), security))
 
     app.include_router(landing.router)
-    declare_bearer_security(app, open_paths={"/fhir/metadata"})
+    app.include_router(smart.router)
+    add_bundle_routes(app, application)  # POST /fhir: each entry runs through its own route
+    declare_fhir_answers(app)
+    declare_bearer_security(app, open_paths={"/fhir/metadata", *smart.PATHS})
     return app
 
 

@@ -46,6 +46,10 @@ class ServiceSettings:
     client_token_url: str | None = None
     client_id: str | None = None
     client_secret: str | None = None
+    # What SMART discovery names (services/common/auth/smart.py): the trusted issuer's token
+    # endpoint (default: client_token_url) and, for user-facing apps, its authorization one.
+    token_endpoint: str | None = None
+    authorization_endpoint: str | None = None
     # How many guardians must consent for a child (1 where local policy allows one).
     guardians_required: int = 2
     # The largest request body read (413 beyond it); a plan's or a consent's JSON is a few KB.
@@ -95,6 +99,8 @@ class ServiceSettings:
             client_token_url=os.environ.get("SIP_CLIENT_TOKEN_URL"),
             client_id=os.environ.get("SIP_CLIENT_ID"),
             client_secret=os.environ.get("SIP_CLIENT_SECRET"),
+            token_endpoint=os.environ.get("SIP_TOKEN_ENDPOINT") or None,
+            authorization_endpoint=os.environ.get("SIP_AUTHORIZATION_ENDPOINT") or None,
             guardians_required=int(os.environ.get("CONSENT_GUARDIANS_REQUIRED", "2")),
             max_body_bytes=int(os.environ.get("SIP_MAX_BODY_BYTES", str(1024 * 1024))),
             whole_log_readers=whole_log_readers_from_env(database_url_variable),

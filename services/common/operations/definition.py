@@ -122,6 +122,13 @@ def _parameter_list_schema(model: type[OperationParameters]) -> dict[str, Any]:
     return {"type": "array", "items": {"oneOf": items} if items else {}, "maxItems": 1000}
 
 
+def returned_type(operation: Operation[Any]) -> str:
+    """The FHIR type an operation answers with: a Parameters, a named type, or its own."""
+    if isinstance(operation.returns, type):
+        return "Parameters"
+    return operation.returns or operation.resource_type
+
+
 def request_body(schema: dict[str, Any], *, required: bool = True) -> dict[str, Any]:
     """An `openapi_extra` naming a route's request body, for routes that read it themselves."""
     content = {"schema": schema}

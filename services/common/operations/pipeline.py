@@ -11,6 +11,7 @@ from fastapi import Request
 
 from contracts.actor import Actor
 from services.common.access_log import WriteContext, writing
+from services.common.bundles.unit_of_work import refuse_reading_in_transaction
 from services.common.disclosure import Disclosure
 from services.common.domain import (
     InvalidCommand,
@@ -39,12 +40,14 @@ def run_operation(
     id: str | None = None,
     if_match: str | None = None,
 ) -> FhirResponse:
+    resource: AggregateResource = request.app.state.resources[operation.resource_type]
+    if not operation.changes_state:
+        refuse_reading_in_transaction(resource.application, f"${operation.name}")
     if not operation.instance:
         operation.check_patient(actor)
     if operation.may_call:
         operation.may_call(actor)
     parameters = parse_parameters(operation.parameters, body, operation.name, operation.missing)
-    resource: AggregateResource = request.app.state.resources[operation.resource_type]
     target, disclosure = _target(operation, resource, actor, id) if id is not None else (None, None)
     call = OperationCall(operation, parameters, actor, now(), request, target, disclosure)
     if target is not None:

@@ -19,6 +19,7 @@ from services.common.operations.definition import (
     operation_definition,
     operation_request_body,
     query_parameters,
+    returned_type,
 )
 from services.common.operations.pipeline import operation_body, query_as_parameters, run_operation
 
@@ -38,16 +39,20 @@ def _add_route(router: APIRouter, operation: Operation[Any]) -> None:
     interaction = "u" if operation.changes_state else "r"
     caller = Depends(authorize(operation.resource_type, interaction))
     route = {"name": operation.name, "description": operation.documentation}
+    # What the answer is, for the OpenAPI's response schema (services/common/openapi_fhir.py).
+    returns = {"x-fhir-returns": returned_type(operation)}
     if operation.method == "GET":
 
-        @router.get(operation.path, openapi_extra=query_parameters(operation), **route)
+        @router.get(operation.path, openapi_extra=query_parameters(operation) | returns, **route)
         def read(id: str, request: Request, actor: Actor = caller) -> FhirResponse:
             body = query_as_parameters(operation, request)
             return run_operation(operation, request, actor, body, id)
 
     elif operation.instance:
 
-        @router.post(operation.path, openapi_extra=operation_request_body(operation), **route)
+        @router.post(
+            operation.path, openapi_extra=operation_request_body(operation) | returns, **route
+        )
         def run(
             id: str, request: Request, body: Body, actor: Actor = caller, if_match: IfMatch = None
         ) -> FhirResponse:
@@ -55,7 +60,9 @@ def _add_route(router: APIRouter, operation: Operation[Any]) -> None:
 
     else:
 
-        @router.post(operation.path, openapi_extra=operation_request_body(operation), **route)
+        @router.post(
+            operation.path, openapi_extra=operation_request_body(operation) | returns, **route
+        )
         def run_on_type(request: Request, body: Body, actor: Actor = caller) -> FhirResponse:
             return run_operation(operation, request, actor, body)
 

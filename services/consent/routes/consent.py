@@ -79,7 +79,7 @@ def create_consent(
     and identifier (services/common/business_identifiers.py): `If-None-Exist` gets the one
     recorded before (200), a plain create a 409 naming `Consent.identifier`."""
     identifiers = identifiers_from_fhir(body, "Consent")
-    condition = if_none_exist(request.headers.get("If-None-Exist"), identifiers, "Consent")
+    condition = if_none_exist(request, identifiers, "Consent")
     given = consent_given_from_fhir(body, actor, now())
     refusal = registration_refusal(actor, given)
     if refusal is not None:

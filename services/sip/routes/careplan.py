@@ -97,7 +97,7 @@ def start_plan(request: Request, body: Body, actor: Creator, plans: Plans) -> Fh
     before (200), a plain create a 409 naming `CarePlan.identifier`."""
     guard("create").may_call(actor)  # the role matrix (services/sip/permissions.py)
     identifiers = identifiers_from_fhir(body, "CarePlan")
-    condition = if_none_exist(request.headers.get("If-None-Exist"), identifiers, "CarePlan")
+    condition = if_none_exist(request, identifiers, "CarePlan")
     started = plan_started_from_fhir(body, actor, now())
     may_start(actor, started["starting_organization"])
     return create_once(
