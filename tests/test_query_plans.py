@@ -21,16 +21,23 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from contracts.identifiers import PERSONNUMMER_SYSTEM
+from contracts.consent_decision import ConsentCheckRequest
+from contracts.identifiers import HSA_ID_SYSTEM, PERSONNUMMER_SYSTEM
 from services.common.access_log import WriteContext, writing
 from services.common.access_log_views import AccessLogIndex
 from services.common.business_identifiers import BusinessIdentifier, IdentifierClaims
 from services.common.persistence import read_model_engine, storage_for
-from services.consent.application import ConsentRegistry
-from services.consent.projections import ConsentIndex
+from services.common.settings import SERVICE_HSA_ID, SERVICE_SUBJECT
 from services.sip.application import SipPlans
 from services.sip.projections import PlanIndex
-from tests.fhir_data import MUNICIPALITY, REGION, new_personnummer
+from tests.fhir_data import (
+    FHIR_JSON,
+    MUNICIPALITY,
+    REGION,
+    consent,
+    new_personnummer,
+    withdrawal,
+)
 
 NOW = datetime(2026, 12, 3, 9, tzinfo=UTC)
 BY = {"subject": "anna", "role": "coordinator", "organization": REGION, "unit": None}
@@ -206,36 +213,51 @@ def test_no_hot_query_of_the_sip_service_reads_a_whole_growing_table(sip_store):
     assert scans == {}
 
 
-def test_no_hot_query_of_the_consent_service_reads_a_whole_growing_table(backend):
-    storage = storage_for("consent", backend.database_urls["consent"], backend.data_dir)
-    registry = ConsentRegistry(env=storage.event_store_env)
-    engine = read_model_engine(storage)
-    try:
-        index = ConsentIndex(registry, engine)
-        with caught(engine) as statements:
-            index.catch_up()
-            index.search(patient=(PERSONNUMMER_SYSTEM, new_personnummer()))
-            index.search(organization=REGION)
-            index.search(category="sip-plan", patient=(None, new_personnummer()))
-            index.search(identifier=BusinessIdentifier("urn:x-test", "consent-1"))
-            AccessLogIndex(registry, engine).search(patient_value=new_personnummer())
-        assert "consent_terms" in " ".join(statements)
-        queries = [
-            *statements.items(),
-            *event_store_queries(engine.dialect.name, registry, new_consent_id()),
-        ]
-        scans = {
-            statement: found
-            for statement, parameters in queries
-            if (found := full_scans(engine, statement, parameters))
-        }
-        assert scans == {}
-    finally:
-        engine.dispose()
-        registry.close()
-
-
-def new_consent_id() -> str:
-    import uuid
-
-    return str(uuid.uuid4())
+def test_no_hot_query_of_the_consent_service_reads_a_whole_growing_table(fresh_system):
+    """Over HTTP: consents given and withdrawn, found, checked and audited."""
+    system = fresh_system
+    registry = system.consent_app.state.registry
+    engine = system.consent_app.state.index.engine
+    peer = system.as_caller("integration", organization=SERVICE_HSA_ID, subject=SERVICE_SUBJECT)
+    auditor = system.as_caller("auditor")
+    with caught(engine) as statements:
+        for number in range(4):
+            person = new_personnummer()
+            given = system.consent.post("/fhir/Consent", json=consent(person), headers=FHIR_JSON)
+            assert given.status_code == 201, given.text
+            check = ConsentCheckRequest(
+                patient_system=PERSONNUMMER_SYSTEM, patient_value=person, actor=MUNICIPALITY,
+                source=REGION, category="sip-plan",
+            )  # fmt: skip
+            checked = peer.consent.post("/fhir/Consent/$check", json=check.to_parameters())
+            assert checked.status_code == 200, checked.text
+            if number % 2:
+                withdrawn = system.consent.post(
+                    f"/fhir/Consent/{given.json()['id']}/$withdraw",
+                    json=withdrawal(),
+                    headers=FHIR_JSON,
+                )
+                assert withdrawn.status_code == 200, withdrawn.text
+            for query in (
+                {"patient:identifier": f"{PERSONNUMMER_SYSTEM}|{person}"},
+                {"actor": f"{HSA_ID_SYSTEM}|{MUNICIPALITY}", "category": "sip-plan"},
+            ):
+                assert system.consent.get("/fhir/Consent", params=query).status_code == 200
+            audited = auditor.consent.get(
+                "/fhir/AuditEvent", params={"patient:identifier": f"{PERSONNUMMER_SYSTEM}|{person}"}
+            )
+            assert audited.status_code == 200, audited.text
+    tables = " ".join(statements)
+    for table in ("consent_index", "consent_terms", "access_log", "projection_tracking"):
+        assert table in tables, f"no query of {table} was caught"
+    assert "UPDATE consent_index" in tables  # a withdrawal applied
+    queries = [
+        *statements.items(),
+        *event_store_queries(engine.dialect.name, registry, given.json()["id"]),
+    ]
+    scans = {
+        statement: found
+        for statement, parameters in queries
+        if (found := full_scans(engine, statement, parameters))
+    }
+    assert scans == {}
