@@ -54,7 +54,7 @@ access_log = Table(
     Column("query", Text),
     Column("detail", Text),
 )
-# Searched by prefix (a resource's versions, for Provenance): see `entity_starts_with`.
+# Searched by prefix (a resource's versions, for Provenance): see `_entity_starts_with`.
 Index("ix_access_log_entity", access_log.c.entity, postgresql_ops={"entity": "text_pattern_ops"})
 
 

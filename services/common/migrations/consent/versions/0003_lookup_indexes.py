@@ -2,7 +2,7 @@
 (issue 15; tests/test_query_plans.py checks every hot query's plan):
 
 - the hash chain's stream head (`chain.py`: the newest link of one aggregate, read for every
-  write) had no index on SQLite and scanned the whole chain; PostgreSQL has had it from the
+  change) had no index on SQLite and scanned the whole chain; PostgreSQL has had it from the
   baseline (`<events>_chain_stream_idx`);
 - the access log's `entity`, searched by prefix (a resource's versions, for Provenance): on
   PostgreSQL with `text_pattern_ops`, so `LIKE 'prefix%'` uses it whatever the database's
