@@ -195,8 +195,9 @@ def test_an_auditor_reads_but_cannot_write(system, existing):
     token = system.token("auditor")
     writes = [r for r in routes(system, *existing) if r[1] == "POST" and "_search" not in r[2]]
     # CarePlan: create, $activate and the plan's operations; Consent: create, $check,
-    # $withdraw, $mark-entered-in-error, $override-block; a transaction on each service.
-    assert len(writes) == 2 + len(OPERATIONS) + 5 + 2
+    # $withdraw, $mark-entered-in-error, $override-block; a transaction on each service;
+    # Subscription: create.
+    assert len(writes) == 2 + len(OPERATIONS) + 5 + 2 + 1
     for service, method, path, body in writes:
         response = call(system, service, method, path, body, token)
         assert response.status_code == 403, (method, path, response.text)

@@ -26,6 +26,7 @@ from services.common.migrations.schema_version import (
 )
 from services.common.persistence import read_model_engine, storage_for
 from services.common.projection import tracking_metadata
+from services.common.subscriptions.store import subscriptions_metadata
 from services.consent.projections import ConsentIndex
 from services.sip.projections import PlanIndex
 from tests.conftest import Backend, running_system
@@ -135,6 +136,9 @@ def test_the_migrated_schema_is_the_one_the_code_reads_and_writes(backend, servi
         ]:
             if table.name not in code.tables:
                 table.to_metadata(code)
+    if service == "sip":  # the subscriptions (services/common/subscriptions/store.py)
+        for table in subscriptions_metadata.tables.values():
+            table.to_metadata(code)
     engine = _engine(backend, service)
     event_store = EVENT_TABLES["sqlite" if backend.name == "sqlite" else service]
     try:
@@ -212,6 +216,7 @@ def test_a_data_folder_of_an_earlier_release_is_adopted_without_losing_a_row(tmp
             version_table(service): 1,
         }
         if service == "sip":  # sip_0002 adds the rows of the invitations pending then
+            expected |= {table: 0 for table in subscriptions_metadata.tables}  # sip_0004
             pending = _pending_invitations(data / "sip.sqlite")
             assert pending > 0
             expected["plan_organizations"] += pending
@@ -253,6 +258,8 @@ def test_sip_0002_gives_the_plans_indexed_before_it_their_pending_invitations(ba
                 text("DELETE FROM plan_organizations WHERE role = 'invitation-pending'")
             )
             connection.execute(text("DROP TABLE business_identifiers"))  # from sip_0003 on
+            for table in subscriptions_metadata.tables:  # from sip_0004 on
+                connection.execute(text(f"DROP TABLE {table}"))
             connection.execute(text(f"UPDATE {version_table('sip')} SET version_num = 'sip_0001'"))
         migrate_service("sip", backend.database_urls["sip"], backend.data_dir)
         with engine.connect() as connection:

@@ -22,6 +22,7 @@ from referencing.jsonschema import DRAFT202012
 
 from contracts.consent_decision import ConsentCheckRequest
 from contracts.identifiers import PERSONNUMMER_SYSTEM
+from contracts.subscription_topics import PLAN_CHANGED
 from services.common.fhir_time import fhir_instant, now
 from services.common.settings import SERVICE_HSA_ID, SERVICE_SUBJECT
 from tests.fhir_data import (
@@ -36,6 +37,7 @@ from tests.fhir_data import (
     run,
     withdrawal,
 )
+from tests.record_system import subscription
 from tests.test_role_matrix import _parameters as role_matrix_parameters
 
 # Served but not API: health checks, the landing page and FHIR base redirect, the docs.
@@ -113,6 +115,11 @@ def a_plans_whole_life(system) -> dict[str, str]:
     for kind in ("transaction", "batch"):
         answered = system.sip.post("/fhir", json=a_plan_in_one_go(kind), headers=FHIR_JSON)
         assert answered.status_code == 200, answered.text
+    # A record system's subscription, made paused: nothing is sent to the address.
+    paused = {**subscription(PLAN_CHANGED, "https://1.1.1.1/sip-notify"), "status": "off"}
+    record_system = system.as_caller("integration", REGION).sip
+    subscribed = record_system.post("/fhir/Subscription", json=paused, headers=FHIR_JSON)
+    assert subscribed.status_code == 201, subscribed.text
     return {"plan": plan_id, "personnummer": personnummer, **consents_life(system, personnummer)}
 
 

@@ -173,6 +173,8 @@ ROUTE_OF_INTERACTION = {
     "history-instance": ("GET", "/fhir/{type}/{{}}/_history"),
     "history-type": ("GET", "/fhir/{type}/_history"),
     "search-type": ("GET", "/fhir/{type}"),
+    "update": ("PUT", "/fhir/{type}/{{}}"),
+    "delete": ("DELETE", "/fhir/{type}/{{}}"),
 }
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 
+from contracts.subscription_topics import CAPABILITY_TOPIC_EXTENSION
 from services.common.operations.declaration import NoParameters, Operation
 
 SOFTWARE_VERSION = "0.1.0"
@@ -153,3 +154,26 @@ OPERATION_DEFINITION_CAPABILITY = resource_capability(
     interactions=["read", "search-type"],
     search_parameters={"url": "the canonical URL, or this server's URL, of a definition"},
 )
+
+
+def subscription_capabilities(topic_canonicals: list[str]) -> list[dict[str, Any]]:
+    """Subscription (Backport IG, rest-hook) with the topics offered, and SubscriptionTopic
+    (services/common/subscriptions/)."""
+    subscription = resource_capability(
+        "Subscription",
+        interactions=["create", "read", "update", "delete", "search-type"],
+        search_parameters={"status": "requested | active | error | off"},
+    )
+    subscription["extension"] = [
+        {"url": CAPABILITY_TOPIC_EXTENSION, "valueCanonical": canonical}
+        for canonical in topic_canonicals
+    ]
+    subscription["documentation"] = (
+        "Topic-based rest-hook subscriptions of a record system's own organisation; "
+        "notifications signed (X-Signature, detached JWS, keys at /events/checkpoint-keys); "
+        "GET Subscription/{id}/$status and $events?eventsSinceNumber=&eventsUntilNumber="
+    )
+    topic = resource_capability(
+        "SubscriptionTopic", interactions=["read", "search-type"], search_parameters={}
+    )
+    return [subscription, topic]

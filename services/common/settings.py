@@ -24,6 +24,7 @@ from services.common.auth.tokens import (
 )
 from services.common.configuration_check import refuse_unworkable
 from services.common.persistence import data_dir_from_env
+from services.common.subscriptions.endpoints import parse_allowances
 
 # The subject of the SIP service's own development tokens.
 SERVICE_SUBJECT = "sip-service"
@@ -66,6 +67,11 @@ class ServiceSettings:
     consent_trusted_peers: tuple[str, ...] | None = None
     # The longest a block override may last.
     block_override_max_hours: float = 24.0
+    # Subscriptions: where else than https to public addresses notifications may go
+    # (SIP_SUBSCRIPTION_ENDPOINTS: `loopback`, `private`; see subscriptions/endpoints.py)
+    subscription_endpoints: tuple[str, ...] = ()
+    # How often the worker looks for follow-ups that became overdue.
+    subscription_check_seconds: float = 60.0
 
     @property
     def whole_log_reader_subjects(self) -> frozenset[str]:
@@ -104,6 +110,9 @@ class ServiceSettings:
             guardians_required=int(os.environ.get("CONSENT_GUARDIANS_REQUIRED", "2")),
             max_body_bytes=int(os.environ.get("SIP_MAX_BODY_BYTES", str(1024 * 1024))),
             whole_log_readers=whole_log_readers_from_env(database_url_variable),
+            subscription_endpoints=tuple(
+                parse_allowances(os.environ.get("SIP_SUBSCRIPTION_ENDPOINTS"))
+            ),
             **_consent_settings_from_env(),
         )
 

@@ -6,13 +6,22 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy.engine import Engine
 
-from services.common.capability import ACCESS_LOG_CAPABILITIES, capability_statement
+from services.common.capability import (
+    ACCESS_LOG_CAPABILITIES,
+    capability_statement,
+    subscription_capabilities,
+)
 from services.common.capability import resource_capability as capability
 from services.common.persistence import read_model_engine, storage_for
 from services.common.resource_routes import AggregateResource, ResourceAccess
 from services.common.service import add_audit_routes, build_service_app, refusing_cleanly
 from services.common.settings import ServiceSettings
+from services.common.subscriptions import routes as subscription_routes
+from services.common.subscriptions.judging import Published
+from services.common.subscriptions.routes import Subscriptions
+from services.common.subscriptions.service import subscription_service
 from services.sip.application import SipPlans
 from services.sip.consent_feed import ConsentFeedFollower
 from services.sip.consent_gate import CachingConsentGate, HttpConsentGate
@@ -28,6 +37,7 @@ from services.sip.redaction import (
     withheld_parts,
 )
 from services.sip.routes import careplan, operations, views
+from services.sip.subscription_topics import TOPICS, OverdueFollowUps, occurrences
 
 VERSIONS = ["read", "vread", "history-instance", "history-type"]
 RESOURCES = [
@@ -39,6 +49,7 @@ RESOURCES = [
     ),
     *(capability(v.resource_type, interactions=VERSIONS, search_parameters={}) for v in PLAN_VIEWS),
     *ACCESS_LOG_CAPABILITIES,
+    *subscription_capabilities([topic.canonical for topic in TOPICS]),
 ]
 
 
@@ -50,6 +61,23 @@ def sip_capability_statement(base: str) -> dict[str, Any]:
         resources=RESOURCES,
         operations=operations.DEFINED_OPERATIONS,
     )
+
+
+def plan_access(plans: SipPlans, consent_gate: CachingConsentGate) -> ResourceAccess:
+    """The plans' one way out: their disclosure rule and redaction."""
+    return ResourceAccess(
+        plans, PlanDisclosure(consent_gate), redact, withheld_parts, custodians_of_entries
+    )
+
+
+def sip_subscriptions(
+    access: ResourceAccess, index: PlanIndex, engine: Engine, settings: ServiceSettings
+) -> Subscriptions:
+    """The plans' subscription topics, told through the plans' one way out (`access`)."""
+    published = Published(
+        access, plan_to_fhir, TOPICS, occurrences, OverdueFollowUps(index), entry_kind_of_topic
+    )
+    return subscription_service(published, engine, settings, "sip")
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -71,18 +99,18 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         engine=engine,
         cache=consent_gate,
     )
-    access = ResourceAccess(
-        plans, PlanDisclosure(consent_gate), redact, withheld_parts, custodians_of_entries
-    )
+    access = plan_access(plans, consent_gate)
+    subscriptions = sip_subscriptions(access, index, engine, settings)
     app = build_service_app(
         title="SIP plan service",
         application=plans,
         capability_statement=sip_capability_statement,
         token_verifier=settings.token_verifier(),
-        starters=[follower.start],
-        closers=[follower.stop, consent_gate.close, engine.dispose],
+        starters=[follower.start, subscriptions.worker.start],
+        closers=[subscriptions.worker.stop, follower.stop, consent_gate.close, engine.dispose],
     )
     app.state.plans, app.state.index, app.state.settings = plans, index, settings
+    app.state.subscriptions = subscriptions
     app.state.consent_feed, app.state.consent_gate_uncached = follower, asked_each_time
     consent_health = ConsentReachability(settings.consent_service_url, follower.reaching)
     app.state.readiness_checks = [consent_health.problem]
@@ -90,7 +118,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         "CarePlan": AggregateResource(access, plan_to_fhir),
         **{view.resource_type: PlanViewResource(access, view) for view in PLAN_VIEWS},
     }
-    for router in (careplan.router, operations.router, views.router):
+    for router in (careplan.router, operations.router, views.router, subscription_routes.router):
         app.include_router(router)
     add_audit_routes(
         app,

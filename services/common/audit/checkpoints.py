@@ -63,6 +63,11 @@ class CheckpointSigner:
             )
         )
 
+    def active_key(self) -> OKPKey:
+        """The key that signs now (also the subscriptions' notifications, so a receiver
+        verifies them with the keys published at `/events/checkpoint-keys`)."""
+        return self._active_key()
+
     def sign(self, checkpoint: Checkpoint) -> str:
         key = self._active_key()
         payload = json.dumps(checkpoint.as_dict(), sort_keys=True).encode()

@@ -152,7 +152,7 @@ class EventFeed:
                 FeedEvent(
                     aggregate_id=notification.originator_id,
                     topic=notification.topic,
-                    author=_author(payload),
+                    author=event_author(payload),
                     payload=payload,
                     access_record=notification.topic in self.access_record_topics,
                     record_custodian=record_custodian,
@@ -333,7 +333,7 @@ def _item(
         return {**item, "withheld": WITHHELD_REASON, "payload": None}
     item |= {
         "time": transcoded(payload.get("timestamp")),
-        "author": _author(payload),
+        "author": event_author(payload),
         "payload": payload,
     }
     if stored:
@@ -359,7 +359,7 @@ def _named_in_creation(state: bytes, fields: CreationFields) -> Named:
     return person, custodian if isinstance(custodian, str) and custodian else None
 
 
-def _author(payload: dict[str, Any]) -> dict[str, Any] | None:
+def event_author(payload: dict[str, Any]) -> dict[str, Any] | None:
     """Whoever the event names as its author, whatever the event calls the field."""
     for value in payload.values():
         if isinstance(value, dict) and {"subject", "role"} <= set(value):

@@ -91,6 +91,10 @@ class RecordSystemRule:
             return Verdict(True, True, disclosure.consents)
         return Verdict(True, False, disclosure.consents)
 
+    def disclosure(self, aggregate_id: UUID) -> Disclosure | None:
+        """What the caller may see of the record (None: nothing), asked once per rule."""
+        return self._disclosure(aggregate_id)
+
     def _disclosure(self, aggregate_id: UUID) -> Disclosure | None:
         if aggregate_id not in self._disclosures:
             try:

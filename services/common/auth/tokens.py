@@ -215,7 +215,12 @@ def default_scopes(role: str) -> tuple[str, ...]:
         "coordinator": ("user/CarePlan.cruds", "user/Consent.crus", "user/*.rs"),
         # A professional records consent and overrides a block in the care of the person.
         "professional": ("user/CarePlan.rus", "user/Consent.crus", "user/*.rs"),
-        "integration": ("system/CarePlan.cruds", "system/Consent.cruds", "system/*.rs"),
+        "integration": (
+            "system/CarePlan.cruds",
+            "system/Consent.cruds",
+            "system/Subscription.cruds",
+            "system/*.rs",
+        ),
         # The whole log is granted by configuration, never by a default scope.
         "auditor": ("user/*.rs",),
         "patient": ("patient/CarePlan.rus", "patient/Consent.crus", "patient/*.rs"),

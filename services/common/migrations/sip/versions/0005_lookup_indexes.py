@@ -9,13 +9,13 @@
   collation; on SQLite the search adds the equivalent range, which a plain index serves.
 
 Revision ID: sip_0005
-Revises: sip_0003
+Revises: sip_0004
 """
 
 from services.common.migrations.lookup_indexes import create_lookup_indexes
 
 revision = "sip_0005"
-down_revision = "sip_0003"
+down_revision = "sip_0004"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,257 @@
+"""Subscription and SubscriptionTopic over FHIR: a record system (role `integration`, scope
+`system/Subscription.*`) makes, reads, changes and ends its organisation's subscriptions,
+asks `$status`, and fetches missed notifications by number with `$events`. Another
+organisation's subscription is 404, as if it did not exist."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from contracts.actor import Actor
+from services.common.auth.dependency import authorize
+from services.common.fhir_api import (
+    FhirError,
+    FhirResponse,
+    fhir_base,
+    fhir_body,
+    resource_response,
+    searchset,
+)
+from services.common.fhir_time import fhir_instant, now
+from services.common.operations.definition import request_body
+from services.common.search import search_parameters
+from services.common.subscriptions.fhir_mapping import (
+    Requested,
+    subscription_from_fhir,
+    subscription_to_fhir,
+)
+from services.common.subscriptions.judging import Moment, Published
+from services.common.subscriptions.notification import (
+    QUERY_EVENT,
+    QUERY_STATUS,
+    notification_bundle,
+    status_parameters,
+)
+from services.common.subscriptions.store import SubscriptionRow, SubscriptionStore
+from services.common.subscriptions.topics import EVENTS, topic_resource
+from services.common.subscriptions.worker import DeliveryWorker
+
+MAX_EVENTS_FETCHED = 500
+
+
+@dataclass(frozen=True)
+class Subscriptions:
+    """What the routes read: `app.state.subscriptions`."""
+
+    store: SubscriptionStore
+    published: Published
+    worker: DeliveryWorker
+    endpoint_allowances: frozenset[str]
+
+    def heads(self) -> dict[str, int]:
+        recorder = self.published.access.application.recorder
+        return {EVENTS: recorder.max_notification_id() or 0}
+
+
+def served(request: Request) -> Subscriptions:
+    return request.app.state.subscriptions
+
+
+def _record_system(interaction: Any) -> Any:
+    check = authorize("Subscription", interaction)
+
+    def dependency(request: Request) -> Actor:
+        actor = check(request)
+        if actor.role != "integration" or not actor.organization:
+            raise FhirError(
+                403,
+                "forbidden",
+                "subscriptions are made by record systems (role integration) of an organisation",
+            )
+        return actor
+
+    return dependency
+
+
+Served = Annotated[Subscriptions, Depends(served)]
+Creator = Annotated[Actor, Depends(_record_system("c"))]
+Reader = Annotated[Actor, Depends(_record_system("r"))]
+Searcher = Annotated[Actor, Depends(_record_system("s"))]
+Updater = Annotated[Actor, Depends(_record_system("u"))]
+Deleter = Annotated[Actor, Depends(_record_system("d"))]
+Body = Annotated[dict[str, Any], Depends(fhir_body)]
+SUBSCRIPTION_SCHEMA = {
+    "type": "object",
+    "description": "A FHIR Subscription (Subscriptions Backport IG, R4 form): criteria a topic's "
+    "canonical URL, a rest-hook channel",
+    "required": ["resourceType", "status", "reason", "criteria", "channel"],
+    "properties": {"resourceType": {"type": "string", "enum": ["Subscription"]}},
+}
+router = APIRouter(prefix="/fhir", tags=["subscriptions"])
+
+
+def owned(subscriptions: Subscriptions, actor: Actor, id: str) -> SubscriptionRow:
+    row = subscriptions.store.get(id) if len(id) <= 64 else None
+    if row is None or row.owner != actor.organization:
+        raise FhirError(404, "not-found", f"no Subscription with id '{id[:64]}'")
+    return row
+
+
+def shown(subscriptions: Subscriptions, row: SubscriptionRow) -> dict[str, Any]:
+    topic = subscriptions.published.topic(row.topic)
+    assert topic is not None, f"the topic {row.topic} is no longer offered"
+    return subscription_to_fhir(row, topic)
+
+
+def _settings(requested: Requested) -> dict[str, Any]:
+    return {
+        "topic": requested.topic.code,
+        "source": requested.topic.source,
+        "person_system": requested.person[0] if requested.person else None,
+        "person_value": requested.person[1] if requested.person else None,
+        "parts": ",".join(requested.parts) if requested.parts else None,
+        "endpoint": requested.endpoint,
+        "payload": requested.payload,
+        "heartbeat_seconds": requested.heartbeat_seconds,
+        "timeout_seconds": requested.timeout_seconds,
+        "reason": requested.reason,
+        "status": requested.status,
+        "last_updated": fhir_instant(now()),
+    }
+
+
+@router.post("/Subscription", status_code=201, openapi_extra=request_body(SUBSCRIPTION_SCHEMA))
+def create(actor: Creator, subscriptions: Served, body: Body) -> FhirResponse:
+    """Starts from the head of its source: a subscription hears of what happens after it."""
+    requested = subscription_from_fhir(
+        body, subscriptions.published.topics, actor, subscriptions.endpoint_allowances
+    )
+    source_head = (
+        subscriptions.heads()[EVENTS]
+        if requested.topic.source == EVENTS
+        else subscriptions.store.timed_head()
+    )
+    row = SubscriptionRow(
+        id=str(uuid.uuid4()),
+        owner=actor.organization or "",
+        owner_subject=actor.subject,
+        cursor=source_head,
+        events_count=0,
+        delivered_through=0,
+        attempts=0,
+        failing_since=None,
+        next_attempt_at=None,
+        heartbeat_due_at=None,
+        last_error=None,
+        version=1,
+        **_settings(requested),
+    )
+    subscriptions.store.add(row)
+    return resource_response(shown(subscriptions, row), status=201)
+
+
+@router.get("/Subscription")
+def search(actor: Searcher, subscriptions: Served, request: Request) -> FhirResponse:
+    """The caller's organisation's subscriptions (`status=` narrows them)."""
+    query = search_parameters(request.query_params, {"status"})
+    rows = [
+        row
+        for row in subscriptions.store.owned_by(actor.organization or "")
+        if "status" not in query or row.status in query["status"].split(",")
+    ]
+    resources = [shown(subscriptions, row) for row in rows]
+    return FhirResponse(searchset(fhir_base(request), resources, str(request.url)))
+
+
+@router.get("/Subscription/{id}")
+def read(id: str, actor: Reader, subscriptions: Served) -> FhirResponse:
+    return resource_response(shown(subscriptions, owned(subscriptions, actor, id)))
+
+
+@router.put("/Subscription/{id}", openapi_extra=request_body(SUBSCRIPTION_SCHEMA))
+def replace(id: str, actor: Updater, subscriptions: Served, body: Body) -> FhirResponse:
+    """A changed subscription keeps its cursor and its numbering; set to `requested` again
+    it is handshaken again (how an owner turns on one that gave up)."""
+    row = owned(subscriptions, actor, id)
+    if body.get("id") not in (None, id):
+        raise FhirError(
+            400, "invalid", "the body's id is the id in the URL", expression="Subscription.id"
+        )
+    requested = subscription_from_fhir(
+        body, subscriptions.published.topics, actor, subscriptions.endpoint_allowances
+    )
+    if requested.topic.code != row.topic:
+        raise FhirError(
+            422,
+            "invalid",
+            "a subscription's topic stays what it was: make a new one",
+            expression="Subscription.criteria",
+        )
+    changed = row.with_(version=row.version + 1, **_settings(requested))
+    subscriptions.store.replace_settings(changed)
+    return resource_response(shown(subscriptions, subscriptions.store.get(id) or changed))
+
+
+@router.delete("/Subscription/{id}")
+def delete(id: str, actor: Deleter, subscriptions: Served) -> FhirResponse:
+    subscriptions.store.remove(owned(subscriptions, actor, id).id)
+    return Response(status_code=204)
+
+
+@router.get("/Subscription/{id}/$status")
+def status(id: str, actor: Reader, subscriptions: Served) -> FhirResponse:
+    row = owned(subscriptions, actor, id)
+    parameters = status_parameters(row, QUERY_STATUS, [])
+    entry = {
+        "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+        "resource": parameters,
+        "search": {"mode": "match"},
+    }
+    return FhirResponse(
+        {"resourceType": "Bundle", "type": "searchset", "total": 1, "entry": [entry]}
+    )
+
+
+@router.get("/Subscription/{id}/$events")
+def events(
+    id: str,
+    actor: Reader,
+    subscriptions: Served,
+    since: Annotated[int | None, Query(alias="eventsSinceNumber", ge=1, le=2**62)] = None,
+    until: Annotated[int | None, Query(alias="eventsUntilNumber", ge=1, le=2**62)] = None,
+    content: Annotated[str | None, Query(pattern="^(id-only|full-resource)$")] = None,
+) -> FhirResponse:
+    """The numbered notifications from `eventsSinceNumber` to `eventsUntilNumber` (at most
+    500), each as the subscriber may be told it now; the telling is logged as a delivery."""
+    row = owned(subscriptions, actor, id)
+    last = min(until or row.events_count, row.events_count)
+    first = since or max(1, last - MAX_EVENTS_FETCHED + 1)
+    last = min(last, first + MAX_EVENTS_FETCHED - 1)
+    asked = row.with_(payload=content or row.payload)
+    moment = Moment(subscriptions.published)
+    told = [moment.told(asked, n) for n in subscriptions.store.notifications(id, first, last)]
+    subscriptions.worker.record([record for _, record in told if record is not None])
+    return FhirResponse(notification_bundle(asked, QUERY_EVENT, [t for t, _ in told]))
+
+
+TopicReader = Annotated[Actor, Depends(authorize("SubscriptionTopic", "r"))]
+TopicSearcher = Annotated[Actor, Depends(authorize("SubscriptionTopic", "s"))]
+
+
+@router.get("/SubscriptionTopic")
+def topics(_: TopicSearcher, subscriptions: Served, request: Request) -> FhirResponse:
+    search_parameters(request.query_params, set())
+    resources = [topic_resource(topic) for topic in subscriptions.published.topics]
+    return FhirResponse(searchset(fhir_base(request), resources, str(request.url)))
+
+
+@router.get("/SubscriptionTopic/{id}")
+def topic(id: str, _: TopicReader, subscriptions: Served) -> FhirResponse:
+    found = subscriptions.published.topic(id)
+    if found is None:
+        raise FhirError(404, "not-found", f"no SubscriptionTopic with id '{id[:64]}'")
+    return resource_response(topic_resource(found))
