@@ -120,7 +120,40 @@ def a_plans_whole_life(system) -> dict[str, str]:
     record_system = system.as_caller("integration", REGION).sip
     subscribed = record_system.post("/fhir/Subscription", json=paused, headers=FHIR_JSON)
     assert subscribed.status_code == 201, subscribed.text
-    return {"plan": plan_id, "personnummer": personnummer, **consents_life(system, personnummer)}
+    for path, form in (("Subscription", {"status": "off"}), ("SubscriptionTopic", {"_count": "5"})):
+        found = record_system.post(f"/fhir/{path}/_search", data=form)
+        assert found.status_code == 200, (path, found.text)
+    ids = {"plan": plan_id, "personnummer": personnummer, **consents_life(system, personnummer)}
+    searches_and_reads_by_post(system, ids)
+    return ids
+
+
+def searches_and_reads_by_post(system, ids: dict[str, str]) -> None:
+    """Every search by POST to _search, and the operations that read, by POST as R4 lets
+    every operation be called."""
+    auditor = system.as_caller("auditor")
+    person = {"patient:identifier": f"{PERSONNUMMER_SYSTEM}|{ids['personnummer']}"}
+    for service, target in (("sip", f"CarePlan/{ids['plan']}"),
+                            ("consent", f"Consent/{ids['consent']}")):  # fmt: skip
+        for client, path, form in (
+            (getattr(auditor, service), "AuditEvent", {**person, "_count": "5"}),
+            (getattr(system, service), "Provenance", {"target": target, "_count": "5"}),
+            (getattr(system, service), "OperationDefinition", {"_count": "5"}),
+        ):
+            found = client.post(f"/fhir/{path}/_search", data=form)
+            assert found.status_code == 200, (service, path, found.text)
+        extract = getattr(auditor, service).post(
+            f"/fhir/Patient/{ids['personnummer']}/$access-log",
+            json={"resourceType": "Parameters"},
+            headers=FHIR_JSON,
+        )
+        assert extract.status_code == 200, extract.text
+    as_of = system.sip.post(
+        f"/fhir/CarePlan/{ids['plan']}/$as-of",
+        json=parameters(instant=fhir_instant(now())),
+        headers=FHIR_JSON,
+    )
+    assert as_of.status_code == 200, as_of.text
 
 
 def a_plan_in_one_go(kind: str) -> dict[str, Any]:

@@ -3,6 +3,7 @@ patient's log extract. Reading the log is itself logged."""
 
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import httpx
 from fastapi import APIRouter, Depends, Request
@@ -16,6 +17,7 @@ from contracts.identifiers import (
     InvalidIdentifier,
     parse_person_identifier,
 )
+from services.common.access_log_search import AUDIT_SEARCH, PROVENANCE_SEARCH
 from services.common.access_log_views import (
     AccessLogIndex,
     audit_event_to_fhir,
@@ -23,24 +25,19 @@ from services.common.access_log_views import (
     extract_html,
     provenance_to_fhir,
     record_uuid,
+    row_key,
 )
 from services.common.auth.dependency import authorize
+from services.common.capability import ACCESS_LOG_OPERATIONS
 from services.common.fhir_api import FhirError, FhirResponse, fhir_base, searchset, unavailable
 from services.common.fhir_time import fhir_instant, now
-from services.common.resource_routes import ResourceAccess, resource_id
-from services.common.search import date_range, page_size, person_token
+from services.common.operations.definition import operation_request_body
+from services.common.paging import Page, keyset_page, opened_query, page_links
+from services.common.resource_routes import ResourceAccess, add_search_routes, resource_id
+from services.common.result_parameters import MAX_COUNT, ResultParameters
 
-AUDIT_SEARCH_PARAMETERS = {
-    "patient:identifier": "whose data: system|personnummer",
-    "agent": "the user or system id",
-    "organization": "HSA-id of the organisation the access was made from",
-    "action": "C | R | U | D | E",
-    "subtype": "the kind of access: a restful interaction (read, create, operation, ...) or an "
-    "access-interaction code (disclosure-decision, block-override, ...)",
-    "date": "when: ge/gt/le/lt prefixed, repeatable",
-}
-_IGNORED = {"_format", "_count", "_pretty"}
 EXTRACT_ENTITY = "Patient/$access-log"
+AUDIT_KIND, PROVENANCE_KIND = "search:AuditEvent", "search:Provenance"
 
 
 @dataclass(frozen=True)
@@ -67,82 +64,96 @@ ProvenanceReader = Annotated[Actor, Depends(authorize("Provenance", "s"))]
 router = APIRouter()
 
 
-@router.get("/AuditEvent", name="search AuditEvent")
-def search_audit_events(request: Request, actor: AuditReader, log: Reading) -> FhirResponse:
+def search_audit_events(request: Request, query: dict[str, str], actor: Actor) -> FhirResponse:
+    """The auditor's organisation's share of the log, filtered and paged in SQL."""
     _require_auditor(actor)
-    unknown = set(request.query_params) - set(AUDIT_SEARCH_PARAMETERS) - _IGNORED
-    if unknown:
-        raise FhirError(
-            400,
-            "not-supported",
-            f"unsupported search parameter(s): {', '.join(sorted(unknown))}",
-        )
-    params = request.query_params
-    count = page_size(params)
-    since, until = date_range(params.getlist("date"))
-    patient = params.get("patient:identifier")
-    patient_value = person_token(patient)[1] if patient else None
-    action = params.get("action")
-    if action is not None and action not in ("C", "R", "U", "D", "E"):
-        raise FhirError(400, "invalid", "action is one of C, R, U, D, E")
-    rows = log.index.search(
-        auditor_organization=actor.organization,
-        patient_value=patient_value,
-        user_id=params.get("agent"),
-        organization=params.get("organization"),
-        action=action,
-        interaction=_code(params.get("subtype")),
-        since=since,
-        until=until,
-        limit=count,
-    )
+    log: AccessLogReading = request.app.state.access_log_reading
+    query, position = opened_query(request, AUDIT_KIND, query)
+    result = ResultParameters.of(query, MAX_COUNT, AUDIT_SEARCH.sort_keys)
+    result.check_elements("AuditEvent")
+    asked = AUDIT_SEARCH.asked(query)
+    conditions = [[a.arguments for a in c.alternatives] for c in asked.conditions]
+    descending = bool(result.sort) and result.sort[0].descending
+    found = log.index.page(
+        actor.organization, conditions, position, result.count, descending,
+        with_total=result.total != "none" or result.only_total,
+    )  # fmt: skip
+    names_person = any(name.startswith("patient") for name in query)
     log.access.log(
         actor,
         "search-type",
         entity="AuditEvent",
-        query="&".join(f"{k}={v}" for k, v in params.multi_items() if k != "patient:identifier")
-        + ("&patient:identifier=(given)" if patient else ""),
-        detail=f"audit log search, {len(rows)} record(s)",
+        query=urlencode({k: "(given)" if k.startswith("patient") else v for k, v in query.items()}),
+        detail=f"audit log search, {len(found.rows)} of {found.total or 'uncounted'} record(s)"
+        + (" about a person" if names_person else ""),
     )
+    keys = [row_key(row) for row in found.rows]
+    page = Page(found.rows, found.total or 0, keys[0] if keys else None, keys[-1] if keys else None,
+                found.more_after, found.more_before)  # fmt: skip
+    links = page_links(request, AUDIT_KIND, "AuditEvent", asked.used, page, result.count)
+    events = [audit_event_to_fhir(row, log.observer) for row in found.rows]
     base = fhir_base(request)
-    events = [audit_event_to_fhir(row, log.observer) for row in rows]
-    return FhirResponse(searchset(base, events, f"{base}/AuditEvent"))
+    bundle = searchset(base, events, "", total=found.total or 0, links=links)
+    return FhirResponse(result.finish(bundle))
 
 
 @router.get("/AuditEvent/{record_id}", name="read AuditEvent")
 def read_audit_event(record_id: str, actor: AuditReader, log: Reading) -> FhirResponse:
     _require_auditor(actor)
     wanted = record_uuid(record_id)
-    rows = [
-        row
-        for row in log.index.search(auditor_organization=actor.organization)
-        if wanted is not None and row["record_id"] == str(wanted)
-    ]
-    if not rows:
+    found = log.index.page(actor.organization, [[{"record_id": str(wanted)}]], {}, 1)
+    if wanted is None or not found.rows:
         raise FhirError(404, "not-found", f"no AuditEvent with id '{record_id}'")
     log.access.log(actor, "read", entity=f"AuditEvent/{record_id}")
-    return FhirResponse(audit_event_to_fhir(rows[0], log.observer))
+    return FhirResponse(audit_event_to_fhir(found.rows[0], log.observer))
 
 
-@router.get("/Provenance", name="search Provenance")
-def search_provenance(
-    target: str, request: Request, actor: ProvenanceReader, log: Reading
-) -> FhirResponse:
+def search_provenance(request: Request, query: dict[str, str], actor: Actor) -> FhirResponse:
     """One Provenance per version of the target: who made it, when, how, on which consent."""
+    log: AccessLogReading = request.app.state.access_log_reading
+    query, position = opened_query(request, PROVENANCE_KIND, query)
+    result = ResultParameters.of(query, MAX_COUNT)
+    result.check_elements("Provenance")
+    asked = PROVENANCE_SEARCH.asked(query)
+    targets = {a.arguments["target"] for c in asked.conditions for a in c.alternatives}
+    if len(targets) != 1:
+        raise FhirError(
+            400, "required", "Provenance is searched by one target", expression="target"
+        )
+    rows = _provenance_rows(log, actor, targets.pop())
+    page = keyset_page(rows, lambda row: tuple(row_key(row)), position, result.count)
+    links = page_links(request, PROVENANCE_KIND, "Provenance", asked.used, page, result.count)
+    provenances = [provenance_to_fhir(row) for row in page.items]
+    bundle = searchset(fhir_base(request), provenances, "", total=page.total, links=links)
+    return FhirResponse(result.finish(bundle))
+
+
+def _provenance_rows(log: AccessLogReading, actor: Actor, target: str) -> list[dict[str, Any]]:
     access = log.access
     resource_type, _, target_id = target.partition("/")
     if resource_type != access.resource_type or not target_id:
-        raise FhirError(400, "invalid", f"target is {access.resource_type}/<id> on this service")
+        raise FhirError(
+            400, "invalid", f"target is {access.resource_type}/<id> on this service",
+            expression="target",
+        )  # fmt: skip
     aggregate = access.open(
         actor, resource_id(target_id), "search-type", f"Provenance?target={target}"
     )
     rows = log.index.search(entity_prefix=f"{resource_type}/{aggregate.id}/_history/")
-    provenances = [provenance_to_fhir(row) for row in rows if row["action"] != "R"]
-    base = fhir_base(request)
-    return FhirResponse(searchset(base, provenances, f"{base}/Provenance"))
+    return [row for row in rows if row["action"] != "R"]
+
+
+add_search_routes(router, search_audit_events, AUDIT_SEARCH)
+add_search_routes(router, search_provenance, PROVENANCE_SEARCH)
 
 
 @router.get("/Patient/{personnummer}/$access-log", name="patient log extract")
+# R4 (operations.html): every operation is invoked by POST too; it takes no parameters.
+@router.post(
+    "/Patient/{personnummer}/$access-log",
+    name="patient log extract by post",
+    openapi_extra=operation_request_body(ACCESS_LOG_OPERATIONS[0]),
+)
 def access_log_extract(
     personnummer: str, request: Request, actor: ExtractReader, log: Reading
 ) -> Response:

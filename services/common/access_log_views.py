@@ -6,11 +6,25 @@ from __future__ import annotations
 import base64
 import html
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Column, DateTime, Index, MetaData, String, Table, Text, and_, or_, select
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.engine import Connection
 
 from contracts.canonical import CANONICAL_BASE
@@ -116,56 +130,146 @@ class AccessLogIndex(Projection):
         *,
         auditor_organization: str | None = None,
         patient_value: str | None = None,
-        user_id: str | None = None,
-        organization: str | None = None,
-        action: str | None = None,
-        interaction: str | None = None,
         entity_prefix: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
         successful_only: bool = False,
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
         self.catch_up()
-        conditions = []
+        conditions = [
+            column == value
+            for column, value in ((access_log.c.patient_value, patient_value),)
+            if value is not None
+        ]
         if auditor_organization is not None:
-            # A care provider's log reviewer sees what was done to its own data, and what its
-            # own users read elsewhere. Their refused attempts on others' data stay with the
-            # custodian: the record names a person the reviewer's organisation may not know of.
-            conditions.append(
-                or_(
-                    and_(
-                        access_log.c.organization == auditor_organization,
-                        access_log.c.outcome == "0",
-                    ),
-                    access_log.c.custodian == auditor_organization,
-                )
-            )
-        for column, value in (
-            (access_log.c.patient_value, patient_value),
-            (access_log.c.user_id, user_id),
-            (access_log.c.organization, organization),
-            (access_log.c.action, action),
-            (access_log.c.interaction, interaction),
-        ):
-            if value is not None:
-                conditions.append(column == value)
+            conditions.append(_reviewable_by(auditor_organization))
         if entity_prefix is not None:
             conditions += self._entity_starts_with(entity_prefix)
-        if since is not None:
-            conditions.append(access_log.c.recorded_at >= since)
-        if until is not None:
-            conditions.append(access_log.c.recorded_at <= until)
         if successful_only:
             conditions.append(access_log.c.outcome == "0")
-        query = (
-            select(access_log)
-            .where(and_(True, *conditions))
-            .order_by(access_log.c.recorded_at, access_log.c.record_id)
-            .limit(limit)
-        )
+        query = select(access_log).where(and_(True, *conditions)).order_by(*_ORDER).limit(limit)
         with self.reader.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
+
+    def page(
+        self,
+        auditor_organization: str,
+        conditions: list[list[dict[str, Any]]],
+        position: dict[str, Any],
+        count: int,
+        descending: bool = False,
+        with_total: bool = True,
+    ) -> AccessLogPage:
+        """One page of the records an auditor may review that meet every condition (each
+        any of its alternatives, each alternative all of its arguments), in recorded order
+        (or its reverse), from the position's key on, with the total (unless not asked
+        for, `_total=none`: counting is most of a page's cost in a large log): in SQL, so a log of
+        millions is never read into memory. A record never changes, so the key
+        (recorded_at, record_id) is stable while writes happen."""
+        self.catch_up()
+        where = and_(_reviewable_by(auditor_organization), *map(_any_of, conditions))
+        backwards = "before" in position
+        key = next((position[k] for k in ("before", "after", "from") if k in position), None)
+        read_descending = descending != backwards
+        query = select(access_log).where(where)
+        if key is not None:
+            query = query.where(_beyond(key, read_descending, inclusive="from" in position))
+        order = [c.desc() for c in _ORDER] if read_descending else _ORDER
+        with self.reader.connect() as connection:
+            total = (
+                connection.execute(
+                    select(func.count()).select_from(access_log).where(where)
+                ).scalar_one()
+                if with_total
+                else None
+            )
+            rows = [] if count == 0 else [
+                dict(row._mapping)
+                for row in connection.execute(query.order_by(*order).limit(count + 1))
+            ]  # fmt: skip
+            more_ahead = len(rows) > count
+            rows = rows[:count]
+            # A record is never removed: the one a next or previous link names is still
+            # there, behind this page; only a page opened `from` a key must look.
+            behind = key is not None and "from" not in position
+            if rows and "from" in position:
+                behind = _exists(connection, where, _key(rows[0]), not read_descending)
+        if backwards:
+            rows.reverse()
+        return AccessLogPage(
+            rows,
+            total,
+            more_before=more_ahead if backwards else behind,
+            more_after=behind if backwards else more_ahead,
+        )
+
+
+@dataclass(frozen=True)
+class AccessLogPage:
+    rows: list[dict[str, Any]]
+    total: int | None
+    more_before: bool
+    more_after: bool
+
+
+_ORDER = [access_log.c.recorded_at, access_log.c.record_id]
+
+
+def row_key(row: dict[str, Any]) -> list[str]:
+    """A record's key as a cursor holds it."""
+    return [row["recorded_at"].isoformat(), row["record_id"]]
+
+
+def _key(row: dict[str, Any]) -> list[str]:
+    return row_key(row)
+
+
+def _beyond(key: list[str], descending: bool, *, inclusive: bool = False) -> Any:
+    """The records after `key` in recorded order (before it, if `descending`)."""
+    moment, record_id = datetime.fromisoformat(key[0]), key[1]
+    at, id_ = access_log.c.recorded_at, access_log.c.record_id
+    if descending:
+        later = id_ <= record_id if inclusive else id_ < record_id
+        return or_(at < moment, and_(at == moment, later))
+    later = id_ >= record_id if inclusive else id_ > record_id
+    return or_(at > moment, and_(at == moment, later))
+
+
+def _exists(connection: Connection, where: Any, key: list[str], descending: bool) -> bool:
+    """Whether a record meeting `where` lies beyond `key` (before it, if `descending`)."""
+    query = select(access_log.c.record_id).where(where, _beyond(key, descending)).limit(1)
+    return connection.execute(query).first() is not None
+
+
+# A condition's argument -> how a record meets it.
+_ARGUMENTS: dict[str, Callable[[Any], Any]] = {
+    "record_id": lambda value: access_log.c.record_id == value,
+    "patient_value": lambda value: access_log.c.patient_value == value,
+    "user_id": lambda value: access_log.c.user_id == value,
+    "organization": lambda value: access_log.c.organization == value,
+    "action": lambda value: access_log.c.action == value,
+    "interaction": lambda value: access_log.c.interaction == value,
+    "since": lambda value: access_log.c.recorded_at >= value,
+    "until": lambda value: access_log.c.recorded_at <= value,
+}
+
+
+def _any_of(alternatives: list[dict[str, Any]]) -> Any:
+    return or_(
+        *(
+            and_(True, *(_ARGUMENTS[k](v) for k, v in arguments.items()))
+            for arguments in alternatives
+        )
+    )
+
+
+def _reviewable_by(auditor_organization: str) -> Any:
+    """A care provider's log reviewer sees what was done to its own data, and what its own
+    users read elsewhere. Their refused attempts on others' data stay with the custodian:
+    the record names a person the reviewer's organisation may not know of."""
+    return or_(
+        and_(access_log.c.organization == auditor_organization, access_log.c.outcome == "0"),
+        access_log.c.custodian == auditor_organization,
+    )
 
 
 def audit_event_to_fhir(row: dict[str, Any], observer: str) -> dict[str, Any]:

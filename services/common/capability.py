@@ -7,21 +7,55 @@ from typing import Any
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 
 from contracts.subscription_topics import CAPABILITY_TOPIC_EXTENSION
+from services.common.access_log_search import (
+    AUDIT_SEARCH,
+    OPERATION_DEFINITION_SEARCH,
+    PROVENANCE_SEARCH,
+)
 from services.common.operations.declaration import NoParameters, Operation
+from services.common.result_parameters import RESULT_PARAMETER_FIELDS
+from services.common.search_declarations import SearchDeclarations
 
 SOFTWARE_VERSION = "0.1.0"
+
+
+# What each interaction takes, told where R4 has no structured place for it.
+SEARCH_DOCUMENTATION = (
+    "GET [type]?... and POST [type]/_search with the same parameters as a form body "
+    "(application/x-www-form-urlencoded; keeps a personnummer out of URLs). Comma is OR, a "
+    "repeated parameter AND. Result parameters: "
+    + "; ".join(f"{name}: {text}" for name, text in RESULT_PARAMETER_FIELDS.items())
+    + ". Pages link self, next and previous with opaque cursors (_cursor)."
+)
+HISTORY_DOCUMENTATION = (
+    "_since (versions from this instant), _at (as it stood at this instant and after), "
+    "_count, _summary, _elements, _total; newest first (_sort=-_lastUpdated)"
+)
+_INTERACTION_DOCUMENTATION = {
+    "search-type": SEARCH_DOCUMENTATION,
+    "history-type": HISTORY_DOCUMENTATION,
+    "history-instance": HISTORY_DOCUMENTATION,
+    "read": "_at: the resource as it stood at an instant",
+}
 
 
 def resource_capability(
     resource_type: str,
     *,
     interactions: list[str],
-    search_parameters: dict[str, str],
+    search: SearchDeclarations | None = None,
     conditional_create: bool = False,
 ) -> dict[str, Any]:
+    """A resource's entry; its search parameters (and includes) from the same declarations
+    the search reads, so it lists exactly what is served."""
     resource: dict[str, Any] = {
         "type": resource_type,
-        "interaction": [{"code": code} for code in interactions],
+        "interaction": [
+            {"code": code, "documentation": _INTERACTION_DOCUMENTATION[code]}
+            if code in _INTERACTION_DOCUMENTATION
+            else {"code": code}
+            for code in interactions
+        ],
         "versioning": "versioned" if "vread" in interactions else "no-version",
         # If-None-Match and If-Modified-Since on versioned reads (http_conventions.py).
         "conditionalRead": "full-support" if "vread" in interactions else "not-supported",
@@ -31,15 +65,13 @@ def resource_capability(
         "conditionalCreate": conditional_create,
         "conditionalUpdate": False,
         "conditionalDelete": "not-supported",
-        "searchParam": [
-            {
-                "name": name,
-                "type": {"date": "date", "url": "uri"}.get(name, "token"),
-                "documentation": documentation,
-            }
-            for name, documentation in search_parameters.items()
-        ],
     }
+    if search is not None:
+        resource |= search.capability()
+        sortable = ", ".join(search.sort_keys) or "nothing"
+        for interaction in resource["interaction"]:
+            if interaction["code"] == "search-type":
+                interaction["documentation"] += f" _sort takes {sortable}."
     return resource
 
 
@@ -87,8 +119,10 @@ def capability_statement(
         "rest": [
             {
                 "mode": "server",
-                "documentation": "Only application/fhir+json; unknown search parameters are "
-                "refused with 400. Every version is an event-sourced version.",
+                "documentation": "Only application/fhir+json. Unknown search parameters are "
+                "refused with 400 (Prefer: handling=strict, the default), or ignored and left "
+                "out of the self link with Prefer: handling=lenient. Every version is an "
+                "event-sourced version.",
                 "resource": resources,
                 "interaction": SYSTEM_INTERACTIONS,
             }
@@ -116,24 +150,9 @@ def with_security(statement: dict[str, Any], security: dict[str, Any]) -> dict[s
 
 # Both services keep an access log of their own.
 ACCESS_LOG_CAPABILITIES = [
-    resource_capability(
-        "AuditEvent",
-        interactions=["read", "search-type"],
-        search_parameters={
-            "patient": "whose data (patient:identifier=system|personnummer)",
-            "agent": "the user or system id",
-            "organization": "HSA-id the access was made from",
-            "action": "C | R | U | D | E",
-            "subtype": "the kind of access, e.g. block-override, disclosure-decision, read",
-            "date": "ge/gt/le/lt prefixed, repeatable",
-        },
-    ),
-    resource_capability(
-        "Provenance",
-        interactions=["search-type"],
-        search_parameters={"target": "the resource whose versions' provenance is wanted"},
-    ),
-    resource_capability("Patient", interactions=[], search_parameters={}),
+    resource_capability("AuditEvent", interactions=["read", "search-type"], search=AUDIT_SEARCH),
+    resource_capability("Provenance", interactions=["search-type"], search=PROVENANCE_SEARCH),
+    resource_capability("Patient", interactions=[]),
 ]
 # Routed by services/common/access_log_routes.py; declared here for its definition.
 ACCESS_LOG_OPERATIONS: list[Operation[Any]] = [
@@ -150,19 +169,19 @@ ACCESS_LOG_OPERATIONS: list[Operation[Any]] = [
     )
 ]
 OPERATION_DEFINITION_CAPABILITY = resource_capability(
-    "OperationDefinition",
-    interactions=["read", "search-type"],
-    search_parameters={"url": "the canonical URL, or this server's URL, of a definition"},
+    "OperationDefinition", interactions=["read", "search-type"], search=OPERATION_DEFINITION_SEARCH
 )
 
 
-def subscription_capabilities(topic_canonicals: list[str]) -> list[dict[str, Any]]:
+def subscription_capabilities(
+    topic_canonicals: list[str], search: SearchDeclarations
+) -> list[dict[str, Any]]:
     """Subscription (Backport IG, rest-hook) with the topics offered, and SubscriptionTopic
     (services/common/subscriptions/)."""
     subscription = resource_capability(
         "Subscription",
         interactions=["create", "read", "update", "delete", "search-type"],
-        search_parameters={"status": "requested | active | error | off"},
+        search=search,
     )
     subscription["extension"] = [
         {"url": CAPABILITY_TOPIC_EXTENSION, "valueCanonical": canonical}
@@ -173,7 +192,5 @@ def subscription_capabilities(topic_canonicals: list[str]) -> list[dict[str, Any
         "notifications signed (X-Signature, detached JWS, keys at /events/checkpoint-keys); "
         "GET Subscription/{id}/$status and $events?eventsSinceNumber=&eventsUntilNumber="
     )
-    topic = resource_capability(
-        "SubscriptionTopic", interactions=["read", "search-type"], search_parameters={}
-    )
+    topic = resource_capability("SubscriptionTopic", interactions=["read", "search-type"])
     return [subscription, topic]

@@ -27,6 +27,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from services.common.result_parameters import RESULT_PARAMETER_FIELDS
+
 FHIR_JSON = "application/fhir+json"
 _REF = "#/components/schemas/"
 _TYPE_PATH = re.compile(r"^/fhir/(?P<type>[A-Z][A-Za-z]+)(?P<rest>/.*)?$")
@@ -158,14 +160,6 @@ CONDITIONAL_CREATE = [
         "schema": {"type": "string"},
     },
 ]
-# What shapes a search's answer rather than its matches (services/common/search.py, paging.py).
-RESULT_PARAMETERS = {
-    "_count": "matches a page holds: 0 (the total only) to 1000",
-    "_summary": "how much of each match: count is the total only",
-    "_total": "none | estimate | accurate: the total is always accurate",
-    "_totalMethod": "count | estimate, as fhirpy's count() asks: the total is always counted",
-    "_cursor": "a page after the first, as the Bundle's next or previous link gives it",
-}
 NOT_MODIFIED = {"description": "Not modified since (If-None-Match, If-Modified-Since): no body"}
 # The one route with three shapes: the person's log extract (services/common/access_log_routes.py).
 ACCESS_LOG_EXTRACT = {
@@ -257,7 +251,7 @@ def _declare_search_parameters(paths: dict[str, Any]) -> None:
         if schema is None or by_get is None:
             continue
         properties = schema.setdefault("properties", {})
-        for name, description in RESULT_PARAMETERS.items():
+        for name, description in RESULT_PARAMETER_FIELDS.items():
             properties.setdefault(name, {"type": "string", "description": description})
         declared = {parameter["name"] for parameter in by_get.get("parameters", [])}
         by_get.setdefault("parameters", []).extend(

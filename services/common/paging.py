@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -32,57 +32,14 @@ from joserfc import jwe
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 
-from services.common.fhir_api import FhirError, fhir_base, whole_number
+from services.common.fhir_api import FhirError, fhir_base
 from services.common.key_files import key_dir_from_env, load_or_create_jwk
 
-MAX_COUNT = 1000
 CURSOR = "_cursor"
 _PROTECTED = {"alg": "dir", "enc": "A256GCM"}
 _process_key = OctKey.generate_key(256)  # for an app served without settings (tests)
-
-
-def count_parameter(value: str | None, default: int) -> int:
-    """`_count`: 0 (only the total) up to MAX_COUNT, or a 400 naming `_count`."""
-    if value is None:
-        return default
-    number = whole_number(value, max_digits=len(str(MAX_COUNT)))
-    if number is None or number > MAX_COUNT:
-        raise FhirError(
-            400,
-            "invalid",
-            f"_count is a whole number from 0 (only the total) to {MAX_COUNT}",
-            expression="_count",
-        )
-    return number
-
-
-def summary_count(query: Mapping[str, str]) -> bool:
-    """`_summary=count` (the total only); `false` is the whole resources, as without it. The
-    other summaries are not served: a 400 rather than whole resources the caller did not ask."""
-    summary = query.get("_summary")
-    if summary in (None, "false"):
-        return False
-    if summary == "count":
-        return True
-    raise FhirError(
-        400, "not-supported", "_summary supports count and false", expression="_summary"
-    )
-
-
-# How a client asks for the total: FHIR's `_total` and the `_totalMethod` of fhirpy's
-# `count()` (Aidbox's name). The total is always exact, so each value is met as asked or
-# better; a value outside them is a 400 rather than a hint silently dropped.
-TOTAL_HINTS = {"_total": ("none", "estimate", "accurate"), "_totalMethod": ("count", "estimate")}
-
-
-def total_hints(query: Mapping[str, str]) -> None:
-    """Checks `_total` and `_totalMethod`, which change nothing but must mean something."""
-    for name, allowed in TOTAL_HINTS.items():
-        value = query.get(name)
-        if value is not None and value not in allowed:
-            raise FhirError(
-                400, "not-supported", f"{name} is one of {', '.join(allowed)}", expression=name
-            )
+# Parameters whose value names a person (by reference or identifier): kept out of URLs.
+PERSON_PARAMETERS = ("subject", "patient")
 
 
 def _cursor_key(request: Request) -> OctKey:
@@ -183,17 +140,25 @@ def _comparable(key: Any) -> Any:
 
 
 def page_links(
-    request: Request, kind: str, path: str, query: dict[str, str], page: Page, count: int
+    request: Request,
+    kind: str,
+    path: str,
+    query: dict[str, str],
+    page: Page,
+    count: int,
+    pinned: dict[str, Any] | None = None,
 ) -> list[dict[str, str]]:
     """`self` (the query in the clear unless it names a person, whose number stays out of
-    URLs), `next` and `previous` (cursors)."""
+    URLs), `next` and `previous` (cursors); `pinned` goes into every cursor's position
+    (what every page of the search must agree on, such as a sorted search's snapshot)."""
     base = f"{fhir_base(request)}/{path}"
 
     def link(relation: str, position: dict) -> dict[str, str]:
+        position = {**(pinned or {}), **position}
         token = seal(request, kind, {"query": query, "position": position})
         return {"relation": relation, "url": f"{base}?{urlencode({CURSOR: token})}"}
 
-    names_person = any(name.endswith(":identifier") for name in query)
+    names_person = any(name.partition(":")[0] in PERSON_PARAMETERS for name in query)
     if names_person or CURSOR in request.query_params:
         links = [link("self", {"from": page.first_key} if page.items else {})]
     else:

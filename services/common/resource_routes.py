@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 from urllib.parse import urlencode
 from uuid import UUID
 
@@ -34,15 +34,11 @@ from services.common.fhir_api import (
     whole_number,
 )
 from services.common.fhir_time import InvalidDateTime, now, parse_fhir_datetime, published
-from services.common.paging import (
-    Page,
-    count_parameter,
-    keyset_page,
-    opened_query,
-    page_links,
-    summary_count,
-)
+from services.common.http_conventions import ignoring_unknown_parameters
+from services.common.paging import Page, keyset_page, opened_query, page_links
+from services.common.result_parameters import RESULT_PARAMETERS, ResultParameters, SortKey
 from services.common.search import query_of
+from services.common.search_declarations import SearchDeclarations
 
 
 def resource_id(value: str) -> UUID:
@@ -359,8 +355,8 @@ def instant_parameter(name: str, value: str | None) -> datetime | None:
         return None
     try:
         return parse_fhir_datetime(value)
-    except InvalidDateTime as error:
-        raise FhirError(400, "invalid", f"{name}: {error}") from None
+    except (InvalidDateTime, OverflowError) as error:
+        raise FhirError(400, "invalid", f"{name}: {error}", expression=name) from None
 
 
 T = TypeVar("T")
@@ -388,6 +384,11 @@ Count = Annotated[
     str | None, Query(alias="_count", description="versions a page holds: 0 (the total) to 1000")
 ]
 Cursor = Annotated[str | None, Query(alias="_cursor", description="a next or previous link's")]
+Summary = Annotated[str | None, Query(alias="_summary", description="true | data | count | false")]
+Elements = Annotated[
+    str | None, Query(alias="_elements", description="elements to show, comma-separated")
+]
+Total = Annotated[str | None, Query(alias="_total", description="none | estimate | accurate")]
 HISTORY_PAGE = 100
 
 
@@ -476,19 +477,34 @@ class HistoryQuery:
     position: dict[str, Any]
     since: datetime | None
     at: datetime | None
-    count: int
-    only_total: bool
+    result: ResultParameters
 
     @classmethod
-    def of(cls, request: Request, kind: str) -> "HistoryQuery":
-        query, position = opened_query(request, kind, dict(request.query_params))
+    def of(cls, request: Request, kind: str, resource_type: str) -> "HistoryQuery":
+        query, position = opened_query(request, kind, query_of(request.query_params.multi_items()))
+        unknown = sorted(set(query) - RESULT_PARAMETERS - {"_since", "_at"})
+        # Prefer: handling=lenient ignores them (and leaves them out of the links); strict,
+        # the default, refuses.
+        if unknown and not ignoring_unknown_parameters(unknown):
+            raise FhirError(
+                400, "not-supported",
+                f"_history takes _since, _at and the result parameters, not {', '.join(unknown)}",
+                expression=unknown[0],
+            )  # fmt: skip
+        query = {name: value for name, value in query.items() if name not in unknown}
+        result = ResultParameters.of(query, HISTORY_PAGE, ("_lastUpdated",))
+        if result.sort not in ((), (SortKey("_lastUpdated", True),)):
+            raise FhirError(
+                400, "not-supported", "a history is newest first: _sort=-_lastUpdated",
+                expression="_sort",
+            )  # fmt: skip
+        result.check_elements(resource_type)
         return cls(
             query,
             position,
             instant_parameter("_since", query.get("_since")),
             instant_parameter("_at", query.get("_at")),
-            count_parameter(query.get("_count"), HISTORY_PAGE),
-            summary_count(query),
+            result,
         )
 
 
@@ -500,7 +516,7 @@ def history_response(
     versions: list[tuple[ResourceVersion, str]],
 ) -> tuple[FhirResponse, Page[tuple[ResourceVersion, str]]]:
     """One page of `versions` ((version, resource id), any order), newest first."""
-    count = 0 if asked.only_total else asked.count
+    count = asked.result.count
     page = keyset_page(
         sorted(versions, key=lambda found: _newest_first(*found)),
         lambda found: _newest_first(*found),
@@ -516,9 +532,7 @@ def history_response(
     )
     bundle["total"] = page.total
     bundle["link"] = page_links(request, kind, path, asked.query, page, count)
-    if asked.only_total:
-        del bundle["entry"]
-    return FhirResponse(bundle), page
+    return FhirResponse(asked.result.finish(bundle)), page
 
 
 def type_history_response(
@@ -526,7 +540,7 @@ def type_history_response(
 ) -> FhirResponse:
     """One page of the versions of every resource of the type the caller may see."""
     kind = f"history:{resource.resource_type}"
-    asked = HistoryQuery.of(request, kind)
+    asked = HistoryQuery.of(request, kind, resource.resource_type)
     access = resource.access
     application = access.application
     aggregates = (application.aggregate(i) for i in application.aggregate_ids())
@@ -562,6 +576,9 @@ def add_version_routes(router: APIRouter, resource_type: str) -> None:
         since: Since = None,
         count: Count = None,
         cursor: Cursor = None,
+        summary: Summary = None,
+        elements: Elements = None,
+        total: Total = None,
     ) -> FhirResponse:
         # The parameters are declared for the OpenAPI; HistoryQuery reads them (or a cursor's).
         return type_history_response(request, actor, resource)
@@ -588,10 +605,13 @@ def add_version_routes(router: APIRouter, resource_type: str) -> None:
         at: At = None,
         count: Count = None,
         cursor: Cursor = None,
+        summary: Summary = None,
+        elements: Elements = None,
+        total: Total = None,
     ) -> FhirResponse:
         aggregate_id, part = resource.locate(id)
         kind = f"history:{resource_type}/{id}"
-        asked = HistoryQuery.of(request, kind)
+        asked = HistoryQuery.of(request, kind, resource_type)
         entity = f"{resource_type}/{id}/_history"
         disclosed = resource.access.disclosed(actor, aggregate_id, "history-instance", entity)
         versions = resource.versions(disclosed).get(part)
@@ -615,11 +635,11 @@ def add_version_routes(router: APIRouter, resource_type: str) -> None:
         return resource_response(rendered)
 
 
-def form_body(search_parameters: dict[str, str]) -> dict[str, Any]:
-    """The OpenAPI request body of a `_search` form post."""
+def form_body(declarations: SearchDeclarations) -> dict[str, Any]:
+    """The OpenAPI request body of a `_search` form post: the same parameters as by GET."""
     properties = {
         name: {"type": "string", "description": description}
-        for name, description in search_parameters.items()
+        for name, description in declarations.form_fields().items()
     }
     schema = {"type": "object", "properties": properties}
     return {
@@ -632,13 +652,18 @@ def form_body(search_parameters: dict[str, str]) -> dict[str, Any]:
 
 def add_search_routes(
     router: APIRouter,
-    resource_type: str,
     search: Callable[[Request, dict[str, str], Actor], FhirResponse],
-    search_parameters: dict[str, str],
+    declarations: SearchDeclarations,
+    interaction: Literal["r", "s"] = "s",
+    searcher: Callable[..., Actor] | None = None,
 ) -> None:
-    """GET /{type}?... and POST /{type}/_search (form-encoded, keeps identifiers out of URLs)."""
-    Searcher = Annotated[Actor, Depends(authorize(resource_type, "s"))]
+    """GET /{type}?... and POST /{type}/_search (form-encoded, keeps identifiers out of URLs);
+    `interaction`: the scope's letter a search needs, or `searcher` the dependency that
+    decides who may search."""
+    resource_type = declarations.resource_type
+    Searcher = Annotated[Actor, Depends(searcher or authorize(resource_type, interaction))]
 
+    # Its query parameters are declared from the _search form's (services/common/openapi_fhir.py).
     @router.get(f"/{resource_type}", name=f"search {resource_type}")
     def search_by_get(request: Request, actor: Searcher) -> FhirResponse:
         return search(request, query_of(request.query_params.multi_items()), actor)
@@ -646,7 +671,7 @@ def add_search_routes(
     @router.post(
         f"/{resource_type}/_search",
         name=f"search {resource_type} by post",
-        openapi_extra=form_body(search_parameters),
+        openapi_extra=form_body(declarations),
     )
     async def search_by_post(request: Request, actor: Searcher) -> FhirResponse:
         form = await request.form()

@@ -8,46 +8,30 @@ from datetime import date, datetime, timedelta
 from contracts.identifiers import (
     HSA_ID_SYSTEM,
     PERSON_ID_SYSTEMS,
+    PERSONNUMMER_SYSTEM,
+    SAMORDNINGSNUMMER_SYSTEM,
     InvalidIdentifier,
     parse_hsa_id,
     parse_person_identifier,
 )
-from services.common.fhir_api import FhirError, whole_number
+from services.common.fhir_api import FhirError
 from services.common.fhir_time import InvalidDateTime, parse_fhir_date, parse_fhir_datetime
-from services.common.http_conventions import ignoring_unknown_parameters
-from services.common.paging import TOTAL_HINTS, count_parameter, summary_count, total_hints
+from services.common.result_parameters import RESULT_PARAMETERS
 
-# Accepted everywhere and without effect on which resources match.
-RESULT_PARAMETERS = {"_format", "_pretty", "_summary", "_count", "_cursor"}
-# May be given more than once: each is one more condition (AND), e.g. `date=ge..&date=le..`.
-REPEATABLE = {"status", "date", "_lastUpdated", "_include"}
 AND = "&"  # how a query's repeated values are joined in one value (what `&` would split)
 
 
-MAX_COUNT = 1000
-
-
-def ascii_number(name: str, value: str, low: int, high: int) -> int:
-    """A count, version or cursor: ASCII digits within [low, high], or a 400 naming it."""
-    number = whole_number(value, max_digits=len(str(high)))
-    if number is None or not low <= number <= high:
-        raise FhirError(
-            400, "invalid", f"{name} is a whole number from {low} to {high}", expression=name
-        )
-    return number
-
-
 def query_of(items: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """A search's parameters, a repeated one (of REPEATABLE) kept as its values joined by
-    AND; any other given twice is a 400 naming it, not last-one-wins."""
+    """A search's parameters, a repeated one kept as its values joined by AND (R4: each
+    repetition is one more condition); a result parameter given twice is a 400 naming it,
+    not last-one-wins."""
     query: dict[str, str] = {}
     for name, value in items:
-        if name in query and name not in REPEATABLE:
+        if name in query and name in RESULT_PARAMETERS:
             raise FhirError(
                 400,
-                "not-supported",
-                f"{name} is given more than once; repeating it is supported for "
-                + ", ".join(sorted(REPEATABLE)),
+                "invalid",
+                f"{name} is given more than once; a result parameter is given once",
                 expression=name,
             )
         query[name] = f"{query[name]}{AND}{value}" if name in query else value
@@ -60,43 +44,12 @@ def all_of(query: Mapping[str, str], name: str) -> list[str]:
     return [] if value is None else value.split(AND)
 
 
-def token_choice(query: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> set[str] | None:
-    """A token parameter's codes a match may have: comma is OR, repeating it is AND (so
-    `status=draft&status=active` matches nothing); None where it is not asked."""
-    conditions = all_of(query, name)
-    if not conditions:
-        return None
-    choice = set(allowed)
-    for condition in conditions:
-        codes = set(condition.split(","))
-        if not codes <= set(allowed):
-            raise FhirError(
-                400, "invalid", f"{name} is one of {', '.join(allowed)}", expression=name
-            )
-        choice &= codes
-    return choice
-
-
-def page_size(query: Mapping[str, str], default: int = MAX_COUNT) -> int:
-    """`_count`: how many matches a search answers with (1..MAX_COUNT)."""
-    value = query.get("_count")
-    return default if value is None else ascii_number("_count", value, 1, MAX_COUNT)
-
-
-def search_parameters(query: Mapping[str, str], supported: set[str]) -> dict[str, str]:
-    count_parameter(query.get("_count"), MAX_COUNT)  # refused even where all fit one page
-    summary_count(query)
-    total_hints(query)
-    unknown = sorted(set(query) - supported - RESULT_PARAMETERS - set(TOTAL_HINTS))
-    # Prefer: handling=lenient ignores them (the answer names them); strict, the default, refuses.
-    if unknown and not ignoring_unknown_parameters(unknown):
-        raise FhirError(
-            400,
-            "not-supported",
-            f"unsupported search parameter(s): {', '.join(unknown)}; "
-            f"supported: {', '.join(sorted(supported))}",
-        )
-    return {name: value for name, value in query.items() if name in supported}
+def token_code(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    """One code of a token parameter (with or without its system), of `allowed`."""
+    code = value.rpartition("|")[2]
+    if code not in allowed:
+        raise FhirError(400, "invalid", f"{name} is one of {', '.join(allowed)}", expression=name)
+    return code
 
 
 def person_token(token: str) -> tuple[str | None, str]:
@@ -128,26 +81,57 @@ def organization_token(name: str, token: str | None) -> str | None:
 _INSTANT = timedelta(microseconds=1)  # the finest time the services record
 
 
-def date_range(values: list[str]) -> tuple[datetime | None, datetime | None]:
-    """FHIR date search values (`ge2026-01-01`, `le2026-12-31`, ...) as (from, to) instants."""
+def date_bounds(name: str, value: str) -> tuple[datetime | None, datetime | None]:
+    """One FHIR date search value (`ge2026-01-01`, `2026-03`, ...) as (from, to) instants."""
+    prefix, moment = (value[:2], value[2:]) if value[:2].isalpha() else ("eq", value)
+    if prefix not in ("ge", "gt", "le", "lt", "eq"):
+        raise FhirError(
+            400, "invalid", f"{name} takes the prefixes ge, gt, le, lt, eq", expression=name
+        )
+    try:
+        # A date stands for its whole period: gt is after its end, lt before its start.
+        if prefix == "eq":
+            return (
+                parse_fhir_datetime(moment),
+                parse_fhir_datetime(moment, end_of_period=True),
+            )
+        if prefix == "ge":
+            return parse_fhir_datetime(moment), None
+        if prefix == "gt":
+            return parse_fhir_datetime(moment, end_of_period=True) + _INSTANT, None
+        if prefix == "le":
+            return None, parse_fhir_datetime(moment, end_of_period=True)
+        return None, parse_fhir_datetime(moment) - _INSTANT
+    except (InvalidDateTime, OverflowError) as error:
+        raise FhirError(400, "invalid", f"{name}: {error}", expression=name) from None
+
+
+def date_range(values: list[str], name: str = "date") -> tuple[datetime | None, datetime | None]:
+    """FHIR date search values, all to hold, as (from, to) instants."""
     since = until = None
     for value in values:
-        prefix, moment = (value[:2], value[2:]) if value[:2].isalpha() else ("eq", value)
-        if prefix not in ("ge", "gt", "le", "lt", "eq"):
-            raise FhirError(400, "invalid", "date takes the prefixes ge, gt, le, lt, eq")
-        try:
-            # A date stands for its whole period: gt is after its end, lt before its start.
-            if prefix in ("ge", "eq"):
-                since = parse_fhir_datetime(moment)
-            if prefix == "gt":
-                since = parse_fhir_datetime(moment, end_of_period=True) + _INSTANT
-            if prefix in ("le", "eq"):
-                until = parse_fhir_datetime(moment, end_of_period=True)
-            if prefix == "lt":
-                until = parse_fhir_datetime(moment) - _INSTANT
-        except InvalidDateTime as error:
-            raise FhirError(400, "invalid", f"date: {error}") from None
+        low, high = date_bounds(name, value)
+        since = low if low is not None and (since is None or low > since) else since
+        until = high if high is not None and (until is None or high < until) else until
     return since, until
+
+
+def person_reference(name: str, value: str) -> tuple[str, str]:
+    """`Patient/<personnummer>` (or the bare number, or an absolute URL ending so): the
+    person's identifier system and number; a samordningsnummer is told by its day (+60)."""
+    number = value.rpartition("Patient/")[2] if "Patient/" in value else value
+    if "/" in number:
+        raise FhirError(400, "invalid", f"{name} refers to a Patient", expression=name)
+    system = (
+        SAMORDNINGSNUMMER_SYSTEM
+        if len(number) == 12 and number[6:8].isdigit() and number[6:8] > "60"
+        else PERSONNUMMER_SYSTEM
+    )
+    try:
+        return system, parse_person_identifier(system, number).value
+    except InvalidIdentifier as error:
+        # Never echo the value: it may be a personnummer with a typo.
+        raise FhirError(400, "invalid", f"{name}: {error}", expression=name) from None
 
 
 def follow_up_bound(value: str) -> date:

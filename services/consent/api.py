@@ -26,7 +26,7 @@ RESOURCES = [
     resource_capability(
         "Consent",
         interactions=["create", "read", "vread", "history-instance", "history-type", "search-type"],
-        search_parameters={k.split(":")[0]: v for k, v in consent.SEARCH_PARAMETERS.items()},
+        search=consent.SEARCH,
         conditional_create=True,
     ),
     *ACCESS_LOG_CAPABILITIES,

@@ -44,12 +44,14 @@ RESOURCES = [
     capability(
         "CarePlan",
         interactions=["create", *VERSIONS, "search-type"],
-        search_parameters={k.split(":")[0]: v for k, v in careplan.SEARCH_PARAMETERS.items()},
+        search=careplan.SEARCH,
         conditional_create=True,
     ),
-    *(capability(v.resource_type, interactions=VERSIONS, search_parameters={}) for v in PLAN_VIEWS),
+    *(capability(v.resource_type, interactions=VERSIONS) for v in PLAN_VIEWS),
     *ACCESS_LOG_CAPABILITIES,
-    *subscription_capabilities([topic.canonical for topic in TOPICS]),
+    *subscription_capabilities(
+        [topic.canonical for topic in TOPICS], subscription_routes.SUBSCRIPTION_SEARCH
+    ),
 ]
 
 

@@ -70,7 +70,8 @@ def _consent_then(call: OperationCall[AsOf], consent_id: str) -> dict[str, Any] 
     try:
         response = httpx.get(
             url,
-            params={"_at": call.request.query_params["instant"]},
+            # From the parameters, not the query: by POST the instant is in the body.
+            params={"_at": fhir_instant(call.parameters.instant)},
             headers={"Authorization": call.request.headers.get("authorization", "")},
             timeout=settings.consent_timeout_seconds,
         )

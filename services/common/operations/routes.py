@@ -3,9 +3,10 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Request
 
 from contracts.actor import Actor
+from services.common.access_log_search import OPERATION_DEFINITION_SEARCH
 from services.common.auth.dependency import authorize
 from services.common.fhir_api import (
     FhirError,
@@ -22,6 +23,11 @@ from services.common.operations.definition import (
     returned_type,
 )
 from services.common.operations.pipeline import operation_body, query_as_parameters, run_operation
+from services.common.paging import keyset_page, opened_query, page_links
+from services.common.resource_routes import add_search_routes
+from services.common.result_parameters import MAX_COUNT, ResultParameters
+
+_KIND = "search:OperationDefinition"
 
 IfMatch = Annotated[str | None, Header()]
 Body = Annotated[dict[str, Any], Depends(operation_body)]
@@ -46,6 +52,15 @@ def _add_route(router: APIRouter, operation: Operation[Any]) -> None:
         @router.get(operation.path, openapi_extra=query_parameters(operation) | returns, **route)
         def read(id: str, request: Request, actor: Actor = caller) -> FhirResponse:
             body = query_as_parameters(operation, request)
+            return run_operation(operation, request, actor, body, id)
+
+        # R4 (operations.html): every operation is invoked by POST, GET only besides.
+        @router.post(
+            operation.path, openapi_extra=operation_request_body(operation) | returns, **route
+        )
+        def read_by_post(
+            id: str, request: Request, body: Body, actor: Actor = caller
+        ) -> FhirResponse:
             return run_operation(operation, request, actor, body, id)
 
     elif operation.instance:
@@ -74,20 +89,27 @@ def operation_definition_router(operations: list[Operation[Any]]) -> APIRouter:
     by_operation = {operation.id: operation for operation in operations}
     reader = Depends(authorize("OperationDefinition", "r"))
 
-    @router.get("/OperationDefinition", name="search OperationDefinition")
-    def search(
-        request: Request,
-        url: Annotated[str | None, Query(description="canonical or this server's URL")] = None,
-        actor: Actor = reader,
-    ) -> FhirResponse:
+    def search(request: Request, query: dict[str, str], actor: Actor) -> FhirResponse:
+        query, position = opened_query(request, _KIND, query)
+        result = ResultParameters.of(query, MAX_COUNT)
+        result.check_elements("OperationDefinition")
+        asked = OPERATION_DEFINITION_SEARCH.asked(query)
         base = fhir_base(request)
 
         def matches(id: str) -> bool:
-            own = by_operation[id].served_at(base)
-            return url is None or url in (definitions[id]["url"], own)
+            urls = {definitions[id]["url"], by_operation[id].served_at(base)}
+            return all(
+                any(a.arguments["url"] in urls for a in condition.alternatives)
+                for condition in asked.conditions
+            )
 
-        found = [definition for id, definition in definitions.items() if matches(id)]
-        return FhirResponse(searchset(base, found, f"{base}/OperationDefinition"))
+        found = [definitions[id] for id in sorted(definitions) if matches(id)]
+        page = keyset_page(found, lambda definition: definition["id"], position, result.count)
+        links = page_links(request, _KIND, "OperationDefinition", asked.used, page, result.count)
+        bundle = searchset(base, page.items, "", total=page.total, links=links)
+        return FhirResponse(result.finish(bundle))
+
+    add_search_routes(router, search, OPERATION_DEFINITION_SEARCH, interaction="r")
 
     @router.get("/OperationDefinition/{id}", name="read OperationDefinition")
     def read(id: str, actor: Actor = reader) -> FhirResponse:

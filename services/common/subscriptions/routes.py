@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
@@ -23,7 +24,9 @@ from services.common.fhir_api import (
 )
 from services.common.fhir_time import fhir_instant, now
 from services.common.operations.definition import request_body
-from services.common.search import search_parameters
+from services.common.resource_routes import add_search_routes
+from services.common.result_parameters import MAX_COUNT, count_parameter
+from services.common.search_declarations import AskedSearch, SearchDeclarations, SearchParameter
 from services.common.subscriptions.fhir_mapping import (
     Requested,
     subscription_from_fhir,
@@ -41,6 +44,18 @@ from services.common.subscriptions.topics import EVENTS, topic_resource
 from services.common.subscriptions.worker import DeliveryWorker
 
 MAX_EVENTS_FETCHED = 500
+SUBSCRIPTION_SEARCH = SearchDeclarations(
+    "Subscription",
+    (
+        SearchParameter(
+            "status",
+            "token",
+            "Subscription.status",
+            "requested | active | error | off",
+            test=lambda status: lambda row: row.status == status,
+        ),
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,26 @@ class Subscriptions:
     def heads(self) -> dict[str, int]:
         recorder = self.published.access.application.recorder
         return {EVENTS: recorder.max_notification_id() or 0}
+
+
+TOPIC_SEARCH = SearchDeclarations("SubscriptionTopic", ())
+
+
+def _asked(search: SearchDeclarations, query: dict[str, str]) -> AskedSearch:
+    """The query read through the declarations: all fit one page, but a bad `_count` or an
+    unknown parameter is still refused."""
+    count_parameter(query.get("_count"), MAX_COUNT)
+    return search.asked(query)
+
+
+def _searchset(
+    request: Request, resource_type: str, resources: list[dict[str, Any]], asked: AskedSearch
+) -> FhirResponse:
+    """Its self link the query as used, by GET whichever way it was asked."""
+    self_link = f"{fhir_base(request)}/{resource_type}"
+    if asked.used:
+        self_link += f"?{urlencode(asked.used)}"
+    return FhirResponse(searchset(fhir_base(request), resources, self_link))
 
 
 def served(request: Request) -> Subscriptions:
@@ -154,17 +189,15 @@ def create(actor: Creator, subscriptions: Served, body: Body) -> FhirResponse:
     return resource_response(shown(subscriptions, row), status=201)
 
 
-@router.get("/Subscription")
-def search(actor: Searcher, subscriptions: Served, request: Request) -> FhirResponse:
+def search(request: Request, query: dict[str, str], actor: Actor) -> FhirResponse:
     """The caller's organisation's subscriptions (`status=` narrows them)."""
-    query = search_parameters(request.query_params, {"status"})
+    subscriptions = served(request)
+    asked = _asked(SUBSCRIPTION_SEARCH, query)
     rows = [
-        row
-        for row in subscriptions.store.owned_by(actor.organization or "")
-        if "status" not in query or row.status in query["status"].split(",")
+        row for row in subscriptions.store.owned_by(actor.organization or "") if asked.matches(row)
     ]
     resources = [shown(subscriptions, row) for row in rows]
-    return FhirResponse(searchset(fhir_base(request), resources, str(request.url)))
+    return _searchset(request, "Subscription", resources, asked)
 
 
 @router.get("/Subscription/{id}")
@@ -239,14 +272,16 @@ def events(
 
 
 TopicReader = Annotated[Actor, Depends(authorize("SubscriptionTopic", "r"))]
-TopicSearcher = Annotated[Actor, Depends(authorize("SubscriptionTopic", "s"))]
 
 
-@router.get("/SubscriptionTopic")
-def topics(_: TopicSearcher, subscriptions: Served, request: Request) -> FhirResponse:
-    search_parameters(request.query_params, set())
-    resources = [topic_resource(topic) for topic in subscriptions.published.topics]
-    return FhirResponse(searchset(fhir_base(request), resources, str(request.url)))
+def topics(request: Request, query: dict[str, str], _: Actor) -> FhirResponse:
+    asked = _asked(TOPIC_SEARCH, query)
+    resources = [topic_resource(topic) for topic in served(request).published.topics]
+    return _searchset(request, "SubscriptionTopic", resources, asked)
+
+
+add_search_routes(router, search, SUBSCRIPTION_SEARCH, searcher=_record_system("s"))
+add_search_routes(router, topics, TOPIC_SEARCH)
 
 
 @router.get("/SubscriptionTopic/{id}")

@@ -1,7 +1,6 @@
 """Consent: create, search and the version routes."""
 
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 
@@ -18,41 +17,85 @@ from services.common.business_identifiers import (
 from services.common.fhir_api import (
     FhirError,
     FhirResponse,
-    fhir_base,
     fhir_body,
-    searchset,
 )
 from services.common.fhir_time import now
 from services.common.operations.definition import request_body
-from services.common.paging import (
-    MAX_COUNT,
-    count_parameter,
-    opened_query,
-    page_links,
-    summary_count,
-)
 from services.common.resource_routes import add_search_routes, add_version_routes
 from services.common.search import (
-    all_of,
-    date_range,
+    date_bounds,
     organization_token,
+    person_reference,
     person_token,
-    search_parameters,
-    token_choice,
+    token_code,
+)
+from services.common.search_answer import SearchService, search_answer
+from services.common.search_declarations import (
+    COMMON_PARAMETERS,
+    SearchDeclarations,
+    SearchParameter,
+    Test,
+    last_updated,
 )
 from services.consent.application import ConsentRegistry
 from services.consent.fhir_mapping import consent_given_from_fhir, consent_to_fhir
 from services.consent.registration import registration_refusal
 
-SEARCH_PARAMETERS = {
-    "identifier": "The recording system's identifier of the consent: system|value",
-    "patient:identifier": "Who the consent is about: system|personnummer",
-    "status": "active | inactive | entered-in-error",
-    "actor": "HSA-id of an organisation the consent (or block) names",
-    "category": "a code of the consent-category code system",
-    "_lastUpdated": "ge<instant> / le<instant>",
-}
 STATUSES = ("active", "inactive", "entered-in-error")
+_R4 = "http://hl7.org/fhir/SearchParameter/"
+
+
+def _date_test(value: str) -> Test:
+    since, until = date_bounds("date", value)
+    return lambda consent: (
+        (since is None or consent.given_at >= since)
+        and (until is None or consent.given_at <= until)
+    )
+
+
+SEARCH = SearchDeclarations(
+    "Consent",
+    (
+        *COMMON_PARAMETERS,
+        SearchParameter(
+            "identifier", "token", "Consent.identifier",
+            "The recording system's identifier of the consent: system|value",
+            index=lambda value: {"identifier": identifier_token(value, "identifier")},
+            definition=_R4 + "clinical-identifier",
+        ),
+        SearchParameter(
+            "patient", "reference", "Consent.patient",
+            "Who the consent is about: patient=Patient/<personnummer>, or "
+            "patient:identifier=system|personnummer (by POST to _search, to keep the number "
+            "out of URLs)",
+            index=lambda value: {"patient": person_reference("patient", value)},
+            modifiers={"identifier": lambda value: {"patient": person_token(value)}},
+            definition=_R4 + "clinical-patient",
+        ),
+        SearchParameter(
+            "status", "token", "Consent.status", " | ".join(STATUSES),
+            index=lambda value: {"status": {token_code("status", value, STATUSES)}},
+            definition=_R4 + "Consent-status",
+        ),
+        SearchParameter(
+            "actor", "token", "Consent.provision.actor.reference",
+            "HSA-id of an organisation the consent (or block) names",
+            index=lambda value: {"organization": organization_token("actor", value)},
+        ),
+        SearchParameter(
+            "category", "token", "Consent.category",
+            "a code of the consent-category code system",
+            index=lambda value: {"category": _category(value)},
+            definition=_R4 + "Consent-category",
+        ),
+        SearchParameter(
+            "date", "date", "Consent.dateTime",
+            "when the consent was given: eq/ge/gt/le/lt prefixed, repeatable (AND)",
+            test=_date_test, definition=_R4 + "clinical-date",
+        ),
+    ),
+    sort_keys={"_lastUpdated": last_updated, "date": lambda consent: consent.given_at},
+)  # fmt: skip
 CONSENT_SCHEMA = {
     "type": "object",
     "description": "A FHIR R4B Consent (IHE Privacy Consent on FHIR), or a block",
@@ -106,9 +149,7 @@ def create_consent(
     )
 
 
-def _category(value: str | None) -> str | None:
-    if value is None:
-        return None
+def _category(value: str) -> str:
     system, _, code = value.rpartition("|")
     if code not in CONSENT_CATEGORIES or system not in ("", CONSENT_CATEGORY_SYSTEM):
         raise FhirError(
@@ -120,33 +161,14 @@ def _category(value: str | None) -> str | None:
 
 
 def search(request: Request, query: dict[str, str], actor: Actor) -> FhirResponse:
-    query, position = opened_query(request, "search:Consent", query)
-    parameters = search_parameters(query, set(SEARCH_PARAMETERS))
-    patient = parameters.get("patient:identifier")
-    updated_from, updated_to = date_range(all_of(query, "_lastUpdated"))
-    identifier = parameters.get("identifier")
-    ids = request.app.state.index.search(
-        identifier=identifier_token(identifier, "identifier") if identifier else None,
-        patient=person_token(patient) if patient else None,
-        status=token_choice(query, "status", STATUSES),
-        organization=organization_token("actor", parameters.get("actor")),
-        category=_category(parameters.get("category")),
-        updated_from=updated_from,
-        updated_to=updated_to,
+    service = SearchService(
+        SEARCH,
+        request.app.state.resources["Consent"].access,
+        request.app.state.index.search,
+        consent_to_fhir,
     )
-    matches = (registry(request).aggregate(consent_id) for consent_id in ids)
-    access = request.app.state.resources["Consent"].access
-    count = 0 if summary_count(query) else count_parameter(query.get("_count"), MAX_COUNT)
-    page = access.visible_page(
-        actor, matches, urlencode(query), lambda c: str(c.id), position, count
-    )
-    resources = [consent_to_fhir(disclosed.current) for disclosed in page.items]
-    links = page_links(request, "search:Consent", "Consent", query, page, count)
-    bundle = searchset(fhir_base(request), resources, "", total=page.total, links=links)
-    if count == 0:
-        del bundle["entry"]
-    return FhirResponse(bundle)
+    return search_answer(request, query, actor, service)
 
 
-add_search_routes(router, "Consent", search, SEARCH_PARAMETERS)
+add_search_routes(router, search, SEARCH)
 add_version_routes(router, "Consent")

@@ -5,7 +5,6 @@ What a search returns, and what it includes, is each plan as the caller may see 
 
 from collections.abc import Callable
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 
@@ -20,28 +19,27 @@ from services.common.business_identifiers import (
 from services.common.fhir_api import (
     FhirError,
     FhirResponse,
-    fhir_base,
     fhir_body,
-    searchset,
 )
 from services.common.fhir_time import now
 from services.common.operations.definition import request_body
-from services.common.paging import (
-    MAX_COUNT,
-    count_parameter,
-    opened_query,
-    page_links,
-    summary_count,
-)
 from services.common.resource_routes import add_search_routes, add_version_routes
 from services.common.search import (
     all_of,
-    date_range,
+    date_bounds,
     follow_up_bound,
     organization_token,
+    person_reference,
     person_token,
-    search_parameters,
-    token_choice,
+    token_code,
+)
+from services.common.search_answer import SearchService, search_answer
+from services.common.search_declarations import (
+    COMMON_PARAMETERS,
+    Arguments,
+    SearchDeclarations,
+    SearchParameter,
+    last_updated,
 )
 from services.sip.application import SipPlans
 from services.sip.domain import Plan
@@ -55,18 +53,93 @@ from services.sip.permissions import guard, may_start
 from services.sip.projections import PlanIndex
 
 PLAN_STATUSES = ("draft", "active", "on-hold", "revoked", "completed", "entered-in-error")
-SEARCH_PARAMETERS = {
-    "identifier": "The creating system's identifier of the plan: system|value",
-    "subject:identifier": "Whose plan: system|personnummer",
-    "status": "draft | active | revoked | completed",
-    "date": "The plan's period: ge<date> (still running then), le<date> (started by then)",
-    "care-team-organization": "HSA-id of an organisation taking part",
-    "responsible-organization": "HSA-id responsible for an intervention or overall",
-    "follow-up-due": "le<date>: next follow-up due on or before (overdue: le<yesterday>)",
-    "invitation-pending": "HSA-id of the caller's own organisation: open plans it is invited "
-    "to and has not accepted",
-}
-INCLUDES = {"CarePlan:care-team", "CarePlan:goal"}
+_R4 = "http://hl7.org/fhir/SearchParameter/"
+
+
+def _organization(name: str, argument: str) -> Callable[[str], Arguments]:
+    return lambda value: {argument: organization_token(name, value)}
+
+
+def _period(value: str) -> Arguments:
+    since, until = date_bounds("date", value)
+    return {
+        key: moment
+        for key, moment in (("period_from", since), ("period_to", until))
+        if moment is not None
+    }
+
+
+def _responsible_test(value: str) -> Callable[[Plan], bool]:
+    """Asked again of the plan as the caller sees it: a plan found only through an entry
+    withheld from the caller is no match."""
+    hsa_id = organization_token("responsible-organization", value)
+    return lambda plan: (
+        plan.overall_responsible == hsa_id
+        or any(i.responsible_organization == hsa_id for i in plan.interventions.values())
+    )
+
+
+def _person(name: str) -> SearchParameter:
+    return SearchParameter(
+        name,
+        "reference",
+        "CarePlan.subject.where(resolve() is Patient)",
+        f"Whose plan: {name}=Patient/<personnummer>, or {name}:identifier=system|personnummer "
+        "(by POST to _search, to keep the number out of URLs)",
+        index=lambda value: {"subject": person_reference(name, value)},
+        modifiers={"identifier": lambda value: {"subject": person_token(value)}},
+        definition=_R4 + ("CarePlan-subject" if name == "subject" else "clinical-patient"),
+    )
+
+
+SEARCH = SearchDeclarations(
+    "CarePlan",
+    (
+        *COMMON_PARAMETERS,
+        SearchParameter(
+            "identifier", "token", "CarePlan.identifier",
+            "The creating system's identifier of the plan: system|value",
+            index=lambda value: {"identifier": identifier_token(value, "identifier")},
+            definition=_R4 + "clinical-identifier",
+        ),
+        _person("subject"),
+        _person("patient"),
+        SearchParameter(
+            "status", "token", "CarePlan.status", " | ".join(PLAN_STATUSES),
+            index=lambda value: {"status": {token_code("status", value, PLAN_STATUSES)}},
+            definition=_R4 + "CarePlan-status",
+        ),
+        SearchParameter(
+            "date", "date", "CarePlan.period",
+            "The plan's period: ge<date> (still running then), le<date> (started by then)",
+            index=_period, definition=_R4 + "clinical-date",
+        ),
+        SearchParameter(
+            "care-team-organization", "token", "CarePlan.careTeam.participant.member",
+            "HSA-id of an organisation taking part",
+            index=_organization("care-team-organization", "member"),
+        ),
+        SearchParameter(
+            "responsible-organization", "token", "CarePlan.activity.detail.performer",
+            "HSA-id responsible for an intervention or overall",
+            index=_organization("responsible-organization", "responsible"),
+            test=_responsible_test,
+        ),
+        SearchParameter(
+            "follow-up-due", "date", "CarePlan.activity.detail.scheduled",
+            "le<date>: next follow-up due on or before (overdue: le<yesterday>)",
+            index=lambda value: {"follow_up_due_by": follow_up_bound(value)},
+        ),
+        SearchParameter(
+            "invitation-pending", "token", "CarePlan.careTeam.participant.member",
+            "HSA-id of the caller's own organisation: open plans it is invited to and has "
+            "not accepted",
+            index=_organization("invitation-pending", "invitation_pending"),
+        ),
+    ),
+    sort_keys={"_lastUpdated": last_updated, "date": lambda plan: plan.activated_at},
+    includes=("CarePlan:care-team", "CarePlan:goal"),
+)  # fmt: skip
 CAREPLAN_SCHEMA = {
     "type": "object",
     "description": "A FHIR R4B CarePlan (category SIP), status draft",
@@ -111,113 +184,40 @@ def start_plan(request: Request, body: Body, actor: Creator, plans: Plans) -> Fh
     )
 
 
-def _includes(query: dict[str, str]) -> set[str]:
-    includes = {name for value in all_of(query, "_include") for name in value.split(",")}
-    includes.discard("")
-    if includes - INCLUDES:
-        raise FhirError(400, "not-supported", f"_include supports {', '.join(sorted(INCLUDES))}")
-    return includes
-
-
-def _still_matches(query: dict[str, str]) -> Callable[[Plan], bool] | None:
-    """The search parameters that match on entries, asked again of the plan as the caller
-    sees it: a plan found only through an entry withheld from the caller is no match. (The
-    others match the plan's frame, which every reader sees.)"""
-    responsible = query.get("responsible-organization")
-    if not responsible:
-        return None
-    hsa_id = organization_token("responsible-organization", responsible)
-
-    def matches(plan: Plan) -> bool:
-        return plan.overall_responsible == hsa_id or any(
-            i.responsible_organization == hsa_id for i in plan.interventions.values()
-        )
-
-    return matches
-
-
-def _own_organization(name: str, token: str | None, actor: Actor) -> str | None:
-    """A search parameter only the organisation it names may ask: what waits for an
+def _own_organization_only(query: dict[str, str], actor: Actor) -> None:
+    """invitation-pending is asked only of the organisation it names: what waits for an
     organisation is its own worklist, not something to ask of another."""
-    hsa_id = organization_token(name, token)
-    if hsa_id is not None and hsa_id != actor.organization:
-        raise FhirError(
-            403,
-            "forbidden",
-            f"{name} names the caller's own organisation only",
-            rule=f"{name}-own-organization",
-        )
-    return hsa_id
+    for occurrence in all_of(query, "invitation-pending"):
+        for token in occurrence.split(","):
+            if organization_token("invitation-pending", token) != actor.organization:
+                raise FhirError(
+                    403,
+                    "forbidden",
+                    "invitation-pending names the caller's own organisation only",
+                    rule="invitation-pending-own-organization",
+                )
 
 
-def _matching_ids(request: Request, query: dict[str, str], actor: Actor) -> list[Any]:
-    parameters = search_parameters(query, set(SEARCH_PARAMETERS))
-    subject = parameters.get("subject:identifier")
-    period_from, period_to = date_range(all_of(query, "date"))
-    due = parameters.get("follow-up-due")
-    identifier = parameters.get("identifier")
-    return plan_index(request).search(
-        identifier=identifier_token(identifier, "identifier") if identifier else None,
-        subject=person_token(subject) if subject else None,
-        status=token_choice(query, "status", PLAN_STATUSES),
-        period_from=period_from,
-        period_to=period_to,
-        member=organization_token(
-            "care-team-organization", parameters.get("care-team-organization")
-        ),
-        responsible=organization_token(
-            "responsible-organization", parameters.get("responsible-organization")
-        ),
-        follow_up_due_by=follow_up_bound(due) if due else None,
-        invitation_pending=_own_organization(
-            "invitation-pending", parameters.get("invitation-pending"), actor
-        ),
-    )
+def _included(plan: Plan, includes: set[str]) -> list[dict[str, Any]]:
+    included = []
+    if "CarePlan:care-team" in includes:
+        included.append(care_team_to_fhir(plan))
+    if "CarePlan:goal" in includes:
+        included += [goal_to_fhir(plan, goal_id) for goal_id in plan.goals]
+    return included
 
 
 def search(request: Request, query: dict[str, str], actor: Actor) -> FhirResponse:
-    query, position = opened_query(request, "search:CarePlan", query)
-    includes = _includes(query)
-    without_includes = {key: value for key, value in query.items() if key != "_include"}
-    matching = _matching_ids(request, without_includes, actor)
-    matches = (plans(request).aggregate(plan_id) for plan_id in matching)
-    access = request.app.state.resources["CarePlan"].access
-    count = 0 if summary_count(query) else count_parameter(query.get("_count"), MAX_COUNT)
-    page = access.visible_page(
-        actor,
-        matches,
-        urlencode(query),
-        order=lambda plan: str(plan.id),
-        position=position,
-        count=count,
-        matches=_still_matches(query),
+    service = SearchService(
+        SEARCH,
+        request.app.state.resources["CarePlan"].access,
+        plan_index(request).search,
+        plan_to_fhir,
+        _included,
+        _own_organization_only,
     )
-    shown = [disclosed.current for disclosed in page.items]
-    base = fhir_base(request)
-    links = page_links(request, "search:CarePlan", "CarePlan", query, page, count)
-    bundle = searchset(
-        base, [plan_to_fhir(plan) for plan in shown], "", total=page.total, links=links
-    )
-    for plan in shown:
-        included = []
-        if "CarePlan:care-team" in includes:
-            included.append(care_team_to_fhir(plan))
-        if "CarePlan:goal" in includes:
-            included += [goal_to_fhir(plan, goal_id) for goal_id in plan.goals]
-        bundle["entry"] += [
-            {
-                "fullUrl": f"{base}/{r['resourceType']}/{r['id']}",
-                "resource": r,
-                "search": {"mode": "include"},
-            }
-            for r in included
-        ]
-    if count == 0:
-        del bundle["entry"]
-    return FhirResponse(bundle)
+    return search_answer(request, query, actor, service)
 
 
-add_search_routes(
-    router, "CarePlan", search, {**SEARCH_PARAMETERS, "_include": " | ".join(sorted(INCLUDES))}
-)
+add_search_routes(router, search, SEARCH)
 add_version_routes(router, "CarePlan")
