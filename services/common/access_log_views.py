@@ -12,7 +12,19 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Text, and_, func, or_, select
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.engine import Connection
 
 from contracts.canonical import CANONICAL_BASE
@@ -56,6 +68,8 @@ access_log = Table(
     Column("query", Text),
     Column("detail", Text),
 )
+# Searched by prefix (a resource's versions, for Provenance): see `_entity_starts_with`.
+Index("ix_access_log_entity", access_log.c.entity, postgresql_ops={"entity": "text_pattern_ops"})
 
 
 def _storable(value: Any) -> Any:
@@ -101,6 +115,16 @@ class AccessLogIndex(Projection):
             detail=event.detail,
         )
 
+    def _entity_starts_with(self, prefix: str) -> list[Any]:
+        """`LIKE 'prefix%'`, which PostgreSQL's text_pattern_ops index serves; SQLite's LIKE
+        ignores case and so no index serves it, but the same rows in binary order lie between
+        the prefix and the prefix with its last character raised, a range its index serves."""
+        condition = [access_log.c.entity.startswith(prefix, autoescape=True)]
+        if self.reader.dialect.name == "sqlite" and prefix:
+            after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            condition += [access_log.c.entity >= prefix, access_log.c.entity < after]
+        return condition
+
     def search(
         self,
         *,
@@ -119,7 +143,7 @@ class AccessLogIndex(Projection):
         if auditor_organization is not None:
             conditions.append(_reviewable_by(auditor_organization))
         if entity_prefix is not None:
-            conditions.append(access_log.c.entity.startswith(entity_prefix, autoescape=True))
+            conditions += self._entity_starts_with(entity_prefix)
         if successful_only:
             conditions.append(access_log.c.outcome == "0")
         query = select(access_log).where(and_(True, *conditions)).order_by(*_ORDER).limit(limit)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from copy import deepcopy
 from datetime import date, datetime
+from threading import Lock
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, Repository
 from eventsourcing.persistence import JSONTranscoder, Transcoding
 from eventsourcing.utils import get_topic
 
@@ -33,6 +34,29 @@ class DateAsISO(Transcoding):
         return date.fromisoformat(data)
 
 
+class OneCopyAtATime(Repository[UUID]):
+    """The library's repository, whose reads of one kept aggregate take turns.
+
+    The library brings a kept aggregate up to date under a lock of its own, but copies it
+    for the caller after releasing that lock: a read copying it while another read brings it
+    up to date could copy it half changed (an event's changes without its version) or fail
+    ("dictionary changed size during iteration"). Reads of aggregates sharing a stripe wait
+    for each other only while one is brought up to date and copied."""
+
+    STRIPES = 64
+
+    def __init__(self, built: Repository[UUID]) -> None:
+        # Takes over the one the library built from the environment (cache size, fast-forward).
+        self.__dict__.update(built.__dict__)
+        self._stripes = [Lock() for _ in range(self.STRIPES)]
+
+    def get(self, aggregate_id: UUID, *, version: int | None = None, **options: Any) -> Any:
+        if version is not None or self.cache is None:
+            return super().get(aggregate_id, version=version, **options)
+        with self._stripes[hash(aggregate_id) % self.STRIPES]:
+            return super().get(aggregate_id, **options)
+
+
 class VersionedApplication(Application[UUID]):
     """An application whose aggregates are FHIR resources; each event is one version.
 
@@ -44,6 +68,9 @@ class VersionedApplication(Application[UUID]):
 
     resource_type: str
     aggregate_class: type[Any]
+
+    def construct_repository(self) -> Repository[UUID]:
+        return OneCopyAtATime(super().construct_repository())
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

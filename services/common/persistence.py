@@ -49,6 +49,20 @@ def pool_sizes_from_env() -> tuple[int, int]:
     )
 
 
+# A write reads its aggregate twice (the access check, then the command) and each read
+# replayed every event of it. The library's cache keeps the most recently used aggregates
+# and brings a kept one up to date on every read with the events stored since (fast-forward:
+# one indexed query), so a read costs the new events, not the whole history, and never misses
+# what another replica wrote; a write on a copy that is stale by the time it is saved is still
+# refused by the event store's unique (aggregate, version) key. Each read gets a deep copy, so
+# a refused command leaves the kept aggregate as stored.
+AGGREGATE_CACHE = {
+    "AGGREGATE_CACHE_MAXSIZE": "1000",
+    "AGGREGATE_CACHE_FASTFORWARD": "y",
+    "DEEPCOPY_FROM_AGGREGATE_CACHE": "y",
+}
+
+
 def storage_for(
     service: str, database_url: str | None, data_dir: Path, *, check_schema: bool = True
 ) -> Storage:
@@ -78,6 +92,7 @@ def _storage(service: str, database_url: str | None, data_dir: Path) -> Storage:
             "SQLITE_DBNAME": str(path),
             "SQLITE_LOCK_TIMEOUT": "10",
             "APPLICATION_RECORDER_TOPIC": RECORDER_TOPICS["eventsourcing.sqlite"],
+            **AGGREGATE_CACHE,
         },
         read_model_url=URL.create("sqlite+pysqlite", database=str(path)),
         description=f"sqlite:{path}",
@@ -105,6 +120,7 @@ def _postgres_storage(service: str, database_url: str) -> Storage:
             "POSTGRES_LOCK_TIMEOUT": "5",
             "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
             "APPLICATION_RECORDER_TOPIC": RECORDER_TOPICS["eventsourcing.postgres"],
+            **AGGREGATE_CACHE,
         },
         read_model_url=url,
         description=url.render_as_string(hide_password=True),

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import Application
+from eventsourcing.application import Application, LRUCache
 from eventsourcing.utils import get_topic
 from sqlalchemy import Column, Integer, MetaData, Select, String, Table, inspect, select
 from sqlalchemy.engine import Connection, Engine
@@ -196,7 +196,15 @@ class Projection(ABC):
     @abstractmethod
     def apply(self, connection: Connection, event: Any) -> None:
         """Changes the read model for one event of `aggregate_class` (others are passed over
-        before they are decoded)."""
+        before they are decoded), or stages the change for `write_staged`."""
+
+    def write_staged(self, connection: Connection) -> None:
+        """Writes what `apply` staged, at the end of a batch; nothing by default."""
+        return None
+
+    def discard_staged(self) -> None:
+        """Forgets what `apply` staged, where its batch is rolled back; nothing by default."""
+        return None
 
     def position(self) -> int:
         with self.reader.connect() as connection:
@@ -234,6 +242,7 @@ class Projection(ABC):
             notifications = self.application.recorder.select_notifications(
                 start=position, limit=self.batch_size, stop=stop, inclusive_of_start=False
             )
+            self.discard_staged()  # what a batch rolled back before this one staged
             for notification in notifications:
                 if not notification.topic.startswith(self._topic_prefix):
                     continue
@@ -241,6 +250,7 @@ class Projection(ABC):
                     self._apply_or_record(connection, notification)
                 else:
                     self.apply(connection, self.application.mapper.to_domain_event(notification))
+            self.write_staged(connection)
             if notifications:
                 connection.execute(
                     projection_tracking.update()
@@ -253,9 +263,11 @@ class Projection(ABC):
         try:
             with connection.begin_nested():
                 self.apply(connection, self.application.mapper.to_domain_event(notification))
+                self.write_staged(connection)
         except _TRANSIENT_ERRORS:
             raise  # the database, not the event: try again later rather than pass it over
         except Exception as error:
+            self.discard_staged()
             record_failure(
                 connection,
                 self.name,
@@ -318,16 +330,34 @@ class Projection(ABC):
         return position
 
 
+@dataclass
+class _StagedRow:
+    aggregate: Any
+    event: Any  # the newest event applied to it
+    created: bool  # whether its row is still to be inserted
+
+
 class AggregateIndex(Projection):
-    """A read model with one row per aggregate, as the aggregate stood after each of its events,
+    """A read model with one row per aggregate, as the aggregate stood after its newest event,
     and any related rows (memberships, terms) the subclass keeps beside it.
 
     Subclasses name the `index` table (its primary key is the aggregate's id, and it has a
     `last_updated` column), say what its row holds (`row`) and, if they keep related rows,
     how those follow (`apply_related`); searches build a query from `newest_first()` and the
-    filters below, and run it with `ids()`."""
+    filters below, and run it with `ids()`.
+
+    Catching up costs each event one step, not a replay: each event is applied to the
+    aggregate as the one before it left it, kept in memory (`cache_size` aggregates, the
+    least recently changed forgotten first), and each aggregate's rows are written once per
+    batch, as its newest event in the batch left it."""
 
     index: Table
+    cache_size = 1000
+
+    def __init__(self, application: Application[Any], engine: Engine) -> None:
+        super().__init__(application, engine)
+        self._latest: LRUCache[UUID, Any] = LRUCache(maxsize=self.cache_size)
+        self._staged: dict[UUID, _StagedRow] = {}
 
     @abstractmethod
     def row(self, aggregate: Any, event: Any) -> dict[str, Any]:
@@ -342,21 +372,50 @@ class AggregateIndex(Projection):
         return id_column
 
     def apply(self, connection: Connection, event: Any) -> None:
-        # The aggregate as this event left it: the read model holds its state at each step.
-        aggregate: Any = self.application.repository.get(
-            event.originator_id, version=event.originator_version
-        )
-        aggregate_id = str(aggregate.id)
-        row = self.row(aggregate, event)
-        if aggregate.version == 1:
-            connection.execute(
-                self.index.insert().values({self._id_column.name: aggregate_id, **row})
-            )
-        else:
-            connection.execute(
-                self.index.update().where(self._id_column == aggregate_id).values(**row)
-            )
-        self.apply_related(connection, aggregate)
+        aggregate = self._advanced(event)
+        staged = self._staged.get(event.originator_id)
+        created = staged.created if staged else event.originator_version == 1
+        self._staged[event.originator_id] = _StagedRow(aggregate, event, created)
+
+    def write_staged(self, connection: Connection) -> None:
+        staged, self._staged = self._staged, {}
+        for one in staged.values():
+            aggregate_id = str(one.aggregate.id)
+            row = self.row(one.aggregate, one.event)
+            if one.created:
+                connection.execute(
+                    self.index.insert().values({self._id_column.name: aggregate_id, **row})
+                )
+            else:
+                connection.execute(
+                    self.index.update().where(self._id_column == aggregate_id).values(**row)
+                )
+            self.apply_related(connection, one.aggregate)
+
+    def discard_staged(self) -> None:
+        self._staged = {}
+
+    def _advanced(self, event: Any) -> Any:
+        """The aggregate as `event` left it, from the one the event before left, kept from
+        the last event applied where it can be (it is dropped where applying fails)."""
+        aggregate_id, before = event.originator_id, event.originator_version - 1
+        try:
+            aggregate = self._latest.get(aggregate_id, evict=True)
+        except KeyError:
+            aggregate = None
+        if aggregate is not None and aggregate.version > before:
+            aggregate = None  # ahead of this event: its batch was rolled back, or a rebuild
+        if aggregate is None and before > 0:
+            aggregate = self.application.repository.get(aggregate_id, version=before)
+        elif aggregate is not None and aggregate.version < before:
+            # Another replica applied the events between (sharing the database).
+            for missed in self.application.events.get(
+                aggregate_id, gt=aggregate.version, lte=before
+            ):
+                aggregate = missed.mutate(aggregate)
+        aggregate = event.mutate(aggregate)
+        self._latest.put(aggregate_id, aggregate)
+        return aggregate
 
     def newest_first(self) -> Select[Any]:
         return select(self._id_column).order_by(self.index.c.last_updated.desc())

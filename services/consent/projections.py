@@ -55,9 +55,10 @@ class ConsentIndex(AggregateIndex):
         }
 
     def apply_related(self, connection: Connection, consent: Consent) -> None:
-        if consent.version > 1:
-            return  # what a consent covers never changes after it is given
+        # What a consent covers never changes after it is given, but its rows are written as
+        # its newest event in a batch left it, which need not be its first.
         consent_id = str(consent.id)
+        connection.execute(consent_terms.delete().where(consent_terms.c.consent_id == consent_id))
         organizations = {*consent.organizations, *consent.recipients, *consent.sources}
         terms = [("organization", hsa_id) for hsa_id in organizations]
         terms += [("category", code) for code in consent.categories]

@@ -104,6 +104,8 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             "notification_id INTEGER PRIMARY KEY, originator_id TEXT NOT NULL, "
             "originator_version INTEGER NOT NULL, stream_hash TEXT NOT NULL, "
             "log_hash TEXT NOT NULL)",
+            f"CREATE INDEX IF NOT EXISTS {self.chain_table}_stream_idx ON {self.chain_table} "
+            "(originator_id, originator_version)",
         ]
 
     def _insert_events(
