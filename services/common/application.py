@@ -69,8 +69,18 @@ class VersionedApplication(Application[UUID]):
     resource_type: str
     aggregate_class: type[Any]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Told after each commit of this process (e.g. the subscription worker's wake-up), so
+        # a reader of the log need not poll it often to learn of this process's writes.
+        self.after_commit: list[Callable[[], None]] = []
+
     def construct_repository(self) -> Repository[UUID]:
         return OneCopyAtATime(super().construct_repository())
+
+    def _notify(self, recordings: list[Any]) -> None:
+        for listener in self.after_commit:
+            listener()
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
