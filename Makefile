@@ -15,7 +15,8 @@ test: $(STAMP) browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -m "not latency"
+	$(VENV)/bin/python -m pytest -m latency -n 0
 
 bench: $(STAMP)
 	$(VENV)/bin/pip install -q -e ".[bench]"

@@ -115,6 +115,7 @@ def test_an_override_without_until_lasts_the_longest_allowed(system):
     assert fhir_instant(before + timedelta(hours=24)) <= until <= in_hours(24)
 
 
+@pytest.mark.latency
 def test_a_valid_override_is_time_limited_and_in_the_log_extract_and_the_audit(system):
     personnummer, plan_id, block_id = blocked_plan(system)
     reader = system.as_caller(organization=MUNICIPALITY).sip

@@ -44,6 +44,7 @@ def give(system, body):
     return response.json()["id"]
 
 
+@pytest.mark.latency
 def test_visible_with_consent_and_invisible_within_a_second_of_withdrawal(system):
     personnummer = new_personnummer()
     plan_id = shared_plan(system, personnummer)

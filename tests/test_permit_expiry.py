@@ -94,6 +94,7 @@ def seconds_until_both_deny(readers: list, plan_id: str) -> float:
 ROUNDS = 3
 
 
+@pytest.mark.latency
 def test_a_withdrawal_stops_every_replica_within_a_second(replicas):
     system, readers = replicas
     latencies = []
@@ -128,6 +129,7 @@ def short_consent_only(system: System, seconds: float) -> tuple[str, datetime]:
     return plan_id, end
 
 
+@pytest.mark.latency
 def test_an_expiry_stops_every_replica_within_a_second(replicas):
     system, readers = replicas
     latencies = []

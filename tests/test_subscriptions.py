@@ -110,6 +110,7 @@ def test_full_resource_carries_the_plan_as_the_subscriber_may_read_it(system, re
     }
 
 
+@pytest.mark.latency
 def test_notifications_about_a_person_stop_within_a_second_of_the_consent_withdrawal(
     system, receiver
 ):

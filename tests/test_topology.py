@@ -311,6 +311,7 @@ def check_audit_and_rebuild(topology: Topology) -> None:
         assert done.returncode == 0, f"sip {' '.join(command)}: {done.stdout}{done.stderr}"
 
 
+@pytest.mark.latency
 @pytest.mark.postgres
 @pytest.mark.processes
 def test_two_replicas_of_each_service_behind_nginx(topology: Topology):
