@@ -33,6 +33,9 @@ def test_sip_is_not_ready_while_the_consent_service_is_down_and_ready_once_it_is
         with serve(consent_app(backend.settings("consent")), port=port):
             reaching = sip.state.consent_feed.reaching
             assert wait_until(lambda: reaching.last_success is not None, 5)
+            # Ready once the consent service answers its probe (under load, a first probe
+            # may time out while that service is still starting).
+            assert wait_until(lambda: probe.get("/readyz").status_code == 200, 5)
             assert probe.get("/readyz").json() == {"status": "ready"}
             caplog.clear()  # the consent service stops now
         with caplog.at_level(logging.WARNING, logger="sip.consent_feed"):
