@@ -254,3 +254,22 @@ def test_information_is_transferred_by_the_ward_after_the_notice():
     stay.transfer_information(legal_basis=CONSENT, at=ADMITTED + timedelta(hours=3), by=PHYSICIAN)
     stay.transfer_information(legal_basis=CONSENT, at=ADMITTED + timedelta(hours=4), by=PHYSICIAN)
     assert len(stay.information_transfers) == 2
+
+
+def test_the_duties_that_outlive_the_stay_are_still_recorded_after_discharge():
+    """The SIP meeting may be called, and a late information transfer recorded, after the person
+    went home; the ward's own steps end with the discharge."""
+    stay = noticed(ADMITTED)
+    stay.notify_ready(legal_basis=CONSENT, at=ADMITTED + timedelta(days=1), by=PHYSICIAN)
+    stay.discharge(at=ADMITTED + timedelta(days=1, hours=2), by=PHYSICIAN)
+    later = ADMITTED + timedelta(days=2)
+    stay.confirm_receipt(at=later, by=NURSE_VC)
+    stay.name_care_contact(name="S", already_existed=True, legal_basis=CONSENT, at=later,
+                           by=NURSE_VC)  # fmt: skip
+    stay.call_sip(plan_id="p", legal_basis=CONSENT, at=later, by=NURSE_VC)
+    stay.transfer_information(legal_basis=CONSENT, at=later, by=PHYSICIAN)
+    refused("discharged-stay-unchanged", stay.withdraw_ready, reason="r", legal_basis=CONSENT,
+            at=later, by=PHYSICIAN)  # fmt: skip
+    refused("discharged-stay-unchanged", stay.record_outpatient_care_unavailable, reason="r",
+            at=later, by=PHYSICIAN)  # fmt: skip
+    assert stay.status == "discharged" and stay.sip_plan_id == "p"

@@ -234,9 +234,14 @@ class Stay(Aggregate):
 
     # Rules every step obeys.
 
-    def _ensure_step(self, at: object, by: object) -> tuple[str, str]:
-        """Not after discharge, not before admission; returns the actor's organisation, unit."""
-        if self.discharged is not None:
+    def _ensure_step(
+        self, at: object, by: object, *, after_discharge: bool = False
+    ) -> tuple[str, str]:
+        """Not before admission, nor after discharge unless `after_discharge`: the duties that
+        outlive the stay (a receipt, naming the contact, calling the SIP, a late information
+        transfer) are still recorded, late as they may be. Returns the actor's organisation
+        and unit."""
+        if self.discharged is not None and not after_discharge:
             raise RuleViolation("discharged-stay-unchanged", "the person is discharged already")
         when = required_instant(at, "at")
         acting = _acting(by)
@@ -374,7 +379,7 @@ class Stay(Aggregate):
         self, *, legal_basis: dict[str, Any], at: datetime, by: EventActor
     ) -> None:
         """The ward transfers what the units need (no later than the day of discharge)."""
-        organization, _ = self._ensure_step(at, by)
+        organization, _ = self._ensure_step(at, by, after_discharge=True)
         self._ensure_by_hospital(organization, "the information transfer")
         basis = checked_legal_basis(legal_basis)
         self._ensure_notice_sent("the information transfer")
@@ -403,7 +408,7 @@ class Stay(Aggregate):
 
     def confirm_receipt(self, *, at: datetime, by: EventActor) -> None:
         """A unit the notice went to confirms that it received it (from that unit)."""
-        organization, unit = self._ensure_step(at, by)
+        organization, unit = self._ensure_step(at, by, after_discharge=True)
         notice = self._ensure_notice_sent("a receipt")
         recipient = self.recipients.get(unit)
         if recipient is None or recipient.organization != organization:
@@ -430,7 +435,7 @@ class Stay(Aggregate):
     ) -> None:
         """The primary-care unit the notice went to names the fixed care contact (fast
         vårdkontakt), or records the one the person already has."""
-        organization, unit = self._ensure_step(at, by)
+        organization, unit = self._ensure_step(at, by, after_discharge=True)
         basis = checked_legal_basis(legal_basis)
         required_text(name, "name")
         if not isinstance(already_existed, bool):
@@ -474,7 +479,7 @@ class Stay(Aggregate):
     ) -> None:
         """The fixed care contact's organisation calls the SIP meeting; `plan_id` is the draft
         plan the application started for it, linked here."""
-        organization, _ = self._ensure_step(at, by)
+        organization, _ = self._ensure_step(at, by, after_discharge=True)
         basis = checked_legal_basis(legal_basis)
         required_text(plan_id, "plan_id")
         if not self.needs_both_principals:
