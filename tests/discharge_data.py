@@ -77,7 +77,7 @@ def waited(
     *,
     municipality: str = ALE,
     social: str = ALE_SOCIAL,
-    sip_after: timedelta | None = timedelta(days=1),
+    sip_after: timedelta | None = timedelta(hours=1),
 ) -> Stay:
     """A stay whose region did its part (notice on time; SIP called `sip_after` the ready
     notice, or not at all with None), ready at `ready_at`, discharged at `discharged_at`."""
