@@ -2,7 +2,7 @@
 and a replay from the stored events giving the same stay."""
 
 from copy import deepcopy
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -273,3 +273,43 @@ def test_the_duties_that_outlive_the_stay_are_still_recorded_after_discharge():
     refused("discharged-stay-unchanged", stay.record_outpatient_care_unavailable, reason="r",
             at=later, by=PHYSICIAN)  # fmt: skip
     assert stay.status == "discharged" and stay.sip_plan_id == "p"
+
+
+def test_a_time_without_a_time_zone_is_refused_naming_the_element_not_a_crash():
+    """Steps are compared with each other and counted in Swedish days: a naive time can be
+    neither (comparing it with an aware one would raise TypeError, a 500 at the API)."""
+    naive = datetime(2026, 3, 2, 9, 0)
+    with pytest.raises(InvalidCommand) as raised:
+        Stay.admit(subject=PERSON, ward=WARD, admitted_at=naive, by=PHYSICIAN)
+    assert raised.value.element == "admitted_at"
+    stay = admitted(ADMITTED)
+    with pytest.raises(InvalidCommand) as raised:
+        stay.judge_care_needed(principals=["region"], at=naive, by=PHYSICIAN)
+    assert raised.value.element == "at"
+    stay.judge_care_needed(principals=["municipality"], at=ADMITTED, by=PHYSICIAN)
+    with pytest.raises(InvalidCommand) as raised:
+        stay.send_admission_notice(recipients=recipients()[1:], estimated_discharge=naive,
+                                   legal_basis=CONSENT, at=ADMITTED, by=PHYSICIAN)  # fmt: skip
+    assert raised.value.element == "estimated_discharge"
+
+
+def test_values_of_the_wrong_kind_are_refused_naming_the_element():
+    stay = admitted(ADMITTED)
+    for principals in (None, [], ["county"], [{"x": 1}]):
+        with pytest.raises(InvalidCommand):
+            stay.judge_care_needed(principals=principals, at=ADMITTED, by=PHYSICIAN)
+    for by in (None, "doctor", {"organization": HOSPITAL, "unit": 7}):
+        with pytest.raises(InvalidCommand):
+            stay.judge_care_needed(principals=["region"], at=ADMITTED, by=by)
+    stay = noticed(ADMITTED)
+    stay.name_care_contact(name="S", already_existed=False, legal_basis=CONSENT, at=ADMITTED
+                           + timedelta(hours=4), by=NURSE_VC)  # fmt: skip
+    with pytest.raises(InvalidCommand) as raised:
+        stay.call_sip(plan_id=None, legal_basis=CONSENT, at=ADMITTED + timedelta(hours=5),
+                      by=NURSE_VC)  # fmt: skip
+    assert raised.value.element == "plan_id"
+    with pytest.raises(InvalidCommand) as raised:
+        stay.call_sip(plan_id="p", legal_basis={"basis": "consent", "consents": [None]},
+                      at=ADMITTED + timedelta(hours=5), by=NURSE_VC)  # fmt: skip
+    assert raised.value.element == "legal_basis.consents"
+    assert stay.collect_events()[-1].__class__.__name__ == "CareContactNamed"

@@ -103,6 +103,15 @@ def checked_legal_basis(value: object, element: str = "legal_basis") -> dict[str
     raise InvalidCommand(f"{element}.basis", f"one of {', '.join(LEGAL_BASES)}, not {basis!r}")
 
 
+def _aware_instant(value: object, element: str) -> datetime:
+    """A date and time with its offset: the stay's steps are compared with each other and
+    counted in Swedish calendar days, which a time without an offset cannot be."""
+    instant = required_instant(value, element)
+    if instant.utcoffset() is None:
+        raise InvalidCommand(element, "a date and time with a time zone is required")
+    return instant
+
+
 def _acting(by: object) -> tuple[str, str]:
     """The organisation and unit an actor acts from: every step records both."""
     if not isinstance(by, Mapping):
@@ -154,7 +163,7 @@ class Stay(Aggregate):
         """Admission: checked here, not in `__init__`, which also applies stored events."""
         required_person_identifier(kwargs.get("subject"), "subject")
         required_text(kwargs.get("ward"), "ward")
-        required_instant(kwargs.get("admitted_at"), "admitted_at")
+        _aware_instant(kwargs.get("admitted_at"), "admitted_at")
         organization, _ = _acting(kwargs.get("by"))
         if kwargs.get("organization") != organization:
             raise RuleViolation(
@@ -243,7 +252,7 @@ class Stay(Aggregate):
         and unit."""
         if self.discharged is not None and not after_discharge:
             raise RuleViolation("discharged-stay-unchanged", "the person is discharged already")
-        when = required_instant(at, "at")
+        when = _aware_instant(at, "at")
         acting = _acting(by)
         if when < self.admitted.at:
             raise RuleViolation("after-admission", "a step of the stay is not before admission")
@@ -303,7 +312,7 @@ class Stay(Aggregate):
             )
         if self.admission_notice is not None:
             raise RuleViolation("admission-notice-sent-once", "the admission notice is sent")
-        estimate = required_instant(estimated_discharge, "estimated_discharge")
+        estimate = _aware_instant(estimated_discharge, "estimated_discharge")
         if estimate < self.admitted.at:
             raise InvalidCommand("estimated_discharge", "the discharge is after the admission")
         checked = _recipients(recipients)
