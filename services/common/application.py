@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from copy import deepcopy
 from datetime import date, datetime
 from threading import Lock
-from typing import Any, TypeVar
+from types import MappingProxyType
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
@@ -68,6 +69,9 @@ class VersionedApplication(Application[UUID]):
 
     resource_type: str
     aggregate_class: type[Any]
+    # Other aggregates this application's event store holds, by resource type (the SIP
+    # service's stays, docs/decisions/0008): the audit feed names their records by these.
+    other_aggregates: ClassVar[Mapping[str, type[Any]]] = MappingProxyType({})
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
