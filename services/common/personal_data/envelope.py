@@ -25,6 +25,11 @@ NONCE_BYTES = 12
 class DataKey:
     key_id: str
     secret: bytes = field(repr=False)
+    # Made once per key, not per value: a replay opens thousands of values under one key.
+    cipher: AESGCM = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cipher", AESGCM(self.secret))
 
 
 @dataclass(frozen=True)
@@ -42,16 +47,30 @@ class TamperedValue(ValueError):
 
 
 def seal(key: DataKey, value: Any, context: bytes) -> dict[str, str]:
-    nonce = secrets.token_bytes(NONCE_BYTES)
-    plain = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-    cipher = AESGCM(key.secret).encrypt(nonce, plain, _bound(key.key_id, context))
-    return {"k": key.key_id, "n": _text(nonce), "c": _text(cipher)}
+    """Seals a JSON value."""
+    return seal_bytes(
+        key, json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode(), context
+    )
 
 
 def open_sealed(
     sealed: Mapping[str, str], context: bytes, key_of: Callable[[str], DataKey | Erased]
 ) -> Any:
-    """The plain value, or `Erased` when its key was erased; `key_of(key_id)` finds the key."""
+    """The JSON value sealed, or `Erased` when its key was erased; `key_of(key_id)` finds
+    the key."""
+    plain = open_bytes(sealed, context, key_of)
+    return plain if isinstance(plain, Erased) else json.loads(plain)
+
+
+def seal_bytes(key: DataKey, plain: bytes, context: bytes) -> dict[str, str]:
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    cipher = key.cipher.encrypt(nonce, plain, _bound(key.key_id, context))
+    return {"k": key.key_id, "n": _text(nonce), "c": _text(cipher)}
+
+
+def open_bytes(
+    sealed: Mapping[str, str], context: bytes, key_of: Callable[[str], DataKey | Erased]
+) -> bytes | Erased:
     try:
         key_id, nonce, cipher = sealed["k"], _bytes(sealed["n"]), _bytes(sealed["c"])
     except (KeyError, TypeError, ValueError):
@@ -60,10 +79,9 @@ def open_sealed(
     if isinstance(key, Erased):
         return key
     try:
-        plain = AESGCM(key.secret).decrypt(nonce, cipher, _bound(key_id, context))
+        return key.cipher.decrypt(nonce, cipher, _bound(key_id, context))
     except (InvalidTag, ValueError):
         raise TamperedValue(f"a value sealed under key {key_id} does not open") from None
-    return json.loads(plain)
 
 
 def _bound(key_id: str, context: bytes) -> bytes:

@@ -28,7 +28,14 @@ from sqlalchemy.exc import IntegrityError
 from contracts.identifiers import PersonIdentifier
 from services.common.persistence import SQLITE_IMMEDIATE
 from services.common.personal_data.blind_index import blind_index
-from services.common.personal_data.envelope import DataKey, Erased, open_sealed, seal
+from services.common.personal_data.envelope import (
+    DataKey,
+    Erased,
+    open_bytes,
+    open_sealed,
+    seal,
+    seal_bytes,
+)
 from services.common.personal_data.master_key import KEY_BYTES, MasterKey, MasterKeys
 
 # The kinds of record the retention rules name; each is erased on its own date.
@@ -73,6 +80,7 @@ class PersonalDataKeys:
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._kept: dict[str, tuple[float, DataKey]] = {}
+        self._live_ids: dict[tuple[str, str], str] = {}  # (person index, class): key id
         self._lock = Lock()
 
     # Sealing and opening values -------------------------------------------------------------
@@ -86,6 +94,14 @@ class PersonalDataKeys:
         """The plain value, or `Erased`; raises TamperedValue or UnknownDataKey."""
         return open_sealed(sealed, context, self.key_of)
 
+    def seal_bytes(
+        self, person: PersonIdentifier, retention_class: str, plain: bytes, context: bytes
+    ) -> dict[str, str]:
+        return seal_bytes(self.key_for(person, retention_class), plain, context)
+
+    def open_bytes(self, sealed: dict[str, str], context: bytes) -> bytes | Erased:
+        return open_bytes(sealed, context, self.key_of)
+
     def person_index(self, person: PersonIdentifier) -> str:
         return blind_index(self._index_key().secret, person)
 
@@ -96,6 +112,11 @@ class PersonalDataKeys:
         if retention_class not in RETENTION_CLASSES:
             raise ValueError(f"retention class is one of {', '.join(RETENTION_CLASSES)}")
         index = self.person_index(person)
+        with self._lock:
+            known = self._live_ids.get((index, retention_class))
+        kept = self._kept_key(known) if known else None  # gone once erased here or expired
+        if kept is not None:
+            return kept
         found = self._live_key(index, retention_class)
         if found is not None:
             return found
@@ -106,6 +127,8 @@ class PersonalDataKeys:
             found = self._live_key(index, retention_class)
             assert found is not None, "a key made at once by another replica is gone"
             return found
+        with self._lock:
+            self._live_ids[(index, retention_class)] = key.key_id
         return self._keep(key)
 
     def key_of(self, key_id: str) -> DataKey | Erased:
@@ -215,7 +238,11 @@ class PersonalDataKeys:
                     table.c.person_index == index, table.c.retention_class == retention_class
                 )
             ).first()
-        return None if row is None else self._keep(self._unwrap(row))
+        if row is None:
+            return None
+        with self._lock:
+            self._live_ids[(index, retention_class)] = row.key_id
+        return self._keep(self._unwrap(row))
 
     def _insert(
         self, key: DataKey, purpose: str, index: str | None, retention_class: str | None

@@ -6,9 +6,9 @@ The recorder, the hash chain and the signed checkpoints see only the sealed byte
 `sip audit verify` needs no key and still holds after an erasure. A sealed field is stored as
 `{"_sealed_": {"k", "n", "c"}}` with the event's stream, version, topic and field name as
 associated data: a ciphertext moved to another event or field does not open. Each value is
-transcoded first (dates, UUIDs) and sealed as the transcoder's JSON, so what opens is what was
-sealed. A field whose key was erased reads as `Erased`. Events stored in clear (before
-encryption was switched on) read as they are.
+sealed as the transcoder's JSON of it, so dates and UUIDs open as themselves. A field whose
+key was erased reads as `Erased`. Events stored in clear (before encryption was switched on)
+read as they are.
 
 Fields are opened after the library's upcasters ran: an upcaster must not read a personal
 field (none does: they add fields with defaults).
@@ -16,7 +16,6 @@ field (none does: they add fields with defaults).
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from threading import Lock
@@ -67,13 +66,15 @@ class PersonalDataMapper(Mapper[UUID]):
             self._remember(stream, person)
         else:
             person = self._person_of(stream)
+        prefix = _context(stream, version, topic)
         for name in declared.fields:
             if state.get(name) is not None:
-                plain = json.loads(self.transcoder.encode(state[name]))
-                context = _context(stream, version, topic, name)
-                state[name] = {
-                    SEALED: self._keys.seal(person, declared.retention_class, plain, context)
-                }
+                # Sealed as the transcoder writes it, so dates and UUIDs open as themselves.
+                plain = self.transcoder.encode(state[name])
+                sealed_value = self._keys.seal_bytes(
+                    person, declared.retention_class, plain, prefix + name.encode()
+                )
+                state[name] = {SEALED: sealed_value}
         sealed = object.__new__(type(domain_event))
         object.__setattr__(sealed, "__dict__", state)
         return super().to_stored_event(sealed)
@@ -85,21 +86,18 @@ class PersonalDataMapper(Mapper[UUID]):
             return domain_event
         state = vars(domain_event)
         stream, version = stored_event.originator_id, stored_event.originator_version
+        prefix = _context(stream, version, stored_event.topic)
         for name in declared.fields:
             value = state.get(name)
             if isinstance(value, dict) and SEALED in value:
-                state[name] = self._open(
-                    value[SEALED], _context(stream, version, stored_event.topic, name)
-                )
+                state[name] = self._open(value[SEALED], prefix + name.encode())
         if declared.person is not None and isinstance(state.get(declared.person), dict):
             self._remember(UUID(str(stream)), PersonIdentifier(**state[declared.person]))
         return domain_event
 
     def _open(self, sealed: dict[str, str], context: bytes) -> Any:
-        opened = self._keys.open(sealed, context)
-        if isinstance(opened, Erased):
-            return opened
-        return self.transcoder.decode(json.dumps(opened).encode())
+        opened = self._keys.open_bytes(sealed, context)
+        return opened if isinstance(opened, Erased) else self.transcoder.decode(opened)
 
     def _person_of(self, stream: UUID) -> PersonIdentifier:
         with self._lock:
@@ -123,6 +121,8 @@ class PersonalDataMapper(Mapper[UUID]):
                 self._people.popitem(last=False)
 
 
-def _context(stream: UUID | str, version: int, topic: str, field: str) -> bytes:
+def _context(stream: UUID | str, version: int, topic: str) -> bytes:
+    """The associated data of an event's sealed fields, before the field's name."""
     # The stream as one spelling whichever the recorder gives (a UUID, or its hex on SQLite).
-    return f"{UUID(str(stream))}\x00{version}\x00{topic}\x00{field}".encode()
+    stream = stream if isinstance(stream, UUID) else UUID(stream)
+    return f"{stream}\x00{version}\x00{topic}\x00".encode()
