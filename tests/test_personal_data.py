@@ -225,3 +225,13 @@ def test_the_master_key_comes_from_the_environment_or_a_private_file(tmp_path):
     assert master_keys_from_env(tmp_path, {"SIP_MASTER_KEY_FILE": str(elsewhere)}).current == given
     with pytest.raises(MasterKeyProblem, match="32 bytes"):
         master_keys_from_env(tmp_path, {"SIP_MASTER_KEY": "c2hvcnQ"})
+
+
+def test_nothing_is_sealed_under_a_key_another_replica_erased(engine, master):
+    writer, retention = PersonalDataKeys(engine, master), PersonalDataKeys(engine, master)
+    person = someone()
+    before = writer.seal(person, "region", PHRASE, CONTEXT)  # the writer now keeps that key
+    retention.erase(person, rule="HSL 10 years")
+    after = writer.seal(person, "region", "ny anteckning", CONTEXT)
+    assert after["k"] != before["k"]
+    assert retention.open(after, CONTEXT) == "ny anteckning"

@@ -5,9 +5,12 @@ Erasing deletes the wrapped key and the person's blind index; the row stays, so 
 under it reads as erased (when, under which rule) rather than as corrupt. A master-key rotation
 re-wraps every live key in one transaction and touches no event.
 
-Unwrapped keys are kept in memory for `cache_seconds` (a write or a replay would otherwise
-unwrap a key per field): an erasure acts at once in the process that made it, and in other
-replicas once their kept copy expires.
+Unwrapped keys are kept in memory for `cache_seconds` (a replay would otherwise unwrap a key
+per field): an erasure stops reads at once in the process that made it, and in other
+replicas once their kept copy expires. Writes never trust memory: sealing asks the database
+for the person's live key each time, so nothing new is sealed under a key erased elsewhere
+(what is left: an erasure committed between that question and the event's commit, see
+decision 0007).
 """
 
 from __future__ import annotations
@@ -80,7 +83,6 @@ class PersonalDataKeys:
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._kept: dict[str, tuple[float, DataKey]] = {}
-        self._live_ids: dict[tuple[str, str], str] = {}  # (person index, class): key id
         self._lock = Lock()
 
     # Sealing and opening values -------------------------------------------------------------
@@ -112,11 +114,8 @@ class PersonalDataKeys:
         if retention_class not in RETENTION_CLASSES:
             raise ValueError(f"retention class is one of {', '.join(RETENTION_CLASSES)}")
         index = self.person_index(person)
-        with self._lock:
-            known = self._live_ids.get((index, retention_class))
-        kept = self._kept_key(known) if known else None  # gone once erased here or expired
-        if kept is not None:
-            return kept
+        # Always asked of the database, never of memory: another replica may have erased the
+        # key, and a value sealed under an erased key would be lost the moment it is written.
         found = self._live_key(index, retention_class)
         if found is not None:
             return found
@@ -127,8 +126,6 @@ class PersonalDataKeys:
             found = self._live_key(index, retention_class)
             assert found is not None, "a key made at once by another replica is gone"
             return found
-        with self._lock:
-            self._live_ids[(index, retention_class)] = key.key_id
         return self._keep(key)
 
     def key_of(self, key_id: str) -> DataKey | Erased:
@@ -240,9 +237,7 @@ class PersonalDataKeys:
             ).first()
         if row is None:
             return None
-        with self._lock:
-            self._live_ids[(index, retention_class)] = row.key_id
-        return self._keep(self._unwrap(row))
+        return self._kept_key(row.key_id) or self._keep(self._unwrap(row))
 
     def _insert(
         self, key: DataKey, purpose: str, index: str | None, retention_class: str | None

@@ -27,7 +27,7 @@ from eventsourcing.utils import get_topic
 
 from contracts.identifiers import PersonIdentifier
 from contracts.personal_fields import PersonalFields
-from services.common.personal_data.envelope import Erased
+from services.common.personal_data.envelope import Erased, seal_bytes
 from services.common.personal_data.keys import PersonalDataKeys
 
 SEALED = "_sealed_"
@@ -67,14 +67,13 @@ class PersonalDataMapper(Mapper[UUID]):
         else:
             person = self._person_of(stream)
         prefix = _context(stream, version, topic)
+        key = None  # asked of the database once per event, only if a field is there to seal
         for name in declared.fields:
             if state.get(name) is not None:
+                key = key or self._keys.key_for(person, declared.retention_class)
                 # Sealed as the transcoder writes it, so dates and UUIDs open as themselves.
                 plain = self.transcoder.encode(state[name])
-                sealed_value = self._keys.seal_bytes(
-                    person, declared.retention_class, plain, prefix + name.encode()
-                )
-                state[name] = {SEALED: sealed_value}
+                state[name] = {SEALED: seal_bytes(key, plain, prefix + name.encode())}
         sealed = object.__new__(type(domain_event))
         object.__setattr__(sealed, "__dict__", state)
         return super().to_stored_event(sealed)
