@@ -50,7 +50,11 @@ def store(tmp_path):
     master = MasterKeys(MasterKey.generate())
 
     def application():
-        app_class = type("Plans", (EncryptedPlans,), {"keys": PersonalDataKeys(engine, master)})
+        app_class = type(
+            "Plans",
+            (EncryptedPlans,),
+            {"keys": PersonalDataKeys(engine, master), "name": SipPlans.name},
+        )
         return app_class(env=storage.event_store_env)
 
     yield backend.data_dir, application, engine, master
@@ -165,3 +169,34 @@ def test_every_declared_personal_field_is_a_field_of_its_stored_event():
         newest = json.loads(versions[-1].read_text())["properties"]
         assert set(declared.fields) <= set(newest), (topic, set(declared.fields) - set(newest))
         assert declared.person is None or declared.person in declared.fields
+
+
+def test_on_each_backend_the_stored_events_hold_ciphertext_and_the_chain_verifies(backend):
+    url = backend.database_urls["sip"]
+    storage = storage_for("sip", url, backend.data_dir)
+    engine = read_model_engine(storage)
+    keys = PersonalDataKeys(engine, MasterKeys(MasterKey.generate()))
+    app_class = type("Plans", (EncryptedPlans,), {"keys": keys, "name": SipPlans.name})
+    personnummer = new_personnummer()
+    try:
+        app = app_class(env=storage.event_store_env)
+        plan_id = start_plan(app, personnummer)
+        app.close()
+        with engine.connect() as connection:
+            states = [
+                bytes(row[0])
+                for row in connection.exec_driver_sql(
+                    "SELECT state FROM stored_events"
+                    if not storage.is_postgres
+                    else "SELECT state FROM sipplans_events"
+                )
+            ]
+        assert len(states) == 3
+        assert not [s for s in states if personnummer.encode() in s or PHRASE.encode() in s]
+        reread = app_class(env=storage.event_store_env).aggregate(plan_id)
+        assert reread.subject["value"] == personnummer
+        assert [need.text for need in reread.needs.values()] == [PHRASE]
+    finally:
+        engine.dispose()
+    where = ["--sip-database-url", url] if url else ["--data-dir", str(backend.data_dir)]
+    assert sip(["audit", "verify", "--service", "sip", *where]) == 0
