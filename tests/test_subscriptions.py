@@ -195,6 +195,36 @@ def test_each_delivery_and_each_fetch_is_an_access_record_of_the_subscriber(syst
     assert all(r["outcomeDesc"].startswith(f"Subscription/{mine} ") for r in told)
 
 
+@pytest.mark.parametrize(
+    "parameter, named",
+    [
+        ({"name": "eventsSinceNumber", "valueString": "abc"}, "eventsSinceNumber"),
+        ({"name": "eventsSinceNumber", "valueString": "0"}, "eventsSinceNumber"),
+        ({"name": "eventsUntilNumber", "valueString": "-1"}, "eventsUntilNumber"),
+        ({"name": "eventsUntilNumber", "valueString": "9" * 30}, "eventsUntilNumber"),
+        ({"name": "content", "valueCode": "everything"}, "content"),
+        ({"name": "eventsSince", "valueString": "1"}, "eventsSince"),
+    ],
+)
+def test_events_by_post_refuses_what_is_not_an_event_number_naming_it(
+    system, receiver, parameter, named
+):
+    region = integration(system)
+    mine = subscribe(region, subscription(PLAN_CHANGED, receiver.url))
+    body = {"resourceType": "Parameters", "parameter": [parameter]}
+    answer = region.post(f"/fhir/Subscription/{mine}/$events", json=body, headers=FHIR_JSON)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["resourceType"] == "OperationOutcome" and named in answer.text
+    outsider = integration(system, MUNICIPALITY)
+    fine = {"resourceType": "Parameters", "parameter": []}
+    assert (
+        outsider.post(
+            f"/fhir/Subscription/{mine}/$events", json=fine, headers=FHIR_JSON
+        ).status_code
+        == 404
+    )
+
+
 def test_an_invitation_and_a_deviation_are_told_to_the_organisation_concerned(system, receiver):
     municipality = integration(system, MUNICIPALITY)
     invited = subscribe(municipality, subscription(ORGANIZATION_INVITED, receiver.url))
