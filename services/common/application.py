@@ -98,13 +98,20 @@ class VersionedApplication(Application[UUID]):
 
     def record_access(self, **record: Any) -> AccessRecord:
         """Logs a read or a refusal; raises if the log cannot be written (fail closed)."""
-        access = AccessRecord(**record)
+        return self.record_accesses([record])[0]
+
+    def record_accesses(self, records: list[dict[str, Any]]) -> list[AccessRecord]:
+        """Logs a request's reads in one transaction: a search showing 2,000 persons is one
+        commit, not 2,000. Raises if the log cannot be written (fail closed): all or none."""
+        accesses = [AccessRecord(**record) for record in records]
+        if not accesses:
+            return []
         unit = unit_of(self)
         if unit is not None:
-            unit.hold((access,), {})
+            unit.hold(tuple(accesses), {})
         else:
-            super().save(access)
-        return access
+            super().save(*accesses)
+        return accesses
 
     def aggregate(self, aggregate_id: UUID, version: int | None = None) -> Any:
         unit = unit_of(self)

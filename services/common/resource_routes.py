@@ -132,20 +132,48 @@ class ResourceAccess:
         query: str | None = None,
         detail: str | None = None,
     ) -> None:
+        self.log_all(
+            [
+                self.record(
+                    actor, interaction, outcome=outcome, patient=patient, custodian=custodian,
+                    entity=entity, consents=consents, query=query, detail=detail,
+                )
+            ]
+        )  # fmt: skip
+
+    def record(
+        self,
+        actor: Actor,
+        interaction: str,
+        *,
+        outcome: str = SUCCESS,
+        patient: dict[str, str] | None = None,
+        custodian: str | None = None,
+        entity: str | None = None,
+        consents: Iterable[str] = (),
+        query: str | None = None,
+        detail: str | None = None,
+    ) -> dict[str, Any]:
+        """One access record's content, for `log_all`."""
+        return {
+            "interaction": interaction,
+            "action": ACTION_OF_INTERACTION.get(interaction, "E"),
+            "outcome": outcome,
+            "actor": actor.as_event_data(),
+            "patient": patient,
+            "custodian": custodian,
+            "entity": storable_text(entity),
+            "consents": list(consents),
+            "query": storable_text(query),
+            "detail": storable_text(detail),
+            "recorded_at": now(),
+        }
+
+    def log_all(self, records: list[dict[str, Any]]) -> None:
+        """Saves a request's access records in one transaction (one commit however many
+        persons it showed); if they cannot be written the request fails (fail closed)."""
         try:
-            self.application.record_access(
-                interaction=interaction,
-                action=ACTION_OF_INTERACTION.get(interaction, "E"),
-                outcome=outcome,
-                actor=actor.as_event_data(),
-                patient=patient,
-                custodian=custodian,
-                entity=storable_text(entity),
-                consents=list(consents),
-                query=storable_text(query),
-                detail=storable_text(detail),
-                recorded_at=now(),
-            )
+            self.application.record_accesses(records)
         except Exception as error:
             raise access_log_unwritable(error) from None
 
@@ -157,15 +185,19 @@ class ResourceAccess:
         aggregate = self.application.aggregate(aggregate_id)
         disclosure = self._disclosure(actor, aggregate, interaction, entity)
         seen = self.redact(aggregate, disclosure)
-        for custodian in self.logged_custodians(seen):
-            self.log(
-                actor,
-                interaction,
-                patient=aggregate.person_identifier,
-                custodian=custodian,
-                entity=entity,
-                consents=disclosure.consents,
-            )
+        self.log_all(
+            [
+                self.record(
+                    actor,
+                    interaction,
+                    patient=aggregate.person_identifier,
+                    custodian=custodian,
+                    entity=entity,
+                    consents=disclosure.consents,
+                )
+                for custodian in self.logged_custodians(seen)
+            ]
+        )
         return Disclosed(self, disclosure, seen)
 
     def open(self, actor: Actor, aggregate_id: UUID, interaction: str, entity: str) -> Any:
@@ -332,17 +364,21 @@ class ResourceAccess:
                 key = (person["system"], person["value"], custodian)
                 entities.setdefault(key, []).append(f"{self.resource_type}/{aggregate.id}")
                 consents.setdefault(key, set()).update(disclosed.disclosure.consents)
-        for key, matched in entities.items():
-            system, value, custodian = key
-            self.log(
-                actor,
-                interaction,
-                patient={"system": system, "value": value},
-                custodian=custodian,
-                entity=" ".join(matched),
-                consents=sorted(consents[key]),
-                query=query,
-            )
+        # One transaction for all of them: a search showing 2,000 persons is one commit.
+        self.log_all(
+            [
+                self.record(
+                    actor,
+                    interaction,
+                    patient={"system": system, "value": value},
+                    custodian=custodian,
+                    entity=" ".join(matched),
+                    consents=sorted(consents[(system, value, custodian)]),
+                    query=query,
+                )
+                for (system, value, custodian), matched in entities.items()
+            ]
+        )
         if not entities:
             detail = f"{total} matches counted, none shown" if total else None
             self.log(
