@@ -8,6 +8,7 @@ applies both, so none can render what the caller may not see.
 """
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from contracts.actor import Actor
 from services.common.access_log import ACTION_OF_INTERACTION, REFUSED, SUCCESS
 from services.common.application import VersionedApplication
+from services.common.audit.feed import event_topics
 from services.common.auth.dependency import authorize
 from services.common.disclosure import PERSON, Discloser, Disclosure
 from services.common.domain import NotFound
@@ -36,6 +38,7 @@ from services.common.fhir_api import (
 from services.common.fhir_time import InvalidDateTime, now, parse_fhir_datetime, published
 from services.common.http_conventions import ignoring_unknown_parameters
 from services.common.paging import Page, keyset_page, opened_query, page_links
+from services.common.position_paging import PositionPager
 from services.common.result_parameters import RESULT_PARAMETERS, ResultParameters, SortKey
 from services.common.search import query_of
 from services.common.search_declarations import SearchDeclarations
@@ -426,6 +429,7 @@ Elements = Annotated[
 ]
 Total = Annotated[str | None, Query(alias="_total", description="none | estimate | accurate")]
 HISTORY_PAGE = 100
+_COUNTED = 1000  # notifications a total reads at a time
 
 
 @dataclass(frozen=True)
@@ -457,6 +461,16 @@ class VersionedResource(Protocol):
         """Every part's versions as the caller may see them, oldest first."""
         ...
 
+    def changes(self, disclosed: Disclosed, version: int) -> dict[str, ResourceVersion]:
+        """The parts' versions that the aggregate's `version` made, as the caller may see
+        them (a part it left unchanged has none)."""
+        ...
+
+    def history_length(self, disclosed: Disclosed, since: datetime | None, events: int) -> int:
+        """How many versions (from `since` on) the parts have, as `versions` lists them,
+        where the aggregate has `events` events from `since` on."""
+        ...
+
 
 class AggregateResource:
     """The aggregates of an application, each one resource."""
@@ -485,6 +499,20 @@ class AggregateResource:
                 for version in disclosed.versions()
             ]
         }
+
+    def changes(self, disclosed: Disclosed, version: int) -> dict[str, ResourceVersion]:
+        then = disclosed.version(version)
+        return {
+            "": ResourceVersion(
+                published(then.modified_on),
+                str(then.version),
+                then.version == 1,
+                lambda: self.to_fhir(then),
+            )
+        }
+
+    def history_length(self, disclosed: Disclosed, since: datetime | None, events: int) -> int:
+        return events  # each event is a version
 
 
 def versioned_resource(resource_type: str) -> Callable[[Request], VersionedResource]:
@@ -552,13 +580,24 @@ def history_response(
     versions: list[tuple[ResourceVersion, str]],
 ) -> tuple[FhirResponse, Page[tuple[ResourceVersion, str]]]:
     """One page of `versions` ((version, resource id), any order), newest first."""
-    count = asked.result.count
     page = keyset_page(
         sorted(versions, key=lambda found: _newest_first(*found)),
         lambda found: _newest_first(*found),
         asked.position,
-        count,
+        asked.result.count,
     )
+    return history_page_response(request, asked, kind, path, page, page.total), page
+
+
+def history_page_response(
+    request: Request,
+    asked: HistoryQuery,
+    kind: str,
+    path: str,
+    page: Page[tuple[ResourceVersion, str]],
+    total: int | None,
+) -> FhirResponse:
+    """The Bundle of one page of versions (newest first); without a `total` where None."""
     rendered = [(version.render(), version.created) for version, _ in reversed(page.items)]
     created = {id(resource) for resource, first in rendered if first}
     bundle = history_bundle(
@@ -566,35 +605,120 @@ def history_response(
         [resource for resource, _ in rendered],
         created=lambda resource: id(resource) in created,
     )
-    bundle["total"] = page.total
-    bundle["link"] = page_links(request, kind, path, asked.query, page, count)
-    return FhirResponse(asked.result.finish(bundle)), page
+    if total is None:
+        del bundle["total"]
+    else:
+        bundle["total"] = total
+    bundle["link"] = page_links(request, kind, path, asked.query, page, asked.result.count)
+    return FhirResponse(asked.result.finish(bundle))
+
+
+class TypeHistory:
+    """The versions of every resource of a type, as one caller may see them, read from the
+    event log by position (services/common/position_paging.py): a page decides disclosure
+    once for each resource with an event on it, by the one rule, and reconstructs only the
+    versions it shows, so its cost is the page's, not the store's."""
+
+    def __init__(self, resource: VersionedResource, actor: Actor, since: datetime | None) -> None:
+        self.resource, self.actor, self.since = resource, actor, since
+        self.access = resource.access
+        self.application = resource.access.application
+        self._found: dict[UUID, tuple[Any, Disclosed] | None] = {}
+        recorder: Any = self.application.recorder
+        self.pager: PositionPager[tuple[ResourceVersion, str]] = PositionPager(
+            recorder,
+            event_topics(self.application.aggregate_class),
+            self.entries,
+            recorder.max_notification_id() or 0,
+        )
+
+    def seen(self, aggregate_id: UUID) -> tuple[Any, Disclosed] | None:
+        """(the aggregate, as the caller sees it), or None where the rule discloses nothing
+        of it: decided on its current version, as every read decides, once a request."""
+        if aggregate_id not in self._found:
+            aggregate = self.application.aggregate(aggregate_id)
+            found = self.access.disclosed_matches(self.actor, [aggregate], None)
+            self._found[aggregate_id] = next(iter(found), None)
+        return self._found[aggregate_id]
+
+    def entries(self, notification: Any) -> list[tuple[str, tuple[ResourceVersion, str]]]:
+        """The versions an event made that the caller may see, each with its resource id."""
+        if self.since is not None and self._at(notification) < self.since:
+            return []
+        found = self.seen(notification.originator_id)
+        if found is None:
+            return []
+        aggregate, disclosed = found
+        changes = self.resource.changes(disclosed, notification.originator_version)
+        return [
+            (f"{aggregate.id}/{part}", (version, f"{aggregate.id}/{part}"))
+            for part, version in changes.items()
+        ]
+
+    def total(self) -> int:
+        """The exact number of versions the caller may see: every resource of the type is
+        disclosure-checked, so it costs the store's size (asked by `_total`, or a count)."""
+        events: Counter[UUID] = Counter()
+        recorder: Any = self.application.recorder
+        position = 0
+        while True:
+            found = recorder.select_notifications(
+                start=position,
+                limit=_COUNTED,
+                stop=self.pager.head,
+                topics=self.pager.topics,
+                inclusive_of_start=False,
+            )
+            for notification in found:
+                if self.since is None or self._at(notification) >= self.since:
+                    events[notification.originator_id] += 1
+            if len(found) < _COUNTED:
+                break
+            position = found[-1].id
+        total = 0
+        for aggregate_id, count in events.items():
+            seen = self.seen(aggregate_id)
+            if seen is not None:
+                total += self.resource.history_length(seen[1], self.since, count)
+        return total
+
+    def _at(self, notification: Any) -> datetime:
+        return published(self.application.mapper.to_domain_event(notification).timestamp)
+
+    def shown(self, page: Page[tuple[ResourceVersion, str]]) -> list[tuple[Any, Disclosed]]:
+        """(aggregate, as seen) of each resource with a version on the page."""
+        on_page = {UUID(resource_id.partition("/")[0]) for _, resource_id in page.items}
+        return [found for i in on_page if (found := self._found.get(i)) is not None]
 
 
 def type_history_response(
     request: Request, actor: Actor, resource: VersionedResource
 ) -> FhirResponse:
-    """One page of the versions of every resource of the type the caller may see."""
-    kind = f"history:{resource.resource_type}"
+    """One page of the versions of every resource of the type the caller may see, newest
+    first by commit (docs/decisions/0007-paged-type-history.md). The total counts only
+    what the caller may see: exact, it asks the disclosure rule of every resource with a
+    version (a scan of the store, though no version is replayed), so `_total=none` leaves it
+    out and a page costs only its own versions."""
+    # Its keys are positions in the log (a cursor of another order is refused, not misread).
+    kind = f"history-by-position:{resource.resource_type}"
     asked = HistoryQuery.of(request, kind, resource.resource_type)
-    access = resource.access
-    application = access.application
-    aggregates = (application.aggregate(i) for i in application.aggregate_ids())
-    found = list(access.disclosed_matches(actor, aggregates, None))
-    versions = [
-        (version, f"{aggregate.id}/{part}")
-        for aggregate, disclosed in found
-        for part, part_versions in resource.versions(disclosed).items()
-        for version in part_versions
-        if asked.since is None or version.at >= asked.since
-    ]
+    history = TypeHistory(resource, actor, asked.since)
+    keyed = history.pager.page(asked.position, asked.result.count)
+    page = Page(
+        [item for _, item in keyed.items],
+        keyed.total,
+        keyed.first_key,
+        keyed.last_key,
+        keyed.more_after,
+        keyed.more_before,
+    )
+    # As every search counts (the AuditEvent search too): unless `_total=none`.
+    total = history.total() if asked.result.total != "none" or asked.result.only_total else None
     path = f"{resource.resource_type}/_history"
-    response, page = history_response(request, asked, kind, path, versions)
+    response = history_page_response(request, asked, kind, path, page, total)
     # Logged as disclosed: the resources with a version on the page, not all counted.
-    on_page = {resource_id.partition("/")[0] for _, resource_id in page.items}
-    shown = [(aggregate, seen) for aggregate, seen in found if str(aggregate.id) in on_page]
     query = urlencode(dict(request.query_params))
-    access.log_shown(actor, shown, query, "history-type", len(versions))
+    resource.access.log_shown(actor, history.shown(page), query, "history-type", total or 0)
     return response
 
 
