@@ -461,12 +461,19 @@ class VersionedResource(Protocol):
         """Every part's versions as the caller may see them, oldest first."""
         ...
 
-    def changes(self, disclosed: Disclosed, version: int) -> dict[str, ResourceVersion]:
-        """The parts' versions that the aggregate's `version` made, as the caller may see
-        them (a part it left unchanged has none)."""
+    def changes(
+        self, disclosed: Disclosed, version: int, at: datetime
+    ) -> dict[str, ResourceVersion]:
+        """The parts' versions that the aggregate's `version` (made `at`) made, as the
+        caller may see them (a part it left unchanged has none)."""
         ...
 
-    def history_length(self, disclosed: Disclosed, since: datetime | None, events: int) -> int:
+    # Whether counting its versions needs them replayed (`history_length` gets `disclosed`).
+    replays_to_count: bool
+
+    def history_length(
+        self, disclosed: Disclosed | None, since: datetime | None, events: int
+    ) -> int:
         """How many versions (from `since` on) the parts have, as `versions` lists them,
         where the aggregate has `events` events from `since` on."""
         ...
@@ -500,18 +507,21 @@ class AggregateResource:
             ]
         }
 
-    def changes(self, disclosed: Disclosed, version: int) -> dict[str, ResourceVersion]:
-        then = disclosed.version(version)
+    def changes(
+        self, disclosed: Disclosed, version: int, at: datetime
+    ) -> dict[str, ResourceVersion]:
+        # Each event is a version: reconstructed only if the page shows it.
         return {
             "": ResourceVersion(
-                published(then.modified_on),
-                str(then.version),
-                then.version == 1,
-                lambda: self.to_fhir(then),
+                at, str(version), version == 1, lambda: self.to_fhir(disclosed.version(version))
             )
         }
 
-    def history_length(self, disclosed: Disclosed, since: datetime | None, events: int) -> int:
+    replays_to_count = False
+
+    def history_length(
+        self, disclosed: Disclosed | None, since: datetime | None, events: int
+    ) -> int:
         return events  # each event is a version
 
 
@@ -624,6 +634,7 @@ class TypeHistory:
         self.access = resource.access
         self.application = resource.access.application
         self._found: dict[UUID, tuple[Any, Disclosed] | None] = {}
+        self._visible: dict[UUID, bool] = {}
         recorder: Any = self.application.recorder
         self.pager: PositionPager[tuple[ResourceVersion, str]] = PositionPager(
             recorder,
@@ -643,13 +654,14 @@ class TypeHistory:
 
     def entries(self, notification: Any) -> list[tuple[str, tuple[ResourceVersion, str]]]:
         """The versions an event made that the caller may see, each with its resource id."""
-        if self.since is not None and self._at(notification) < self.since:
+        at = self._at(notification)
+        if self.since is not None and at < self.since:
             return []
         found = self.seen(notification.originator_id)
         if found is None:
             return []
         aggregate, disclosed = found
-        changes = self.resource.changes(disclosed, notification.originator_version)
+        changes = self.resource.changes(disclosed, notification.originator_version, at)
         return [
             (f"{aggregate.id}/{part}", (version, f"{aggregate.id}/{part}"))
             for part, version in changes.items()
@@ -677,17 +689,32 @@ class TypeHistory:
             position = found[-1].id
         total = 0
         for aggregate_id, count in events.items():
-            seen = self.seen(aggregate_id)
-            if seen is not None:
-                total += self.resource.history_length(seen[1], self.since, count)
+            if not self.visible(aggregate_id):
+                continue
+            seen = self.seen(aggregate_id) if self.resource.replays_to_count else None
+            total += self.resource.history_length(seen[1] if seen else None, self.since, count)
         return total
+
+    def visible(self, aggregate_id: UUID) -> bool:
+        """Whether the caller may see anything of the resource: the disclosure rule asked
+        of its current version, without the redaction a page needs (a count shows nothing)."""
+        if aggregate_id in self._found:
+            return self._found[aggregate_id] is not None
+        if aggregate_id not in self._visible:
+            try:
+                self.access.disclose(self.application.aggregate(aggregate_id), self.actor)
+            except NotFound:
+                self._visible[aggregate_id] = False
+            else:
+                self._visible[aggregate_id] = True
+        return self._visible[aggregate_id]
 
     def _at(self, notification: Any) -> datetime:
         return published(self.application.mapper.to_domain_event(notification).timestamp)
 
     def shown(self, page: Page[tuple[ResourceVersion, str]]) -> list[tuple[Any, Disclosed]]:
         """(aggregate, as seen) of each resource with a version on the page."""
-        on_page = {UUID(resource_id.partition("/")[0]) for _, resource_id in page.items}
+        on_page = dict.fromkeys(UUID(resource_id[:36]) for _, resource_id in page.items)
         return [found for i in on_page if (found := self._found.get(i)) is not None]
 
 

@@ -88,7 +88,9 @@ class PlanViewResource:
                     seen[part] = content
         return history
 
-    def changes(self, disclosed: Disclosed, version: int) -> dict[str, ResourceVersion]:
+    def changes(
+        self, disclosed: Disclosed, version: int, at: datetime
+    ) -> dict[str, ResourceVersion]:
         """The parts that plan `version` made or changed, as the caller may see them: the
         same versions `versions` lists, found from that version and the one before."""
         plan = disclosed.version(version)
@@ -110,8 +112,13 @@ class PlanViewResource:
                 )
         return changed
 
-    def history_length(self, disclosed: Disclosed, since: datetime | None, events: int) -> int:
-        # Not every plan event changes the part: the plan's versions are read once.
+    # Not every plan event changes the part: the plan's versions are read to count them.
+    replays_to_count = True
+
+    def history_length(
+        self, disclosed: Disclosed | None, since: datetime | None, events: int
+    ) -> int:
+        assert disclosed is not None
         return sum(
             1
             for versions in self.versions(disclosed).values()
