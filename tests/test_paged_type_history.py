@@ -164,3 +164,32 @@ def test_a_page_reads_only_the_plans_it_shows(fresh_system):
         # exists, and (from a cursor) the one that tells whether a previous page does.
         current = {plan_id for plan_id, v in read if v is None}
         assert len(current) <= 4, f"{len(current)} plans read for a page of two"
+
+
+def test_instance_history_replays_once_a_page_and_each_version_reads_as_vread(system):
+    (plan_id,) = new_plans(system.sip, new_personnummer(), 1)
+    for number in range(9):
+        assert run(system.sip, plan_id, "record-need", text=f"behov {number}").is_success
+    plans = system.sip_app.state.plans
+    replays: list[int] = []
+    original = plans.aggregate
+
+    def aggregate(aggregate_id: Any, version: int | None = None) -> Any:
+        if version is not None:
+            replays.append(version)
+        return original(aggregate_id, version)
+
+    plans.aggregate = aggregate
+    try:
+        first = follow(system.sip, f"/fhir/CarePlan/{plan_id}/_history?_count=3")
+    finally:
+        del plans.aggregate
+    assert versions_of(first) == [(plan_id, "10"), (plan_id, "9"), (plan_id, "8")]
+    assert replays == [8], "one replay, up to the page's oldest version, for the page"
+    bundles, listed = paged(system.sip, f"/fhir/CarePlan/{plan_id}/_history?_count=3")
+    assert [int(version) for _, version in listed] == list(range(10, 0, -1))
+    for bundle in bundles:
+        for entry in bundle["entry"]:
+            version = entry["resource"]["meta"]["versionId"]
+            vread = follow(system.sip, f"/fhir/CarePlan/{plan_id}/_history/{version}")
+            assert entry["resource"] == vread

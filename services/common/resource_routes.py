@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from contracts.actor import Actor
 from services.common.access_log import ACTION_OF_INTERACTION, REFUSED, SUCCESS
-from services.common.application import VersionedApplication
+from services.common.application import VersionedApplication, VersionStepper
 from services.common.audit.feed import event_topics
 from services.common.auth.dependency import authorize
 from services.common.disclosure import PERSON, Discloser, Disclosure
@@ -91,6 +91,20 @@ class Disclosed:
     def versions(self) -> Iterator[Any]:
         for then in self.access.application.versions(self.current.id):
             yield self.access.redact(then, self.disclosure)
+
+    def stepped(self) -> list[tuple[Any, Callable[[], Any]]]:
+        """Each stored event, with the version it made as the caller may see it, reconstructed
+        only when called: the versions' numbers and times without replaying any of them."""
+        application = self.access.application
+        step = VersionStepper(application, self.current.id)
+
+        def then(number: int) -> Any:
+            return self.access.redact(step(number), self.disclosure)
+
+        return [
+            (event, lambda number=event.originator_version: then(number))
+            for event in application.events.get(self.current.id)
+        ]
 
 
 class ResourceAccess:
@@ -495,15 +509,17 @@ class AggregateResource:
         return self.to_fhir(aggregate)
 
     def versions(self, disclosed: Disclosed) -> dict[str, list[ResourceVersion]]:
+        # Each event is a version, placed by its time; only a page's versions are replayed
+        # (rendered oldest first, so one replay serves the page).
         return {
             "": [
                 ResourceVersion(
-                    published(version.modified_on),
-                    str(version.version),
-                    version.version == 1,
-                    lambda version=version: self.to_fhir(version),
+                    published(event.timestamp),
+                    str(event.originator_version),
+                    event.originator_version == 1,
+                    lambda then=then: self.to_fhir(then()),
                 )
-                for version in disclosed.versions()
+                for event, then in disclosed.stepped()
             ]
         }
 
