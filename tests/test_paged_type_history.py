@@ -6,10 +6,12 @@ unless `_total=none`, is the number of versions the caller may see."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import httpx
 
+from services.common import application as application_module
 from tests.fhir_data import FHIR_JSON, MUNICIPALITY, care_plan, new_personnummer, run
 from tests.test_access_log_commits import seeded_plans
 from tests.test_paging import follow, link, new_plans
@@ -166,26 +168,22 @@ def test_a_page_reads_only_the_plans_it_shows(fresh_system):
         assert len(current) <= 4, f"{len(current)} plans read for a page of two"
 
 
-def test_instance_history_replays_once_a_page_and_each_version_reads_as_vread(system):
+def test_instance_history_copies_only_its_page_and_each_version_reads_as_vread(system, monkeypatch):
     (plan_id,) = new_plans(system.sip, new_personnummer(), 1)
     for number in range(9):
         assert run(system.sip, plan_id, "record-need", text=f"behov {number}").is_success
-    plans = system.sip_app.state.plans
-    replays: list[int] = []
-    original = plans.aggregate
+    copied: list[int] = []
 
-    def aggregate(aggregate_id: Any, version: int | None = None) -> Any:
-        if version is not None:
-            replays.append(version)
-        return original(aggregate_id, version)
+    def deepcopy(aggregate: Any) -> Any:
+        copied.append(aggregate.version)
+        return copy.deepcopy(aggregate)
 
-    plans.aggregate = aggregate
-    try:
-        first = follow(system.sip, f"/fhir/CarePlan/{plan_id}/_history?_count=3")
-    finally:
-        del plans.aggregate
+    # Every version the application reconstructs for a caller is a copy of its own.
+    monkeypatch.setattr(application_module, "deepcopy", deepcopy)
+    first = follow(system.sip, f"/fhir/CarePlan/{plan_id}/_history?_count=3")
     assert versions_of(first) == [(plan_id, "10"), (plan_id, "9"), (plan_id, "8")]
-    assert replays == [8], "one replay, up to the page's oldest version, for the page"
+    assert sorted(copied) == [8, 9, 10], "only the page's versions are reconstructed"
+    monkeypatch.undo()
     bundles, listed = paged(system.sip, f"/fhir/CarePlan/{plan_id}/_history?_count=3")
     assert [int(version) for _, version in listed] == list(range(10, 0, -1))
     for bundle in bundles:

@@ -95,16 +95,13 @@ class Disclosed:
     def stepped(self) -> list[tuple[Any, Callable[[], Any]]]:
         """Each stored event, with the version it made as the caller may see it, reconstructed
         only when called: the versions' numbers and times without replaying any of them."""
-        application = self.access.application
-        step = VersionStepper(application, self.current.id)
+        events = list(self.access.application.events.get(self.current.id))
+        step = VersionStepper(self.access.application, self.current.id, events)
 
         def then(number: int) -> Any:
             return self.access.redact(step(number), self.disclosure)
 
-        return [
-            (event, lambda number=event.originator_version: then(number))
-            for event in application.events.get(self.current.id)
-        ]
+        return [(event, lambda number=event.originator_version: then(number)) for event in events]
 
 
 class ResourceAccess:
