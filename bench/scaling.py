@@ -22,7 +22,8 @@ coordinator, after two warm-up requests:
 - first search after writes: the same search right after 20 `$record-need` on one plan,
   while the read model has those 20 events to catch up;
 - long-plan write: `$record-need` on one plan that has 400 versions already (written
-  untimed first), the cost a plan's length adds to each write.
+  untimed first), the cost a plan's length adds to each write; and that plan's
+  `_history?_count=10`, what its length adds to a page of its history.
 
 `--rows` picks rows by the first word of their name (type _history at 20,000 plans replays
 every plan: minutes a request until it is served from a paged index).
@@ -218,14 +219,22 @@ def rows(running: Running, ids: list[str]) -> Iterator[tuple[str, Callable[[], N
     long_plan = ids[len(ids) // 4]
     grown = []
 
-    def long_plan_write() -> None:
+    def grow() -> None:
         if not grown:  # on the first (warm-up) call: untimed
             for number in range(LONG_PLAN_VERSIONS):
                 need(client, long_plan, f"Tidigare {number}")
             grown.append(True)
+
+    def long_plan_write() -> None:
+        grow()
         need(client, long_plan, "Ännu ett")
 
+    def long_plan_history() -> None:
+        grow()
+        checked(client.get(f"/CarePlan/{long_plan}/_history?_count=10"))
+
     yield f"long-plan write (v{LONG_PLAN_VERSIONS}+)", long_plan_write
+    yield f"long-plan _history?_count=10 (v{LONG_PLAN_VERSIONS}+)", long_plan_history
 
 
 def measure(plans: int, requests: int, seconds: float, wanted: set[str]) -> dict[str, float]:
