@@ -15,7 +15,7 @@ coordinator, after two warm-up requests:
 - write: `$record-need` on a different plan each time (each plan gains one version);
 - instance history: `GET CarePlan/{id}/_history`;
 - type history: `GET CarePlan/_history?_count=10`, with its exact total (every plan's
-  disclosure decided) and with `_total=none` (the page alone, docs/decisions/0007);
+  disclosure decided) and with `_total=none` (the page alone, docs/decisions/0009);
 - feed: `GET /events?after=0&limit=100` as the region's auditor and as a record system of
   the region (whose page decides each plan's disclosure): the seed's first plans' events,
   the same page at every size, so what grows is only what the store's size adds;

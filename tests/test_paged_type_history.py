@@ -1,5 +1,5 @@
 """Type-level `_history` is paged from the event log by position
-(docs/decisions/0007-paged-type-history.md): each page lists the versions the caller may see,
+(docs/decisions/0009-paged-type-history.md): each page lists the versions the caller may see,
 newest first by commit, each exactly once however the store changes between pages, the
 views (Goal, CareTeam) too; a page reconstructs only what it shows, and its total, counted
 unless `_total=none`, is the number of versions the caller may see."""

@@ -735,7 +735,7 @@ def type_history_response(
     request: Request, actor: Actor, resource: VersionedResource
 ) -> FhirResponse:
     """One page of the versions of every resource of the type the caller may see, newest
-    first by commit (docs/decisions/0007-paged-type-history.md). The total counts only
+    first by commit (docs/decisions/0009-paged-type-history.md). The total counts only
     what the caller may see: exact, it asks the disclosure rule of every resource with a
     version (a scan of the store, though no version is replayed), so `_total=none` leaves it
     out and a page costs only its own versions."""
