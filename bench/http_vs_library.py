@@ -109,15 +109,20 @@ def running_services(data_dir: Path, urls: dict[str, str | None], workers: int) 
     consent_port, sip_port = free_port(), free_port()
     env["CONSENT_SERVICE_URL"] = f"http://127.0.0.1:{consent_port}"
     processes: list[subprocess.Popen] = []
+    log = data_dir / "services.log"  # the services' warnings stay out of the figures
     try:
         for module, port in (
             ("services.consent.api", consent_port),
             ("services.sip.api", sip_port),
         ):
             command = service_command(module, "127.0.0.1", port, workers)
-            processes.append(subprocess.Popen([*command, "--log-level", "warning"], env=env))
+            with log.open("ab") as out:
+                processes.append(
+                    subprocess.Popen([*command, "--log-level", "warning"], env=env,
+                                     stdout=out, stderr=subprocess.STDOUT)
+                )  # fmt: skip
             if not wait_ready(f"http://127.0.0.1:{port}", processes[-1], seconds=60):
-                raise RuntimeError(f"{module} did not start")
+                raise RuntimeError(f"{module} did not start: {log.read_text()[-2000:]}")
         yield f"http://127.0.0.1:{sip_port}"
     finally:
         for process in reversed(processes):
