@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from contracts.identifiers import PERSONNUMMER_SYSTEM
 from contracts.subscription_topics import PLAN_CHANGED
 from services.common.auth.tokens import DevIssuer, default_scopes
 from tests.fhir_data import (
@@ -174,8 +175,9 @@ def test_writes_through_both_workers_reach_one_log(workers):
     (first, a), (second, b) = coordinators.items()
     plans = {}
     for pid, client, other in ((first, a, b), (second, b, a)):
+        personnummer = new_personnummer()
         plan_id = created_or_ok(
-            client.post("/fhir/CarePlan", json=care_plan(new_personnummer()), headers=FHIR_JSON)
+            client.post("/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON)
         )["id"]
         created_or_ok(run(client, plan_id, "record-need", text=f"Behov via {pid}"))
         assert worker_of(client, workers.sip) == pid
@@ -183,6 +185,15 @@ def test_writes_through_both_workers_reach_one_log(workers):
         read = other.get(f"/fhir/CarePlan/{plan_id}")  # the other worker reads it at once
         assert read.status_code == 200 and f"Behov via {pid}" in read.text, read.text
         assert read.headers["ETag"] == 'W/"2"'
+        # Each worker's read models catch up with the other's writes (search by the person).
+        subject = f"{PERSONNUMMER_SYSTEM}|{personnummer}"
+        for reader in (client, other):
+            assert wait_until(
+                lambda r=reader, s=subject: (
+                    r.get("/fhir/CarePlan", params={"subject:identifier": s}).json()["total"] == 1
+                ),
+                seconds=2,
+            ), f"plan {plan_id} not found by search through {reader}"
     systems = workers.pinned(role="integration")  # the feed is for systems and auditors
     for client in systems.values():
         events, _ = whole_feed(client, type="Plan")
