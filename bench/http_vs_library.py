@@ -1,7 +1,7 @@
 """Writes through the HTTP API against the bare eventsourcing library's saves of the same
 events, 1 and 4 clients, SQLite and PostgreSQL, side by side in one run.
 
-    python bench/http_vs_library.py [--seconds 8] [--workers 2] [--skip-postgres]
+    python bench/http_vs_library.py [--seconds 8] [--workers CORES] [--skip-postgres]
 
 The workload, for both sides: half the commands create a plan, half record a need on one of
 the client's plans (in turn). Through HTTP each is a request to the SIP service, started as
@@ -290,7 +290,10 @@ def report(results: dict, backends: list[str], workers: int, seconds: float) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="each measurement's length")
-    parser.add_argument("--workers", type=int, default=2, help="for the 4-client HTTP run")
+    parser.add_argument(
+        "--workers", type=int, default=max(2, os.cpu_count() or 2),
+        help="processes per service in the 4-client HTTP run (default: the host's cores)",
+    )  # fmt: skip
     parser.add_argument("--skip-postgres", action="store_true")
     arguments = parser.parse_args()
     backends = ["sqlite"]
