@@ -12,7 +12,9 @@ the write's transaction, the hash chain. The library side saves the domain's own
 the plan before changing it as a command does, one thread per client: no token, no access
 log, no chain, no HTTP. Both sides use the library's recorder for the database (WAL,
 synchronous FULL on SQLite; PostgreSQL's defaults) on fresh storage of the same server (a
-file in one folder; a database of one PostgreSQL), for `--seconds` each after a warm-up.
+file in one folder; a database of one PostgreSQL), for `--seconds` each after a warm-up,
+taken in turns (`--rounds` slices each) so that the shared machine's changing load falls on
+every side alike.
 
 The goal (issue 15): HTTP at least 0.5x the library with 1 client, at least 1.0x with 4. The
 4-client HTTP figure is measured with one worker and with `--workers`; the verdict takes the
@@ -30,7 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -62,12 +64,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def drive(clients: int, seconds: float, command: Callable[[int, int], None]) -> float:
-    """Runs `command(client, number)` from `clients` threads, each in a loop, for `seconds`
-    after a warm-up of 5 commands each; commands per second over all of them."""
+Command = Callable[[int, int], None]
+
+
+def warm_up(clients: int, command: Command) -> None:
     for client in range(clients):
         for number in range(5):
             command(client, -1 - number)
+
+
+def drive(clients: int, seconds: float, command: Command) -> tuple[int, float]:
+    """Runs `command(client, number)` from `clients` threads, each in a loop, for `seconds`:
+    (commands done, seconds taken)."""
     counts = [0] * clients
     failures: list[BaseException] = []
     barrier = threading.Barrier(clients + 1)
@@ -92,7 +100,7 @@ def drive(clients: int, seconds: float, command: Callable[[int, int], None]) -> 
         thread.join()
     if failures:
         raise failures[0]
-    return sum(counts) / (time.monotonic() - started)
+    return sum(counts), time.monotonic() - started
 
 
 # --- Through HTTP -------------------------------------------------------------------------
@@ -100,6 +108,7 @@ def drive(clients: int, seconds: float, command: Callable[[int, int], None]) -> 
 
 @contextmanager
 def running_services(data_dir: Path, urls: dict[str, str | None], workers: int) -> Iterator[str]:
+    data_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "SIP_DATA_DIR": str(data_dir), "SIP_DEV_ISSUER": "enabled"}
     for service, variable in (("sip", "SIP_DATABASE_URL"), ("consent", "CONSENT_DATABASE_URL")):
         env.pop(variable, None)
@@ -130,8 +139,10 @@ def running_services(data_dir: Path, urls: dict[str, str | None], workers: int) 
             process.wait(timeout=20)
 
 
-def http_rate(data_dir: Path, urls: dict[str, str | None], clients: int, workers: int,
-              seconds: float) -> float:  # fmt: skip
+@contextmanager
+def http_side(
+    data_dir: Path, urls: dict[str, str | None], clients: int, workers: int
+) -> Iterator[Command]:
     with running_services(data_dir, urls, workers) as sip_url:
         token = DevIssuer(data_dir).mint(
             subject="bench-coordinator", role="coordinator", organization=REGION,
@@ -154,7 +165,7 @@ def http_rate(data_dir: Path, urls: dict[str, str | None], clients: int, workers
                 ).raise_for_status()
 
         try:
-            return drive(clients, seconds, command)
+            yield command
         finally:
             for session in sessions:
                 session.close()
@@ -182,7 +193,8 @@ def library_env(data_dir: Path, database: str | None) -> dict[str, str]:
     }
 
 
-def library_rate(env: dict[str, str], clients: int, seconds: float) -> float:
+@contextmanager
+def library_side(env: dict[str, str], clients: int) -> Iterator[Command]:
     app: Application = Application(env=env)
     plans: list[list[uuid.UUID]] = [[] for _ in range(clients)]
 
@@ -203,7 +215,7 @@ def library_rate(env: dict[str, str], clients: int, seconds: float) -> float:
         app.save(plan)
 
     try:
-        return drive(clients, seconds, command)
+        yield command
     finally:
         app.close()
 
@@ -239,29 +251,43 @@ class PostgresDatabases:
                 )
 
 
-def measure(backend: str, databases: PostgresDatabases, workers: int, seconds: float) -> dict:
-    """{(side, clients, workers): commands/s}; the library's `workers` is 0."""
+def measure(
+    backend: str, databases: PostgresDatabases, workers: int, seconds: float, rounds: int
+) -> dict:
+    """{(side, clients, workers): commands/s}; the library's `workers` is 0. The sides of one
+    client count run in turns, `rounds` slices each, so a change in the shared machine's load
+    (its disk above all) falls on each side alike rather than on whichever ran then."""
     results = {}
     for clients in (1, 4):
-        with tempfile.TemporaryDirectory() as folder:
+        with ExitStack() as stack:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             database = databases.library_database() if backend == "postgres" else None
-            env = library_env(Path(folder), database)
-            results["library", clients, 0] = library_rate(env, clients, seconds)
-        for count in sorted({1, workers} if clients == 4 else {1}):
-            urls = (
-                databases.service_urls()
-                if backend == "postgres"
-                else {"sip": None, "consent": None}
-            )
-            with tempfile.TemporaryDirectory() as folder:
-                results["http", clients, count] = http_rate(
-                    Path(folder), urls, clients, count, seconds
+            sides = {("library", clients, 0): stack.enter_context(
+                library_side(library_env(folder, database), clients)
+            )}  # fmt: skip
+            for count in sorted({1, workers} if clients == 4 else {1}):
+                urls = (
+                    databases.service_urls()
+                    if backend == "postgres"
+                    else {"sip": None, "consent": None}
                 )
+                data_dir = folder / f"http-{count}"
+                sides["http", clients, count] = stack.enter_context(
+                    http_side(data_dir, urls, clients, count)
+                )
+            totals = dict.fromkeys(sides, (0, 0.0))
+            for command in sides.values():
+                warm_up(clients, command)
+            for _ in range(rounds):
+                for key, command in sides.items():
+                    done, took = drive(clients, seconds / rounds, command)
+                    totals[key] = (totals[key][0] + done, totals[key][1] + took)
+            results.update({key: done / took for key, (done, took) in totals.items()})
     return results
 
 
 def report(results: dict, backends: list[str], workers: int, seconds: float) -> None:
-    print(f"commands/s over {seconds:.0f} s each (half plan creates, half $record-need)")
+    print(f"commands/s over {seconds:.0f} s each, in turns (half plan creates, half $record-need)")
     print(f"{'database':<10}{'clients':>8}{'library':>10}{'HTTP 1 worker':>15}"
           f"{f'HTTP {workers} workers':>17}{'ratio':>8}")  # fmt: skip
     for backend in backends:
@@ -294,6 +320,7 @@ def main() -> None:
         "--workers", type=int, default=max(2, os.cpu_count() or 2),
         help="processes per service in the 4-client HTTP run (default: the host's cores)",
     )  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=4, help="turns each side's time is cut in")
     parser.add_argument("--skip-postgres", action="store_true")
     arguments = parser.parse_args()
     backends = ["sqlite"]
@@ -306,7 +333,9 @@ def main() -> None:
     databases, results = PostgresDatabases(), {}
     try:
         for backend in backends:
-            results[backend] = measure(backend, databases, arguments.workers, arguments.seconds)
+            results[backend] = measure(
+                backend, databases, arguments.workers, arguments.seconds, arguments.rounds
+            )
     finally:
         if databases.names:
             databases.drop()
