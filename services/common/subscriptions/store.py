@@ -8,7 +8,6 @@ notifications numbered for it; `delivered_through` the ones its endpoint acknowl
 
 from __future__ import annotations
 
-import fcntl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
+from services.common.file_lock import held
 from services.common.persistence import SQLITE_IMMEDIATE
 
 subscriptions_metadata = MetaData()
@@ -165,8 +165,8 @@ class SubscriptionStore:
         self.postgres = engine.dialect.name == "postgresql"
         self._writer = engine.execution_options(**{SQLITE_IMMEDIATE: True})
         # SQLite: one claim at a time on the database file, across this process's threads
-        # (the lock) and the processes of `sip up --workers N` (an advisory lock on a file
-        # beside the database): without the latter two workers would claim the same
+        # and the processes of `sip up --workers N` (a lock on a file beside the database,
+        # services/common/file_lock.py): without it two workers would claim the same
         # subscriptions and each deliver their notifications.
         self._claiming = threading.Lock()
         database = None if self.postgres else engine.url.database
@@ -226,13 +226,12 @@ class SubscriptionStore:
 
     @contextmanager
     def _sqlite_claim(self) -> Iterator[None]:
-        with self._claiming:
-            if self._lock_path is None:  # a database in memory is this process's alone
+        if self._lock_path is None:  # a database in memory is this process's alone
+            with self._claiming:
                 yield
-                return
-            with open(self._lock_path, "a") as lock_file:
-                fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file closes
-                yield
+            return
+        with held(self._lock_path):
+            yield
 
     def notifications(self, subscription_id: str, first: int, last: int) -> list[NotificationRow]:
         columns = subscription_notifications.c
