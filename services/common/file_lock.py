@@ -11,9 +11,12 @@ an open file, which every thread of the process would share."""
 from __future__ import annotations
 
 import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from services.common.data_dir import PRIVATE_FILE
 
 _locks: dict[str, threading.Lock] = {}
 _making = threading.Lock()
@@ -25,6 +28,11 @@ def held(path: str) -> Iterator[None]:
     process and every process of the host that takes it too."""
     with _making:
         lock = _locks.setdefault(path, threading.Lock())
-    with lock, open(path, "a") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file closes
-        yield
+    with lock:
+        # 0600 as everything in the data folder (services/common/data_dir.py), though empty.
+        descriptor = os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE_FILE)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)  # released when the file closes
+            yield
+        finally:
+            os.close(descriptor)
