@@ -35,6 +35,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from services.common.file_lock import held
 from services.common.personal_data.in_write import check_data_keys
 
 GENESIS = bytes(32)
@@ -113,6 +114,17 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             f"CREATE INDEX IF NOT EXISTS {self.chain_table}_stream_idx ON {self.chain_table} "
             "(originator_id, originator_version)",
         ]
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        pool = self.datastore.pool
+        if pool.is_sqlite_memory_mode:
+            return super().insert_events(stored_events, **kwargs)
+        # Server processes on one file (`--workers`) take turns here, woken at once, rather
+        # than in SQLite's lock, where a waiting writer sleeps (services/common/file_lock.py).
+        with held(f"{pool.db_name}.write.lock"):
+            return super().insert_events(stored_events, **kwargs)
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
