@@ -234,3 +234,22 @@ def test_a_failed_transaction_fails_every_save_in_it_and_none_returns_before_it_
     assert returned[0] == [1]
     assert [type(outcome) for outcome in returned[1:]] == [OperationalError] * 3
     assert group.batches == 2 and not group._writing
+
+
+def test_the_event_store_flushes_each_commit_to_disk_before_it_returns(backend, consent_service):
+    """What decision 0007 says the commits rely on: SQLite in WAL mode with synchronous=FULL
+    (the WAL is synced at every commit), PostgreSQL with synchronous_commit on (a commit returns
+    once its WAL is flushed). Either one relaxed would answer writes a crash could lose."""
+    datastore = consent_service.application.recorder.datastore
+    if backend.name == "sqlite":
+        with datastore.transaction(commit=False) as cursor:
+            cursor.execute("PRAGMA journal_mode")
+            assert cursor.fetchone()[0].lower() == "wal"
+            cursor.execute("PRAGMA synchronous")
+            assert cursor.fetchone()[0] == 2  # FULL
+    else:
+        with datastore.transaction(commit=False) as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()["synchronous_commit"] == "on"
+            cursor.execute("SHOW fsync")
+            assert cursor.fetchone()["fsync"] == "on"
