@@ -27,6 +27,8 @@ CREATION_FIELDS: dict[str, CreationFields] = {
     "CarePlan": CreationFields(person="subject", custodian=("starting_organization",)),
     # services.consent.domain:Consent.Given: the organisation of whoever recorded it
     "Consent": CreationFields(person="patient", custodian=("recorded_by", "organization")),
+    # services.sip.discharge.stay:Stay.Admitted: the inpatient stay, the hospital's record
+    "Encounter": CreationFields(person="subject", custodian=("organization",)),
     # services.common.access_log:AccessRecord.Recorded
     "AuditEvent": CreationFields(person="patient", custodian=("custodian",)),
 }

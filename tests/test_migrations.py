@@ -25,6 +25,7 @@ from services.common.migrations.schema_version import (
     version_table,
 )
 from services.common.persistence import read_model_engine, storage_for
+from services.common.personal_data.keys import personal_data_metadata
 from services.common.projection import tracking_metadata
 from services.common.subscriptions.store import subscriptions_metadata
 from services.consent.projections import ConsentIndex
@@ -133,6 +134,7 @@ def test_the_migrated_schema_is_the_one_the_code_reads_and_writes(backend, servi
             *model.metadata.tables.values(),
             *tracking_metadata.tables.values(),
             *claims_metadata.tables.values(),  # written with the events, read by searches
+            *personal_data_metadata.tables.values(),  # sip_0006, consent_0004
         ]:
             if table.name not in code.tables:
                 table.to_metadata(code)
@@ -214,6 +216,7 @@ def test_a_data_folder_of_an_earlier_release_is_adopted_without_losing_a_row(tmp
             "projection_failures": 0,  # tables the old folder lacked
             "business_identifiers": 0,
             version_table(service): 1,
+            "personal_data_keys": 0,  # sip_0006, consent_0004
         }
         if service == "sip":  # sip_0002 adds the rows of the invitations pending then
             expected |= {table: 0 for table in subscriptions_metadata.tables}  # sip_0004
@@ -260,6 +263,7 @@ def test_sip_0002_gives_the_plans_indexed_before_it_their_pending_invitations(ba
             connection.execute(text("DROP TABLE business_identifiers"))  # from sip_0003 on
             for table in subscriptions_metadata.tables:  # from sip_0004 on
                 connection.execute(text(f"DROP TABLE {table}"))
+            connection.execute(text("DROP TABLE personal_data_keys"))  # from sip_0006 on
             connection.execute(text(f"UPDATE {version_table('sip')} SET version_num = 'sip_0001'"))
         migrate_service("sip", backend.database_urls["sip"], backend.data_dir)
         with engine.connect() as connection:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from copy import deepcopy
 from datetime import date, datetime
 from threading import Lock
-from typing import Any, TypeVar
+from types import MappingProxyType
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
@@ -68,6 +69,9 @@ class VersionedApplication(Application[UUID]):
 
     resource_type: str
     aggregate_class: type[Any]
+    # Other aggregates this application's event store holds, by resource type (the SIP
+    # service's stays, docs/decisions/0008): the audit feed names their records by these.
+    other_aggregates: ClassVar[Mapping[str, type[Any]]] = MappingProxyType({})
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -107,13 +111,25 @@ class VersionedApplication(Application[UUID]):
         return access
 
     def aggregate(self, aggregate_id: UUID, version: int | None = None) -> Any:
+        return self.aggregate_of(self.aggregate_class, self.resource_type, aggregate_id, version)
+
+    def aggregate_of(
+        self, cls: type[Any], resource_type: str, aggregate_id: UUID, version: int | None = None
+    ) -> Any:
+        """The aggregate if it is a `cls`. One event store holds more than one aggregate class
+        (the SIP service's plans and stays, docs/decisions/0008): an id of another class is
+        not found as this resource type, never handed to code that expects a `cls`."""
         unit = unit_of(self)
         if unit is not None and version is None and aggregate_id in unit.aggregates:
-            return unit.aggregates[aggregate_id]  # as the transaction's earlier entries left it
-        try:
-            return self.repository.get(aggregate_id, version=version)
-        except AggregateNotFoundError:
-            raise NotFound(f"{self.resource_type}/{aggregate_id}") from None
+            found = unit.aggregates[aggregate_id]  # as the transaction's earlier entries left it
+        else:
+            try:
+                found = self.repository.get(aggregate_id, version=version)
+            except AggregateNotFoundError:
+                found = None
+        if not isinstance(found, cls):
+            raise NotFound(f"{resource_type}/{aggregate_id}")
+        return found
 
     def aggregate_for_change(self, aggregate_id: UUID, expected_version: int | None) -> Any:
         aggregate = self.aggregate(aggregate_id)

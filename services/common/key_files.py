@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
-import stat
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("sip.keys")
+from services.common.data_dir import make_private_directory, warn_if_others_may_read
+
 RETIRED = "retired"
-_warned: set[Path] = set()  # a key read at every signing warns once
 
 
 def key_dir_from_env(data_dir: Path) -> Path:
@@ -33,14 +31,14 @@ def load_or_create_jwk(path: Path, generate: Callable[[], Any]) -> dict[str, Any
     """The private JWK in `path`; `generate()` makes one the first time, readable by the owner
     only. Replicas may start at once: the first link wins and the others read it."""
     if not path.exists():
-        _make_private_directory(path.parent)
+        make_private_directory(path.parent)
         temporary = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
         temporary.touch(mode=0o600)
         temporary.write_text(json.dumps(generate().as_dict(private=True)))
         with contextlib.suppress(FileExistsError):
             os.link(temporary, path)
         temporary.unlink()
-    _warn_if_others_may_read(path)
+    warn_if_others_may_read(path)
     return json.loads(path.read_text())
 
 
@@ -64,20 +62,8 @@ def retire(path: Path, public_jwk: dict[str, Any], prefix: str) -> Path:
     """Keeps the key's public half under `retired/` (named by its key id) and removes the
     private key, so the next use makes a new key with a new id."""
     folder = path.parent / RETIRED
-    _make_private_directory(folder)
+    make_private_directory(folder)
     kept = folder / f"{prefix}{public_jwk['kid']}.json"
     kept.write_text(json.dumps(public_jwk))
     path.unlink(missing_ok=True)
     return kept
-
-
-def _make_private_directory(folder: Path) -> None:
-    if not folder.exists():
-        folder.mkdir(parents=True, mode=0o700, exist_ok=True)
-
-
-def _warn_if_others_may_read(path: Path) -> None:
-    mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO) and path not in _warned:
-        _warned.add(path)
-        log.warning("key file %s may be read by others (mode %o): chmod 600 it", path, mode & 0o777)

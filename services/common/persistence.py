@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
 
 from services.common.audit.chain import RECORDER_TOPICS
-from services.common.data_dir import DEFAULT_DATA_DIR, data_dir_from_env
+from services.common.data_dir import DEFAULT_DATA_DIR, data_dir_from_env, private_file
 from services.common.migrations.schema_version import MIGRATED_SERVICES, require_current_schema
 
 __all__ = ["DEFAULT_DATA_DIR", "data_dir_from_env"]  # kept here for the callers of old
@@ -82,8 +82,9 @@ def storage_for(
 def _storage(service: str, database_url: str | None, data_dir: Path) -> Storage:
     if database_url:
         return _postgres_storage(service, database_url)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path = (data_dir / f"{service}.sqlite").resolve()
+    # Created here, 0600 in a 0700 folder, before the event store or SQLAlchemy opens it
+    # (either would create it with the umask's mode): it holds personal data.
+    path = private_file(data_dir.resolve() / f"{service}.sqlite")
     return Storage(
         service=service,
         event_store_env={

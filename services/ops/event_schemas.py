@@ -25,10 +25,11 @@ from pydantic import TypeAdapter
 from contracts.canonical import CANONICAL_BASE
 from services.common.access_log import AccessRecord
 from services.consent.domain import Consent
+from services.sip.discharge.stay import Stay
 from services.sip.domain import Plan
 
 SCHEMA_FOLDER = Path(__file__).resolve().parents[2] / "contracts" / "event_schemas"
-AGGREGATES = {"sip": [Plan, AccessRecord], "consent": [Consent, AccessRecord]}
+AGGREGATES = {"sip": [Plan, Stay, AccessRecord], "consent": [Consent, AccessRecord]}
 ENVELOPE = {"originator_id", "originator_version", "originator_id_type"}
 # The library's base event classes of every aggregate; ours store only their subclasses.
 UNSTORED_BASES = {"Event", "Created"}

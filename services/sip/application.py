@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 from uuid import UUID
 
@@ -13,6 +14,7 @@ from services.common.application import Result, VersionedApplication
 from services.common.business_identifiers import IdentifierClaims
 from services.common.domain import RuleViolation
 from services.sip.consent_gate import ConsentGate
+from services.sip.discharge.stay import Stay
 from services.sip.domain import PRINCIPALS, Plan
 from services.sip.parts import EventActor
 
@@ -71,6 +73,7 @@ class SipPlans(VersionedApplication):
     name = "SipPlans"
     resource_type = "CarePlan"
     aggregate_class = Plan
+    other_aggregates = MappingProxyType({"Encounter": Stay})
 
     def start(self, claims: IdentifierClaims | None = None, **started: Any) -> Plan:
         """Starts a plan; with `claims`, raises IdentifierTaken (writing nothing) where the

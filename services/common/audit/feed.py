@@ -99,6 +99,11 @@ class EventFeed:
         aggregate_types = {cls.__name__: cls for cls in (application.aggregate_class, AccessRecord)}
         self.topics_of_type = {name: event_topics(cls) for name, cls in aggregate_types.items()}
         self.access_record_topics = frozenset(self.topics_of_type["AccessRecord"])
+        self.other_resource_types = {
+            topic: resource_type
+            for resource_type, cls in application.other_aggregates.items()
+            for topic in event_topics(cls)
+        }
 
     def reads_whole_log(self, actor: Actor) -> bool:
         """Granted by configuration to the subject, and asked for with a scope naming `Event`
@@ -220,7 +225,7 @@ class EventFeed:
     def _resource_type(self, notification: Any) -> str:
         if notification.topic in self.access_record_topics:
             return "AuditEvent"
-        return self.application.resource_type
+        return self.other_resource_types.get(notification.topic, self.application.resource_type)
 
     def _named(self, notification: Any, creations: dict[UUID, Named]) -> Named:
         """The person and custodian the event's record names, from its stored creation event

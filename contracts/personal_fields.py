@@ -1,0 +1,43 @@
+"""Which fields of each stored event are personal, sealed with the person's data key when the
+service encrypts personal data (docs/decisions/0007). Fixed, as CREATION_FIELDS are: a field
+sealed once stays sealed in the stored bytes, and a field left out was stored in clear.
+
+Keyed by event topic. `person` names the field that holds the person's identifier, on the
+event that creates the record; later events of the record find the person through it.
+`retention_class` is the kind of record the retention rules name (one data key each).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PersonalFields:
+    fields: tuple[str, ...]
+    retention_class: str
+    person: str | None = None
+
+
+_PLAN = "services.sip.domain:Plan."
+# The plan's parts are all under the region's class for now: the split between the region's
+# and the municipality's entries (by the author's organisation kind) is still to come.
+PLAN_CLASS = "region"
+
+PERSONAL_FIELDS: dict[str, PersonalFields] = {
+    _PLAN + "Started": PersonalFields(("subject", "title", "description"), PLAN_CLASS, "subject"),
+    _PLAN + "NeedRecorded": PersonalFields(("text", "wishes"), PLAN_CLASS),
+    _PLAN + "GoalSet": PersonalFields(("text",), PLAN_CLASS),
+    _PLAN + "GoalRevised": PersonalFields(("text", "reason"), PLAN_CLASS),
+    _PLAN + "GoalAssessed": PersonalFields(("note",), PLAN_CLASS),
+    _PLAN + "InterventionAssigned": PersonalFields(("intervention",), PLAN_CLASS),
+    _PLAN + "InterventionStatusChanged": PersonalFields(("reason",), PLAN_CLASS),
+    _PLAN + "ChangesRejected": PersonalFields(("reason",), PLAN_CLASS),
+    _PLAN + "Closed": PersonalFields(("reason", "note"), PLAN_CLASS),
+    _PLAN + "DeviationReported": PersonalFields(("text",), PLAN_CLASS),
+    _PLAN + "DeviationAnswered": PersonalFields(("answer",), PLAN_CLASS),
+    _PLAN + "MeetingScheduled": PersonalFields(("meeting",), PLAN_CLASS),
+    _PLAN + "MeetingHeld": PersonalFields(("notes",), PLAN_CLASS),
+    _PLAN + "FollowUpRecorded": PersonalFields(("changes",), PLAN_CLASS),
+    _PLAN + "ParticipantAdded": PersonalFields(("participant",), PLAN_CLASS),
+}

@@ -1,0 +1,97 @@
+"""One personal value sealed under a person's data key (AES-256-GCM).
+
+A sealed value is `{"k": key id, "n": nonce, "c": ciphertext}` (base64url), the plain value
+JSON-encoded inside. GCM authenticates: a changed byte, a value moved to another event or
+field (`context`, the caller's associated data) or another key fails to open, it never opens
+to something else. A value whose key was erased opens to `Erased`, not to an exception: a
+stream with erased parts still replays."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+NONCE_BYTES = 12
+
+
+@dataclass(frozen=True)
+class DataKey:
+    key_id: str
+    secret: bytes = field(repr=False)
+    # Made once per key, not per value: a replay opens thousands of values under one key.
+    cipher: AESGCM = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cipher", AESGCM(self.secret))
+
+
+@dataclass(frozen=True)
+class Erased:
+    """What a value sealed under an erased key reads as: when and under which rule."""
+
+    key_id: str
+    erased_at: str
+    rule: str
+
+
+class TamperedValue(ValueError):
+    """A sealed value that does not open with its live key: changed, or moved from elsewhere.
+    Corruption, never to be shown as an erasure."""
+
+
+def seal(key: DataKey, value: Any, context: bytes) -> dict[str, str]:
+    """Seals a JSON value."""
+    return seal_bytes(
+        key, json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode(), context
+    )
+
+
+def open_sealed(
+    sealed: Mapping[str, str], context: bytes, key_of: Callable[[str], DataKey | Erased]
+) -> Any:
+    """The JSON value sealed, or `Erased` when its key was erased; `key_of(key_id)` finds
+    the key."""
+    plain = open_bytes(sealed, context, key_of)
+    return plain if isinstance(plain, Erased) else json.loads(plain)
+
+
+def seal_bytes(key: DataKey, plain: bytes, context: bytes) -> dict[str, str]:
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    cipher = key.cipher.encrypt(nonce, plain, _bound(key.key_id, context))
+    return {"k": key.key_id, "n": _text(nonce), "c": _text(cipher)}
+
+
+def open_bytes(
+    sealed: Mapping[str, str], context: bytes, key_of: Callable[[str], DataKey | Erased]
+) -> bytes | Erased:
+    try:
+        key_id, nonce, cipher = sealed["k"], _bytes(sealed["n"]), _bytes(sealed["c"])
+    except (KeyError, TypeError, ValueError):
+        raise TamperedValue("not a sealed value") from None
+    key = key_of(key_id)
+    if isinstance(key, Erased):
+        return key
+    try:
+        return key.cipher.decrypt(nonce, cipher, _bound(key_id, context))
+    except (InvalidTag, ValueError):
+        raise TamperedValue(f"a value sealed under key {key_id} does not open") from None
+
+
+def _bound(key_id: str, context: bytes) -> bytes:
+    # The key id is bound in as well: a value relabelled with another key's id fails.
+    return key_id.encode() + b"\x00" + context
+
+
+def _text(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _bytes(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

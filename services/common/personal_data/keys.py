@@ -1,0 +1,284 @@
+"""The data keys, one per person and retention class, kept wrapped by the master key in the
+service's own database (table `personal_data_keys`, migrations sip_0006 and consent_0004).
+
+Erasing deletes the wrapped key and the person's blind index; the row stays, so a value sealed
+under it reads as erased (when, under which rule) rather than as corrupt. A master-key rotation
+re-wraps every live key in one transaction and touches no event.
+
+Unwrapped keys are kept in memory for `cache_seconds` (a replay would otherwise unwrap a key
+per field): an erasure stops reads at once in the process that made it, and in other
+replicas once their kept copy expires. Writes never trust memory: sealing asks the database
+for the person's live key each time, so nothing new is sealed under a key erased elsewhere
+(what is left: an erasure committed between that question and the event's commit, see
+decision 0007).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from threading import Lock
+from typing import Any
+
+from sqlalchemy import Column, LargeBinary, MetaData, String, Table, UniqueConstraint, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from contracts.identifiers import PersonIdentifier
+from services.common.persistence import SQLITE_IMMEDIATE
+from services.common.personal_data.blind_index import blind_index
+from services.common.personal_data.envelope import (
+    DataKey,
+    Erased,
+    open_bytes,
+    open_sealed,
+    seal,
+    seal_bytes,
+)
+from services.common.personal_data.master_key import KEY_BYTES, MasterKey, MasterKeys
+
+# The kinds of record the retention rules name; each is erased on its own date.
+RETENTION_CLASSES = ("region", "municipality", "consent", "access")
+PERSON = "person"
+BLIND_INDEX = "blind-index"
+# One index key per database, under a fixed id: replicas creating it at once get one row.
+INDEX_KEY_ID = "00000000-0000-0000-0000-00000000b11d"
+
+personal_data_metadata = MetaData()
+personal_data_keys = Table(
+    "personal_data_keys",
+    personal_data_metadata,
+    Column("key_id", String(36), primary_key=True),
+    Column("purpose", String(16), nullable=False),
+    Column("person_index", String(64)),
+    Column("retention_class", String(40)),
+    Column("wrapped_key", LargeBinary),
+    Column("master_key_id", String(16)),
+    Column("created_at", String(40), nullable=False),
+    Column("erased_at", String(40)),
+    Column("erased_rule", String(200)),
+    UniqueConstraint("person_index", "retention_class", name="uq_personal_data_key_person"),
+)
+
+
+class UnknownDataKey(LookupError):
+    """A sealed value names a key this database never held: it came from elsewhere."""
+
+
+class PersonalDataKeys:
+    def __init__(
+        self,
+        engine: Engine,
+        master: MasterKeys,
+        *,
+        cache_seconds: float = 60.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._engine = engine
+        self._master = master
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._kept: dict[str, tuple[float, DataKey]] = {}
+        self._lock = Lock()
+
+    # Sealing and opening values -------------------------------------------------------------
+
+    def seal(
+        self, person: PersonIdentifier, retention_class: str, value: Any, context: bytes
+    ) -> dict[str, str]:
+        return seal(self.key_for(person, retention_class), value, context)
+
+    def open(self, sealed: dict[str, str], context: bytes) -> Any:
+        """The plain value, or `Erased`; raises TamperedValue or UnknownDataKey."""
+        return open_sealed(sealed, context, self.key_of)
+
+    def seal_bytes(
+        self, person: PersonIdentifier, retention_class: str, plain: bytes, context: bytes
+    ) -> dict[str, str]:
+        return seal_bytes(self.key_for(person, retention_class), plain, context)
+
+    def open_bytes(self, sealed: dict[str, str], context: bytes) -> bytes | Erased:
+        return open_bytes(sealed, context, self.key_of)
+
+    def person_index(self, person: PersonIdentifier) -> str:
+        return blind_index(self._index_key().secret, person)
+
+    # The keys --------------------------------------------------------------------------------
+
+    def key_for(self, person: PersonIdentifier, retention_class: str) -> DataKey:
+        """The person's live key of that class, made the first time."""
+        if retention_class not in RETENTION_CLASSES:
+            raise ValueError(f"retention class is one of {', '.join(RETENTION_CLASSES)}")
+        index = self.person_index(person)
+        # Always asked of the database, never of memory: another replica may have erased the
+        # key, and a value sealed under an erased key would be lost the moment it is written.
+        found = self._live_key(index, retention_class)
+        if found is not None:
+            return found
+        key = DataKey(str(uuid.uuid4()), secrets.token_bytes(KEY_BYTES))
+        try:
+            self._insert(key, PERSON, index, retention_class)
+        except IntegrityError:  # another replica made it first: use theirs
+            found = self._live_key(index, retention_class)
+            assert found is not None, "a key made at once by another replica is gone"
+            return found
+        return self._keep(key)
+
+    def key_of(self, key_id: str) -> DataKey | Erased:
+        kept = self._kept_key(key_id)
+        if kept is not None:
+            return kept
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(personal_data_keys).where(personal_data_keys.c.key_id == key_id)
+            ).first()
+        if row is None:
+            raise UnknownDataKey(f"no data key {key_id} in this database")
+        if row.wrapped_key is None:
+            return Erased(key_id, row.erased_at, row.erased_rule)
+        return self._keep(self._unwrap(row))
+
+    def erase(
+        self,
+        person: PersonIdentifier,
+        *,
+        rule: str,
+        retention_class: str | None = None,
+        at: datetime | None = None,
+    ) -> list[str]:
+        """Erases the person's live keys (of one class, or all): the ids of those erased. Safe
+        to repeat: a second run finds nothing live."""
+        index = self.person_index(person)
+        table = personal_data_keys
+        live = (table.c.person_index == index) & (table.c.purpose == PERSON)
+        if retention_class is not None:
+            live &= table.c.retention_class == retention_class
+        with self._writing() as connection:
+            erased = [row.key_id for row in connection.execute(select(table.c.key_id).where(live))]
+            connection.execute(
+                table.update()
+                .where(live)
+                .values(
+                    wrapped_key=None,
+                    master_key_id=None,
+                    person_index=None,
+                    erased_at=(at or self._clock()).isoformat(),
+                    erased_rule=rule,
+                )
+            )
+        with self._lock:
+            for key_id in erased:
+                self._kept.pop(key_id, None)
+        return erased
+
+    def rotate_master_key(self, new: MasterKey) -> int:
+        """Re-wraps every live key (the index key too) with `new`, all or none; the number
+        re-wrapped. Rows already wrapped by `new` are left, so a second run (after every
+        replica runs with `new` as SIP_MASTER_KEY) re-wraps only what was made meanwhile."""
+        table = personal_data_keys
+        count = 0
+        with self._writing() as connection:
+            rows = connection.execute(
+                select(table).where(
+                    table.c.wrapped_key.is_not(None), table.c.master_key_id != new.key_id
+                )
+            ).all()
+            for row in rows:
+                secret = self._master.by_id(row.master_key_id).unwrap(
+                    row.wrapped_key, _context(row.key_id, row.purpose)
+                )
+                connection.execute(
+                    table.update()
+                    .where(table.c.key_id == row.key_id)
+                    .values(
+                        wrapped_key=new.wrap(secret, _context(row.key_id, row.purpose)),
+                        master_key_id=new.key_id,
+                    )
+                )
+                count += 1
+        old = self._master
+        self._master = MasterKeys(new, (old.current, *old.previous))
+        return count
+
+    # Storage ---------------------------------------------------------------------------------
+
+    def _index_key(self) -> DataKey:
+        kept = self._kept_key(INDEX_KEY_ID)
+        if kept is not None:
+            return kept
+        found = self._row_key(INDEX_KEY_ID)
+        if found is None:
+            with contextlib.suppress(IntegrityError):  # another replica made it first
+                self._insert(
+                    DataKey(INDEX_KEY_ID, secrets.token_bytes(KEY_BYTES)), BLIND_INDEX, None, None
+                )
+            found = self._row_key(INDEX_KEY_ID)
+            assert found is not None
+        return self._keep(found)
+
+    def _row_key(self, key_id: str) -> DataKey | None:
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(personal_data_keys).where(personal_data_keys.c.key_id == key_id)
+            ).first()
+        return None if row is None or row.wrapped_key is None else self._unwrap(row)
+
+    def _live_key(self, index: str, retention_class: str) -> DataKey | None:
+        table = personal_data_keys
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(table).where(
+                    table.c.person_index == index, table.c.retention_class == retention_class
+                )
+            ).first()
+        if row is None:
+            return None
+        return self._kept_key(row.key_id) or self._keep(self._unwrap(row))
+
+    def _insert(
+        self, key: DataKey, purpose: str, index: str | None, retention_class: str | None
+    ) -> None:
+        with self._writing() as connection:
+            connection.execute(
+                personal_data_keys.insert().values(
+                    key_id=key.key_id,
+                    purpose=purpose,
+                    person_index=index,
+                    retention_class=retention_class,
+                    wrapped_key=self._master.current.wrap(
+                        key.secret, _context(key.key_id, purpose)
+                    ),
+                    master_key_id=self._master.current.key_id,
+                    created_at=self._clock().isoformat(),
+                )
+            )
+
+    def _writing(self) -> Any:
+        return self._engine.execution_options(**{SQLITE_IMMEDIATE: True}).begin()
+
+    def _unwrap(self, row: Any) -> DataKey:
+        master = self._master.by_id(row.master_key_id)
+        return DataKey(
+            row.key_id, master.unwrap(row.wrapped_key, _context(row.key_id, row.purpose))
+        )
+
+    def _keep(self, key: DataKey) -> DataKey:
+        with self._lock:
+            self._kept[key.key_id] = (time.monotonic() + self._cache_seconds, key)
+        return key
+
+    def _kept_key(self, key_id: str) -> DataKey | None:
+        with self._lock:
+            kept = self._kept.get(key_id)
+            if kept is None or kept[0] < time.monotonic():
+                self._kept.pop(key_id, None)
+                return None
+            return kept[1]
+
+
+def _context(key_id: str, purpose: str) -> bytes:
+    return f"{purpose}\x00{key_id}".encode()

@@ -1,0 +1,249 @@
+"""Stay commands over the SIP service's event store (docs/decisions/0008-discharge-stay.md).
+
+Each command loads the stay, checks the legal basis of the disclosure it makes, runs the
+stay's command and saves its events; a refused command writes nothing. The legal basis is the
+person's consent by default: the consent service is asked, as for a plan, whether the
+organisation acting may disclose to each other organisation the stay concerns, and the consents
+it names are recorded on the event. Instead, the actor may record a judgement that secrecy
+does not prevent the disclosure (`judgement`). Calling the SIP starts the draft plan and links
+it to the stay in one save: both are stored, or neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+from contracts.canonical import CONSENT_CATEGORY_SIP_PLAN
+from contracts.consent_decision import ConsentCheckRequest
+from services.common.domain import RuleViolation, ensure_expected_version, required_text
+from services.sip.application import SipPlans
+from services.sip.consent_gate import ConsentGate
+from services.sip.discharge.stay import CONSENT, MUNICIPAL_KINDS, SECRECY_JUDGEMENT, Stay
+from services.sip.domain import Plan
+from services.sip.parts import EventActor
+
+STAY_RESOURCE_TYPE = "Encounter"
+DISCHARGE_PURPOSE = "discharge-collaboration"
+Result = TypeVar("Result")
+
+
+class DisclosureNotPermitted(RuleViolation):
+    def __init__(self, refused: list[str]) -> None:
+        super().__init__(
+            "disclosure-requires-consent-or-judgement",
+            "no consent allows this disclosure, and no secrecy judgement was recorded: "
+            + "; ".join(refused),
+        )
+
+
+class Stays:
+    """The stay's commands, on the SIP service's application and consent gate."""
+
+    def __init__(self, plans: SipPlans, consent_gate: ConsentGate) -> None:
+        self.plans = plans
+        self.consent_gate = consent_gate
+
+    def stay(self, stay_id: UUID, version: int | None = None) -> Stay:
+        found: Stay = self.plans.aggregate_of(Stay, STAY_RESOURCE_TYPE, stay_id, version)
+        return found
+
+    def admit(
+        self, *, subject: dict[str, str], ward: str, admitted_at: datetime, by: EventActor
+    ) -> Stay:
+        stay = Stay.admit(subject=subject, ward=ward, admitted_at=admitted_at, by=by)
+        self.plans.save(stay)
+        return stay
+
+    def change(
+        self,
+        stay_id: UUID,
+        command: Callable[[Stay], Result],
+        *,
+        expected_version: int | None = None,
+    ) -> tuple[Stay, Result]:
+        """Runs one command on the stay and saves its events; a refusal writes nothing."""
+        stay = self.stay(stay_id)
+        ensure_expected_version(stay.version, expected_version)
+        result = command(stay)
+        self.plans.save(stay)
+        return stay, result
+
+    def judge_care_needed(
+        self, stay_id: UUID, *, principals: list[str], at: datetime, by: EventActor, **options: Any
+    ) -> Stay:
+        return self.change(
+            stay_id, lambda s: s.judge_care_needed(principals=principals, at=at, by=by), **options
+        )[0]
+
+    def send_admission_notice(
+        self,
+        stay_id: UUID,
+        *,
+        recipients: list[dict[str, str]],
+        estimated_discharge: datetime,
+        at: datetime,
+        by: EventActor,
+        judgement: str | None = None,
+        expected_version: int | None = None,
+    ) -> Stay:
+        def command(stay: Stay) -> None:
+            # Asked of the units named in the command: the stay names none before the notice.
+            told = {r.get("organization") for r in recipients if isinstance(r, dict)}
+            basis = self.legal_basis(stay, by, {o for o in told if isinstance(o, str)}, judgement)
+            stay.send_admission_notice(
+                recipients=recipients,
+                estimated_discharge=estimated_discharge,
+                legal_basis=basis,
+                at=at,
+                by=by,
+            )
+
+        return self.change(stay_id, command, expected_version=expected_version)[0]
+
+    def confirm_receipt(
+        self, stay_id: UUID, *, at: datetime, by: EventActor, **options: Any
+    ) -> Stay:
+        return self.change(stay_id, lambda s: s.confirm_receipt(at=at, by=by), **options)[0]
+
+    def notify_ready(self, stay_id: UUID, *, at: datetime, by: EventActor, **options: Any) -> Stay:
+        return self._disclosing(stay_id, "notify_ready", at=at, by=by, **options)
+
+    def withdraw_ready(
+        self, stay_id: UUID, *, reason: str, at: datetime, by: EventActor, **options: Any
+    ) -> Stay:
+        return self._disclosing(stay_id, "withdraw_ready", reason=reason, at=at, by=by, **options)
+
+    def name_care_contact(
+        self,
+        stay_id: UUID,
+        *,
+        name: str,
+        already_existed: bool,
+        at: datetime,
+        by: EventActor,
+        **options: Any,
+    ) -> Stay:
+        contact = {"name": name, "already_existed": already_existed}
+        return self._disclosing(stay_id, "name_care_contact", at=at, by=by, **contact, **options)
+
+    def transfer_information(
+        self, stay_id: UUID, *, at: datetime, by: EventActor, **options: Any
+    ) -> Stay:
+        return self._disclosing(stay_id, "transfer_information", at=at, by=by, **options)
+
+    def discharge(self, stay_id: UUID, *, at: datetime, by: EventActor, **options: Any) -> Stay:
+        return self.change(stay_id, lambda s: s.discharge(at=at, by=by), **options)[0]
+
+    def record_outpatient_care_unavailable(
+        self, stay_id: UUID, *, reason: str, at: datetime, by: EventActor, **options: Any
+    ) -> Stay:
+        return self.change(
+            stay_id,
+            lambda s: s.record_outpatient_care_unavailable(reason=reason, at=at, by=by),
+            **options,
+        )[0]
+
+    def call_sip(
+        self,
+        stay_id: UUID,
+        *,
+        title: str | None,
+        at: datetime,
+        by: EventActor,
+        judgement: str | None = None,
+        expected_version: int | None = None,
+    ) -> tuple[Stay, UUID]:
+        """Starts a draft plan for the person with the stay's organisations invited, links it
+        to the stay, and saves both together."""
+        stay = self.stay(stay_id)
+        ensure_expected_version(stay.version, expected_version)
+        basis = self.legal_basis(stay, by, self._others(stay, by), judgement)
+        plan = Plan(
+            subject=dict(stay.subject),
+            starting_organization=by.get("organization"),
+            starting_organization_kind="region",
+            initiative="region-unit",
+            title=title,
+            description=None,
+            started_at=at,
+            started_by=by,
+        )
+        for organization, kind in self._plan_organizations(stay, by):
+            plan.invite_organization(hsa_id=organization, kind=kind, name=None, at=at, by=by)
+        stay.call_sip(plan_id=str(plan.id), legal_basis=basis, at=at, by=by)
+        self.plans.save(plan, stay)  # one transaction: the plan and its link, or neither
+        return stay, plan.id
+
+    @staticmethod
+    def _plan_organizations(stay: Stay, by: EventActor) -> list[tuple[str, str]]:
+        """The stay's organisations other than the caller's, as the plan knows their kinds:
+        the municipality, and the hospital (a region's care provider)."""
+        kinds = {stay.organization: "region"}
+        for recipient in stay.recipients.values():
+            kinds[recipient.organization] = (
+                "municipality" if recipient.kind in MUNICIPAL_KINDS else "region"
+            )
+        return sorted((o, k) for o, k in kinds.items() if o != by.get("organization"))
+
+    # The legal basis of a disclosure.
+
+    def legal_basis(
+        self, stay: Stay, by: EventActor, recipients: set[str], judgement: str | None
+    ) -> dict[str, Any]:
+        """A recorded secrecy judgement, or the consents that permit disclosure from the
+        actor's organisation to every recipient; refuses naming each recipient not covered.
+        The consent service being unreachable raises ConsentServiceUnavailable (nothing is
+        written; the API answers 503)."""
+        if judgement is not None:
+            return {"basis": SECRECY_JUDGEMENT, "judgement": required_text(judgement, "judgement")}
+        source = by.get("organization") if isinstance(by, dict) else None
+        if not isinstance(source, str) or not source:
+            raise RuleViolation("by-organization", "the actor acts for an organisation")
+        consents: list[str] = []
+        refused = []
+        for recipient in sorted(recipients - {source}):
+            decision = self.consent_gate.check(
+                ConsentCheckRequest(
+                    patient_system=stay.subject["system"],
+                    patient_value=stay.subject["value"],
+                    actor=recipient,
+                    source=source,
+                    category=CONSENT_CATEGORY_SIP_PLAN,
+                    purpose=DISCHARGE_PURPOSE,
+                )
+            )
+            if decision.permitted:
+                consents += [c for c in decision.consents if c not in consents]
+            else:
+                refused.append(f"disclosure from {source} to {recipient} is not permitted")
+        if refused:
+            raise DisclosureNotPermitted(refused)
+        if not consents:
+            # Permitted without a consent named: nothing to record as the basis.
+            raise DisclosureNotPermitted(["the consent service named no consent"])
+        return {"basis": CONSENT, "consents": consents}
+
+    def _disclosing(
+        self,
+        stay_id: UUID,
+        command_name: str,
+        *,
+        by: EventActor,
+        judgement: str | None = None,
+        expected_version: int | None = None,
+        **arguments: Any,
+    ) -> Stay:
+        def command(stay: Stay) -> None:
+            basis = self.legal_basis(stay, by, self._others(stay, by), judgement)
+            getattr(stay, command_name)(legal_basis=basis, by=by, **arguments)
+
+        return self.change(stay_id, command, expected_version=expected_version)[0]
+
+    @staticmethod
+    def _others(stay: Stay, by: EventActor) -> set[str]:
+        """The organisations the stay concerns other than the actor's: whom a step tells."""
+        everyone = {stay.organization, *(r.organization for r in stay.recipients.values())}
+        return everyone - {by.get("organization")}
