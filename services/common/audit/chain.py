@@ -22,19 +22,27 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StoredEvent,
+)
+from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from services.common.audit.group_commit import GroupCommit, Save
 from services.common.file_lock import held
 from services.common.personal_data.in_write import check_data_keys
 
@@ -104,6 +112,39 @@ def link_events(
 class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     chain_table = "event_chain"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.group_commit = GroupCommit(self._write_batch)
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        return self.group_commit.save(stored_events, **kwargs)
+
+    def _write_batch(self, batch: list[Save]) -> None:
+        pool = self.datastore.pool
+        if pool.is_sqlite_memory_mode:
+            self._write_batch_now(batch)
+            return
+        # Server processes on one file (`--workers`) take turns here, woken at once, rather
+        # than in SQLite's lock, where a waiting writer sleeps (services/common/file_lock.py).
+        with held(f"{pool.db_name}.write.lock"):
+            self._write_batch_now(batch)
+
+    def _write_batch_now(self, batch: list[Save]) -> None:
+        if len(batch) == 1:  # alone: the library's own transaction, as without group commit
+            batch[0].notification_ids = super().insert_events(batch[0].events, **batch[0].kwargs)
+            return
+        with self.datastore.transaction(commit=True) as c:
+            for save in batch:
+                c.execute("SAVEPOINT save")
+                try:
+                    save.notification_ids = self._insert_events(c, save.events, **save.kwargs)
+                except sqlite3.IntegrityError as refused:  # this save's alone (its version taken)
+                    c.execute("ROLLBACK TO save")
+                    save.error = IntegrityError(refused)
+                c.execute("RELEASE save")
+
     def construct_create_table_statements(self) -> list[str]:
         return [
             *super().construct_create_table_statements(),
@@ -114,17 +155,6 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             f"CREATE INDEX IF NOT EXISTS {self.chain_table}_stream_idx ON {self.chain_table} "
             "(originator_id, originator_version)",
         ]
-
-    def insert_events(
-        self, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        pool = self.datastore.pool
-        if pool.is_sqlite_memory_mode:
-            return super().insert_events(stored_events, **kwargs)
-        # Server processes on one file (`--workers`) take turns here, woken at once, rather
-        # than in SQLite's lock, where a waiting writer sleeps (services/common/file_lock.py).
-        with held(f"{pool.db_name}.write.lock"):
-            return super().insert_events(stored_events, **kwargs)
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -165,6 +195,7 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
 class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.group_commit = GroupCommit(self._write_batch)
         self.chain_table = f"{self.events_table_name}_chain"
         self.sql_create_statements.append(
             SQL(
@@ -184,6 +215,40 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
                 table=Identifier(self.chain_table),
             )
         )
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        return self.group_commit.save(stored_events, **kwargs)
+
+    def _write_batch(self, batch: list[Save]) -> None:
+        if len(batch) == 1:  # alone: the library's own transaction, as without group commit
+            batch[0].notification_ids = super().insert_events(batch[0].events, **batch[0].kwargs)
+            return
+        self._write_shared(batch)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _write_shared(self, batch: list[Save]) -> None:
+        """The library's insert for several saves: one transaction, one table lock, a
+        savepoint per save (retried as a whole, as the library retries its insert)."""
+        for save in batch:
+            save.notification_ids, save.error = None, None
+        with self.datastore.get_connection() as conn, conn.transaction():
+            with conn.cursor() as curs:
+                self._lock_table(curs)
+                self._notify_channel(curs)
+            for save in batch:
+                if not save.events:
+                    continue
+                try:
+                    with conn.transaction(), conn.cursor() as curs:  # a savepoint
+                        self._insert_events(curs, save.events, **save.kwargs)
+                        PostgresAggregateRecorder._insert_stored_events(self, curs, save.events)
+                        save.notification_ids = self._fetch_ids_after_insert_events(
+                            curs, save.events, **save.kwargs
+                        )
+                except psycopg.IntegrityError as refused:  # this save's alone
+                    save.error = IntegrityError(str(refused))
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
