@@ -26,6 +26,8 @@ from services.sip.application import SipPlans
 from services.sip.consent_feed import ConsentFeedFollower
 from services.sip.consent_gate import CachingConsentGate, HttpConsentGate
 from services.sip.consent_health import ConsentReachability
+from services.sip.discharge.application import STAY_RESOURCE_TYPE
+from services.sip.discharge.disclosure import StayDisclosure
 from services.sip.disclosure import PlanDisclosure
 from services.sip.fhir_mapping import plan_to_fhir
 from services.sip.plan_views import PLAN_VIEWS, PlanViewResource
@@ -129,6 +131,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         checkpoint_key=(settings.keys_dir, "sip"),
         peer_extract_url=settings.consent_service_url,
         entry_kind=entry_kind_of_topic,
+        other_disclosers={STAY_RESOURCE_TYPE: StayDisclosure(consent_gate)},
     )
     app.include_router(operations.definitions_router)
     return app

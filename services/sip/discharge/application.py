@@ -30,6 +30,19 @@ DISCHARGE_PURPOSE = "discharge-collaboration"
 Result = TypeVar("Result")
 
 
+def stay_disclosure_request(stay: Stay, recipient: str, source: str) -> ConsentCheckRequest:
+    """May `source` disclose the stay's steps to `recipient`? Asked when a step is recorded
+    and again when one is read (a withdrawn consent hides what rested on it)."""
+    return ConsentCheckRequest(
+        patient_system=stay.subject["system"],
+        patient_value=stay.subject["value"],
+        actor=recipient,
+        source=source,
+        category=CONSENT_CATEGORY_SIP_PLAN,
+        purpose=DISCHARGE_PURPOSE,
+    )
+
+
 class DisclosureNotPermitted(RuleViolation):
     def __init__(self, refused: list[str]) -> None:
         super().__init__(
@@ -205,16 +218,7 @@ class Stays:
         consents: list[str] = []
         refused = []
         for recipient in sorted(recipients - {source}):
-            decision = self.consent_gate.check(
-                ConsentCheckRequest(
-                    patient_system=stay.subject["system"],
-                    patient_value=stay.subject["value"],
-                    actor=recipient,
-                    source=source,
-                    category=CONSENT_CATEGORY_SIP_PLAN,
-                    purpose=DISCHARGE_PURPOSE,
-                )
-            )
+            decision = self.consent_gate.check(stay_disclosure_request(stay, recipient, source))
             if decision.permitted:
                 consents += [c for c in decision.consents if c not in consents]
             else:
