@@ -17,9 +17,9 @@ from services.sip.discharge.disclosure import (
     READY_NOTICE,
     SIP_CALL,
     StayDisclosure,
-    WithheldStep,
     redact_stay,
 )
+from services.sip.redaction import Withheld, withheld_of
 from tests.discharge_data import (
     ALE,
     ALE_SOCIAL,
@@ -87,14 +87,15 @@ def test_whom_the_stay_does_not_concern_is_told_it_does_not_exist(stay, gate, wh
 
 def test_the_person_sees_their_whole_stay(stay, gate):
     disclosure = StayDisclosure(gate)(stay, reader(None, role="patient", patient=PERSON["value"]))
-    seen, withheld = redact_stay(stay, disclosure)
-    assert disclosure.complete and seen is stay and withheld == []
+    seen = redact_stay(stay, disclosure)
+    assert disclosure.complete and seen is stay and withheld_of(seen) == ()
 
 
 def test_a_unit_concerned_sees_the_others_steps_while_the_consent_holds(stay, gate):
     disclosure = StayDisclosure(gate)(stay, reader(ALE))
-    seen, withheld = redact_stay(stay, disclosure)
-    assert withheld == []
+    seen = redact_stay(stay, disclosure)
+    withheld = withheld_of(seen)
+    assert withheld == ()
     assert seen.care_contact.name == "Sköterska Svensson" and seen.sip_plan_id == "plan-1"
     assert disclosure.consents == ("Consent/c1",)
     assert sorted(gate.asked) == [(HOSPITAL, ALE), (PRIMARY_CARE_ORG, ALE)]
@@ -103,23 +104,25 @@ def test_a_unit_concerned_sees_the_others_steps_while_the_consent_holds(stay, ga
 def test_a_withdrawn_consent_hides_the_steps_that_rested_on_it_at_the_next_read(stay, gate):
     gate.withdrawn = {(HOSPITAL, ALE)}
     disclosure = StayDisclosure(gate)(stay, reader(ALE))
-    seen, withheld = redact_stay(stay, disclosure)
+    seen = redact_stay(stay, disclosure)
+    withheld = withheld_of(seen)
     # The hospital's steps on consent are gone, marked; primary care's still shown.
     assert seen.estimated_discharge is None and seen.ready_periods == []
     assert seen.information_transfers == [] and seen.status == "discharged"
-    assert WithheldStep(HOSPITAL, READY_NOTICE) in withheld
-    assert WithheldStep(HOSPITAL, INFORMATION_TRANSFER) in withheld
+    assert Withheld(HOSPITAL, READY_NOTICE) in withheld
+    assert Withheld(HOSPITAL, INFORMATION_TRANSFER) in withheld
     assert seen.care_contact is not None and seen.sip_plan_id == "plan-1"
     # The frame: who is told, the receipts, the discharge.
     assert set(seen.recipients) == set(stay.recipients) and seen.discharged == stay.discharged
     # The stay itself is untouched: the hospital still sees it all.
     assert stay.estimated_discharge is not None and len(stay.ready_periods) == 1
-    assert redact_stay(stay, StayDisclosure(gate)(stay, reader(HOSPITAL)))[1] == []
+    assert withheld_of(redact_stay(stay, StayDisclosure(gate)(stay, reader(HOSPITAL)))) == ()
 
 
 def test_a_withdrawal_towards_primary_care_hides_the_care_contact_from_the_hospital(stay, gate):
     gate.withdrawn = {(PRIMARY_CARE_ORG, HOSPITAL)}
-    seen, withheld = redact_stay(stay, StayDisclosure(gate)(stay, reader(HOSPITAL)))
+    seen = redact_stay(stay, StayDisclosure(gate)(stay, reader(HOSPITAL)))
+    withheld = withheld_of(seen)
     assert seen.care_contact is None and seen.sip_called is None and seen.sip_plan_id is None
     assert {w.kind for w in withheld} == {CARE_CONTACT, SIP_CALL}
 
@@ -131,9 +134,9 @@ def test_steps_on_a_recorded_secrecy_judgement_stay_visible_to_the_units_concern
         legal_basis=JUDGEMENT, at=local("2026-03-12", "18:00"), by=PHYSICIAN
     )
     gate.withdrawn = {(HOSPITAL, ALE)}
-    seen, _ = redact_stay(stay_on_judgement, StayDisclosure(gate)(stay_on_judgement, reader(ALE)))
+    seen = redact_stay(stay_on_judgement, StayDisclosure(gate)(stay_on_judgement, reader(ALE)))
     assert [t.legal_basis for t in seen.information_transfers] == [JUDGEMENT]
-    seen, _ = redact_stay(stay, StayDisclosure(gate)(stay, reader(ALE)))
+    seen = redact_stay(stay, StayDisclosure(gate)(stay, reader(ALE)))
     assert seen.information_transfers == []
 
 

@@ -120,7 +120,12 @@ def a_plans_whole_life(system) -> dict[str, str]:
     record_system = system.as_caller("integration", REGION).sip
     subscribed = record_system.post("/fhir/Subscription", json=paused, headers=FHIR_JSON)
     assert subscribed.status_code == 201, subscribed.text
-    for path, form in (("Subscription", {"status": "off"}), ("SubscriptionTopic", {"_count": "5"})):
+    searches = (
+        ("Subscription", {"status": "off"}),
+        ("SubscriptionTopic", {"_count": "5"}),
+        ("Encounter", {"patient": f"Patient/{personnummer}", "status": "in-progress"}),
+    )
+    for path, form in searches:
         found = record_system.post(f"/fhir/{path}/_search", data=form)
         assert found.status_code == 200, (path, found.text)
     ids = {"plan": plan_id, "personnummer": personnummer, **consents_life(system, personnummer)}

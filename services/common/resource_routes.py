@@ -78,7 +78,7 @@ class Disclosed:
     current: Any
 
     def version(self, number: int) -> Any:
-        then = self.access.application.aggregate(self.current.id, version=number)
+        then = self.access.aggregate(self.current.id, version=number)
         return self.access.redact(then, self.disclosure)
 
     def at(self, instant: datetime) -> Any:
@@ -102,6 +102,7 @@ class ResourceAccess:
         redact: Redactor = _whole,
         withheld_parts: Callable[[Any], set[str]] = lambda redacted: set(),
         custodians_shown: Callable[[Any], Iterable[str | None]] = lambda seen: (seen.custodian,),
+        other: tuple[str, type[Any]] | None = None,
     ) -> None:
         self.application = application
         self.disclose = disclose
@@ -111,7 +112,21 @@ class ResourceAccess:
         # Whose entries a redacted aggregate shows: each is logged as a custodian of the
         # access, so every organisation's auditors find who read its entries, on what consent.
         self.custodians_shown = custodians_shown
-        self.resource_type = application.resource_type
+        # `other`: (resource type, class) of another aggregate class the store holds (a SIP
+        # service's stays), served by this access instead of the application's own.
+        self.resource_type, self.aggregate_class = other or (
+            application.resource_type,
+            application.aggregate_class,
+        )
+
+    def aggregate(self, aggregate_id: UUID, version: int | None = None) -> Any:
+        """The aggregate if it is of this access's class: another class's id is not found."""
+        return self.application.aggregate_of(
+            self.aggregate_class, self.resource_type, aggregate_id, version
+        )
+
+    def aggregate_ids(self) -> Iterator[UUID]:
+        return self.application.aggregate_ids(aggregate_class=self.aggregate_class)
 
     def logged_custodians(self, seen: Any) -> list[str | None]:
         """The custodians an access to this (redacted) aggregate is logged under: those whose
@@ -154,7 +169,7 @@ class ResourceAccess:
     ) -> "Disclosed":
         """The aggregate as the caller may see it (NotFound if not at all); the access is
         logged either way, with the consents relied on."""
-        aggregate = self.application.aggregate(aggregate_id)
+        aggregate = self.aggregate(aggregate_id)
         disclosure = self._disclosure(actor, aggregate, interaction, entity)
         seen = self.redact(aggregate, disclosure)
         for custodian in self.logged_custodians(seen):
@@ -182,7 +197,7 @@ class ResourceAccess:
     ) -> tuple[Any, Disclosure]:
         """The aggregate, if the caller may see it, to run a command on, with what of it the
         caller sees; a refusal is logged, the write logs itself."""
-        aggregate = self.application.aggregate(aggregate_id)
+        aggregate = self.aggregate(aggregate_id)
         entity = f"{self.resource_type}/{aggregate_id}"
         return aggregate, self._disclosure(actor, aggregate, interaction, entity)
 
@@ -542,8 +557,7 @@ def type_history_response(
     kind = f"history:{resource.resource_type}"
     asked = HistoryQuery.of(request, kind, resource.resource_type)
     access = resource.access
-    application = access.application
-    aggregates = (application.aggregate(i) for i in application.aggregate_ids())
+    aggregates = (access.aggregate(i) for i in access.aggregate_ids())
     found = list(access.disclosed_matches(actor, aggregates, None))
     versions = [
         (version, f"{aggregate.id}/{part}")

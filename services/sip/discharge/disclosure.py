@@ -16,7 +16,7 @@ stay itself.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from contracts.actor import Actor
 from services.common.disclosure import PERSON, Disclosure, custodian_of
@@ -25,6 +25,7 @@ from services.sip.consent_gate import ConsentGate, ConsentServiceUnavailable
 from services.sip.discharge.application import STAY_RESOURCE_TYPE, stay_disclosure_request
 from services.sip.discharge.stay import CONSENT, SECRECY_JUDGEMENT, Stay, Step
 from services.sip.disclosure import consent_service_down
+from services.sip.redaction import Withheld
 
 # What a step that a reader may not see is called in the marks a redacted stay keeps.
 ADMISSION_NOTICE = "admission-notice"
@@ -85,28 +86,21 @@ class StayDisclosure:
         return Disclosure(tuple(consents), frozenset(seen), open_bases=OPEN_BASES)
 
 
-@dataclass(frozen=True)
-class WithheldStep:
-    """A step a reader does not see: whose it is and what kind, never its content."""
-
-    custodian: str | None
-    kind: str
-
-
 def _sees(disclosure: Disclosure, step: Step | None) -> bool:
     return step is None or disclosure.sees_entry(None, custodian_of(step.by), _basis(step))
 
 
-def redact_stay(stay: Stay, disclosure: Disclosure) -> tuple[Stay, list[WithheldStep]]:
-    """A copy of the stay with the steps the reader may not see left out, and marks of them.
-    The frame stays: who is concerned, the receipts, the status the units are told."""
+def redact_stay(stay: Stay, disclosure: Disclosure) -> Stay:
+    """A copy of the stay with the steps the reader may not see left out, and marks of them
+    in its `withheld` (the plan's `Withheld`: custodian and kind, never content). The frame
+    stays: who is concerned, the receipts, the status the units are told."""
     if disclosure.complete:
-        return stay, []
+        return stay
     seen = copy.copy(stay)
-    withheld: list[WithheldStep] = []
+    withheld: list[Withheld] = []
 
     def hide(step: Step, kind: str) -> None:
-        withheld.append(WithheldStep(custodian_of(step.by), kind))
+        withheld.append(Withheld(custodian_of(step.by), kind))
 
     if stay.admission_notice and not _sees(disclosure, stay.admission_notice):
         hide(stay.admission_notice, ADMISSION_NOTICE)
@@ -136,4 +130,5 @@ def redact_stay(stay: Stay, disclosure: Disclosure) -> tuple[Stay, list[Withheld
         else:
             hide(transfer, INFORMATION_TRANSFER)
     seen.information_transfers = transfers
-    return seen, withheld
+    seen.withheld = tuple(withheld)
+    return seen
