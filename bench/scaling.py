@@ -14,11 +14,16 @@ coordinator, after two warm-up requests:
 - search: `GET CarePlan?subject:identifier=` for one person (one plan);
 - write: `$record-need` on a different plan each time (each plan gains one version);
 - instance history: `GET CarePlan/{id}/_history`;
-- type history: `GET CarePlan/_history?_count=10`;
+- type history: `GET CarePlan/_history?_count=10`, with its exact total (every plan's
+  disclosure decided) and with `_total=none` (the page alone, docs/decisions/0009);
+- feed: `GET /events?after=0&limit=100` as the region's auditor and as a record system of
+  the region (whose page decides each plan's disclosure): the seed's first plans' events,
+  the same page at every size, so what grows is only what the store's size adds;
 - first search after writes: the same search right after 20 `$record-need` on one plan,
   while the read model has those 20 events to catch up;
 - long-plan write: `$record-need` on one plan that has 400 versions already (written
-  untimed first), the cost a plan's length adds to each write.
+  untimed first), the cost a plan's length adds to each write; and that plan's
+  `_history?_count=10`, what its length adds to a page of its history.
 
 `--rows` picks rows by the first word of their name (type _history at 20,000 plans replays
 every plan: minutes a request until it is served from a paged index).
@@ -44,7 +49,7 @@ from pathlib import Path
 import httpx
 
 from contracts.identifiers import PERSONNUMMER_SYSTEM, with_check_digit
-from services.common.auth.tokens import DevIssuer
+from services.common.auth.tokens import DevIssuer, default_scopes
 from services.common.demo_identities import DEMO_USERS, REGION
 from services.common.migrations.runner import migrate_service
 from services.ops.offline import open_service
@@ -118,12 +123,28 @@ class Running:
             if time.monotonic() > deadline or self.process.poll() is not None:
                 raise SystemExit("sip up did not start:\n" + "".join(self.lines))
             time.sleep(0.1)
+        issuer = DevIssuer(data_dir)
         user = next(u for u in DEMO_USERS if u.key == "region-coordinator")
+        base = f"http://127.0.0.1:{self.ports['SIP_PORT']}"
         self.client = httpx.Client(
-            base_url=f"http://127.0.0.1:{self.ports['SIP_PORT']}/fhir",
-            headers={"Authorization": f"Bearer {user.token(DevIssuer(data_dir))}"},
+            base_url=f"{base}/fhir",
+            headers={"Authorization": f"Bearer {user.token(issuer)}"},
             timeout=600,
         )
+        auditor = next(u for u in DEMO_USERS if u.key == "region-auditor")
+        system = issuer.mint(
+            subject="bench-system", role="integration", organization=REGION,
+            scopes=default_scopes("integration"),
+        )  # fmt: skip
+        self.feed_clients = {
+            "auditor": httpx.Client(
+                base_url=base, headers={"Authorization": f"Bearer {auditor.token(issuer)}"},
+                timeout=600,
+            ),
+            "system": httpx.Client(
+                base_url=base, headers={"Authorization": f"Bearer {system}"}, timeout=600
+            ),
+        }  # fmt: skip
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -132,6 +153,8 @@ class Running:
 
     def stop(self) -> None:
         self.client.close()
+        for client in self.feed_clients.values():
+            client.close()
         self.process.terminate()
         self.process.wait(timeout=30)
 
@@ -159,8 +182,9 @@ def need(client: httpx.Client, plan_id: str, text: str) -> None:
     checked(client.post(f"/CarePlan/{plan_id}/$record-need", json=body, headers=FHIR_JSON))
 
 
-def rows(client: httpx.Client, ids: list[str]) -> Iterator[tuple[str, Callable[[], None]]]:
+def rows(running: Running, ids: list[str]) -> Iterator[tuple[str, Callable[[], None]]]:
     """(row, one request); each request of a row on a plan of its own where it writes."""
+    client = running.client
     spread = iter(range(10**9))
 
     def plan() -> str:  # plans spread over the whole store, a different one each call
@@ -173,6 +197,15 @@ def rows(client: httpx.Client, ids: list[str]) -> Iterator[tuple[str, Callable[[
     yield "write ($record-need)", lambda: need(client, plan(), "Mer stöd")
     yield "instance _history", lambda: checked(client.get(f"/CarePlan/{plan()}/_history"))
     yield "type _history?_count=10", lambda: checked(client.get("/CarePlan/_history?_count=10"))
+    yield (
+        "type _history, _total=none",
+        lambda: checked(client.get("/CarePlan/_history?_count=10&_total=none")),
+    )
+    for reader, feed in running.feed_clients.items():
+        yield (
+            f"feed ({reader}, 100 events)",
+            lambda feed=feed: checked(feed.get("/events", params={"after": 0, "limit": 100})),
+        )
     written = ids[len(ids) // 3]
 
     def search_after_writes() -> None:
@@ -186,14 +219,22 @@ def rows(client: httpx.Client, ids: list[str]) -> Iterator[tuple[str, Callable[[
     long_plan = ids[len(ids) // 4]
     grown = []
 
-    def long_plan_write() -> None:
+    def grow() -> None:
         if not grown:  # on the first (warm-up) call: untimed
             for number in range(LONG_PLAN_VERSIONS):
                 need(client, long_plan, f"Tidigare {number}")
             grown.append(True)
+
+    def long_plan_write() -> None:
+        grow()
         need(client, long_plan, "Ännu ett")
 
+    def long_plan_history() -> None:
+        grow()
+        checked(client.get(f"/CarePlan/{long_plan}/_history?_count=10"))
+
     yield f"long-plan write (v{LONG_PLAN_VERSIONS}+)", long_plan_write
+    yield f"long-plan _history?_count=10 (v{LONG_PLAN_VERSIONS}+)", long_plan_history
 
 
 def measure(plans: int, requests: int, seconds: float, wanted: set[str]) -> dict[str, float]:
@@ -205,7 +246,7 @@ def measure(plans: int, requests: int, seconds: float, wanted: set[str]) -> dict
         running = Running(data_dir)
         try:
             p50s = {}
-            for name, call in rows(running.client, ids):
+            for name, call in rows(running, ids):
                 if wanted and name.split()[0] not in wanted:
                     continue
                 if name.startswith("search after"):

@@ -254,6 +254,9 @@ def _call(
         client = target.auditor.sip if client is target.system.sip else target.auditor.consent
     elif resource_type == "CarePlan":
         instance = target.plan_id
+    elif resource_type == "Subscription":
+        client = target.record_system.sip
+        instance = _create(target, resource_type).json()["id"]
     else:
         instance = target.some_id(client, resource_type)
     path = f"/fhir/{resource_type}"

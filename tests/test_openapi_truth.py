@@ -121,6 +121,14 @@ def a_plans_whole_life(system) -> dict[str, str]:
     record_system = system.as_caller("integration", REGION).sip
     subscribed = record_system.post("/fhir/Subscription", json=paused, headers=FHIR_JSON)
     assert subscribed.status_code == 201, subscribed.text
+    made = f"/fhir/Subscription/{subscribed.json()['id']}"
+    for operation, given in (
+        ("$status", []),
+        ("$events", [{"name": "eventsSinceNumber", "valueString": "1"}]),
+    ):
+        body = {"resourceType": "Parameters", "parameter": given}
+        answer = record_system.post(f"{made}/{operation}", json=body, headers=FHIR_JSON)
+        assert answer.status_code == 200, (operation, answer.text)
     searches = (
         ("Subscription", {"status": "off"}),
         ("SubscriptionTopic", {"_count": "5"}),

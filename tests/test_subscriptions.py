@@ -10,6 +10,7 @@ from uuid import UUID
 import httpx
 import pytest
 
+from contracts.identifiers import PERSONNUMMER_SYSTEM
 from contracts.subscription_topics import (
     CONSENT_WITHDRAWN,
     DEVIATION_REPORTED,
@@ -153,6 +154,74 @@ def test_notifications_about_a_person_stop_within_a_second_of_the_consent_withdr
     assert [e.focus for e in withdrawal_told] == [f"CarePlan/{plan_id}"]
     assert "Consent" not in str(
         receiver.all(subscription=told_of_withdrawal)[-1].bundle["entry"][1:]
+    )
+
+
+def test_each_delivery_and_each_fetch_is_an_access_record_of_the_subscriber(system, receiver):
+    """What a record system is told about a person is in the person's log as any read is:
+    one record per notification delivered, one per notification fetched with `$events`, with
+    the record system as the one who accessed it."""
+    personnummer = new_personnummer()
+    subject = f"{PERSONNUMMER_SYSTEM}|{personnummer}"
+    region = integration(system)
+    mine = subscribe(region, subscription(PLAN_CHANGED, receiver.url, patient=personnummer))
+    created_or_ok(
+        system.consent.post("/fhir/Consent", json=consent(personnummer), headers=FHIR_JSON)
+    )
+    plan = care_plan(personnummer)
+    plan_id = created_or_ok(system.sip.post("/fhir/CarePlan", json=plan, headers=FHIR_JSON))["id"]
+    for text in ("Ett behov", "Ett till"):
+        created_or_ok(run(system.sip, plan_id, "record-need", text=text))
+    assert wait_until(lambda: numbered(region, mine) >= 3)
+    delivered = {e.number for e in receiver.events(mine)}
+    fetched = region.get(f"/fhir/Subscription/{mine}/$events", params={"eventsSinceNumber": 2})
+    assert fetched.status_code == 200, fetched.text
+
+    auditor = system.as_caller("auditor", subject="ivo")
+    log = auditor.sip.get("/fhir/AuditEvent", params={"patient:identifier": subject}).json()
+    told = [
+        e["resource"]
+        for e in log["entry"]
+        if e["resource"]["subtype"][0]["code"] == "subscription-notification"
+    ]
+    assert len(told) == len(delivered) + 2, "each delivery, then the two fetched"
+    for record in told:
+        assert record["action"] == "R" and record["outcome"] == "0"
+        assert record["agent"][0]["who"]["identifier"]["value"] == f"rs-{REGION}"
+        assert record["entity"][0]["what"]["identifier"]["value"] == personnummer
+        assert record["entity"][1]["what"]["reference"] == f"CarePlan/{plan_id}"
+    told_numbers = sorted(int(r["outcomeDesc"].split(" event ")[1].split()[0]) for r in told)
+    assert told_numbers == sorted([*delivered, 2, 3]), told_numbers
+    assert all(r["outcomeDesc"].startswith(f"Subscription/{mine} ") for r in told)
+
+
+@pytest.mark.parametrize(
+    "parameter, named",
+    [
+        ({"name": "eventsSinceNumber", "valueString": "abc"}, "eventsSinceNumber"),
+        ({"name": "eventsSinceNumber", "valueString": "0"}, "eventsSinceNumber"),
+        ({"name": "eventsUntilNumber", "valueString": "-1"}, "eventsUntilNumber"),
+        ({"name": "eventsUntilNumber", "valueString": "9" * 30}, "eventsUntilNumber"),
+        ({"name": "content", "valueCode": "everything"}, "content"),
+        ({"name": "eventsSince", "valueString": "1"}, "eventsSince"),
+    ],
+)
+def test_events_by_post_refuses_what_is_not_an_event_number_naming_it(
+    system, receiver, parameter, named
+):
+    region = integration(system)
+    mine = subscribe(region, subscription(PLAN_CHANGED, receiver.url))
+    body = {"resourceType": "Parameters", "parameter": [parameter]}
+    answer = region.post(f"/fhir/Subscription/{mine}/$events", json=body, headers=FHIR_JSON)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["resourceType"] == "OperationOutcome" and named in answer.text
+    outsider = integration(system, MUNICIPALITY)
+    fine = {"resourceType": "Parameters", "parameter": []}
+    assert (
+        outsider.post(
+            f"/fhir/Subscription/{mine}/$events", json=fine, headers=FHIR_JSON
+        ).status_code
+        == 404
     )
 
 

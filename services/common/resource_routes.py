@@ -8,6 +8,7 @@ applies both, so none can render what the caller may not see.
 """
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +21,8 @@ from starlette.concurrency import run_in_threadpool
 
 from contracts.actor import Actor
 from services.common.access_log import ACTION_OF_INTERACTION, REFUSED, SUCCESS
-from services.common.application import VersionedApplication
+from services.common.application import VersionedApplication, VersionStepper
+from services.common.audit.feed import event_topics
 from services.common.auth.dependency import authorize
 from services.common.disclosure import PERSON, Discloser, Disclosure
 from services.common.domain import NotFound
@@ -36,6 +38,7 @@ from services.common.fhir_api import (
 from services.common.fhir_time import InvalidDateTime, now, parse_fhir_datetime, published
 from services.common.http_conventions import ignoring_unknown_parameters
 from services.common.paging import Page, keyset_page, opened_query, page_links
+from services.common.position_paging import PositionPager
 from services.common.result_parameters import RESULT_PARAMETERS, ResultParameters, SortKey
 from services.common.search import query_of
 from services.common.search_declarations import SearchDeclarations
@@ -88,6 +91,17 @@ class Disclosed:
     def versions(self) -> Iterator[Any]:
         for then in self.access.application.versions(self.current.id):
             yield self.access.redact(then, self.disclosure)
+
+    def stepped(self) -> list[tuple[Any, Callable[[], Any]]]:
+        """Each stored event, with the version it made as the caller may see it, reconstructed
+        only when called: the versions' numbers and times without replaying any of them."""
+        events = list(self.access.application.events.get(self.current.id))
+        step = VersionStepper(self.access.application, self.current.id, events)
+
+        def then(number: int) -> Any:
+            return self.access.redact(step(number), self.disclosure)
+
+        return [(event, lambda number=event.originator_version: then(number)) for event in events]
 
 
 class ResourceAccess:
@@ -147,20 +161,48 @@ class ResourceAccess:
         query: str | None = None,
         detail: str | None = None,
     ) -> None:
+        self.log_all(
+            [
+                self.record(
+                    actor, interaction, outcome=outcome, patient=patient, custodian=custodian,
+                    entity=entity, consents=consents, query=query, detail=detail,
+                )
+            ]
+        )  # fmt: skip
+
+    def record(
+        self,
+        actor: Actor,
+        interaction: str,
+        *,
+        outcome: str = SUCCESS,
+        patient: dict[str, str] | None = None,
+        custodian: str | None = None,
+        entity: str | None = None,
+        consents: Iterable[str] = (),
+        query: str | None = None,
+        detail: str | None = None,
+    ) -> dict[str, Any]:
+        """One access record's content, for `log_all`."""
+        return {
+            "interaction": interaction,
+            "action": ACTION_OF_INTERACTION.get(interaction, "E"),
+            "outcome": outcome,
+            "actor": actor.as_event_data(),
+            "patient": patient,
+            "custodian": custodian,
+            "entity": storable_text(entity),
+            "consents": list(consents),
+            "query": storable_text(query),
+            "detail": storable_text(detail),
+            "recorded_at": now(),
+        }
+
+    def log_all(self, records: list[dict[str, Any]]) -> None:
+        """Saves a request's access records in one transaction (one commit however many
+        persons it showed); if they cannot be written the request fails (fail closed)."""
         try:
-            self.application.record_access(
-                interaction=interaction,
-                action=ACTION_OF_INTERACTION.get(interaction, "E"),
-                outcome=outcome,
-                actor=actor.as_event_data(),
-                patient=patient,
-                custodian=custodian,
-                entity=storable_text(entity),
-                consents=list(consents),
-                query=storable_text(query),
-                detail=storable_text(detail),
-                recorded_at=now(),
-            )
+            self.application.record_accesses(records)
         except Exception as error:
             raise access_log_unwritable(error) from None
 
@@ -172,15 +214,19 @@ class ResourceAccess:
         aggregate = self.aggregate(aggregate_id)
         disclosure = self._disclosure(actor, aggregate, interaction, entity)
         seen = self.redact(aggregate, disclosure)
-        for custodian in self.logged_custodians(seen):
-            self.log(
-                actor,
-                interaction,
-                patient=aggregate.person_identifier,
-                custodian=custodian,
-                entity=entity,
-                consents=disclosure.consents,
-            )
+        self.log_all(
+            [
+                self.record(
+                    actor,
+                    interaction,
+                    patient=aggregate.person_identifier,
+                    custodian=custodian,
+                    entity=entity,
+                    consents=disclosure.consents,
+                )
+                for custodian in self.logged_custodians(seen)
+            ]
+        )
         return Disclosed(self, disclosure, seen)
 
     def open(self, actor: Actor, aggregate_id: UUID, interaction: str, entity: str) -> Any:
@@ -347,17 +393,21 @@ class ResourceAccess:
                 key = (person["system"], person["value"], custodian)
                 entities.setdefault(key, []).append(f"{self.resource_type}/{aggregate.id}")
                 consents.setdefault(key, set()).update(disclosed.disclosure.consents)
-        for key, matched in entities.items():
-            system, value, custodian = key
-            self.log(
-                actor,
-                interaction,
-                patient={"system": system, "value": value},
-                custodian=custodian,
-                entity=" ".join(matched),
-                consents=sorted(consents[key]),
-                query=query,
-            )
+        # One transaction for all of them: a search showing 2,000 persons is one commit.
+        self.log_all(
+            [
+                self.record(
+                    actor,
+                    interaction,
+                    patient={"system": system, "value": value},
+                    custodian=custodian,
+                    entity=" ".join(matched),
+                    consents=sorted(consents[(system, value, custodian)]),
+                    query=query,
+                )
+                for (system, value, custodian), matched in entities.items()
+            ]
+        )
         if not entities:
             detail = f"{total} matches counted, none shown" if total else None
             self.log(
@@ -405,6 +455,7 @@ Elements = Annotated[
 ]
 Total = Annotated[str | None, Query(alias="_total", description="none | estimate | accurate")]
 HISTORY_PAGE = 100
+_COUNTED = 1000  # notifications a total reads at a time
 
 
 @dataclass(frozen=True)
@@ -436,6 +487,23 @@ class VersionedResource(Protocol):
         """Every part's versions as the caller may see them, oldest first."""
         ...
 
+    def changes(
+        self, disclosed: Disclosed, version: int, at: datetime
+    ) -> dict[str, ResourceVersion]:
+        """The parts' versions that the aggregate's `version` (made `at`) made, as the
+        caller may see them (a part it left unchanged has none)."""
+        ...
+
+    # Whether counting its versions needs them replayed (`history_length` gets `disclosed`).
+    replays_to_count: bool
+
+    def history_length(
+        self, disclosed: Disclosed | None, since: datetime | None, events: int
+    ) -> int:
+        """How many versions (from `since` on) the parts have, as `versions` lists them,
+        where the aggregate has `events` events from `since` on."""
+        ...
+
 
 class AggregateResource:
     """The aggregates of an application, each one resource."""
@@ -453,17 +521,36 @@ class AggregateResource:
         return self.to_fhir(aggregate)
 
     def versions(self, disclosed: Disclosed) -> dict[str, list[ResourceVersion]]:
+        # Each event is a version, placed by its time; only a page's versions are replayed
+        # (rendered oldest first, so one replay serves the page).
         return {
             "": [
                 ResourceVersion(
-                    published(version.modified_on),
-                    str(version.version),
-                    version.version == 1,
-                    lambda version=version: self.to_fhir(version),
+                    published(event.timestamp),
+                    str(event.originator_version),
+                    event.originator_version == 1,
+                    lambda then=then: self.to_fhir(then()),
                 )
-                for version in disclosed.versions()
+                for event, then in disclosed.stepped()
             ]
         }
+
+    def changes(
+        self, disclosed: Disclosed, version: int, at: datetime
+    ) -> dict[str, ResourceVersion]:
+        # Each event is a version: reconstructed only if the page shows it.
+        return {
+            "": ResourceVersion(
+                at, str(version), version == 1, lambda: self.to_fhir(disclosed.version(version))
+            )
+        }
+
+    replays_to_count = False
+
+    def history_length(
+        self, disclosed: Disclosed | None, since: datetime | None, events: int
+    ) -> int:
+        return events  # each event is a version
 
 
 def versioned_resource(resource_type: str) -> Callable[[Request], VersionedResource]:
@@ -531,13 +618,24 @@ def history_response(
     versions: list[tuple[ResourceVersion, str]],
 ) -> tuple[FhirResponse, Page[tuple[ResourceVersion, str]]]:
     """One page of `versions` ((version, resource id), any order), newest first."""
-    count = asked.result.count
     page = keyset_page(
         sorted(versions, key=lambda found: _newest_first(*found)),
         lambda found: _newest_first(*found),
         asked.position,
-        count,
+        asked.result.count,
     )
+    return history_page_response(request, asked, kind, path, page, page.total), page
+
+
+def history_page_response(
+    request: Request,
+    asked: HistoryQuery,
+    kind: str,
+    path: str,
+    page: Page[tuple[ResourceVersion, str]],
+    total: int | None,
+) -> FhirResponse:
+    """The Bundle of one page of versions (newest first); without a `total` where None."""
     rendered = [(version.render(), version.created) for version, _ in reversed(page.items)]
     created = {id(resource) for resource, first in rendered if first}
     bundle = history_bundle(
@@ -545,34 +643,137 @@ def history_response(
         [resource for resource, _ in rendered],
         created=lambda resource: id(resource) in created,
     )
-    bundle["total"] = page.total
-    bundle["link"] = page_links(request, kind, path, asked.query, page, count)
-    return FhirResponse(asked.result.finish(bundle)), page
+    if total is None:
+        del bundle["total"]
+    else:
+        bundle["total"] = total
+    bundle["link"] = page_links(request, kind, path, asked.query, page, asked.result.count)
+    return FhirResponse(asked.result.finish(bundle))
+
+
+class TypeHistory:
+    """The versions of every resource of a type, as one caller may see them, read from the
+    event log by position (services/common/position_paging.py): a page decides disclosure
+    once for each resource with an event on it, by the one rule, and reconstructs only the
+    versions it shows, so its cost is the page's, not the store's."""
+
+    def __init__(self, resource: VersionedResource, actor: Actor, since: datetime | None) -> None:
+        self.resource, self.actor, self.since = resource, actor, since
+        self.access = resource.access
+        self.application = resource.access.application
+        self._found: dict[UUID, tuple[Any, Disclosed] | None] = {}
+        self._visible: dict[UUID, bool] = {}
+        recorder: Any = self.application.recorder
+        self.pager: PositionPager[tuple[ResourceVersion, str]] = PositionPager(
+            recorder,
+            event_topics(self.access.aggregate_class),
+            self.entries,
+            recorder.max_notification_id() or 0,
+        )
+
+    def seen(self, aggregate_id: UUID) -> tuple[Any, Disclosed] | None:
+        """(the aggregate, as the caller sees it), or None where the rule discloses nothing
+        of it: decided on its current version, as every read decides, once a request."""
+        if aggregate_id not in self._found:
+            aggregate = self.access.aggregate(aggregate_id)
+            found = self.access.disclosed_matches(self.actor, [aggregate], None)
+            self._found[aggregate_id] = next(iter(found), None)
+        return self._found[aggregate_id]
+
+    def entries(self, notification: Any) -> list[tuple[str, tuple[ResourceVersion, str]]]:
+        """The versions an event made that the caller may see, each with its resource id."""
+        at = self._at(notification)
+        if self.since is not None and at < self.since:
+            return []
+        found = self.seen(notification.originator_id)
+        if found is None:
+            return []
+        aggregate, disclosed = found
+        changes = self.resource.changes(disclosed, notification.originator_version, at)
+        return [
+            (f"{aggregate.id}/{part}", (version, f"{aggregate.id}/{part}"))
+            for part, version in changes.items()
+        ]
+
+    def total(self) -> int:
+        """The exact number of versions the caller may see: every resource of the type is
+        disclosure-checked, so it costs the store's size (asked by `_total`, or a count)."""
+        events: Counter[UUID] = Counter()
+        recorder: Any = self.application.recorder
+        position = 0
+        while True:
+            found = recorder.select_notifications(
+                start=position,
+                limit=_COUNTED,
+                stop=self.pager.head,
+                topics=self.pager.topics,
+                inclusive_of_start=False,
+            )
+            for notification in found:
+                if self.since is None or self._at(notification) >= self.since:
+                    events[notification.originator_id] += 1
+            if len(found) < _COUNTED:
+                break
+            position = found[-1].id
+        total = 0
+        for aggregate_id, count in events.items():
+            if not self.visible(aggregate_id):
+                continue
+            seen = self.seen(aggregate_id) if self.resource.replays_to_count else None
+            total += self.resource.history_length(seen[1] if seen else None, self.since, count)
+        return total
+
+    def visible(self, aggregate_id: UUID) -> bool:
+        """Whether the caller may see anything of the resource: the disclosure rule asked
+        of its current version, without the redaction a page needs (a count shows nothing)."""
+        if aggregate_id in self._found:
+            return self._found[aggregate_id] is not None
+        if aggregate_id not in self._visible:
+            try:
+                self.access.disclose(self.access.aggregate(aggregate_id), self.actor)
+            except NotFound:
+                self._visible[aggregate_id] = False
+            else:
+                self._visible[aggregate_id] = True
+        return self._visible[aggregate_id]
+
+    def _at(self, notification: Any) -> datetime:
+        return published(self.application.mapper.to_domain_event(notification).timestamp)
+
+    def shown(self, page: Page[tuple[ResourceVersion, str]]) -> list[tuple[Any, Disclosed]]:
+        """(aggregate, as seen) of each resource with a version on the page."""
+        on_page = dict.fromkeys(UUID(resource_id[:36]) for _, resource_id in page.items)
+        return [found for i in on_page if (found := self._found.get(i)) is not None]
 
 
 def type_history_response(
     request: Request, actor: Actor, resource: VersionedResource
 ) -> FhirResponse:
-    """One page of the versions of every resource of the type the caller may see."""
-    kind = f"history:{resource.resource_type}"
+    """One page of the versions of every resource of the type the caller may see, newest
+    first by commit (docs/decisions/0009-paged-type-history.md). The total counts only
+    what the caller may see: exact, it asks the disclosure rule of every resource with a
+    version (a scan of the store, though no version is replayed), so `_total=none` leaves it
+    out and a page costs only its own versions."""
+    # Its keys are positions in the log (a cursor of another order is refused, not misread).
+    kind = f"history-by-position:{resource.resource_type}"
     asked = HistoryQuery.of(request, kind, resource.resource_type)
-    access = resource.access
-    aggregates = (access.aggregate(i) for i in access.aggregate_ids())
-    found = list(access.disclosed_matches(actor, aggregates, None))
-    versions = [
-        (version, f"{aggregate.id}/{part}")
-        for aggregate, disclosed in found
-        for part, part_versions in resource.versions(disclosed).items()
-        for version in part_versions
-        if asked.since is None or version.at >= asked.since
-    ]
+    history = TypeHistory(resource, actor, asked.since)
+    keyed = history.pager.page(asked.position, asked.result.count)
+    page = Page(
+        [item for _, item in keyed.items],
+        keyed.total,
+        keyed.first_key,
+        keyed.last_key,
+        keyed.more_after,
+        keyed.more_before,
+    )
+    # As every search counts (the AuditEvent search too): unless `_total=none`.
+    total = history.total() if asked.result.total != "none" or asked.result.only_total else None
     path = f"{resource.resource_type}/_history"
-    response, page = history_response(request, asked, kind, path, versions)
+    response = history_page_response(request, asked, kind, path, page, total)
     # Logged as disclosed: the resources with a version on the page, not all counted.
-    on_page = {resource_id.partition("/")[0] for _, resource_id in page.items}
-    shown = [(aggregate, seen) for aggregate, seen in found if str(aggregate.id) in on_page]
     query = urlencode(dict(request.query_params))
-    access.log_shown(actor, shown, query, "history-type", len(versions))
+    resource.access.log_shown(actor, history.shown(page), query, "history-type", total or 0)
     return response
 
 

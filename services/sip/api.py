@@ -15,6 +15,7 @@ from services.common.capability import (
 )
 from services.common.capability import resource_capability as capability
 from services.common.persistence import read_model_engine, storage_for
+from services.common.personal_data.keys import PersonalDataKeys
 from services.common.resource_routes import AggregateResource, ResourceAccess
 from services.common.service import add_audit_routes, build_service_app, refusing_cleanly
 from services.common.settings import ServiceSettings
@@ -104,8 +105,9 @@ def sip_subscriptions(
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings.from_env("SIP_DATABASE_URL").checked("sip")
     storage = storage_for("sip", settings.database_url, settings.data_dir)
-    plans = SipPlans(env=storage.event_store_env)
     engine = read_model_engine(storage)
+    keys = PersonalDataKeys(engine, settings.master_keys())
+    plans = SipPlans(env=storage.event_store_env, personal_data=keys)
     index = PlanIndex(plans, engine)
     tokens = settings.service_tokens()
     asked_each_time = HttpConsentGate(

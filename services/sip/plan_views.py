@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -73,7 +74,7 @@ class PlanViewResource:
         for plan in disclosed.versions():
             for part in self.view.parts(plan):
                 resource = self.view.render(plan, part)
-                content = {key: value for key, value in resource.items() if key != "meta"}
+                content = _content(resource)
                 if seen.get(part) != content:
                     versions = history.setdefault(part, [])
                     versions.append(
@@ -86,3 +87,46 @@ class PlanViewResource:
                     )
                     seen[part] = content
         return history
+
+    def changes(
+        self, disclosed: Disclosed, version: int, at: datetime
+    ) -> dict[str, ResourceVersion]:
+        """The parts that plan `version` made or changed, as the caller may see them: the
+        same versions `versions` lists, found from that version and the one before."""
+        plan = disclosed.version(version)
+        before = disclosed.version(version - 1) if version > 1 else None
+        earlier = (
+            {part: _content(self.view.render(before, part)) for part in self.view.parts(before)}
+            if before is not None
+            else {}
+        )
+        changed = {}
+        for part in self.view.parts(plan):
+            resource = self.view.render(plan, part)
+            if earlier.get(part) != _content(resource):
+                changed[part] = ResourceVersion(
+                    published(plan.modified_on),
+                    resource["meta"]["versionId"],
+                    created=part not in earlier,
+                    render=lambda resource=resource: resource,
+                )
+        return changed
+
+    # Not every plan event changes the part: the plan's versions are read to count them.
+    replays_to_count = True
+
+    def history_length(
+        self, disclosed: Disclosed | None, since: datetime | None, events: int
+    ) -> int:
+        assert disclosed is not None
+        return sum(
+            1
+            for versions in self.versions(disclosed).values()
+            for version in versions
+            if since is None or version.at >= since
+        )
+
+
+def _content(resource: dict[str, Any]) -> dict[str, Any]:
+    """A view's resource without its meta (the plan version it was read from)."""
+    return {key: value for key, value in resource.items() if key != "meta"}

@@ -3,7 +3,9 @@
 Each event gets two SHA-256 hashes: one chained to the previous event of the same aggregate
 (its stream) and one chained to the previous event of the whole log. Changing, removing or
 reordering a stored event breaks both chains from that event on; cutting off the newest
-events is caught by comparing with a signed checkpoint (`checkpoints.py`).
+events is caught by comparing with a signed checkpoint (`checkpoints.py`). The same
+transaction claims business identifiers and inserts or checks the data keys the events are
+sealed under (personal_data/in_write.py).
 
 The recorders extend the eventsourcing library's native ones through its
 APPLICATION_RECORDER_TOPIC setting: the SQLite one writes inside the library's write
@@ -18,18 +20,22 @@ tables itself (CREATE_TABLE, off for the services).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
+
+from services.common.personal_data.in_write import check_data_keys
 
 GENESIS = bytes(32)
 # Business identifiers claimed by a creation (services/common/business_identifiers.py), passed
@@ -135,6 +141,12 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             )  # fmt: skip
         for claim in kwargs.get(CLAIMS_KEYWORD) or ():
             c.execute(CLAIM_INSERT.replace("%s", "?"), claim_values(claim))
+
+        def run(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+            c.execute(sql.replace("%s", "?"), params)
+            return list(c.fetchall())
+
+        check_data_keys(stored_events, run)  # SQLite: this write holds the database's lock
         return notification_ids
 
 
@@ -207,6 +219,28 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
                 ),
                 claim_values(claim),
             )
+
+        def run(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+            curs.execute(
+                SQL(sql.replace("personal_data_keys", "{t}")).format(  # type: ignore[arg-type]
+                    t=SQL("{schema}.personal_data_keys").format(
+                        schema=Identifier(self.datastore.schema)
+                    )
+                ),
+                params,
+            )
+            # A fetch makes the pipeline hand back this statement's rows (none for an insert).
+            return [tuple(row.values()) for row in curs.fetchall()] if sql[:6] == "SELECT" else []
+
+        def abort(reason: str) -> None:
+            # The library commits after an exception of ours unless the database failed the
+            # transaction: make it fail, so the events and the keys are rolled back.
+            with contextlib.suppress(psycopg.Error):
+                curs.execute("SELECT CAST(%s AS integer)", (f"rolled back: {reason}",))
+                curs.fetchall()
+
+        # A share lock on each key used: an erasure waits for this write, then erases it too.
+        check_data_keys(stored_events, run, lock=" FOR SHARE", abort=abort)
         return notification_ids
 
 

@@ -43,6 +43,7 @@ from services.common.disclosure import Discloser, Disclosure
 from services.common.domain import NotFound
 from services.common.fhir_api import FhirError, access_log_unwritable
 from services.common.fhir_time import fhir_instant, now
+from services.common.personal_data.mapper import PersonalDataMapper
 
 # Each caller's share of the log is filtered by the same rules as the API, so the scopes that
 # read resources (`system/*.rs`) open it; the whole log needs a grant in the configuration
@@ -167,12 +168,20 @@ class EventFeed:
             inclusive_of_start=False,
         )
 
+    def payload(self, stored: Any) -> Any:
+        """The event's stored JSON, its personal fields opened where they were sealed
+        (docs/decisions/0007); raises ValueError where the stored bytes are not JSON."""
+        mapper = self.application.mapper
+        if isinstance(mapper, PersonalDataMapper):
+            return mapper.opened_payload(stored)
+        return json.loads(stored.state)
+
     def judged(self, notifications: Sequence[Any], rule: FeedRule) -> list[Shown]:
         """The page's events the rule shows, each with its payload and the verdict."""
         creations: dict[UUID, Named] = {}
         shown = []
         for notification in notifications:
-            payload = json.loads(notification.state)
+            payload = self.payload(notification)
             person, record_custodian = self._named(notification, creations)
             verdict = rule(
                 FeedEvent(
@@ -256,9 +265,11 @@ class EventFeed:
         if originator_id not in creations:
             fields = CREATION_FIELDS[self._resource_type(notification)]
             created = self.application.recorder.select_events(originator_id, lte=1, limit=1)
-            creations[originator_id] = (
-                _named_in_creation(created[0].state, fields) if created else (None, None)
-            )
+            try:
+                payload = self.payload(created[0]) if created else None
+            except ValueError:  # tampered: named by nobody, verification names the break
+                payload = None
+            creations[originator_id] = _named_in_creation(payload, fields)
         return creations[originator_id]
 
     def checkpoint(self, service: str) -> dict[str, Any]:
@@ -367,13 +378,11 @@ def _item(
     return {**item, "stream_hash": stream_hash, "log_hash": log_hash}
 
 
-def _named_in_creation(state: bytes, fields: CreationFields) -> Named:
+def _named_in_creation(payload: Any, fields: CreationFields) -> Named:
     """The person a creation event names (a plan's subject, a consent's or an access
     record's patient) and the organisation whose information it is (the plan's starting
     organisation, the consent's recorder's, the record's custodian)."""
-    try:
-        payload = json.loads(state)
-    except ValueError:
+    if not isinstance(payload, dict):
         return None, None
     person = None
     named = transcoded(payload.get(fields.person))

@@ -6,7 +6,10 @@ SIP_SUBSCRIPTION_ENDPOINTS widens it, space-separated: `loopback` allows http an
 the loopback interface (a receiver on the same machine, the tests), `private` allows https to
 private, link-local and unique-local addresses (a receiver on the region's own network).
 The host is resolved when the subscription is made and again before every delivery, so a
-name that later points inside is refused then too.
+name that later points inside is refused then too; and the addresses a delivery connects to
+are checked by the same rule as they are resolved for the connection (`checked_addresses`,
+the sender's resolver), so a name that points elsewhere only between the check and the
+connection (DNS rebinding) is refused as well.
 """
 
 from __future__ import annotations
@@ -63,6 +66,14 @@ def _resolved(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IP
     except (OSError, UnicodeError):
         raise EndpointRefused("the endpoint's host name does not resolve") from None
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found]
+
+
+def checked_addresses(addresses: Iterable[str], scheme: str, allowances: Iterable[str]) -> None:
+    """Raises EndpointRefused unless every address a name resolved to may be delivered to
+    over `scheme`."""
+    allowed = frozenset(allowances)
+    for address in addresses:
+        _check_address(ipaddress.ip_address(address.split("%")[0]), scheme, allowed)
 
 
 def _check_address(

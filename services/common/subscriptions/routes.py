@@ -23,7 +23,13 @@ from services.common.fhir_api import (
     searchset,
 )
 from services.common.fhir_time import fhir_instant, now
-from services.common.operations.definition import request_body
+from services.common.operations.declaration import NoParameters, Operation
+from services.common.operations.definition import (
+    operation_request_body,
+    request_body,
+    returned_type,
+)
+from services.common.parameters import Code, OperationParameters, String, parse_parameters
 from services.common.resource_routes import add_search_routes
 from services.common.result_parameters import MAX_COUNT, count_parameter
 from services.common.search_declarations import AskedSearch, SearchDeclarations, SearchParameter
@@ -44,6 +50,53 @@ from services.common.subscriptions.topics import EVENTS, topic_resource
 from services.common.subscriptions.worker import DeliveryWorker
 
 MAX_EVENTS_FETCHED = 500
+
+
+class SubscriptionEvents(OperationParameters):
+    # Named and typed as the Backport IG's $events names them (event numbers are strings
+    # there: int64 in JSON).
+    eventsSinceNumber: String | None = None
+    eventsUntilNumber: String | None = None
+    content: Code | None = None
+
+
+# The Backport IG's `$status` and `$events` (its OperationDefinitions
+# backport-subscription-status and backport-subscription-events), declared here so that their
+# definitions are served and listed like every other operation; routed below, by GET and POST.
+STATUS_OPERATION = Operation(
+    "status",
+    "Subscription",
+    "The subscription's status as a subscription-status Parameters in a searchset Bundle "
+    "(Subscriptions Backport IG: backport-subscription-status)",
+    NoParameters,
+    None,
+    changes_state=False,
+    method="GET",
+    returns="Bundle",
+    disclosed=False,
+)
+EVENTS_OPERATION = Operation(
+    "events",
+    "Subscription",
+    "The numbered notifications from eventsSinceNumber to eventsUntilNumber (at most "
+    f"{MAX_EVENTS_FETCHED}), each as the subscriber may be told it now; the telling is logged "
+    "as a delivery (Subscriptions Backport IG: backport-subscription-events)",
+    SubscriptionEvents,
+    None,
+    changes_state=False,
+    method="GET",
+    returns="Bundle",
+    disclosed=False,
+)
+SUBSCRIPTION_OPERATIONS: list[Operation[Any]] = [STATUS_OPERATION, EVENTS_OPERATION]
+
+
+def _documented(operation: Operation[Any], *, by_post: bool) -> dict[str, Any]:
+    """The route's OpenAPI: the declaration's answer type, and by POST its Parameters body."""
+    returns = {"x-fhir-returns": returned_type(operation)}
+    return operation_request_body(operation) | returns if by_post else returns
+
+
 SUBSCRIPTION_SEARCH = SearchDeclarations(
     "Subscription",
     (
@@ -235,7 +288,17 @@ def delete(id: str, actor: Deleter, subscriptions: Served) -> FhirResponse:
     return Response(status_code=204)
 
 
-@router.get("/Subscription/{id}/$status")
+@router.post(
+    "/Subscription/{id}/$status", openapi_extra=_documented(STATUS_OPERATION, by_post=True)
+)
+def status_by_post(id: str, actor: Reader, subscriptions: Served, body: Body) -> FhirResponse:
+    parse_parameters(NoParameters, body, STATUS_OPERATION.name)
+    return status(id, actor, subscriptions)
+
+
+@router.get(
+    "/Subscription/{id}/$status", openapi_extra=_documented(STATUS_OPERATION, by_post=False)
+)
 def status(id: str, actor: Reader, subscriptions: Served) -> FhirResponse:
     row = owned(subscriptions, actor, id)
     parameters = status_parameters(row, QUERY_STATUS, [])
@@ -249,7 +312,9 @@ def status(id: str, actor: Reader, subscriptions: Served) -> FhirResponse:
     )
 
 
-@router.get("/Subscription/{id}/$events")
+@router.get(
+    "/Subscription/{id}/$events", openapi_extra=_documented(EVENTS_OPERATION, by_post=False)
+)
 def events(
     id: str,
     actor: Reader,
@@ -260,13 +325,49 @@ def events(
 ) -> FhirResponse:
     """The numbered notifications from `eventsSinceNumber` to `eventsUntilNumber` (at most
     500), each as the subscriber may be told it now; the telling is logged as a delivery."""
+    return _events(owned(subscriptions, actor, id), subscriptions, since, until, content)
+
+
+@router.post(
+    "/Subscription/{id}/$events", openapi_extra=_documented(EVENTS_OPERATION, by_post=True)
+)
+def events_by_post(id: str, actor: Reader, subscriptions: Served, body: Body) -> FhirResponse:
+    asked = parse_parameters(SubscriptionEvents, body, EVENTS_OPERATION.name)
     row = owned(subscriptions, actor, id)
+    since = _event_number(asked.eventsSinceNumber, "eventsSinceNumber")
+    until = _event_number(asked.eventsUntilNumber, "eventsUntilNumber")
+    if asked.content not in (None, "id-only", "full-resource"):
+        raise FhirError(
+            400, "invalid", "content is id-only or full-resource",
+            expression="Parameters.parameter.where(name='content')",
+        )  # fmt: skip
+    return _events(row, subscriptions, since, until, asked.content)
+
+
+def _event_number(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= 2**62:
+        raise FhirError(
+            400, "invalid", f"{name} is an event number (a positive integer)",
+            expression=f"Parameters.parameter.where(name='{name}')",
+        )  # fmt: skip
+    return int(value)
+
+
+def _events(
+    row: SubscriptionRow,
+    subscriptions: Subscriptions,
+    since: int | None,
+    until: int | None,
+    content: str | None,
+) -> FhirResponse:
     last = min(until or row.events_count, row.events_count)
     first = since or max(1, last - MAX_EVENTS_FETCHED + 1)
     last = min(last, first + MAX_EVENTS_FETCHED - 1)
     asked = row.with_(payload=content or row.payload)
     moment = Moment(subscriptions.published)
-    told = [moment.told(asked, n) for n in subscriptions.store.notifications(id, first, last)]
+    told = [moment.told(asked, n) for n in subscriptions.store.notifications(row.id, first, last)]
     subscriptions.worker.record([record for _, record in told if record is not None])
     return FhirResponse(notification_bundle(asked, QUERY_EVENT, [t for t, _ in told]))
 
