@@ -142,13 +142,14 @@ def test_a_page_reads_only_the_plans_it_shows(fresh_system):
     seeded = seeded_plans(fresh_system.backend, 40)
     plans = fresh_system.sip_app.state.plans
     loaded: list[Any] = []
-    original = plans.aggregate
+    # Every typed load (a plan's, a stay's) goes through aggregate_of.
+    original = plans.aggregate_of
 
-    def aggregate(aggregate_id: Any, version: int | None = None) -> Any:
+    def aggregate_of(cls: Any, resource_type: str, aggregate_id: Any, version: Any = None) -> Any:
         loaded.append((str(aggregate_id), version))
-        return original(aggregate_id, version)
+        return original(cls, resource_type, aggregate_id, version)
 
-    plans.aggregate = aggregate
+    plans.aggregate_of = aggregate_of
     try:
         pages = [follow(fresh_system.sip, "/fhir/CarePlan/_history?_count=2&_total=none")]
         reads = [set(loaded)]
@@ -156,7 +157,7 @@ def test_a_page_reads_only_the_plans_it_shows(fresh_system):
         pages.append(follow(fresh_system.sip, link(pages[0], "next")))
         reads.append(set(loaded))
     finally:
-        del plans.aggregate
+        del plans.aggregate_of
     for page, read in zip(pages, reads, strict=True):
         shown = set(versions_of(page))
         assert len(shown) == 2 and {plan_id for plan_id, _ in shown} <= set(seeded)

@@ -208,9 +208,12 @@ class VersionedApplication(Application[UUID]):
             raise NotFound(f"{self.resource_type}/{aggregate_id} at {at.isoformat()}")
         return self.aggregate(aggregate_id, version=then)
 
-    def aggregate_ids(self, page_size: int = 1000) -> Iterator[UUID]:
-        """Every aggregate of the resource type, in the order they were created."""
-        created_prefix = get_topic(self.aggregate_class) + "."
+    def aggregate_ids(
+        self, page_size: int = 1000, aggregate_class: type[Any] | None = None
+    ) -> Iterator[UUID]:
+        """Every aggregate of the resource type (or of another class the store holds), in the
+        order they were created."""
+        created_prefix = get_topic(aggregate_class or self.aggregate_class) + "."
         position = 0
         while True:
             notifications = self.recorder.select_notifications(

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.utils import get_topic
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import text
@@ -38,7 +39,8 @@ from services.common.audit.feed_access import (
 )
 from services.common.auth.dependency import authorize
 from services.common.auth.scopes import CONTEXT_OF_ROLE, permits
-from services.common.disclosure import Discloser
+from services.common.disclosure import Discloser, Disclosure
+from services.common.domain import NotFound
 from services.common.fhir_api import FhirError, access_log_unwritable
 from services.common.fhir_time import fhir_instant, now
 from services.common.personal_data.mapper import PersonalDataMapper
@@ -78,8 +80,10 @@ def event_topics(aggregate_class: type[Any]) -> list[str]:
 
 class EventFeed:
     """What the feed's routes read: one service's event store, its chain table, its checkpoint
-    key, the resource type's disclosure rule and who is granted the whole log. An app serves
-    it by `app.state.event_feed = EventFeed(...)` and `app.include_router(router)`."""
+    key, the resource type's disclosure rule (and those of the other aggregates the store
+    holds, by resource type: a record with no rule is never disclosed) and who is granted the
+    whole log. An app serves it by `app.state.event_feed = EventFeed(...)` and
+    `app.include_router(router)`."""
 
     def __init__(
         self,
@@ -89,11 +93,14 @@ class EventFeed:
         disclose: Discloser,
         whole_log_readers: frozenset[str] = frozenset(),
         entry_kind: EntryKind = no_entry_kind,
+        other_disclosers: Mapping[str, Discloser] | None = None,
     ) -> None:
         self.application = application
         self.engine = engine
         self.signer = signer
-        self.disclose = disclose
+        self.disclosers: dict[type[Any], Discloser] = {application.aggregate_class: disclose}
+        for resource_type, discloser in (other_disclosers or {}).items():
+            self.disclosers[application.other_aggregates[resource_type]] = discloser
         self.whole_log_readers = whole_log_readers
         self.entry_kind = entry_kind
         self.chain_table: str = application.recorder.chain_table  # type: ignore[attr-defined]
@@ -119,7 +126,21 @@ class EventFeed:
             return whole_log
         if actor.role == "auditor":
             return AuditorRule(actor.organization)
-        return RecordSystemRule(actor, self.disclose, self.application.aggregate, self.entry_kind)
+        return RecordSystemRule(actor, self.disclose, self.record, self.entry_kind)
+
+    def record(self, aggregate_id: UUID) -> Any:
+        """The record an event belongs to, whichever of the store's aggregate classes it is."""
+        try:
+            return self.application.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound(str(aggregate_id)) from None
+
+    def disclose(self, record: Any, actor: Actor) -> Disclosure:
+        """The disclosure rule of the record's own type: the one the API applies to it."""
+        for cls, discloser in self.disclosers.items():
+            if isinstance(record, cls):
+                return discloser(record, actor)
+        raise NotFound(str(getattr(record, "id", "")))
 
     def chain_rows(self, first: int, last: int) -> dict[int, tuple[str, str]]:
         with self.engine.connect() as connection:
