@@ -1,6 +1,6 @@
 """The sender's own rules, below the worker: the endpoint rule holds for the addresses a
 delivery connects to, not only for those the name had when it was checked (DNS rebinding);
-a receiver's answer is read only up to a limit."""
+a receiver that refuses or is gone is an error to retry, not an exception."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ import pytest
 from services.common.audit.checkpoints import CheckpointSigner
 from services.common.subscriptions import delivery
 from services.common.subscriptions.delivery import Sender
+from services.common.subscriptions.notification import HEARTBEAT, notification_bundle
 from services.common.subscriptions.signing import NotificationSigner
 from services.common.subscriptions.store import SubscriptionRow
 from tests.record_system import RecordSystem
-
-BUNDLE = {"resourceType": "Bundle", "type": "history", "entry": []}
 
 
 def row(endpoint: str, id: str = "s1") -> SubscriptionRow:
@@ -27,6 +26,10 @@ def row(endpoint: str, id: str = "s1") -> SubscriptionRow:
         version=1, last_updated="2026-01-01T00:00:00Z",
     )  # fmt: skip
     return SubscriptionRow(**values)
+
+
+def heartbeat(subscription: SubscriptionRow) -> tuple[SubscriptionRow, dict]:
+    return subscription, notification_bundle(subscription, HEARTBEAT, [])
 
 
 @pytest.fixture
@@ -48,7 +51,7 @@ def test_a_name_that_points_inside_when_connected_to_is_refused(receiver, signer
     monkeypatch.setattr(delivery, "check_endpoint", lambda endpoint, allowances: None)
     sender = Sender(signer, allowances=())
     try:
-        error = sender.post_all([(row(by_name), BUNDLE)])["s1"]
+        error = sender.post_all([heartbeat(row(by_name))])["s1"]
     finally:
         sender.close()
     assert error is not None and "endpoint refused" in error, error
@@ -59,7 +62,7 @@ def test_the_same_name_is_delivered_to_where_the_rule_allows_it(receiver, signer
     by_name = receiver.url.replace("127.0.0.1", "localhost")
     sender = Sender(signer, allowances=("loopback",))
     try:
-        results = sender.post_all([(row(by_name, f"s{n}"), BUNDLE) for n in range(20)])
+        results = sender.post_all([heartbeat(row(by_name, f"s{n}")) for n in range(20)])
     finally:
         sender.close()
     assert results == {f"s{n}": None for n in range(20)}
@@ -69,7 +72,7 @@ def test_the_same_name_is_delivered_to_where_the_rule_allows_it(receiver, signer
 def test_an_endpoint_refused_before_posting_says_why(signer):
     sender = Sender(signer, allowances=())
     try:
-        error = sender.post_all([(row("http://10.0.0.1/notify"), BUNDLE)])["s1"]
+        error = sender.post_all([heartbeat(row("http://10.0.0.1/notify"))])["s1"]
     finally:
         sender.close()
     assert error is not None and error.startswith("endpoint refused:"), error
@@ -80,9 +83,9 @@ def test_a_receiver_that_is_down_is_an_error_not_an_exception(receiver, signer):
     url = receiver.url
     sender = Sender(signer, allowances=("loopback",))
     try:
-        assert sender.post_all([(row(url), BUNDLE)]) == {"s1": "the endpoint answered HTTP 503"}
+        assert sender.post_all([heartbeat(row(url))]) == {"s1": "the endpoint answered HTTP 503"}
         receiver.close()  # and then not there at all
-        error = sender.post_all([(row(url), BUNDLE)])["s1"]
+        error = sender.post_all([heartbeat(row(url))])["s1"]
     finally:
         sender.close()
     assert error is not None and "posting to the endpoint" in error, error

@@ -31,6 +31,7 @@ from services.common.fhir_api import (
     install_request_checks,
     unexpected_error_response,
 )
+from services.common.heap import settle_heap
 from services.common.http_conventions import FhirHttpConventions
 from services.common.migrations.schema_version import SchemaNotCurrent
 from services.common.openapi_fhir import declare_fhir_answers
@@ -74,9 +75,11 @@ def refusing_cleanly(create_app: Callable[[], FastAPI]) -> FastAPI:
     schema the service cannot work with ends the process with its one-line reason and exit
     status 1, not a traceback, so an operator reads the reason in the journal."""
     try:
-        return create_app()
+        app = create_app()
     except (ConfigurationError, SchemaNotCurrent) as refusal:
         raise SystemExit(f"not started: {refusal}") from None
+    settle_heap()
+    return app
 
 
 def build_service_app(

@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 from services.common.configuration_check import ConfigurationError
+from services.common.heap import settle_heap
 from services.web.errors import install_error_pages
 from services.web.routes import person, plans, signin, start, timeline, worklist
 from services.web.security_headers import SecurityHeaders
@@ -66,6 +67,8 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
 def create_served_app() -> FastAPI:
     """`create_app` for a server process: a configuration that cannot work is one line."""
     try:
-        return create_app()
+        app = create_app()
     except ConfigurationError as refusal:
         raise SystemExit(f"not started: {refusal}") from None
+    settle_heap()
+    return app
