@@ -23,6 +23,9 @@ _PLAN = "services.sip.domain:Plan."
 # The plan's parts are all under the region's class for now: the split between the region's
 # and the municipality's entries (by the author's organisation kind) is still to come.
 PLAN_CLASS = "region"
+# The stay (docs/decisions/0008) is the hospital's patient record: the region's class.
+_STAY = "services.sip.discharge.stay:Stay."
+STAY_CLASS = "region"
 _CONSENT = "services.consent.domain:Consent."
 CONSENT_CLASS = "consent"
 
@@ -42,6 +45,17 @@ PERSONAL_FIELDS: dict[str, PersonalFields] = {
     _PLAN + "MeetingHeld": PersonalFields(("notes",), PLAN_CLASS),
     _PLAN + "FollowUpRecorded": PersonalFields(("changes",), PLAN_CLASS),
     _PLAN + "ParticipantAdded": PersonalFields(("participant",), PLAN_CLASS),
+    # `legal_basis` is sealed whole: a secrecy judgement is free text about the person (and
+    # the consents relied on are theirs). Units, times and principals stay in clear, as the
+    # plan's do: the clock and the payment report are about organisations, not the person.
+    _STAY + "Admitted": PersonalFields(("subject",), STAY_CLASS, "subject"),
+    _STAY + "AdmissionNoticeSent": PersonalFields(("legal_basis",), STAY_CLASS),
+    _STAY + "CareContactNamed": PersonalFields(("name", "legal_basis"), STAY_CLASS),
+    _STAY + "ReadyNotified": PersonalFields(("legal_basis",), STAY_CLASS),
+    _STAY + "ReadyWithdrawn": PersonalFields(("reason", "legal_basis"), STAY_CLASS),
+    _STAY + "InformationTransferred": PersonalFields(("legal_basis",), STAY_CLASS),
+    _STAY + "SipCalled": PersonalFields(("legal_basis",), STAY_CLASS),
+    _STAY + "OutpatientCareUnavailable": PersonalFields(("reason",), STAY_CLASS),
     _CONSENT + "Given": PersonalFields(
         ("patient", "performer", "givers"), CONSENT_CLASS, "patient"
     ),

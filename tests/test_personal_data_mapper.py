@@ -159,7 +159,13 @@ def test_a_sealed_field_moved_to_another_event_does_not_open(store):
 def test_every_declared_personal_field_is_a_field_of_its_stored_event():
     from pathlib import Path
 
-    schemas_of = {"services.sip.domain": "sip", "services.consent.domain": "consent"}
+    schemas_of = {
+        "services.sip.domain": "sip",
+        "services.sip.discharge.stay": "sip",
+        "services.consent.domain": "consent",
+    }
+    declared_modules = {topic.split(":")[0] for topic in PERSONAL_FIELDS}
+    assert declared_modules == set(schemas_of), "every aggregate's events are declared"
     for topic, declared in PERSONAL_FIELDS.items():
         module, name = topic.split(":")
         schemas = Path(__file__).parent.parent / "contracts" / "event_schemas" / schemas_of[module]
