@@ -43,6 +43,7 @@ EXAMPLES: dict[str, str] = {
     "organization": REGION,
     "action": "R",
     "subtype": "read",
+    "deadline-missed": "false",
 }
 BY_TYPE = {"date": "le2030-12-31"}
 # Where a resource type's parameter takes other values than the name's example.

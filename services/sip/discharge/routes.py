@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from uuid import UUID
 
 from fastapi import APIRouter, Request
@@ -23,6 +25,7 @@ from services.common.search_declarations import (
     SearchParameter,
 )
 from services.sip.discharge.application import STAY_RESOURCE_TYPE
+from services.sip.discharge.clock import missed
 from services.sip.discharge.fhir import ENCOUNTER_STATUS, ENCOUNTER_STATUSES, stay_to_fhir
 from services.sip.discharge.stay import Stay
 
@@ -54,6 +57,15 @@ SEARCH = SearchDeclarations(
             index=lambda value: {"status": {token_code("status", value, ENCOUNTER_STATUSES)}},
             definition=_R4 + "Encounter-status",
         ),
+        SearchParameter(
+            "deadline-missed", "token", "Encounter.extension",
+            "true: stays with a deadline of the legal clock missed now (done late, or not done "
+            "and past due: admission notice, SIP call, information transfer); false: the others",
+            index=lambda value: {
+                "deadline_missed": token_code("deadline-missed", value, ("true", "false"))
+                == "true"
+            },
+        ),
     ),
 )  # fmt: skip
 
@@ -63,15 +75,20 @@ class StayScan:
     number is a small fraction of the plans'); the disclosure rule then keeps what the caller
     may see."""
 
-    def __init__(self, access: ResourceAccess) -> None:
+    def __init__(
+        self, access: ResourceAccess, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
         self.access = access
+        self.now = now  # the clock's instant, injected in tests
 
     def __call__(
         self,
         *,
         subject: tuple[str | None, str] | None = None,
         status: set[str] | None = None,
+        deadline_missed: bool | None = None,
     ) -> list[UUID]:
+        now = self.now()
         found = []
         for stay_id in self.access.aggregate_ids():
             stay: Stay = self.access.aggregate(stay_id)
@@ -80,6 +97,8 @@ class StayScan:
                 if stay.subject["value"] != value or system not in (None, stay.subject["system"]):
                     continue
             if status is not None and ENCOUNTER_STATUS[stay.status] not in status:
+                continue
+            if deadline_missed is not None and bool(missed(stay, now)) != deadline_missed:
                 continue
             found.append(stay_id)
         return found
