@@ -16,11 +16,14 @@ from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
+from eventsourcing.persistence import IntegrityError
+
 from contracts.canonical import CONSENT_CATEGORY_SIP_PLAN
 from contracts.consent_decision import ConsentCheckRequest
 from services.common.domain import RuleViolation, ensure_expected_version, required_text
 from services.sip.application import SipPlans
 from services.sip.consent_gate import ConsentGate
+from services.sip.discharge.clock import ClockRules, Deadline, missed
 from services.sip.discharge.stay import CONSENT, MUNICIPAL_KINDS, SECRECY_JUDGEMENT, Stay
 from services.sip.domain import Plan
 from services.sip.parts import EventActor
@@ -28,6 +31,14 @@ from services.sip.parts import EventActor
 STAY_RESOURCE_TYPE = "Encounter"
 DISCHARGE_PURPOSE = "discharge-collaboration"
 Result = TypeVar("Result")
+LAW = ClockRules()  # the periods the law sets, unless a county reads them otherwise
+# Who records what the legal clock finds: the service itself, for no organisation.
+LEGAL_CLOCK: EventActor = {
+    "subject": "legal-clock",
+    "role": "system",
+    "organization": None,
+    "unit": None,
+}
 
 
 def stay_disclosure_request(stay: Stay, recipient: str, source: str) -> ConsentCheckRequest:
@@ -83,6 +94,42 @@ class Stays:
         result = command(stay)
         self.plans.save(stay)
         return stay, result
+
+    def record_missed_deadlines(
+        self, stay_id: UUID, *, now: datetime, rules: ClockRules = LAW
+    ) -> list[Deadline]:
+        """Records on the stay each deadline the clock finds missed at `now` and not recorded
+        yet (the newly recorded ones are returned), while the stay has no plan: once the SIP is
+        called, a missed deadline belongs to the plan's deviations (not built yet). Safe to run
+        on two replicas at once: the one that loses the race reads the winner's record and
+        records nothing more."""
+
+        def command(stay: Stay) -> list[Deadline]:
+            if stay.sip_plan_id is not None:
+                return []
+            return [
+                deadline
+                for deadline in missed(stay, now, rules)
+                if stay.record_deadline_missed(
+                    duty=deadline.duty,
+                    due=deadline.due,
+                    owner=deadline.owner,
+                    at=now,
+                    by=LEGAL_CLOCK,
+                )
+            ]
+
+        try:
+            return self.change(stay_id, command)[1]
+        except IntegrityError:  # another writer saved the stay first: ask again
+            return self.change(stay_id, command)[1]
+
+    def check_deadlines(self, *, now: datetime, rules: ClockRules = LAW) -> int:
+        """The time-driven check over every stay: how many missed deadlines it recorded."""
+        return sum(
+            len(self.record_missed_deadlines(stay_id, now=now, rules=rules))
+            for stay_id in self.plans.aggregate_ids(aggregate_class=Stay)
+        )
 
     def judge_care_needed(
         self, stay_id: UUID, *, principals: list[str], at: datetime, by: EventActor, **options: Any

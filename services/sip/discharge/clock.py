@@ -21,11 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from services.sip.discharge.stay import Stay
-
-ADMISSION_NOTICE = "admission-notice"
-SIP_CALL = "sip-call"
-INFORMATION_TRANSFER = "information-transfer"
+from services.sip.discharge.stay import ADMISSION_NOTICE, INFORMATION_TRANSFER, SIP_CALL, Stay
 
 MET, LATE, OPEN, OVERDUE = "met", "late", "open", "overdue"
 SWEDEN = ZoneInfo("Europe/Stockholm")

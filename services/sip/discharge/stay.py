@@ -74,6 +74,24 @@ class ReadyPeriod:
 
 
 @dataclass(frozen=True, slots=True)
+class MissedDeadline:
+    """A deadline of the legal clock recorded as missed on the stay (no plan to hold the
+    deviation yet): which duty, when it was due, the organisation that missed it."""
+
+    duty: str
+    due: datetime
+    owner: str | None
+    recorded: Step
+
+
+# The duties the legal clock sets (services/sip/discharge/clock.py).
+ADMISSION_NOTICE = "admission-notice"
+SIP_CALL = "sip-call"
+INFORMATION_TRANSFER = "information-transfer"
+DUTIES = (ADMISSION_NOTICE, SIP_CALL, INFORMATION_TRANSFER)
+
+
+@dataclass(frozen=True, slots=True)
 class CareContact:
     organization: str
     unit: str
@@ -156,6 +174,7 @@ class Stay(Aggregate):
         self.outpatient_care_unavailable: Step | None = None
         self.outpatient_care_unavailable_reason: str | None = None
         self.discharged: Step | None = None
+        self.deadlines_missed: list[MissedDeadline] = []
         self.changed_by = by
 
     @classmethod
@@ -541,6 +560,34 @@ class Stay(Aggregate):
         self.outpatient_care_unavailable = Step(at=at, by=by)
         self.outpatient_care_unavailable_reason = reason
         self.changed_by = by
+
+    # The legal clock's record.
+
+    def record_deadline_missed(
+        self, *, duty: str, due: datetime, owner: str | None, at: datetime, by: EventActor
+    ) -> bool:
+        """The clock records a deadline it found missed at `at`, once per duty and due time:
+        asked again it records nothing (False), so a check that runs every few minutes, or on
+        two replicas at once, raises each missed deadline once. Not a step of the stay: it
+        neither moves the stay's latest step nor needs a legal basis (it tells no one)."""
+        if duty not in DUTIES:
+            raise InvalidCommand("duty", f"one of {', '.join(DUTIES)}, not {duty!r}")
+        due = _aware_instant(due, "due")
+        at = _aware_instant(at, "at")
+        if not due < at:
+            raise RuleViolation("missed-after-due", "a deadline is missed only after it is due")
+        if any(m.duty == duty and m.due == due for m in self.deadlines_missed):
+            return False
+        self._deadline_missed(duty=duty, due=due, owner=owner, at=at, by=by)
+        return True
+
+    @event("DeadlineMissed")
+    def _deadline_missed(
+        self, duty: str, due: datetime, owner: str | None, at: datetime, by: EventActor
+    ) -> None:
+        self.deadlines_missed.append(
+            MissedDeadline(duty=duty, due=due, owner=owner, recorded=Step(at=at, by=by))
+        )
 
     def _ensure_not_before_latest(self, at: datetime) -> None:
         # Ready notices, withdrawals and the discharge are the steps the clocks and the payment

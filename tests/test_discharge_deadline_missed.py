@@ -1,0 +1,115 @@
+"""A missed deadline of the legal clock recorded on the stay (issue 17, part 2) while no plan
+holds it: the time-driven check, at an injected instant, records each missed deadline once
+(run again, or by two replicas, it records nothing more), names the organisation that missed
+it, refuses a deadline not yet due, and leaves a stay whose SIP was called to the plan."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+
+import jsonschema
+import pytest
+
+from services.common.domain import InvalidCommand, RuleViolation
+from services.common.persistence import storage_for
+from services.sip.application import SipPlans
+from services.sip.discharge.application import LEGAL_CLOCK, Stays
+from services.sip.discharge.stay import ADMISSION_NOTICE, SIP_CALL
+from tests.discharge_data import (
+    HOSPITAL,
+    NURSE_VC,
+    PERSON,
+    PHYSICIAN,
+    PRIMARY_CARE_ORG,
+    WARD,
+    admitted,
+    local,
+    recipients,
+)
+from tests.test_discharge_application import Gate
+
+MONDAY = local("2026-03-02", "08:00")
+SCHEMA = "contracts/event_schemas/sip/Stay.DeadlineMissed.v1.json"
+
+
+@pytest.fixture
+def stays(backend) -> Iterator[Stays]:
+    storage = storage_for("sip", backend.database_urls["sip"], backend.data_dir)
+    plans = SipPlans(env=storage.event_store_env)
+    try:
+        yield Stays(plans, Gate())
+    finally:
+        plans.close()
+
+
+def judged_not_noticed(app):
+    stay = app.admit(subject=PERSON, ward=WARD, admitted_at=MONDAY, by=PHYSICIAN)
+    app.judge_care_needed(stay.id, principals=["region", "municipality"], at=MONDAY, by=PHYSICIAN)
+    return stay
+
+
+def missed_events(app, stay_id):
+    return [e for e in app.plans.events.get(stay_id) if type(e).__name__ == "DeadlineMissed"]
+
+
+def test_the_check_records_a_missed_admission_notice_once_against_the_hospital(stays):
+    stay = judged_not_noticed(stays)
+    assert stays.check_deadlines(now=MONDAY + timedelta(hours=23)) == 0  # not due yet
+    later = MONDAY + timedelta(hours=25)
+    assert stays.check_deadlines(now=later) == 1
+    assert stays.check_deadlines(now=later + timedelta(hours=1)) == 0  # once only
+    assert stays.record_missed_deadlines(stay.id, now=later + timedelta(days=1)) == []
+    [recorded] = stays.stay(stay.id).deadlines_missed
+    assert (recorded.duty, recorded.due, recorded.owner) == (
+        ADMISSION_NOTICE,
+        MONDAY + timedelta(hours=24),
+        HOSPITAL,
+    )
+    assert recorded.recorded.at == later and recorded.recorded.by == LEGAL_CLOCK
+    assert len(missed_events(stays, stay.id)) == 1
+    stored = stays.plans.recorder.select_events(stay.id, desc=True, limit=1)[0]
+    with open(SCHEMA) as schema:
+        jsonschema.validate(json.loads(stored.state), json.load(schema))
+
+
+def test_a_missed_sip_call_is_against_primary_care_and_a_called_sip_leaves_it_to_the_plan(
+    stays,
+):
+    stay = judged_not_noticed(stays)
+    stays.send_admission_notice(
+        stay.id, recipients=recipients(), estimated_discharge=MONDAY + timedelta(days=9),
+        at=MONDAY + timedelta(hours=1), by=PHYSICIAN,
+    )  # fmt: skip
+    ready_at = local("2026-03-04")
+    stays.notify_ready(stay.id, at=ready_at, by=PHYSICIAN)
+    after = ready_at + timedelta(days=3, minutes=1)
+    [deadline] = stays.record_missed_deadlines(stay.id, now=after)
+    assert (deadline.duty, deadline.owner) == (SIP_CALL, PRIMARY_CARE_ORG)
+
+    other = judged_not_noticed(stays)
+    stays.send_admission_notice(
+        other.id, recipients=recipients(), estimated_discharge=MONDAY + timedelta(days=9),
+        at=MONDAY + timedelta(hours=1), by=PHYSICIAN,
+    )  # fmt: skip
+    stays.name_care_contact(other.id, name="Svensson", already_existed=False,
+                            at=MONDAY + timedelta(hours=2), by=NURSE_VC)  # fmt: skip
+    stays.notify_ready(other.id, at=ready_at, by=PHYSICIAN)
+    stays.call_sip(other.id, title="SIP", at=ready_at + timedelta(days=4), by=NURSE_VC)
+    # Called late: the deadline is missed, but the stay has its plan now.
+    assert stays.record_missed_deadlines(other.id, now=after + timedelta(days=2)) == []
+    assert missed_events(stays, other.id) == []
+
+
+def test_the_stay_refuses_a_deadline_not_yet_due_or_of_no_known_duty():
+    stay = admitted(MONDAY)
+    due = MONDAY + timedelta(hours=24)
+    with pytest.raises(RuleViolation) as refused:
+        stay.record_deadline_missed(duty=ADMISSION_NOTICE, due=due, owner=HOSPITAL, at=due,
+                                    by=LEGAL_CLOCK)  # fmt: skip
+    assert refused.value.rule == "missed-after-due"
+    with pytest.raises(InvalidCommand, match="duty"):
+        stay.record_deadline_missed(duty="coffee", due=due, owner=HOSPITAL,
+                                    at=due + timedelta(hours=1), by=LEGAL_CLOCK)  # fmt: skip
+    assert stay.deadlines_missed == [] and not stay.pending_events[1:]
