@@ -15,7 +15,7 @@ import pytest
 from services.common.domain import InvalidCommand, RuleViolation
 from services.common.persistence import storage_for
 from services.sip.application import SipPlans
-from services.sip.discharge.application import LEGAL_CLOCK, Stays
+from services.sip.discharge.application import LEGAL_CLOCK, Stays, with_missed_deadlines
 from services.sip.discharge.stay import ADMISSION_NOTICE, SIP_CALL
 from tests.discharge_data import (
     HOSPITAL,
@@ -113,3 +113,24 @@ def test_the_stay_refuses_a_deadline_not_yet_due_or_of_no_known_duty():
         stay.record_deadline_missed(duty="coffee", due=due, owner=HOSPITAL,
                                     at=due + timedelta(hours=1), by=LEGAL_CLOCK)  # fmt: skip
     assert stay.deadlines_missed == [] and not stay.pending_events[1:]
+
+
+def test_the_workers_timed_round_records_missed_deadlines_then_asks_the_plans_check(stays):
+    stay = judged_not_noticed(stays)
+    follow_ups = [("follow-up-overdue", "plan-1", "2026-03-01")]
+    asked = []
+
+    def plans_check():
+        asked.append(len(stays.stay(stay.id).deadlines_missed))
+        return follow_ups
+
+    later = MONDAY + timedelta(days=2)
+    check = with_missed_deadlines(stays, plans_check, now=lambda: later)
+    assert check() == follow_ups and check() == follow_ups
+    assert asked == [1, 1] and len(missed_events(stays, stay.id)) == 1
+
+    def broken(**_):
+        raise RuntimeError("database away")
+
+    stays.check_deadlines = broken  # the plans' notices still go out
+    assert check() == follow_ups

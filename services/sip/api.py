@@ -25,10 +25,10 @@ from services.common.subscriptions.routes import Subscriptions
 from services.common.subscriptions.service import subscription_service
 from services.sip.application import SipPlans
 from services.sip.consent_feed import ConsentFeedFollower
-from services.sip.consent_gate import CachingConsentGate, HttpConsentGate
+from services.sip.consent_gate import CachingConsentGate, ConsentGate, HttpConsentGate
 from services.sip.consent_health import ConsentReachability
 from services.sip.discharge import routes as stay_routes
-from services.sip.discharge.application import STAY_RESOURCE_TYPE
+from services.sip.discharge.application import STAY_RESOURCE_TYPE, Stays, with_missed_deadlines
 from services.sip.discharge.disclosure import StayDisclosure, redact_stay
 from services.sip.discharge.fhir import stay_to_fhir
 from services.sip.discharge.stay import Stay
@@ -93,11 +93,24 @@ def stay_access(plans: SipPlans, consent_gate: CachingConsentGate) -> ResourceAc
 
 
 def sip_subscriptions(
-    access: ResourceAccess, index: PlanIndex, engine: Engine, settings: ServiceSettings
+    access: ResourceAccess,
+    index: PlanIndex,
+    engine: Engine,
+    settings: ServiceSettings,
+    consent_gate: ConsentGate | None = None,
 ) -> Subscriptions:
-    """The plans' subscription topics, told through the plans' one way out (`access`)."""
+    """The plans' subscription topics, told through the plans' one way out (`access`). Given
+    the consent gate the stays' commands take, the stays' legal clock records what it finds
+    missed in the same timed round."""
+    timed = OverdueFollowUps(index)
+    stays = None if consent_gate is None else Stays(access.application, consent_gate)
     published = Published(
-        access, plan_to_fhir, TOPICS, occurrences, OverdueFollowUps(index), entry_kind_of_topic
+        access,
+        plan_to_fhir,
+        TOPICS,
+        occurrences,
+        timed if stays is None else with_missed_deadlines(stays, timed),
+        entry_kind_of_topic,
     )
     return subscription_service(published, engine, settings, "sip")
 
@@ -123,7 +136,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         cache=consent_gate,
     )
     access = plan_access(plans, consent_gate)
-    subscriptions = sip_subscriptions(access, index, engine, settings)
+    subscriptions = sip_subscriptions(access, index, engine, settings, Stays(plans, consent_gate))
     app = build_service_app(
         title="SIP plan service",
         application=plans,

@@ -11,8 +11,9 @@ it to the stay in one save: both are stored, or neither.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -31,6 +32,7 @@ from services.sip.parts import EventActor
 STAY_RESOURCE_TYPE = "Encounter"
 DISCHARGE_PURPOSE = "discharge-collaboration"
 Result = TypeVar("Result")
+log = logging.getLogger(__name__)
 LAW = ClockRules()  # the periods the law sets, unless a county reads them otherwise
 # Who records what the legal clock finds: the service itself, for no organisation.
 LEGAL_CLOCK: EventActor = {
@@ -306,3 +308,23 @@ class Stays:
         """The organisations the stay concerns other than the actor's: whom a step tells."""
         everyone = {stay.organization, *(r.organization for r in stay.recipients.values())}
         return everyone - {by.get("organization")}
+
+
+def with_missed_deadlines(
+    stays: Stays,
+    timed_check: Callable[[], list[Any]],
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Callable[[], list[Any]]:
+    """The subscription worker's time-driven check (every `subscription_check_seconds`), run
+    after the stays' legal clock has recorded what it finds missed at `now`. A failure of the
+    stays' check is logged and does not keep the plans' follow-up notices from going out; it
+    is tried again at the next round, and records nothing twice."""
+
+    def check() -> list[Any]:
+        try:
+            stays.check_deadlines(now=now())
+        except Exception:
+            log.exception("the stays' deadline check failed; tried again next round")
+        return timed_check()
+
+    return check
