@@ -1,7 +1,7 @@
 """How a request's cost grows with the registry: p50 at a small and a large number of plans,
 measured side by side in one run.
 
-    python bench/scaling.py [--sizes 100,2000] [--requests 30] [--seconds 15] [--rows read,...]
+    python bench/scaling.py [--sizes 100,2000,20000] [--requests 30] [--seconds 8] [--rows read,...]
 
 For each size it seeds a fresh SIP system on the embedded default (SQLite) through the
 application layer, not HTTP (each plan started by the region, a need and a follow-up date:
@@ -14,8 +14,9 @@ coordinator, after two warm-up requests:
 - search: `GET CarePlan?subject:identifier=` for one person (one plan);
 - write: `$record-need` on a different plan each time (each plan gains one version);
 - instance history: `GET CarePlan/{id}/_history`;
-- type history: `GET CarePlan/_history?_count=10`, with its exact total (every plan's
-  disclosure decided) and with `_total=none` (the page alone, docs/decisions/0009);
+- type history: `GET CarePlan/_history?_count=10` (the page alone: no total unless asked,
+  docs/decisions/0009), and with `_total=accurate`, whose count asks the disclosure rule of
+  every plan: O(store) by design, printed for what it costs, not held to the goal;
 - feed: `GET /events?after=0&limit=100` as the region's auditor and as a record system of
   the region (whose page decides each plan's disclosure): the seed's first plans' events,
   the same page at every size, so what grows is only what the store's size adds;
@@ -25,10 +26,10 @@ coordinator, after two warm-up requests:
   untimed first), the cost a plan's length adds to each write; and that plan's
   `_history?_count=10`, what its length adds to a page of its history.
 
-`--rows` picks rows by the first word of their name (type _history at 20,000 plans replays
-every plan: minutes a request until it is served from a paged index).
+`--rows` picks rows by the first word of their name.
 
-The goal (issue 15) is the large size's p50 within 1.5x of the small size's for every row.
+The goal (issue 15) is the large size's p50 within 1.5x of the small size's for every row:
+the last column says for each row whether it meets it.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ FHIR_JSON = {"Content-Type": "application/fhir+json"}
 SEED_BATCH = 100
 WRITES_BEFORE_SEARCH = 20
 LONG_PLAN_VERSIONS = 400
+GOAL = 1.5  # the largest size's p50 within this of the smallest's (issue 15)
+# Counting what the caller may see asks the rule of every plan: the store's size by design.
+COUNTED_ROW = "type _history, _total=accurate"
 
 
 def personnummer(number: int) -> str:
@@ -198,8 +202,8 @@ def rows(running: Running, ids: list[str]) -> Iterator[tuple[str, Callable[[], N
     yield "instance _history", lambda: checked(client.get(f"/CarePlan/{plan()}/_history"))
     yield "type _history?_count=10", lambda: checked(client.get("/CarePlan/_history?_count=10"))
     yield (
-        "type _history, _total=none",
-        lambda: checked(client.get("/CarePlan/_history?_count=10&_total=none")),
+        COUNTED_ROW,
+        lambda: checked(client.get("/CarePlan/_history?_count=10&_total=accurate")),
     )
     for reader, feed in running.feed_clients.items():
         yield (
@@ -269,9 +273,9 @@ def _searches_after_writes(call: Callable[[], None], requests: int) -> list[floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="100,2000", help="plan counts, comma-separated")
+    parser.add_argument("--sizes", default="100,2000,20000", help="plan counts, comma-separated")
     parser.add_argument("--requests", type=int, default=30)
-    parser.add_argument("--seconds", type=float, default=15.0, help="time bound per row")
+    parser.add_argument("--seconds", type=float, default=8.0, help="time bound per row")
     parser.add_argument("--rows", default="", help="first words of the rows to run (all)")
     arguments = parser.parse_args()
     sizes = [int(size) for size in re.split(r"[, ]+", arguments.sizes.strip())]
@@ -280,12 +284,15 @@ def main() -> None:
     names = list(results[sizes[0]])
     header = f"{'p50 (ms)':28}" + "".join(f"{size:>12,}" for size in sizes)
     header += "".join(f"{f'{size:,}/{sizes[0]:,}':>14}" for size in sizes[1:])
-    print(header)
+    print(header + "  goal")
     for name in names:
         line = f"{name:28}" + "".join(f"{results[size][name]:12.1f}" for size in sizes)
-        line += "".join(
-            f"{results[size][name] / results[sizes[0]][name]:13.2f}x" for size in sizes[1:]
-        )
+        ratios = [results[size][name] / results[sizes[0]][name] for size in sizes[1:]]
+        line += "".join(f"{ratio:13.2f}x" for ratio in ratios)
+        if name == COUNTED_ROW:
+            line += "  (not held: counts the store)"
+        elif ratios:
+            line += f"  {'meets' if ratios[-1] <= GOAL else 'MISSES'} {GOAL}x"
         print(line)
 
 
