@@ -212,3 +212,33 @@ def test_the_total_is_given_only_when_asked(fresh_system):
     assert "total" not in follow(system.sip, link(plain, "next"))
     # A search keeps its total without being asked.
     assert "total" in follow(system.sip, "/fhir/CarePlan?_count=1")
+
+
+def test_a_views_page_replays_each_plan_version_once(fresh_system):
+    system = fresh_system
+    plan_id = system.sip.post(
+        "/fhir/CarePlan", json=care_plan(new_personnummer()), headers=FHIR_JSON
+    ).json()["id"]
+    for number in range(4):
+        assert run(system.sip, plan_id, "record-need", text=f"behov {number}").is_success
+        assert run(
+            system.sip, plan_id, "set-goal", text=f"mål {number}", need=f"need-{number + 1}"
+        ).is_success
+    plans = system.sip_app.state.plans
+    replayed: list[Any] = []
+    original = plans.aggregate
+
+    def aggregate(aggregate_id: Any, version: int | None = None) -> Any:
+        if version is not None:
+            replayed.append(version)
+        return original(aggregate_id, version)
+
+    plans.aggregate = aggregate
+    try:
+        page = follow(system.sip, "/fhir/Goal/_history?_count=3")
+    finally:
+        del plans.aggregate
+    assert len(versions_of(page)) == 3
+    # Each plan version met is replayed once (as the one before the next event's): a
+    # version and the one before it are not both replayed from the start.
+    assert replayed and len(replayed) == len(set(replayed)), replayed

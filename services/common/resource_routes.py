@@ -84,6 +84,13 @@ class Disclosed:
         then = self.access.application.aggregate(self.current.id, version=number)
         return self.access.redact(then, self.disclosure)
 
+    def stepper(self) -> Callable[[int], Any]:
+        """Versions asked oldest first, each stepped forward from the one before (one replay
+        for a run of them, services/common/application.py `VersionStepper`), as the caller
+        may see them."""
+        step = VersionStepper(self.access.application, self.current.id)
+        return lambda number: self.access.redact(step(number), self.disclosure)
+
     def at(self, instant: datetime) -> Any:
         then = self.access.application.version_at(self.current.id, instant)
         return self.access.redact(then, self.disclosure)
