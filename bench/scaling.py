@@ -6,9 +6,10 @@ measured side by side in one run.
 For each size it seeds a fresh SIP system on the embedded default (SQLite) through the
 application layer, not HTTP (each plan started by the region, a need and a follow-up date:
 three events, one transaction per hundred plans), starts it as an operator does (`sip up`,
-all three processes) and sends each request `--requests` times (fewer where one row would
-take more than `--seconds`), one at a time from a keep-alive client as the region's
-coordinator, after two warm-up requests:
+all three processes); every size is served at once and each request is sent `--requests`
+times to each size in turn (fewer where one row would take more than `--seconds` a size),
+one at a time from a keep-alive client as the region's coordinator, after two warm-up
+requests, so the machine's load weighs on every size alike:
 
 - read: `GET CarePlan/{id}`, a different plan each time;
 - search: `GET CarePlan?subject:identifier=` for one person (one plan);
@@ -44,6 +45,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -163,19 +165,6 @@ class Running:
         self.process.wait(timeout=30)
 
 
-def timed(call: Callable[[], None], requests: int, seconds: float) -> list[float]:
-    """Milliseconds per call: `requests` calls, or as many as fit in `seconds` (at least 3)."""
-    for _ in range(2):
-        call()
-    times: list[float] = []
-    began = time.perf_counter()
-    while len(times) < requests and (len(times) < 3 or time.perf_counter() - began < seconds):
-        started = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - started) * 1000)
-    return times
-
-
 def checked(response: httpx.Response) -> None:
     if response.status_code >= 400:
         raise SystemExit(f"{response.request.url}: {response.status_code} {response.text[:300]}")
@@ -241,33 +230,54 @@ def rows(running: Running, ids: list[str]) -> Iterator[tuple[str, Callable[[], N
     yield f"long-plan _history?_count=10 (v{LONG_PLAN_VERSIONS}+)", long_plan_history
 
 
-def measure(plans: int, requests: int, seconds: float, wanted: set[str]) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as folder:
-        data_dir = Path(folder)
-        started = time.perf_counter()
-        ids = seed(data_dir, plans)
-        print(f"seeded {plans:,} plans in {time.perf_counter() - started:.1f}s", flush=True)
-        running = Running(data_dir)
-        try:
-            p50s = {}
-            for name, call in rows(running, ids):
-                if wanted and name.split()[0] not in wanted:
-                    continue
-                if name.startswith("search after"):
-                    p50s[name] = statistics.median(_searches_after_writes(call, requests))
-                else:
-                    p50s[name] = statistics.median(timed(call, requests, seconds))
-            return p50s
-        finally:
-            running.stop()
+def measure(sizes: list[int], requests: int, seconds: float, wanted: set[str]) -> dict:
+    """Every size seeded and served at once, each row's requests sent to them in turn (one
+    to each size, round after round), so a change of the machine's load during the run
+    weighs on every size alike and the ratios compare like with like."""
+    with ExitStack() as stack:
+        calls: dict[int, list[tuple[str, Callable[[], None]]]] = {}
+        for plans in sizes:
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            started = time.perf_counter()
+            ids = seed(data_dir, plans)
+            print(f"seeded {plans:,} plans in {time.perf_counter() - started:.1f}s", flush=True)
+            running = Running(data_dir)
+            stack.callback(running.stop)  # before its folder is removed
+            calls[plans] = [
+                (name, call)
+                for name, call in rows(running, ids)
+                if not wanted or name.split()[0] in wanted
+            ]
+        p50s: dict[int, dict[str, float]] = {plans: {} for plans in sizes}
+        for index, (name, _) in enumerate(calls[sizes[0]]):
+            row = {plans: calls[plans][index][1] for plans in sizes}
+            for plans, times in _interleaved(name, row, requests, seconds).items():
+                p50s[plans][name] = statistics.median(times)
+        return p50s
 
 
-def _searches_after_writes(call: Callable[[], None], requests: int) -> list[float]:
-    """Only the search is timed, not the writes before it."""
-    times = []
-    for _ in range(max(3, requests // 6)):
-        call()
-        times.append(call.last)  # type: ignore[attr-defined]
+def _interleaved(
+    name: str, row: dict[int, Callable[[], None]], requests: int, seconds: float
+) -> dict[int, list[float]]:
+    """Milliseconds per call at each size: `requests` rounds, or as many as fit in `seconds`
+    a size (at least 3), after two warm-up calls. The first search after writes times only
+    the search (the call keeps its time in `last`), a sixth as many rounds, no warm-up."""
+    after_writes = name.startswith("search after")
+    if not after_writes:
+        for call in row.values():
+            for _ in range(2):
+                call()
+    rounds = max(3, requests // 6) if after_writes else requests
+    times: dict[int, list[float]] = {plans: [] for plans in row}
+    began = time.perf_counter()
+    for done in range(rounds):
+        if done >= 3 and time.perf_counter() - began > seconds * len(row):
+            break
+        for plans, call in row.items():
+            started = time.perf_counter()
+            call()
+            elapsed = (time.perf_counter() - started) * 1000
+            times[plans].append(call.last if after_writes else elapsed)  # type: ignore[attr-defined]
     return times
 
 
@@ -280,7 +290,7 @@ def main() -> None:
     arguments = parser.parse_args()
     sizes = [int(size) for size in re.split(r"[, ]+", arguments.sizes.strip())]
     wanted = {row for row in re.split(r"[, ]+", arguments.rows.strip()) if row}
-    results = {size: measure(size, arguments.requests, arguments.seconds, wanted) for size in sizes}
+    results = measure(sizes, arguments.requests, arguments.seconds, wanted)
     names = list(results[sizes[0]])
     header = f"{'p50 (ms)':28}" + "".join(f"{size:>12,}" for size in sizes)
     header += "".join(f"{f'{size:,}/{sizes[0]:,}':>14}" for size in sizes[1:])
