@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/web_pages.py
 	$(VENV)/bin/python bench/notification_latency.py
 	$(VENV)/bin/python bench/scaling.py
+	$(VENV)/bin/python bench/http_vs_library.py
 
 # Debian's Chromium for the browser tests (tests/browser.py), installed when missing and we
 # may; without it those tests skip locally and fail under CI=true.

@@ -5,7 +5,8 @@ side in one run.
     python bench/notification_latency.py [--changes 100] [--skip-postgres]
 
 Each configuration starts the consent and SIP services as processes of their own (as `sip up`
-does) on fresh storage, a record system's receiver on a loopback port in this process, and
+does) on fresh storage, a record system's receiver on a loopback port in this process (on
+asyncio: tests/record_system.py; it shares the machine's two cores with the service), and
 that many `plan-changed` subscriptions (id-only) of the region's record system. Then changes
 of one plan (`$record-need`) are made one at a time, `--interval` apart (250 ms:
 the figure is a latency, not a throughput). A change's latency is from

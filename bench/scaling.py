@@ -73,12 +73,12 @@ def personnummer(number: int) -> str:
     return with_check_digit(born.strftime("%Y%m%d") + f"{number % 800 + 100:03d}")
 
 
-def seed(data_dir: Path, plans: int) -> list[str]:
+def seed(data_dir: Path, plans: int, database_url: str | None = None) -> list[str]:
     """`plans` draft plans of the region, each with a need and a follow-up date; their ids."""
-    migrate_service("sip", None, data_dir)
+    migrate_service("sip", database_url, data_dir)
     now = datetime.now(UTC)
     ids = []
-    with open_service("sip", data_dir, None) as service:
+    with open_service("sip", data_dir, database_url) as service:
         application = service.application
         for first in range(0, plans, SEED_BATCH):
             batch = []
@@ -110,11 +110,12 @@ def free_port() -> int:
 class Running:
     """`sip up` on a seeded data folder, until `stop()`."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, database_urls: dict[str, str] | None = None) -> None:
         self.ports = {name: free_port() for name in ("SIP_PORT", "CONSENT_PORT", "WEB_PORT")}
         env = {**os.environ, **{k: str(v) for k, v in self.ports.items()}}
         for variable in ("SIP_DATABASE_URL", "CONSENT_DATABASE_URL"):
             env.pop(variable, None)
+        env.update(database_urls or {})  # e.g. SIP_DATABASE_URL: PostgreSQL instead of SQLite
         self.process = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "up", "--data-dir", str(data_dir)],
             env=env,

@@ -23,6 +23,8 @@ _PLAN = "services.sip.domain:Plan."
 # The plan's parts are all under the region's class for now: the split between the region's
 # and the municipality's entries (by the author's organisation kind) is still to come.
 PLAN_CLASS = "region"
+_CONSENT = "services.consent.domain:Consent."
+CONSENT_CLASS = "consent"
 
 PERSONAL_FIELDS: dict[str, PersonalFields] = {
     _PLAN + "Started": PersonalFields(("subject", "title", "description"), PLAN_CLASS, "subject"),
@@ -40,4 +42,10 @@ PERSONAL_FIELDS: dict[str, PersonalFields] = {
     _PLAN + "MeetingHeld": PersonalFields(("notes",), PLAN_CLASS),
     _PLAN + "FollowUpRecorded": PersonalFields(("changes",), PLAN_CLASS),
     _PLAN + "ParticipantAdded": PersonalFields(("participant",), PLAN_CLASS),
+    _CONSENT + "Given": PersonalFields(
+        ("patient", "performer", "givers"), CONSENT_CLASS, "patient"
+    ),
+    _CONSENT + "Withdrawn": PersonalFields(("reason",), CONSENT_CLASS),
+    _CONSENT + "EnteredInError": PersonalFields(("reason",), CONSENT_CLASS),
+    _CONSENT + "BlockOverridden": PersonalFields(("reason",), CONSENT_CLASS),
 }

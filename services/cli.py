@@ -41,6 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--data-dir", default=os.environ.get("SIP_DATA_DIR", DEFAULT_DATA_DIR))
     up.add_argument("--host", default=os.environ.get("SIP_HOST", "127.0.0.1"))
     up.add_argument("--demo", action="store_true", help="also load a small demo data set")
+    up.add_argument(
+        "--workers",
+        type=positive_count,
+        default=int(os.environ.get("SIP_WORKERS") or 1),
+        help="server processes per service (SIP and consent), sharing its port and database "
+        "(default: SIP_WORKERS, or 1)",
+    )
     token = commands.add_parser(
         "token",
         **explained(
@@ -65,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             print(refusal, file=sys.stderr)
             return 1
     if arguments.command == "up":
-        return run_up(Path(arguments.data_dir), arguments.host, arguments.demo)
+        return run_up(Path(arguments.data_dir), arguments.host, arguments.demo, arguments.workers)
     if arguments.command == "token":
         return print_token(arguments)
     return 2
@@ -125,7 +132,20 @@ def print_token_lines(data_dir: Path) -> None:
         )
 
 
-def service_command(module: str, host: str, port: int) -> list[str]:
+def positive_count(text: str) -> int:
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{text}: at least 1")
+    return count
+
+
+def service_command(module: str, host: str, port: int, workers: int = 1) -> list[str]:
+    """The server of one service. With several workers uvicorn runs that many processes on
+    the one port, each a whole replica of the service (its own aggregate cache, permit cache,
+    consent feed follower and subscription worker), on the one database: what keeps replicas
+    correct keeps them correct (the event store's unique key refuses a stale write, each
+    permit cache follows the consent feed itself, a subscription is claimed by one at a time:
+    docs/decisions/0010-several-workers.md)."""
     return [
         sys.executable,
         "-m",
@@ -138,10 +158,11 @@ def service_command(module: str, host: str, port: int) -> list[str]:
         str(port),
         # The access log prints query strings, which may hold a personnummer.
         "--no-access-log",
+        *(["--workers", str(workers)] if workers > 1 else []),
     ]
 
 
-def run_up(data_dir: Path, host: str, demo: bool) -> int:
+def run_up(data_dir: Path, host: str, demo: bool, workers: int = 1) -> int:
     sip_port = int(os.environ.get("SIP_PORT", "8000"))
     consent_port = int(os.environ.get("CONSENT_PORT", "8001"))
     web_port = int(os.environ.get("WEB_PORT", "8002"))
@@ -174,7 +195,9 @@ def run_up(data_dir: Path, host: str, demo: bool) -> int:
             ("sip", "services.sip.api", sip_port, sip_url),
             ("web", "services.web.app", web_port, web_url),
         ):
-            services[name] = subprocess.Popen(service_command(module, host, port), env=env)
+            # The web client holds no data; its one process only calls the other two.
+            count = 1 if name == "web" else workers
+            services[name] = subprocess.Popen(service_command(module, host, port, count), env=env)
             if not wait_ready(url, services[name], "/healthz" if name == "web" else "/readyz"):
                 print(f"the {name} service did not start", file=sys.stderr)
                 return 1
@@ -183,6 +206,7 @@ def run_up(data_dir: Path, host: str, demo: bool) -> int:
         print(f"SIP service:     {sip_url}/fhir  (CapabilityStatement: {sip_url}/fhir/metadata)")
         print(f"Consent service: {consent_url}/fhir")
         print(f"Storage:         {storage}")
+        print(f"Workers:         {workers} per service (SIP, consent)")
         if ServiceSettings.from_env("SIP_DATABASE_URL").dev_issuer_enabled:
             print_token_lines(data_dir)
         if demo:

@@ -100,6 +100,7 @@ class Replica:
     env: dict[str, str]
     log: Path
     process: subprocess.Popen | None = None
+    workers: int = 1  # server processes on its port (`--workers`)
     last_readiness: str = ""
     readiness_seen: list[str] = field(default_factory=list)  # each new answer, when
 
@@ -110,7 +111,9 @@ class Replica:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                service_command(f"services.{self.service}.api", "127.0.0.1", self.port),
+                service_command(
+                    f"services.{self.service}.api", "127.0.0.1", self.port, self.workers
+                ),
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -7,13 +7,16 @@ example value here fails too, so the examples grow with the statement."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
 from contracts.canonical import CONSENT_CATEGORIES
+from contracts.identifiers import PERSONNUMMER_SYSTEM
 from contracts.subscription_topics import PLAN_CHANGED
+from services.sip.discharge.application import Stays
 from tests.fhir_data import (
     FHIR_JSON,
     REGION,
@@ -42,6 +45,8 @@ EXAMPLES: dict[str, str] = {
     "subtype": "read",
 }
 BY_TYPE = {"date": "le2030-12-31"}
+# Where a resource type's parameter takes other values than the name's example.
+EXAMPLES_OF_TYPE: dict[tuple[str, str], str] = {("Encounter", "status"): "in-progress"}
 
 
 class Target:
@@ -53,6 +58,13 @@ class Target:
         meeting = run(system.sip, self.plan_id, "schedule-meeting", start="2027-02-01T09:00:00Z",
                       end="2027-02-01T10:00:00Z", location="Kommunhuset")  # fmt: skip
         assert meeting.status_code == 200, meeting.text
+        # A stay of the same person at the region's ward: the Encounter to read and find.
+        hospital = {"subject": "ward-doctor", "role": "professional", "organization": REGION,
+                    "unit": f"{REGION}-WARD"}  # fmt: skip
+        Stays(system.sip_app.state.plans, consent_gate=None).admit(
+            subject={"system": PERSONNUMMER_SYSTEM, "value": self.personnummer},
+            ward=f"{REGION}-WARD", admitted_at=datetime.now(UTC), by=hospital,
+        )  # fmt: skip
         self.auditor = system.as_caller("auditor")
         self.record_system = system.as_caller("integration", REGION)
 
@@ -90,7 +102,9 @@ class Target:
         if kind == "uri":
             found = self.client(service, "OperationDefinition").get("/fhir/OperationDefinition")
             return found.json()["entry"][0]["resource"]["url"]
-        example = EXAMPLES.get(name) or BY_TYPE.get(kind)
+        example = (
+            EXAMPLES_OF_TYPE.get((resource_type, name)) or EXAMPLES.get(name) or BY_TYPE.get(kind)
+        )
         assert example, f"{resource_type}.{name} ({kind}) has no example value in this test"
         return example
 

@@ -116,6 +116,19 @@ def test_the_systemd_units_keep_keys_in_the_state_directory_and_migrate_first(se
     assert "--proxy-headers --forwarded-allow-ips 127.0.0.1" in unit
 
 
+@pytest.mark.parametrize("service", ["sip-plans", "sip-consent"])
+def test_the_service_units_and_compose_run_sip_workers_processes_defaulting_to_one(
+    service, compose
+):
+    unit = (DEPLOY / "systemd" / f"{service}@.service").read_text()
+    assert " --workers ${SIP_WORKERS}\n" in unit
+    # EnvironmentFile= overrides Environment=, so sip.env may raise it; unset, it is 1.
+    assert "\nEnvironment=SIP_WORKERS=1\n" in unit
+    assert env_example("sip.env.example")["SIP_WORKERS"] == "1"
+    name = "sip-1" if service == "sip-plans" else "consent-1"
+    assert compose["services"][name]["command"][-2:] == ["--workers", "${SIP_WORKERS:-1}"]
+
+
 UNITS = ["sip-plans", "sip-consent", "sip-web"]
 HARDENING = ["DynamicUser=yes", "UMask=0077", "NoNewPrivileges=yes", "PrivateTmp=yes",
              "ProtectHome=yes", "Restart=on-failure"]  # fmt: skip
@@ -350,3 +363,13 @@ def test_every_file_the_services_ship_besides_code_is_package_data():
         if not path.is_file() or path.suffix in (".py", ".pyc") or "__pycache__" in path.parts:
             continue
         assert path in shipped, f"{path.relative_to(root)} is not package data in pyproject.toml"
+
+
+def test_sip_up_runs_workers_processes_of_each_service_and_refuses_none(capsys):
+    from services.cli import main, service_command
+
+    assert service_command("services.sip.api", "127.0.0.1", 8000, 2)[-2:] == ["--workers", "2"]
+    assert "--workers" not in service_command("services.sip.api", "127.0.0.1", 8000)
+    with pytest.raises(SystemExit):
+        main(["up", "--workers", "0"])
+    assert "--workers: 0: at least 1" in capsys.readouterr().err

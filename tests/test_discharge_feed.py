@@ -1,7 +1,9 @@
 """Stays in the SIP service's event feed, over real HTTP on SQLite and PostgreSQL: an auditor
 sees the stay as the hospital's record (its own entries whole, the units' withheld), a unit's
-auditor its own entries only, and no record system sees any of it, since no stay is disclosed
-through the feed's plan rule (a stay's id is no CarePlan: not found, not disclosed)."""
+auditor its own entries only; a record system of an organisation the stay concerns gets what
+the stay's disclosure rule shows it (services/sip/discharge/disclosure.py): the frame, the
+steps on a secrecy judgement, the steps on consent while the consent holds (withheld, never
+dropped, once withdrawn), each page logged; an outsider's gets nothing of it."""
 
 from __future__ import annotations
 
@@ -13,7 +15,16 @@ import pytest
 from services.sip.discharge.application import Stays
 from tests.conftest import running_system
 from tests.discharge_data import local
-from tests.fhir_data import MUNICIPALITY, REGION, new_personnummer, whole_feed
+from tests.fhir_data import (
+    FHIR_JSON,
+    MUNICIPALITY,
+    OTHER_REGION,
+    REGION,
+    consent,
+    new_personnummer,
+    whole_feed,
+    withdrawal,
+)
 
 PRIMARY = "SE2321000032-P0001"  # a primary-care provider of its own
 
@@ -59,6 +70,54 @@ def test_a_stay_in_the_feed_is_the_hospitals_record(system):
     assert set(unit_auditor) == {"CareContactNamed"}
     assert unit_auditor["CareContactNamed"]["payload"]["name"] == "Svensson"
 
+    # Every step here rests on a judgement or names no basis: the organisations concerned see
+    # all of it; the outsider nothing, not even that there is a stay.
     for organization in (REGION, MUNICIPALITY, PRIMARY):
-        events, raw = whole_feed(system.as_caller("integration", organization=organization).sip)
-        assert of_stay(events) == {} and personnummer not in raw
+        events, _ = whole_feed(system.as_caller("integration", organization=organization).sip)
+        assert set(of_stay(events)) == set(seen)
+        assert all(e["payload"] is not None for e in of_stay(events).values())
+    events, raw = whole_feed(system.as_caller("integration", organization=OTHER_REGION).sip)
+    assert of_stay(events) == {} and personnummer not in raw
+
+
+def test_a_withdrawn_consent_withholds_the_steps_on_it_from_the_feed_at_the_next_read(system):
+    personnummer = new_personnummer()
+    given = system.consent.post("/fhir/Consent", json=consent(personnummer), headers=FHIR_JSON)
+    assert given.status_code == 201, given.text
+    stays = Stays(system.sip_app.state.plans, system.sip_app.state.consent_gate_uncached)
+    ward = f"{REGION}-WARD-{uuid4().hex[:6]}"
+    hospital = actor(REGION, ward)
+    at = local("2026-03-02")
+    person = {"system": "http://electronichealth.se/identifier/personnummer", "value": personnummer}
+    stay = stays.admit(subject=person, ward=ward, admitted_at=at, by=hospital)
+    stays.judge_care_needed(stay.id, principals=["municipality"], at=at, by=hospital)
+    stays.send_admission_notice(
+        stay.id, estimated_discharge=at + timedelta(days=3), at=at, by=hospital,
+        recipients=[{"organization": MUNICIPALITY, "unit": "K-SOC", "kind": "social-services"}],
+        judgement="LSU 2017:612: needed for the planning",
+    )  # fmt: skip
+    stays.notify_ready(stay.id, at=at + timedelta(days=1), by=hospital)  # on the consent
+    stay_id = str(stay.id)
+    municipality = system.as_caller("integration", organization=MUNICIPALITY).sip
+
+    def of_stay():
+        events, _ = whole_feed(municipality)
+        return {e["type"].rpartition(".")[2]: e for e in events if e["aggregate_id"] == stay_id}
+
+    before = of_stay()
+    assert before["ReadyNotified"]["payload"]["legal_basis"]["basis"] == "consent"
+    withdrawn = system.consent.post(
+        f"/fhir/Consent/{given.json()['id']}/$withdraw", json=withdrawal(), headers=FHIR_JSON
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+    system.settle()  # the follower has read the withdrawal: the cache forgets the consent
+    after = of_stay()
+    assert after["ReadyNotified"]["payload"] is None and after["ReadyNotified"]["withheld"]
+    # The frame and the notice on a judgement are still the municipality's to see.
+    assert after["Admitted"]["payload"]["subject"]["value"] == personnummer
+    assert after["AdmissionNoticeSent"]["payload"] is not None
+    # Each page that showed the stay was logged as a read of the person's record.
+    log = system.as_caller("auditor", organization=REGION).sip.get(
+        "/fhir/AuditEvent", params={"patient": personnummer}
+    )
+    assert log.status_code == 200 and "event-feed" in log.text

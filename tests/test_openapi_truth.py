@@ -25,6 +25,7 @@ from contracts.identifiers import PERSONNUMMER_SYSTEM
 from contracts.subscription_topics import PLAN_CHANGED
 from services.common.fhir_time import fhir_instant, now
 from services.common.settings import SERVICE_HSA_ID, SERVICE_SUBJECT
+from tests.discharge_http import a_stays_whole_life
 from tests.fhir_data import (
     FHIR_JSON,
     MUNICIPALITY,
@@ -128,7 +129,13 @@ def a_plans_whole_life(system) -> dict[str, str]:
         body = {"resourceType": "Parameters", "parameter": given}
         answer = record_system.post(f"{made}/{operation}", json=body, headers=FHIR_JSON)
         assert answer.status_code == 200, (operation, answer.text)
-    for path, form in (("Subscription", {"status": "off"}), ("SubscriptionTopic", {"_count": "5"})):
+    searches = (
+        ("Subscription", {"status": "off"}),
+        ("SubscriptionTopic", {"_count": "5"}),
+        ("Encounter", {"patient": f"Patient/{personnummer}", "status": "finished"}),
+    )
+    a_stays_whole_life(system, personnummer)  # every Encounter operation, by its clients
+    for path, form in searches:
         found = record_system.post(f"/fhir/{path}/_search", data=form)
         assert found.status_code == 200, (path, found.text)
     ids = {"plan": plan_id, "personnummer": personnummer, **consents_life(system, personnummer)}

@@ -143,13 +143,14 @@ def test_a_page_reads_only_the_plans_it_shows(fresh_system):
     seeded = seeded_plans(fresh_system.backend, 40)
     plans = fresh_system.sip_app.state.plans
     loaded: list[Any] = []
-    original = plans.aggregate
+    # Every typed load (a plan's, a stay's) goes through aggregate_of.
+    original = plans.aggregate_of
 
-    def aggregate(aggregate_id: Any, version: int | None = None) -> Any:
+    def aggregate_of(cls: Any, resource_type: str, aggregate_id: Any, version: Any = None) -> Any:
         loaded.append((str(aggregate_id), version))
-        return original(aggregate_id, version)
+        return original(cls, resource_type, aggregate_id, version)
 
-    plans.aggregate = aggregate
+    plans.aggregate_of = aggregate_of
     try:
         # No total asked: the default page counts nothing (docs/decisions/0009).
         pages = [follow(fresh_system.sip, "/fhir/CarePlan/_history?_count=2")]
@@ -158,7 +159,7 @@ def test_a_page_reads_only_the_plans_it_shows(fresh_system):
         pages.append(follow(fresh_system.sip, link(pages[0], "next")))
         reads.append(set(loaded))
     finally:
-        del plans.aggregate
+        del plans.aggregate_of
     for page, read in zip(pages, reads, strict=True):
         shown = set(versions_of(page))
         assert len(shown) == 2 and {plan_id for plan_id, _ in shown} <= set(seeded)
@@ -226,18 +227,18 @@ def test_a_views_page_replays_each_plan_version_once(fresh_system):
         ).is_success
     plans = system.sip_app.state.plans
     replayed: list[Any] = []
-    original = plans.aggregate
+    original = plans.aggregate_of  # every typed load, a version's replay too
 
-    def aggregate(aggregate_id: Any, version: int | None = None) -> Any:
+    def aggregate_of(cls: Any, resource_type: str, aggregate_id: Any, version: Any = None) -> Any:
         if version is not None:
             replayed.append(version)
-        return original(aggregate_id, version)
+        return original(cls, resource_type, aggregate_id, version)
 
-    plans.aggregate = aggregate
+    plans.aggregate_of = aggregate_of
     try:
         page = follow(system.sip, "/fhir/Goal/_history?_count=3")
     finally:
-        del plans.aggregate
+        del plans.aggregate_of
     assert len(versions_of(page)) == 3
     # Each plan version met is replayed once (as the one before the next event's): a
     # version and the one before it are not both replayed from the start.

@@ -11,13 +11,22 @@ from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application, Repository
-from eventsourcing.persistence import JSONTranscoder, Transcoding
+from eventsourcing.persistence import (
+    EventStore,
+    JSONTranscoder,
+    Mapper,
+    StoredEvent,
+    Transcoding,
+)
 from eventsourcing.utils import get_topic
 
+from contracts.personal_fields import PERSONAL_FIELDS
 from services.common.access_log import AccessRecord, current_write, records_for_write
 from services.common.bundles.unit_of_work import unit_of
 from services.common.domain import NotFound, ensure_expected_version
 from services.common.fhir_time import published
+from services.common.personal_data.keys import PersonalDataKeys
+from services.common.personal_data.mapper import PersonalDataMapper, SealingEventStore
 
 Result = TypeVar("Result")
 
@@ -73,11 +82,32 @@ class VersionedApplication(Application[UUID]):
     # service's stays, docs/decisions/0008): the audit feed names their records by these.
     other_aggregates: ClassVar[Mapping[str, type[Any]]] = MappingProxyType({})
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, personal_data: PersonalDataKeys | None = None, **kwargs: Any
+    ) -> None:
+        # With the key store, each personal field is sealed with its person's key as the event
+        # is stored (docs/decisions/0007); the library asks for the mapper while it starts.
+        self.personal_data = personal_data
         super().__init__(*args, **kwargs)
         # Told after each commit of this process (e.g. the subscription worker's wake-up), so
         # a reader of the log need not poll it often to learn of this process's writes.
         self.after_commit: list[Callable[[], None]] = []
+
+    def construct_mapper(self) -> Mapper[UUID]:
+        if self.personal_data is None:
+            return super().construct_mapper()
+        return PersonalDataMapper(
+            self.construct_transcoder(), self.personal_data, PERSONAL_FIELDS, self._first_event
+        )
+
+    def construct_event_store(self) -> EventStore[UUID]:
+        if self.personal_data is None:
+            return super().construct_event_store()
+        return SealingEventStore(mapper=self.mapper, recorder=self.recorder)
+
+    def _first_event(self, aggregate_id: UUID) -> StoredEvent | None:
+        events = self.recorder.select_events(aggregate_id, lte=1, limit=1)
+        return events[0] if events else None
 
     def construct_repository(self) -> Repository[UUID]:
         return OneCopyAtATime(super().construct_repository())
@@ -178,9 +208,12 @@ class VersionedApplication(Application[UUID]):
             raise NotFound(f"{self.resource_type}/{aggregate_id} at {at.isoformat()}")
         return self.aggregate(aggregate_id, version=then)
 
-    def aggregate_ids(self, page_size: int = 1000) -> Iterator[UUID]:
-        """Every aggregate of the resource type, in the order they were created."""
-        created_prefix = get_topic(self.aggregate_class) + "."
+    def aggregate_ids(
+        self, page_size: int = 1000, aggregate_class: type[Any] | None = None
+    ) -> Iterator[UUID]:
+        """Every aggregate of the resource type (or of another class the store holds), in the
+        order they were created."""
+        created_prefix = get_topic(aggregate_class or self.aggregate_class) + "."
         position = 0
         while True:
             notifications = self.recorder.select_notifications(
@@ -203,11 +236,17 @@ class VersionStepper:
     aggregate's events, already read, it replays those and reads nothing more."""
 
     def __init__(
-        self, application: VersionedApplication, aggregate_id: UUID, events: list[Any] | None = None
+        self,
+        application: VersionedApplication,
+        aggregate_id: UUID,
+        events: list[Any] | None = None,
+        load: Callable[..., Any] | None = None,
     ) -> None:
         self.application = application
         self.aggregate_id = aggregate_id
         self.events = events
+        # The first replay: a typed load where the store holds more than one class.
+        self.load = load or application.aggregate
         self._kept: Any = None
 
     def __call__(self, version: int) -> Any:
@@ -218,7 +257,7 @@ class VersionStepper:
             for domain_event in self.events[kept.version if kept else 0 : version]:
                 kept = domain_event.mutate(kept)
         elif kept is None:
-            kept = self.application.aggregate(self.aggregate_id, version=version)
+            kept = self.load(self.aggregate_id, version=version)
         elif kept.version < version:
             for domain_event in self.application.events.get(
                 self.aggregate_id, gt=kept.version, lte=version

@@ -8,13 +8,17 @@ trusted peers and its whole-log readers (else every `$check` on behalf of an org
 refused and the SIP service never sees a withdrawal), an empty value being a deliberate "none";
 the SMART endpoints named must be absolute URLs; on PostgreSQL the key directory must be an
 absolute path (else each replica makes its own keys
-in whatever folder it was started from).
+in whatever folder it was started from); with the development issuer off (production), the
+master key of personal data must be given (else each replica would make its own beside the
+signing keys, and whoever reads the key directory reads every person's data).
 """
 
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING
+
+from services.common.personal_data.master_key import MasterKey, MasterKeyProblem
 
 if TYPE_CHECKING:
     from services.common.settings import ServiceSettings
@@ -82,6 +86,19 @@ def configuration_problems(settings: ServiceSettings, service: str) -> list[str]
             problems.append(
                 f"{name} is not an absolute http(s) URL, so SMART clients could not use it"
             )
+    if not settings.dev_issuer_enabled and not settings.master_key_given:
+        problems.append(
+            "no master key for personal data: set SIP_MASTER_KEY (32 random bytes, base64url) "
+            "or SIP_MASTER_KEY_FILE (a file holding it, readable by the service's user only), "
+            "kept apart from the database and its backups"
+        )
+    if settings.master_key or settings.master_key_previous:
+        try:
+            for text in (settings.master_key or "", *settings.master_key_previous):
+                if text:
+                    MasterKey.from_text(text)
+        except MasterKeyProblem as problem:
+            problems.append(f"SIP_MASTER_KEY or SIP_MASTER_KEY_PREVIOUS is unusable: {problem}")
     if settings.database_url and not settings.keys_dir.is_absolute():
         problems.append(
             f"the key directory {settings.keys_dir} is relative, so each replica would make its "

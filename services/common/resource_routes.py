@@ -81,14 +81,14 @@ class Disclosed:
     current: Any
 
     def version(self, number: int) -> Any:
-        then = self.access.application.aggregate(self.current.id, version=number)
+        then = self.access.aggregate(self.current.id, version=number)
         return self.access.redact(then, self.disclosure)
 
     def stepper(self) -> Callable[[int], Any]:
         """Versions asked oldest first, each stepped forward from the one before (one replay
         for a run of them, services/common/application.py `VersionStepper`), as the caller
         may see them."""
-        step = VersionStepper(self.access.application, self.current.id)
+        step = VersionStepper(self.access.application, self.current.id, load=self.access.aggregate)
         return lambda number: self.access.redact(step(number), self.disclosure)
 
     def at(self, instant: datetime) -> Any:
@@ -123,6 +123,7 @@ class ResourceAccess:
         redact: Redactor = _whole,
         withheld_parts: Callable[[Any], set[str]] = lambda redacted: set(),
         custodians_shown: Callable[[Any], Iterable[str | None]] = lambda seen: (seen.custodian,),
+        other: tuple[str, type[Any]] | None = None,
     ) -> None:
         self.application = application
         self.disclose = disclose
@@ -132,7 +133,21 @@ class ResourceAccess:
         # Whose entries a redacted aggregate shows: each is logged as a custodian of the
         # access, so every organisation's auditors find who read its entries, on what consent.
         self.custodians_shown = custodians_shown
-        self.resource_type = application.resource_type
+        # `other`: (resource type, class) of another aggregate class the store holds (a SIP
+        # service's stays), served by this access instead of the application's own.
+        self.resource_type, self.aggregate_class = other or (
+            application.resource_type,
+            application.aggregate_class,
+        )
+
+    def aggregate(self, aggregate_id: UUID, version: int | None = None) -> Any:
+        """The aggregate if it is of this access's class: another class's id is not found."""
+        return self.application.aggregate_of(
+            self.aggregate_class, self.resource_type, aggregate_id, version
+        )
+
+    def aggregate_ids(self) -> Iterator[UUID]:
+        return self.application.aggregate_ids(aggregate_class=self.aggregate_class)
 
     def logged_custodians(self, seen: Any) -> list[str | None]:
         """The custodians an access to this (redacted) aggregate is logged under: those whose
@@ -203,7 +218,7 @@ class ResourceAccess:
     ) -> "Disclosed":
         """The aggregate as the caller may see it (NotFound if not at all); the access is
         logged either way, with the consents relied on."""
-        aggregate = self.application.aggregate(aggregate_id)
+        aggregate = self.aggregate(aggregate_id)
         disclosure = self._disclosure(actor, aggregate, interaction, entity)
         seen = self.redact(aggregate, disclosure)
         self.log_all(
@@ -235,7 +250,7 @@ class ResourceAccess:
     ) -> tuple[Any, Disclosure]:
         """The aggregate, if the caller may see it, to run a command on, with what of it the
         caller sees; a refusal is logged, the write logs itself."""
-        aggregate = self.application.aggregate(aggregate_id)
+        aggregate = self.aggregate(aggregate_id)
         entity = f"{self.resource_type}/{aggregate_id}"
         return aggregate, self._disclosure(actor, aggregate, interaction, entity)
 
@@ -662,7 +677,7 @@ class TypeHistory:
         recorder: Any = self.application.recorder
         self.pager: PositionPager[tuple[ResourceVersion, str]] = PositionPager(
             recorder,
-            event_topics(self.application.aggregate_class),
+            event_topics(self.access.aggregate_class),
             self.entries,
             recorder.max_notification_id() or 0,
         )
@@ -671,7 +686,7 @@ class TypeHistory:
         """(the aggregate, as the caller sees it), or None where the rule discloses nothing
         of it: decided on its current version, as every read decides, once a request."""
         if aggregate_id not in self._found:
-            aggregate = self.application.aggregate(aggregate_id)
+            aggregate = self.access.aggregate(aggregate_id)
             found = self.access.disclosed_matches(self.actor, [aggregate], None)
             self._found[aggregate_id] = next(iter(found), None)
         return self._found[aggregate_id]
@@ -726,7 +741,7 @@ class TypeHistory:
             return self._found[aggregate_id] is not None
         if aggregate_id not in self._visible:
             try:
-                self.access.disclose(self.application.aggregate(aggregate_id), self.actor)
+                self.access.disclose(self.access.aggregate(aggregate_id), self.actor)
             except NotFound:
                 self._visible[aggregate_id] = False
             else:

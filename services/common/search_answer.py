@@ -64,7 +64,7 @@ def search_answer(
     # A sorted search's snapshot is read before anything is loaded (sorted_paging.py).
     snapshot = SortSnapshot(application, position.get("snapshot")) if result.sort else None
     matches: Iterable[Any] = (
-        application.aggregate(found) for found in asked.matching_ids(service.index_search)
+        service.access.aggregate(found) for found in asked.matching_ids(service.index_search)
     )
     order: Callable[[Any], Any] = _by_id
     pinned = None

@@ -3,7 +3,7 @@ endpoint, transactions and batches at the base, and the storage it was started o
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from services.common.auth.tokens import TokenVerifier
 from services.common.bundles.routes import add_bundle_routes
 from services.common.capability import with_security
 from services.common.configuration_check import ConfigurationError
+from services.common.disclosure import Discloser
 from services.common.fhir_api import (
     FhirResponse,
     install_error_handlers,
@@ -140,6 +141,7 @@ def add_audit_routes(
     checkpoint_key: tuple[Path, str],
     peer_extract_url: str | None,
     entry_kind: EntryKind = no_entry_kind,
+    other_disclosers: Mapping[str, Discloser] | None = None,
 ) -> None:
     """What auditors read on every service: the event feed, each caller's share of it, with
     its hash chain and signed checkpoints (`/events`), and the access log as AuditEvent,
@@ -154,6 +156,7 @@ def add_audit_routes(
         access.disclose,
         whole_log_readers=settings.whole_log_reader_subjects if settings else frozenset(),
         entry_kind=entry_kind,
+        other_disclosers=other_disclosers,
     )
     app.state.access_log_reading = access_log_routes.AccessLogReading(
         access,

@@ -24,6 +24,12 @@ from services.common.auth.tokens import (
 )
 from services.common.configuration_check import refuse_unworkable
 from services.common.persistence import data_dir_from_env
+from services.common.personal_data.master_key import (
+    MASTER_KEY_FILE,
+    MasterKey,
+    MasterKeys,
+    load_or_create_master_key,
+)
 from services.common.subscriptions.endpoints import parse_allowances
 
 # The subject of the SIP service's own development tokens.
@@ -72,6 +78,15 @@ class ServiceSettings:
     subscription_endpoints: tuple[str, ...] = ()
     # How often the worker looks for follow-ups that became overdue.
     subscription_check_seconds: float = 60.0
+    # Issue 16, personal data encrypted per person (docs/decisions/0007): the master key that
+    # wraps every data key, never kept in the database. SIP_MASTER_KEY (base64url) or the file
+    # SIP_MASTER_KEY_FILE holding it; neither: `personal-data-master-key` in the key directory,
+    # made 0600 the first time (the embedded default; production refuses to start without
+    # one, configuration_check.py). The previous keys open rows not yet re-wrapped by a
+    # rotation (SIP_MASTER_KEY_PREVIOUS, space-separated).
+    master_key: str | None = field(default=None, repr=False)
+    master_key_file: Path | None = None
+    master_key_previous: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def whole_log_reader_subjects(self) -> frozenset[str]:
@@ -113,6 +128,11 @@ class ServiceSettings:
             subscription_endpoints=tuple(
                 parse_allowances(os.environ.get("SIP_SUBSCRIPTION_ENDPOINTS"))
             ),
+            master_key=os.environ.get("SIP_MASTER_KEY") or None,
+            master_key_file=Path(os.environ["SIP_MASTER_KEY_FILE"])
+            if os.environ.get("SIP_MASTER_KEY_FILE")
+            else None,
+            master_key_previous=tuple(os.environ.get("SIP_MASTER_KEY_PREVIOUS", "").split()),
             **_consent_settings_from_env(),
         )
 
@@ -124,6 +144,19 @@ class ServiceSettings:
     @property
     def keys_dir(self) -> Path:
         return self.key_dir or self.data_dir
+
+    @property
+    def master_key_given(self) -> bool:
+        return bool(self.master_key or self.master_key_file)
+
+    def master_keys(self) -> MasterKeys:
+        """The master keys as configured; none given, the key directory's own file, made the
+        first time (as the development signing keys are)."""
+        previous = tuple(MasterKey.from_text(text) for text in self.master_key_previous)
+        if self.master_key:
+            return MasterKeys(MasterKey.from_text(self.master_key), previous)
+        path = self.master_key_file or self.keys_dir / MASTER_KEY_FILE
+        return MasterKeys(load_or_create_master_key(path), previous)
 
     @property
     def dev_issuer_enabled(self) -> bool:

@@ -13,6 +13,7 @@ from services.common.capability import (
     resource_capability,
 )
 from services.common.persistence import read_model_engine, storage_for
+from services.common.personal_data.keys import PersonalDataKeys
 from services.common.resource_routes import AggregateResource, ResourceAccess
 from services.common.service import add_audit_routes, build_service_app, refusing_cleanly
 from services.common.settings import ServiceSettings
@@ -46,8 +47,9 @@ def consent_capability_statement(base: str) -> dict[str, Any]:
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings.from_env("CONSENT_DATABASE_URL").checked("consent")
     storage = storage_for("consent", settings.database_url, settings.data_dir)
-    registry = ConsentRegistry(env=storage.event_store_env)
     engine = read_model_engine(storage)
+    keys = PersonalDataKeys(engine, settings.master_keys())
+    registry = ConsentRegistry(env=storage.event_store_env, personal_data=keys)
     access = ResourceAccess(registry, disclose_consent)
     app = build_service_app(
         title="SIP consent service",

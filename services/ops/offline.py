@@ -3,6 +3,7 @@ verification, replay, export and rebuilding read models on the server itself."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from sqlalchemy.pool import StaticPool
 from services.common.access_log_views import AccessLogIndex
 from services.common.application import VersionedApplication
 from services.common.persistence import read_model_engine, storage_for
+from services.common.personal_data.keys import PersonalDataKeys
+from services.common.personal_data.master_key import master_keys_from_env
 from services.common.projection import Projection
 from services.consent.application import ConsentRegistry
 from services.consent.projections import ConsentIndex
@@ -69,8 +72,12 @@ def require_existing_system(name: str, data_dir: Path, database_url: str | None)
 def open_service(name: str, data_dir: Path, database_url: str | None) -> Iterator[OpenService]:
     require_existing_system(name, data_dir, database_url)
     storage = storage_for(name, database_url, data_dir)
-    application = SERVICES[name][0](env=storage.event_store_env)
     engine = read_model_engine(storage)
+    # The services' own master key (SIP_MASTER_KEY, SIP_MASTER_KEY_FILE, or the key
+    # directory's file): the personal fields of the events open as the services read them.
+    key_dir = Path(os.environ.get("SIP_KEY_DIR") or data_dir)
+    keys = PersonalDataKeys(engine, master_keys_from_env(key_dir))
+    application = SERVICES[name][0](env=storage.event_store_env, personal_data=keys)
     try:
         yield OpenService(name, application, engine)
     finally:

@@ -15,6 +15,7 @@ from services.common.capability import (
 )
 from services.common.capability import resource_capability as capability
 from services.common.persistence import read_model_engine, storage_for
+from services.common.personal_data.keys import PersonalDataKeys
 from services.common.resource_routes import AggregateResource, ResourceAccess
 from services.common.service import add_audit_routes, build_service_app, refusing_cleanly
 from services.common.settings import ServiceSettings
@@ -26,6 +27,11 @@ from services.sip.application import SipPlans
 from services.sip.consent_feed import ConsentFeedFollower
 from services.sip.consent_gate import CachingConsentGate, HttpConsentGate
 from services.sip.consent_health import ConsentReachability
+from services.sip.discharge import routes as stay_routes
+from services.sip.discharge.application import STAY_RESOURCE_TYPE
+from services.sip.discharge.disclosure import StayDisclosure, redact_stay
+from services.sip.discharge.fhir import stay_to_fhir
+from services.sip.discharge.stay import Stay
 from services.sip.disclosure import PlanDisclosure
 from services.sip.fhir_mapping import plan_to_fhir
 from services.sip.plan_views import PLAN_VIEWS, PlanViewResource
@@ -48,6 +54,9 @@ RESOURCES = [
         conditional_create=True,
     ),
     *(capability(v.resource_type, interactions=VERSIONS) for v in PLAN_VIEWS),
+    capability(
+        STAY_RESOURCE_TYPE, interactions=[*VERSIONS, "search-type"], search=stay_routes.SEARCH
+    ),
     *ACCESS_LOG_CAPABILITIES,
     *subscription_capabilities(
         [topic.canonical for topic in TOPICS], subscription_routes.SUBSCRIPTION_SEARCH
@@ -72,6 +81,17 @@ def plan_access(plans: SipPlans, consent_gate: CachingConsentGate) -> ResourceAc
     )
 
 
+def stay_access(plans: SipPlans, consent_gate: CachingConsentGate) -> ResourceAccess:
+    """The stays' one way out: their disclosure rule and redaction (docs/disclosure.md)."""
+    return ResourceAccess(
+        plans,
+        StayDisclosure(consent_gate),
+        redact_stay,
+        custodians_shown=lambda seen: (seen.custodian,),
+        other=(STAY_RESOURCE_TYPE, Stay),
+    )
+
+
 def sip_subscriptions(
     access: ResourceAccess, index: PlanIndex, engine: Engine, settings: ServiceSettings
 ) -> Subscriptions:
@@ -85,8 +105,9 @@ def sip_subscriptions(
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings.from_env("SIP_DATABASE_URL").checked("sip")
     storage = storage_for("sip", settings.database_url, settings.data_dir)
-    plans = SipPlans(env=storage.event_store_env)
     engine = read_model_engine(storage)
+    keys = PersonalDataKeys(engine, settings.master_keys())
+    plans = SipPlans(env=storage.event_store_env, personal_data=keys)
     index = PlanIndex(plans, engine)
     tokens = settings.service_tokens()
     asked_each_time = HttpConsentGate(
@@ -119,8 +140,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.resources = {
         "CarePlan": AggregateResource(access, plan_to_fhir),
         **{view.resource_type: PlanViewResource(access, view) for view in PLAN_VIEWS},
+        STAY_RESOURCE_TYPE: AggregateResource(stay_access(plans, consent_gate), stay_to_fhir),
     }
-    for router in (careplan.router, operations.router, views.router, subscription_routes.router):
+    routers = (careplan.router, operations.router, views.router, subscription_routes.router)
+    for router in (*routers, stay_routes.router):
         app.include_router(router)
     add_audit_routes(
         app,
@@ -129,6 +152,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         checkpoint_key=(settings.keys_dir, "sip"),
         peer_extract_url=settings.consent_service_url,
         entry_kind=entry_kind_of_topic,
+        other_disclosers={STAY_RESOURCE_TYPE: StayDisclosure(consent_gate)},
     )
     app.include_router(operations.definitions_router)
     return app

@@ -3,7 +3,9 @@
 Each event gets two SHA-256 hashes: one chained to the previous event of the same aggregate
 (its stream) and one chained to the previous event of the whole log. Changing, removing or
 reordering a stored event breaks both chains from that event on; cutting off the newest
-events is caught by comparing with a signed checkpoint (`checkpoints.py`).
+events is caught by comparing with a signed checkpoint (`checkpoints.py`). The same
+transaction claims business identifiers and inserts or checks the data keys the events are
+sealed under (personal_data/in_write.py).
 
 The recorders extend the eventsourcing library's native ones through its
 APPLICATION_RECORDER_TOPIC setting: the SQLite one writes inside the library's write
@@ -18,18 +20,31 @@ tables itself (CREATE_TABLE, off for the services).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder
+import psycopg
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StoredEvent,
+)
+from eventsourcing.postgres import PostgresAggregateRecorder, PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
+from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
+
+from services.common.audit.group_commit import GroupCommit, Save
+from services.common.file_lock import held
+from services.common.personal_data.in_write import check_data_keys
 
 GENESIS = bytes(32)
 # Business identifiers claimed by a creation (services/common/business_identifiers.py), passed
@@ -97,6 +112,39 @@ def link_events(
 class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     chain_table = "event_chain"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.group_commit = GroupCommit(self._write_batch)
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        return self.group_commit.save(stored_events, **kwargs)
+
+    def _write_batch(self, batch: list[Save]) -> None:
+        pool = self.datastore.pool
+        if pool.is_sqlite_memory_mode:
+            self._write_batch_now(batch)
+            return
+        # Server processes on one file (`--workers`) take turns here, woken at once, rather
+        # than in SQLite's lock, where a waiting writer sleeps (services/common/file_lock.py).
+        with held(f"{pool.db_name}.write.lock"):
+            self._write_batch_now(batch)
+
+    def _write_batch_now(self, batch: list[Save]) -> None:
+        if len(batch) == 1:  # alone: the library's own transaction, as without group commit
+            batch[0].notification_ids = super().insert_events(batch[0].events, **batch[0].kwargs)
+            return
+        with self.datastore.transaction(commit=True) as c:
+            for save in batch:
+                c.execute("SAVEPOINT save")
+                try:
+                    save.notification_ids = self._insert_events(c, save.events, **save.kwargs)
+                except sqlite3.IntegrityError as refused:  # this save's alone (its version taken)
+                    c.execute("ROLLBACK TO save")
+                    save.error = IntegrityError(refused)
+                c.execute("RELEASE save")
+
     def construct_create_table_statements(self) -> list[str]:
         return [
             *super().construct_create_table_statements(),
@@ -135,12 +183,19 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
             )  # fmt: skip
         for claim in kwargs.get(CLAIMS_KEYWORD) or ():
             c.execute(CLAIM_INSERT.replace("%s", "?"), claim_values(claim))
+
+        def run(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+            c.execute(sql.replace("%s", "?"), params)
+            return list(c.fetchall())
+
+        check_data_keys(stored_events, run)  # SQLite: this write holds the database's lock
         return notification_ids
 
 
 class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.group_commit = GroupCommit(self._write_batch)
         self.chain_table = f"{self.events_table_name}_chain"
         self.sql_create_statements.append(
             SQL(
@@ -160,6 +215,40 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
                 table=Identifier(self.chain_table),
             )
         )
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        return self.group_commit.save(stored_events, **kwargs)
+
+    def _write_batch(self, batch: list[Save]) -> None:
+        if len(batch) == 1:  # alone: the library's own transaction, as without group commit
+            batch[0].notification_ids = super().insert_events(batch[0].events, **batch[0].kwargs)
+            return
+        self._write_shared(batch)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _write_shared(self, batch: list[Save]) -> None:
+        """The library's insert for several saves: one transaction, one table lock, a
+        savepoint per save (retried as a whole, as the library retries its insert)."""
+        for save in batch:
+            save.notification_ids, save.error = None, None
+        with self.datastore.get_connection() as conn, conn.transaction():
+            with conn.cursor() as curs:
+                self._lock_table(curs)
+                self._notify_channel(curs)
+            for save in batch:
+                if not save.events:
+                    continue
+                try:
+                    with conn.transaction(), conn.cursor() as curs:  # a savepoint
+                        self._insert_events(curs, save.events, **save.kwargs)
+                        PostgresAggregateRecorder._insert_stored_events(self, curs, save.events)
+                        save.notification_ids = self._fetch_ids_after_insert_events(
+                            curs, save.events, **save.kwargs
+                        )
+                except psycopg.IntegrityError as refused:  # this save's alone
+                    save.error = IntegrityError(str(refused))
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -207,6 +296,28 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
                 ),
                 claim_values(claim),
             )
+
+        def run(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+            curs.execute(
+                SQL(sql.replace("personal_data_keys", "{t}")).format(  # type: ignore[arg-type]
+                    t=SQL("{schema}.personal_data_keys").format(
+                        schema=Identifier(self.datastore.schema)
+                    )
+                ),
+                params,
+            )
+            # A fetch makes the pipeline hand back this statement's rows (none for an insert).
+            return [tuple(row.values()) for row in curs.fetchall()] if sql[:6] == "SELECT" else []
+
+        def abort(reason: str) -> None:
+            # The library commits after an exception of ours unless the database failed the
+            # transaction: make it fail, so the events and the keys are rolled back.
+            with contextlib.suppress(psycopg.Error):
+                curs.execute("SELECT CAST(%s AS integer)", (f"rolled back: {reason}",))
+                curs.fetchall()
+
+        # A share lock on each key used: an erasure waits for this write, then erases it too.
+        check_data_keys(stored_events, run, lock=" FOR SHARE", abort=abort)
         return notification_ids
 
 

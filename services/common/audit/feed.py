@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.utils import get_topic
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import text
@@ -38,9 +39,11 @@ from services.common.audit.feed_access import (
 )
 from services.common.auth.dependency import authorize
 from services.common.auth.scopes import CONTEXT_OF_ROLE, permits
-from services.common.disclosure import Discloser
+from services.common.disclosure import Discloser, Disclosure
+from services.common.domain import NotFound
 from services.common.fhir_api import FhirError, access_log_unwritable
 from services.common.fhir_time import fhir_instant, now
+from services.common.personal_data.mapper import PersonalDataMapper
 
 # Each caller's share of the log is filtered by the same rules as the API, so the scopes that
 # read resources (`system/*.rs`) open it; the whole log needs a grant in the configuration
@@ -77,8 +80,10 @@ def event_topics(aggregate_class: type[Any]) -> list[str]:
 
 class EventFeed:
     """What the feed's routes read: one service's event store, its chain table, its checkpoint
-    key, the resource type's disclosure rule and who is granted the whole log. An app serves
-    it by `app.state.event_feed = EventFeed(...)` and `app.include_router(router)`."""
+    key, the resource type's disclosure rule (and those of the other aggregates the store
+    holds, by resource type: a record with no rule is never disclosed) and who is granted the
+    whole log. An app serves it by `app.state.event_feed = EventFeed(...)` and
+    `app.include_router(router)`."""
 
     def __init__(
         self,
@@ -88,11 +93,14 @@ class EventFeed:
         disclose: Discloser,
         whole_log_readers: frozenset[str] = frozenset(),
         entry_kind: EntryKind = no_entry_kind,
+        other_disclosers: Mapping[str, Discloser] | None = None,
     ) -> None:
         self.application = application
         self.engine = engine
         self.signer = signer
-        self.disclose = disclose
+        self.disclosers: dict[type[Any], Discloser] = {application.aggregate_class: disclose}
+        for resource_type, discloser in (other_disclosers or {}).items():
+            self.disclosers[application.other_aggregates[resource_type]] = discloser
         self.whole_log_readers = whole_log_readers
         self.entry_kind = entry_kind
         self.chain_table: str = application.recorder.chain_table  # type: ignore[attr-defined]
@@ -118,7 +126,21 @@ class EventFeed:
             return whole_log
         if actor.role == "auditor":
             return AuditorRule(actor.organization)
-        return RecordSystemRule(actor, self.disclose, self.application.aggregate, self.entry_kind)
+        return RecordSystemRule(actor, self.disclose, self.record, self.entry_kind)
+
+    def record(self, aggregate_id: UUID) -> Any:
+        """The record an event belongs to, whichever of the store's aggregate classes it is."""
+        try:
+            return self.application.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound(str(aggregate_id)) from None
+
+    def disclose(self, record: Any, actor: Actor) -> Disclosure:
+        """The disclosure rule of the record's own type: the one the API applies to it."""
+        for cls, discloser in self.disclosers.items():
+            if isinstance(record, cls):
+                return discloser(record, actor)
+        raise NotFound(str(getattr(record, "id", "")))
 
     def chain_rows(self, first: int, last: int) -> dict[int, tuple[str, str]]:
         with self.engine.connect() as connection:
@@ -146,12 +168,20 @@ class EventFeed:
             inclusive_of_start=False,
         )
 
+    def payload(self, stored: Any) -> Any:
+        """The event's stored JSON, its personal fields opened where they were sealed
+        (docs/decisions/0007); raises ValueError where the stored bytes are not JSON."""
+        mapper = self.application.mapper
+        if isinstance(mapper, PersonalDataMapper):
+            return mapper.opened_payload(stored)
+        return json.loads(stored.state)
+
     def judged(self, notifications: Sequence[Any], rule: FeedRule) -> list[Shown]:
         """The page's events the rule shows, each with its payload and the verdict."""
         creations: dict[UUID, Named] = {}
         shown = []
         for notification in notifications:
-            payload = json.loads(notification.state)
+            payload = self.payload(notification)
             person, record_custodian = self._named(notification, creations)
             verdict = rule(
                 FeedEvent(
@@ -235,9 +265,11 @@ class EventFeed:
         if originator_id not in creations:
             fields = CREATION_FIELDS[self._resource_type(notification)]
             created = self.application.recorder.select_events(originator_id, lte=1, limit=1)
-            creations[originator_id] = (
-                _named_in_creation(created[0].state, fields) if created else (None, None)
-            )
+            try:
+                payload = self.payload(created[0]) if created else None
+            except ValueError:  # tampered: named by nobody, verification names the break
+                payload = None
+            creations[originator_id] = _named_in_creation(payload, fields)
         return creations[originator_id]
 
     def checkpoint(self, service: str) -> dict[str, Any]:
@@ -346,13 +378,11 @@ def _item(
     return {**item, "stream_hash": stream_hash, "log_hash": log_hash}
 
 
-def _named_in_creation(state: bytes, fields: CreationFields) -> Named:
+def _named_in_creation(payload: Any, fields: CreationFields) -> Named:
     """The person a creation event names (a plan's subject, a consent's or an access
     record's patient) and the organisation whose information it is (the plan's starting
     organisation, the consent's recorder's, the record's custodian)."""
-    try:
-        payload = json.loads(state)
-    except ValueError:
+    if not isinstance(payload, dict):
         return None, None
     person = None
     named = transcoded(payload.get(fields.person))

@@ -17,7 +17,7 @@ from uuid import UUID
 
 from contracts.actor import Actor
 from services.common.access_log import SUCCESS
-from services.common.disclosure import Discloser, Disclosure, custodian_of
+from services.common.disclosure import Discloser, Disclosure, basis_of, custodian_of
 from services.common.domain import NotFound
 
 WITHHELD_REASON = "an entry of a custodian whose information is not disclosed to the caller"
@@ -87,7 +87,7 @@ class RecordSystemRule:
             return OMITTED
         kind = self.entry_kind(event.topic)
         custodian = custodian_of(event.author)
-        if disclosure.sees(custodian) if kind is None else disclosure.sees_entry(kind, custodian):
+        if disclosure.sees_entry(kind, custodian, basis_of(event.payload)):
             return Verdict(True, True, disclosure.consents)
         return Verdict(True, False, disclosure.consents)
 

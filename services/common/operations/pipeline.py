@@ -60,13 +60,16 @@ def run_operation(
     assert operation.command is not None
     if not operation.changes_state:
         return _commanded(operation, call)
-    ensure_expected_version(target.version, parse_if_match(if_match))
+    if target is not None:
+        ensure_expected_version(target.version, parse_if_match(if_match))
     detail = operation.detail(call) if operation.detail else operation.name
     context = WriteContext(
         call.by, operation.interaction, operation.resource_type, call.at, detail=detail
     )
     with writing(context):
         answer = _commanded(operation, call)
+        # A type-level operation that changes state makes its resource: the command's answer.
+        target = answer if target is None else target
         resource.application.save(target)
     if isinstance(answer, FhirResponse):
         return answer
@@ -120,7 +123,7 @@ def _target(
     and the command to reuse."""
     target_id = resource_id(id)
     if not operation.disclosed:
-        return resource.application.aggregate(target_id), None
+        return resource.access.aggregate(target_id), None
     if operation.changes_state:  # the write logs itself
         return resource.access.for_change(actor, target_id, "operation")
     entity = f"{operation.resource_type}/{id}/${operation.name}"

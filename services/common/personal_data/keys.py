@@ -7,10 +7,10 @@ re-wraps every live key in one transaction and touches no event.
 
 Unwrapped keys are kept in memory for `cache_seconds` (a replay would otherwise unwrap a key
 per field): an erasure stops reads at once in the process that made it, and in other
-replicas once their kept copy expires. Writes never trust memory: sealing asks the database
-for the person's live key each time, so nothing new is sealed under a key erased elsewhere
-(what is left: an erasure committed between that question and the event's commit, see
-decision 0007).
+replicas once their kept copy expires. Writes never trust memory: the mapper asks the
+database for the person's live key each time, and the write's own transaction checks it is
+still live (or inserts it, when the write made it: in_write.py), so nothing is stored sealed
+under a key erased elsewhere.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import contextlib
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from threading import Lock
@@ -39,6 +40,7 @@ from services.common.personal_data.envelope import (
     seal,
     seal_bytes,
 )
+from services.common.personal_data.in_write import KEY_COLUMNS, KeyUse
 from services.common.personal_data.master_key import KEY_BYTES, MasterKey, MasterKeys
 
 # The kinds of record the retention rules name; each is erased on its own date.
@@ -70,6 +72,8 @@ class UnknownDataKey(LookupError):
 
 
 class PersonalDataKeys:
+    UNSTORED_KEPT = 10_000
+
     def __init__(
         self,
         engine: Engine,
@@ -83,6 +87,8 @@ class PersonalDataKeys:
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._kept: dict[str, tuple[float, DataKey]] = {}
+        # Keys made for writes and not yet seen stored, by (person index, retention class).
+        self._unstored: OrderedDict[tuple[str, str], tuple[DataKey, KeyUse]] = OrderedDict()
         self._lock = Lock()
 
     # Sealing and opening values -------------------------------------------------------------
@@ -127,6 +133,33 @@ class PersonalDataKeys:
             assert found is not None, "a key made at once by another replica is gone"
             return found
         return self._keep(key)
+
+    def key_for_write(
+        self, person: PersonIdentifier, retention_class: str
+    ) -> tuple[DataKey, KeyUse]:
+        """The person's live key of that class, or a new one, with what the write's own
+        transaction must do about it (in_write.py): check it is still live, or insert it."""
+        if retention_class not in RETENTION_CLASSES:
+            raise ValueError(f"retention class is one of {', '.join(RETENTION_CLASSES)}")
+        index = self.person_index(person)
+        found = self._live_key(index, retention_class)
+        with self._lock:
+            if found is not None:
+                self._unstored.pop((index, retention_class), None)
+                return found, KeyUse(found.key_id)
+            # A key made for a write not yet committed (the person's creation and its first
+            # entries in one transaction, or writes of one person at once) is the key of the
+            # next: one person and class, one key, whichever write stores it first.
+            made = self._unstored.get((index, retention_class))
+            if made is None:
+                key = DataKey(str(uuid.uuid4()), secrets.token_bytes(KEY_BYTES))
+                row = self._row(key, PERSON, index, retention_class)
+                made = (key, KeyUse(key.key_id, tuple(row[c] for c in KEY_COLUMNS)))
+                self._unstored[(index, retention_class)] = made
+                while len(self._unstored) > self.UNSTORED_KEPT:
+                    self._unstored.popitem(last=False)
+        # Kept at once: if no write stores it, nothing stored names this key.
+        return self._keep(made[0]), made[1]
 
     def key_of(self, key_id: str) -> DataKey | Erased:
         kept = self._kept_key(key_id)
@@ -245,17 +278,22 @@ class PersonalDataKeys:
         with self._writing() as connection:
             connection.execute(
                 personal_data_keys.insert().values(
-                    key_id=key.key_id,
-                    purpose=purpose,
-                    person_index=index,
-                    retention_class=retention_class,
-                    wrapped_key=self._master.current.wrap(
-                        key.secret, _context(key.key_id, purpose)
-                    ),
-                    master_key_id=self._master.current.key_id,
-                    created_at=self._clock().isoformat(),
+                    **self._row(key, purpose, index, retention_class)
                 )
             )
+
+    def _row(
+        self, key: DataKey, purpose: str, index: str | None, retention_class: str | None
+    ) -> dict[str, Any]:
+        return {
+            "key_id": key.key_id,
+            "purpose": purpose,
+            "person_index": index,
+            "retention_class": retention_class,
+            "wrapped_key": self._master.current.wrap(key.secret, _context(key.key_id, purpose)),
+            "master_key_id": self._master.current.key_id,
+            "created_at": self._clock().isoformat(),
+        }
 
     def _writing(self) -> Any:
         return self._engine.execution_options(**{SQLITE_IMMEDIATE: True}).begin()

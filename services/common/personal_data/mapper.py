@@ -16,25 +16,44 @@ field (none does: they add fields with defaults).
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from threading import Lock
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
+from eventsourcing.persistence import EventStore, Mapper, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic
 
 from contracts.identifiers import PersonIdentifier
 from contracts.personal_fields import PersonalFields
-from services.common.personal_data.envelope import Erased, seal_bytes
-from services.common.personal_data.keys import PersonalDataKeys
+from services.common.personal_data.envelope import Erased, TamperedValue, seal_bytes
+from services.common.personal_data.in_write import DataKeyChanged, SealedStoredEvent
+from services.common.personal_data.keys import PersonalDataKeys, UnknownDataKey
 
 SEALED = "_sealed_"
 
 
 class PersonUnknown(LookupError):
     """An event of a record whose person cannot be found (never created, or erased)."""
+
+
+class SealingEventStore(EventStore[UUID]):
+    """Seals the events again when their write found a key changed meanwhile (erased, or
+    made first by another writer): the write was rolled back whole, and the mapper's next
+    look-up finds the key as it now is."""
+
+    ATTEMPTS = 3
+
+    def put(self, domain_events: Sequence[Any], **kwargs: Any) -> Any:
+        for attempt in range(self.ATTEMPTS):
+            try:
+                return super().put(domain_events, **kwargs)
+            except DataKeyChanged:
+                if attempt == self.ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
 
 class PersonalDataMapper(Mapper[UUID]):
@@ -67,16 +86,26 @@ class PersonalDataMapper(Mapper[UUID]):
         else:
             person = self._person_of(stream)
         prefix = _context(stream, version, topic)
-        key = None  # asked of the database once per event, only if a field is there to seal
+        key = use = None  # asked of the database once per event, only if there is a field
         for name in declared.fields:
             if state.get(name) is not None:
-                key = key or self._keys.key_for(person, declared.retention_class)
+                if key is None:
+                    key, use = self._keys.key_for_write(person, declared.retention_class)
                 # Sealed as the transcoder writes it, so dates and UUIDs open as themselves.
                 plain = self.transcoder.encode(state[name])
                 state[name] = {SEALED: seal_bytes(key, plain, prefix + name.encode())}
         sealed = object.__new__(type(domain_event))
         object.__setattr__(sealed, "__dict__", state)
-        return super().to_stored_event(sealed)
+        stored = super().to_stored_event(sealed)
+        # The key goes with the event to the recorder, which checks or inserts it in the
+        # write's own transaction (in_write.py).
+        return SealedStoredEvent(
+            originator_id=stored.originator_id,
+            originator_version=stored.originator_version,
+            topic=stored.topic,
+            state=stored.state,
+            data_keys=(use,) if use is not None else (),
+        )
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
         domain_event = super().to_domain_event(stored_event)
@@ -93,6 +122,34 @@ class PersonalDataMapper(Mapper[UUID]):
         if declared.person is not None and isinstance(state.get(declared.person), dict):
             self._remember(UUID(str(stream)), PersonIdentifier(**state[declared.person]))
         return domain_event
+
+    def opened_payload(self, stored_event: StoredEvent) -> dict[str, Any]:
+        """The event's stored JSON with its sealed fields opened, in the transcoder's JSON
+        form, as it would be stored in clear (the whole-log feed's payload). A field that does
+        not open (tampered, or its key unknown here) is left sealed, so a tampered log still
+        reads and verification can name the break; an erased one reads as
+        `{"erased": {"at", "rule"}}`."""
+        payload = json.loads(stored_event.state)
+        declared = self._declared.get(stored_event.topic)
+        if declared is None or not isinstance(payload, dict):
+            return payload
+        prefix = _context(
+            stored_event.originator_id, stored_event.originator_version, stored_event.topic
+        )
+        for name in declared.fields:
+            value = payload.get(name)
+            if not (isinstance(value, dict) and SEALED in value):
+                continue
+            try:
+                opened = self._keys.open_bytes(value[SEALED], prefix + name.encode())
+            except (TamperedValue, UnknownDataKey):
+                continue
+            payload[name] = (
+                {"erased": {"at": opened.erased_at, "rule": opened.rule}}
+                if isinstance(opened, Erased)
+                else json.loads(opened)
+            )
+        return payload
 
     def _open(self, sealed: dict[str, str], context: bytes) -> Any:
         opened = self._keys.open_bytes(sealed, context)

@@ -34,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
+from services.common.file_lock import held
 from services.common.persistence import SQLITE_IMMEDIATE
 
 subscriptions_metadata = MetaData()
@@ -163,7 +164,14 @@ class SubscriptionStore:
         self.engine = engine
         self.postgres = engine.dialect.name == "postgresql"
         self._writer = engine.execution_options(**{SQLITE_IMMEDIATE: True})
-        self._claiming = threading.Lock()  # SQLite: one process, one worker at a time
+        # SQLite: one claim at a time on the database file, across this process's threads
+        # and the processes of `sip up --workers N` (a lock on a file beside the database,
+        # services/common/file_lock.py): without it two workers would claim the same
+        # subscriptions and each deliver their notifications.
+        self._claiming = threading.Lock()
+        database = None if self.postgres else engine.url.database
+        in_file = database not in (None, "", ":memory:")
+        self._lock_path = f"{database}.subscriptions.lock" if in_file else None
 
     # The owner's side, through the API.
 
@@ -213,7 +221,16 @@ class SubscriptionStore:
         if self.postgres:
             yield
             return
-        with self._claiming:
+        with self._sqlite_claim():
+            yield
+
+    @contextmanager
+    def _sqlite_claim(self) -> Iterator[None]:
+        if self._lock_path is None:  # a database in memory is this process's alone
+            with self._claiming:
+                yield
+            return
+        with held(self._lock_path):
             yield
 
     def notifications(self, subscription_id: str, first: int, last: int) -> list[NotificationRow]:
@@ -281,7 +298,7 @@ class SubscriptionStore:
     def claim(self, events_head: int, timed_head: int, at: float) -> Iterator[Claim]:
         """The subscriptions with work to do that no other replica is working on: on
         PostgreSQL locked (`FOR UPDATE SKIP LOCKED`) until the claim ends, when the progress
-        is written in the same transaction; on SQLite one process works, one claim at a time."""
+        is written in the same transaction; on SQLite one claim at a time, whatever the process."""
         query = select(subscriptions).where(_due(events_head, timed_head, at))
         query = query.order_by(subscriptions.c.id)
         if self.postgres:
@@ -291,7 +308,7 @@ class SubscriptionStore:
                 yield claim
                 claim.write(connection)
             return
-        with self._claiming:
+        with self._sqlite_claim():
             with self.engine.connect() as connection:
                 rows = [_row(row) for row in connection.execute(query).mappings()]
             claim = Claim(rows)

@@ -30,6 +30,19 @@ DISCHARGE_PURPOSE = "discharge-collaboration"
 Result = TypeVar("Result")
 
 
+def stay_disclosure_request(stay: Stay, recipient: str, source: str) -> ConsentCheckRequest:
+    """May `source` disclose the stay's steps to `recipient`? Asked when a step is recorded
+    and again when one is read (a withdrawn consent hides what rested on it)."""
+    return ConsentCheckRequest(
+        patient_system=stay.subject["system"],
+        patient_value=stay.subject["value"],
+        actor=recipient,
+        source=source,
+        category=CONSENT_CATEGORY_SIP_PLAN,
+        purpose=DISCHARGE_PURPOSE,
+    )
+
+
 class DisclosureNotPermitted(RuleViolation):
     def __init__(self, refused: list[str]) -> None:
         super().__init__(
@@ -160,7 +173,16 @@ class Stays:
         to the stay, and saves both together."""
         stay = self.stay(stay_id)
         ensure_expected_version(stay.version, expected_version)
-        basis = self.legal_basis(stay, by, self._others(stay, by), judgement)
+        plan = self.sip_plan(stay, title=title, at=at, by=by, judgement=judgement)
+        self.plans.save(plan, stay)  # one transaction: the plan and its link, or neither
+        return stay, plan.id
+
+    def sip_plan(
+        self, stay: Stay, *, title: str | None, at: datetime, by: EventActor, judgement: str | None
+    ) -> Plan:
+        """Calls the SIP on the stay: the draft plan, not yet saved, linked from the stay (the
+        caller saves both in one write)."""
+        basis = self.legal_basis(stay, by, self.others(stay, by), judgement)
         plan = Plan(
             subject=dict(stay.subject),
             starting_organization=by.get("organization"),
@@ -174,8 +196,7 @@ class Stays:
         for organization, kind in self._plan_organizations(stay, by):
             plan.invite_organization(hsa_id=organization, kind=kind, name=None, at=at, by=by)
         stay.call_sip(plan_id=str(plan.id), legal_basis=basis, at=at, by=by)
-        self.plans.save(plan, stay)  # one transaction: the plan and its link, or neither
-        return stay, plan.id
+        return plan
 
     @staticmethod
     def _plan_organizations(stay: Stay, by: EventActor) -> list[tuple[str, str]]:
@@ -205,16 +226,7 @@ class Stays:
         consents: list[str] = []
         refused = []
         for recipient in sorted(recipients - {source}):
-            decision = self.consent_gate.check(
-                ConsentCheckRequest(
-                    patient_system=stay.subject["system"],
-                    patient_value=stay.subject["value"],
-                    actor=recipient,
-                    source=source,
-                    category=CONSENT_CATEGORY_SIP_PLAN,
-                    purpose=DISCHARGE_PURPOSE,
-                )
-            )
+            decision = self.consent_gate.check(stay_disclosure_request(stay, recipient, source))
             if decision.permitted:
                 consents += [c for c in decision.consents if c not in consents]
             else:
@@ -237,13 +249,13 @@ class Stays:
         **arguments: Any,
     ) -> Stay:
         def command(stay: Stay) -> None:
-            basis = self.legal_basis(stay, by, self._others(stay, by), judgement)
+            basis = self.legal_basis(stay, by, self.others(stay, by), judgement)
             getattr(stay, command_name)(legal_basis=basis, by=by, **arguments)
 
         return self.change(stay_id, command, expected_version=expected_version)[0]
 
     @staticmethod
-    def _others(stay: Stay, by: EventActor) -> set[str]:
+    def others(stay: Stay, by: EventActor) -> set[str]:
         """The organisations the stay concerns other than the actor's: whom a step tells."""
         everyone = {stay.organization, *(r.organization for r in stay.recipients.values())}
         return everyone - {by.get("organization")}

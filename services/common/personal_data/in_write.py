@@ -1,0 +1,106 @@
+"""The data keys an event write seals under, made and checked in the events' own transaction
+(docs/decisions/0007), as business identifiers are claimed there.
+
+The mapper learns a person's live key (or makes a new one) before the write; the recorder then,
+inside the write transaction: inserts each new key with the events, refusing if another
+writer made that person's key of that class meanwhile; and checks each existing key is still
+live, on PostgreSQL holding a share lock on its row until the commit. So an erasure either
+commits before the write (which then fails, and is retried under a fresh key) or waits for it
+(and erases what it wrote with the rest): no entry is ever stored under a key already erased.
+
+Kept apart from keys.py so that the recorders (services/common/audit/chain.py) can use it
+without importing the storage they are part of."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+
+KEY_COLUMNS = (
+    "key_id",
+    "purpose",
+    "person_index",
+    "retention_class",
+    "wrapped_key",
+    "master_key_id",
+    "created_at",
+)
+# In the recorders' parameter style (%s); the SQLite one writes `?`.
+INSERT_KEY = (
+    f"INSERT INTO personal_data_keys ({', '.join(KEY_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(KEY_COLUMNS))})"
+)
+KEY_OF_PERSON = (
+    "SELECT key_id FROM personal_data_keys WHERE person_index = %s AND retention_class = %s"
+)
+
+
+def live_keys(count: int) -> str:
+    return (
+        "SELECT key_id FROM personal_data_keys WHERE wrapped_key IS NOT NULL "
+        f"AND key_id IN ({', '.join(['%s'] * count)})"
+    )
+
+
+@dataclass(frozen=True)
+class KeyUse:
+    key_id: str
+    # The row to insert with the events, when this write makes the key (the person's first
+    # entry of the class); None: a key already stored, checked live in the transaction.
+    new_row: tuple[Any, ...] | None = None
+
+
+@dataclass(frozen=True)
+class SealedStoredEvent(StoredEvent):
+    """A stored event with the data keys its sealed fields need (never stored itself)."""
+
+    data_keys: tuple[KeyUse, ...] = field(default=(), compare=False)
+
+
+class DataKeyChanged(RuntimeError):
+    """The key a write sealed under was erased, or another writer made the person's key
+    first, between the mapper's look-up and the write's transaction: the write was rolled
+    back whole and is to be sealed again."""
+
+
+def check_data_keys(
+    stored_events: Sequence[StoredEvent],
+    run: Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]],
+    *,
+    lock: str = "",
+    abort: Callable[[str], None] = lambda reason: None,
+) -> None:
+    """Inside the write transaction: inserts the keys the events made, checks those they used
+    are live; raises DataKeyChanged otherwise. `run(sql, params)` executes and returns rows;
+    `lock` is appended to the live-key query (PostgreSQL: ` FOR SHARE`); `abort(reason)`
+    makes the database itself fail the transaction first, where the recorder would otherwise
+    commit it in spite of the exception (the library's PostgreSQL one does)."""
+    new: dict[str, tuple[Any, ...]] = {}
+    existing: set[str] = set()
+    for stored in stored_events:
+        for use in getattr(stored, "data_keys", ()):
+            if use.new_row is not None:
+                new[use.key_id] = use.new_row
+            else:
+                existing.add(use.key_id)
+    for key_id, row in new.items():
+        person_index, retention_class = row[2], row[3]
+        holders = [found[0] for found in run(KEY_OF_PERSON, (person_index, retention_class))]
+        if holders == [key_id]:  # stored by another write of this process meanwhile: check it
+            existing.add(key_id)
+            continue
+        if holders:
+            abort("another writer made this person's key first")
+            raise DataKeyChanged("another writer made this person's key first")
+        run(INSERT_KEY, row)
+        existing.discard(key_id)
+    used = sorted(existing)
+    if used:
+        found = {row[0] for row in run(live_keys(len(used)) + lock, tuple(used))}
+        if found != set(used):
+            reason = f"data keys erased meanwhile: {', '.join(sorted(set(used) - found))}"
+            abort(reason)
+            raise DataKeyChanged(reason)

@@ -1,0 +1,197 @@
+"""The data keys an event write seals under are made and checked in the events' own
+transaction (docs/decisions/0007, services/common/personal_data/in_write.py): an erasure
+committed between the mapper's look-up of a person's key and the write's commit, or another
+writer making the same person's first key meanwhile, never loses an entry nor leaves one
+sealed under a key that is gone."""
+
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+
+from contracts.identifiers import PERSONNUMMER_SYSTEM, PersonIdentifier
+from services.common.persistence import read_model_engine, storage_for
+from services.common.personal_data.envelope import Erased
+from services.common.personal_data.keys import PersonalDataKeys, personal_data_keys
+from services.common.personal_data.master_key import MasterKey, MasterKeys
+from services.sip.application import SipPlans
+from services.sip.domain import Plan
+from tests.conftest import Backend, migrated
+from tests.fhir_data import new_personnummer
+
+NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
+BY = {"subject": "anna", "role": "coordinator", "organization": "SE2321000032-R1", "unit": None}
+NEED = "vill kunna bo kvar hemma"
+
+
+def open_store(backend):
+    url = backend.database_urls["sip"]
+    storage = storage_for("sip", url, backend.data_dir)
+    return storage, read_model_engine(storage)
+
+
+def start(app, personnummer):
+    return app.start(
+        subject={"system": PERSONNUMMER_SYSTEM, "value": personnummer},
+        starting_organization="SE2321000032-R1",
+        starting_organization_kind="region",
+        initiative="region-unit",
+        title="Plan",
+        description=None,
+        started_at=NOW,
+        started_by=BY,
+    ).id
+
+
+def person_keys(engine, personnummer, keys):
+    index = keys.person_index(PersonIdentifier(PERSONNUMMER_SYSTEM, personnummer))
+    with engine.connect() as connection:
+        return connection.execute(
+            select(func.count()).where(personal_data_keys.c.person_index == index)
+        ).scalar_one()
+
+
+def after_look_up(keys, then):
+    """Runs `then()` once, right after the mapper's next look-up of a key: as if another
+    process committed it between the look-up and the write's transaction."""
+    looked_up = keys.key_for_write
+
+    def racing(person, retention_class):
+        found = looked_up(person, retention_class)
+        keys.key_for_write = looked_up
+        then()
+        return found
+
+    keys.key_for_write = racing
+
+
+def test_an_erasure_between_the_key_look_up_and_the_commit_loses_no_entry(backend):
+    migrated(backend)
+    storage, engine = open_store(backend)
+    master = MasterKeys(MasterKey.generate())
+    keys = PersonalDataKeys(engine, master)
+    elsewhere = PersonalDataKeys(engine, master)  # another replica's key store
+    personnummer = new_personnummer()
+    person = PersonIdentifier(PERSONNUMMER_SYSTEM, personnummer)
+    try:
+        app = SipPlans(env=storage.event_store_env, personal_data=keys)
+        plan_id = start(app, personnummer)
+        erased = []
+        after_look_up(
+            keys, lambda: erased.extend(elsewhere.erase(person, rule="SoL 5 years", at=NOW))
+        )
+        app.change(plan_id, lambda p: p.record_need(text=NEED, wishes=None, at=NOW, by=BY))
+        assert erased  # the key the look-up found was erased before the write committed
+        app.close()
+
+        fresh = SipPlans(
+            env=storage.event_store_env, personal_data=PersonalDataKeys(engine, master)
+        )
+        started, need = list(fresh.events.get(plan_id))
+        assert isinstance(started.subject, Erased)  # what was written before the erasure
+        assert need.text == NEED  # written after it, under a new key: not lost
+        assert person_keys(engine, personnummer, keys) == 1  # the new key, live
+        fresh.close()
+    finally:
+        engine.dispose()
+
+
+def test_two_writers_making_a_persons_first_key_at_once_share_one_key(backend):
+    migrated(backend)
+    storage, engine = open_store(backend)
+    master = MasterKeys(MasterKey.generate())
+    first_keys, second_keys = PersonalDataKeys(engine, master), PersonalDataKeys(engine, master)
+    personnummer = new_personnummer()
+    try:
+        first = SipPlans(env=storage.event_store_env, personal_data=first_keys)
+        second = SipPlans(env=storage.event_store_env, personal_data=second_keys)
+        made = []
+        # The first writer found no key and made one; the second commits its own meanwhile.
+        after_look_up(first_keys, lambda: made.append(start(second, personnummer)))
+        plan_id = start(first, personnummer)
+        assert made
+        assert person_keys(engine, personnummer, first_keys) == 1
+        reader = SipPlans(
+            env=storage.event_store_env, personal_data=PersonalDataKeys(engine, master)
+        )
+        for each in (plan_id, made[0]):
+            assert reader.aggregate(each).subject["value"] == personnummer
+        for app in (first, second, reader):
+            app.close()
+    finally:
+        engine.dispose()
+
+
+def test_a_new_persons_key_is_stored_only_by_the_write_that_uses_it(tmp_path):
+    backend = migrated(Backend("sqlite", tmp_path / "data", {"sip": None, "consent": None}))
+    storage, engine = open_store(backend)
+    keys = PersonalDataKeys(engine, MasterKeys(MasterKey.generate()))
+    personnummer = new_personnummer()
+    try:
+        app = SipPlans(env=storage.event_store_env, personal_data=keys)
+        plan = Plan(
+            subject={"system": PERSONNUMMER_SYSTEM, "value": personnummer},
+            starting_organization="SE2321000032-R1",
+            starting_organization_kind="region",
+            initiative="region-unit",
+            title="Plan",
+            description=None,
+            started_at=NOW,
+            started_by=BY,
+        )
+        (event,) = plan.collect_events()
+        app.mapper.to_stored_event(event)  # sealed, never written: a write that failed
+        assert person_keys(engine, personnummer, keys) == 0
+        start(app, personnummer)
+        assert person_keys(engine, personnummer, keys) == 1
+        app.close()
+    finally:
+        engine.dispose()
+
+
+def test_a_write_under_a_live_key_is_sealed_once_and_not_retried(backend):
+    migrated(backend)
+    storage, engine = open_store(backend)
+    keys = PersonalDataKeys(engine, MasterKeys(MasterKey.generate()))
+    looked_up = keys.key_for_write
+    calls = []
+
+    def counted(person, retention_class):
+        calls.append(retention_class)
+        return looked_up(person, retention_class)
+
+    keys.key_for_write = counted
+    try:
+        app = SipPlans(env=storage.event_store_env, personal_data=keys)
+        plan_id = start(app, new_personnummer())
+        app.change(plan_id, lambda p: p.record_need(text=NEED, wishes=None, at=NOW, by=BY))
+        assert calls == ["region", "region"]  # one look-up per write: the check found it live
+        app.close()
+    finally:
+        engine.dispose()
+
+
+def test_a_persons_creation_and_first_entries_in_one_write_share_one_new_key(tmp_path):
+    backend = migrated(Backend("sqlite", tmp_path / "data", {"sip": None, "consent": None}))
+    storage, engine = open_store(backend)
+    keys = PersonalDataKeys(engine, MasterKeys(MasterKey.generate()))
+    personnummer = new_personnummer()
+    try:
+        app = SipPlans(env=storage.event_store_env, personal_data=keys)
+        plan = Plan(
+            subject={"system": PERSONNUMMER_SYSTEM, "value": personnummer},
+            starting_organization="SE2321000032-R1",
+            starting_organization_kind="region",
+            initiative="region-unit",
+            title="Plan",
+            description=None,
+            started_at=NOW,
+            started_by=BY,
+        )
+        plan.record_need(text=NEED, wishes=None, at=NOW, by=BY)
+        app.save(plan)  # one transaction, the person's key not yet stored when both are sealed
+        assert person_keys(engine, personnummer, keys) == 1
+        started, need = list(app.events.get(plan.id))
+        assert started.subject["value"] == personnummer and need.text == NEED
+        app.close()
+    finally:
+        engine.dispose()
