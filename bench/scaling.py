@@ -1,21 +1,23 @@
 """How a request's cost grows with the registry: p50 at a small and a large number of plans,
 measured side by side in one run.
 
-    python bench/scaling.py [--sizes 100,2000] [--requests 30] [--seconds 15] [--rows read,...]
+    python bench/scaling.py [--sizes 100,2000,20000] [--requests 30] [--seconds 8] [--rows read,...]
 
 For each size it seeds a fresh SIP system on the embedded default (SQLite) through the
 application layer, not HTTP (each plan started by the region, a need and a follow-up date:
 three events, one transaction per hundred plans), starts it as an operator does (`sip up`,
-all three processes) and sends each request `--requests` times (fewer where one row would
-take more than `--seconds`), one at a time from a keep-alive client as the region's
-coordinator, after two warm-up requests:
+all three processes); every size is served at once and each request is sent `--requests`
+times to each size in turn (fewer where one row would take more than `--seconds` a size),
+one at a time from a keep-alive client as the region's coordinator, after two warm-up
+requests, so the machine's load weighs on every size alike:
 
 - read: `GET CarePlan/{id}`, a different plan each time;
 - search: `GET CarePlan?subject:identifier=` for one person (one plan);
 - write: `$record-need` on a different plan each time (each plan gains one version);
 - instance history: `GET CarePlan/{id}/_history`;
-- type history: `GET CarePlan/_history?_count=10`, with its exact total (every plan's
-  disclosure decided) and with `_total=none` (the page alone, docs/decisions/0009);
+- type history: `GET CarePlan/_history?_count=10` (the page alone: no total unless asked,
+  docs/decisions/0009), and with `_total=accurate`, whose count asks the disclosure rule of
+  every plan: O(store) by design, printed for what it costs, not held to the goal;
 - feed: `GET /events?after=0&limit=100` as the region's auditor and as a record system of
   the region (whose page decides each plan's disclosure): the seed's first plans' events,
   the same page at every size, so what grows is only what the store's size adds;
@@ -25,10 +27,10 @@ coordinator, after two warm-up requests:
   untimed first), the cost a plan's length adds to each write; and that plan's
   `_history?_count=10`, what its length adds to a page of its history.
 
-`--rows` picks rows by the first word of their name (type _history at 20,000 plans replays
-every plan: minutes a request until it is served from a paged index).
+`--rows` picks rows by the first word of their name.
 
-The goal (issue 15) is the large size's p50 within 1.5x of the small size's for every row.
+The goal (issue 15) is the large size's p50 within 1.5x of the small size's for every row:
+the last column says for each row whether it meets it.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -59,6 +62,9 @@ FHIR_JSON = {"Content-Type": "application/fhir+json"}
 SEED_BATCH = 100
 WRITES_BEFORE_SEARCH = 20
 LONG_PLAN_VERSIONS = 400
+GOAL = 1.5  # the largest size's p50 within this of the smallest's (issue 15)
+# Counting what the caller may see asks the rule of every plan: the store's size by design.
+COUNTED_ROW = "type _history, _total=accurate"
 
 
 def personnummer(number: int) -> str:
@@ -160,19 +166,6 @@ class Running:
         self.process.wait(timeout=30)
 
 
-def timed(call: Callable[[], None], requests: int, seconds: float) -> list[float]:
-    """Milliseconds per call: `requests` calls, or as many as fit in `seconds` (at least 3)."""
-    for _ in range(2):
-        call()
-    times: list[float] = []
-    began = time.perf_counter()
-    while len(times) < requests and (len(times) < 3 or time.perf_counter() - began < seconds):
-        started = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - started) * 1000)
-    return times
-
-
 def checked(response: httpx.Response) -> None:
     if response.status_code >= 400:
         raise SystemExit(f"{response.request.url}: {response.status_code} {response.text[:300]}")
@@ -199,8 +192,8 @@ def rows(running: Running, ids: list[str]) -> Iterator[tuple[str, Callable[[], N
     yield "instance _history", lambda: checked(client.get(f"/CarePlan/{plan()}/_history"))
     yield "type _history?_count=10", lambda: checked(client.get("/CarePlan/_history?_count=10"))
     yield (
-        "type _history, _total=none",
-        lambda: checked(client.get("/CarePlan/_history?_count=10&_total=none")),
+        COUNTED_ROW,
+        lambda: checked(client.get("/CarePlan/_history?_count=10&_total=accurate")),
     )
     for reader, feed in running.feed_clients.items():
         yield (
@@ -238,55 +231,79 @@ def rows(running: Running, ids: list[str]) -> Iterator[tuple[str, Callable[[], N
     yield f"long-plan _history?_count=10 (v{LONG_PLAN_VERSIONS}+)", long_plan_history
 
 
-def measure(plans: int, requests: int, seconds: float, wanted: set[str]) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as folder:
-        data_dir = Path(folder)
-        started = time.perf_counter()
-        ids = seed(data_dir, plans)
-        print(f"seeded {plans:,} plans in {time.perf_counter() - started:.1f}s", flush=True)
-        running = Running(data_dir)
-        try:
-            p50s = {}
-            for name, call in rows(running, ids):
-                if wanted and name.split()[0] not in wanted:
-                    continue
-                if name.startswith("search after"):
-                    p50s[name] = statistics.median(_searches_after_writes(call, requests))
-                else:
-                    p50s[name] = statistics.median(timed(call, requests, seconds))
-            return p50s
-        finally:
-            running.stop()
+def measure(sizes: list[int], requests: int, seconds: float, wanted: set[str]) -> dict:
+    """Every size seeded and served at once, each row's requests sent to them in turn (one
+    to each size, round after round), so a change of the machine's load during the run
+    weighs on every size alike and the ratios compare like with like."""
+    with ExitStack() as stack:
+        calls: dict[int, list[tuple[str, Callable[[], None]]]] = {}
+        for plans in sizes:
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            started = time.perf_counter()
+            ids = seed(data_dir, plans)
+            print(f"seeded {plans:,} plans in {time.perf_counter() - started:.1f}s", flush=True)
+            running = Running(data_dir)
+            stack.callback(running.stop)  # before its folder is removed
+            calls[plans] = [
+                (name, call)
+                for name, call in rows(running, ids)
+                if not wanted or name.split()[0] in wanted
+            ]
+        p50s: dict[int, dict[str, float]] = {plans: {} for plans in sizes}
+        for index, (name, _) in enumerate(calls[sizes[0]]):
+            row = {plans: calls[plans][index][1] for plans in sizes}
+            for plans, times in _interleaved(name, row, requests, seconds).items():
+                p50s[plans][name] = statistics.median(times)
+        return p50s
 
 
-def _searches_after_writes(call: Callable[[], None], requests: int) -> list[float]:
-    """Only the search is timed, not the writes before it."""
-    times = []
-    for _ in range(max(3, requests // 6)):
-        call()
-        times.append(call.last)  # type: ignore[attr-defined]
+def _interleaved(
+    name: str, row: dict[int, Callable[[], None]], requests: int, seconds: float
+) -> dict[int, list[float]]:
+    """Milliseconds per call at each size: `requests` rounds, or as many as fit in `seconds`
+    a size (at least 3), after two warm-up calls. The first search after writes times only
+    the search (the call keeps its time in `last`), a sixth as many rounds, no warm-up."""
+    after_writes = name.startswith("search after")
+    if not after_writes:
+        for call in row.values():
+            for _ in range(2):
+                call()
+    rounds = max(3, requests // 6) if after_writes else requests
+    times: dict[int, list[float]] = {plans: [] for plans in row}
+    began = time.perf_counter()
+    for done in range(rounds):
+        if done >= 3 and time.perf_counter() - began > seconds * len(row):
+            break
+        for plans, call in row.items():
+            started = time.perf_counter()
+            call()
+            elapsed = (time.perf_counter() - started) * 1000
+            times[plans].append(call.last if after_writes else elapsed)  # type: ignore[attr-defined]
     return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="100,2000", help="plan counts, comma-separated")
+    parser.add_argument("--sizes", default="100,2000,20000", help="plan counts, comma-separated")
     parser.add_argument("--requests", type=int, default=30)
-    parser.add_argument("--seconds", type=float, default=15.0, help="time bound per row")
+    parser.add_argument("--seconds", type=float, default=8.0, help="time bound per row")
     parser.add_argument("--rows", default="", help="first words of the rows to run (all)")
     arguments = parser.parse_args()
     sizes = [int(size) for size in re.split(r"[, ]+", arguments.sizes.strip())]
     wanted = {row for row in re.split(r"[, ]+", arguments.rows.strip()) if row}
-    results = {size: measure(size, arguments.requests, arguments.seconds, wanted) for size in sizes}
+    results = measure(sizes, arguments.requests, arguments.seconds, wanted)
     names = list(results[sizes[0]])
     header = f"{'p50 (ms)':28}" + "".join(f"{size:>12,}" for size in sizes)
     header += "".join(f"{f'{size:,}/{sizes[0]:,}':>14}" for size in sizes[1:])
-    print(header)
+    print(header + "  goal")
     for name in names:
         line = f"{name:28}" + "".join(f"{results[size][name]:12.1f}" for size in sizes)
-        line += "".join(
-            f"{results[size][name] / results[sizes[0]][name]:13.2f}x" for size in sizes[1:]
-        )
+        ratios = [results[size][name] / results[sizes[0]][name] for size in sizes[1:]]
+        line += "".join(f"{ratio:13.2f}x" for ratio in ratios)
+        if name == COUNTED_ROW:
+            line += "  (not held: counts the store)"
+        elif ratios:
+            line += f"  {'meets' if ratios[-1] <= GOAL else 'MISSES'} {GOAL}x"
         print(line)
 
 

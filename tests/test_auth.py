@@ -9,6 +9,7 @@ from joserfc.jwk import ECKey
 
 from services.common.auth import smart
 from services.common.auth.tokens import DEV_ISSUER
+from services.sip.discharge.operations import OPERATIONS as STAY_OPERATIONS
 from services.sip.operations import OPERATIONS
 from tests.fhir_data import (
     FHIR_JSON,
@@ -194,7 +195,7 @@ def test_an_auditor_reads_but_cannot_write(system, existing):
     plan_id, consent_id, _ = existing
     token = system.token("auditor")
     # POSTs that only read: a search, and the reading operations R4 lets be called by POST.
-    reads = ("_search", "$as-of", "$access-log")
+    reads = ("_search", "$as-of", "$access-log", "$status", "$events")
     writes = [
         r
         for r in routes(system, *existing)
@@ -202,8 +203,8 @@ def test_an_auditor_reads_but_cannot_write(system, existing):
     ]
     # CarePlan: create, $activate and the plan's operations; Consent: create, $check,
     # $withdraw, $mark-entered-in-error, $override-block; a transaction on each service;
-    # Subscription: create.
-    assert len(writes) == 2 + len(OPERATIONS) + 5 + 2 + 1
+    # Subscription: create; Encounter: the stay's operations ($admit among them).
+    assert len(writes) == 2 + len(OPERATIONS) + 5 + 2 + 1 + len(STAY_OPERATIONS)
     for service, method, path, body in writes:
         response = call(system, service, method, path, body, token)
         assert response.status_code == 403, (method, path, response.text)

@@ -1,8 +1,9 @@
 """Type-level `_history` is paged from the event log by position
 (docs/decisions/0009-paged-type-history.md): each page lists the versions the caller may see,
 newest first by commit, each exactly once however the store changes between pages, the
-views (Goal, CareTeam) too; a page reconstructs only what it shows, and its total, counted
-unless `_total=none`, is the number of versions the caller may see."""
+views (Goal, CareTeam) too; a page reconstructs only what it shows, and its total, given
+only when asked (`_total=accurate`, a count only), is the number of versions the caller may
+see."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def test_pages_list_each_version_the_caller_may_see_once_newest_first(fresh_syst
         numbers = [int(version) for id_, version in listed if id_ == plan_id]
         assert numbers == sorted(numbers, reverse=True)
 
-    counted = follow(system.sip, "/fhir/CarePlan/_history?_count=3")
+    counted = follow(system.sip, "/fhir/CarePlan/_history?_count=3&_total=accurate")
     assert counted["total"] == len(expected)
     assert versions_of(counted) == listed[:3]
     second = bundles[1]
@@ -107,7 +108,7 @@ def test_since_pages_only_the_versions_from_then(fresh_system):
     middle = instant()
     after = new_plans(system.sip, new_personnummer(), 2)
     assert run(system.sip, sorted(before)[0], "record-need", text="sen").status_code == 200
-    url = f"/fhir/CarePlan/_history?_count=1&_since={middle.replace('+', '%2B')}"
+    url = f"/fhir/CarePlan/_history?_count=1&_total=accurate&_since={middle.replace('+', '%2B')}"
     bundles, listed = paged(system.sip, url)
     assert set(listed) == {(plan_id, "1") for plan_id in after} | {(sorted(before)[0], "2")}
     assert bundles[0]["total"] == 3 and len(bundles) == 3
@@ -128,8 +129,8 @@ def test_views_page_as_their_whole_history_lists_them(fresh_system):
             system.sip, plan_id, "revise-goal", goal="goal-1", text="ändrat", reason="bättre"
         ).is_success
     for view in ("Goal", "CareTeam"):
-        whole = follow(system.sip, f"/fhir/{view}/_history?_count=1000")
-        bundles, listed = paged(system.sip, f"/fhir/{view}/_history?_count=2")
+        whole = follow(system.sip, f"/fhir/{view}/_history?_count=1000&_total=accurate")
+        bundles, listed = paged(system.sip, f"/fhir/{view}/_history?_count=2&_total=accurate")
         assert listed == versions_of(whole)
         assert all(bundle["total"] == whole["total"] == len(listed) for bundle in bundles)
         methods = [entry["request"]["method"] for entry in whole["entry"]]
@@ -151,7 +152,8 @@ def test_a_page_reads_only_the_plans_it_shows(fresh_system):
 
     plans.aggregate_of = aggregate_of
     try:
-        pages = [follow(fresh_system.sip, "/fhir/CarePlan/_history?_count=2&_total=none")]
+        # No total asked: the default page counts nothing (docs/decisions/0009).
+        pages = [follow(fresh_system.sip, "/fhir/CarePlan/_history?_count=2")]
         reads = [set(loaded)]
         loaded.clear()
         pages.append(follow(fresh_system.sip, link(pages[0], "next")))
@@ -192,3 +194,52 @@ def test_instance_history_copies_only_its_page_and_each_version_reads_as_vread(s
             version = entry["resource"]["meta"]["versionId"]
             vread = follow(system.sip, f"/fhir/CarePlan/{plan_id}/_history/{version}")
             assert entry["resource"] == vread
+
+
+def test_the_total_is_given_only_when_asked(fresh_system):
+    system = fresh_system
+    plans = new_plans(system.sip, new_personnummer(), 3)
+    assert run(system.sip, sorted(plans)[0], "record-need", text="behov").status_code == 200
+    plain = follow(system.sip, "/fhir/CarePlan/_history?_count=2")
+    assert "total" not in plain and len(plain["entry"]) == 2
+    assert "total" not in follow(system.sip, "/fhir/Goal/_history")
+    for asked in ("_count=2&_total=accurate", "_count=2&_total=estimate",
+                  "_count=2&_totalMethod=count", "_summary=count", "_count=0"):  # fmt: skip
+        bundle = follow(system.sip, f"/fhir/CarePlan/_history?{asked}")
+        assert bundle["total"] == 4, asked
+    # The next page keeps what was asked.
+    first = follow(system.sip, "/fhir/CarePlan/_history?_count=2&_total=accurate")
+    assert follow(system.sip, link(first, "next"))["total"] == 4
+    assert "total" not in follow(system.sip, link(plain, "next"))
+    # A search keeps its total without being asked.
+    assert "total" in follow(system.sip, "/fhir/CarePlan?_count=1")
+
+
+def test_a_views_page_replays_each_plan_version_once(fresh_system):
+    system = fresh_system
+    plan_id = system.sip.post(
+        "/fhir/CarePlan", json=care_plan(new_personnummer()), headers=FHIR_JSON
+    ).json()["id"]
+    for number in range(4):
+        assert run(system.sip, plan_id, "record-need", text=f"behov {number}").is_success
+        assert run(
+            system.sip, plan_id, "set-goal", text=f"mål {number}", need=f"need-{number + 1}"
+        ).is_success
+    plans = system.sip_app.state.plans
+    replayed: list[Any] = []
+    original = plans.aggregate_of  # every typed load, a version's replay too
+
+    def aggregate_of(cls: Any, resource_type: str, aggregate_id: Any, version: Any = None) -> Any:
+        if version is not None:
+            replayed.append(version)
+        return original(cls, resource_type, aggregate_id, version)
+
+    plans.aggregate_of = aggregate_of
+    try:
+        page = follow(system.sip, "/fhir/Goal/_history?_count=3")
+    finally:
+        del plans.aggregate_of
+    assert len(versions_of(page)) == 3
+    # Each plan version met is replayed once (as the one before the next event's): a
+    # version and the one before it are not both replayed from the start.
+    assert replayed and len(replayed) == len(set(replayed)), replayed

@@ -236,11 +236,17 @@ class VersionStepper:
     aggregate's events, already read, it replays those and reads nothing more."""
 
     def __init__(
-        self, application: VersionedApplication, aggregate_id: UUID, events: list[Any] | None = None
+        self,
+        application: VersionedApplication,
+        aggregate_id: UUID,
+        events: list[Any] | None = None,
+        load: Callable[..., Any] | None = None,
     ) -> None:
         self.application = application
         self.aggregate_id = aggregate_id
         self.events = events
+        # The first replay: a typed load where the store holds more than one class.
+        self.load = load or application.aggregate
         self._kept: Any = None
 
     def __call__(self, version: int) -> Any:
@@ -251,7 +257,7 @@ class VersionStepper:
             for domain_event in self.events[kept.version if kept else 0 : version]:
                 kept = domain_event.mutate(kept)
         elif kept is None:
-            kept = self.application.aggregate(self.aggregate_id, version=version)
+            kept = self.load(self.aggregate_id, version=version)
         elif kept.version < version:
             for domain_event in self.application.events.get(
                 self.aggregate_id, gt=kept.version, lte=version

@@ -31,9 +31,17 @@ HISTORY_DOCUMENTATION = (
     "_since (versions from this instant), _at (as it stood at this instant and after), "
     "_count, _summary, _elements, _total; newest first (_sort=-_lastUpdated)"
 )
+# A type's history is paged from the event log: counting what the caller may see would ask
+# the disclosure rule of every resource, so the total is left out unless asked for
+# (docs/decisions/0009-paged-type-history.md).
+TYPE_HISTORY_DOCUMENTATION = (
+    HISTORY_DOCUMENTATION
+    + ". Newest first by commit; Bundle.total is given only when asked: _total=accurate "
+    "(estimate is answered exactly), _summary=count or _count=0"
+)
 _INTERACTION_DOCUMENTATION = {
     "search-type": SEARCH_DOCUMENTATION,
-    "history-type": HISTORY_DOCUMENTATION,
+    "history-type": TYPE_HISTORY_DOCUMENTATION,
     "history-instance": HISTORY_DOCUMENTATION,
     "read": "_at: the resource as it stood at an instant",
 }

@@ -84,6 +84,13 @@ class Disclosed:
         then = self.access.aggregate(self.current.id, version=number)
         return self.access.redact(then, self.disclosure)
 
+    def stepper(self) -> Callable[[int], Any]:
+        """Versions asked oldest first, each stepped forward from the one before (one replay
+        for a run of them, services/common/application.py `VersionStepper`), as the caller
+        may see them."""
+        step = VersionStepper(self.access.application, self.current.id, load=self.access.aggregate)
+        return lambda number: self.access.redact(step(number), self.disclosure)
+
     def at(self, instant: datetime) -> Any:
         then = self.access.application.version_at(self.current.id, instant)
         return self.access.redact(then, self.disclosure)
@@ -454,6 +461,10 @@ Elements = Annotated[
     str | None, Query(alias="_elements", description="elements to show, comma-separated")
 ]
 Total = Annotated[str | None, Query(alias="_total", description="none | estimate | accurate")]
+TypeTotal = Annotated[
+    str | None,
+    Query(alias="_total", description="none (the default) | estimate | accurate: the total"),
+]
 HISTORY_PAGE = 100
 _COUNTED = 1000  # notifications a total reads at a time
 
@@ -750,10 +761,10 @@ def type_history_response(
     request: Request, actor: Actor, resource: VersionedResource
 ) -> FhirResponse:
     """One page of the versions of every resource of the type the caller may see, newest
-    first by commit (docs/decisions/0009-paged-type-history.md). The total counts only
-    what the caller may see: exact, it asks the disclosure rule of every resource with a
-    version (a scan of the store, though no version is replayed), so `_total=none` leaves it
-    out and a page costs only its own versions."""
+    first by commit (docs/decisions/0009-paged-type-history.md). A total is given only when
+    asked (`_total=accurate` or `estimate`, a count only): counting what the caller may see
+    asks the disclosure rule of every resource with a version, a scan of the store, where a
+    page costs only its own versions. R4 lets a history leave `total` out."""
     # Its keys are positions in the log (a cursor of another order is refused, not misread).
     kind = f"history-by-position:{resource.resource_type}"
     asked = HistoryQuery.of(request, kind, resource.resource_type)
@@ -767,8 +778,7 @@ def type_history_response(
         keyed.more_after,
         keyed.more_before,
     )
-    # As every search counts (the AuditEvent search too): unless `_total=none`.
-    total = history.total() if asked.result.total != "none" or asked.result.only_total else None
+    total = history.total() if asked.result.asks_total else None
     path = f"{resource.resource_type}/_history"
     response = history_page_response(request, asked, kind, path, page, total)
     # Logged as disclosed: the resources with a version on the page, not all counted.
@@ -793,7 +803,7 @@ def add_version_routes(router: APIRouter, resource_type: str) -> None:
         cursor: Cursor = None,
         summary: Summary = None,
         elements: Elements = None,
-        total: Total = None,
+        total: TypeTotal = None,
     ) -> FhirResponse:
         # The parameters are declared for the OpenAPI; HistoryQuery reads them (or a cursor's).
         return type_history_response(request, actor, resource)

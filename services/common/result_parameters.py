@@ -139,6 +139,7 @@ class ResultParameters:
     elements: frozenset[str] | None
     total: str | None
     sort: tuple[SortKey, ...]
+    total_method: str | None = None
 
     @classmethod
     def of(
@@ -153,18 +154,30 @@ class ResultParameters:
                 expression="_elements",
             )  # fmt: skip
         count = count_parameter(query.get("_count"), default_count)
-        _choice(query, "_totalMethod", TOTAL_METHODS)
+        total_method = _choice(query, "_totalMethod", TOTAL_METHODS)
         return cls(
             count=0 if summary == "count" else count,
             summary=summary,
             elements=elements,
             total=_choice(query, "_total", TOTALS),
             sort=sort_parameter(query.get("_sort"), sortable),
+            total_method=total_method,
         )
 
     @property
     def only_total(self) -> bool:
         return self.count == 0
+
+    @property
+    def asks_total(self) -> bool:
+        """Whether the client asked for a total: `_total=accurate|estimate` (an estimate is
+        answered exactly), a count only, or fhirpy's `_totalMethod`. Where a total costs the
+        store's size (a type's `_history`) it is given only when asked."""
+        return (
+            self.total in ("accurate", "estimate")
+            or self.only_total
+            or self.total_method is not None
+        )
 
     def check_elements(self, resource_type: str) -> None:
         """`_elements` names elements the resource type has (a 400 naming it otherwise)."""

@@ -93,8 +93,10 @@ class PlanViewResource:
     ) -> dict[str, ResourceVersion]:
         """The parts that plan `version` made or changed, as the caller may see them: the
         same versions `versions` lists, found from that version and the one before."""
-        plan = disclosed.version(version)
-        before = disclosed.version(version - 1) if version > 1 else None
+        # One replay up to the version before, then its one event: not two replays.
+        step = disclosed.stepper()
+        before = step(version - 1) if version > 1 else None
+        plan = step(version)
         earlier = (
             {part: _content(self.view.render(before, part)) for part in self.view.parts(before)}
             if before is not None
