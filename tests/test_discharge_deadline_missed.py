@@ -12,12 +12,17 @@ from datetime import timedelta
 import jsonschema
 import pytest
 
+from contracts.actor import Actor
 from services.common.domain import InvalidCommand, RuleViolation
+from services.common.fhir_time import fhir_instant
 from services.common.persistence import storage_for
 from services.sip.application import SipPlans
 from services.sip.discharge.application import LEGAL_CLOCK, Stays, with_missed_deadlines
+from services.sip.discharge.disclosure import StayDisclosure, redact_stay
+from services.sip.discharge.fhir import EXT_DEADLINE_MISSED, stay_to_fhir
 from services.sip.discharge.stay import ADMISSION_NOTICE, SIP_CALL
 from tests.discharge_data import (
+    ALE,
     HOSPITAL,
     NURSE_VC,
     PERSON,
@@ -27,8 +32,10 @@ from tests.discharge_data import (
     admitted,
     local,
     recipients,
+    waited,
 )
 from tests.test_discharge_application import Gate
+from tests.test_discharge_disclosure import Gate as DisclosureGate
 
 MONDAY = local("2026-03-02", "08:00")
 SCHEMA = "contracts/event_schemas/sip/Stay.DeadlineMissed.v1.json"
@@ -134,3 +141,28 @@ def test_the_workers_timed_round_records_missed_deadlines_then_asks_the_plans_ch
 
     stays.check_deadlines = broken  # the plans' notices still go out
     assert check() == follow_ups
+
+
+def test_the_encounter_shows_a_missed_deadline_and_hides_a_sip_call_whose_notice_is_hidden():
+    ready_at = local("2026-03-10")
+    stay = waited(ready_at, ready_at + timedelta(days=5), sip_after=None)
+    due = ready_at + timedelta(days=3)
+    recorded_at = ready_at + timedelta(days=6)
+    stay.record_deadline_missed(
+        duty=SIP_CALL, due=due, owner=PRIMARY_CARE_ORG, at=recorded_at, by=LEGAL_CLOCK
+    )
+    [shown] = [e for e in stay_to_fhir(stay)["extension"] if e["url"] == EXT_DEADLINE_MISSED]
+    parts = {p["url"]: p for p in shown["extension"]}
+    assert parts["duty"]["valueCode"] == SIP_CALL
+    assert parts["due"]["valueDateTime"] == fhir_instant(due)
+    assert parts["owner"]["valueReference"]["identifier"]["value"] == PRIMARY_CARE_ORG
+
+    gate = DisclosureGate()
+    municipality = Actor(subject="r", role="integration", organization=ALE, unit=None)
+    assert redact_stay(stay, StayDisclosure(gate)(stay, municipality)).deadlines_missed != []
+    gate.withdrawn = {(HOSPITAL, ALE)}  # the ready notice rested on this consent
+    seen = redact_stay(stay, StayDisclosure(gate)(stay, municipality))
+    assert seen.ready_periods == [] and seen.deadlines_missed == []
+    assert not [e for e in stay_to_fhir(seen)["extension"] if e["url"] == EXT_DEADLINE_MISSED]
+    hospital = Actor(subject="r", role="integration", organization=HOSPITAL, unit=None)
+    assert len(redact_stay(stay, StayDisclosure(gate)(stay, hospital)).deadlines_missed) == 1

@@ -24,6 +24,7 @@ from services.common.domain import NotFound
 from services.sip.consent_gate import ConsentGate, ConsentServiceUnavailable
 from services.sip.discharge.application import STAY_RESOURCE_TYPE, stay_disclosure_request
 from services.sip.discharge.stay import CONSENT, SECRECY_JUDGEMENT, Stay, Step
+from services.sip.discharge.stay import SIP_CALL as SIP_CALL_DUTY
 from services.sip.disclosure import consent_service_down
 from services.sip.redaction import Withheld
 
@@ -130,5 +131,9 @@ def redact_stay(stay: Stay, disclosure: Disclosure) -> Stay:
         else:
             hide(transfer, INFORMATION_TRANSFER)
     seen.information_transfers = transfers
+    if periods != stay.ready_periods:
+        # A missed SIP call counts from a ready notice: shown with a notice hidden, it would
+        # tell the reader that the person was ready.
+        seen.deadlines_missed = [m for m in stay.deadlines_missed if m.duty != SIP_CALL_DUTY]
     seen.withheld = tuple(withheld)
     return seen

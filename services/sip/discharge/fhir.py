@@ -28,6 +28,7 @@ EXT_CARE_CONTACT = f"{_EXT}/stay-fixed-care-contact"
 EXT_SIP_PLAN = f"{_EXT}/stay-sip-plan"
 EXT_INFORMATION_TRANSFER = f"{_EXT}/stay-information-transfer"
 EXT_OUTPATIENT_UNAVAILABLE = f"{_EXT}/stay-outpatient-care-unavailable"
+EXT_DEADLINE_MISSED = f"{_EXT}/stay-deadline-missed"
 ACT_CODE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 # Encounter.status (R4) of the stay's own status.
 ENCOUNTER_STATUS = {"admitted": "in-progress", "ready": "in-progress", "discharged": "finished"}
@@ -112,6 +113,23 @@ def stay_to_fhir(stay: Stay) -> dict[str, Any]:
                 "extension": [
                     _when("recorded", stay.outpatient_care_unavailable),
                     {"url": "reason", "valueString": stay.outpatient_care_unavailable_reason},
+                ],
+            }
+        )
+    for missed in stay.deadlines_missed:
+        owner = (
+            [{"url": "owner", "valueReference": organization_reference(missed.owner)}]
+            if missed.owner
+            else []
+        )
+        extensions.append(
+            {
+                "url": EXT_DEADLINE_MISSED,
+                "extension": [
+                    {"url": "duty", "valueCode": missed.duty},
+                    {"url": "due", "valueDateTime": fhir_instant(missed.due)},
+                    *owner,
+                    _when("recorded", missed.recorded),
                 ],
             }
         )
