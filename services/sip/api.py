@@ -115,13 +115,11 @@ def sip_subscriptions(
     return subscription_service(published, engine, settings, "sip")
 
 
-def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    settings = settings or ServiceSettings.from_env("SIP_DATABASE_URL").checked("sip")
-    storage = storage_for("sip", settings.database_url, settings.data_dir)
-    engine = read_model_engine(storage)
-    keys = PersonalDataKeys(engine, settings.master_keys())
-    plans = SipPlans(env=storage.event_store_env, personal_data=keys)
-    index = PlanIndex(plans, engine)
+def consent_following(
+    settings: ServiceSettings, plans: SipPlans, index: PlanIndex, engine: Engine
+) -> tuple[HttpConsentGate, CachingConsentGate, ConsentFeedFollower]:
+    """The consent service asked (each time, and through the permit cache) and followed (its
+    feed, which keeps the cache and the plans' withdrawals current)."""
     tokens = settings.service_tokens()
     asked_each_time = HttpConsentGate(
         settings.consent_service_url, settings.consent_timeout_seconds, token_source=tokens
@@ -135,6 +133,17 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         engine=engine,
         cache=consent_gate,
     )
+    return asked_each_time, consent_gate, follower
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    settings = settings or ServiceSettings.from_env("SIP_DATABASE_URL").checked("sip")
+    storage = storage_for("sip", settings.database_url, settings.data_dir)
+    engine = read_model_engine(storage)
+    keys = PersonalDataKeys(engine, settings.master_keys())
+    plans = SipPlans(env=storage.event_store_env, personal_data=keys)
+    index = PlanIndex(plans, engine)
+    asked_each_time, consent_gate, follower = consent_following(settings, plans, index, engine)
     access = plan_access(plans, consent_gate)
     subscriptions = sip_subscriptions(access, index, engine, settings, Stays(plans, consent_gate))
     app = build_service_app(

@@ -62,7 +62,8 @@ def _admission_notice(stay: Stay) -> dict[str, Any]:
     return {"url": EXT_ADMISSION_NOTICE, "extension": parts}
 
 
-def stay_to_fhir(stay: Stay) -> dict[str, Any]:
+def _step_extensions(stay: Stay) -> list[dict[str, Any]]:
+    """The stay's steps, as the extensions of its Encounter."""
     extensions: list[dict[str, Any]] = [{"url": EXT_STAY_STATUS, "valueCode": stay.status}]
     extensions += [{"url": EXT_CARE_NEEDED, "valueCode": p} for p in stay.care_needed]
     if stay.admission_notice is not None:
@@ -116,6 +117,11 @@ def stay_to_fhir(stay: Stay) -> dict[str, Any]:
                 ],
             }
         )
+    return extensions
+
+
+def _missed_deadlines(stay: Stay) -> list[dict[str, Any]]:
+    extensions = []
     for missed in stay.deadlines_missed:
         owner = (
             [{"url": "owner", "valueReference": organization_reference(missed.owner)}]
@@ -133,6 +139,11 @@ def stay_to_fhir(stay: Stay) -> dict[str, Any]:
                 ],
             }
         )
+    return extensions
+
+
+def stay_to_fhir(stay: Stay) -> dict[str, Any]:
+    extensions = [*_step_extensions(stay), *_missed_deadlines(stay)]
     period = {"start": fhir_instant(stay.admitted.at)}
     if stay.discharged is not None:
         period["end"] = fhir_instant(stay.discharged.at)
