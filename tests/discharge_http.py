@@ -44,14 +44,20 @@ def admit(client, personnummer, **more):
     return client.post("/fhir/Encounter/$admit", json=body, headers=FHIR_JSON)
 
 
-def a_stays_whole_life(system: Any, personnummer: str) -> str:
-    """Every operation of the stay once, each answered 200: its id."""
+def consent_to_the_stay(system: Any, personnummer: str) -> str:
+    """The person's consent to the hospital, primary care and the municipality: its id."""
     given = system.consent.post(
         "/fhir/Consent",
         json=consent(personnummer, organizations=(REGION, MUNICIPALITY, PRIMARY)),
         headers=FHIR_JSON,
     )
     assert given.status_code == 201, given.text
+    return given.json()["id"]
+
+
+def a_stays_whole_life(system: Any, personnummer: str) -> str:
+    """Every operation of the stay once, each answered 200: its id."""
+    consent_to_the_stay(system, personnummer)
     ward = staff(system, REGION, WARD)
     vc = staff(system, PRIMARY, VARDCENTRAL)
     municipality = staff(system, MUNICIPALITY, SOCIAL)

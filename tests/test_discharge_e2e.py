@@ -23,17 +23,16 @@ from tests.discharge_http import (
     VARDCENTRAL,
     WARD,
     admit,
+    consent_to_the_stay,
     extension,
     staff,
     status,
     step,
 )
 from tests.fhir_data import (
-    FHIR_JSON,
     MUNICIPALITY,
     OTHER_REGION,
     REGION,
-    consent,
     new_personnummer,
 )
 
@@ -46,12 +45,7 @@ def system(module_backend):
 
 def test_a_whole_stay_from_admission_to_discharge(system):
     personnummer = new_personnummer()
-    given = system.consent.post(
-        "/fhir/Consent",
-        json=consent(personnummer, organizations=(REGION, MUNICIPALITY, PRIMARY)),
-        headers=FHIR_JSON,
-    )
-    assert given.status_code == 201, given.text
+    consent_to_the_stay(system, personnummer)
     ward = staff(system, REGION, WARD)
     vc = staff(system, PRIMARY, VARDCENTRAL)
     municipality = staff(system, MUNICIPALITY, SOCIAL)

@@ -21,23 +21,17 @@ from services.sip.discharge.fhir import (
     EXT_STAY_STATUS,
 )
 from tests.conftest import running_system
-from tests.discharge_data import local
+from tests.discharge_data import actor, local
+from tests.discharge_http import PRIMARY, consent_to_the_stay
 from tests.fhir_data import (
     FHIR_JSON,
     MUNICIPALITY,
     OTHER_REGION,
     REGION,
     care_plan,
-    consent,
     new_personnummer,
     withdrawal,
 )
-
-PRIMARY = "SE2321000032-P0001"
-
-
-def actor(organization, unit):
-    return {"subject": "s", "role": "professional", "organization": organization, "unit": unit}
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +48,9 @@ def a_stay(system, *, consent_id_out: list | None = None):
     """A stay of the region's ward, told to primary care (on a judgement) and the
     municipality; the ready notice on the person's consent. (stay id, personnummer)."""
     personnummer = new_personnummer()
-    given = system.consent.post(
-        "/fhir/Consent",
-        json=consent(personnummer, organizations=(REGION, MUNICIPALITY, PRIMARY)),
-        headers=FHIR_JSON,
-    )
-    assert given.status_code == 201, given.text
+    consent_id = consent_to_the_stay(system, personnummer)
     if consent_id_out is not None:
-        consent_id_out.append(given.json()["id"])
+        consent_id_out.append(consent_id)
     stays = Stays(system.sip_app.state.plans, system.sip_app.state.consent_gate_uncached)
     ward = f"{REGION}-WARD-{uuid4().hex[:6]}"
     hospital, unit = actor(REGION, ward), actor(PRIMARY, f"{PRIMARY}-VC")

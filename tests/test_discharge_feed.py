@@ -14,7 +14,8 @@ import pytest
 
 from services.sip.discharge.application import Stays
 from tests.conftest import running_system
-from tests.discharge_data import local
+from tests.discharge_data import actor, local
+from tests.discharge_http import PRIMARY
 from tests.fhir_data import (
     FHIR_JSON,
     MUNICIPALITY,
@@ -25,12 +26,6 @@ from tests.fhir_data import (
     whole_feed,
     withdrawal,
 )
-
-PRIMARY = "SE2321000032-P0001"  # a primary-care provider of its own
-
-
-def actor(organization, unit):
-    return {"subject": "s", "role": "professional", "organization": organization, "unit": unit}
 
 
 @pytest.fixture(scope="module")
