@@ -155,27 +155,9 @@ class ResourceAccess:
         shown = {c for c in self.custodians_shown(seen) if c and c != PERSON}
         return sorted(shown) or [seen.custodian]
 
-    def log(
-        self,
-        actor: Actor,
-        interaction: str,
-        *,
-        outcome: str = SUCCESS,
-        patient: dict[str, str] | None = None,
-        custodian: str | None = None,
-        entity: str | None = None,
-        consents: Iterable[str] = (),
-        query: str | None = None,
-        detail: str | None = None,
-    ) -> None:
-        self.log_all(
-            [
-                self.record(
-                    actor, interaction, outcome=outcome, patient=patient, custodian=custodian,
-                    entity=entity, consents=consents, query=query, detail=detail,
-                )
-            ]
-        )  # fmt: skip
+    def log(self, actor: Actor, interaction: str, **content: Any) -> None:
+        """One access record (`record`'s keywords), in a transaction of its own."""
+        self.log_all([self.record(actor, interaction, **content)])
 
     def record(
         self,
