@@ -50,18 +50,11 @@ from services.common.migrations.runner import migrate_service
 from services.common.persistence import maintenance_conninfo
 from services.sip.domain import Plan
 from tests.fhir_data import FHIR_JSON, REGION, care_plan, new_personnummer, parameters
+from tests.servers import free_port
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/"
 GOAL_ONE, GOAL_FOUR = 0.5, 1.0
 ACTOR = {"subject": "bench", "role": "coordinator", "organization": REGION, "unit": None}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 Command = Callable[[int, int], None]

@@ -46,18 +46,11 @@ from services.common.migrations.runner import migrate_service
 from services.common.persistence import maintenance_conninfo
 from tests.fhir_data import FHIR_JSON, REGION, care_plan, consent, parameters
 from tests.record_system import RecordSystem, subscribe, subscription
+from tests.servers import free_port
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/"
 GOAL_P99_MS = 200.0
 PERSON = with_check_digit("19800101980")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start(module: str, port: int, env: dict[str, str]) -> subprocess.Popen:
