@@ -29,17 +29,22 @@ def open_store(backend):
     return storage, read_model_engine(storage)
 
 
+def plan_of(personnummer):
+    """What a plan of the person is started with."""
+    return {
+        "subject": {"system": PERSONNUMMER_SYSTEM, "value": personnummer},
+        "starting_organization": "SE2321000032-R1",
+        "starting_organization_kind": "region",
+        "initiative": "region-unit",
+        "title": "Plan",
+        "description": None,
+        "started_at": NOW,
+        "started_by": BY,
+    }
+
+
 def start(app, personnummer):
-    return app.start(
-        subject={"system": PERSONNUMMER_SYSTEM, "value": personnummer},
-        starting_organization="SE2321000032-R1",
-        starting_organization_kind="region",
-        initiative="region-unit",
-        title="Plan",
-        description=None,
-        started_at=NOW,
-        started_by=BY,
-    ).id
+    return app.start(**plan_of(personnummer)).id
 
 
 def person_keys(engine, personnummer, keys):
@@ -128,16 +133,7 @@ def test_a_new_persons_key_is_stored_only_by_the_write_that_uses_it(tmp_path):
     personnummer = new_personnummer()
     try:
         app = SipPlans(env=storage.event_store_env, personal_data=keys)
-        plan = Plan(
-            subject={"system": PERSONNUMMER_SYSTEM, "value": personnummer},
-            starting_organization="SE2321000032-R1",
-            starting_organization_kind="region",
-            initiative="region-unit",
-            title="Plan",
-            description=None,
-            started_at=NOW,
-            started_by=BY,
-        )
+        plan = Plan(**plan_of(personnummer))
         (event,) = plan.collect_events()
         app.mapper.to_stored_event(event)  # sealed, never written: a write that failed
         assert person_keys(engine, personnummer, keys) == 0
@@ -177,16 +173,7 @@ def test_a_persons_creation_and_first_entries_in_one_write_share_one_new_key(tmp
     personnummer = new_personnummer()
     try:
         app = SipPlans(env=storage.event_store_env, personal_data=keys)
-        plan = Plan(
-            subject={"system": PERSONNUMMER_SYSTEM, "value": personnummer},
-            starting_organization="SE2321000032-R1",
-            starting_organization_kind="region",
-            initiative="region-unit",
-            title="Plan",
-            description=None,
-            started_at=NOW,
-            started_by=BY,
-        )
+        plan = Plan(**plan_of(personnummer))
         plan.record_need(text=NEED, wishes=None, at=NOW, by=BY)
         app.save(plan)  # one transaction, the person's key not yet stored when both are sealed
         assert person_keys(engine, personnummer, keys) == 1
