@@ -19,13 +19,14 @@ from services.sip.domain import PRINCIPALS, Plan
 from services.sip.parts import EventActor
 
 
-def plan_disclosure_request(
-    plan: Plan, organization: str, source: str, purpose: str
+def disclosure_request(
+    subject: dict[str, str], organization: str, source: str, purpose: str
 ) -> ConsentCheckRequest:
-    """May `organization` see the plan's entries whose custodian is `source`?"""
+    """May `organization` see the entries about the person (`subject`: a plan's or a stay's)
+    whose custodian is `source`?"""
     return ConsentCheckRequest(
-        patient_system=plan.subject["system"],
-        patient_value=plan.subject["value"],
+        patient_system=subject["system"],
+        patient_value=subject["value"],
         actor=organization,
         source=source,
         category=CONSENT_CATEGORY_SIP_PLAN,
@@ -55,7 +56,7 @@ def activate_if_permitted(
     refused = []
     for source, recipient in principal_pairs(plan):
         decision = consent_gate.check(
-            plan_disclosure_request(plan, recipient, source, "sip-activation")
+            disclosure_request(plan.subject, recipient, source, "sip-activation")
         )
         if decision.permitted:
             consents += [c for c in decision.consents if c not in consents]

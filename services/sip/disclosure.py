@@ -13,7 +13,7 @@ from contracts.actor import Actor
 from services.common.disclosure import PERSON, Disclosure
 from services.common.domain import NotFound
 from services.common.fhir_api import FhirError, unavailable
-from services.sip.application import plan_disclosure_request
+from services.sip.application import disclosure_request
 from services.sip.consent_gate import ConsentGate, ConsentServiceUnavailable
 from services.sip.domain import PRINCIPALS, Plan
 from services.sip.redaction import COST_ALLOCATION, custodians_of_entries
@@ -48,7 +48,7 @@ class PlanDisclosure:
                 continue  # never disclosed: it does not take part
             try:
                 decision = self.consent_gate.check(
-                    plan_disclosure_request(plan, reader, custodian, "sip-disclosure")
+                    disclosure_request(plan.subject, reader, custodian, "sip-disclosure")
                 )
             except ConsentServiceUnavailable as error:
                 raise consent_service_down(error) from None

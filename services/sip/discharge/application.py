@@ -19,10 +19,9 @@ from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError
 
-from contracts.canonical import CONSENT_CATEGORY_SIP_PLAN
 from contracts.consent_decision import ConsentCheckRequest
 from services.common.domain import RuleViolation, ensure_expected_version, required_text
-from services.sip.application import SipPlans
+from services.sip.application import SipPlans, disclosure_request
 from services.sip.consent_gate import ConsentGate
 from services.sip.discharge.clock import ClockRules, Deadline, missed
 from services.sip.discharge.stay import CONSENT, MUNICIPAL_KINDS, SECRECY_JUDGEMENT, Stay
@@ -46,14 +45,7 @@ LEGAL_CLOCK: EventActor = {
 def stay_disclosure_request(stay: Stay, recipient: str, source: str) -> ConsentCheckRequest:
     """May `source` disclose the stay's steps to `recipient`? Asked when a step is recorded
     and again when one is read (a withdrawn consent hides what rested on it)."""
-    return ConsentCheckRequest(
-        patient_system=stay.subject["system"],
-        patient_value=stay.subject["value"],
-        actor=recipient,
-        source=source,
-        category=CONSENT_CATEGORY_SIP_PLAN,
-        purpose=DISCHARGE_PURPOSE,
-    )
+    return disclosure_request(stay.subject, recipient, source, DISCHARGE_PURPOSE)
 
 
 class DisclosureNotPermitted(RuleViolation):
