@@ -18,6 +18,7 @@ from eventsourcing.persistence import (
     StoredEvent,
     Transcoding,
 )
+from eventsourcing.sqlite import SQLiteConnectionPool
 from eventsourcing.utils import get_topic
 
 from contracts.personal_fields import PERSONAL_FIELDS
@@ -27,6 +28,7 @@ from services.common.domain import NotFound, ensure_expected_version
 from services.common.fhir_time import published
 from services.common.personal_data.keys import PersonalDataKeys
 from services.common.personal_data.mapper import PersonalDataMapper, SealingEventStore
+from services.common.wal_checkpoints import stop_checkpointing
 
 Result = TypeVar("Result")
 
@@ -111,6 +113,13 @@ class VersionedApplication(Application[UUID]):
 
     def construct_repository(self) -> Repository[UUID]:
         return OneCopyAtATime(super().construct_repository())
+
+    def close(self) -> None:
+        datastore = getattr(self.recorder, "datastore", None)
+        pool = getattr(datastore, "pool", None)
+        if isinstance(pool, SQLiteConnectionPool) and not pool.is_sqlite_memory_mode:
+            stop_checkpointing(pool.db_name)
+        super().close()
 
     def _notify(self, recordings: list[Any]) -> None:
         for listener in self.after_commit:

@@ -45,6 +45,7 @@ from psycopg.sql import SQL, Identifier
 from services.common.audit.group_commit import GroupCommit, Save
 from services.common.file_lock import held
 from services.common.personal_data.in_write import check_data_keys
+from services.common.wal_checkpoints import checkpointing, defer_checkpoints
 
 GENESIS = bytes(32)
 # Business identifiers claimed by a creation (services/common/business_identifiers.py), passed
@@ -115,6 +116,18 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.group_commit = GroupCommit(self._write_batch)
+        pool = self.datastore.pool
+        if not pool.is_sqlite_memory_mode:
+            # A commit syncs the log only; a background thread checkpoints, started with
+            # this process's first write (services/common/wal_checkpoints.py).
+            create_connection = pool._create_connection
+
+            def created() -> Any:
+                connection = create_connection()
+                defer_checkpoints(connection._sqlite_conn)
+                return connection
+
+            pool._create_connection = created  # type: ignore[method-assign]
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -126,6 +139,7 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         if pool.is_sqlite_memory_mode:
             self._write_batch_now(batch)
             return
+        checkpointing(pool.db_name)
         # Server processes on one file (`--workers`) take turns here, woken at once, rather
         # than in SQLite's lock, where a waiting writer sleeps (services/common/file_lock.py).
         with held(f"{pool.db_name}.write.lock"):
