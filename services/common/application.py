@@ -159,6 +159,8 @@ class VersionedApplication(Application[UUID]):
         unit = unit_of(self)
         if unit is not None and version is None and aggregate_id in unit.aggregates:
             found = unit.aggregates[aggregate_id]  # as the transaction's earlier entries left it
+        elif self.person_erased(aggregate_id):
+            found = None
         else:
             try:
                 found = self.repository.get(aggregate_id, version=version)
@@ -167,6 +169,13 @@ class VersionedApplication(Application[UUID]):
         if not isinstance(found, cls):
             raise NotFound(f"{resource_type}/{aggregate_id}")
         return found
+
+    def person_erased(self, aggregate_id: UUID) -> bool:
+        """Whether the record's person was erased (docs/decisions/0007): such a record is
+        answered as an unknown one, and never replayed (its fields read as `Erased`). Asked
+        of the key store, so a copy kept in memory from before the erasure is not served."""
+        mapper = self.mapper
+        return isinstance(mapper, PersonalDataMapper) and bool(mapper.person_erased(aggregate_id))
 
     def aggregate_for_change(self, aggregate_id: UUID, expected_version: int | None) -> Any:
         aggregate = self.aggregate(aggregate_id)
@@ -190,6 +199,8 @@ class VersionedApplication(Application[UUID]):
     def versions(self, aggregate_id: UUID) -> Iterator[Any]:
         """Each version in order, replayed once from the events."""
         aggregate = None
+        if self.person_erased(aggregate_id):
+            raise NotFound(f"{self.resource_type}/{aggregate_id}")
         for domain_event in self.events.get(aggregate_id):
             aggregate = domain_event.mutate(aggregate)
             yield deepcopy(aggregate)
