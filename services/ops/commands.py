@@ -29,6 +29,7 @@ from services.common.persistence import data_dir_from_env
 from services.common.personal_data.envelope import Erased
 from services.common.projection import FailedEvent, Projection, failed_events
 from services.consent.fhir_mapping import consent_to_fhir
+from services.ops.master_key import add_master_key_commands
 from services.ops.offline import (
     SERVICES,
     consistent_rows,
@@ -131,6 +132,7 @@ def add_commands(commands: Any) -> None:
 
     add_projection_commands(commands)
     add_retention_commands(commands, add_storage_arguments, explained)
+    add_master_key_commands(commands, add_storage_arguments, explained)
 
 
 def add_projection_commands(commands: Any) -> None:
