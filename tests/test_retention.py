@@ -16,6 +16,7 @@ from contracts.identifiers import PERSONNUMMER_SYSTEM, PersonIdentifier
 from services.cli import main as sip
 from services.common.personal_data.envelope import Erased
 from services.common.personal_data.erasure import erasure_id
+from services.common.personal_data.master_key import MasterKey
 from services.common.personal_data.retention import (
     DEFAULT_RULES,
     RetentionConfigProblem,
@@ -74,12 +75,23 @@ def scan(data_dir: Path, needles: set[str]):
 
 
 def where(backend):
-    return ["--data-dir", str(backend.data_dir)]
+    urls = backend.database_urls
+    if urls["sip"] is None:
+        return ["--data-dir", str(backend.data_dir)]
+    # The data folder too: the services' master key is in it (the key directory).
+    return [
+        *("--data-dir", str(backend.data_dir)),
+        *("--sip-database-url", urls["sip"], "--consent-database-url", urls["consent"]),
+    ]
+
+
+def opened(backend, service):
+    return open_service(service, backend.data_dir, backend.database_urls[service])
 
 
 def due_date_of(backend, personnummer):
     """The instant at which the person's newest key is due (the others' not yet)."""
-    with open_service("sip", backend.data_dir, None) as sip_service:
+    with opened(backend, "sip") as sip_service:
         index = sip_service.application.personal_data.person_index(
             PersonIdentifier(PERSONNUMMER_SYSTEM, personnummer)
         )
@@ -87,7 +99,7 @@ def due_date_of(backend, personnummer):
         dues = {d.key_id: d for d in retention.plan(sip_service, DEFAULT_RULES, far)}
     mine = [d for d in dues.values() if d.person_index == index]
     assert mine, "the person has a key in the SIP service"
-    with open_service("consent", backend.data_dir, None) as consent_service:
+    with opened(backend, "consent") as consent_service:
         consent_index = consent_service.application.personal_data.person_index(
             PersonIdentifier(PERSONNUMMER_SYSTEM, personnummer)
         )
@@ -120,7 +132,7 @@ def test_erasing_one_person_among_several_leaves_nothing_of_theirs_and_the_other
     assert not any(form in planned for form in forms(erased_number))
     assert "sip: 1 key(s) due" in planned and "consent: 1 key(s) due" in planned
     assert scan(backend.data_dir, {erased_phrase}) == []  # sealed, as before
-    with open_service("sip", backend.data_dir, None) as service:
+    with opened(backend, "sip") as service:
         assert service.application.aggregate(UUID(erased_plan))  # still there
 
     assert sip(["retention", "run", "--date", date, *where(backend)]) == 0
@@ -140,7 +152,7 @@ def test_erasing_one_person_among_several_leaves_nothing_of_theirs_and_the_other
     assert not [hit for hit in hits if erased_phrase in str(hit)]
 
     # The erasure events: nothing personal, one per key, under the rule.
-    with open_service("sip", backend.data_dir, None) as service:
+    with opened(backend, "sip") as service:
         keys = service.application.personal_data
         erased_rows = [row for row in keys.person_keys() if row.erased_at]
         assert len(erased_rows) == 1 and erased_rows[0].person_index is None
@@ -203,8 +215,7 @@ def test_erasing_one_person_among_several_leaves_nothing_of_theirs_and_the_other
         )
 
 
-def test_an_interrupted_run_is_finished_by_the_next(sqlite_backend, monkeypatch, capsys):
-    backend = sqlite_backend
+def test_an_interrupted_run_is_finished_by_the_next(backend, monkeypatch, capsys):
     with running_system(backend) as system:
         (_, number, _), _ = people(system, 2)
     date = due_date_of(backend, number)[0].isoformat(timespec="microseconds")
@@ -212,10 +223,17 @@ def test_an_interrupted_run_is_finished_by_the_next(sqlite_backend, monkeypatch,
     def interrupted(*_):
         raise KeyboardInterrupt
 
+    # With a master key that is not the services', nothing is done.
+    monkeypatch.setenv("SIP_MASTER_KEY", MasterKey.generate().as_text())
+    assert sip(["retention", "run", "--date", date, *where(backend)]) == 1
+    monkeypatch.delenv("SIP_MASTER_KEY")
+    with opened(backend, "sip") as service:
+        assert not [row for row in service.application.personal_data.person_keys() if row.erased_at]
+
     monkeypatch.setattr(retention, "_record", interrupted)
     with pytest.raises(KeyboardInterrupt):
         sip(["retention", "run", "--service", "sip", "--date", date, *where(backend)])
-    with open_service("sip", backend.data_dir, None) as service:
+    with opened(backend, "sip") as service:
         (row,) = [row for row in service.application.personal_data.person_keys() if row.erased_at]
         assert not retention._recorded(service, row)  # the key went, its event did not
     monkeypatch.undo()
@@ -223,22 +241,21 @@ def test_an_interrupted_run_is_finished_by_the_next(sqlite_backend, monkeypatch,
     assert sip(["retention", "run", "--service", "sip", "--date", date, *where(backend)]) == 0
     finished = capsys.readouterr().out
     assert f"erasure of key {row.key_id} recorded" in finished
-    with open_service("sip", backend.data_dir, None) as service:
+    with opened(backend, "sip") as service:
         assert retention._recorded(service, row)
     assert sip(["audit", "verify", *where(backend)]) == 0
     assert sip(["projections", "rebuild", "--check", *where(backend)]) == 0
 
 
-def test_an_entry_written_after_the_plan_keeps_the_key(sqlite_backend):
-    backend = sqlite_backend
+def test_an_entry_written_after_the_plan_keeps_the_key(backend):
     with running_system(backend) as system:
         ((plan_id, number, _),) = people(system, 1)
     on = due_date_of(backend, number)[0]
-    with open_service("sip", backend.data_dir, None) as service:
+    with opened(backend, "sip") as service:
         (due,) = retention.plan(service, DEFAULT_RULES, on)
     with running_system(backend) as system:  # a new entry after the plan was made
         assert run(system.sip, plan_id, "record-need", text="Ny anteckning").status_code < 300
-    with open_service("sip", backend.data_dir, None) as service:
+    with opened(backend, "sip") as service:
         keys = service.application.personal_data
         still_due = retention.no_entry_since(service, due)
         assert not keys.erase_key(due.key_id, rule="x", at=on, still_due=still_due)

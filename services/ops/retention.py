@@ -34,9 +34,11 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 from sqlalchemy import text
 
+from contracts.identifiers import PERSONNUMMER_SYSTEM, PersonIdentifier
 from services.common.fhir_time import InvalidDateTime, fhir_instant, now, parse_fhir_datetime
 from services.common.personal_data.erasure import Erasure, erasure_id
 from services.common.personal_data.mapper import SEALED
+from services.common.personal_data.master_key import MasterKeyProblem
 from services.common.personal_data.retention import (
     RetentionConfigProblem,
     RetentionRule,
@@ -163,6 +165,9 @@ def run(service: OpenService, rules: dict[str, RetentionRule], on: datetime) -> 
     keys = service.application.personal_data
     if keys is None:
         return []
+    # A master key that opens none of the keys would rebuild read models that skip every
+    # record: refused before anything is done.
+    keys.person_index(PersonIdentifier(PERSONNUMMER_SYSTEM, "191212121212"))
     lines = []
     for due in plan(service, rules, on):
         erased = keys.erase_key(
@@ -269,7 +274,11 @@ def run_run(arguments: argparse.Namespace) -> int:
     rules, on = settings
     for name, database_url in _chosen(arguments):
         with open_service(name, arguments.data_dir, database_url) as service:
-            lines = run(service, rules, on)
+            try:
+                lines = run(service, rules, on)
+            except MasterKeyProblem as problem:
+                print(f"{name}: nothing erased: {problem}", file=sys.stderr)
+                return 1
             for line in lines:
                 print(line)
             if not lines:
