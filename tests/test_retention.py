@@ -14,6 +14,7 @@ import pytest
 
 from contracts.identifiers import PERSONNUMMER_SYSTEM, PersonIdentifier
 from services.cli import main as sip
+from services.common.configuration_check import ConfigurationError
 from services.common.personal_data.envelope import Erased
 from services.common.personal_data.erasure import erasure_id
 from services.common.personal_data.master_key import MasterKey
@@ -22,6 +23,7 @@ from services.common.personal_data.retention import (
     RetentionConfigProblem,
     retention_rules,
 )
+from services.common.settings import ServiceSettings
 from services.ops import retention
 from services.ops.offline import open_service
 from tests.conftest import new_backend, running_system
@@ -287,3 +289,13 @@ def test_retention_rules_default_to_swedish_law_and_a_file_changes_them(tmp_path
     # Checked at start, and by the commands.
     monkeypatch.setenv("SIP_RETENTION_FILE", str(changed))
     assert sip(["retention", "plan", "--data-dir", str(tmp_path)]) == 2
+
+
+def test_a_service_refuses_to_start_with_a_retention_file_it_cannot_use(tmp_path):
+    wrong = tmp_path / "retention.toml"
+    wrong.write_text("[region]\nyears = 2\n")
+    settings = ServiceSettings(data_dir=tmp_path, retention_file=wrong)
+    with pytest.raises(ConfigurationError, match=r"SIP_RETENTION_FILE .*minimum of 10"):
+        settings.checked("sip")
+    wrong.write_text("[region]\nyears = 12\n")
+    assert settings.checked("consent") is settings
