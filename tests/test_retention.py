@@ -27,7 +27,7 @@ from services.common.settings import ServiceSettings
 from services.ops import retention
 from services.ops.offline import open_service
 from tests.conftest import new_backend, running_system
-from tests.fhir_data import active_plan, run
+from tests.fhir_data import active_plan, run, whole_feed
 
 ACCESS_TOPIC = "services.common.access_log:AccessRecord"
 
@@ -177,6 +177,26 @@ def test_erasing_one_person_among_several_leaves_nothing_of_theirs_and_the_other
     with running_system(backend) as system:
         assert system.sip.get(f"/fhir/CarePlan/{erased_plan}").status_code == 404
         assert system.sip.get(f"/fhir/CarePlan/{erased_plan}/_history").status_code == 404
+        moment = retention.now().isoformat(timespec="seconds")  # the plan existed then
+        at = system.sip.get(f"/fhir/CarePlan/{erased_plan}", params={"_at": moment})
+        assert at.status_code == 404
+        as_of = system.sip.get(f"/fhir/CarePlan/{erased_plan}/$as-of", params={"instant": moment})
+        assert as_of.status_code == 404
+        for plan_id, *_ in others:  # the same questions about the others are answered
+            assert system.sip.get(f"/fhir/CarePlan/{plan_id}", params={"_at": moment}).is_success
+            kept = system.sip.get(f"/fhir/CarePlan/{plan_id}/$as-of", params={"instant": moment})
+            assert kept.status_code == 200, (kept.text, moment)
+        written = run(system.sip, erased_plan, "record-need", text="Något nytt")
+        assert written.status_code == 404  # nothing more is written about them
+        # The feed, as an auditor and as a record system reads it: nothing of theirs but
+        # the access records (not sealed yet, below).
+        for role in ("auditor", "integration"):
+            events, _ = whole_feed(system.as_caller(role).sip)
+            plans = json.dumps([e for e in events if not e["type"].startswith(ACCESS_TOPIC)])
+            assert events and not any(form in plans for form in forms(erased_number)), role
+        history = system.sip.get("/fhir/CarePlan/_history")
+        assert history.status_code == 200 and erased_plan not in history.text
+        assert others[0][0] in history.text
         for who, number in (("erased", erased_number), *(("kept", o[1]) for o in others)):
             found = system.sip.get(
                 "/fhir/CarePlan",

@@ -55,12 +55,19 @@ class OneCopyAtATime(Repository[UUID]):
 
     STRIPES = 64
 
-    def __init__(self, built: Repository[UUID]) -> None:
+    def __init__(
+        self, built: Repository[UUID], erased: Callable[[UUID], bool] = lambda _: False
+    ) -> None:
         # Takes over the one the library built from the environment (cache size, fast-forward).
         self.__dict__.update(built.__dict__)
         self._stripes = [Lock() for _ in range(self.STRIPES)]
+        # A record whose person was erased is not found, by every reader (the API, the feed,
+        # the subscriptions, the read models), even from a copy kept from before.
+        self._erased = erased
 
     def get(self, aggregate_id: UUID, *, version: int | None = None, **options: Any) -> Any:
+        if self._erased(aggregate_id):
+            raise AggregateNotFoundError(aggregate_id)
         if version is not None or self.cache is None:
             return super().get(aggregate_id, version=version, **options)
         with self._stripes[hash(aggregate_id) % self.STRIPES]:
@@ -110,7 +117,7 @@ class VersionedApplication(Application[UUID]):
         return events[0] if events else None
 
     def construct_repository(self) -> Repository[UUID]:
-        return OneCopyAtATime(super().construct_repository())
+        return OneCopyAtATime(super().construct_repository(), erased=self.person_erased)
 
     def _notify(self, recordings: list[Any]) -> None:
         for listener in self.after_commit:
@@ -159,8 +166,6 @@ class VersionedApplication(Application[UUID]):
         unit = unit_of(self)
         if unit is not None and version is None and aggregate_id in unit.aggregates:
             found = unit.aggregates[aggregate_id]  # as the transaction's earlier entries left it
-        elif self.person_erased(aggregate_id):
-            found = None
         else:
             try:
                 found = self.repository.get(aggregate_id, version=version)
