@@ -16,6 +16,7 @@ from services.common.domain import RuleViolation, required_text
 from services.sip.consent_gate import ConsentGate
 from services.sip.discharge.stay import CONSENT, SECRECY_JUDGEMENT, Stay
 from services.sip.domain import PRINCIPALS, Plan
+from services.sip.messages.message import Message
 from services.sip.parts import EventActor
 
 
@@ -117,7 +118,7 @@ class SipPlans(VersionedApplication):
     name = "SipPlans"
     resource_type = "CarePlan"
     aggregate_class = Plan
-    other_aggregates = MappingProxyType({"Encounter": Stay})
+    other_aggregates = MappingProxyType({"Encounter": Stay, "Communication": Message})
 
     def start(self, claims: IdentifierClaims | None = None, **started: Any) -> Plan:
         """Starts a plan; with `claims`, raises IdentifierTaken (writing nothing) where the
