@@ -85,7 +85,9 @@ def send(client: Any, resource: dict[str, Any], headers: dict[str, str] | None =
 
 def mark_read(client: Any, message_id: str, headers: dict[str, str] | None = None) -> Any:
     return client.post(
-        f"/fhir/Communication/{message_id}/$mark-read", headers={**FHIR_JSON, **(headers or {})}
+        f"/fhir/Communication/{message_id}/$mark-read",
+        json={"resourceType": "Parameters"},
+        headers={**FHIR_JSON, **(headers or {})},
     )
 
 
