@@ -32,7 +32,9 @@ from tests.fhir_data import (
     MUNICIPALITY,
     OTHER_REGION,
     REGION,
+    care_plan,
     new_personnummer,
+    run,
     withdrawal,
 )
 from tests.test_personal_data_switched_on import stored_states
@@ -352,3 +354,21 @@ def test_the_capability_statement_lists_communication_and_mark_read(system):
     assert "mark-read" in operations
     definition = system.sip.get(operations["mark-read"])
     assert definition.status_code == 200 and definition.json()["code"] == "mark-read"
+
+
+def test_a_message_is_not_sent_while_the_consent_service_cannot_be_asked(
+    sip_without_consent_service,
+):
+    sip = sip_without_consent_service
+    plan = sip.post("/fhir/CarePlan", json=care_plan(new_personnummer()), headers=FHIR_JSON)
+    assert plan.status_code == 201, plan.text
+    invited = run(sip, plan.json()["id"], "invite-organization", organization=MUNICIPALITY,
+                  kind="municipality")  # fmt: skip
+    assert invited.status_code == 200, invited.text
+    down = send(sip, message(plan=plan.json()["id"], to=(MUNICIPALITY,)))
+    assert down.status_code == 503, down.text
+    assert found(sip, **{"based-on": f"CarePlan/{plan.json()['id']}"}) == []  # nothing written
+    # A recorded secrecy judgement needs no answer from the consent service.
+    judgement = [{"url": EXT_JUDGEMENT, "valueString": "OSL 25 kap. 12 §"}]
+    judged = message(plan=plan.json()["id"], to=(MUNICIPALITY,), extension=judgement)
+    assert send(sip, judged).status_code == 201

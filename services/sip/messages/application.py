@@ -94,22 +94,18 @@ def send(
             expression="Communication.sender",
         )  # fmt: skip
     told = {str(r["organization"]) for r in recipients}
+    content = {
+        "subject": record.subject, "about": posted.about, "text": posted.text,
+        "recipients": recipients, "concerned": concerned, "sent_at": at, "by": by,
+        "replies_to": replies_to, "correction": posted.correction,
+    }  # fmt: skip
     try:
-        # Checked before the consent service is asked: a refused message asks nothing.
-        Message.send(
-            subject=record.subject, about=posted.about, text=posted.text, recipients=recipients,
-            concerned=concerned, legal_basis={"basis": "unchecked"}, sent_at=at, by=by,
-            replies_to=replies_to, correction=posted.correction,
-        )  # fmt: skip
+        Message.checked(**content)  # before the consent service is asked
         basis = consent_or_judgement(
             consent_gate, record.subject, purpose_of(posted.about["type"]), by, told,
             posted.judgement,
         )  # fmt: skip
-        return Message.send(
-            subject=record.subject, about=posted.about, text=posted.text, recipients=recipients,
-            concerned=concerned, legal_basis=basis, sent_at=at, by=by, replies_to=replies_to,
-            correction=posted.correction, identifiers=identifiers,
-        )  # fmt: skip
+        return Message.send(legal_basis=basis, identifiers=identifiers, **content)
     except ConsentServiceUnavailable as error:
         raise consent_service_down(error) from None
     except InvalidCommand as refused:

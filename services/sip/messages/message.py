@@ -152,7 +152,7 @@ class Message(Aggregate):
         self.identifiers = identifiers
 
     @classmethod
-    def send(
+    def checked(
         cls,
         *,
         subject: dict[str, str],
@@ -160,14 +160,14 @@ class Message(Aggregate):
         text: str,
         recipients: list[dict[str, Any]],
         concerned: Concerned,
-        legal_basis: dict[str, Any],
         sent_at: datetime,
         by: EventActor,
         replies_to: Message | None = None,
         correction: bool = False,
-        identifiers: list[dict[str, str]] | None = None,
-    ) -> Message:
-        """A message from the actor's unit; checked whole before its one event is made."""
+    ) -> dict[str, Any]:
+        """The message's content checked whole, ready for `send` once its legal basis is
+        known: asked first, so that a message refused for what it says asks the consent
+        service nothing."""
         required_person_identifier(subject, "subject")
         about = _about(about)
         text = checked_text(text)
@@ -175,8 +175,6 @@ class Message(Aggregate):
         if organization not in concerned:
             raise RuleViolation("sender-takes-part", "the sender's organisation takes part in it")
         checked = checked_recipients(recipients, organization, concerned)
-        if not isinstance(legal_basis, Mapping) or not legal_basis.get("basis"):
-            raise InvalidCommand("legal_basis", "a message names the legal basis it is sent on")
         if correction and replies_to is None:
             raise InvalidCommand("inResponseTo", "a correction names the message it corrects")
         if replies_to is not None:
@@ -189,16 +187,32 @@ class Message(Aggregate):
                     "correction-by-sender",
                     "a message is corrected by its sender's organisation only",
                 )
+        return {
+            "subject": dict(subject),
+            "about": about,
+            "text": text,
+            "recipients": checked,
+            "replies_to": None if replies_to is None else str(replies_to.id),
+            "correction": bool(correction),
+            "sent_at": required_instant(sent_at, "sent"),
+            "by": by,
+        }
+
+    @classmethod
+    def send(
+        cls,
+        *,
+        legal_basis: dict[str, Any],
+        identifiers: list[dict[str, str]] | None = None,
+        **content: Any,
+    ) -> Message:
+        """A message from the actor's unit (`checked`'s arguments), on its legal basis;
+        checked whole before its one event is made."""
+        if not isinstance(legal_basis, Mapping) or not legal_basis.get("basis"):
+            raise InvalidCommand("legal_basis", "a message names the legal basis it is sent on")
         return cls(
-            subject=dict(subject),
-            about=about,
-            text=text,
-            recipients=checked,
-            replies_to=None if replies_to is None else str(replies_to.id),
-            correction=bool(correction),
+            **cls.checked(**content),
             legal_basis=dict(legal_basis),
-            sent_at=required_instant(sent_at, "sent"),
-            by=by,
             identifiers=list(identifiers or []),
         )
 
