@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -44,10 +45,17 @@ EXAMPLES: dict[str, str] = {
     "action": "R",
     "subtype": "read",
     "deadline-missed": "false",
+    "overdue": "false",
 }
 BY_TYPE = {"date": "le2030-12-31"}
 # Where a resource type's parameter takes other values than the name's example.
-EXAMPLES_OF_TYPE: dict[tuple[str, str], str] = {("Encounter", "status"): "in-progress"}
+EXAMPLES_OF_TYPE: dict[tuple[str, str], str] = {
+    ("Encounter", "status"): "in-progress",
+    ("Task", "status"): "requested",
+    ("Task", "owner"): f"Organization/{REGION}",
+    ("Task", "encounter"): f"Encounter/{uuid4()}",
+    ("Task", "focus"): f"Encounter/{uuid4()}",
+}
 
 
 class Target:
@@ -62,10 +70,13 @@ class Target:
         # A stay of the same person at the region's ward: the Encounter to read and find.
         hospital = {"subject": "ward-doctor", "role": "professional", "organization": REGION,
                     "unit": f"{REGION}-WARD"}  # fmt: skip
-        Stays(system.sip_app.state.plans, consent_gate=None).admit(
+        stays = Stays(system.sip_app.state.plans, consent_gate=None)
+        stay = stays.admit(
             subject={"system": PERSONNUMMER_SYSTEM, "value": self.personnummer},
             ward=f"{REGION}-WARD", admitted_at=datetime.now(UTC), by=hospital,
         )  # fmt: skip
+        # Care judged needed: the stay has a duty (a Task to read and find).
+        stays.judge_care_needed(stay.id, principals=["region"], at=datetime.now(UTC), by=hospital)
         self.auditor = system.as_caller("auditor")
         self.record_system = system.as_caller("integration", REGION)
 
@@ -95,6 +106,8 @@ class Target:
         name, kind = parameter["name"], parameter["type"]
         if name == "_id":
             return self.some_id(self.client(service, resource_type), resource_type)
+        if (resource_type, name) in EXAMPLES_OF_TYPE:
+            return EXAMPLES_OF_TYPE[(resource_type, name)]
         if kind == "reference" and name == "target":
             owner = "CarePlan" if service == "sip" else "Consent"
             return f"{owner}/{self.some_id(self.client(service, owner), owner)}"

@@ -133,6 +133,7 @@ def a_plans_whole_life(system) -> dict[str, str]:
         ("Subscription", {"status": "off"}),
         ("SubscriptionTopic", {"_count": "5"}),
         ("Encounter", {"patient": f"Patient/{personnummer}", "status": "finished"}),
+        ("Task", {"status": "completed", "_count": "5"}),
     )
     a_stays_whole_life(system, personnummer)  # every Encounter operation, by its clients
     for path, form in searches:

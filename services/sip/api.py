@@ -28,6 +28,7 @@ from services.sip.consent_feed import ConsentFeedFollower
 from services.sip.consent_gate import CachingConsentGate, ConsentGate, HttpConsentGate
 from services.sip.consent_health import ConsentReachability
 from services.sip.discharge import routes as stay_routes
+from services.sip.discharge import task_routes
 from services.sip.discharge.application import STAY_RESOURCE_TYPE, Stays, with_missed_deadlines
 from services.sip.discharge.disclosure import StayDisclosure, redact_stay
 from services.sip.discharge.fhir import stay_to_fhir
@@ -56,6 +57,11 @@ RESOURCES = [
     *(capability(v.resource_type, interactions=VERSIONS) for v in PLAN_VIEWS),
     capability(
         STAY_RESOURCE_TYPE, interactions=[*VERSIONS, "search-type"], search=stay_routes.SEARCH
+    ),
+    capability(
+        task_routes.TASK_RESOURCE_TYPE,
+        interactions=["read", "search-type"],
+        search=task_routes.SEARCH,
     ),
     *ACCESS_LOG_CAPABILITIES,
     *subscription_capabilities(
@@ -165,7 +171,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         STAY_RESOURCE_TYPE: AggregateResource(stay_access(plans, consent_gate), stay_to_fhir),
     }
     routers = (careplan.router, operations.router, views.router, subscription_routes.router)
-    for router in (*routers, stay_routes.router):
+    for router in (*routers, stay_routes.router, task_routes.router):
         app.include_router(router)
     add_audit_routes(
         app,
