@@ -32,6 +32,7 @@ from services.sip.discharge import task_routes
 from services.sip.discharge.application import STAY_RESOURCE_TYPE, Stays, with_missed_deadlines
 from services.sip.discharge.disclosure import StayDisclosure, redact_stay
 from services.sip.discharge.fhir import stay_to_fhir
+from services.sip.discharge.payment_report import payment_model_from_env
 from services.sip.discharge.stay import Stay
 from services.sip.disclosure import PlanDisclosure
 from services.sip.fhir_mapping import plan_to_fhir
@@ -161,6 +162,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         closers=[subscriptions.worker.stop, follower.stop, consent_gate.close, engine.dispose],
     )
     app.state.plans, app.state.index, app.state.settings = plans, index, settings
+    app.state.payment_model = payment_model_from_env()  # the county's figures: configuration
     app.state.subscriptions = subscriptions
     app.state.consent_feed, app.state.consent_gate_uncached = follower, asked_each_time
     consent_health = ConsentReachability(settings.consent_service_url, follower.reaching)
