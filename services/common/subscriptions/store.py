@@ -285,6 +285,11 @@ class SubscriptionStore:
             ).mappings()
             return [Happening(**row) for row in rows]
 
+    def any_live(self) -> bool:
+        """Whether any subscription is on: without one the worker has nothing to look at."""
+        with self.engine.connect() as connection:
+            return connection.execute(_ANY_LIVE).first() is not None
+
     def has_work(self, events_head: int, timed_head: int, at: float) -> bool:
         with self.engine.connect() as connection:
             return (
@@ -315,6 +320,10 @@ class SubscriptionStore:
             yield claim
             with self._writer.begin() as connection:
                 claim.write(connection)
+
+
+# Built once: the worker asks it at each tick (issue 15).
+_ANY_LIVE = select(subscriptions.c.id).where(subscriptions.c.status != "off").limit(1)
 
 
 def _due(events_head: int, timed_head: int, at: float) -> Any:

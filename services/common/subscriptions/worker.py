@@ -69,9 +69,13 @@ class DeliveryWorker:
         self._stopping = threading.Event()
         # Set after each commit of this process (VersionedApplication.after_commit): its own
         # writes are delivered at once, another replica's within the polling interval, and an
-        # idle service asks its database four times a second rather than a hundred.
+        # idle service asks its database four times a second rather than a hundred. Only
+        # while a subscription is on (as the last tick found): without one a commit is no
+        # one's concern, and each write would cost a tick of queries (issue 15); a new
+        # subscription is found within the interval.
         self._woken = threading.Event()
-        self.application.after_commit.append(self._woken.set)
+        self._subscribed = True  # until the first tick looks
+        self.application.after_commit.append(self._committed)
         self._thread = threading.Thread(target=self._run, name="subscriptions", daemon=True)
 
     def start(self) -> None:
@@ -82,6 +86,10 @@ class DeliveryWorker:
         self._woken.set()
         self._thread.join(timeout=10)
         self.sender.close()
+
+    def _committed(self) -> None:
+        if self._subscribed:
+            self._woken.set()
 
     def _run(self) -> None:
         while not self._stopping.is_set():
@@ -99,6 +107,9 @@ class DeliveryWorker:
         """One round of work; False when there was none."""
         at = time.time()
         self._check_timed(at)
+        self._subscribed = self.store.any_live()
+        if not self._subscribed:  # one query rather than the heads' three
+            return False
         events_head = self._relevant_head()
         timed_head = self.store.timed_head()
         if not self.store.has_work(events_head, timed_head, at):
