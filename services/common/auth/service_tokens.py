@@ -16,19 +16,31 @@ ServiceTokenSource = Callable[[], str]
 class DevServiceTokens:
     """Embedded default: the service mints its own system token with the development issuer."""
 
+    LIFETIME = 300.0
+
     def __init__(self, issuer: DevIssuer, *, subject: str, organization: str) -> None:
         self._issuer = issuer
         self._subject = subject
         self._organization = organization
+        self._token = ""
+        self._expires_at = 0.0
+        self._lock = threading.Lock()
 
     def __call__(self) -> str:
-        return self._issuer.mint(
-            subject=self._subject,
-            role="integration",
-            organization=self._organization,
-            scopes=("system/Consent.rs", "system/Event.rs"),
-            lifetime_seconds=300,
-        )
+        """Minted once and reused until 30 s before it expires, as ClientCredentialsTokens
+        does: minting signs, and the consent feed and checks ask several times a second
+        (issue 15)."""
+        with self._lock:
+            if time.monotonic() > self._expires_at - 30:
+                self._token = self._issuer.mint(
+                    subject=self._subject,
+                    role="integration",
+                    organization=self._organization,
+                    scopes=("system/Consent.rs", "system/Event.rs"),
+                    lifetime_seconds=int(self.LIFETIME),
+                )
+                self._expires_at = time.monotonic() + self.LIFETIME
+            return self._token
 
 
 class ClientCredentialsTokens:
