@@ -53,6 +53,9 @@ class SealingEventStore(EventStore[UUID]):
             except DataKeyChanged:
                 if attempt == self.ATTEMPTS - 1:
                     raise
+                forget = getattr(self.mapper, "forget_written_keys", None)
+                if forget is not None:  # sealed again under the keys the database holds
+                    forget()
         raise AssertionError("unreachable")
 
 
@@ -156,6 +159,9 @@ class PersonalDataMapper(Mapper[UUID]):
                 else json.loads(opened)
             )
         return payload
+
+    def forget_written_keys(self) -> None:
+        self._keys.forget_written()
 
     def person_erased(self, stream: UUID) -> Erased | None:
         """The erasure of the record's person (their key of the record's class), or None:
