@@ -20,7 +20,7 @@ consent_index = Table(
     metadata,
     Column("consent_id", String(36), primary_key=True),
     Column("patient_system", String(200), nullable=False),
-    Column("patient_value", String(40), nullable=False, index=True),
+    Column("patient_value", String(64), nullable=False, index=True),
     Column("kind", String(10), nullable=False),
     Column("status", String(20), nullable=False),
     Column("version", Integer, nullable=False),
@@ -47,7 +47,7 @@ class ConsentIndex(AggregateIndex):
     def row(self, consent: Consent, event: Any) -> dict[str, Any]:
         return {
             "patient_system": consent.patient["system"],
-            "patient_value": consent.patient["value"],
+            "patient_value": self.person_stored(consent.patient),
             "kind": consent.kind,
             "status": consent.status,
             "version": consent.version,
