@@ -10,14 +10,25 @@ number in each written form and for a phrase of the plan's free text."""
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import inspect, select, text
+from sqlalchemy import insert, inspect, select, text
 
 from contracts.identifiers import PERSONNUMMER_SYSTEM, PersonIdentifier
 from contracts.subscription_topics import PLAN_CHANGED
+from services.common.access_log_views import AccessLogIndex
 from services.common.persistence import read_model_engine, storage_for
-from tests.conftest import running_system
+from services.common.personal_data.keys import PersonalDataKeys
+from services.common.personal_data.master_key import MasterKey, MasterKeys
+from services.common.subscriptions.person_filter import (
+    filtered_person,
+    index_person_filters,
+    person_passes,
+)
+from services.common.subscriptions.store import SubscriptionStore, subscriptions
+from services.sip.application import SipPlans
+from tests.conftest import Backend, migrated, running_system
 from tests.fhir_data import MUNICIPALITY, REGION_NEED, active_plan, new_personnummer
 from tests.record_system import RecordSystem, subscribe, subscription
 
@@ -185,3 +196,121 @@ def test_an_erased_access_key_erases_the_access_log_rows_the_person_was_named_in
         assert after.status_code == 200
         assert personnummer not in after.text
         assert plan_id in after.text  # what was accessed is no personal data: it stays
+
+
+def _application(tmp_path):
+
+    backend = migrated(Backend("sqlite", tmp_path / "data", {"sip": None, "consent": None}))
+    storage = storage_for("sip", None, backend.data_dir)
+    engine = read_model_engine(storage)
+    keys = PersonalDataKeys(engine, MasterKeys(MasterKey.generate()))
+    return SipPlans(env=storage.event_store_env, personal_data=keys), keys, engine
+
+
+def _record(**content):
+
+    by = {"subject": "anna", "role": "coordinator", "organization": "SE2321000032-R1"}
+    return {
+        "interaction": "search-type",
+        "action": "R",
+        "outcome": "4",
+        "actor": by,
+        "patient": None,
+        "custodian": None,
+        "entity": None,
+        "consents": [],
+        "query": None,
+        "detail": None,
+        "recorded_at": datetime(2026, 12, 3, 12, tzinfo=UTC),
+        **content,
+    }
+
+
+def test_a_record_naming_nobody_is_sealed_under_the_person_its_query_names_or_not_at_all(
+    tmp_path,
+):
+    """A search that matched nobody: sealed under the `access` key of the person the number
+    names (made then); with no valid number in it, there is no one to seal it for."""
+
+    app, keys, engine = _application(tmp_path)
+    try:
+        named, typo = new_personnummer(), new_personnummer()
+        typo = typo[:-1] + str((int(typo[-1]) + 1) % 10)  # the check digit fails
+        dashed = f"{named[:8]}-{named[8:]}"
+        records = app.record_accesses(
+            [
+                _record(query=f"subject%3Aidentifier=x%7C{dashed}", detail="no match"),
+                _record(query="status=active", detail="no match"),
+                _record(query=f"subject={typo}", detail="no match"),
+            ]
+        )
+        stored = {
+            record.id: app.recorder.select_events(record.id, limit=1)[0].state for record in records
+        }
+        sealed_one, plain, mistyped = (stored[record.id] for record in records)
+        assert dashed.encode() not in sealed_one and b"_sealed_" in sealed_one
+        assert b"_sealed_" not in plain and b"_sealed_" not in mistyped
+        log = AccessLogIndex(app, engine)
+        rows = {row["record_id"]: row for row in log.search()}
+        assert rows[str(records[0].id)]["query"] == f"subject%3Aidentifier=x%7C{dashed}"
+        assert rows[str(records[0].id)]["detail"] == "no match"
+        # Erasing that person's access records erases this one too.
+        keys.erase(
+            PersonIdentifier(PERSONNUMMER_SYSTEM, named), rule="PDL", retention_class="access"
+        )
+        rows = {row["record_id"]: row for row in AccessLogIndex(app, engine).search()}
+        assert rows[str(records[0].id)]["query"] is None
+        assert rows[str(records[1].id)]["query"] == "status=active"
+    finally:
+        app.close()
+        engine.dispose()
+
+
+def test_person_filters_stored_in_clear_are_indexed_and_sealed_as_the_service_starts(tmp_path):
+
+    app, keys, engine = _application(tmp_path)
+    try:
+        personnummer = new_personnummer()
+        row = {
+            "id": "4e0c5a8e-8f5b-4a43-9d1e-2f4a3f1d6c11",
+            "owner": "SE2321000032-R1",
+            "owner_subject": "rs",
+            "topic": "plan-changed",
+            "source": "events",
+            "person_system": PERSONNUMMER_SYSTEM,
+            "person_value": personnummer,  # as sip_0006 and before stored it
+            "person_sealed": None,
+            "parts": None,
+            "endpoint": "http://127.0.0.1:1/hook",
+            "payload": "id-only",
+            "heartbeat_seconds": None,
+            "timeout_seconds": 5,
+            "reason": "follows",
+            "status": "active",
+            "cursor": 0,
+            "events_count": 0,
+            "delivered_through": 0,
+            "attempts": 0,
+            "failing_since": None,
+            "next_attempt_at": None,
+            "heartbeat_due_at": None,
+            "last_error": None,
+            "version": 1,
+            "last_updated": "2026-12-03T12:00:00Z",
+        }
+        with engine.begin() as connection:
+            connection.execute(insert(subscriptions).values(**row))
+        store = SubscriptionStore(engine)
+        assert index_person_filters(store, keys) == 1
+        assert index_person_filters(store, keys) == 0  # done once
+        with engine.connect() as connection:
+            stored = connection.execute(select(subscriptions)).one()._mapping
+        assert personnummer not in str(dict(stored))
+        converted = store.get(row["id"])
+        assert filtered_person(keys, converted) == personnummer
+        person = {"system": PERSONNUMMER_SYSTEM, "value": personnummer}
+        assert person_passes(keys, converted, person)
+        assert not person_passes(keys, converted, {**person, "value": new_personnummer()})
+    finally:
+        app.close()
+        engine.dispose()
