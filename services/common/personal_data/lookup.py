@@ -5,13 +5,11 @@ read model and its searches always agree."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Mapping
 from typing import Any
 
-from contracts.identifiers import PERSON_ID_SYSTEMS, InvalidIdentifier, PersonIdentifier
-from services.common.personal_data.blind_index import normalised
+from contracts.identifiers import PERSON_ID_SYSTEMS
+from services.common.personal_data.blind_index import stored_blind_index
 from services.common.personal_data.keys import PersonalDataKeys
 
 
@@ -23,15 +21,7 @@ def stored_person(keys: PersonalDataKeys | None, person: Mapping[str, Any] | Non
 
 
 def person_index(keys: PersonalDataKeys | None, system: str | None, value: str) -> str:
-    if keys is None:
-        return value
-    index_key = keys.index_key()
-    try:
-        plain = normalised(PersonIdentifier(str(system), value))
-    except InvalidIdentifier:
-        # Stored before identifiers were checked: its spelling as it is, still keyed.
-        plain = f"{system}|{value}".encode()
-    return hmac.new(index_key, plain, hashlib.sha256).hexdigest()
+    return value if keys is None else stored_blind_index(keys.index_key(), system, value)
 
 
 def searched_persons(keys: PersonalDataKeys | None, system: str | None, value: str) -> list[str]:
