@@ -389,3 +389,33 @@ def test_the_capability_statement_and_operation_definitions(system):
     for name in ("invite-to-meeting", "answer-meeting", "reschedule-meeting", "cancel-meeting"):
         served = operations[name].partition("/fhir")[2]
         assert ok(system.sip.get(f"/fhir{served}"))["code"] == name
+
+
+def test_an_invitation_is_disclosed_as_the_plans_entries_are(system):
+    """The meeting is the organiser's entry: an organisation taking part that the person's
+    consent does not cover (a school) neither sees nor answers it, while the municipality,
+    covered, does; the school's own answer would be its entry, and no one's consent shows the
+    region's meeting to it."""
+    school = "SE2120000357-S0001"
+    personnummer = new_personnummer()
+    created_or_ok(
+        system.consent.post("/fhir/Consent", json=consent(personnummer), headers=FHIR_JSON)
+    )
+    plan_id = created_or_ok(
+        system.sip.post("/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON)
+    )["id"]
+    prepare_for_activation(system.sip, plan_id)
+    ok(run(system.sip, plan_id, "invite-organization", organization=school, kind="other"))
+    meeting_id = ok(_invite(system, plan_id, organization=[MUNICIPALITY, school], participant=[]))[
+        "id"
+    ]
+    at_school = system.as_caller(organization=school).sip
+    assert at_school.get(f"/fhir/Appointment/{meeting_id}").status_code == 404
+    assert meeting_id not in str(_found(at_school, "Appointment"))
+    refused(_post_answer(at_school, _answer(meeting_id, "accepted")), 409)
+    municipality = system.as_caller(organization=MUNICIPALITY).sip
+    assert ok(municipality.get(f"/fhir/Appointment/{meeting_id}"))["id"] == meeting_id
+    statuses = [
+        p["status"] for p in ok(system.sip.get(f"/fhir/Appointment/{meeting_id}"))["participant"]
+    ]
+    assert statuses == ["accepted", "needs-action", "needs-action"]
