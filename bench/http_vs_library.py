@@ -19,6 +19,11 @@ every side alike.
 The goal (issue 15): HTTP at least 0.5x the library with 1 client, at least 1.0x with 4. The
 4-client HTTP figure is measured with one worker and with `--workers`; the verdict takes the
 better one and says which.
+
+A third side, the floor (`bench/floor_app.py`), serves the library's work from a bare FastAPI
+app in uvicorn, one worker: its ratio ("floor ratio") is the most the services could reach on
+this stack if everything they add to a request (token, disclosure, access log, chain, FHIR
+parsing and answers) cost nothing.
 """
 
 from __future__ import annotations
@@ -213,6 +218,42 @@ def library_side(env: dict[str, str], clients: int) -> Iterator[Command]:
         app.close()
 
 
+# --- The floor: FastAPI and uvicorn around the library's work ---------------------------
+
+
+@contextmanager
+def floor_side(env: dict[str, str], clients: int) -> Iterator[Command]:
+    """`bench/floor_app.py` in its own uvicorn process, driven as the services are."""
+    port = free_port()
+    command_line = [sys.executable, "-m", "uvicorn", "floor_app:create_app", "--factory",
+                    "--app-dir", str(Path(__file__).parent), "--host", "127.0.0.1",
+                    "--port", str(port), "--no-access-log", "--log-level", "warning"]  # fmt: skip
+    process = subprocess.Popen(command_line, env={**os.environ, **env})
+    sessions = [httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+                for _ in range(clients)]  # fmt: skip
+    plans: list[list[str]] = [[] for _ in range(clients)]
+
+    def command(client: int, number: int) -> None:
+        session, own = sessions[client], plans[client]
+        if number % 2 == 0 or not own:
+            created = session.post("/plans", json={"personnummer": new_personnummer()})
+            own.append(created.raise_for_status().json()["id"])
+        else:
+            session.post(
+                f"/plans/{own[number % len(own)]}/need", json={"text": f"Behov {number}"}
+            ).raise_for_status()
+
+    try:
+        if not wait_ready(f"http://127.0.0.1:{port}", process, probe="/docs"):
+            raise RuntimeError("the floor app did not start")
+        yield command
+    finally:
+        for session in sessions:
+            session.close()
+        process.terminate()
+        process.wait(timeout=20)
+
+
 # --- Storage and the run ------------------------------------------------------------------
 
 
@@ -258,6 +299,11 @@ def measure(
             sides = {("library", clients, 0): stack.enter_context(
                 library_side(library_env(folder, database), clients)
             )}  # fmt: skip
+            floor_database = databases.library_database() if backend == "postgres" else None
+            (folder / "floor").mkdir()
+            sides["floor", clients, 1] = stack.enter_context(
+                floor_side(library_env(folder / "floor", floor_database), clients)
+            )
             for count in sorted({1, workers} if clients == 4 else {1}):
                 urls = (
                     databases.service_urls()
@@ -281,8 +327,8 @@ def measure(
 
 def report(results: dict, backends: list[str], workers: int, seconds: float) -> None:
     print(f"commands/s over {seconds:.0f} s each, in turns (half plan creates, half $record-need)")
-    print(f"{'database':<10}{'clients':>8}{'library':>10}{'HTTP 1 worker':>15}"
-          f"{f'HTTP {workers} workers':>17}{'ratio':>8}")  # fmt: skip
+    print(f"{'database':<10}{'clients':>8}{'library':>10}{'floor':>8}{'HTTP 1 worker':>15}"
+          f"{f'HTTP {workers} workers':>17}{'floor ratio':>12}{'ratio':>8}")  # fmt: skip
     for backend in backends:
         found = results[backend]
         for clients in (1, 4):
@@ -290,8 +336,10 @@ def report(results: dict, backends: list[str], workers: int, seconds: float) -> 
             one = found["http", clients, 1]
             more = found.get(("http", clients, workers)) if workers > 1 and clients == 4 else None
             best = max(one, more or 0)
-            print(f"{backend:<10}{clients:>8}{library:>10.0f}{one:>15.0f}"
-                  f"{(f'{more:.0f}' if more else '-'):>17}{best / library:>7.2f}x")  # fmt: skip
+            floor = found["floor", clients, 1]
+            print(f"{backend:<10}{clients:>8}{library:>10.0f}{floor:>8.0f}{one:>15.0f}"
+                  f"{(f'{more:.0f}' if more else '-'):>17}{floor / library:>11.2f}x"
+                  f"{best / library:>7.2f}x")  # fmt: skip
     for backend in backends:
         found = results[backend]
         one = found["http", 1, 1] / found["library", 1, 0]
