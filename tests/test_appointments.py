@@ -419,3 +419,15 @@ def test_an_invitation_is_disclosed_as_the_plans_entries_are(system):
         p["status"] for p in ok(system.sip.get(f"/fhir/Appointment/{meeting_id}"))["participant"]
     ]
     assert statuses == ["accepted", "needs-action", "needs-action"]
+
+
+def test_a_relative_waiting_for_the_persons_approval_is_not_invited_yet(system):
+    plan_id, personnummer = _plan(system)
+    ok(system.sip.post(f"/fhir/CarePlan/{plan_id}/$activate"))
+    ok(run(system.sip, plan_id, "add-participant", kind="relative", name="Pappa",
+           personAgrees=True))  # fmt: skip
+    refused(_invite(system, plan_id, participant=["participant-3"]), 409, "participant")
+    person = _patient(system, personnummer)
+    ok(run(person, plan_id, "approve-changes", approvedBy="person"))
+    invited = ok(_invite(system, plan_id, participant=["participant-3"]))
+    assert invited["participant"][-1]["actor"]["display"] == "Pappa"

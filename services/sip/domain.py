@@ -765,8 +765,12 @@ class Plan(Aggregate):
         return meeting_id
 
     def in_the_plan(self, participant: str) -> bool:
-        """An organisation taking part (its HSA-id) or a participant of the plan (its id)."""
-        return self.takes_part(participant) or participant in self.participants
+        """An organisation taking part (its HSA-id) or a participant of the plan (its id); one
+        added to an active plan and waiting for the person's approval is not yet, as an
+        organisation proposed is not."""
+        if participant in self.participants:
+            return not self.proposed_new(participant)
+        return self.takes_part(participant)
 
     @staticmethod
     def _ensure_meeting_time(start: object, end: object) -> None:
