@@ -416,6 +416,8 @@ def _resource_words(row: dict[str, Any]) -> str:
         return "an answer to an invitation to your SIP meeting"
     if entity.startswith("Appointment"):
         return "your SIP meeting"
+    if entity.startswith("Communication"):
+        return "a message about you"
     return "your information"
 
 

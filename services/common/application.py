@@ -55,12 +55,19 @@ class OneCopyAtATime(Repository[UUID]):
 
     STRIPES = 64
 
-    def __init__(self, built: Repository[UUID]) -> None:
+    def __init__(
+        self, built: Repository[UUID], erased: Callable[[UUID], bool] = lambda _: False
+    ) -> None:
         # Takes over the one the library built from the environment (cache size, fast-forward).
         self.__dict__.update(built.__dict__)
         self._stripes = [Lock() for _ in range(self.STRIPES)]
+        # A record whose person was erased is not found, by every reader (the API, the feed,
+        # the subscriptions, the read models), even from a copy kept from before.
+        self._erased = erased
 
     def get(self, aggregate_id: UUID, *, version: int | None = None, **options: Any) -> Any:
+        if self._erased(aggregate_id):
+            raise AggregateNotFoundError(aggregate_id)
         if version is not None or self.cache is None:
             return super().get(aggregate_id, version=version, **options)
         with self._stripes[hash(aggregate_id) % self.STRIPES]:
@@ -110,7 +117,7 @@ class VersionedApplication(Application[UUID]):
         return events[0] if events else None
 
     def construct_repository(self) -> Repository[UUID]:
-        return OneCopyAtATime(super().construct_repository())
+        return OneCopyAtATime(super().construct_repository(), erased=self.person_erased)
 
     def _notify(self, recordings: list[Any]) -> None:
         for listener in self.after_commit:
@@ -168,6 +175,13 @@ class VersionedApplication(Application[UUID]):
             raise NotFound(f"{resource_type}/{aggregate_id}")
         return found
 
+    def person_erased(self, aggregate_id: UUID) -> bool:
+        """Whether the record's person was erased (docs/decisions/0007): such a record is
+        answered as an unknown one, and never replayed (its fields read as `Erased`). Asked
+        of the key store, so a copy kept in memory from before the erasure is not served."""
+        mapper = self.mapper
+        return isinstance(mapper, PersonalDataMapper) and bool(mapper.person_erased(aggregate_id))
+
     def aggregate_for_change(self, aggregate_id: UUID, expected_version: int | None) -> Any:
         aggregate = self.aggregate(aggregate_id)
         ensure_expected_version(aggregate.version, expected_version)
@@ -190,6 +204,8 @@ class VersionedApplication(Application[UUID]):
     def versions(self, aggregate_id: UUID) -> Iterator[Any]:
         """Each version in order, replayed once from the events."""
         aggregate = None
+        if self.person_erased(aggregate_id):
+            raise NotFound(f"{self.resource_type}/{aggregate_id}")
         for domain_event in self.events.get(aggregate_id):
             aggregate = domain_event.mutate(aggregate)
             yield deepcopy(aggregate)

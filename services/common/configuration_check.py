@@ -19,6 +19,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from services.common.personal_data.master_key import MasterKey, MasterKeyProblem
+from services.common.personal_data.retention import RetentionConfigProblem, retention_rules
 
 if TYPE_CHECKING:
     from services.common.settings import ServiceSettings
@@ -99,6 +100,10 @@ def configuration_problems(settings: ServiceSettings, service: str) -> list[str]
                     MasterKey.from_text(text)
         except MasterKeyProblem as problem:
             problems.append(f"SIP_MASTER_KEY or SIP_MASTER_KEY_PREVIOUS is unusable: {problem}")
+    try:
+        retention_rules(settings.retention_file)
+    except RetentionConfigProblem as problem:
+        problems.append(str(problem))
     if settings.database_url and not settings.keys_dir.is_absolute():
         problems.append(
             f"the key directory {settings.keys_dir} is relative, so each replica would make its "

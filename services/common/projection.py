@@ -15,6 +15,7 @@ report what is recorded there.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import traceback
@@ -350,7 +351,7 @@ class Projection(ABC):
 
 @dataclass
 class _StagedRow:
-    aggregate: Any
+    aggregate: Any  # None: its person was erased
     event: Any  # the newest event applied to it
     created: bool  # whether its row is still to be inserted
 
@@ -390,15 +391,25 @@ class AggregateIndex(Projection):
         return id_column
 
     def apply(self, connection: Connection, event: Any) -> None:
-        aggregate = self._advanced(event)
         staged = self._staged.get(event.originator_id)
         created = staged.created if staged else event.originator_version == 1
+        erased = getattr(self.application, "person_erased", None)
+        if erased is not None and erased(event.originator_id):
+            # The person was erased: the record is never replayed, and its rows go.
+            with contextlib.suppress(KeyError):
+                self._latest.get(event.originator_id, evict=True)
+            self._staged[event.originator_id] = _StagedRow(None, event, created)
+            return
+        aggregate = self._advanced(event)
         self._staged[event.originator_id] = _StagedRow(aggregate, event, created)
 
     def write_staged(self, connection: Connection) -> None:
         staged, self._staged = self._staged, {}
-        for one in staged.values():
-            aggregate_id = str(one.aggregate.id)
+        for aggregate_id_, one in staged.items():
+            aggregate_id = str(aggregate_id_)
+            if one.aggregate is None:
+                self.forget(connection, aggregate_id)
+                continue
             row = self.row(one.aggregate, one.event)
             if one.created:
                 connection.execute(
@@ -412,6 +423,14 @@ class AggregateIndex(Projection):
 
     def discard_staged(self) -> None:
         self._staged = {}
+
+    def forget(self, connection: Connection, aggregate_id: str) -> None:
+        """Drops every row of a record whose person was erased (docs/decisions/0007): the
+        read models answer for them as for an unknown person."""
+        id_name = self._id_column.name
+        for table in self.metadata.sorted_tables:
+            if id_name in table.c:
+                connection.execute(table.delete().where(table.c[id_name] == aggregate_id))
 
     def _advanced(self, event: Any) -> Any:
         """The aggregate as `event` left it, from the one the event before left, kept from

@@ -668,7 +668,11 @@ class TypeHistory:
         """(the aggregate, as the caller sees it), or None where the rule discloses nothing
         of it: decided on its current version, as every read decides, once a request."""
         if aggregate_id not in self._found:
-            aggregate = self.access.aggregate(aggregate_id)
+            try:
+                aggregate = self.access.aggregate(aggregate_id)
+            except NotFound:  # its person was erased: answered as an unknown one
+                self._found[aggregate_id] = None
+                return None
             found = self.access.disclosed_matches(self.actor, [aggregate], None)
             self._found[aggregate_id] = next(iter(found), None)
         return self._found[aggregate_id]

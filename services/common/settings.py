@@ -30,6 +30,7 @@ from services.common.personal_data.master_key import (
     MasterKeys,
     load_or_create_master_key,
 )
+from services.common.personal_data.retention import retention_file_from_env
 from services.common.subscriptions.endpoints import parse_allowances
 
 # The subject of the SIP service's own development tokens.
@@ -87,6 +88,9 @@ class ServiceSettings:
     master_key: str | None = field(default=None, repr=False)
     master_key_file: Path | None = None
     master_key_previous: tuple[str, ...] = field(default=(), repr=False)
+    # The retention rules' file (SIP_RETENTION_FILE, personal_data/retention.py), checked at
+    # start; None: the Swedish defaults.
+    retention_file: Path | None = None
 
     @property
     def whole_log_reader_subjects(self) -> frozenset[str]:
@@ -133,6 +137,7 @@ class ServiceSettings:
             if os.environ.get("SIP_MASTER_KEY_FILE")
             else None,
             master_key_previous=tuple(os.environ.get("SIP_MASTER_KEY_PREVIOUS", "").split()),
+            retention_file=retention_file_from_env(),
             **_consent_settings_from_env(),
         )
 

@@ -21,18 +21,22 @@ from services.common.audit.checkpoints import (
     checkpoint_public_keys,
     read_signed_checkpoint,
 )
+from services.common.domain import NotFound
 from services.common.fhir_time import InvalidDateTime, fhir_instant, now, parse_fhir_datetime
 from services.common.key_files import key_dir_from_env
 from services.common.migrations.runner import migrate_service
 from services.common.persistence import data_dir_from_env
+from services.common.personal_data.envelope import Erased
 from services.common.projection import FailedEvent, Projection, failed_events
 from services.consent.fhir_mapping import consent_to_fhir
+from services.ops.master_key import add_master_key_commands
 from services.ops.offline import (
     SERVICES,
     consistent_rows,
     open_service,
     table_rows,
 )
+from services.ops.retention import add_retention_commands
 from services.ops.verify import (
     NotWholeLog,
     chain_view_links,
@@ -127,6 +131,8 @@ def add_commands(commands: Any) -> None:
     export.set_defaults(run=run_export)
 
     add_projection_commands(commands)
+    add_retention_commands(commands, add_storage_arguments, explained)
+    add_master_key_commands(commands, add_storage_arguments, explained)
 
 
 def add_projection_commands(commands: Any) -> None:
@@ -289,6 +295,8 @@ def story_line(event: Any) -> str:
 
 
 def _plain(value: Any) -> str:
+    if isinstance(value, Erased):
+        return f"erased on {value.erased_at} under {value.rule!r}"
     if isinstance(value, dict) and "value" in value:
         return str(value["value"])
     if isinstance(value, dict):
@@ -317,8 +325,7 @@ def run_export(arguments: argparse.Namespace) -> int:
             application = service.application
             ids = [
                 aggregate_id for aggregate_id in application.aggregate_ids()
-                if application.aggregate(aggregate_id).person_identifier["value"]
-                == arguments.patient
+                if _person_value(application, aggregate_id) == arguments.patient
             ]  # fmt: skip
             to_fhir = plan_to_fhir if name == "sip" else consent_to_fhir
             log = AccessLogIndex(application, service.engine)
@@ -340,6 +347,14 @@ def run_export(arguments: argparse.Namespace) -> int:
     )
     print(f"wrote {arguments.out} ({counts})")
     return 0
+
+
+def _person_value(application: Any, aggregate_id: UUID) -> str | None:
+    """The number of the record's person, opened with their key; None once erased."""
+    try:
+        return application.aggregate(aggregate_id).person_identifier["value"]
+    except NotFound:
+        return None
 
 
 def run_rebuild(arguments: argparse.Namespace) -> int:

@@ -24,12 +24,17 @@ from pydantic import TypeAdapter
 
 from contracts.canonical import CANONICAL_BASE
 from services.common.access_log import AccessRecord
+from services.common.personal_data.erasure import Erasure
 from services.consent.domain import Consent
 from services.sip.discharge.stay import Stay
 from services.sip.domain import Plan
+from services.sip.messages.message import Message
 
 SCHEMA_FOLDER = Path(__file__).resolve().parents[2] / "contracts" / "event_schemas"
-AGGREGATES = {"sip": [Plan, Stay, AccessRecord], "consent": [Consent, AccessRecord]}
+AGGREGATES = {
+    "sip": [Plan, Stay, Message, AccessRecord, Erasure],
+    "consent": [Consent, AccessRecord, Erasure],
+}
 ENVELOPE = {"originator_id", "originator_version", "originator_id_type"}
 # The library's base event classes of every aggregate; ours store only their subclasses.
 UNSTORED_BASES = {"Event", "Created"}

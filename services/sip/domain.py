@@ -720,7 +720,7 @@ class Plan(Aggregate):
         if approved_changes:
             self._approve(approved_by="meeting", meeting_id=meeting_id, at=at, by=by)
 
-    # Meeting invitations (services/sip/meetings, docs/decisions/0012): the organiser invites
+    # Meeting invitations (services/sip/meetings, docs/decisions/0013): the organiser invites
     # participants of the plan, each answers, the organiser reschedules or cancels.
 
     def invite_to_meeting(self, *, meeting: dict[str, Any], at: datetime, by: EventActor) -> str:

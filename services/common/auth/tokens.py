@@ -212,13 +212,24 @@ class DevIssuer:
 def default_scopes(role: str) -> tuple[str, ...]:
     """What a development token of each role may do (SMART v2)."""
     return {
-        "coordinator": ("user/CarePlan.cruds", "user/Consent.crus", "user/*.rs"),
+        "coordinator": (
+            "user/CarePlan.cruds",
+            "user/Consent.crus",
+            "user/Communication.cru",
+            "user/*.rs",
+        ),
         # A professional records consent and overrides a block in the care of the person.
-        "professional": ("user/CarePlan.rus", "user/Consent.crus", "user/*.rs"),
+        "professional": (
+            "user/CarePlan.rus",
+            "user/Consent.crus",
+            "user/Communication.cru",
+            "user/*.rs",
+        ),
         "integration": (
             "system/CarePlan.cruds",
             "system/Consent.cruds",
             "system/Subscription.cruds",
+            "system/Communication.cru",
             "system/*.rs",
         ),
         # The whole log is granted by configuration, never by a default scope.

@@ -208,6 +208,61 @@ class PersonalDataKeys:
                 self._kept.pop(key_id, None)
         return erased
 
+    def person_keys(self) -> list[Any]:
+        """Every person's key row, live and erased (the retention run's inventory): key id,
+        retention class, blind index (None once erased), created, erased and rule."""
+        table = personal_data_keys
+        with self._engine.connect() as connection:
+            return list(
+                connection.execute(
+                    select(
+                        table.c.key_id,
+                        table.c.retention_class,
+                        table.c.person_index,
+                        table.c.created_at,
+                        table.c.erased_at,
+                        table.c.erased_rule,
+                    )
+                    .where(table.c.purpose == PERSON)
+                    .order_by(table.c.created_at, table.c.key_id)
+                )
+            )
+
+    def erase_key(
+        self,
+        key_id: str,
+        *,
+        rule: str,
+        at: datetime,
+        still_due: Callable[[Any], bool] = lambda connection: True,
+    ) -> bool:
+        """Erases one live key if `still_due(connection)`, asked inside the erasing
+        transaction after the key's row is locked (PostgreSQL: FOR UPDATE, which waits for
+        the writes holding it FOR SHARE; SQLite: the immediate transaction keeps writers
+        out). True if it erased the key; False if it was erased already or no longer due."""
+        table = personal_data_keys
+        live = (table.c.key_id == key_id) & table.c.wrapped_key.is_not(None)
+        with self._writing() as connection:
+            query = select(table.c.key_id).where(live)
+            if connection.dialect.name == "postgresql":
+                query = query.with_for_update()
+            if connection.execute(query).first() is None or not still_due(connection):
+                return False
+            connection.execute(
+                table.update()
+                .where(live)
+                .values(
+                    wrapped_key=None,
+                    master_key_id=None,
+                    person_index=None,
+                    erased_at=at.isoformat(),
+                    erased_rule=rule,
+                )
+            )
+        with self._lock:
+            self._kept.pop(key_id, None)
+        return True
+
     def rotate_master_key(self, new: MasterKey) -> int:
         """Re-wraps every live key (the index key too) with `new`, all or none; the number
         re-wrapped. Rows already wrapped by `new` are left, so a second run (after every

@@ -71,6 +71,8 @@ class PersonalDataMapper(Mapper[UUID]):
         self._declared = declared
         self._first_event = first_event  # the stream's creation event, as stored
         self._people: OrderedDict[UUID, PersonIdentifier] = OrderedDict()
+        # The key each record's person is sealed under, by stream: its erasure is the record's.
+        self._person_keys: OrderedDict[UUID, str | None] = OrderedDict()
         self._lock = Lock()
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
@@ -94,6 +96,8 @@ class PersonalDataMapper(Mapper[UUID]):
                 # Sealed as the transcoder writes it, so dates and UUIDs open as themselves.
                 plain = self.transcoder.encode(state[name])
                 state[name] = {SEALED: seal_bytes(key, plain, prefix + name.encode())}
+        if declared.person is not None and key is not None:
+            self._remember_key(UUID(str(stream)), key.key_id)
         sealed = object.__new__(type(domain_event))
         object.__setattr__(sealed, "__dict__", state)
         stored = super().to_stored_event(sealed)
@@ -118,6 +122,8 @@ class PersonalDataMapper(Mapper[UUID]):
         for name in declared.fields:
             value = state.get(name)
             if isinstance(value, dict) and SEALED in value:
+                if name == declared.person:
+                    self._remember_key(UUID(str(stream)), value[SEALED].get("k"))
                 state[name] = self._open(value[SEALED], prefix + name.encode())
         if declared.person is not None and isinstance(state.get(declared.person), dict):
             self._remember(UUID(str(stream)), PersonIdentifier(**state[declared.person]))
@@ -150,6 +156,34 @@ class PersonalDataMapper(Mapper[UUID]):
                 else json.loads(opened)
             )
         return payload
+
+    def person_erased(self, stream: UUID) -> Erased | None:
+        """The erasure of the record's person (their key of the record's class), or None:
+        alive, or stored in clear. Asked of the key store, whose kept copies expire, so a
+        record erased by another process stops being served within `cache_seconds`."""
+        with self._lock:
+            known = stream in self._person_keys
+            key_id = self._person_keys.get(stream)
+        if not known:
+            first = self._first_event(stream)
+            declared = self._declared.get(first.topic) if first is not None else None
+            key_id = None
+            if first is not None and declared is not None and declared.person is not None:
+                value = json.loads(first.state).get(declared.person)
+                if isinstance(value, dict) and SEALED in value:
+                    key_id = value[SEALED].get("k")
+            self._remember_key(stream, key_id)
+        if key_id is None:
+            return None
+        found = self._keys.key_of(key_id)
+        return found if isinstance(found, Erased) else None
+
+    def _remember_key(self, stream: UUID, key_id: str | None) -> None:
+        with self._lock:
+            self._person_keys[stream] = key_id
+            self._person_keys.move_to_end(stream)
+            while len(self._person_keys) > self.PEOPLE_KEPT:
+                self._person_keys.popitem(last=False)
 
     def _open(self, sealed: dict[str, str], context: bytes) -> Any:
         opened = self._keys.open_bytes(sealed, context)

@@ -9,6 +9,7 @@ from services.common.subscriptions.routes import SUBSCRIPTION_OPERATIONS
 from services.sip.consent_operations import ACTIVATE, AS_OF
 from services.sip.discharge.operations import OPERATIONS as STAY_OPERATIONS
 from services.sip.meetings.operations import OPERATIONS as MEETING_OPERATIONS
+from services.sip.messages.operations import OPERATIONS as MESSAGE_OPERATIONS
 from services.sip.operations import OPERATIONS
 
 SIP_OPERATIONS: list[Operation[Any]] = [
@@ -17,6 +18,7 @@ SIP_OPERATIONS: list[Operation[Any]] = [
     *OPERATIONS,
     *MEETING_OPERATIONS,
     *STAY_OPERATIONS,
+    *MESSAGE_OPERATIONS,
 ]
 DEFINED_OPERATIONS = [*SIP_OPERATIONS, *ACCESS_LOG_OPERATIONS, *SUBSCRIPTION_OPERATIONS]
 

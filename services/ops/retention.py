@@ -1,0 +1,286 @@
+"""`sip retention plan|run`: erasing what the retention rules say is due (issue 16,
+docs/decisions/0007).
+
+Each person has a data key per retention class; their data of that class is due for erasure
+when the class's period (personal_data/retention.py), counted from the last entry about them
+under that key, has passed. The last entry is the newest event of any record (plan, stay,
+consent) with a field sealed under the key, found from the stored events without opening
+them (a sealed field names its key in clear). `plan` lists what is due on a date and changes
+nothing. `run` erases it:
+
+1. each due key is deleted in a transaction of its own that first locks the key's row and
+   checks no entry was written since the plan was made (a newer one makes it not due yet);
+2. the read models of the service are rebuilt, so no row of an erased record is left;
+3. an erasure event (the key's id, class, rule and date: nothing personal) is recorded for
+   every erased key that has none yet, under an id derived from the key's.
+
+Each step is safe to repeat, and a run that is interrupted is finished by the next: an
+erased key is never due again, and the steps after it are taken while any erased key still
+lacks its event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+from sqlalchemy import text
+
+from contracts.identifiers import PERSONNUMMER_SYSTEM, PersonIdentifier
+from services.common.fhir_time import InvalidDateTime, fhir_instant, now, parse_fhir_datetime
+from services.common.personal_data.erasure import Erasure, erasure_id
+from services.common.personal_data.mapper import SEALED
+from services.common.personal_data.master_key import MasterKeyProblem
+from services.common.personal_data.retention import (
+    RetentionConfigProblem,
+    RetentionRule,
+    retention_file_from_env,
+    retention_rules,
+)
+from services.ops.offline import OpenService, open_service
+
+PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Due:
+    """A person's key of one class whose period has passed on the planned date."""
+
+    key_id: str
+    retention_class: str
+    person_index: str  # the blind index: names the person without their number
+    last_entry: datetime
+    rule: RetentionRule
+    due: datetime
+    records: frozenset[UUID]  # the records with entries under the key
+    head: int  # the log position the plan was made at
+
+    def line(self, service: str) -> str:
+        return (
+            f"{service}: {self.retention_class} key {self.key_id} (person {self.person_index[:16]}"
+            f"…): last entry {fhir_instant(self.last_entry)}, due {fhir_instant(self.due)} "
+            f"under {self.rule.rule!r}"
+        )
+
+
+def sealed_key_ids(state: dict[str, Any]) -> Iterator[str]:
+    for value in state.values():
+        if isinstance(value, dict) and isinstance(value.get(SEALED), dict):
+            key_id = value[SEALED].get("k")
+            if isinstance(key_id, str):
+                yield key_id
+
+
+def entries_by_key(service: OpenService) -> tuple[int, dict[str, tuple[datetime, set[UUID]]]]:
+    """The log head, and for each data key the newest entry of any record with a field sealed
+    under it, and those records. Read from the stored events, nothing opened."""
+    application = service.application
+    recorder: Any = application.recorder
+    transcoder = application.mapper.transcoder
+    head = recorder.max_notification_id() or 0
+    keys_of: dict[UUID, set[str]] = {}
+    newest: dict[UUID, datetime] = {}
+    position = 0
+    while position < head:
+        notifications = recorder.select_notifications(
+            start=position, limit=PAGE, stop=head, inclusive_of_start=False
+        )
+        if not notifications:
+            break
+        for notification in notifications:
+            stream = UUID(str(notification.originator_id))
+            state = transcoder.decode(notification.state)
+            found = set(sealed_key_ids(state)) if isinstance(state, dict) else set()
+            if found:
+                keys_of.setdefault(stream, set()).update(found)
+            timestamp = state.get("timestamp") if isinstance(state, dict) else None
+            if isinstance(timestamp, datetime):
+                newest[stream] = max(newest.get(stream, timestamp), timestamp)
+        position = notifications[-1].id
+    by_key: dict[str, tuple[datetime, set[UUID]]] = {}
+    for stream, key_ids in keys_of.items():
+        for key_id in key_ids:
+            last, records = by_key.get(key_id, (newest[stream], set()))
+            by_key[key_id] = (max(last, newest[stream]), records | {stream})
+    return head, by_key
+
+
+def plan(service: OpenService, rules: dict[str, RetentionRule], on: datetime) -> list[Due]:
+    """The live keys due for erasure on `on`; changes nothing."""
+    keys = service.application.personal_data
+    if keys is None:
+        return []
+    head, by_key = entries_by_key(service)
+    due = []
+    for row in keys.person_keys():
+        if row.erased_at is not None or row.retention_class not in rules:
+            continue
+        last, records = by_key.get(row.key_id, (_instant(row.created_at), set()))
+        rule = rules[row.retention_class]
+        if rule.due(last) <= on:
+            due.append(
+                Due(
+                    row.key_id,
+                    row.retention_class,
+                    row.person_index,
+                    last,
+                    rule,
+                    rule.due(last),
+                    frozenset(records),
+                    head,
+                )
+            )
+    return due
+
+
+def no_entry_since(service: OpenService, due: Due) -> Any:
+    """Asked inside the erasing transaction: no event after the plan's log position belongs
+    to one of the key's records or seals a field under the key."""
+    recorder: Any = service.application.recorder
+    position = "rowid" if service.engine.dialect.name == "sqlite" else "notification_id"
+    query = text(
+        f"SELECT originator_id, state FROM {recorder.events_table_name} WHERE {position} > :head"
+    )
+
+    def check(connection: Any) -> bool:
+        for originator_id, state in connection.execute(query, {"head": due.head}):
+            if UUID(str(originator_id)) in due.records or due.key_id.encode() in bytes(state):
+                return False
+        return True
+
+    return check
+
+
+def run(service: OpenService, rules: dict[str, RetentionRule], on: datetime) -> list[str]:
+    """Erases what is due on `on`, rebuilds the read models and records the erasure events;
+    the lines to print."""
+    keys = service.application.personal_data
+    if keys is None:
+        return []
+    # A master key that opens none of the keys would rebuild read models that skip every
+    # record: refused before anything is done.
+    keys.person_index(PersonIdentifier(PERSONNUMMER_SYSTEM, "191212121212"))
+    lines = []
+    for due in plan(service, rules, on):
+        erased = keys.erase_key(
+            due.key_id, rule=due.rule.rule, at=now(), still_due=no_entry_since(service, due)
+        )
+        verdict = "erased" if erased else "kept (an entry since the plan, or erased already)"
+        lines.append(f"{due.line(service.name)}: {verdict}")
+    erased = [row for row in keys.person_keys() if row.erased_at is not None]
+    unrecorded = [row for row in erased if not _recorded(service, row)]
+    if unrecorded:
+        for projection in service.projections():
+            projection.rebuild()
+        lines.append(f"{service.name}: read models rebuilt")
+        for row in unrecorded:
+            _record(service, row)
+            lines.append(f"{service.name}: erasure of key {row.key_id} recorded")
+    return lines
+
+
+def _recorded(service: OpenService, row: Any) -> bool:
+    try:
+        service.application.repository.get(erasure_id(row.key_id))
+    except AggregateNotFoundError:
+        return False
+    return True
+
+
+def _record(service: OpenService, row: Any) -> None:
+    erasure = Erasure(
+        key_id=row.key_id,
+        retention_class=row.retention_class,
+        rule=row.erased_rule,
+        erased_at=row.erased_at,
+    )
+    with contextlib.suppress(IntegrityError):  # another run recorded it meanwhile
+        service.application.save(erasure)
+
+
+def _instant(text_: str) -> datetime:
+    moment = datetime.fromisoformat(text_)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# The commands ------------------------------------------------------------------------------
+
+
+def add_retention_commands(commands: Any, add_storage_arguments: Any, explained: Any) -> None:
+    retention = commands.add_parser(
+        "retention",
+        **explained(
+            "erase personal data whose retention period has passed (docs/decisions/0007)",
+            "sip retention plan --date 2036-01-01",
+        ),
+    )
+    retention_commands = retention.add_subparsers(dest="retention_command", required=True)
+    for name, summary, example, action in (
+        ("plan", "list what would be erased on a date, and why (changes nothing)",
+         "sip retention plan --date 2036-01-01", run_plan),
+        ("run", "erase what is due: delete the data keys, rebuild the read models, record "
+         "the erasures (safe to repeat or interrupt)", "sip retention run", run_run),
+    ):  # fmt: skip
+        command = retention_commands.add_parser(name, **explained(summary, example))
+        add_storage_arguments(command)
+        command.add_argument(
+            "--date", help="the date the periods are counted to (default: now); a FHIR date"
+        )
+        command.add_argument("--service", choices=["sip", "consent", "all"], default="all")
+        command.set_defaults(run=action)
+
+
+def _settings(arguments: argparse.Namespace) -> tuple[dict[str, RetentionRule], datetime] | None:
+    try:
+        rules = retention_rules(retention_file_from_env())
+        on = parse_fhir_datetime(arguments.date) if arguments.date else now()
+    except (RetentionConfigProblem, InvalidDateTime) as problem:
+        print(problem, file=sys.stderr)
+        return None
+    return rules, on
+
+
+def _chosen(arguments: argparse.Namespace) -> list[tuple[str, str | None]]:
+    names = ["sip", "consent"] if arguments.service == "all" else [arguments.service]
+    return [(name, getattr(arguments, f"{name}_database_url")) for name in names]
+
+
+def run_plan(arguments: argparse.Namespace) -> int:
+    settings = _settings(arguments)
+    if settings is None:
+        return 2
+    rules, on = settings
+    for name, database_url in _chosen(arguments):
+        with open_service(name, arguments.data_dir, database_url) as service:
+            due = plan(service, rules, on)
+            for one in due:
+                print(one.line(name))
+            print(f"{name}: {len(due)} key(s) due on {fhir_instant(on)}; nothing erased")
+    return 0
+
+
+def run_run(arguments: argparse.Namespace) -> int:
+    settings = _settings(arguments)
+    if settings is None:
+        return 2
+    rules, on = settings
+    for name, database_url in _chosen(arguments):
+        with open_service(name, arguments.data_dir, database_url) as service:
+            try:
+                lines = run(service, rules, on)
+            except MasterKeyProblem as problem:
+                print(f"{name}: nothing erased: {problem}", file=sys.stderr)
+                return 1
+            for line in lines:
+                print(line)
+            if not lines:
+                print(f"{name}: nothing due on {fhir_instant(on)}")
+    return 0
