@@ -54,6 +54,11 @@ PERSONAL_FIELDS: dict[str, PersonalFields] = {
     _PLAN + "DeviationAnswered": PersonalFields(("answer",), PLAN_CLASS),
     _PLAN + "MeetingScheduled": PersonalFields(("meeting",), PLAN_CLASS),
     _PLAN + "MeetingHeld": PersonalFields(("notes",), PLAN_CLASS),
+    # The invitation's place, link and agenda, and an answer's comment, are about the person.
+    _PLAN + "MeetingInvited": PersonalFields(("meeting",), PLAN_CLASS),
+    _PLAN + "MeetingAnswered": PersonalFields(("answer",), PLAN_CLASS),
+    _PLAN + "MeetingRescheduled": PersonalFields(("location", "video"), PLAN_CLASS),
+    _PLAN + "MeetingCancelled": PersonalFields(("reason",), PLAN_CLASS),
     _PLAN + "FollowUpRecorded": PersonalFields(("changes",), PLAN_CLASS),
     _PLAN + "ParticipantAdded": PersonalFields(("participant",), PLAN_CLASS),
     # `legal_basis` is sealed whole: a secrecy judgement is free text about the person (and

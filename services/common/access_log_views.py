@@ -480,6 +480,10 @@ def _resource_words(row: dict[str, Any]) -> str:
         return "your coordinated individual plan (SIP)"
     if entity.startswith("Consent"):
         return "your consent"
+    if entity.startswith("AppointmentResponse"):
+        return "an answer to an invitation to your SIP meeting"
+    if entity.startswith("Appointment"):
+        return "your SIP meeting"
     if entity.startswith("Communication"):
         return "a message about you"
     return "your information"
