@@ -7,12 +7,10 @@ re-wraps every live key in one transaction and touches no event.
 
 Unwrapped keys are kept in memory for `cache_seconds` (a replay would otherwise unwrap a key
 per field): an erasure stops reads at once in the process that made it, and in other
-replicas once their kept copy expires. Writes never trust memory alone: the write's own
-transaction checks the key it sealed under is still live (or inserts it, when the write made
-it: in_write.py), so nothing is stored sealed under a key erased elsewhere. Which key that is
-the mapper learns from the database the first time, and from memory while the key is kept
-(one look-up per write rather than two, issue 15); a key found erased in the transaction
-makes the write forget them all and seal again under what the database then holds.
+replicas once their kept copy expires. Writes never trust memory: the mapper asks the
+database for the person's live key each time, and the write's own transaction checks it is
+still live (or inserts it, when the write made it: in_write.py), so nothing is stored sealed
+under a key erased elsewhere.
 """
 
 from __future__ import annotations
@@ -109,10 +107,6 @@ class PersonalDataKeys:
         self._kept: dict[str, tuple[float, DataKey]] = {}
         # Keys made for writes and not yet seen stored, by (person index, retention class).
         self._unstored: OrderedDict[tuple[str, str], tuple[DataKey, KeyUse]] = OrderedDict()
-        # The stored live key of each (person index, retention class) a write used, while the
-        # key itself is kept: the write's own transaction checks it is still live, and a key
-        # found erased there is forgotten (`forget_written`) before the write is sealed again.
-        self._written: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._lock = Lock()
 
     # Sealing and opening values -------------------------------------------------------------
@@ -170,17 +164,10 @@ class PersonalDataKeys:
         if retention_class not in RETENTION_CLASSES:
             raise ValueError(f"retention class is one of {', '.join(RETENTION_CLASSES)}")
         index = self.person_index(person)
-        found = self._written_key(index, retention_class)
-        if found is not None:  # checked live in the write's transaction (in_write.py)
-            return found, KeyUse(found.key_id)
         found = self._live_key(index, retention_class)
         with self._lock:
             if found is not None:
                 self._unstored.pop((index, retention_class), None)
-                self._written[(index, retention_class)] = found.key_id
-                self._written.move_to_end((index, retention_class))
-                while len(self._written) > self.UNSTORED_KEPT:
-                    self._written.popitem(last=False)
                 return found, KeyUse(found.key_id)
             # A key made for a write not yet committed (the person's creation and its first
             # entries in one transaction, or writes of one person at once) is the key of the
@@ -195,23 +182,6 @@ class PersonalDataKeys:
                     self._unstored.popitem(last=False)
         # Kept at once: if no write stores it, nothing stored names this key.
         return self._keep(made[0]), made[1]
-
-    def _written_key(self, index: str, retention_class: str) -> DataKey | None:
-        with self._lock:
-            key_id = self._written.get((index, retention_class))
-        if key_id is None:
-            return None
-        kept = self._kept_key(key_id)
-        if kept is None:  # expired with the kept key: asked of the database again
-            with self._lock:
-                self._written.pop((index, retention_class), None)
-        return kept
-
-    def forget_written(self) -> None:
-        """A write found a key changed meanwhile (in_write.DataKeyChanged): the next look-ups
-        ask the database."""
-        with self._lock:
-            self._written.clear()
 
     def key_of(self, key_id: str) -> DataKey | Erased:
         kept = self._kept_key(key_id)
@@ -256,7 +226,6 @@ class PersonalDataKeys:
         with self._lock:
             for key_id in erased:
                 self._kept.pop(key_id, None)
-            self._forget_written_ids(set(erased))
         return erased
 
     def person_keys(self) -> list[Any]:
@@ -312,13 +281,7 @@ class PersonalDataKeys:
             )
         with self._lock:
             self._kept.pop(key_id, None)
-            self._forget_written_ids({key_id})
         return True
-
-    def _forget_written_ids(self, key_ids: set[str]) -> None:
-        for person, key_id in list(self._written.items()):
-            if key_id in key_ids:
-                del self._written[person]
 
     def rotate_master_key(self, new: MasterKey) -> int:
         """Re-wraps every live key (the index key too) with `new`, all or none; the number

@@ -63,9 +63,6 @@ class SealingEventStore(EventStore[UUID]):
             except DataKeyChanged:
                 if attempt == self.ATTEMPTS - 1:
                     raise
-                forget = getattr(self.mapper, "forget_written_keys", None)
-                if forget is not None:  # sealed again under the keys the database holds
-                    forget()
         raise AssertionError("unreachable")
 
 
@@ -179,9 +176,6 @@ class PersonalDataMapper(Mapper[UUID]):
                 opened = {"erased": {"at": opened.erased_at, "rule": opened.rule}}
             payload[name] = opened
         return payload
-
-    def forget_written_keys(self) -> None:
-        self._keys.forget_written()
 
     def opened_field(
         self, stream: UUID | str, version: int, topic: str, name: str, value: dict[str, Any]
