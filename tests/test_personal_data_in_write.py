@@ -182,3 +182,35 @@ def test_a_persons_creation_and_first_entries_in_one_write_share_one_new_key(tmp
         app.close()
     finally:
         engine.dispose()
+
+
+def test_a_key_remembered_live_then_erased_elsewhere_is_not_written_under(backend):
+    """The key a person's last write found live is used for their next write without asking
+    the database; erased by another replica in between, the write's transaction refuses it
+    and the write is sealed again under a new key: nothing lost, nothing under the old key."""
+    migrated(backend)
+    storage, engine = open_store(backend)
+    master = MasterKeys(MasterKey.generate())
+    keys = PersonalDataKeys(engine, master)
+    elsewhere = PersonalDataKeys(engine, master)  # another replica's key store
+    personnummer = new_personnummer()
+    person = PersonIdentifier(PERSONNUMMER_SYSTEM, personnummer)
+    try:
+        app = SipPlans(env=storage.event_store_env, personal_data=keys)
+        plan_id = start(app, personnummer)
+        app.change(plan_id, lambda p: p.record_need(text="först", wishes=None, at=NOW, by=BY))
+        (old_key,) = elsewhere.erase(person, rule="SoL 5 years", at=NOW)
+        app.change(plan_id, lambda p: p.record_need(text=NEED, wishes=None, at=NOW, by=BY))
+        app.close()
+
+        fresh = SipPlans(
+            env=storage.event_store_env, personal_data=PersonalDataKeys(engine, master)
+        )
+        started, first, need = list(fresh.events.get(plan_id))
+        assert isinstance(started.subject, Erased) and started.subject.key_id == old_key
+        assert isinstance(first.text, Erased)
+        assert need.text == NEED  # written after the erasure, under the person's new key
+        assert person_keys(engine, personnummer, keys) == 1
+        fresh.close()
+    finally:
+        engine.dispose()

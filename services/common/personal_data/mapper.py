@@ -41,8 +41,8 @@ class PersonUnknown(LookupError):
 
 class SealingEventStore(EventStore[UUID]):
     """Seals the events again when their write found a key changed meanwhile (erased, or
-    made first by another writer): the write was rolled back whole, and the mapper's next
-    look-up finds the key as it now is."""
+    made first by another writer): the write was rolled back whole, the keys remembered live
+    are forgotten, and the mapper's next look-up finds the key as it now is."""
 
     ATTEMPTS = 3
 
@@ -53,6 +53,9 @@ class SealingEventStore(EventStore[UUID]):
             except DataKeyChanged:
                 if attempt == self.ATTEMPTS - 1:
                     raise
+                # Sealed again under the keys as the database now holds them.
+                if isinstance(self.mapper, PersonalDataMapper):
+                    self.mapper.forget_live_keys()
         raise AssertionError("unreachable")
 
 
@@ -74,6 +77,9 @@ class PersonalDataMapper(Mapper[UUID]):
         # The key each record's person is sealed under, by stream: its erasure is the record's.
         self._person_keys: OrderedDict[UUID, str | None] = OrderedDict()
         self._lock = Lock()
+
+    def forget_live_keys(self) -> None:
+        self._keys.forget_live_keys()
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         topic = get_topic(type(domain_event))
