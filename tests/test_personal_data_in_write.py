@@ -214,3 +214,31 @@ def test_a_key_remembered_live_then_erased_elsewhere_is_not_written_under(backen
         fresh.close()
     finally:
         engine.dispose()
+
+
+def test_a_persons_later_writes_use_the_key_their_first_write_stored(tmp_path):
+    """One database look-up per person: the key their first write made and committed is the
+    next writes' (each checked live by its own transaction, the tests above)."""
+    backend = migrated(Backend("sqlite", tmp_path / "data", {"sip": None, "consent": None}))
+    storage, engine = open_store(backend)
+    keys = PersonalDataKeys(engine, MasterKeys(MasterKey.generate()))
+    looked_up = keys._live_key
+    calls = []
+
+    def counted(index, retention_class):
+        calls.append(retention_class)
+        return looked_up(index, retention_class)
+
+    keys._live_key = counted
+    try:
+        app = SipPlans(env=storage.event_store_env, personal_data=keys)
+        personnummer = new_personnummer()
+        plan_id = start(app, personnummer)
+        for text in ("ett", "två", "tre"):
+            app.change(plan_id, lambda p, t=text: p.record_need(text=t, wishes=None, at=NOW, by=BY))
+        assert calls == ["region"]  # the first write found none and made it; no more asked
+        assert [e.text for e in list(app.events.get(plan_id))[1:]] == ["ett", "två", "tre"]
+        assert person_keys(engine, personnummer, keys) == 1
+        app.close()
+    finally:
+        engine.dispose()

@@ -202,6 +202,18 @@ class PersonalDataKeys:
         # Kept at once: if no write stores it, nothing stored names this key.
         return self._keep(made[0]), made[1]
 
+    def stored_by_write(self, made: list[KeyUse]) -> None:
+        """Keys made for a write, now committed with it: live, the person's next writes'."""
+        person, retention = KEY_COLUMNS.index("person_index"), KEY_COLUMNS.index("retention_class")
+        with self._lock:
+            for use in made:
+                assert use.new_row is not None
+                person_class = (use.new_row[person], use.new_row[retention])
+                unstored = self._unstored.get(person_class)
+                if unstored is not None and unstored[0].key_id == use.key_id:
+                    del self._unstored[person_class]
+                    _bounded_put(self._live, person_class, unstored[0], self.PEOPLE_KEPT)
+
     def forget_live_keys(self) -> None:
         """Forgets the keys writes found live: a write's transaction found one erased, or
         another writer's key stored first; the next look-ups ask the database."""
