@@ -32,8 +32,9 @@ from services.ops.offline import SERVICES
 REQUESTS_PER_PLAN = 7  # started, six steps, activated (write_workload)
 
 
-def measure(encrypted: bool, plans: int) -> tuple[float, float, int]:
-    """Seconds writing, seconds rebuilding, events."""
+def measure(encrypted: bool, plans: int) -> tuple[float, float, int, float, float]:
+    """Seconds writing, seconds rebuilding, events, and the process's CPU seconds of each
+    (less swayed by the other processes of a loaded machine than the wall clock)."""
     application_class, projection_classes = SERVICES["sip"]
     master = MasterKeys(MasterKey.generate())
     with tempfile.TemporaryDirectory() as folder:
@@ -48,19 +49,19 @@ def measure(encrypted: bool, plans: int) -> tuple[float, float, int]:
                 return application_class(env=storage.event_store_env, personal_data=keys)
 
             writer = application()
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             write_workload(writer, plans)
-            writes = time.perf_counter() - started
+            writes, writes_cpu = time.perf_counter() - started, time.process_time() - cpu
             events = writer.recorder.max_notification_id() or 0
             writer.close()
             reader = application()
             projections = [kind(reader, engine) for kind in projection_classes]
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             for projection in projections:
                 projection.rebuild()
-            rebuild = time.perf_counter() - started
+            rebuild, rebuild_cpu = time.perf_counter() - started, time.process_time() - cpu
             reader.close()
-            return writes, rebuild, events
+            return writes, rebuild, events, writes_cpu, rebuild_cpu
         finally:
             engine.dispose()
 
@@ -70,7 +71,8 @@ def main() -> None:
     parser.add_argument("--plans", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=7)
     arguments = parser.parse_args()
-    results: dict[str, list[tuple[float, float, int]]] = {"plain": [], "encrypted": []}
+    results: dict[str, list[tuple[float, float, int, float, float]]]
+    results = {"plain": [], "encrypted": []}
     for round_number in range(arguments.rounds):
         # Alternated, and which side goes first alternates too (a warm disk cache, a burst).
         order = ("plain", "encrypted") if round_number % 2 == 0 else ("encrypted", "plain")
@@ -94,6 +96,14 @@ def main() -> None:
     print(
         f"encrypted/plain time ({arguments.rounds} rounds, medians): "
         f"writes {enc_w / plain_w:.2f}, rebuild {enc_r / plain_r:.2f}"
+    )
+    cpu = {
+        name: [statistics.median(run[i] for run in runs) for i in (3, 4)]
+        for name, runs in results.items()
+    }
+    print(
+        f"  CPU time, medians: writes {cpu['encrypted'][0] / cpu['plain'][0]:.2f}, "
+        f"rebuild {cpu['encrypted'][1] / cpu['plain'][1]:.2f}"
     )
     print(
         f"  per round: writes {ratios_w[0]:.2f} to {ratios_w[-1]:.2f}, "
