@@ -17,6 +17,12 @@ class PersonalFields:
     fields: tuple[str, ...]
     retention_class: str
     person: str | None = None
+    # Where `person` is empty on a creation event: text fields whose personnummer, if they
+    # name one, is the person the record is sealed under (a search that matched nobody).
+    person_named_in: tuple[str, ...] = ()
+    # Whether the record has events after its creation, which find their person through it
+    # (an access record has none: the mapper need not remember its person).
+    later_events: bool = True
 
 
 _PLAN = "services.sip.domain:Plan."
@@ -31,6 +37,8 @@ _MESSAGE = "services.sip.messages.message:Message."
 MESSAGE_CLASS = "region"
 _CONSENT = "services.consent.domain:Consent."
 CONSENT_CLASS = "consent"
+_ACCESS = "services.common.access_log:AccessRecord."
+ACCESS_CLASS = "access"
 
 PERSONAL_FIELDS: dict[str, PersonalFields] = {
     _PLAN + "Started": PersonalFields(("subject", "title", "description"), PLAN_CLASS, "subject"),
@@ -73,4 +81,15 @@ PERSONAL_FIELDS: dict[str, PersonalFields] = {
     _CONSENT + "Withdrawn": PersonalFields(("reason",), CONSENT_CLASS),
     _CONSENT + "EnteredInError": PersonalFields(("reason",), CONSENT_CLASS),
     _CONSENT + "BlockOverridden": PersonalFields(("reason",), CONSENT_CLASS),
+    # Who was accessed, how they were looked for and what was done: sealed under the person's
+    # `access` key. A search by a number that matched nobody names no patient: sealed under
+    # the key of the person the number names (made then); a record naming no one and no
+    # number is stored in clear (docs/decisions/0007).
+    _ACCESS + "Recorded": PersonalFields(
+        ("patient", "query", "detail"),
+        ACCESS_CLASS,
+        "patient",
+        person_named_in=("query", "detail"),
+        later_events=False,
+    ),
 }

@@ -149,6 +149,10 @@ class PersonalDataKeys:
             _bounded_put(self._indexes, person, index, self.PEOPLE_KEPT)
         return index
 
+    def index_key(self) -> bytes:
+        """The database's blind-index key (personal_data/lookup.py indexes the read models)."""
+        return self._index_key().secret
+
     # The keys --------------------------------------------------------------------------------
 
     def key_for(self, person: PersonIdentifier, retention_class: str) -> DataKey:
