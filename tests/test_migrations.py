@@ -29,13 +29,17 @@ from services.common.personal_data.keys import personal_data_metadata
 from services.common.projection import tracking_metadata
 from services.common.subscriptions.store import subscriptions_metadata
 from services.consent.projections import ConsentIndex
+from services.sip.discharge.projections import StayIndex
 from services.sip.projections import PlanIndex
 from tests.conftest import Backend, running_system
 from tests.fhir_data import FHIR_JSON, MUNICIPALITY, care_plan, new_personnummer, run
 from tests.servers import free_port
 
 DEMO = Path(__file__).parent / "data" / "demo-2026-11-25"
+# The read models the services created at start before migrations ...
 READ_MODELS = {"sip": [PlanIndex, AccessLogIndex], "consent": [ConsentIndex, AccessLogIndex]}
+# ... and those the migrations added since (sip_0007).
+LATER_READ_MODELS = {"sip": [StayIndex], "consent": []}
 EVENT_TABLES = {
     "sqlite": {"stored_events", "event_chain"},
     "sip": {"sipplans_events", "sipplans_events_chain"},
@@ -129,7 +133,7 @@ def test_migrating_twice_changes_nothing(unmigrated, capsys):
 def test_the_migrated_schema_is_the_one_the_code_reads_and_writes(backend, service):
     """Changing a read model's table without a migration fails here."""
     code = MetaData()
-    for model in [*READ_MODELS[service]]:
+    for model in [*READ_MODELS[service], *LATER_READ_MODELS[service]]:
         for table in [
             *model.metadata.tables.values(),
             *tracking_metadata.tables.values(),
@@ -220,6 +224,7 @@ def test_a_data_folder_of_an_earlier_release_is_adopted_without_losing_a_row(tmp
         }
         if service == "sip":  # sip_0002 adds the rows of the invitations pending then
             expected |= {table: 0 for table in subscriptions_metadata.tables}  # sip_0004
+            expected |= {"stay_index": 0, "stay_parties": 0}  # sip_0007
             pending = _pending_invitations(data / "sip.sqlite")
             assert pending > 0
             expected["plan_organizations"] += pending
@@ -264,6 +269,8 @@ def test_sip_0002_gives_the_plans_indexed_before_it_their_pending_invitations(ba
             for table in subscriptions_metadata.tables:  # from sip_0004 on
                 connection.execute(text(f"DROP TABLE {table}"))
             connection.execute(text("DROP TABLE personal_data_keys"))  # from sip_0006 on
+            for table in ("stay_index", "stay_parties"):  # from sip_0007 on
+                connection.execute(text(f"DROP TABLE {table}"))
             connection.execute(text(f"UPDATE {version_table('sip')} SET version_num = 'sip_0001'"))
         migrate_service("sip", backend.database_urls["sip"], backend.data_dir)
         with engine.connect() as connection:
