@@ -30,6 +30,7 @@ from services.common.projection import tracking_metadata
 from services.common.subscriptions.store import subscriptions_metadata
 from services.consent.projections import ConsentIndex
 from services.sip.discharge.projections import StayIndex
+from services.sip.messages.projections import MessageIndex
 from services.sip.projections import PlanIndex
 from tests.conftest import Backend, running_system
 from tests.fhir_data import FHIR_JSON, MUNICIPALITY, care_plan, new_personnummer, run
@@ -39,7 +40,8 @@ DEMO = Path(__file__).parent / "data" / "demo-2026-11-25"
 # The read models the services created at start before migrations ...
 READ_MODELS = {"sip": [PlanIndex, AccessLogIndex], "consent": [ConsentIndex, AccessLogIndex]}
 # ... and those the migrations added since (sip_0007).
-LATER_READ_MODELS = {"sip": [StayIndex], "consent": []}
+NEW_SIP_0007 = ("stay_index", "stay_parties", "message_index", "message_parties")
+LATER_READ_MODELS = {"sip": [StayIndex, MessageIndex], "consent": []}
 EVENT_TABLES = {
     "sqlite": {"stored_events", "event_chain"},
     "sip": {"sipplans_events", "sipplans_events_chain"},
@@ -224,7 +226,7 @@ def test_a_data_folder_of_an_earlier_release_is_adopted_without_losing_a_row(tmp
         }
         if service == "sip":  # sip_0002 adds the rows of the invitations pending then
             expected |= {table: 0 for table in subscriptions_metadata.tables}  # sip_0004
-            expected |= {"stay_index": 0, "stay_parties": 0}  # sip_0007
+            expected |= {table: 0 for table in NEW_SIP_0007}
             pending = _pending_invitations(data / "sip.sqlite")
             assert pending > 0
             expected["plan_organizations"] += pending
@@ -269,7 +271,7 @@ def test_sip_0002_gives_the_plans_indexed_before_it_their_pending_invitations(ba
             for table in subscriptions_metadata.tables:  # from sip_0004 on
                 connection.execute(text(f"DROP TABLE {table}"))
             connection.execute(text("DROP TABLE personal_data_keys"))  # from sip_0006 on
-            for table in ("stay_index", "stay_parties"):  # from sip_0007 on
+            for table in NEW_SIP_0007:  # from sip_0007 on
                 connection.execute(text(f"DROP TABLE {table}"))
             connection.execute(text(f"UPDATE {version_table('sip')} SET version_num = 'sip_0001'"))
         migrate_service("sip", backend.database_urls["sip"], backend.data_dir)

@@ -31,6 +31,7 @@ from services.common.settings import SERVICE_HSA_ID, SERVICE_SUBJECT
 from services.sip.application import SipPlans
 from services.sip.discharge.application import Stays
 from services.sip.discharge.projections import StayIndex
+from services.sip.messages.projections import MessageIndex
 from services.sip.projections import PlanIndex
 from tests.fhir_data import (
     FHIR_JSON,
@@ -266,9 +267,11 @@ def test_no_hot_query_of_the_consent_service_reads_a_whole_growing_table(fresh_s
     assert scans == {}
 
 
-def test_no_hot_query_of_the_stays_read_model_reads_a_whole_growing_table(sip_store):
-    """The stays' read model (services/sip/discharge/projections.py): catching up, the
-    candidates of a caller, of a patient, of a municipality's month, of the clock's round."""
+def test_no_hot_query_of_the_stays_and_messages_read_models_reads_a_whole_table(sip_store):
+    """The stays' and messages' read models (services/sip/discharge/projections.py,
+    services/sip/messages/projections.py): catching up, the candidates of a caller, of a
+    patient, of a municipality's month, of the clock's round. (No message is written here:
+    the queries' plans are what is checked.)"""
     plans, engine = sip_store
     stays = Stays(plans, consent_gate=None)  # type: ignore[arg-type]
     hospital = {**BY, "unit": f"{REGION}-W1"}
@@ -290,8 +293,13 @@ def test_no_hot_query_of_the_stays_read_model_reads_a_whole_growing_table(sip_st
         index.of_person(written[2].subject["value"])
         index.discharged_between(MUNICIPALITY, NOW, NOW + timedelta(days=31))
         index.clock_due(NOW)
+        messages = MessageIndex(plans, engine)
+        messages.person_index = lambda system, value: "a-blind-index"  # type: ignore[method-assign]
+        messages.catch_up()
+        messages.concerning(MUNICIPALITY)
+        messages.of_person(written[2].subject["value"])
     tables = " ".join(statements)
-    for table in ("stay_index", "stay_parties"):
+    for table in ("stay_index", "stay_parties", "message_index", "message_parties"):
         assert table in tables, f"no query of {table} was caught"
     scans = {
         statement: found

@@ -41,6 +41,7 @@ from services.sip.messages import routes as message_routes
 from services.sip.messages.disclosure import MESSAGE_RESOURCE_TYPE, MessageDisclosure
 from services.sip.messages.fhir import message_to_fhir
 from services.sip.messages.message import Message
+from services.sip.messages.projections import MessageIndex
 from services.sip.plan_views import PLAN_VIEWS, PlanViewResource
 from services.sip.projections import PlanIndex
 from services.sip.redaction import (
@@ -168,6 +169,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     plans = SipPlans(env=storage.event_store_env, personal_data=keys)
     index = PlanIndex(plans, engine)
     stay_index = StayIndex(plans, engine)
+    message_index = MessageIndex(plans, engine)
     asked_each_time, consent_gate, follower = consent_following(settings, plans, index, engine)
     access = plan_access(plans, consent_gate)
     stays = Stays(plans, consent_gate, stay_index)
@@ -181,7 +183,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         closers=[subscriptions.worker.stop, follower.stop, consent_gate.close, engine.dispose],
     )
     app.state.plans, app.state.index, app.state.settings = plans, index, settings
-    app.state.stay_index = stay_index
+    app.state.stay_index, app.state.message_index = stay_index, message_index
     app.state.payment_model = payment_model_from_env()  # the county's figures: configuration
     app.state.subscriptions = subscriptions
     app.state.consent_feed, app.state.consent_gate_uncached = follower, asked_each_time

@@ -7,9 +7,28 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Column, Date, DateTime, Integer, MetaData, String, Table, and_, or_, select
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    Integer,
+    MetaData,
+    Select,
+    String,
+    Table,
+    and_,
+    or_,
+    select,
+)
 from sqlalchemy.engine import Connection
 
+from contracts.actor import Actor
+from contracts.identifiers import (
+    PERSONNUMMER_SYSTEM,
+    SAMORDNINGSNUMMER_SYSTEM,
+    InvalidIdentifier,
+    PersonIdentifier,
+)
 from services.common.business_identifiers import BusinessIdentifier, identified_ids
 from services.common.projection import AggregateIndex
 from services.sip.domain import Plan
@@ -148,3 +167,51 @@ class PlanIndex(AggregateIndex):
             if hsa_id is not None:
                 query = self.related(query, plan_organizations, hsa_id=hsa_id, role=role)
         return self.ids(query)
+
+
+class PartyIndex(AggregateIndex):
+    """A read model of records (stays, messages) found by the organisations and units taking
+    part (`parties`: the id and `hsa_id`) and by the person's blind index (the `person` column
+    of `index`, services/common/personal_data/blind_index.py: never the number). It narrows a
+    request to the records that may concern its caller; it never decides what the caller
+    sees: each record it names is still loaded and passed through its disclosure rule."""
+
+    parties: Table
+
+    def person_index(self, system: str, value: str) -> str | None:
+        """The person's blind index (None: no keys to make one, or no national identifier)."""
+        keys = getattr(self.application, "personal_data", None)
+        if keys is None:
+            return None
+        try:
+            return str(keys.person_index(PersonIdentifier(system, value)))
+        except InvalidIdentifier:
+            return None
+
+    def ids(self, query: Select[Any]) -> list[UUID]:
+        # Queries here are unordered (an ORDER BY may make the database walk the whole key
+        # rather than the condition's index): what they find is sorted here.
+        return sorted(super().ids(query), key=str)
+
+    def concerning(self, hsa_id: str) -> list[UUID]:
+        """The records an organisation or unit takes part in."""
+        parties = self.parties.c
+        return self.ids(select(parties[self._id_column.name]).where(parties.hsa_id == hsa_id))
+
+    def of_person(self, value: str) -> list[UUID]:
+        """A person's records, by either kind of national identifier the value may be."""
+        indexes = {
+            index
+            for system in (PERSONNUMMER_SYSTEM, SAMORDNINGSNUMMER_SYSTEM)
+            if (index := self.person_index(system, value)) is not None
+        }
+        if not indexes:
+            return []
+        return self.ids(select(self._id_column).where(self.index.c.person.in_(sorted(indexes))))
+
+    def candidates_for(self, actor: Actor) -> list[UUID]:
+        """The records that may concern the caller: the patient's own, or those the caller's
+        organisation takes part in (the disclosure rules show nothing else)."""
+        if actor.role == "patient":
+            return self.of_person(actor.patient) if actor.patient else []
+        return self.concerning(actor.organization) if actor.organization else []

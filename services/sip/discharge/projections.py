@@ -18,15 +18,9 @@ from uuid import UUID
 from sqlalchemy import Boolean, Column, DateTime, Index, MetaData, String, Table, select
 from sqlalchemy.engine import Connection
 
-from contracts.identifiers import (
-    PERSONNUMMER_SYSTEM,
-    SAMORDNINGSNUMMER_SYSTEM,
-    InvalidIdentifier,
-    PersonIdentifier,
-)
-from services.common.projection import AggregateIndex
 from services.sip.discharge.clock import ClockRules, deadlines
 from services.sip.discharge.stay import Stay
+from services.sip.projections import PartyIndex
 
 LAW = ClockRules()
 metadata = MetaData()
@@ -69,7 +63,7 @@ def next_due(stay: Stay, rules: ClockRules = LAW) -> datetime | None:
     return min(dues, default=None)
 
 
-class StayIndex(AggregateIndex):
+class StayIndex(PartyIndex):
     """Finds the stays a caller may be concerned by, a municipality's month and the stays the
     legal clock must look at."""
 
@@ -77,15 +71,7 @@ class StayIndex(AggregateIndex):
     metadata = metadata
     aggregate_class = Stay
     index = stay_index
-
-    def person_index(self, system: str, value: str) -> str | None:
-        keys = getattr(self.application, "personal_data", None)
-        if keys is None:
-            return None
-        try:
-            return str(keys.person_index(PersonIdentifier(system, value)))
-        except InvalidIdentifier:
-            return None
+    parties = stay_parties
 
     def row(self, stay: Stay, event: Any) -> dict[str, Any]:
         called = stay.sip_called.at if stay.sip_called else None
@@ -112,37 +98,11 @@ class StayIndex(AggregateIndex):
         if rows:
             connection.execute(stay_parties.insert(), rows)
 
-    def _ordered(self) -> Any:
-        # Unordered in the database (an ORDER BY may make it walk the whole key instead of
-        # the condition's index); `ids` sorts what it found.
-        return select(stay_index.c.stay_id)
-
-    def ids(self, query: Any) -> list[UUID]:
-        return sorted(super().ids(query), key=str)
-
-    def concerning(self, organization: str) -> list[UUID]:
-        """The stays an organisation (or unit) takes part in."""
-        return self.ids(select(stay_parties.c.stay_id).where(stay_parties.c.hsa_id == organization))
-
-    def of_person(self, value: str) -> list[UUID]:
-        """A person's stays, by either kind of national identifier the value may be."""
-        found = {
-            index
-            for system in (PERSONNUMMER_SYSTEM, SAMORDNINGSNUMMER_SYSTEM)
-            if (index := self.person_index(system, value)) is not None
-        }
-        return self.with_person_index(found)
-
-    def with_person_index(self, indexes: set[str]) -> list[UUID]:
-        if not indexes:
-            return []
-        return self.ids(self._ordered().where(stay_index.c.person.in_(sorted(indexes))))
-
     def discharged_between(self, municipality: str, start: datetime, end: datetime) -> list[UUID]:
         """A municipality's stays discharged in [start, end)."""
         columns = stay_index.c
         return self.ids(
-            self._ordered().where(
+            select(stay_index.c.stay_id).where(
                 columns.municipality == municipality,
                 columns.discharged_at >= start,
                 columns.discharged_at < end,
@@ -152,6 +112,6 @@ class StayIndex(AggregateIndex):
     def clock_due(self, now: datetime) -> list[UUID]:
         """The stays the legal clock must look at `now` (under the law's periods)."""
         columns = stay_index.c
-        due = self.ids(self._ordered().where(columns.next_due <= now))
-        owed = self.ids(self._ordered().where(columns.deviations_pending.is_(True)))
+        due = self.ids(select(stay_index.c.stay_id).where(columns.next_due <= now))
+        owed = self.ids(select(stay_index.c.stay_id).where(columns.deviations_pending.is_(True)))
         return sorted({*due, *owed}, key=str)

@@ -72,17 +72,8 @@ SEARCH = SearchDeclarations(
 )  # fmt: skip
 
 
-def concerning(index: StayIndex, actor: Actor) -> list[UUID]:
-    """The stays that may concern the caller, by the read model: the patient's own (by blind
-    index), or those the caller's organisation takes part in. Only a narrowing: each is still
-    loaded and passed through the stays' disclosure rule, which decides what is seen."""
-    if actor.role == "patient":
-        return index.of_person(actor.patient) if actor.patient else []
-    return index.concerning(actor.organization) if actor.organization else []
-
-
 class StayScan:
-    """The stays' search: the candidates the read model names for the caller (`concerning`)
+    """The stays' search: the candidates the read model names for the caller
     are read and tested; the disclosure rule then keeps what the caller may see."""
 
     def __init__(
@@ -126,8 +117,8 @@ router = APIRouter(prefix="/fhir")
 
 def search(request: Request, query: dict[str, str], actor: Actor) -> FhirResponse:
     access = request.app.state.resources[STAY_RESOURCE_TYPE].access
-    index = request.app.state.stay_index
-    scan = StayScan(access, lambda: concerning(index, actor))
+    index: StayIndex = request.app.state.stay_index
+    scan = StayScan(access, lambda: index.candidates_for(actor))
     service = SearchService(SEARCH, access, scan, stay_to_fhir)
     return search_answer(request, query, actor, service)
 

@@ -29,7 +29,6 @@ from services.common.search import organization_token, token_code
 from services.common.search_declarations import AskedSearch, SearchDeclarations, SearchParameter
 from services.sip.discharge.application import STAY_RESOURCE_TYPE
 from services.sip.discharge.projections import StayIndex
-from services.sip.discharge.routes import concerning
 from services.sip.discharge.tasks import (
     TASK_RESOURCE_TYPE,
     TASK_STATUSES,
@@ -117,10 +116,10 @@ def matching(duty: Duty, asked: AskedSearch) -> bool:
 
 
 def _stay_ids(index: StayIndex, actor: Actor, asked: AskedSearch) -> list[UUID]:
-    """The stays to look in: those the read model names for the caller (`concerning`), and of
+    """The stays to look in: those the read model names for the caller (`candidates_for`), and of
     them the one a condition names, if all of its values name one, or the owner's, if all of
     a condition's values name an owner. Only a narrowing: the disclosure rule decides."""
-    candidates = set(concerning(index, actor))
+    candidates = set(index.candidates_for(actor))
     for condition in asked.conditions:
         values = [a.arguments for a in condition.alternatives]
         if all("stay" in v for v in values):
