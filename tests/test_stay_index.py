@@ -6,7 +6,7 @@ aggregates a search loads do not grow with other organisations' stays."""
 from __future__ import annotations
 
 from datetime import timedelta
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from sqlalchemy import select
@@ -186,3 +186,21 @@ def test_the_payment_report_loads_only_the_municipalitys_month(system, monkeypat
     for _ in range(10):
         admitted(system, municipality=OTHER_MUNICIPALITY, discharged=True)
     assert loads.of(report) == before
+
+
+def test_an_erased_persons_stays_leave_the_read_model_on_rebuild(system, monkeypatch):
+    """`sip retention run` erases the person's keys and rebuilds the read models: their
+    records are then never replayed (`person_erased`), and their rows go."""
+    stay_id, personnummer = admitted(system)
+    index = system.sip_app.state.stay_index
+    assert stay_id in {row[0] for row in rows(index)[0]}
+    plans = system.sip_app.state.plans
+    kept = plans.person_erased
+    monkeypatch.setattr(plans, "person_erased", lambda i: str(i) == stay_id or kept(i))
+    index.rebuild()
+    found, parties = rows(index)
+    assert stay_id not in {row[0] for row in found} | {row[0] for row in parties}
+    assert index.of_person(personnummer) == []
+    monkeypatch.undo()
+    index.rebuild()
+    assert index.of_person(personnummer) == [UUID(stay_id)]
