@@ -23,13 +23,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from contracts.actor import Actor
-from contracts.identifiers import (
-    PERSONNUMMER_SYSTEM,
-    SAMORDNINGSNUMMER_SYSTEM,
-    InvalidIdentifier,
-    PersonIdentifier,
-)
 from services.common.business_identifiers import BusinessIdentifier, identified_ids
+from services.common.personal_data.lookup import searched_persons
 from services.common.projection import AggregateIndex
 from services.sip.domain import Plan
 
@@ -39,7 +34,7 @@ plan_index = Table(
     metadata,
     Column("plan_id", String(36), primary_key=True),
     Column("subject_system", String(200), nullable=False),
-    Column("subject_value", String(40), nullable=False, index=True),
+    Column("subject_value", String(64), nullable=False, index=True),
     Column("starting_organization", String(64), nullable=False),
     Column("status", String(20), nullable=False, index=True),
     Column("version", Integer, nullable=False),
@@ -82,7 +77,7 @@ class PlanIndex(AggregateIndex):
     def row(self, plan: Plan, event: Any) -> dict[str, Any]:
         return {
             "subject_system": plan.subject["system"],
-            "subject_value": plan.subject["value"],
+            "subject_value": self.person_stored(plan.subject),
             "starting_organization": plan.starting_organization,
             "status": plan.status,
             "version": plan.version,
@@ -178,20 +173,10 @@ class PartyIndex(AggregateIndex):
 
     parties: Table
 
-    def person_index(self, system: str, value: str) -> str | None:
-        """The person's blind index (None: no keys to make one, or no national identifier)."""
-        keys = getattr(self.application, "personal_data", None)
-        if keys is None:
-            return None
-        try:
-            return str(keys.person_index(PersonIdentifier(system, value)))
-        except InvalidIdentifier:
-            return None
-
-    def ids(self, query: Select[Any]) -> list[UUID]:
+    def ids(self, query: Select[Any], parameters: dict[str, Any] | None = None) -> list[UUID]:
         # Queries here are unordered (an ORDER BY may make the database walk the whole key
         # rather than the condition's index): what they find is sorted here.
-        return sorted(super().ids(query), key=str)
+        return sorted(super().ids(query, parameters), key=str)
 
     def concerning(self, hsa_id: str) -> list[UUID]:
         """The records an organisation or unit takes part in."""
@@ -199,15 +184,10 @@ class PartyIndex(AggregateIndex):
         return self.ids(select(parties[self._id_column.name]).where(parties.hsa_id == hsa_id))
 
     def of_person(self, value: str) -> list[UUID]:
-        """A person's records, by either kind of national identifier the value may be."""
-        indexes = {
-            index
-            for system in (PERSONNUMMER_SYSTEM, SAMORDNINGSNUMMER_SYSTEM)
-            if (index := self.person_index(system, value)) is not None
-        }
-        if not indexes:
-            return []
-        return self.ids(select(self._id_column).where(self.index.c.person.in_(sorted(indexes))))
+        """A person's records, by their blind index under either national identifier system."""
+        keys = getattr(self.application, "personal_data", None)
+        stored = searched_persons(keys, None, value)
+        return self.ids(select(self._id_column).where(self.index.c.person.in_(stored)))
 
     def candidates_for(self, actor: Actor) -> list[UUID]:
         """The records that may concern the caller: the patient's own, or those the caller's

@@ -76,7 +76,7 @@ class StayIndex(PartyIndex):
     def row(self, stay: Stay, event: Any) -> dict[str, Any]:
         called = stay.sip_called.at if stay.sip_called else None
         return {
-            "person": self.person_index(stay.subject["system"], stay.subject["value"]),
+            "person": self.person_stored(stay.subject),
             "status": stay.status,
             "municipality": stay.municipality,
             "discharged_at": stay.discharged.at if stay.discharged else None,

@@ -47,7 +47,7 @@ class MessageIndex(PartyIndex):
 
     def row(self, message: Message, event: Any) -> dict[str, Any]:
         return {
-            "person": self.person_index(message.subject["system"], message.subject["value"]),
+            "person": self.person_stored(message.subject),
             "about_type": message.about["type"],
             "about_id": message.about["id"],
             "last_updated": event.timestamp,

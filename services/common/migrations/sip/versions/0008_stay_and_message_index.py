@@ -6,15 +6,15 @@ and what it is about, and the organisations and units that sent or received it. 
 they start empty and fill from the event log at the first query (the tracking row starts at
 zero). The DDL is frozen here, not taken from the code's tables.
 
-Revision ID: sip_0007
-Revises: sip_0006
+Revision ID: sip_0008
+Revises: sip_0007
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "sip_0007"
-down_revision = "sip_0006"
+revision = "sip_0008"
+down_revision = "sip_0007"
 branch_labels = None
 depends_on = None
 
