@@ -212,9 +212,20 @@ class DevIssuer:
 def default_scopes(role: str) -> tuple[str, ...]:
     """What a development token of each role may do (SMART v2)."""
     return {
-        "coordinator": ("user/CarePlan.cruds", "user/Consent.crus", "user/*.rs"),
+        # Staff take a stay's steps (the Encounter operations) from their unit.
+        "coordinator": (
+            "user/CarePlan.cruds",
+            "user/Consent.crus",
+            "user/Encounter.rus",
+            "user/*.rs",
+        ),
         # A professional records consent and overrides a block in the care of the person.
-        "professional": ("user/CarePlan.rus", "user/Consent.crus", "user/*.rs"),
+        "professional": (
+            "user/CarePlan.rus",
+            "user/Consent.crus",
+            "user/Encounter.rus",
+            "user/*.rs",
+        ),
         "integration": (
             "system/CarePlan.cruds",
             "system/Consent.cruds",

@@ -1,0 +1,203 @@
+"""My unit (Min enhet) and a stay's page over real HTTP: both services and the web client on
+loopback ports, stays made through the SIP service, users of the demo signed in through the
+development sign-in and submitting the stay's forms as a browser would. What the pages show
+is what the API gives the user: an outsider's unit sees none of it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from contracts.identifiers import PERSONNUMMER_SYSTEM
+from services.common.demo_identities import MUNICIPALITY, REGION
+from services.sip.discharge.application import Stays
+from tests.discharge_data import actor
+from tests.discharge_http import STAFF_SCOPES, admit, step
+from tests.fhir_data import FHIR_JSON, consent, created_or_ok, new_personnummer
+from tests.web_client import Web, WebUser, demo_web, field_error, text_of
+
+WARD = "SE2321000032-WARD9"  # the hospital's ward, a unit of the demo region
+
+
+@pytest.fixture(scope="module")
+def web(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+    with demo_web(request, tmp_path_factory.mktemp("data")) as web:
+        yield web
+
+
+@pytest.fixture
+def browsers(web: Web) -> Iterator[Any]:
+    with ExitStack() as opened:
+
+        def open_as(user: str) -> WebUser:
+            return opened.enter_context(web.user(user))
+
+        yield open_as
+
+
+def consented(web: Web) -> str:
+    """A new person who consents to the region and the municipality sharing: their number."""
+    personnummer = new_personnummer("19440404")
+    created_or_ok(
+        web.region.consent.post(
+            "/fhir/Consent",
+            json=consent(personnummer, organizations=(REGION, MUNICIPALITY)),
+            headers=FHIR_JSON,
+        )
+    )
+    return personnummer
+
+
+def noticed_stay(web: Web) -> str:
+    """A stay admitted today at the region's ward, its notice sent to the demo coordinators'
+    units: the region's as primary care, the municipality's as social services. Its id."""
+    ward = web.system.as_caller("professional", REGION, unit=WARD, scopes=STAFF_SCOPES).sip
+    admitted = admit(ward, consented(web))
+    assert admitted.status_code == 200, admitted.text
+    stay_id = admitted.json()["id"]
+    estimate = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    recipients = [
+        {"organization": REGION, "unit": REGION, "kind": "primary-care"},
+        {"organization": MUNICIPALITY, "unit": MUNICIPALITY, "kind": "social-services"},
+    ]
+    for operation, values in (
+        ("judge-care-needed", {"principal": ["region", "municipality"]}),
+        ("send-admission-notice", {"recipient": recipients, "estimatedDischarge": estimate}),
+    ):
+        answer = step(ward, stay_id, operation, **values)
+        assert answer.status_code == 200, answer.text
+    return stay_id
+
+
+def late_stay(web: Web) -> str:
+    """A stay of last week through the application (the steps dated then): the person ready
+    five days ago and the SIP never called, so the SIP call is overdue. Its id."""
+    personnummer = consented(web)
+    state = web.system.sip_app.state
+    stays = Stays(state.plans, state.consent_gate_uncached)
+    hospital, primary = actor(REGION, WARD), actor(REGION, REGION)
+    at = datetime.now(UTC) - timedelta(days=7)
+    person = {"system": PERSONNUMMER_SYSTEM, "value": personnummer}
+    stay = stays.admit(subject=person, ward=WARD, admitted_at=at, by=hospital)
+    stays.judge_care_needed(stay.id, principals=["region", "municipality"], at=at, by=hospital)
+    stays.send_admission_notice(
+        stay.id, estimated_discharge=at + timedelta(days=9), at=at + timedelta(hours=1),
+        by=hospital, judgement="LSU 2017:612: needed for the planning",
+        recipients=[{"organization": REGION, "unit": REGION, "kind": "primary-care"},
+                    {"organization": MUNICIPALITY, "unit": MUNICIPALITY,
+                     "kind": "social-services"}],
+    )  # fmt: skip
+    stays.name_care_contact(stay.id, name="Sköterska Svensson", already_existed=False,
+                            at=at + timedelta(hours=2), by=primary, judgement="LSU")  # fmt: skip
+    stays.notify_ready(stay.id, at=at + timedelta(days=2), by=hospital)
+    return str(stay.id)
+
+
+def test_my_unit_lists_the_stays_with_their_clocks(web: Web, browsers: Any) -> None:
+    fresh, late = noticed_stay(web), late_stay(web)
+    page = browsers("region-coordinator").get("/unit")
+    assert page.status_code == 200, page.text
+    assert f'href="/stays/{fresh}"' in page.text and f'href="/stays/{late}"' in page.text
+    assert page.text.count("<h1") == 1 and 'href="/unit"' in page.text  # in the menu
+    # Overdue first, in red and in words (not colour only).
+    assert page.text.index(f"/stays/{late}") < page.text.index(f"/stays/{fresh}")
+    row = page.text.split(f'href="/stays/{late}"')[1].split("</tr>")[0]
+    assert '<strong class="overdue">Försenad' in row and "Kalla till SIP" in row
+    fresh_row = page.text.split(f'href="/stays/{fresh}"')[1].split("</tr>")[0]
+    assert "tim kvar" in fresh_row and "Försenad" not in fresh_row
+
+
+def test_an_outsider_unit_sees_none_of_it(web: Web, browsers: Any) -> None:
+    stay_id = noticed_stay(web)
+    outsider = browsers("outsider-coordinator")
+    page = outsider.get("/unit")
+    assert page.status_code == 200 and stay_id not in page.text
+    assert "Inga pågående vistelser rör din enhet." in text_of(page)
+    assert outsider.get(f"/stays/{stay_id}").status_code == 404
+    outsider.get("/unit")
+    posted = outsider.submit(f"/stays/{stay_id}/confirm-receipt", {"version": "3"})
+    assert posted.status_code == 404
+    api = web.system.as_caller("coordinator", REGION, unit=REGION).sip
+    stay = api.get(f"/fhir/Encounter/{stay_id}").json()
+    assert "received" not in str(stay), "nothing was written"
+
+
+def test_a_recipient_confirms_receipt_and_names_the_care_contact(web: Web, browsers: Any) -> None:
+    stay_id = noticed_stay(web)
+    region = browsers("region-coordinator")
+    page = region.get(f"/stays/{stay_id}")
+    assert page.status_code == 200, page.text
+    shown = text_of(page)
+    assert "mottagandet inte bekräftat" in shown and "Fast vårdkontakt: inte utsedd" in shown
+    assert 'id="form-confirm-receipt"' in page.text and 'id="form-name-care-contact"' in page.text
+    assert 'id="form-discharge"' not in page.text  # the ward's step, not this unit's
+    done = region.submit_form(page, "form-confirm-receipt")
+    assert done.status_code == 200 and "Mottagandet är bekräftat." in text_of(done)
+    assert 'id="form-confirm-receipt"' not in done.text
+    named = region.submit_form(done, "form-name-care-contact", name="Sköterska Svensson")
+    assert named.status_code == 200, named.text
+    assert "Fast vårdkontakt: Sköterska Svensson" in text_of(named)
+    # The municipality sees the stay and its own receipt to confirm, not the care contact form.
+    municipality = browsers("municipality-coordinator").get(f"/stays/{stay_id}")
+    assert 'id="form-confirm-receipt"' in municipality.text
+    assert 'id="form-name-care-contact"' not in municipality.text
+
+
+def test_the_forms_errors_stand_beside_their_fields(web: Web, browsers: Any) -> None:
+    stay_id = noticed_stay(web)
+    region = browsers("region-coordinator")
+    page = region.get(f"/stays/{stay_id}")
+    empty = region.submit_form(page, "form-name-care-contact", name="  ")
+    assert empty.status_code == 400
+    assert (
+        field_error(empty, "name-care-contact-name")
+        == "Fyll i fast vårdkontakt (namn och befattning)."
+    )
+    # A stale version: someone else changed the stay first; nothing is written twice.
+    stale = region.submit_form(page, "form-confirm-receipt")
+    assert stale.status_code == 200
+    again = region.submit_form(page, "form-confirm-receipt")
+    assert again.status_code == 409 and "Någon annan har ändrat vistelsen" in text_of(again)
+    # Without the version, and without the CSRF token.
+    region.get(f"/stays/{stay_id}")
+    assert region.submit(f"/stays/{stay_id}/name-care-contact", {"name": "X"}).status_code == 400
+    assert (
+        region.submit(
+            f"/stays/{stay_id}/name-care-contact", {"name": "X", "version": "9"}, csrf=False
+        ).status_code
+        == 403
+    )
+    assert region.get(f"/stays/{stay_id}").status_code == 200
+    assert region.submit(f"/stays/{stay_id}/no-such-step", {"version": "1"}).status_code == 404
+    assert region.get("/stays/not a stay").status_code == 404
+
+
+def test_a_refusal_of_the_api_is_said_in_swedish(web: Web, browsers: Any) -> None:
+    """The municipality may not name the care contact: the API refuses, the page says why."""
+    stay_id = noticed_stay(web)
+    municipality = browsers("municipality-coordinator")
+    page = municipality.get(f"/stays/{stay_id}")
+    version = page.text.split('name="version" value="')[1].split('"')[0]
+    refused = municipality.submit(
+        f"/stays/{stay_id}/name-care-contact", {"name": "Någon", "version": version}
+    )
+    assert refused.status_code == 409, refused.text
+    assert "Fast vårdkontakt utses av primärvården" in text_of(refused)
+
+
+def test_a_stay_page_shows_its_steps_and_the_plan_it_called(web: Web, browsers: Any) -> None:
+    stay_id = late_stay(web)
+    region = browsers("region-coordinator")
+    page = region.get(f"/stays/{stay_id}")
+    shown = text_of(page)
+    assert "Fast vårdkontakt: Sköterska Svensson" in shown
+    assert "Utskrivningsklar: meddelat" in shown
+    assert "Försenad" in shown  # the SIP call, in the duties' table
+    called = region.submit_form(page, "form-call-sip", title="SIP efter utskrivning")
+    assert called.status_code == 200, called.text
+    plan_link = called.text.split('href="/plans/')[1].split('"')[0]
+    assert region.get(f"/plans/{plan_link}").status_code == 200
