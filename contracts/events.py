@@ -29,6 +29,8 @@ CREATION_FIELDS: dict[str, CreationFields] = {
     "Consent": CreationFields(person="patient", custodian=("recorded_by", "organization")),
     # services.sip.discharge.stay:Stay.Admitted: the inpatient stay, the hospital's record
     "Encounter": CreationFields(person="subject", custodian=("organization",)),
+    # services.sip.messages.message:Message.Sent: a message, the sender organisation's
+    "Communication": CreationFields(person="subject", custodian=("by", "organization")),
     # services.common.access_log:AccessRecord.Recorded
     "AuditEvent": CreationFields(person="patient", custodian=("custodian",)),
 }

@@ -26,6 +26,9 @@ PLAN_CLASS = "region"
 # The stay (docs/decisions/0008) is the hospital's patient record: the region's class.
 _STAY = "services.sip.discharge.stay:Stay."
 STAY_CLASS = "region"
+# A message (docs/decisions/0012) is under the region's class with the plan's parts for now.
+_MESSAGE = "services.sip.messages.message:Message."
+MESSAGE_CLASS = "region"
 _CONSENT = "services.consent.domain:Consent."
 CONSENT_CLASS = "consent"
 
@@ -56,6 +59,9 @@ PERSONAL_FIELDS: dict[str, PersonalFields] = {
     _STAY + "InformationTransferred": PersonalFields(("legal_basis",), STAY_CLASS),
     _STAY + "SipCalled": PersonalFields(("legal_basis",), STAY_CLASS),
     _STAY + "OutpatientCareUnavailable": PersonalFields(("reason",), STAY_CLASS),
+    # The text is free text about the person; the legal basis as the stay's. The receipt
+    # (`Read`) names only the recipient unit and who read it.
+    _MESSAGE + "Sent": PersonalFields(("subject", "text", "legal_basis"), MESSAGE_CLASS, "subject"),
     _CONSENT + "Given": PersonalFields(
         ("patient", "performer", "givers"), CONSENT_CLASS, "patient"
     ),

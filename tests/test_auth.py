@@ -10,6 +10,7 @@ from joserfc.jwk import ECKey
 from services.common.auth import smart
 from services.common.auth.tokens import DEV_ISSUER
 from services.sip.discharge.operations import OPERATIONS as STAY_OPERATIONS
+from services.sip.messages.operations import OPERATIONS as MESSAGE_OPERATIONS
 from services.sip.operations import OPERATIONS
 from tests.fhir_data import (
     FHIR_JSON,
@@ -203,8 +204,10 @@ def test_an_auditor_reads_but_cannot_write(system, existing):
     ]
     # CarePlan: create, $activate and the plan's operations; Consent: create, $check,
     # $withdraw, $mark-entered-in-error, $override-block; a transaction on each service;
-    # Subscription: create; Encounter: the stay's operations ($admit among them).
-    assert len(writes) == 2 + len(OPERATIONS) + 5 + 2 + 1 + len(STAY_OPERATIONS)
+    # Subscription: create; Encounter: the stay's operations ($admit among them);
+    # Communication: create and its operations.
+    writes_count = 2 + len(OPERATIONS) + 5 + 2 + 1 + len(STAY_OPERATIONS)
+    assert len(writes) == writes_count + 1 + len(MESSAGE_OPERATIONS)
     for service, method, path, body in writes:
         response = call(system, service, method, path, body, token)
         assert response.status_code == 403, (method, path, response.text)

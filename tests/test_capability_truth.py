@@ -17,8 +17,10 @@ from contracts.canonical import CONSENT_CATEGORIES
 from contracts.identifiers import PERSONNUMMER_SYSTEM
 from contracts.subscription_topics import PLAN_CHANGED
 from services.sip.discharge.application import Stays
+from tests.communication_http import message, send
 from tests.fhir_data import (
     FHIR_JSON,
+    MUNICIPALITY,
     REGION,
     active_plan,
     care_plan,
@@ -62,10 +64,12 @@ class Target:
         # A stay of the same person at the region's ward: the Encounter to read and find.
         hospital = {"subject": "ward-doctor", "role": "professional", "organization": REGION,
                     "unit": f"{REGION}-WARD"}  # fmt: skip
-        Stays(system.sip_app.state.plans, consent_gate=None).admit(
+        self.stay_id = Stays(system.sip_app.state.plans, consent_gate=None).admit(
             subject={"system": PERSONNUMMER_SYSTEM, "value": self.personnummer},
             ward=f"{REGION}-WARD", admitted_at=datetime.now(UTC), by=hospital,
-        )  # fmt: skip
+        ).id  # fmt: skip
+        # A message about the plan to the municipality: the Communication to read and find.
+        assert _create(self, "Communication").status_code == 201
         self.auditor = system.as_caller("auditor")
         self.record_system = system.as_caller("integration", REGION)
 
@@ -98,6 +102,13 @@ class Target:
         if kind == "reference" and name == "target":
             owner = "CarePlan" if service == "sip" else "Consent"
             return f"{owner}/{self.some_id(self.client(service, owner), owner)}"
+        if kind == "reference" and resource_type == "Communication":
+            return {
+                "recipient": MUNICIPALITY,
+                "sender": REGION,
+                "encounter": f"Encounter/{self.stay_id}",
+                "based-on": f"CarePlan/{self.plan_id}",
+            }[name]
         if kind == "reference":
             return f"Patient/{self.personnummer}"
         if kind == "uri":
@@ -215,6 +226,9 @@ def _create(target: Target, resource_type: str) -> httpx.Response:
         return target.system.sip.post(
             "/fhir/CarePlan", json=care_plan(new_personnummer()), headers=FHIR_JSON
         )
+    if resource_type == "Communication":
+        about_the_plan = message(plan=target.plan_id, to=(MUNICIPALITY,))
+        return send(target.system.sip, about_the_plan)
     assert resource_type == "Consent", resource_type
     personnummer = new_personnummer()
     person = target.system.as_caller("patient", organization=None, patient=personnummer)

@@ -13,9 +13,9 @@ import pytest
 from contracts.consent_decision import ConsentDecision
 from services.common.domain import NotFound, RuleViolation, VersionMismatch
 from services.common.persistence import storage_for
-from services.sip.application import SipPlans
+from services.sip.application import DisclosureNotPermitted, SipPlans
 from services.sip.consent_gate import ConsentServiceUnavailable
-from services.sip.discharge.application import DisclosureNotPermitted, Stays
+from services.sip.discharge.application import Stays
 from services.sip.discharge.stay import Stay
 from services.sip.domain import Plan
 from tests.discharge_data import (

@@ -25,6 +25,7 @@ from contracts.identifiers import PERSONNUMMER_SYSTEM
 from contracts.subscription_topics import PLAN_CHANGED
 from services.common.fhir_time import fhir_instant, now
 from services.common.settings import SERVICE_HSA_ID, SERVICE_SUBJECT
+from tests.communication_http import found, mark_read, message, send
 from tests.discharge_http import a_stays_whole_life
 from tests.fhir_data import (
     FHIR_JSON,
@@ -135,12 +136,23 @@ def a_plans_whole_life(system) -> dict[str, str]:
         ("Encounter", {"patient": f"Patient/{personnummer}", "status": "finished"}),
     )
     a_stays_whole_life(system, personnummer)  # every Encounter operation, by its clients
+    a_message_read(system, plan_id)
     for path, form in searches:
         found = record_system.post(f"/fhir/{path}/_search", data=form)
         assert found.status_code == 200, (path, found.text)
     ids = {"plan": plan_id, "personnummer": personnummer, **consents_life(system, personnummer)}
     searches_and_reads_by_post(system, ids)
     return ids
+
+
+def a_message_read(system, plan_id: str) -> None:
+    """A message about the plan to the municipality, found unread there and marked read."""
+    sent = send(system.sip, message(plan=plan_id, to=(MUNICIPALITY,)))
+    assert sent.status_code == 201, sent.text
+    municipality = system.as_caller(organization=MUNICIPALITY).sip
+    unread = {"recipient": MUNICIPALITY, "received:missing": "true"}
+    assert sent.json()["id"] in found(municipality, **unread)
+    assert mark_read(municipality, sent.json()["id"]).status_code == 200
 
 
 def searches_and_reads_by_post(system, ids: dict[str, str]) -> None:

@@ -164,6 +164,7 @@ def test_every_declared_personal_field_is_a_field_of_its_stored_event():
     schemas_of = {
         "services.sip.domain": "sip",
         "services.sip.discharge.stay": "sip",
+        "services.sip.messages.message": "sip",
         "services.consent.domain": "consent",
     }
     declared_modules = {topic.split(":")[0] for topic in PERSONAL_FIELDS}

@@ -412,6 +412,8 @@ def _resource_words(row: dict[str, Any]) -> str:
         return "your coordinated individual plan (SIP)"
     if entity.startswith("Consent"):
         return "your consent"
+    if entity.startswith("Communication"):
+        return "a message about you"
     return "your information"
 
 

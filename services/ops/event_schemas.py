@@ -28,10 +28,11 @@ from services.common.personal_data.erasure import Erasure
 from services.consent.domain import Consent
 from services.sip.discharge.stay import Stay
 from services.sip.domain import Plan
+from services.sip.messages.message import Message
 
 SCHEMA_FOLDER = Path(__file__).resolve().parents[2] / "contracts" / "event_schemas"
 AGGREGATES = {
-    "sip": [Plan, Stay, AccessRecord, Erasure],
+    "sip": [Plan, Stay, Message, AccessRecord, Erasure],
     "consent": [Consent, AccessRecord, Erasure],
 }
 ENVELOPE = {"originator_id", "originator_version", "originator_id_type"}

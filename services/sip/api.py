@@ -34,6 +34,10 @@ from services.sip.discharge.fhir import stay_to_fhir
 from services.sip.discharge.stay import Stay
 from services.sip.disclosure import PlanDisclosure
 from services.sip.fhir_mapping import plan_to_fhir
+from services.sip.messages import routes as message_routes
+from services.sip.messages.disclosure import MESSAGE_RESOURCE_TYPE, MessageDisclosure
+from services.sip.messages.fhir import message_to_fhir
+from services.sip.messages.message import Message
 from services.sip.plan_views import PLAN_VIEWS, PlanViewResource
 from services.sip.projections import PlanIndex
 from services.sip.redaction import (
@@ -56,6 +60,12 @@ RESOURCES = [
     *(capability(v.resource_type, interactions=VERSIONS) for v in PLAN_VIEWS),
     capability(
         STAY_RESOURCE_TYPE, interactions=[*VERSIONS, "search-type"], search=stay_routes.SEARCH
+    ),
+    capability(
+        MESSAGE_RESOURCE_TYPE,
+        interactions=["create", *VERSIONS, "search-type"],
+        search=message_routes.SEARCH,
+        conditional_create=True,
     ),
     *ACCESS_LOG_CAPABILITIES,
     *subscription_capabilities(
@@ -89,6 +99,13 @@ def stay_access(plans: SipPlans, consent_gate: CachingConsentGate) -> ResourceAc
         redact_stay,
         custodians_shown=lambda seen: (seen.custodian,),
         other=(STAY_RESOURCE_TYPE, Stay),
+    )
+
+
+def message_access(plans: SipPlans, consent_gate: CachingConsentGate) -> ResourceAccess:
+    """The messages' one way out: their disclosure rule (a message is read whole or not)."""
+    return ResourceAccess(
+        plans, MessageDisclosure(consent_gate), other=(MESSAGE_RESOURCE_TYPE, Message)
     )
 
 
@@ -163,9 +180,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         "CarePlan": AggregateResource(access, plan_to_fhir),
         **{view.resource_type: PlanViewResource(access, view) for view in PLAN_VIEWS},
         STAY_RESOURCE_TYPE: AggregateResource(stay_access(plans, consent_gate), stay_to_fhir),
+        MESSAGE_RESOURCE_TYPE: AggregateResource(
+            message_access(plans, consent_gate), message_to_fhir
+        ),
     }
     routers = (careplan.router, operations.router, views.router, subscription_routes.router)
-    for router in (*routers, stay_routes.router):
+    for router in (*routers, stay_routes.router, message_routes.router):
         app.include_router(router)
     add_audit_routes(
         app,
@@ -174,7 +194,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         checkpoint_key=(settings.keys_dir, "sip"),
         peer_extract_url=settings.consent_service_url,
         entry_kind=entry_kind_of_topic,
-        other_disclosers={STAY_RESOURCE_TYPE: StayDisclosure(consent_gate)},
+        other_disclosers={
+            STAY_RESOURCE_TYPE: StayDisclosure(consent_gate),
+            MESSAGE_RESOURCE_TYPE: MessageDisclosure(consent_gate),
+        },
     )
     app.include_router(operations.definitions_router)
     return app

@@ -12,10 +12,11 @@ from contracts.canonical import CONSENT_CATEGORY_SIP_PLAN
 from contracts.consent_decision import ConsentCheckRequest
 from services.common.application import Result, VersionedApplication
 from services.common.business_identifiers import IdentifierClaims
-from services.common.domain import RuleViolation
+from services.common.domain import RuleViolation, required_text
 from services.sip.consent_gate import ConsentGate
-from services.sip.discharge.stay import Stay
+from services.sip.discharge.stay import CONSENT, SECRECY_JUDGEMENT, Stay
 from services.sip.domain import PRINCIPALS, Plan
+from services.sip.messages.message import Message
 from services.sip.parts import EventActor
 
 
@@ -32,6 +33,49 @@ def disclosure_request(
         category=CONSENT_CATEGORY_SIP_PLAN,
         purpose=purpose,
     )
+
+
+class DisclosureNotPermitted(RuleViolation):
+    def __init__(self, refused: list[str]) -> None:
+        super().__init__(
+            "disclosure-requires-consent-or-judgement",
+            "no consent allows this disclosure, and no secrecy judgement was recorded: "
+            + "; ".join(refused),
+        )
+
+
+def consent_or_judgement(
+    consent_gate: ConsentGate,
+    subject: dict[str, str],
+    purpose: str,
+    by: EventActor,
+    recipients: set[str],
+    judgement: str | None,
+) -> dict[str, Any]:
+    """The legal basis of a disclosure about the person from the actor's organisation to
+    `recipients` (a stay's step, a message): a recorded judgement that secrecy does not
+    prevent it, or the consents that permit disclosure to every recipient; refuses naming
+    each recipient not covered. The consent service being unreachable raises
+    ConsentServiceUnavailable (nothing is written; the API answers 503)."""
+    if judgement is not None:
+        return {"basis": SECRECY_JUDGEMENT, "judgement": required_text(judgement, "judgement")}
+    source = by.get("organization") if isinstance(by, dict) else None
+    if not isinstance(source, str) or not source:
+        raise RuleViolation("by-organization", "the actor acts for an organisation")
+    consents: list[str] = []
+    refused = []
+    for recipient in sorted(recipients - {source}):
+        decision = consent_gate.check(disclosure_request(subject, recipient, source, purpose))
+        if decision.permitted:
+            consents += [c for c in decision.consents if c not in consents]
+        else:
+            refused.append(f"disclosure from {source} to {recipient} is not permitted")
+    if refused:
+        raise DisclosureNotPermitted(refused)
+    if not consents:
+        # Permitted without a consent named: nothing to record as the basis.
+        raise DisclosureNotPermitted(["the consent service named no consent"])
+    return {"basis": CONSENT, "consents": consents}
 
 
 class ConsentRefused(RuleViolation):
@@ -74,7 +118,7 @@ class SipPlans(VersionedApplication):
     name = "SipPlans"
     resource_type = "CarePlan"
     aggregate_class = Plan
-    other_aggregates = MappingProxyType({"Encounter": Stay})
+    other_aggregates = MappingProxyType({"Encounter": Stay, "Communication": Message})
 
     def start(self, claims: IdentifierClaims | None = None, **started: Any) -> Plan:
         """Starts a plan; with `claims`, raises IdentifierTaken (writing nothing) where the

@@ -216,6 +216,7 @@ def default_scopes(role: str) -> tuple[str, ...]:
         "coordinator": (
             "user/CarePlan.cruds",
             "user/Consent.crus",
+            "user/Communication.cru",
             "user/Encounter.rus",
             "user/*.rs",
         ),
@@ -223,6 +224,7 @@ def default_scopes(role: str) -> tuple[str, ...]:
         "professional": (
             "user/CarePlan.rus",
             "user/Consent.crus",
+            "user/Communication.cru",
             "user/Encounter.rus",
             "user/*.rs",
         ),
@@ -230,6 +232,7 @@ def default_scopes(role: str) -> tuple[str, ...]:
             "system/CarePlan.cruds",
             "system/Consent.cruds",
             "system/Subscription.cruds",
+            "system/Communication.cru",
             "system/*.rs",
         ),
         # The whole log is granted by configuration, never by a default scope.

@@ -20,11 +20,11 @@ from uuid import UUID
 from eventsourcing.persistence import IntegrityError
 
 from contracts.consent_decision import ConsentCheckRequest
-from services.common.domain import RuleViolation, ensure_expected_version, required_text
-from services.sip.application import SipPlans, disclosure_request
+from services.common.domain import ensure_expected_version
+from services.sip.application import SipPlans, consent_or_judgement, disclosure_request
 from services.sip.consent_gate import ConsentGate
 from services.sip.discharge.clock import ClockRules, Deadline, missed
-from services.sip.discharge.stay import CONSENT, MUNICIPAL_KINDS, SECRECY_JUDGEMENT, Stay
+from services.sip.discharge.stay import MUNICIPAL_KINDS, Stay
 from services.sip.domain import Plan
 from services.sip.parts import EventActor
 
@@ -46,15 +46,6 @@ def stay_disclosure_request(stay: Stay, recipient: str, source: str) -> ConsentC
     """May `source` disclose the stay's steps to `recipient`? Asked when a step is recorded
     and again when one is read (a withdrawn consent hides what rested on it)."""
     return disclosure_request(stay.subject, recipient, source, DISCHARGE_PURPOSE)
-
-
-class DisclosureNotPermitted(RuleViolation):
-    def __init__(self, refused: list[str]) -> None:
-        super().__init__(
-            "disclosure-requires-consent-or-judgement",
-            "no consent allows this disclosure, and no secrecy judgement was recorded: "
-            + "; ".join(refused),
-        )
 
 
 class Stays:
@@ -259,25 +250,9 @@ class Stays:
         actor's organisation to every recipient; refuses naming each recipient not covered.
         The consent service being unreachable raises ConsentServiceUnavailable (nothing is
         written; the API answers 503)."""
-        if judgement is not None:
-            return {"basis": SECRECY_JUDGEMENT, "judgement": required_text(judgement, "judgement")}
-        source = by.get("organization") if isinstance(by, dict) else None
-        if not isinstance(source, str) or not source:
-            raise RuleViolation("by-organization", "the actor acts for an organisation")
-        consents: list[str] = []
-        refused = []
-        for recipient in sorted(recipients - {source}):
-            decision = self.consent_gate.check(stay_disclosure_request(stay, recipient, source))
-            if decision.permitted:
-                consents += [c for c in decision.consents if c not in consents]
-            else:
-                refused.append(f"disclosure from {source} to {recipient} is not permitted")
-        if refused:
-            raise DisclosureNotPermitted(refused)
-        if not consents:
-            # Permitted without a consent named: nothing to record as the basis.
-            raise DisclosureNotPermitted(["the consent service named no consent"])
-        return {"basis": CONSENT, "consents": consents}
+        return consent_or_judgement(
+            self.consent_gate, stay.subject, DISCHARGE_PURPOSE, by, recipients, judgement
+        )
 
     def _disclosing(
         self,
