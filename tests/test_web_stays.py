@@ -201,3 +201,94 @@ def test_a_stay_page_shows_its_steps_and_the_plan_it_called(web: Web, browsers: 
     assert called.status_code == 200, called.text
     plan_link = called.text.split('href="/plans/')[1].split('"')[0]
     assert region.get(f"/plans/{plan_link}").status_code == 200
+
+
+def message_ids(web: Web, stay_id: str) -> list[str]:
+    api = web.system.as_caller("coordinator", REGION, unit=REGION).sip
+    found = api.get("/fhir/Communication", params={"encounter": f"Encounter/{stay_id}"})
+    assert found.status_code == 200, found.text
+    return [e["resource"]["id"] for e in found.json().get("entry", [])]
+
+
+def test_a_message_about_a_stay_is_read_by_the_unit_it_went_to(web: Web, browsers: Any) -> None:
+    stay_id = noticed_stay(web)
+    region = browsers("region-coordinator")
+    thread = region.get(f"/stays/{stay_id}/messages")
+    assert thread.status_code == 200, thread.text
+    assert "Inga meddelanden ännu." in text_of(thread)
+    sent = region.submit_form(
+        thread, "form-message", recipient=MUNICIPALITY, text="Hemtjänsten behöver ses över."
+    )
+    assert sent.status_code == 200 and "Meddelandet är skickat." in text_of(sent)
+    # The form sent twice (a double click): one message.
+    region.submit_form(
+        thread, "form-message", recipient=MUNICIPALITY, text="Hemtjänsten behöver ses över."
+    )
+    [message_id] = message_ids(web, stay_id)
+    municipality = browsers("municipality-coordinator")
+    unit = municipality.get("/unit")
+    row = unit.text.split(f'id="form-open-{message_id}"')[0].rsplit("<tr>", 1)[1]
+    assert "Oläst" in row and "1 olästa" in text_of(unit)
+    opened = municipality.submit_form(unit, f"form-open-{message_id}")
+    assert opened.status_code == 200 and f"/stays/{stay_id}/messages" in str(opened.url)
+    assert "Hemtjänsten behöver ses över." in text_of(opened) and "Oläst" not in opened.text
+    assert "0 olästa" in text_of(municipality.get("/unit"))
+    # The sender sees the receipt.
+    assert "läst 20" in text_of(region.get(f"/stays/{stay_id}/messages"))
+
+
+def test_the_message_forms_errors(web: Web, browsers: Any) -> None:
+    stay_id = noticed_stay(web)
+    region = browsers("region-coordinator")
+    thread = region.get(f"/stays/{stay_id}/messages")
+    empty = region.submit_form(thread, "form-message", text="   ")
+    assert empty.status_code == 422
+    assert field_error(empty, "text") == "Skriv meddelandet."
+    assert field_error(empty, "recipient") == "Välj minst en mottagare."
+    # A unit the stay does not name: the API refuses, the page says it beside the recipients.
+    stranger = region.submit_form(
+        thread, "form-message", recipient="SE2120001231-DEMO3", text="Hej"
+    )
+    assert 400 <= stranger.status_code < 500, stranger.text
+    assert field_error(stranger, "recipient"), stranger.text
+    assert message_ids(web, stay_id) == []
+    # Only the sender corrects a message: the municipality's "correction" is refused.
+    region.submit_form(thread, "form-message", recipient=MUNICIPALITY, text="Fel datum.")
+    [first] = message_ids(web, stay_id)
+    municipality = browsers("municipality-coordinator")
+    reply = municipality.get(f"/stays/{stay_id}/messages?reply={first}")
+    refused = municipality.submit_form(reply, "form-message", text="Rättat", correction="true")
+    assert 400 <= refused.status_code < 500 and field_error(refused, "correction"), refused.text
+    answered = municipality.submit_form(reply, "form-message", text="Tack, vi tar det.")
+    assert answered.status_code == 200 and len(message_ids(web, stay_id)) == 2
+
+
+def test_an_outsider_neither_reads_nor_writes_a_stays_messages(web: Web, browsers: Any) -> None:
+    stay_id = noticed_stay(web)
+    region = browsers("region-coordinator")
+    thread = region.get(f"/stays/{stay_id}/messages")
+    region.submit_form(thread, "form-message", recipient=MUNICIPALITY, text="Bara för oss.")
+    [message_id] = message_ids(web, stay_id)
+    outsider = browsers("outsider-coordinator")
+    unit = outsider.get("/unit")
+    assert message_id not in unit.text and "Bara för oss." not in unit.text
+    assert outsider.get(f"/stays/{stay_id}/messages").status_code == 404
+    posted = outsider.submit(
+        f"/stays/{stay_id}/messages", {"recipient": MUNICIPALITY, "text": "Hej"}
+    )
+    assert posted.status_code == 404
+    outsider.get("/unit")
+    assert outsider.submit(f"/messages/{message_id}/open").status_code == 404
+    assert message_ids(web, stay_id) == [message_id]
+
+
+def test_a_plans_thread(web: Web, browsers: Any) -> None:
+    plan_id = web.demo["active"]
+    region = browsers("region-coordinator")
+    page = region.get(f"/plans/{plan_id}")
+    assert f'href="/plans/{plan_id}/messages"' in page.text
+    thread = region.get(f"/plans/{plan_id}/messages")
+    assert thread.status_code == 200, thread.text
+    sent = region.submit_form(thread, "form-message", recipient=MUNICIPALITY, text="Uppföljning?")
+    assert sent.status_code == 200, sent.text
+    assert "Uppföljning?" in text_of(browsers("municipality-coordinator").get("/unit"))

@@ -5,6 +5,7 @@ to take now, posted as the stay's Encounter operations with the version the page
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 
@@ -14,6 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from services.web import texts
 from services.web.dependencies import Fhir, User
 from services.web.fhir_client import ChangedMeanwhile, Refused
+from services.web.messages_view import incoming
 from services.web.pages import render
 from services.web.plan_forms import FORM_ERROR, Invalid, parameters_of, refusal_errors
 from services.web.routes.plans import MISSING_VERSION, VERSION, posted_values
@@ -46,10 +48,21 @@ def clock_order(stay: StayView) -> tuple[bool, bool, str]:
 async def my_unit(request: Request, user: User, fhir: Fhir) -> Response:
     if user.is_person:
         return RedirectResponse("/me", status_code=303)
-    stays = sorted(await search_stays(fhir, {"status": "in-progress"}), key=clock_order)
+    found, messages = await asyncio.gather(
+        search_stays(fhir, {"status": "in-progress"}), incoming(fhir, user)
+    )
+    stays = sorted(found, key=clock_order)
     mine = [s for s in stays if concerns_unit(s, user)]
     others = [s for s in stays if not concerns_unit(s, user)]
-    return render(request, "unit.html", stays=mine, others=others, now=datetime.now(UTC))
+    return render(
+        request,
+        "unit.html",
+        stays=mine,
+        others=others,
+        messages=messages,
+        unread=sum(m.unread_by(user) for m in messages),
+        now=datetime.now(UTC),
+    )
 
 
 def checked_stay_id(stay_id: str) -> str:
