@@ -17,7 +17,7 @@ from services.common.demo_identities import MUNICIPALITY, REGION
 from services.sip.discharge.application import Stays
 from tests.discharge_data import actor
 from tests.discharge_http import STAFF_SCOPES, admit, step
-from tests.fhir_data import FHIR_JSON, consent, created_or_ok, new_personnummer
+from tests.fhir_data import FHIR_JSON, consent, created_or_ok, new_personnummer, parameters
 from tests.web_client import Web, WebUser, demo_web, field_error, text_of
 
 WARD = "SE2321000032-WARD9"  # the hospital's ward, a unit of the demo region
@@ -292,3 +292,102 @@ def test_a_plans_thread(web: Web, browsers: Any) -> None:
     sent = region.submit_form(thread, "form-message", recipient=MUNICIPALITY, text="Uppföljning?")
     assert sent.status_code == 200, sent.text
     assert "Uppföljning?" in text_of(browsers("municipality-coordinator").get("/unit"))
+
+
+def invite_the_municipality(web: Web, start: str = "2027-01-20T10:00:00+01:00") -> str:
+    """A meeting of the demo's active plan the region invites the municipality to: the
+    Appointment's id."""
+    invited = web.region.sip.post(
+        f"/fhir/CarePlan/{web.demo['active']}/$invite-to-meeting",
+        json=parameters(
+            start=start, end=start.replace("T10:", "T11:"), location="Vårdcentralen",
+            organization=[MUNICIPALITY],
+        ),
+        headers=FHIR_JSON,
+    )  # fmt: skip
+    assert invited.status_code in (200, 201), invited.text
+    return invited.json()["id"]
+
+
+def answers_to(web: Web, appointment_id: str) -> list[dict[str, Any]]:
+    found = web.region.sip.get(
+        "/fhir/AppointmentResponse", params={"appointment": f"Appointment/{appointment_id}"}
+    )
+    assert found.status_code == 200, found.text
+    return [e["resource"] for e in found.json().get("entry", [])]
+
+
+def test_an_invitation_is_answered_from_my_unit(web: Web, browsers: Any) -> None:
+    accepted, proposed = (
+        invite_the_municipality(web),
+        invite_the_municipality(web, "2027-01-21T10:00:00+01:00"),
+    )
+    municipality = browsers("municipality-coordinator")
+    page = municipality.get("/unit")
+    assert (
+        f'id="form-answer-{accepted}"' in page.text and f'id="form-answer-{proposed}"' in page.text
+    )
+    assert "2027-01-20 10:00" in text_of(page)
+    done = municipality.submit_form(page, f"form-answer-{accepted}", answer="accepted")
+    assert done.status_code == 200 and "Svaret är skickat: vi kommer." in text_of(done)
+    assert f'id="form-answer-{accepted}"' not in done.text  # answered: no longer waiting
+    [answer] = answers_to(web, accepted)
+    assert answer["participantStatus"] == "accepted"
+    # Another time proposed.
+    other = municipality.submit_form(
+        done, f"form-answer-{proposed}", answer="tentative", start="2027-01-22T13:00",
+        end="2027-01-22T14:00", comment="Vi kan på eftermiddagen.",
+    )  # fmt: skip
+    assert other.status_code == 200, other.text
+    [answer] = answers_to(web, proposed)
+    assert (
+        answer["participantStatus"] == "tentative"
+        and answer["comment"] == "Vi kan på eftermiddagen."
+    )
+    assert answer["start"].startswith("2027-01-22T12:00")  # 13:00 in Sweden
+
+
+def test_the_answer_forms_errors(web: Web, browsers: Any) -> None:
+    appointment_id = invite_the_municipality(web, "2027-02-03T10:00:00+01:00")
+    municipality = browsers("municipality-coordinator")
+    page = municipality.get("/unit")
+    form = f"form-answer-{appointment_id}"
+    nothing = municipality.submit_form(page, form)
+    assert nothing.status_code == 422
+    assert field_error(nothing, f"{appointment_id}-answer") == "Välj ett svar."
+    no_time = municipality.submit_form(page, form, answer="tentative", start="2027-02-04T10:00")
+    assert no_time.status_code == 422
+    assert (
+        field_error(no_time, f"{appointment_id}-end")
+        == "Ange föreslaget slut: datum och klockslag."
+    )
+    backwards = municipality.submit_form(
+        page, form, answer="tentative", start="2027-02-04T10:00", end="2027-02-04T09:00"
+    )
+    assert field_error(backwards, f"{appointment_id}-end") == "Slutet ska vara efter början."
+    assert answers_to(web, appointment_id) == []
+    # The plan changed since the page was shown (another invitation): 409, answer again.
+    invite_the_municipality(web, "2027-02-05T10:00:00+01:00")
+    stale = municipality.submit_form(page, form, answer="declined")
+    assert stale.status_code == 409 and "Inbjudan har ändrats" in text_of(stale)
+    assert answers_to(web, appointment_id) == []
+    again = municipality.submit_form(stale, form, answer="declined")
+    assert (
+        again.status_code == 200
+        and answers_to(web, appointment_id)[0]["participantStatus"] == "declined"
+    )
+
+
+def test_an_outsider_sees_and_answers_no_invitation(web: Web, browsers: Any) -> None:
+    appointment_id = invite_the_municipality(web, "2027-03-03T10:00:00+01:00")
+    outsider = browsers("outsider-coordinator")
+    page = outsider.get("/unit")
+    assert appointment_id not in page.text
+    assert "Inga mötesinbjudningar väntar på svar." in text_of(page)
+    posted = outsider.submit(
+        f"/invitations/{appointment_id}/answer", {"answer": "accepted", "version": "99"}
+    )
+    assert posted.status_code == 404
+    # The region organises it and was not invited: nothing to answer there either.
+    assert appointment_id not in browsers("region-coordinator").get("/unit").text
+    assert answers_to(web, appointment_id) == []

@@ -23,6 +23,7 @@ from services.web.routes import (
     start,
     stays,
     timeline,
+    unit,
     worklist,
 )
 from services.web.security_headers import SecurityHeaders
@@ -59,7 +60,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     if settings.dev_issuer:
         app.include_router(signin.dev_router)
     # messages before stays and plans: their /<id>/<operation> would take /<id>/messages.
-    for module in (signin, worklist, messages, stays, start, plans, timeline, person):
+    for module in (signin, worklist, unit, messages, stays, start, plans, timeline, person):
         app.include_router(module.router)
 
     app.add_middleware(

@@ -1,11 +1,9 @@
-"""My unit (Min enhet): the stays (discharge from inpatient care) the API shows the user, each
-with its next deadline and the hours left (overdue in red and in words), and a stay's page:
+"""A stay's page (discharge from inpatient care):
 its steps, its duties with their clocks, and the forms of the steps that are the user's unit's
 to take now, posted as the stay's Encounter operations with the version the page showed."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import UTC, datetime
 
@@ -15,13 +13,12 @@ from starlette.responses import RedirectResponse, Response
 from services.web import texts
 from services.web.dependencies import Fhir, User
 from services.web.fhir_client import ChangedMeanwhile, Refused
-from services.web.messages_view import incoming
 from services.web.pages import render
 from services.web.plan_forms import FORM_ERROR, Invalid, parameters_of, refusal_errors
 from services.web.routes.plans import MISSING_VERSION, VERSION, posted_values
 from services.web.session import SignedInUser
 from services.web.stay_forms import STAY_FORMS, stay_forms_for
-from services.web.stay_view import StayView, load_stay, search_stays
+from services.web.stay_view import StayView, load_stay
 
 router = APIRouter()
 
@@ -29,40 +26,6 @@ STAY_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 CHANGED = (
     "Någon annan har ändrat vistelsen medan du arbetade. Se hur den ser ut nu och försök igen."
 )
-
-
-def concerns_unit(stay: StayView, user: SignedInUser) -> bool:
-    """The stay names the user's unit: its ward, a unit the notice went to, the fixed care
-    contact's unit, or the owner of one of its duties."""
-    unit = user.unit
-    units = {stay.ward, stay.care_contact_unit, *(r.unit for r in stay.recipients)}
-    return bool(unit) and (unit in units or any(d.owner_unit == unit for d in stay.duties))
-
-
-def clock_order(stay: StayView) -> tuple[bool, bool, str]:
-    duty = stay.next_duty
-    return (not stay.overdue, duty is None or duty.due is None, (duty and duty.due) or "")
-
-
-@router.get("/unit")
-async def my_unit(request: Request, user: User, fhir: Fhir) -> Response:
-    if user.is_person:
-        return RedirectResponse("/me", status_code=303)
-    found, messages = await asyncio.gather(
-        search_stays(fhir, {"status": "in-progress"}), incoming(fhir, user)
-    )
-    stays = sorted(found, key=clock_order)
-    mine = [s for s in stays if concerns_unit(s, user)]
-    others = [s for s in stays if not concerns_unit(s, user)]
-    return render(
-        request,
-        "unit.html",
-        stays=mine,
-        others=others,
-        messages=messages,
-        unread=sum(m.unread_by(user) for m in messages),
-        now=datetime.now(UTC),
-    )
 
 
 def checked_stay_id(stay_id: str) -> str:
