@@ -114,9 +114,9 @@ def checked_answer(posted: dict[str, str]) -> tuple[dict[str, Any], FormErrors]:
     if answer not in ANSWERS:
         errors.add("answer", "Välj ett svar.")
     if answer == "tentative":
-        for name, label in (("start", "början"), ("end", "slut")):
+        for name, label in (("start", "föreslagen början"), ("end", "föreslaget slut")):
             if not posted.get(name):
-                errors.add(name, f"Ange föreslagen {label}: datum och klockslag.")
+                errors.add(name, f"Ange {label}: datum och klockslag.")
                 continue
             try:
                 values[name] = instant_of(posted[name])
