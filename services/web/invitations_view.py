@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts.identifiers import HSA_ID_SYSTEM
-from services.web.fhir_client import FhirClient
+from services.web.fhir_client import FhirClient, Refused
 from services.web.session import SignedInUser
 from services.web.stay_view import entries, hsa_of
 
@@ -63,14 +63,20 @@ def invitation_of(appointment: dict[str, Any]) -> InvitationView:
 
 async def invitations_to_answer(fhir: FhirClient, user: SignedInUser) -> list[InvitationView]:
     """The meetings the user's organisation is invited to and has not answered (for their
-    current time), soonest first: one search."""
+    current time), soonest first: one search; none where the service serves no search of
+    Appointments."""
     if not user.organization or user.is_person:
         return []
-    bundle = await fhir.search(
-        "sip",
-        "Appointment",
-        {"actor": user.organization, "part-status": "needs-action", "_count": "200"},
-    )
+    try:
+        bundle = await fhir.search(
+            "sip",
+            "Appointment",
+            {"actor": user.organization, "part-status": "needs-action", "_count": "200"},
+        )
+    except Refused as refused:
+        if refused.status in (404, 405):
+            return []  # a service without meeting invitations (before issue 17, part 4)
+        raise
     found = [invitation_of(a) for a in entries(bundle, "Appointment")]
     return sorted(
         (i for i in found if i.status not in ("cancelled", "fulfilled")),
