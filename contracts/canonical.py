@@ -50,6 +50,10 @@ EXT_DEVIATION = f"{CANONICAL_BASE}/StructureDefinition/deviation"
 # On a deviation's note: the intervention it concerns, and (once answered) the answer.
 EXT_DEVIATION_INTERVENTION = f"{CANONICAL_BASE}/StructureDefinition/deviation-intervention"
 EXT_DEVIATION_ANSWER = f"{CANONICAL_BASE}/StructureDefinition/deviation-answer"
+# On a deviation the legal clock raised: the organisation it is against, and what it missed
+# (the stay, the duty, when it was due).
+EXT_DEVIATION_AGAINST = f"{CANONICAL_BASE}/StructureDefinition/deviation-against"
+EXT_DEVIATION_MISSED_DEADLINE = f"{CANONICAL_BASE}/StructureDefinition/deviation-missed-deadline"
 EXT_CONSENT_WITHDRAWN = f"{CANONICAL_BASE}/StructureDefinition/consent-withdrawn"
 PRINCIPAL_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/principal"
 INTERVENTION_KIND_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/intervention-kind"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -46,10 +47,17 @@ EXAMPLES: dict[str, str] = {
     "action": "R",
     "subtype": "read",
     "deadline-missed": "false",
+    "overdue": "false",
 }
 BY_TYPE = {"date": "le2030-12-31"}
 # Where a resource type's parameter takes other values than the name's example.
-EXAMPLES_OF_TYPE: dict[tuple[str, str], str] = {("Encounter", "status"): "in-progress"}
+EXAMPLES_OF_TYPE: dict[tuple[str, str], str] = {
+    ("Encounter", "status"): "in-progress",
+    ("Task", "status"): "requested",
+    ("Task", "owner"): f"Organization/{REGION}",
+    ("Task", "encounter"): f"Encounter/{uuid4()}",
+    ("Task", "focus"): f"Encounter/{uuid4()}",
+}
 
 
 class Target:
@@ -64,10 +72,15 @@ class Target:
         # A stay of the same person at the region's ward: the Encounter to read and find.
         hospital = {"subject": "ward-doctor", "role": "professional", "organization": REGION,
                     "unit": f"{REGION}-WARD"}  # fmt: skip
-        self.stay_id = Stays(system.sip_app.state.plans, consent_gate=None).admit(
+        stays = Stays(system.sip_app.state.plans, consent_gate=None)
+        self.stay_id = stays.admit(
             subject={"system": PERSONNUMMER_SYSTEM, "value": self.personnummer},
             ward=f"{REGION}-WARD", admitted_at=datetime.now(UTC), by=hospital,
         ).id  # fmt: skip
+        # Care judged needed: the stay has a duty (a Task to read and find).
+        stays.judge_care_needed(
+            self.stay_id, principals=["region"], at=datetime.now(UTC), by=hospital
+        )
         # A message about the plan to the municipality: the Communication to read and find.
         assert _create(self, "Communication").status_code == 201
         self.auditor = system.as_caller("auditor")
@@ -99,6 +112,8 @@ class Target:
         name, kind = parameter["name"], parameter["type"]
         if name == "_id":
             return self.some_id(self.client(service, resource_type), resource_type)
+        if (resource_type, name) in EXAMPLES_OF_TYPE:
+            return EXAMPLES_OF_TYPE[(resource_type, name)]
         if kind == "reference" and name == "target":
             owner = "CarePlan" if service == "sip" else "Consent"
             return f"{owner}/{self.some_id(self.client(service, owner), owner)}"

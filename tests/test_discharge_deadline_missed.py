@@ -1,16 +1,20 @@
-"""A missed deadline of the legal clock recorded on the stay (issue 17, part 2) while no plan
-holds it: the time-driven check, at an injected instant, records each missed deadline once
-(run again, or by two replicas, it records nothing more), names the organisation that missed
-it, refuses a deadline not yet due, and leaves a stay whose SIP was called to the plan."""
+"""A missed deadline of the legal clock recorded on the stay (issue 17, part 2): the
+time-driven check, at an injected instant, records each missed deadline once (run again, or by
+two replicas, it records nothing more), names the organisation that missed it, refuses a
+deadline not yet due; once the stay has a plan (the SIP called), each missed deadline is raised
+once as a deviation of the plan against that organisation (part 3), and a deviation stored
+before its event named whom it is against still reads."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import jsonschema
 import pytest
+from eventsourcing.domain import Aggregate
 
 from contracts.actor import Actor
 from services.common.domain import InvalidCommand, RuleViolation
@@ -21,6 +25,7 @@ from services.sip.discharge.application import LEGAL_CLOCK, Stays, with_missed_d
 from services.sip.discharge.disclosure import StayDisclosure, redact_stay
 from services.sip.discharge.fhir import EXT_DEADLINE_MISSED, stay_to_fhir
 from services.sip.discharge.stay import ADMISSION_NOTICE, SIP_CALL
+from services.sip.domain import Plan
 from tests.discharge_data import (
     ALE,
     HOSPITAL,
@@ -36,9 +41,22 @@ from tests.discharge_data import (
 )
 from tests.test_discharge_application import Gate
 from tests.test_discharge_disclosure import Gate as DisclosureGate
+from tests.test_stored_v1_events import store_as_version_1
 
 MONDAY = local("2026-03-02", "08:00")
 SCHEMA = "contracts/event_schemas/sip/Stay.DeadlineMissed.v1.json"
+DEVIATION_SCHEMA = "contracts/event_schemas/sip/Plan.DeviationReported.v2.json"
+
+
+class DeviationReportedV1(Aggregate.Event):
+    """`Plan.DeviationReported` as version 1 defined it: no `against`, no `source`."""
+
+    deviation_id: str
+    organization: str
+    intervention_id: str | None
+    text: str
+    at: datetime
+    by: dict[str, Any]
 
 
 @pytest.fixture
@@ -81,32 +99,92 @@ def test_the_check_records_a_missed_admission_notice_once_against_the_hospital(s
         jsonschema.validate(json.loads(stored.state), json.load(schema))
 
 
-def test_a_missed_sip_call_is_against_primary_care_and_a_called_sip_leaves_it_to_the_plan(
-    stays,
-):
-    stay = judged_not_noticed(stays)
-    stays.send_admission_notice(
+def noticed_and_named(app):
+    stay = judged_not_noticed(app)
+    app.send_admission_notice(
         stay.id, recipients=recipients(), estimated_discharge=MONDAY + timedelta(days=9),
         at=MONDAY + timedelta(hours=1), by=PHYSICIAN,
     )  # fmt: skip
+    app.name_care_contact(stay.id, name="Svensson", already_existed=False,
+                          at=MONDAY + timedelta(hours=2), by=NURSE_VC)  # fmt: skip
+    return stay
+
+
+def test_a_missed_sip_call_is_against_primary_care(stays):
+    stay = noticed_and_named(stays)
     ready_at = local("2026-03-04")
     stays.notify_ready(stay.id, at=ready_at, by=PHYSICIAN)
     after = ready_at + timedelta(days=3, minutes=1)
     [deadline] = stays.record_missed_deadlines(stay.id, now=after)
     assert (deadline.duty, deadline.owner) == (SIP_CALL, PRIMARY_CARE_ORG)
 
-    other = judged_not_noticed(stays)
+
+def test_a_sip_called_late_raises_a_deviation_on_its_plan_against_primary_care_once(stays):
+    stay = noticed_and_named(stays)
+    ready_at = local("2026-03-04")
+    stays.notify_ready(stay.id, at=ready_at, by=PHYSICIAN)
+    _, plan_id = stays.call_sip(stay.id, title="SIP", at=ready_at + timedelta(days=4),
+                                by=NURSE_VC)  # fmt: skip
+    check = ready_at + timedelta(days=6)
+    [deadline] = stays.record_missed_deadlines(stay.id, now=check)
+    assert (deadline.duty, deadline.owner) == (SIP_CALL, PRIMARY_CARE_ORG)
+    plan = stays.plans.aggregate(plan_id)
+    [deviation] = plan.deviations.values()
+    assert plan.deviation_against(deviation.id) == PRIMARY_CARE_ORG == deviation.against
+    assert deviation.organization == HOSPITAL and deviation.intervention_id is None
+    assert deviation.source == {"stay": str(stay.id), "duty": SIP_CALL,
+                                "due": (ready_at + timedelta(days=3)).isoformat()}  # fmt: skip
+    assert "kallelse till SIP" in deviation.text and deviation.reported_at == check
+    # Once: the check again, later, on another replica, raises nothing more.
+    assert stays.record_missed_deadlines(stay.id, now=check + timedelta(hours=1)) == []
+    assert stays.check_deadlines(now=check + timedelta(days=1)) == 0
+    assert len(stays.plans.aggregate(plan_id).deviations) == 1
+    assert len(missed_events(stays, stay.id)) == 1
+    stored = stays.plans.recorder.select_events(plan_id, desc=True, limit=1)[0]
+    with open(DEVIATION_SCHEMA) as schema:
+        jsonschema.validate(json.loads(stored.state), json.load(schema))
+
+
+def test_a_deadline_missed_before_the_plan_is_raised_on_it_once_the_sip_is_called(stays):
+    stay = judged_not_noticed(stays)
+    late = MONDAY + timedelta(hours=30)
+    assert stays.check_deadlines(now=late) >= 1  # the admission notice, no plan to hold it
     stays.send_admission_notice(
-        other.id, recipients=recipients(), estimated_discharge=MONDAY + timedelta(days=9),
-        at=MONDAY + timedelta(hours=1), by=PHYSICIAN,
+        stay.id, recipients=recipients(), estimated_discharge=MONDAY + timedelta(days=9),
+        at=late, by=PHYSICIAN,
     )  # fmt: skip
-    stays.name_care_contact(other.id, name="Svensson", already_existed=False,
-                            at=MONDAY + timedelta(hours=2), by=NURSE_VC)  # fmt: skip
-    stays.notify_ready(other.id, at=ready_at, by=PHYSICIAN)
-    stays.call_sip(other.id, title="SIP", at=ready_at + timedelta(days=4), by=NURSE_VC)
-    # Called late: the deadline is missed, but the stay has its plan now.
-    assert stays.record_missed_deadlines(other.id, now=after + timedelta(days=2)) == []
-    assert missed_events(stays, other.id) == []
+    stays.name_care_contact(stay.id, name="S", already_existed=False, at=late, by=NURSE_VC)
+    stays.notify_ready(stay.id, at=late + timedelta(hours=1), by=PHYSICIAN)
+    _, plan_id = stays.call_sip(stay.id, title="SIP", at=late + timedelta(hours=2), by=NURSE_VC)
+    assert stays.plans.aggregate(plan_id).deviations == {}
+    assert stays.record_missed_deadlines(stay.id, now=late + timedelta(hours=3)) == []
+    [deviation] = stays.plans.aggregate(plan_id).deviations.values()
+    assert deviation.against == HOSPITAL and deviation.source["duty"] == ADMISSION_NOTICE
+    stays.record_missed_deadlines(stay.id, now=late + timedelta(hours=4))
+    assert len(stays.plans.aggregate(plan_id).deviations) == 1
+
+
+def test_a_stored_version_1_deviation_reads_against_its_intervention_only(stays):
+    """A DeviationReported stored before version 2 (no `against`, no `source`) is upcast."""
+    plan = Plan(subject=PERSON, starting_organization=HOSPITAL,
+                starting_organization_kind="region", initiative="region-unit", title=None,
+                description=None, started_at=MONDAY, started_by=PHYSICIAN)  # fmt: skip
+    stays.plans.save(plan)
+    old = DeviationReportedV1(
+        originator_id=plan.id, originator_version=2, timestamp=MONDAY,
+        deviation_id="deviation-1", organization=HOSPITAL, intervention_id=None,
+        text="Insatsen uteblev", at=MONDAY, by=PHYSICIAN,
+    )  # fmt: skip
+    stored = store_as_version_1(stays.plans, old, Plan.DeviationReported)
+    payload = json.loads(stored.state)
+    assert "class_version" not in payload and "against" not in payload
+    with open(DEVIATION_SCHEMA.replace(".v2.", ".v1.")) as schema:
+        jsonschema.validate(payload, json.load(schema))
+    read = stays.plans.aggregate(plan.id)
+    deviation = read.deviations["deviation-1"]
+    assert (deviation.against, deviation.source) == (None, None)
+    assert read.deviation_against("deviation-1") is None
+    assert stays.plans.recorder.select_events(plan.id, gt=1)[0] == stored  # never rewritten
 
 
 def test_the_stay_refuses_a_deadline_not_yet_due_or_of_no_known_duty():

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -25,6 +26,7 @@ from contracts.identifiers import PERSONNUMMER_SYSTEM
 from contracts.subscription_topics import PLAN_CHANGED
 from services.common.fhir_time import fhir_instant, now
 from services.common.settings import SERVICE_HSA_ID, SERVICE_SUBJECT
+from services.sip.discharge.payment import PaymentModel
 from tests.communication_http import found, mark_read, message, send
 from tests.discharge_http import a_stays_whole_life
 from tests.fhir_data import (
@@ -134,6 +136,7 @@ def a_plans_whole_life(system) -> dict[str, str]:
         ("Subscription", {"status": "off"}),
         ("SubscriptionTopic", {"_count": "5"}),
         ("Encounter", {"patient": f"Patient/{personnummer}", "status": "finished"}),
+        ("Task", {"status": "completed", "_count": "5"}),
     )
     a_stays_whole_life(system, personnummer)  # every Encounter operation, by its clients
     a_message_read(system, plan_id)
@@ -181,6 +184,14 @@ def searches_and_reads_by_post(system, ids: dict[str, str]) -> None:
         headers=FHIR_JSON,
     )
     assert as_of.status_code == 200, as_of.text
+    # The municipality's payment report, with a daily amount for the year asked.
+    system.sip_app.state.payment_model = PaymentModel(daily_amounts={2026: Decimal("8000")})
+    report = system.as_caller(organization=MUNICIPALITY).sip.post(
+        "/fhir/Encounter/$payment-report",
+        json=parameters(municipality=MUNICIPALITY, month="2026-03"),
+        headers=FHIR_JSON,
+    )
+    assert report.status_code == 200, report.text
 
 
 def a_plan_in_one_go(kind: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from eventsourcing.persistence import (
     StoredEvent,
     Transcoding,
 )
+from eventsourcing.sqlite import SQLiteConnectionPool
 from eventsourcing.utils import get_topic
 
 from contracts.personal_fields import PERSONAL_FIELDS
@@ -27,6 +28,7 @@ from services.common.domain import NotFound, ensure_expected_version
 from services.common.fhir_time import published
 from services.common.personal_data.keys import PersonalDataKeys
 from services.common.personal_data.mapper import PersonalDataMapper, SealingEventStore
+from services.common.wal_checkpoints import stop_checkpointing
 
 Result = TypeVar("Result")
 
@@ -65,13 +67,24 @@ class OneCopyAtATime(Repository[UUID]):
         # the subscriptions, the read models), even from a copy kept from before.
         self._erased = erased
 
-    def get(self, aggregate_id: UUID, *, version: int | None = None, **options: Any) -> Any:
+    def get(
+        self,
+        aggregate_id: UUID,
+        *,
+        version: int | None = None,
+        copy: Callable[[Any], Any] | None = None,
+        **options: Any,
+    ) -> Any:
+        """`copy`, if given, copies the kept aggregate instead of a deep copy: a cheaper one
+        for a caller that only reads it (the disclosure check, issue 15)."""
         if self._erased(aggregate_id):
             raise AggregateNotFoundError(aggregate_id)
         if version is not None or self.cache is None:
             return super().get(aggregate_id, version=version, **options)
         with self._stripes[hash(aggregate_id) % self.STRIPES]:
-            return super().get(aggregate_id, **options)
+            if copy is None:
+                return super().get(aggregate_id, **options)
+            return copy(super().get(aggregate_id, deepcopy_from_cache=False, **options))
 
 
 class VersionedApplication(Application[UUID]):
@@ -118,6 +131,13 @@ class VersionedApplication(Application[UUID]):
 
     def construct_repository(self) -> Repository[UUID]:
         return OneCopyAtATime(super().construct_repository(), erased=self.person_erased)
+
+    def close(self) -> None:
+        datastore = getattr(self.recorder, "datastore", None)
+        pool = getattr(datastore, "pool", None)
+        if isinstance(pool, SQLiteConnectionPool) and not pool.is_sqlite_memory_mode:
+            stop_checkpointing(pool.db_name)
+        super().close()
 
     def _notify(self, recordings: list[Any]) -> None:
         for listener in self.after_commit:

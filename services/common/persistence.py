@@ -21,6 +21,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from services.common.audit.chain import RECORDER_TOPICS
 from services.common.data_dir import DEFAULT_DATA_DIR, data_dir_from_env, private_file
 from services.common.migrations.schema_version import MIGRATED_SERVICES, require_current_schema
+from services.common.wal_checkpoints import defer_checkpoints
 
 __all__ = ["DEFAULT_DATA_DIR", "data_dir_from_env"]  # kept here for the callers of old
 
@@ -156,6 +157,7 @@ def read_model_engine(storage: Storage) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
+        defer_checkpoints(dbapi_connection)  # the event store's thread checkpoints the file
 
     @event.listens_for(engine, "begin")
     def _sqlite_begin(connection: Any) -> None:

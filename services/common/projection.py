@@ -480,8 +480,9 @@ class AggregateIndex(Projection):
             )
         )
 
-    def ids(self, query: Select[Any]) -> list[UUID]:
-        """Runs a query for aggregate ids over the whole committed log (catching up first)."""
+    def ids(self, query: Select[Any], parameters: dict[str, Any] | None = None) -> list[UUID]:
+        """Runs a query for aggregate ids over the whole committed log (catching up first);
+        `parameters` are the values of a query built once with bind parameters."""
         self.catch_up()
         with self.reader.connect() as connection:
-            return [UUID(row) for row in connection.execute(query).scalars()]
+            return [UUID(row) for row in connection.execute(query, parameters).scalars()]

@@ -42,6 +42,8 @@ class ConsentRegistry(VersionedApplication):
         *,
         guardians_required: int,
     ) -> ConsentDecision:
-        consents = [self.repository.get(consent_id) for consent_id in candidate_ids]
+        consents = [
+            self.repository.get(consent_id, copy=Consent.read_copy) for consent_id in candidate_ids
+        ]
         person = parse_person_identifier(request.patient_system, request.patient_value)
         return decide(consents, request, at, person=person, guardians_required=guardians_required)

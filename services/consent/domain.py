@@ -140,6 +140,17 @@ class Consent(Aggregate):
         _children_judged_mature(kwargs.get("givers") or [])
         return super()._create(event_class, **kwargs)
 
+    def read_copy(self) -> Consent:
+        """A copy to read (decide on) while the kept one is brought up to date: a fraction of
+        a deep copy's cost. Enough because an event changes a consent only by setting its
+        attributes or appending to `overrides`, never by changing a value in place; an event
+        that did would have to be copied here too."""
+        copied = object.__new__(type(self))
+        copied.__dict__.update(self.__dict__)
+        copied.overrides = list(self.overrides)
+        copied._pending_events = []  # a command on the copy would not touch the kept one
+        return copied
+
     @property
     def custodian(self) -> str | None:
         """The organisation whose data this is, for the access log."""

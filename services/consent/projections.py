@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, bindparam, select
 from sqlalchemy.engine import Connection
 
 from services.common.business_identifiers import BusinessIdentifier, identified_ids
@@ -34,6 +34,15 @@ consent_terms = Table(
     Column("term", String(20), primary_key=True),  # organization | category
     Column("value", String(64), primary_key=True, index=True),
 )
+
+# A person's consents, newest first: the disclosure check's search, built once (building a
+# statement cost more than running it, issue 15).
+_OF_PATIENT = (
+    select(consent_index.c.consent_id)
+    .where(consent_index.c.patient_value == bindparam("value"))
+    .order_by(consent_index.c.last_updated.desc())
+)
+_OF_PATIENT_IN_SYSTEM = _OF_PATIENT.where(consent_index.c.patient_system == bindparam("system"))
 
 
 class ConsentIndex(AggregateIndex):
@@ -82,6 +91,12 @@ class ConsentIndex(AggregateIndex):
         updated_to: datetime | None = None,
         identifier: BusinessIdentifier | None = None,
     ) -> list[UUID]:
+        if patient is not None and not (
+            status or organization or category or updated_from or updated_to or identifier
+        ):
+            system, value = patient
+            built = _OF_PATIENT_IN_SYSTEM if system else _OF_PATIENT
+            return self.ids(built, {"system": system, "value": value})
         columns = consent_index.c
         query = self.identified_by(
             self.newest_first(), columns.patient_system, columns.patient_value, patient

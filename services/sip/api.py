@@ -28,9 +28,11 @@ from services.sip.consent_feed import ConsentFeedFollower
 from services.sip.consent_gate import CachingConsentGate, ConsentGate, HttpConsentGate
 from services.sip.consent_health import ConsentReachability
 from services.sip.discharge import routes as stay_routes
+from services.sip.discharge import task_routes
 from services.sip.discharge.application import STAY_RESOURCE_TYPE, Stays, with_missed_deadlines
 from services.sip.discharge.disclosure import StayDisclosure, redact_stay
 from services.sip.discharge.fhir import stay_to_fhir
+from services.sip.discharge.payment_report import payment_model_from_env
 from services.sip.discharge.stay import Stay
 from services.sip.disclosure import PlanDisclosure
 from services.sip.fhir_mapping import plan_to_fhir
@@ -66,6 +68,11 @@ RESOURCES = [
         interactions=["create", *VERSIONS, "search-type"],
         search=message_routes.SEARCH,
         conditional_create=True,
+    ),
+    capability(
+        task_routes.TASK_RESOURCE_TYPE,
+        interactions=["read", "search-type"],
+        search=task_routes.SEARCH,
     ),
     *ACCESS_LOG_CAPABILITIES,
     *subscription_capabilities(
@@ -172,6 +179,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         closers=[subscriptions.worker.stop, follower.stop, consent_gate.close, engine.dispose],
     )
     app.state.plans, app.state.index, app.state.settings = plans, index, settings
+    app.state.payment_model = payment_model_from_env()  # the county's figures: configuration
     app.state.subscriptions = subscriptions
     app.state.consent_feed, app.state.consent_gate_uncached = follower, asked_each_time
     consent_health = ConsentReachability(settings.consent_service_url, follower.reaching)
@@ -185,7 +193,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         ),
     }
     routers = (careplan.router, operations.router, views.router, subscription_routes.router)
-    for router in (*routers, stay_routes.router, message_routes.router):
+    for router in (*routers, stay_routes.router, task_routes.router, message_routes.router):
         app.include_router(router)
     add_audit_routes(
         app,

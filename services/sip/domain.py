@@ -1198,7 +1198,58 @@ class Plan(Aggregate):
         )
         return deviation_id
 
-    @event("DeviationReported")
+    def report_missed_deadline(
+        self,
+        *,
+        reporter: str,
+        against: str | None,
+        source: dict[str, str],
+        text: str,
+        at: datetime,
+        by: EventActor,
+    ) -> str | None:
+        """A deadline of the law missed by the organisation `against`, found by the service's
+        legal clock on the record `reporter` keeps (a discharge stay: its hospital), raised as
+        a deviation of the plan once per `source` (the record, the duty and its due time):
+        asked again it raises nothing (None). Not a participant's report, so neither the
+        reporter's taking part nor "against another" is asked; a closed plan takes none."""
+        required_text(text, "text")
+        if any(d.source == source for d in self.deviations.values()) or self.closure:
+            return None
+        deviation_id = f"deviation-{len(self.deviations) + 1}"
+        self._deviation_reported(
+            deviation_id=deviation_id,
+            organization=reporter,
+            intervention_id=None,
+            text=text,
+            at=at,
+            by=by,
+            against=against,
+            source=source,
+        )
+        return deviation_id
+
+    class DeviationReported(Aggregate.Event):
+        """v2 names the organisation a deviation is against when no intervention says it
+        (one the legal clock raised), and what raised it (`source`)."""
+
+        class_version = 2
+        deviation_id: str
+        organization: str
+        intervention_id: str | None
+        text: str
+        at: datetime
+        by: EventActor
+        against: str | None
+        source: dict[str, str] | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # Reported by a participant: against the intervention's organisation, if any.
+            state["against"] = None
+            state["source"] = None
+
+    @event(DeviationReported)
     def _deviation_reported(
         self,
         deviation_id: str,
@@ -1207,6 +1258,8 @@ class Plan(Aggregate):
         text: str,
         at: datetime,
         by: EventActor,
+        against: str | None = None,
+        source: dict[str, str] | None = None,
     ) -> None:
         self.deviations[deviation_id] = Deviation(
             id=deviation_id,
@@ -1215,6 +1268,8 @@ class Plan(Aggregate):
             text=text,
             reported_at=at,
             custodian=custodian_of(by),
+            against=against,
+            source=source,
         )
         self.changed_by = by
 
@@ -1245,9 +1300,11 @@ class Plan(Aggregate):
         self.changed_by = by
 
     def deviation_against(self, deviation_id: str) -> str | None:
-        """The organisation a deviation is against: the one responsible for its intervention
-        (else the one performing it); None for a deviation reported without an intervention."""
-        return self._responsible_for(self.deviations[deviation_id].intervention_id)
+        """The organisation a deviation is against: the one it names (a missed deadline's), else
+        the one responsible for its intervention (else the one performing it); None for a
+        deviation reported without either."""
+        deviation = self.deviations[deviation_id]
+        return deviation.against or self._responsible_for(deviation.intervention_id)
 
     def _responsible_for(self, intervention_id: str | None) -> str | None:
         intervention = self.interventions.get(intervention_id or "")

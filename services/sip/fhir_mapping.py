@@ -25,8 +25,10 @@ from contracts.canonical import (
     EXT_CONSENT_WITHDRAWN,
     EXT_COST_ALLOCATION,
     EXT_DEVIATION,
+    EXT_DEVIATION_AGAINST,
     EXT_DEVIATION_ANSWER,
     EXT_DEVIATION_INTERVENTION,
+    EXT_DEVIATION_MISSED_DEADLINE,
     EXT_INITIATIVE,
     EXT_INVITATION,
     EXT_ORGANIZATION_KIND,
@@ -475,6 +477,17 @@ def _notes(plan: Plan) -> list[dict[str, Any]]:
             extensions.append(
                 {"url": EXT_DEVIATION_INTERVENTION, "valueString": deviation.intervention_id}
             )
+        if deviation.against:
+            extensions.append(
+                {"url": EXT_DEVIATION_AGAINST,
+                 "valueReference": organization_reference(deviation.against)}
+            )  # fmt: skip
+        if deviation.source:
+            extensions.append(
+                {"url": EXT_DEVIATION_MISSED_DEADLINE,
+                 "extension": [{"url": key, "valueString": value}
+                               for key, value in sorted(deviation.source.items())]}
+            )  # fmt: skip
         if answer:
             extensions.append(
                 {

@@ -279,6 +279,8 @@ class Deviation:
     reported_at: datetime
     answer: DeviationAnswer | None = None
     custodian: str | None = None
+    against: str | None = None  # named where no intervention says it (a missed deadline)
+    source: dict[str, str] | None = None  # what raised it, if not a participant
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sqlite3
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,11 +41,12 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
 
 from services.common.audit.group_commit import GroupCommit, Save
 from services.common.file_lock import held
 from services.common.personal_data.in_write import check_data_keys
+from services.common.wal_checkpoints import checkpointing, defer_checkpoints
 
 GENESIS = bytes(32)
 # Business identifiers claimed by a creation (services/common/business_identifiers.py), passed
@@ -115,6 +117,18 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.group_commit = GroupCommit(self._write_batch)
+        pool = self.datastore.pool
+        if not pool.is_sqlite_memory_mode:
+            # A commit syncs the log only; a background thread checkpoints, started with
+            # this process's first write (services/common/wal_checkpoints.py).
+            create_connection = pool._create_connection
+
+            def created() -> Any:
+                connection = create_connection()
+                defer_checkpoints(connection._sqlite_conn)
+                return connection
+
+            pool._create_connection = created  # type: ignore[method-assign]
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -126,6 +140,7 @@ class ChainedSQLiteApplicationRecorder(SQLiteApplicationRecorder):
         if pool.is_sqlite_memory_mode:
             self._write_batch_now(batch)
             return
+        checkpointing(pool.db_name)
         # Server processes on one file (`--workers`) take turns here, woken at once, rather
         # than in SQLite's lock, where a waiting writer sleeps (services/common/file_lock.py).
         with held(f"{pool.db_name}.write.lock"):
@@ -196,6 +211,7 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.group_commit = GroupCommit(self._write_batch)
+        self._pipelined = threading.local()  # the log head's cursor, per writing thread
         self.chain_table = f"{self.events_table_name}_chain"
         self.sql_create_statements.append(
             SQL(
@@ -240,6 +256,7 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             for save in batch:
                 if not save.events:
                     continue
+                self._pipelined.head = None  # asked after each savepoint's insert instead
                 try:
                     with conn.transaction(), conn.cursor() as curs:  # a savepoint
                         self._insert_events(curs, save.events, **save.kwargs)
@@ -250,21 +267,45 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
                 except psycopg.IntegrityError as refused:  # this save's alone
                     save.error = IntegrityError(str(refused))
 
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        # A lone save (the library's own insert, in pipeline mode): the log's head is asked
+        # right behind the lock and the insert, so its answer comes back with theirs in one
+        # round trip instead of one of its own (issue 15).
+        super()._insert_stored_events(curs, stored_events, **kwargs)
+        head = curs.connection.cursor()
+        head.execute(self._log_head_query)
+        self._pipelined.head = head
+
+    @property
+    def _log_head_query(self) -> Composed:
+        table = SQL("{schema}.{table}").format(
+            schema=Identifier(self.datastore.schema), table=Identifier(self.chain_table)
+        )
+        return SQL("SELECT log_hash FROM {t} ORDER BY notification_id DESC LIMIT 1").format(t=table)
+
+    def _log_head(self, curs: Cursor[DictRow]) -> bytes:
+        head, self._pipelined.head = getattr(self._pipelined, "head", None), None
+        if head is None:  # a shared batch's save: the head its savepoint follows
+            curs.execute(self._log_head_query)
+            row = curs.fetchone()
+        else:
+            with head:
+                row = head.fetchone()
+        return bytes.fromhex(row["log_hash"]) if row else GENESIS
+
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         # Runs inside the insert's transaction, after the library's exclusive table lock.
         notification_ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        log_head = self._log_head(curs)
         if not stored_events or not notification_ids:
             return notification_ids
         table = SQL("{schema}.{table}").format(
             schema=Identifier(self.datastore.schema), table=Identifier(self.chain_table)
         )
-        curs.execute(
-            SQL("SELECT log_hash FROM {t} ORDER BY notification_id DESC LIMIT 1").format(t=table)
-        )
-        row = curs.fetchone()
-        log_head = bytes.fromhex(row["log_hash"]) if row else GENESIS
 
         def stream_head(originator_id: UUID) -> bytes:
             curs.execute(

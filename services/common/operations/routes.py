@@ -47,7 +47,20 @@ def _add_route(router: APIRouter, operation: Operation[Any]) -> None:
     route = {"name": operation.name, "description": operation.documentation}
     # What the answer is, for the OpenAPI's response schema (services/common/openapi_fhir.py).
     returns = {"x-fhir-returns": returned_type(operation)}
-    if operation.method == "GET":
+    if operation.method == "GET" and not operation.instance:
+
+        @router.get(operation.path, openapi_extra=query_parameters(operation) | returns, **route)
+        def read_type(request: Request, actor: Actor = caller) -> FhirResponse:
+            body = query_as_parameters(operation, request)
+            return run_operation(operation, request, actor, body)
+
+        @router.post(
+            operation.path, openapi_extra=operation_request_body(operation) | returns, **route
+        )
+        def read_type_by_post(request: Request, body: Body, actor: Actor = caller) -> FhirResponse:
+            return run_operation(operation, request, actor, body)
+
+    elif operation.method == "GET":
 
         @router.get(operation.path, openapi_extra=query_parameters(operation) | returns, **route)
         def read(id: str, request: Request, actor: Actor = caller) -> FhirResponse:

@@ -25,7 +25,16 @@ from datetime import UTC, datetime
 from threading import Lock
 from typing import Any
 
-from sqlalchemy import Column, LargeBinary, MetaData, String, Table, UniqueConstraint, select
+from sqlalchemy import (
+    Column,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    bindparam,
+    select,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -64,6 +73,15 @@ personal_data_keys = Table(
     Column("erased_at", String(40)),
     Column("erased_rule", String(200)),
     UniqueConstraint("person_index", "retention_class", name="uq_personal_data_key_person"),
+)
+
+
+# Built once: building a statement costs more than running it (a key is looked up for each
+# person whose consent the disclosure check reads for the first time, issue 15).
+_KEY_BY_ID = select(personal_data_keys).where(personal_data_keys.c.key_id == bindparam("key_id"))
+_LIVE_KEY = select(personal_data_keys).where(
+    personal_data_keys.c.person_index == bindparam("index"),
+    personal_data_keys.c.retention_class == bindparam("retention_class"),
 )
 
 
@@ -166,9 +184,7 @@ class PersonalDataKeys:
         if kept is not None:
             return kept
         with self._engine.connect() as connection:
-            row = connection.execute(
-                select(personal_data_keys).where(personal_data_keys.c.key_id == key_id)
-            ).first()
+            row = connection.execute(_KEY_BY_ID, {"key_id": key_id}).first()
         if row is None:
             raise UnknownDataKey(f"no data key {key_id} in this database")
         if row.wrapped_key is None:
@@ -310,18 +326,13 @@ class PersonalDataKeys:
 
     def _row_key(self, key_id: str) -> DataKey | None:
         with self._engine.connect() as connection:
-            row = connection.execute(
-                select(personal_data_keys).where(personal_data_keys.c.key_id == key_id)
-            ).first()
+            row = connection.execute(_KEY_BY_ID, {"key_id": key_id}).first()
         return None if row is None or row.wrapped_key is None else self._unwrap(row)
 
     def _live_key(self, index: str, retention_class: str) -> DataKey | None:
-        table = personal_data_keys
         with self._engine.connect() as connection:
             row = connection.execute(
-                select(table).where(
-                    table.c.person_index == index, table.c.retention_class == retention_class
-                )
+                _LIVE_KEY, {"index": index, "retention_class": retention_class}
             ).first()
         if row is None:
             return None

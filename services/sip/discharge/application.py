@@ -42,6 +42,21 @@ LEGAL_CLOCK: EventActor = {
 }
 
 
+# What each duty of the law is called on a deviation (the plan's texts are Swedish).
+DUTY_TEXT = {
+    "admission-notice": "inskrivningsmeddelande inom 24 timmar",
+    "sip-call": "kallelse till SIP inom 3 dagar efter meddelandet om utskrivningsklar",
+    "information-transfer": "informationsöverföring senast på utskrivningsdagen",
+}
+
+
+def missed_deadline_text(duty: str, due: datetime) -> str:
+    local = due.astimezone(LAW.zone).strftime("%Y-%m-%d %H:%M")
+    return (
+        f"Lagstadgad tidsfrist missad (LSU 2017:612): {DUTY_TEXT.get(duty, duty)}, senast {local}."
+    )
+
+
 def stay_disclosure_request(stay: Stay, recipient: str, source: str) -> ConsentCheckRequest:
     """May `source` disclose the stay's steps to `recipient`? Asked when a step is recorded
     and again when one is read (a withdrawn consent hides what rested on it)."""
@@ -84,15 +99,16 @@ class Stays:
         self, stay_id: UUID, *, now: datetime, rules: ClockRules = LAW
     ) -> list[Deadline]:
         """Records on the stay each deadline the clock finds missed at `now` and not recorded
-        yet (the newly recorded ones are returned), while the stay has no plan: once the SIP is
-        called, a missed deadline belongs to the plan's deviations (not built yet). Safe to run
-        on two replicas at once: the one that loses the race reads the winner's record and
-        records nothing more."""
+        yet (the newly recorded ones are returned). Once the stay has a plan (the SIP called),
+        each missed deadline recorded on it, before the plan or since, is raised as a deviation
+        of the plan against the organisation that missed it, once (the plan knows each by its
+        stay, duty and due time), in the same write as the stay's record. Safe to run on two
+        replicas at once: the one that loses the race reads the winner's record and records
+        nothing more."""
 
-        def command(stay: Stay) -> list[Deadline]:
-            if stay.sip_plan_id is not None:
-                return []
-            return [
+        def attempt() -> list[Deadline]:
+            stay = self.stay(stay_id)
+            newly = [
                 deadline
                 for deadline in missed(stay, now, rules)
                 if stay.record_deadline_missed(
@@ -103,11 +119,37 @@ class Stays:
                     by=LEGAL_CLOCK,
                 )
             ]
+            plan = self._raise_deviations(stay, now)
+            self.plans.save(stay, *([plan] if plan is not None else []))
+            return newly
 
         try:
-            return self.change(stay_id, command)[1]
-        except IntegrityError:  # another writer saved the stay first: ask again
-            return self.change(stay_id, command)[1]
+            return attempt()
+        except IntegrityError:  # another writer saved the stay or its plan first: ask again
+            return attempt()
+
+    def _raise_deviations(self, stay: Stay, now: datetime) -> Plan | None:
+        """The stay's plan with a deviation for each missed deadline it lacks (None: no plan,
+        or nothing to raise)."""
+        if stay.sip_plan_id is None or not stay.deadlines_missed:
+            return None
+        plan: Plan = self.plans.aggregate(UUID(stay.sip_plan_id))
+        raised = [
+            plan.report_missed_deadline(
+                reporter=stay.organization,
+                against=deadline.owner,
+                source={
+                    "stay": str(stay.id),
+                    "duty": deadline.duty,
+                    "due": deadline.due.isoformat(),
+                },
+                text=missed_deadline_text(deadline.duty, deadline.due),
+                at=now,
+                by=LEGAL_CLOCK,
+            )
+            for deadline in stay.deadlines_missed
+        ]
+        return plan if any(raised) else None
 
     def check_deadlines(self, *, now: datetime, rules: ClockRules = LAW) -> int:
         """The time-driven check over every stay: how many missed deadlines it recorded."""

@@ -27,6 +27,7 @@ from services.common.parameters import (
 )
 from services.sip.consent_gate import ConsentServiceUnavailable
 from services.sip.discharge.application import STAY_RESOURCE_TYPE, Stays
+from services.sip.discharge.payment_report import PAYMENT_REPORT
 from services.sip.discharge.stay import Stay
 from services.sip.disclosure import consent_service_down
 
@@ -218,4 +219,5 @@ OPERATIONS: list[Operation[Any]] = [
           "is not available (the municipality does not pay for the waiting days).", Reason,
           lambda call: call.target.record_outpatient_care_unavailable(
               reason=call.parameters.reason, at=call.at, by=call.by)),
+    PAYMENT_REPORT,
 ]  # fmt: skip

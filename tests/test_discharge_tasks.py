@@ -1,0 +1,211 @@
+"""The stay's duties as FHIR Task over real HTTP (issue 17): one Task per duty, derived from the
+stay's events and its legal clock, owned by the unit that must do it, due when the law says,
+marked overdue at the server's instant; searched by owner, status, encounter/focus, overdue
+and `_count`. Tried as an attacker and a careless client: an outsider (404, nothing found), a
+token without the Task scope (403), malformed values (400 naming the parameter), and every
+read and search in the person's access log. The stay is made through the application with
+times in March 2026, so the server's clock finds its deadlines run out."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import uuid4
+
+import pytest
+
+from contracts.identifiers import PERSONNUMMER_SYSTEM
+from services.common.fhir_time import fhir_instant
+from services.sip.discharge.application import Stays
+from services.sip.discharge.tasks import (
+    EXT_DEADLINE_STATE,
+    EXT_OVERDUE,
+    EXT_PROVISIONAL,
+    duties,
+)
+from tests.conftest import running_system
+from tests.discharge_data import PHYSICIAN, local, noticed
+from tests.discharge_data import actor as acting
+from tests.discharge_http import PRIMARY, consent_to_the_stay
+from tests.fhir_data import (
+    FHIR_JSON,
+    MUNICIPALITY,
+    OTHER_REGION,
+    REGION,
+    new_personnummer,
+    withdrawal,
+)
+
+ADMITTED = local("2026-03-02")
+
+
+@pytest.fixture(scope="module")
+def system(module_backend):
+    with running_system(module_backend) as system:
+        yield system
+
+
+def a_stay(system, given: list | None = None):
+    """Noticed on time, contact named, ready on the person's consent a day later, the SIP never
+    called, not discharged. (stay id, personnummer, ward, primary-care unit)."""
+    personnummer = new_personnummer()
+    consent_id = consent_to_the_stay(system, personnummer)
+    if given is not None:
+        given.append(consent_id)
+    stays = Stays(system.sip_app.state.plans, system.sip_app.state.consent_gate_uncached)
+    ward = f"SE2321000032-W{uuid4().hex[:6].upper()}"
+    vc = f"SE2321000032-V{uuid4().hex[:6].upper()}"
+    hospital, unit = acting(REGION, ward), acting(PRIMARY, vc)
+    person = {"system": PERSONNUMMER_SYSTEM, "value": personnummer}
+    at = ADMITTED
+    stay = stays.admit(subject=person, ward=ward, admitted_at=at, by=hospital)
+    stays.judge_care_needed(stay.id, principals=["region", "municipality"], at=at, by=hospital)
+    stays.send_admission_notice(
+        stay.id, estimated_discharge=at + timedelta(days=3), at=at + timedelta(hours=1),
+        by=hospital, judgement="LSU 2017:612: needed for the planning",
+        recipients=[{"organization": PRIMARY, "unit": vc, "kind": "primary-care"},
+                    {"organization": MUNICIPALITY, "unit": "K-SOC", "kind": "social-services"}],
+    )  # fmt: skip
+    stays.name_care_contact(stay.id, name="Svensson", already_existed=False,
+                            at=at + timedelta(hours=2), by=unit, judgement="LSU")  # fmt: skip
+    stays.notify_ready(stay.id, at=at + timedelta(days=1), by=hospital)  # on the consent
+    return str(stay.id), personnummer, ward, vc
+
+
+def ext(resource, url):
+    return next((e for e in resource.get("extension", []) if e["url"] == url), None)
+
+
+def tasks(client, **params):
+    found = client.get("/fhir/Task", params=params)
+    assert found.status_code == 200, found.text
+    return {e["resource"]["id"]: e["resource"] for e in found.json().get("entry", [])}
+
+
+def test_each_duty_is_a_task_owned_by_its_unit_due_when_the_law_says(system):
+    stay_id, personnummer, ward, vc = a_stay(system)
+    hospital = system.as_caller("professional", REGION).sip
+    found = tasks(hospital, encounter=f"Encounter/{stay_id}")
+    keys = ("admission-notice", "care-contact", "sip-call", "information-transfer")
+    assert set(found) == {f"{stay_id}.{k}" for k in keys}
+    notice = found[f"{stay_id}.admission-notice"]
+    assert notice["status"] == "completed" and ext(notice, EXT_OVERDUE)["valueBoolean"] is False
+    assert notice["owner"]["identifier"]["value"] == ward
+    assert notice["restriction"]["period"]["end"] == fhir_instant(ADMITTED + timedelta(hours=24))
+    assert notice["focus"] == notice["encounter"] == {"reference": f"Encounter/{stay_id}"}
+    assert notice["for"]["identifier"]["value"] == personnummer
+    contact = found[f"{stay_id}.care-contact"]
+    assert contact["status"] == "completed" and "restriction" not in contact
+    assert contact["owner"]["identifier"]["value"] == vc
+    sip = found[f"{stay_id}.sip-call"]
+    assert sip["status"] == "in-progress"  # the contact is named, the SIP not called
+    assert ext(sip, EXT_OVERDUE)["valueBoolean"] is True
+    assert ext(sip, EXT_DEADLINE_STATE)["valueCode"] == "overdue"
+    due = ADMITTED + timedelta(days=4)  # ready a day after admission, + 72 hours
+    assert sip["restriction"]["period"]["end"] == fhir_instant(due)
+    assert sip["owner"]["identifier"]["value"] == vc
+    transfer = found[f"{stay_id}.information-transfer"]
+    # Due the estimated discharge day, provisional until the discharge: never overdue.
+    assert transfer["status"] == "requested" and ext(transfer, EXT_PROVISIONAL)
+    assert ext(transfer, EXT_OVERDUE)["valueBoolean"] is False
+    read = hospital.get(f"/fhir/Task/{stay_id}.sip-call")
+    assert read.status_code == 200 and read.json() == sip
+
+
+def test_search_by_owner_status_focus_overdue_and_count(system):
+    stay_id, _, ward, vc = a_stay(system)
+    hospital = system.as_caller("professional", REGION).sip
+    mine = {"focus": f"Encounter/{stay_id}"}
+    assert set(tasks(hospital, overdue="true", **mine)) == {f"{stay_id}.sip-call"}
+    assert len(tasks(hospital, overdue="false", **mine)) == 3
+    assert set(tasks(hospital, owner=f"Organization/{vc}", **mine)) == {
+        f"{stay_id}.care-contact", f"{stay_id}.sip-call"}  # fmt: skip
+    assert set(tasks(hospital, owner=PRIMARY, **mine)) == set(tasks(hospital, owner=vc, **mine))
+    assert set(tasks(hospital, owner=ward, **mine)) == {
+        f"{stay_id}.admission-notice", f"{stay_id}.information-transfer"}  # fmt: skip
+    assert len(tasks(hospital, status="completed", **mine)) == 2
+    assert len(tasks(hospital, status="requested,in-progress", **mine)) == 2
+    assert tasks(hospital, status="cancelled", **mine) == {}
+    # Across stays: the overdue duties of primary care include this one.
+    assert f"{stay_id}.sip-call" in tasks(hospital, owner=vc, overdue="true")
+    page = hospital.get("/fhir/Task", params={"_count": "1", **mine}).json()
+    assert page["total"] == 4 and len(page["entry"]) == 1
+    posted = hospital.post("/fhir/Task/_search", data={"encounter": f"Encounter/{stay_id}"})
+    assert posted.status_code == 200 and posted.json()["total"] == 4
+
+
+def test_malformed_values_are_400_naming_the_parameter(system):
+    hospital = system.as_caller("professional", REGION).sip
+    for name, value in (("status", "done-ish"), ("overdue", "maybe"),
+                        ("encounter", "Encounter/not-a-uuid"), ("focus", "x"),
+                        ("owner", "not an hsa id"), ("_count", "-1"), ("ward", "x")):  # fmt: skip
+        answer = hospital.get("/fhir/Task", params={name: value})
+        assert answer.status_code == 400, (name, answer.text)
+        assert answer.json()["resourceType"] == "OperationOutcome" and name in answer.text
+
+
+def test_an_outsider_finds_nothing_and_reads_404_and_a_token_without_task_scope_is_403(system):
+    stay_id, personnummer, _, _ = a_stay(system)
+    outsider = system.as_caller("professional", OTHER_REGION).sip
+    assert outsider.get(f"/fhir/Task/{stay_id}.sip-call").status_code == 404
+    assert tasks(outsider, encounter=f"Encounter/{stay_id}") == {}
+    hospital = system.as_caller("professional", REGION).sip
+    for unknown in (f"{stay_id}.coffee", f"{uuid4()}.sip-call", "not-a-task"):
+        assert hospital.get(f"/fhir/Task/{unknown}").status_code == 404
+    plans_only = system.as_caller("integration", REGION, scopes=("system/CarePlan.rs",)).sip
+    assert plans_only.get(f"/fhir/Task/{stay_id}.sip-call").status_code == 403
+    assert plans_only.get("/fhir/Task").status_code == 403
+    assert system.without_token.sip.get("/fhir/Task").status_code == 401
+    other = system.as_caller("patient", None, patient=new_personnummer()).sip
+    assert other.get(f"/fhir/Task/{stay_id}.sip-call").status_code == 404
+    person = system.as_caller("patient", None, patient=personnummer).sip
+    assert len(tasks(person, encounter=f"Encounter/{stay_id}")) == 4
+
+
+def test_every_read_and_search_is_in_the_persons_access_log(system):
+    stay_id, personnummer, _, _ = a_stay(system)
+    municipality = system.as_caller("integration", MUNICIPALITY).sip
+    assert municipality.get(f"/fhir/Task/{stay_id}.admission-notice").status_code == 200
+    tasks(municipality, encounter=f"Encounter/{stay_id}", overdue="true")
+    system.as_caller("professional", OTHER_REGION).sip.get(f"/fhir/Task/{stay_id}.sip-call")
+    log = system.as_caller("auditor", REGION).sip.get(
+        "/fhir/AuditEvent", params={"patient": personnummer, "_count": "100"}
+    )
+    assert log.status_code == 200
+    text = log.text
+    assert f"Task/{stay_id}.admission-notice" in text  # the read
+    assert f"Task/{stay_id}.sip-call" in text  # the search's match, and the refused read
+
+
+def test_a_duty_whose_step_rests_on_a_withdrawn_consent_is_not_shown(system):
+    given: list[str] = []
+    stay_id, personnummer, _, _ = a_stay(system, given)
+    municipality = system.as_caller("integration", MUNICIPALITY).sip
+    assert f"{stay_id}.sip-call" in tasks(municipality, encounter=f"Encounter/{stay_id}")
+    withdrawn = system.consent.post(
+        f"/fhir/Consent/{given[0]}/$withdraw", json=withdrawal(), headers=FHIR_JSON
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+    system.settle()
+    # The ready notice rested on the consent: its SIP call would tell when the person was
+    # ready, so it is not shown; the other duties are.
+    assert set(tasks(municipality, encounter=f"Encounter/{stay_id}")) == {
+        f"{stay_id}.admission-notice", f"{stay_id}.care-contact",
+        f"{stay_id}.information-transfer"}  # fmt: skip
+    assert municipality.get(f"/fhir/Task/{stay_id}.sip-call").status_code == 404
+    person = system.as_caller("patient", None, patient=personnummer).sip
+    assert person.get(f"/fhir/Task/{stay_id}.sip-call").status_code == 200
+
+
+def test_a_notice_withdrawn_before_its_due_time_cancels_its_sip_call():
+    stay = noticed(ADMITTED)
+    stay.name_care_contact(name="S", already_existed=False, legal_basis={
+        "basis": "secrecy-judgement", "judgement": "LSU"}, at=ADMITTED + timedelta(hours=3),
+        by=acting("SE2321000131-P1", "SE2321000131-P1-VC"))  # fmt: skip
+    judged = {"basis": "secrecy-judgement", "judgement": "LSU"}
+    stay.notify_ready(legal_basis=judged, at=ADMITTED + timedelta(days=1), by=PHYSICIAN)
+    stay.withdraw_ready(reason="feber", legal_basis=judged, at=ADMITTED + timedelta(days=2),
+                        by=PHYSICIAN)  # fmt: skip
+    stay.notify_ready(legal_basis=judged, at=ADMITTED + timedelta(days=5), by=PHYSICIAN)
+    found = {d.key: d for d in duties(stay, ADMITTED + timedelta(days=20))}
+    assert found["sip-call"].status == "cancelled" and not found["sip-call"].overdue
+    assert found["sip-call-2"].overdue and found["sip-call-2"].status == "in-progress"
