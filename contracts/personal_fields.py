@@ -17,6 +17,12 @@ class PersonalFields:
     fields: tuple[str, ...]
     retention_class: str
     person: str | None = None
+    # Where `person` is empty on a creation event: text fields whose personnummer, if they
+    # name one, is the person the record is sealed under (a search that matched nobody).
+    person_named_in: tuple[str, ...] = ()
+    # Whether the record has events after its creation, which find their person through it
+    # (an access record has none: the mapper need not remember its person).
+    later_events: bool = True
 
 
 _PLAN = "services.sip.domain:Plan."
@@ -31,6 +37,8 @@ _MESSAGE = "services.sip.messages.message:Message."
 MESSAGE_CLASS = "region"
 _CONSENT = "services.consent.domain:Consent."
 CONSENT_CLASS = "consent"
+_ACCESS = "services.common.access_log:AccessRecord."
+ACCESS_CLASS = "access"
 
 PERSONAL_FIELDS: dict[str, PersonalFields] = {
     _PLAN + "Started": PersonalFields(("subject", "title", "description"), PLAN_CLASS, "subject"),
@@ -46,6 +54,11 @@ PERSONAL_FIELDS: dict[str, PersonalFields] = {
     _PLAN + "DeviationAnswered": PersonalFields(("answer",), PLAN_CLASS),
     _PLAN + "MeetingScheduled": PersonalFields(("meeting",), PLAN_CLASS),
     _PLAN + "MeetingHeld": PersonalFields(("notes",), PLAN_CLASS),
+    # The invitation's place, link and agenda, and an answer's comment, are about the person.
+    _PLAN + "MeetingInvited": PersonalFields(("meeting",), PLAN_CLASS),
+    _PLAN + "MeetingAnswered": PersonalFields(("answer",), PLAN_CLASS),
+    _PLAN + "MeetingRescheduled": PersonalFields(("location", "video"), PLAN_CLASS),
+    _PLAN + "MeetingCancelled": PersonalFields(("reason",), PLAN_CLASS),
     _PLAN + "FollowUpRecorded": PersonalFields(("changes",), PLAN_CLASS),
     _PLAN + "ParticipantAdded": PersonalFields(("participant",), PLAN_CLASS),
     # `legal_basis` is sealed whole: a secrecy judgement is free text about the person (and
@@ -68,4 +81,15 @@ PERSONAL_FIELDS: dict[str, PersonalFields] = {
     _CONSENT + "Withdrawn": PersonalFields(("reason",), CONSENT_CLASS),
     _CONSENT + "EnteredInError": PersonalFields(("reason",), CONSENT_CLASS),
     _CONSENT + "BlockOverridden": PersonalFields(("reason",), CONSENT_CLASS),
+    # Who was accessed, how they were looked for and what was done: sealed under the person's
+    # `access` key. A search by a number that matched nobody names no patient: sealed under
+    # the key of the person the number names (made then); a record naming no one and no
+    # number is stored in clear (docs/decisions/0007).
+    _ACCESS + "Recorded": PersonalFields(
+        ("patient", "query", "detail"),
+        ACCESS_CLASS,
+        "patient",
+        person_named_in=("query", "detail"),
+        later_events=False,
+    ),
 }

@@ -10,6 +10,7 @@ from joserfc.jwk import ECKey
 from services.common.auth import smart
 from services.common.auth.tokens import DEV_ISSUER
 from services.sip.discharge.operations import OPERATIONS as STAY_OPERATIONS
+from services.sip.meetings.operations import OPERATIONS as MEETING_OPERATIONS
 from services.sip.messages.operations import OPERATIONS as MESSAGE_OPERATIONS
 from services.sip.operations import OPERATIONS
 from tests.fhir_data import (
@@ -87,12 +88,15 @@ def test_the_routes_tested_include_every_operation_and_view(system, existing):
     listed = {(service, method, path.split("?")[0]) for service, method, path, _ in
               routes(system, *existing)}  # fmt: skip
     plan_id, consent_id, _ = existing
-    for operation in (*(o.name for o in OPERATIONS), "activate"):
+    for operation in (*(o.name for o in (*OPERATIONS, *MEETING_OPERATIONS)), "activate"):
         assert ("sip", "POST", f"/fhir/CarePlan/{plan_id}/${operation}") in listed
     for operation in ("withdraw", "mark-entered-in-error", "override-block"):
         assert ("consent", "POST", f"/fhir/Consent/{consent_id}/${operation}") in listed
-    for view in ("CareTeam", "Goal", "Appointment"):
-        assert sum(path.startswith(f"/fhir/{view}/") for _, _, path in listed) == 4
+    for view in ("CareTeam", "Goal", "Appointment", "AppointmentResponse"):
+        versions = [
+            p for _, _, p in listed if p.startswith(f"/fhir/{view}/") and "_search" not in p
+        ]
+        assert len(versions) == 4
     assert {("sip", "GET", "/events"), ("consent", "GET", "/events/checkpoint")} <= listed
 
 
@@ -205,8 +209,10 @@ def test_an_auditor_reads_but_cannot_write(system, existing):
     # CarePlan: create, $activate and the plan's operations; Consent: create, $check,
     # $withdraw, $mark-entered-in-error, $override-block; a transaction on each service;
     # Subscription: create; Encounter: the stay's operations ($admit among them);
-    # Communication: create and its operations.
+    # Communication: create and its operations; the meeting invitations' operations and
+    # AppointmentResponse: create.
     writes_count = 2 + len(OPERATIONS) + 5 + 2 + 1 + len(STAY_OPERATIONS)
+    writes_count += len(MEETING_OPERATIONS) + 1
     assert len(writes) == writes_count + 1 + len(MESSAGE_OPERATIONS)
     for service, method, path, body in writes:
         response = call(system, service, method, path, body, token)

@@ -47,17 +47,22 @@ EXAMPLES: dict[str, str] = {
     "action": "R",
     "subtype": "read",
     "deadline-missed": "false",
+    "part-status": "needs-action",
     "overdue": "false",
 }
 BY_TYPE = {"date": "le2030-12-31"}
 # Where a resource type's parameter takes other values than the name's example.
 EXAMPLES_OF_TYPE: dict[tuple[str, str], str] = {
     ("Encounter", "status"): "in-progress",
+    ("Appointment", "status"): "pending",
+    ("AppointmentResponse", "part-status"): "accepted",
     ("Task", "status"): "requested",
     ("Task", "owner"): f"Organization/{REGION}",
     ("Task", "encounter"): f"Encounter/{uuid4()}",
     ("Task", "focus"): f"Encounter/{uuid4()}",
 }
+# Reference parameters that name another type than the person: (its type, found how).
+REFERENCED = {"based-on": "CarePlan", "supporting-info": "CarePlan", "appointment": "Appointment"}
 
 
 class Target:
@@ -69,6 +74,10 @@ class Target:
         meeting = run(system.sip, self.plan_id, "schedule-meeting", start="2027-02-01T09:00:00Z",
                       end="2027-02-01T10:00:00Z", location="Kommunhuset")  # fmt: skip
         assert meeting.status_code == 200, meeting.text
+        answer = {"resourceType": "AppointmentResponse", "participantStatus": "accepted",
+                  "appointment": {"reference": f"Appointment/{self.invite()}"}}  # fmt: skip
+        answered = system.sip.post("/fhir/AppointmentResponse", json=answer, headers=FHIR_JSON)
+        assert answered.status_code == 201, answered.text
         # A stay of the same person at the region's ward: the Encounter to read and find.
         hospital = {"subject": "ward-doctor", "role": "professional", "organization": REGION,
                     "unit": f"{REGION}-WARD"}  # fmt: skip
@@ -85,6 +94,14 @@ class Target:
         assert _create(self, "Communication").status_code == 201
         self.auditor = system.as_caller("auditor")
         self.record_system = system.as_caller("integration", REGION)
+
+    def invite(self) -> str:
+        """A meeting invitation to the region itself, for its AppointmentResponses."""
+        invited = run(self.system.sip, self.plan_id, "invite-to-meeting",
+                      start="2027-02-02T09:00:00Z", end="2027-02-02T10:00:00Z",
+                      location="Kommunhuset", organization=[REGION])  # fmt: skip
+        assert invited.status_code == 200, invited.text
+        return invited.json()["id"]
 
     def client(self, service: str, resource_type: str) -> httpx.Client:
         caller = {"AuditEvent": self.auditor, "Subscription": self.record_system}.get(
@@ -124,6 +141,9 @@ class Target:
                 "encounter": f"Encounter/{self.stay_id}",
                 "based-on": f"CarePlan/{self.plan_id}",
             }[name]
+        if kind == "reference" and name in REFERENCED:
+            owner = REFERENCED[name]
+            return f"{owner}/{self.some_id(self.client(service, owner), owner)}"
         if kind == "reference":
             return f"Patient/{self.personnummer}"
         if kind == "uri":
@@ -244,6 +264,10 @@ def _create(target: Target, resource_type: str) -> httpx.Response:
     if resource_type == "Communication":
         about_the_plan = message(plan=target.plan_id, to=(MUNICIPALITY,))
         return send(target.system.sip, about_the_plan)
+    if resource_type == "AppointmentResponse":
+        answer = {"resourceType": "AppointmentResponse", "participantStatus": "accepted",
+                  "appointment": {"reference": f"Appointment/{target.invite()}"}}  # fmt: skip
+        return target.system.sip.post("/fhir/AppointmentResponse", json=answer, headers=FHIR_JSON)
     assert resource_type == "Consent", resource_type
     personnummer = new_personnummer()
     person = target.system.as_caller("patient", organization=None, patient=personnummer)

@@ -103,6 +103,7 @@ def a_plans_whole_life(system) -> dict[str, str]:
     municipality = system.as_caller(organization=MUNICIPALITY)
     accepted = run(municipality.sip, plan_id, "accept-invitation", contact="Omar, 016-710 00 00")
     assert accepted.status_code == 200, accepted.text
+    a_meetings_life(system, plan_id)
     for step in LATER_STEPS:
         caller = municipality if step in BY_MUNICIPALITY else system
         variant = {"approve-changes": "meeting", "reject-changes": "meeting"}.get(step)
@@ -146,6 +147,34 @@ def a_plans_whole_life(system) -> dict[str, str]:
     ids = {"plan": plan_id, "personnummer": personnummer, **consents_life(system, personnummer)}
     searches_and_reads_by_post(system, ids)
     return ids
+
+
+def a_meetings_life(system, plan_id: str) -> None:
+    """A meeting invitation answered (by operation and by POST AppointmentResponse), moved,
+    cancelled, and searched by POST."""
+    municipality = system.as_caller(organization=MUNICIPALITY).sip
+    invited = run(system.sip, plan_id, "invite-to-meeting",
+                  **role_matrix_parameters("invite-to-meeting", None, "region"))  # fmt: skip
+    assert invited.status_code == 200, invited.text
+    for caller, step in ((municipality, "answer-meeting"), (system.sip, "reschedule-meeting")):
+        values = {**role_matrix_parameters(step, None, "region"), "meeting": "meeting-1"}
+        answer = run(caller, plan_id, step, **values)
+        assert answer.status_code == 200, (step, answer.text)
+    meeting = f"Appointment/{plan_id}-meeting-1"
+    answer = {"resourceType": "AppointmentResponse", "appointment": {"reference": meeting},
+              "participantStatus": "tentative", "start": "2027-03-01T10:00:00Z",
+              "end": "2027-03-01T11:00:00Z", "comment": "Hellre i mars"}  # fmt: skip
+    answered = municipality.post("/fhir/AppointmentResponse", json=answer, headers=FHIR_JSON)
+    assert answered.status_code == 201, answered.text
+    # One meeting; two answers: the acceptance of the first time, the proposal after the move.
+    for path, form, total in (
+        ("Appointment", {"actor": MUNICIPALITY, "part-status": "tentative"}, 1),
+        ("AppointmentResponse", {"appointment": meeting}, 2),
+    ):
+        found = municipality.post(f"/fhir/{path}/_search", data=form)
+        assert found.status_code == 200 and found.json()["total"] == total, (path, found.text)
+    cancelled = run(system.sip, plan_id, "cancel-meeting", meeting="meeting-1", reason="Sjuk")
+    assert cancelled.status_code == 200, cancelled.text
 
 
 def a_message_read(system, plan_id: str) -> None:

@@ -166,6 +166,7 @@ def test_every_declared_personal_field_is_a_field_of_its_stored_event():
         "services.sip.discharge.stay": "sip",
         "services.sip.messages.message": "sip",
         "services.consent.domain": "consent",
+        "services.common.access_log": "sip",  # both services' logs: one schema
     }
     declared_modules = {topic.split(":")[0] for topic in PERSONAL_FIELDS}
     assert declared_modules == set(schemas_of), "every aggregate's events are declared"
@@ -179,6 +180,7 @@ def test_every_declared_personal_field_is_a_field_of_its_stored_event():
         newest = json.loads(versions[-1].read_text())["properties"]
         assert set(declared.fields) <= set(newest), (topic, set(declared.fields) - set(newest))
         assert declared.person is None or declared.person in declared.fields
+        assert set(declared.person_named_in) <= set(declared.fields)
 
 
 def test_on_each_backend_the_stored_events_hold_ciphertext_and_the_chain_verifies(backend):

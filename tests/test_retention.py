@@ -5,6 +5,7 @@ as they were, keeps `sip audit verify` intact, rebuilds the read models, records
 event with nothing personal in it, and is safe to repeat or to interrupt."""
 
 import json
+import os
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +21,9 @@ from services.common.personal_data.erasure import erasure_id
 from services.common.personal_data.master_key import MasterKey
 from services.common.personal_data.retention import (
     DEFAULT_RULES,
+    RETENTION_FILE_VARIABLE,
     RetentionConfigProblem,
+    retention_file_from_env,
     retention_rules,
 )
 from services.common.settings import ServiceSettings
@@ -30,6 +33,33 @@ from tests.conftest import new_backend, running_system
 from tests.fhir_data import active_plan, run, whole_feed
 
 ACCESS_TOPIC = "services.common.access_log:AccessRecord"
+# The access records are sealed under each person's `access` key, due five years after the
+# person's last record by default: on the date a plan of ten years is due, every person's
+# access key would be due too. These tests erase one person's records among several, so
+# the access log is kept longer here (as a region may choose); `access` erasure is the
+# default rules' case in test_access_records_are_erased_on_their_own_date.
+ACCESS_KEPT = '[access]\nyears = 50\nrule = "access log, kept 50 years in these tests"\n'
+
+
+@pytest.fixture(autouse=True)
+def access_log_kept_long(tmp_path_factory):
+    """SIP_RETENTION_FILE set for the whole test, out of `monkeypatch`'s reach (a test undoes
+    its own patches midway)."""
+    path = tmp_path_factory.mktemp("retention") / "retention.toml"
+    path.write_text(ACCESS_KEPT)
+    before = os.environ.get(RETENTION_FILE_VARIABLE)
+    os.environ[RETENTION_FILE_VARIABLE] = str(path)
+    try:
+        yield retention_rules(path)
+    finally:
+        if before is None:
+            os.environ.pop(RETENTION_FILE_VARIABLE, None)
+        else:
+            os.environ[RETENTION_FILE_VARIABLE] = before
+
+
+def rules():
+    return retention_rules(retention_file_from_env())
 
 
 def people(system, count):
@@ -98,14 +128,14 @@ def due_date_of(backend, personnummer):
             PersonIdentifier(PERSONNUMMER_SYSTEM, personnummer)
         )
         far = retention.now() + timedelta(days=365 * 40)
-        dues = {d.key_id: d for d in retention.plan(sip_service, DEFAULT_RULES, far)}
+        dues = {d.key_id: d for d in retention.plan(sip_service, rules(), far)}
     mine = [d for d in dues.values() if d.person_index == index]
     assert mine, "the person has a key in the SIP service"
     with opened(backend, "consent") as consent_service:
         consent_index = consent_service.application.personal_data.person_index(
             PersonIdentifier(PERSONNUMMER_SYSTEM, personnummer)
         )
-        theirs = retention.plan(consent_service, DEFAULT_RULES, far)
+        theirs = retention.plan(consent_service, rules(), far)
     mine += [d for d in theirs if d.person_index == consent_index]
     return max(d.due for d in mine), index
 
@@ -274,7 +304,7 @@ def test_an_entry_written_after_the_plan_keeps_the_key(backend):
         ((plan_id, number, _),) = people(system, 1)
     on = due_date_of(backend, number)[0]
     with opened(backend, "sip") as service:
-        (due,) = retention.plan(service, DEFAULT_RULES, on)
+        (due,) = retention.plan(service, rules(), on)
     with running_system(backend) as system:  # a new entry after the plan was made
         assert run(system.sip, plan_id, "record-need", text="Ny anteckning").status_code < 300
     with opened(backend, "sip") as service:
@@ -283,7 +313,7 @@ def test_an_entry_written_after_the_plan_keeps_the_key(backend):
         assert not keys.erase_key(due.key_id, rule="x", at=on, still_due=still_due)
         assert not [row for row in keys.person_keys() if row.erased_at]
         # Planned afresh, the period counts from the new entry: not due on that date.
-        assert retention.plan(service, DEFAULT_RULES, on) == []
+        assert retention.plan(service, rules(), on) == []
 
 
 def test_retention_rules_default_to_swedish_law_and_a_file_changes_them(tmp_path, monkeypatch):
@@ -319,3 +349,40 @@ def test_a_service_refuses_to_start_with_a_retention_file_it_cannot_use(tmp_path
         settings.checked("sip")
     wrong.write_text("[region]\nyears = 12\n")
     assert settings.checked("consent") is settings
+
+
+def test_access_records_are_erased_on_their_own_date(sqlite_backend, tmp_path, capsys):
+    """Sealed under the person's `access` key, the access records are erased five years after
+    the person's last one, while the plan (ten years) is kept: the audit log then names no one
+    for those records, and still verifies."""
+    backend = sqlite_backend
+    default = tmp_path / "default.toml"
+    default.write_text("[access]\nyears = 5\n")
+    os.environ[RETENTION_FILE_VARIABLE] = str(default)  # restored by access_log_kept_long
+    with running_system(backend) as system:
+        plan_id, number = active_plan(system)
+        auditor = system.as_caller("auditor", subject="ivo")
+        asked = {"patient": f"Patient/{number}"}
+        assert auditor.sip.get("/fhir/AuditEvent", params=asked).json().get("entry")
+    with opened(backend, "sip") as service:
+        index = service.application.personal_data.person_index(
+            PersonIdentifier(PERSONNUMMER_SYSTEM, number)
+        )
+        far = retention.now() + timedelta(days=365 * 40)
+        dues = [d for d in retention.plan(service, DEFAULT_RULES, far) if d.person_index == index]
+    access_due = max(d.due for d in dues if d.retention_class == "access")
+    assert access_due < min(d.due for d in dues if d.retention_class == "region")
+    date = access_due.isoformat(timespec="microseconds")
+    assert sip(["retention", "run", "--date", date, *where(backend)]) == 0
+    assert "read models rebuilt" in capsys.readouterr().out
+    with running_system(backend) as system:
+        auditor = system.as_caller("auditor", subject="ivo")
+        found = auditor.sip.get("/fhir/AuditEvent", params=asked).json()
+        assert found.get("entry", []) == []  # the records name no one any more
+        every = auditor.sip.get("/fhir/AuditEvent", params={"_count": "1000"})
+        assert every.status_code == 200 and number not in every.text
+        # The plan is kept; reading it is a new access, under a new `access` key.
+        assert system.sip.get(f"/fhir/CarePlan/{plan_id}").status_code == 200
+        again = auditor.sip.get("/fhir/AuditEvent", params=asked).json()
+        assert len(again["entry"]) == 1
+    assert sip(["audit", "verify", *where(backend)]) == 0

@@ -58,6 +58,11 @@ WHO_MEETS = {
     ),
     "person-rejects": lambda c: c.organization == "own" and c.variant != "meeting",
     "person-withdraws": lambda c: c.organization == "own" and c.variant == "person-withdrew",
+    # meeting-2 is the region's invitation to the region, the municipality, the school and the
+    # person (participant-1); each answers for itself.
+    "meeting-answer-for-own": lambda c: c.organization in ORGANIZATIONS,
+    "person-answers": lambda c: c.organization == "own",
+    "meeting-organizer": lambda c: c.organization == "region",
 }
 
 VARIANTS = {
@@ -93,6 +98,19 @@ def _parameters(operation: str, variant: str | None, organization: str) -> dict[
             "location": "Vårdcentralen",
         },
         "record-meeting": {"meeting": "meeting-1", "attendee": "participant-1"},
+        "invite-to-meeting": {
+            "start": "2027-02-08T09:00:00+01:00",
+            "end": "2027-02-08T10:00:00+01:00",
+            "video": "https://möte.example.se/sip",
+            "organization": [MUNICIPALITY],
+        },
+        "answer-meeting": {"meeting": "meeting-2", "answer": "accepted"},
+        "reschedule-meeting": {
+            "meeting": "meeting-2",
+            "start": "2027-02-09T09:00:00+01:00",
+            "end": "2027-02-09T10:00:00+01:00",
+        },
+        "cancel-meeting": {"meeting": "meeting-2", "reason": "Flyttas"},
         "set-follow-up": {"date": "2027-05-01"},
         "record-follow-up": {"reviewed": "Hemtjänsten fungerar"},
         "allocate-cost": {
@@ -214,6 +232,16 @@ def _plan(system: Any, personnummer: str, *, active: bool) -> str:
             },
         ),
         ("record-meeting", {"meeting": "meeting-1", "attendee": "participant-1"}),
+        (
+            "invite-to-meeting",
+            {
+                "start": "2027-02-01T09:00:00+01:00",
+                "end": "2027-02-01T10:00:00+01:00",
+                "location": "Vårdcentralen",
+                "organization": [REGION, MUNICIPALITY, SCHOOL],
+                "participant": "participant-1",
+            },
+        ),
     ]
     for operation, values in steps:
         _ok(run(sip, plan_id, operation, **values))

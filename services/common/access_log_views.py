@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from eventsourcing.utils import get_topic
 from sqlalchemy import (
     Column,
     DateTime,
@@ -31,6 +32,9 @@ from contracts.canonical import CANONICAL_BASE
 from contracts.identifiers import HSA_ID_SYSTEM
 from services.common.access_log import AccessRecord
 from services.common.fhir_time import fhir_instant
+from services.common.personal_data.envelope import Erased
+from services.common.personal_data.lookup import searched_persons
+from services.common.personal_data.mapper import SEALED, PersonalDataMapper, SealedField
 from services.common.projection import Projection
 
 ACCESS_INTERACTION_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/access-interaction"
@@ -62,11 +66,17 @@ access_log = Table(
     Column("unit", String(64)),
     Column("custodian", String(64), index=True),
     Column("patient_system", String(200)),
-    Column("patient_value", String(40), index=True),
+    # The person's blind index, never the number (docs/decisions/0007).
+    Column("patient_value", String(64), index=True),
     Column("entity", Text),
     Column("consents", Text, nullable=False),
+    # In clear only where the event stored them so (no personal number in them, or stored
+    # before they were sealed); otherwise in `sealed`.
     Column("query", Text),
     Column("detail", Text),
+    # The event's sealed personal fields as it stores them (JSON {field: sealed value}):
+    # opened with the person's `access` key when read, so erasing the key erases them here too.
+    Column("sealed", Text),
 )
 # Searched by prefix (a resource's versions, for Provenance): see `_entity_starts_with`.
 Index("ix_access_log_entity", access_log.c.entity, postgresql_ops={"entity": "text_pattern_ops"})
@@ -78,21 +88,70 @@ def _storable(value: Any) -> Any:
     return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
 
 
+RECORDED_TOPIC = get_topic(AccessRecord.Recorded)
+
+
 class AccessLogIndex(Projection):
     name = "access_log"
     metadata = metadata
     aggregate_class = AccessRecord
 
+    def __init__(self, application: Any, engine: Any) -> None:
+        super().__init__(application, engine)
+        self._sealed: dict[Any, dict[str, Any]] = {}
+
+    def decode(self, notification: Any) -> Any:
+        """The event, and (kept for `apply`) its personal fields as stored: sealed ones are
+        copied sealed, never opened into the read model."""
+        stored = json.loads(notification.state)
+        self._sealed[notification.originator_id] = {
+            name: value
+            for name in ("patient", "query", "detail")
+            if isinstance(value := stored.get(name), dict) and SEALED in value
+        }
+        return super().decode(notification)
+
     def apply(self, connection: Connection, event: Any) -> None:
-        patient = event.patient or {}
+        sealed = self._sealed.pop(event.originator_id, {})
+        patient = event.patient if isinstance(event.patient, dict) else {}
+        columns = self._columns(event, patient)
+        columns["patient_value"] = self.person_stored(patient or None)
+        for name in ("query", "detail"):
+            if name in sealed:
+                columns[name] = None
+        columns["sealed"] = json.dumps(sealed, sort_keys=True) if sealed else None
         connection.execute(
             access_log.insert().values(
-                **{
-                    column: _storable(value)
-                    for column, value in self._columns(event, patient).items()
-                }
+                **{column: _storable(value) for column, value in columns.items()}
             )
         )
+
+    def _searched(self, value: str) -> list[str]:
+        return searched_persons(getattr(self.application, "personal_data", None), None, value)
+
+    def opened(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A row as the record was written: its sealed fields opened (an erased one reads as
+        absent), the person's number in `patient_value` again."""
+        row = dict(row)
+        sealed = json.loads(row.pop("sealed") or "{}")
+        mapper = self.application.mapper
+        if not isinstance(mapper, PersonalDataMapper):
+            return row  # no key store: the row holds the number itself
+        if row["patient_value"] and "patient" not in sealed:
+            # Stored in clear: the number is in the record, the row holds its index.
+            row["patient_value"] = self._clear_patient(row["record_id"])
+        for name, value in sealed.items():
+            opened = mapper.opened_field(row["record_id"], 1, RECORDED_TOPIC, name, value)
+            opened = None if isinstance(opened, (Erased, SealedField)) else opened
+            if name == "patient":
+                row["patient_value"] = (opened or {}).get("value")
+            else:
+                row[name] = opened
+        return row
+
+    def _clear_patient(self, record_id: str) -> str | None:
+        record = self.application.repository.get(UUID(record_id))
+        return (record.patient or {}).get("value")
 
     @staticmethod
     def _columns(event: Any, patient: dict[str, Any]) -> dict[str, Any]:
@@ -135,11 +194,9 @@ class AccessLogIndex(Projection):
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
         self.catch_up()
-        conditions = [
-            column == value
-            for column, value in ((access_log.c.patient_value, patient_value),)
-            if value is not None
-        ]
+        conditions = []
+        if patient_value is not None:
+            conditions.append(access_log.c.patient_value.in_(self._searched(patient_value)))
         if auditor_organization is not None:
             conditions.append(_reviewable_by(auditor_organization))
         if entity_prefix is not None:
@@ -148,7 +205,8 @@ class AccessLogIndex(Projection):
             conditions.append(access_log.c.outcome == "0")
         query = select(access_log).where(and_(True, *conditions)).order_by(*_ORDER).limit(limit)
         with self.reader.connect() as connection:
-            return [dict(row._mapping) for row in connection.execute(query)]
+            rows = [dict(row._mapping) for row in connection.execute(query)]
+        return [self.opened(row) for row in rows]
 
     def page(
         self,
@@ -166,6 +224,16 @@ class AccessLogIndex(Projection):
         millions is never read into memory. A record never changes, so the key
         (recorded_at, record_id) is stable while writes happen."""
         self.catch_up()
+        conditions = [
+            [
+                {
+                    name: self._searched(value) if name == "patient_value" else value
+                    for name, value in arguments.items()
+                }
+                for arguments in alternatives
+            ]
+            for alternatives in conditions
+        ]
         where = and_(_reviewable_by(auditor_organization), *map(_any_of, conditions))
         backwards = "before" in position
         key = next((position[k] for k in ("before", "after", "from") if k in position), None)
@@ -196,7 +264,7 @@ class AccessLogIndex(Projection):
         if backwards:
             rows.reverse()
         return AccessLogPage(
-            rows,
+            [self.opened(row) for row in rows],
             total,
             more_before=more_ahead if backwards else behind,
             more_after=behind if backwards else more_ahead,
@@ -243,7 +311,7 @@ def _exists(connection: Connection, where: Any, key: list[str], descending: bool
 # A condition's argument -> how a record meets it.
 _ARGUMENTS: dict[str, Callable[[Any], Any]] = {
     "record_id": lambda value: access_log.c.record_id == value,
-    "patient_value": lambda value: access_log.c.patient_value == value,
+    "patient_value": lambda indexes: access_log.c.patient_value.in_(indexes),
     "user_id": lambda value: access_log.c.user_id == value,
     "organization": lambda value: access_log.c.organization == value,
     "action": lambda value: access_log.c.action == value,
@@ -412,6 +480,10 @@ def _resource_words(row: dict[str, Any]) -> str:
         return "your coordinated individual plan (SIP)"
     if entity.startswith("Consent"):
         return "your consent"
+    if entity.startswith("AppointmentResponse"):
+        return "an answer to an invitation to your SIP meeting"
+    if entity.startswith("Appointment"):
+        return "your SIP meeting"
     if entity.startswith("Communication"):
         return "a message about you"
     return "your information"

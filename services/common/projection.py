@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from services.common.persistence import SQLITE_IMMEDIATE
+from services.common.personal_data.lookup import searched_persons, stored_person
 
 tracking_metadata = MetaData()
 projection_tracking = Table(
@@ -202,6 +203,15 @@ class Projection(ABC):
         """Changes the read model for one event of `aggregate_class` (others are passed over
         before they are decoded), or stages the change for `write_staged`."""
 
+    def person_stored(self, person: dict[str, Any] | None) -> str | None:
+        """What the read model keeps for a person's identifier: its blind index, never the
+        number (docs/decisions/0007)."""
+        return stored_person(getattr(self.application, "personal_data", None), person)
+
+    def decode(self, notification: Any) -> Any:
+        """The stored event as the domain reads it (its personal fields opened)."""
+        return self.application.mapper.to_domain_event(notification)
+
     def write_staged(self, connection: Connection) -> None:
         """Writes what `apply` staged, at the end of a batch; nothing by default."""
         return None
@@ -221,6 +231,11 @@ class Projection(ABC):
         with self._lock:
             if self._nothing_to_apply(stop):
                 return 0
+            keys = getattr(self.application, "personal_data", None)
+            if keys is not None:
+                # Made (the first time) before the write transaction below, not inside it:
+                # on SQLite a second writer would wait for it forever.
+                keys.index_key()
             while True:
                 try:
                     count = self._apply_next_batch(stop, one_by_one=False)
@@ -264,7 +279,7 @@ class Projection(ABC):
             if one_by_one:
                 self._apply_or_record(connection, notification)
             else:
-                self.apply(connection, self.application.mapper.to_domain_event(notification))
+                self.apply(connection, self.decode(notification))
         self.write_staged(connection)
         if notifications:
             connection.execute(
@@ -277,7 +292,7 @@ class Projection(ABC):
     def _apply_or_record(self, connection: Connection, notification: Any) -> None:
         try:
             with connection.begin_nested():
-                self.apply(connection, self.application.mapper.to_domain_event(notification))
+                self.apply(connection, self.decode(notification))
                 self.write_staged(connection)
         except _TRANSIENT_ERRORS:
             raise  # the database, not the event: try again later rather than pass it over
@@ -457,18 +472,20 @@ class AggregateIndex(Projection):
     def newest_first(self) -> Select[Any]:
         return select(self._id_column).order_by(self.index.c.last_updated.desc())
 
-    @staticmethod
     def identified_by(
+        self,
         query: Select[Any],
         system_column: Column[Any],
         value_column: Column[Any],
         identifier: tuple[str | None, str] | None,
     ) -> Select[Any]:
-        """Rows for a person's identifier `(system, value)`; any system where it is None."""
+        """Rows for a person's identifier `(system, value)`, found by its blind index; any
+        system where it is None."""
         if identifier is None:
             return query
         system, value = identifier
-        query = query.where(value_column == value)
+        keys = getattr(self.application, "personal_data", None)
+        query = query.where(value_column.in_(searched_persons(keys, system, value)))
         return query.where(system_column == system) if system else query
 
     def related(self, query: Select[Any], table: Table, **equal: Any) -> Select[Any]:

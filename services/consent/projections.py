@@ -11,6 +11,7 @@ from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, bindp
 from sqlalchemy.engine import Connection
 
 from services.common.business_identifiers import BusinessIdentifier, identified_ids
+from services.common.personal_data.lookup import searched_persons
 from services.common.projection import AggregateIndex
 from services.consent.domain import Consent
 
@@ -20,7 +21,7 @@ consent_index = Table(
     metadata,
     Column("consent_id", String(36), primary_key=True),
     Column("patient_system", String(200), nullable=False),
-    Column("patient_value", String(40), nullable=False, index=True),
+    Column("patient_value", String(64), nullable=False, index=True),
     Column("kind", String(10), nullable=False),
     Column("status", String(20), nullable=False),
     Column("version", Integer, nullable=False),
@@ -39,7 +40,7 @@ consent_terms = Table(
 # statement cost more than running it, issue 15).
 _OF_PATIENT = (
     select(consent_index.c.consent_id)
-    .where(consent_index.c.patient_value == bindparam("value"))
+    .where(consent_index.c.patient_value.in_(bindparam("indexes", expanding=True)))
     .order_by(consent_index.c.last_updated.desc())
 )
 _OF_PATIENT_IN_SYSTEM = _OF_PATIENT.where(consent_index.c.patient_system == bindparam("system"))
@@ -56,7 +57,7 @@ class ConsentIndex(AggregateIndex):
     def row(self, consent: Consent, event: Any) -> dict[str, Any]:
         return {
             "patient_system": consent.patient["system"],
-            "patient_value": consent.patient["value"],
+            "patient_value": self.person_stored(consent.patient),
             "kind": consent.kind,
             "status": consent.status,
             "version": consent.version,
@@ -96,7 +97,10 @@ class ConsentIndex(AggregateIndex):
         ):
             system, value = patient
             built = _OF_PATIENT_IN_SYSTEM if system else _OF_PATIENT
-            return self.ids(built, {"system": system, "value": value})
+            # By the person's blind index (docs/decisions/0007), as `identified_by` finds them.
+            keys = getattr(self.application, "personal_data", None)
+            indexes = searched_persons(keys, system, value)
+            return self.ids(built, {"system": system, "indexes": indexes})
         columns = consent_index.c
         query = self.identified_by(
             self.newest_first(), columns.patient_system, columns.patient_value, patient

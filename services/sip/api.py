@@ -36,6 +36,7 @@ from services.sip.discharge.payment_report import payment_model_from_env
 from services.sip.discharge.stay import Stay
 from services.sip.disclosure import PlanDisclosure
 from services.sip.fhir_mapping import plan_to_fhir
+from services.sip.meetings import routes as meeting_routes
 from services.sip.messages import routes as message_routes
 from services.sip.messages.disclosure import MESSAGE_RESOURCE_TYPE, MessageDisclosure
 from services.sip.messages.fhir import message_to_fhir
@@ -52,6 +53,15 @@ from services.sip.routes import careplan, operations, views
 from services.sip.subscription_topics import TOPICS, OverdueFollowUps, occurrences
 
 VERSIONS = ["read", "vread", "history-instance", "history-type"]
+# The meeting invitations' searches, and the answer's create (services/sip/meetings).
+MEETING_SEARCHES = {
+    "Appointment": meeting_routes.APPOINTMENT_SEARCH,
+    "AppointmentResponse": meeting_routes.RESPONSE_SEARCH,
+}
+MEETING_INTERACTIONS = {
+    "Appointment": ["search-type"],
+    "AppointmentResponse": ["create", "search-type"],
+}
 RESOURCES = [
     capability(
         "CarePlan",
@@ -59,7 +69,14 @@ RESOURCES = [
         search=careplan.SEARCH,
         conditional_create=True,
     ),
-    *(capability(v.resource_type, interactions=VERSIONS) for v in PLAN_VIEWS),
+    *(
+        capability(
+            v.resource_type,
+            interactions=[*VERSIONS, *MEETING_INTERACTIONS.get(v.resource_type, ())],
+            search=MEETING_SEARCHES.get(v.resource_type),
+        )
+        for v in PLAN_VIEWS
+    ),
     capability(
         STAY_RESOURCE_TYPE, interactions=[*VERSIONS, "search-type"], search=stay_routes.SEARCH
     ),
@@ -193,7 +210,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         ),
     }
     routers = (careplan.router, operations.router, views.router, subscription_routes.router)
-    for router in (*routers, stay_routes.router, task_routes.router, message_routes.router):
+    routed = (stay_routes.router, task_routes.router, meeting_routes.router, message_routes.router)
+    for router in (*routers, *routed):
         app.include_router(router)
     add_audit_routes(
         app,

@@ -48,6 +48,7 @@ from services.sip.parts import (
     Intervention,
     InvitationAcceptance,
     Meeting,
+    MeetingAnswer,
     Need,
     OverallResponsibility,
     Participant,
@@ -73,6 +74,7 @@ INTERVENTION_KINDS = (
 INTERVENTION_STATUSES = ("planned", "in-progress", "done", "stopped")
 GOAL_OUTCOMES = ("achieved", "partially-achieved", "not-achieved")
 CLOSE_REASONS = ("goals-reached", "person-withdrew", "moved", "died", "replaced")
+MEETING_ANSWERS = ("accepted", "declined", "tentative")
 APPROVERS = ("person", "guardian", "representative", "meeting")
 PERSON_PARTIES = ("person", "guardian", "representative")  # may speak for the person
 # When the principals have not agreed otherwise (the seed's rule for placements).
@@ -717,6 +719,217 @@ class Plan(Aggregate):
         self.changed_by = by
         if approved_changes:
             self._approve(approved_by="meeting", meeting_id=meeting_id, at=at, by=by)
+
+    # Meeting invitations (services/sip/meetings, docs/decisions/0013): the organiser invites
+    # participants of the plan, each answers, the organiser reschedules or cancels.
+
+    def invite_to_meeting(self, *, meeting: dict[str, Any], at: datetime, by: EventActor) -> str:
+        self._ensure_open()
+        organizer = by.get("organization")
+        if by.get("role") == "patient" or not organizer:
+            raise RuleViolation("meeting-organizer", "a meeting is organised by an organisation")
+        self._ensure_meeting_time(meeting.get("start"), meeting.get("end"))
+        self._ensure_meeting_place(meeting.get("location"), meeting.get("video"))
+        optional_text(meeting.get("agenda"), "agenda")
+        participants = required_texts(meeting.get("participants", []), "participant")
+        if not participants:
+            raise RuleViolation("meeting-has-participants", "a meeting invites participants")
+        for kind, named in (
+            ("organization", [p for p in participants if p not in self.participants]),
+            ("participant", [p for p in participants if p in self.participants]),
+        ):
+            if len(set(named)) != len(named):
+                raise RuleViolation(f"meeting-{kind}-once", "each participant is invited once")
+        strangers = [p for p in participants if not self.in_the_plan(p)]
+        if strangers:
+            # A participant of the plan is named by its id (participant-N), an organisation
+            # by its HSA-id: the rule names which of the two was wrong.
+            kind = "participant" if strangers[0].startswith("participant-") else "organization"
+            raise RuleViolation(
+                f"meeting-{kind}-in-plan",
+                f"{', '.join(strangers)}: not in the plan (an organisation taking part, or a "
+                "participant of the plan named by its id, participant-N)",
+            )
+        meeting_id = self._next_id("meeting", self.meetings)
+        self._meeting_invited(
+            meeting={
+                **meeting,
+                "participants": participants,
+                "id": meeting_id,
+                "status": "booked",
+                "organizer": organizer,
+            },
+            at=at,
+            by=by,
+        )
+        return meeting_id
+
+    def in_the_plan(self, participant: str) -> bool:
+        """An organisation taking part (its HSA-id) or a participant of the plan (its id); one
+        added to an active plan and waiting for the person's approval is not yet, as an
+        organisation proposed is not."""
+        if participant in self.participants:
+            return not self.proposed_new(participant)
+        return self.takes_part(participant)
+
+    @staticmethod
+    def _ensure_meeting_time(start: object, end: object) -> None:
+        start = required_instant(start, "start")
+        if required_instant(end, "end") <= start:
+            raise RuleViolation("meeting-ends-after-start", "a meeting ends after it starts")
+
+    @staticmethod
+    def _ensure_meeting_place(location: object, video: object) -> None:
+        if not optional_text(location, "location") and not optional_text(video, "video"):
+            raise RuleViolation("meeting-place", "a meeting has a place or a video link")
+
+    @event("MeetingInvited")
+    def _meeting_invited(self, meeting: dict[str, Any], at: datetime, by: EventActor) -> None:
+        invited = replace(Meeting.from_payload(meeting), custodian=custodian_of(by))
+        self.meetings[invited.id] = invited
+        self.changed_by = by
+
+    def _open_invitation(self, meeting_id: str) -> Meeting:
+        self._ensure_open()
+        self._ensure_known([meeting_id], self.meetings, "known-meeting")
+        meeting = self.meetings[meeting_id]
+        if not meeting.invitation:
+            raise RuleViolation("meeting-invitation", f"{meeting_id} was not sent as invitation")
+        if meeting.status == "cancelled":
+            raise RuleViolation("meeting-cancelled", f"{meeting_id} is cancelled")
+        if meeting.status == "fulfilled":
+            raise RuleViolation("meeting-held", f"{meeting_id} has been held")
+        return meeting
+
+    def answer_meeting(
+        self,
+        *,
+        meeting_id: str,
+        participant: str,
+        answer: str,
+        proposed_start: datetime | None,
+        proposed_end: datetime | None,
+        comment: str | None,
+        at: datetime,
+        by: EventActor,
+    ) -> str:
+        """An invited participant's answer; an answer repeated as it stands changes nothing
+        (a retried request): the answer given is returned."""
+        meeting = self._open_invitation(meeting_id)
+        required_text(participant, "actor")
+        if participant not in meeting.participants:
+            raise RuleViolation(
+                "meeting-answer-by-invited", f"{participant} is not invited to {meeting_id}"
+            )
+        self._choice(answer, MEETING_ANSWERS, "meeting-answer", "an answer")
+        optional_text(comment, "comment")
+        if proposed_start is not None or proposed_end is not None:
+            if answer != "tentative":
+                raise RuleViolation(
+                    "meeting-proposal-tentative",
+                    "another time is proposed with the answer tentative",
+                )
+            self._ensure_meeting_time(proposed_start, proposed_end)
+        given = meeting.answer_of(participant)
+        asked = (answer, proposed_start, proposed_end, comment)
+        if given is not None and asked == (
+            given.answer,
+            given.proposed_start,
+            given.proposed_end,
+            given.comment,
+        ):
+            return given.id
+        answer_id = f"{meeting_id}-response-{len(meeting.answers) + 1}"
+        self._meeting_answered(
+            meeting_id=meeting_id,
+            answer={
+                "id": answer_id,
+                "participant": participant,
+                "answer": answer,
+                "proposed_start": proposed_start,
+                "proposed_end": proposed_end,
+                "comment": comment,
+            },
+            at=at,
+            by=by,
+        )
+        return answer_id
+
+    @event("MeetingAnswered")
+    def _meeting_answered(
+        self, meeting_id: str, answer: dict[str, Any], at: datetime, by: EventActor
+    ) -> None:
+        meeting = self.meetings[meeting_id]
+        given = MeetingAnswer(
+            id=answer["id"],
+            participant=answer["participant"],
+            answer=answer["answer"],
+            at=at,
+            by=by,
+            schedule=meeting.schedule,
+            proposed_start=answer.get("proposed_start"),
+            proposed_end=answer.get("proposed_end"),
+            comment=answer.get("comment"),
+            custodian=custodian_of(by),
+        )
+        self.meetings[meeting_id] = replace(meeting, answers=(*meeting.answers, given))
+        self.changed_by = by
+
+    def reschedule_meeting(
+        self,
+        *,
+        meeting_id: str,
+        start: datetime,
+        end: datetime,
+        location: str | None,
+        video: str | None,
+        at: datetime,
+        by: EventActor,
+    ) -> None:
+        """A new time (and place): every participant is asked again."""
+        meeting = self._open_invitation(meeting_id)
+        self._ensure_meeting_time(start, end)
+        location = location if location is not None or video is not None else meeting.location
+        video = video if location is not None or video is not None else meeting.video
+        self._ensure_meeting_place(location, video)
+        self._meeting_rescheduled(
+            meeting_id=meeting_id, start=start, end=end, location=location, video=video, at=at,
+            by=by,
+        )  # fmt: skip
+
+    @event("MeetingRescheduled")
+    def _meeting_rescheduled(
+        self,
+        meeting_id: str,
+        start: datetime,
+        end: datetime,
+        location: str | None,
+        video: str | None,
+        at: datetime,
+        by: EventActor,
+    ) -> None:
+        meeting = self.meetings[meeting_id]
+        self.meetings[meeting_id] = replace(
+            meeting, start=start, end=end, location=location, video=video,
+            schedule=meeting.schedule + 1,
+        )  # fmt: skip
+        self.changed_by = by
+
+    def cancel_meeting(
+        self, *, meeting_id: str, reason: str | None, at: datetime, by: EventActor
+    ) -> None:
+        self._open_invitation(meeting_id)
+        optional_text(reason, "reason")
+        self._meeting_cancelled(meeting_id=meeting_id, reason=reason, at=at, by=by)
+
+    @event("MeetingCancelled")
+    def _meeting_cancelled(
+        self, meeting_id: str, reason: str | None, at: datetime, by: EventActor
+    ) -> None:
+        self.meetings[meeting_id] = replace(
+            self.meetings[meeting_id], status="cancelled", cancel_reason=reason
+        )
+        self.changed_by = by
 
     def _the_person_among(self, attendees: list[str] | tuple[str, ...]) -> bool:
         """Attendees name participants by their id; the person is there if the participant of

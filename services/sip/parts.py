@@ -173,6 +173,23 @@ class OverallResponsibility:
 
 
 @dataclass(frozen=True, slots=True)
+class MeetingAnswer:
+    """One invited participant's answer to a meeting invitation (an AppointmentResponse):
+    accepted, declined or tentative, perhaps proposing another time, with a comment."""
+
+    id: str  # response-N, numbered within the meeting
+    participant: str  # the invited organisation's HSA-id, or a participant id (participant-N)
+    answer: str
+    at: datetime
+    by: EventActor
+    schedule: int  # the meeting's schedule it answers (0, then one more each reschedule)
+    proposed_start: datetime | None = None
+    proposed_end: datetime | None = None
+    comment: str | None = None
+    custodian: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Meeting:
     id: str
     start: datetime
@@ -185,6 +202,16 @@ class Meeting:
     notes: str | None = None
     custodian: str | None = None  # who scheduled it
     notes_custodian: str | None = None  # who recorded the held meeting
+    # A meeting invitation (services/sip/meetings): the organising organisation, the invited
+    # participants (HSA-ids of organisations taking part, participant ids), the agenda, every
+    # answer in order, the current schedule (a reschedule asks everyone again) and why it was
+    # cancelled, if it was.
+    organizer: str | None = None
+    participants: tuple[str, ...] = ()
+    agenda: str | None = None
+    answers: tuple[MeetingAnswer, ...] = ()
+    schedule: int = 0
+    cancel_reason: str | None = None
 
     @classmethod
     def from_payload(cls, data: Mapping[str, Any]) -> Meeting:
@@ -196,7 +223,22 @@ class Meeting:
             location=data.get("location"),
             video=data.get("video"),
             invitees=tuple(data.get("invitees") or ()),
+            organizer=data.get("organizer"),
+            participants=tuple(data.get("participants") or ()),
+            agenda=data.get("agenda"),
         )
+
+    @property
+    def invitation(self) -> bool:
+        """Sent as an invitation its participants answer (not only scheduled)."""
+        return bool(self.participants)
+
+    def answer_of(self, participant: str) -> MeetingAnswer | None:
+        """The participant's answer to the current schedule, if it has given one."""
+        answers = [
+            a for a in self.answers if a.participant == participant and a.schedule == self.schedule
+        ]
+        return answers[-1] if answers else None
 
 
 @dataclass(frozen=True, slots=True)

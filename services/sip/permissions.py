@@ -17,7 +17,7 @@ from typing import Any
 from contracts.actor import ROLES, Actor
 from services.common.fhir_api import FhirError
 from services.common.operations.declaration import OperationCall
-from services.sip.domain import PRINCIPALS, Plan
+from services.sip.domain import PERSON_PARTIES, PRINCIPALS, Plan
 
 Holds = Callable[[Plan, Actor, Any], bool]
 
@@ -145,6 +145,47 @@ OWN_ORGANIZATION = Condition(
     lambda plan, actor, _: plan.starting_organization == _organization(actor),
 )
 
+
+def _answers_for_own(plan: Plan, actor: Actor, p: Any) -> bool:
+    """Staff answer a meeting invitation for their own organisation, or record the answer of
+    a participant of the plan (the person, a relative) given to them."""
+    named = getattr(p, "organization", None)
+    return plan.takes_part(_organization(actor)) and named in (None, _organization(actor))
+
+
+def _person_answers(plan: Plan, actor: Actor, p: Any) -> bool:
+    participant = plan.participants.get(getattr(p, "participant", None) or "")
+    named_self = getattr(p, "organization", None) is None and (
+        participant is None or participant.kind in PERSON_PARTIES
+    )
+    return _own_plan(plan, actor) and named_self
+
+
+def _organizer(plan: Plan, actor: Actor, p: Any) -> bool:
+    meeting = plan.meetings.get(getattr(p, "meeting", None) or "")
+    if meeting is None:  # the domain names the unknown meeting
+        return plan.takes_part(_organization(actor))
+    return meeting.organizer is not None and meeting.organizer == _organization(actor)
+
+
+MEETING_ANSWER = Condition(
+    "meeting-answer-for-own",
+    "any organisation taking part, answering for itself (organization: its own HSA-id, or "
+    "none) or recording a participant's answer (participant: participant-N)",
+    _answers_for_own,
+)
+PERSON_ANSWERS = Condition(
+    "person-answers",
+    "the person's own plan, answering as the person, guardian or representative (participant: "
+    "theirs, or none)",
+    _person_answers,
+)
+MEETING_ORGANIZER = Condition(
+    "meeting-organizer",
+    "the organisation that sent the meeting invitation",
+    _organizer,
+)
+
 STAFF = ("coordinator", "professional", "integration")
 
 
@@ -167,6 +208,10 @@ MATRIX: dict[str, dict[str, Condition]] = {
     "assign-overall-responsibility": _cells(PRINCIPAL, "coordinator"),
     "schedule-meeting": _cells(TAKES_PART, *STAFF),
     "record-meeting": _cells(TAKES_PART, *STAFF),
+    "invite-to-meeting": _cells(TAKES_PART, *STAFF),
+    "answer-meeting": {**_cells(MEETING_ANSWER, *STAFF), "patient": PERSON_ANSWERS},
+    "reschedule-meeting": _cells(MEETING_ORGANIZER, *STAFF),
+    "cancel-meeting": _cells(MEETING_ORGANIZER, *STAFF),
     "set-follow-up": _cells(PRINCIPAL, "coordinator", "integration"),
     "record-follow-up": _cells(TAKES_PART, *STAFF),
     "allocate-cost": _cells(PRINCIPAL, "coordinator", "integration"),

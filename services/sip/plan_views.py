@@ -1,10 +1,12 @@
-"""CareTeam, Goal and Appointment: resources that are views of one part of a plan.
+"""CareTeam, Goal, Appointment and AppointmentResponse: resources that are views of one part
+of a plan.
 
 They are rendered from the plan as the reader may see it (services/sip/redaction.py): a goal
 or meeting whose custodian the reader may not see is not there (404), and a view from which
 something was withheld carries the same withheld marks as the CarePlan.
 
-Their id is `<plan id>-<part>` (`-team`, `-goal-1`, `-meeting-2`) and their `versionId` is
+Their id is `<plan id>-<part>` (`-team`, `-goal-1`, `-meeting-2`,
+`-meeting-2-response-1`) and their `versionId` is
 the plan version they were read from. Their history is the plan's history seen through the
 view: one version for each plan version at which the part first appeared or looked different,
 so an auditor sees when a goal was set, revised and assessed without the plan's other
@@ -27,7 +29,8 @@ from services.common.resource_routes import (
     resource_id,
 )
 from services.sip.domain import Plan
-from services.sip.fhir_mapping import appointment_to_fhir, care_team_to_fhir, goal_to_fhir
+from services.sip.fhir_mapping import care_team_to_fhir, goal_to_fhir
+from services.sip.meetings.fhir import answers_of, appointment_of, appointment_response_of
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,8 @@ class PlanView:
 PLAN_VIEWS = (
     PlanView("CareTeam", lambda plan: ("team",), lambda plan, _: care_team_to_fhir(plan)),
     PlanView("Goal", lambda plan: plan.goals, goal_to_fhir),
-    PlanView("Appointment", lambda plan: plan.meetings, appointment_to_fhir),
+    PlanView("Appointment", lambda plan: plan.meetings, appointment_of),
+    PlanView("AppointmentResponse", answers_of, appointment_response_of),
 )
 
 

@@ -20,7 +20,7 @@ plan_index = Table(
     metadata,
     Column("plan_id", String(36), primary_key=True),
     Column("subject_system", String(200), nullable=False),
-    Column("subject_value", String(40), nullable=False, index=True),
+    Column("subject_value", String(64), nullable=False, index=True),
     Column("starting_organization", String(64), nullable=False),
     Column("status", String(20), nullable=False, index=True),
     Column("version", Integer, nullable=False),
@@ -63,7 +63,7 @@ class PlanIndex(AggregateIndex):
     def row(self, plan: Plan, event: Any) -> dict[str, Any]:
         return {
             "subject_system": plan.subject["system"],
-            "subject_value": plan.subject["value"],
+            "subject_value": self.person_stored(plan.subject),
             "starting_organization": plan.starting_organization,
             "status": plan.status,
             "version": plan.version,

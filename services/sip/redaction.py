@@ -23,6 +23,9 @@ from services.sip.parts import Goal, Intervention, Meeting
 
 # What the cost allocation entries are called: shown to the principals taking part only.
 COST_ALLOCATION = "cost-allocation"
+# A participant's answer to a meeting invitation: the answering organisation's (or the
+# person's) entry, seen where its other entries are.
+MEETING_ANSWER = "meeting-answer"
 # Why the pending changes were rejected: the entry of whoever recorded the rejection.
 REJECTION_REASON = "rejection-reason"
 # The plan's events that record an entry of a kind withheld whoever its custodian is.
@@ -147,6 +150,14 @@ def _intervention(intervention: Intervention, seen: Plan) -> Intervention:
 
 
 def _meeting(meeting: Meeting, disclosure: Disclosure, withheld: list[Withheld]) -> Meeting:
+    seen = [disclosure.sees_entry(MEETING_ANSWER, a.custodian) for a in meeting.answers]
+    answers = tuple(a for a, shown in zip(meeting.answers, seen, strict=True) if shown)
+    withheld += [
+        Withheld(a.custodian, MEETING_ANSWER, meeting.id)
+        for a, shown in zip(meeting.answers, seen, strict=True)
+        if not shown
+    ]
+    meeting = replace(meeting, answers=answers)
     if meeting.notes and not disclosure.sees_entry("meeting-notes", meeting.notes_custodian):
         withheld.append(Withheld(meeting.notes_custodian, "meeting-notes", meeting.id))
         return replace(meeting, notes=None)
@@ -223,6 +234,7 @@ def custodians_of_entries(plan: Plan) -> set[str]:
         custodians |= {entry.custodian for entry in entries.values()}
     custodians |= {goal.assessed_by for goal in plan.goals.values()}
     custodians |= {meeting.notes_custodian for meeting in plan.meetings.values()}
+    custodians |= {a.custodian for meeting in plan.meetings.values() for a in meeting.answers}
     custodians |= {d.answer.custodian for d in plan.deviations.values() if d.answer}
     custodians |= {follow_up.custodian for follow_up in plan.follow_ups}
     custodians |= {custodian_of(change.by) for change in plan.pending_changes}

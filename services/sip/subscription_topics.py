@@ -48,6 +48,8 @@ PART_OF_EVENT = {
     "InterventionAssigned": "intervention", "InterventionStatusChanged": "intervention",
     "OverallResponsibilityAssigned": "responsibility",
     "MeetingScheduled": "meeting", "MeetingHeld": "meeting",
+    "MeetingInvited": "meeting", "MeetingAnswered": "meeting",
+    "MeetingRescheduled": "meeting", "MeetingCancelled": "meeting",
     "FollowUpDateSet": "follow-up", "FollowUpRecorded": "follow-up",
     "DeviationReported": "deviation", "DeviationAnswered": "deviation",
     "CostAllocationProposed": "cost-allocation", "CostAllocationAgreed": "cost-allocation",

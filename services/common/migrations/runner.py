@@ -50,14 +50,17 @@ class Migrated:
         )
 
 
-def migrate_service(service: str, database_url: str | None, data_dir: Path) -> Migrated:
+def migrate_service(
+    service: str, database_url: str | None, data_dir: Path, target: str = "heads"
+) -> Migrated:
+    """To the code's head; `target`, a revision before it (the tests of one migration)."""
     storage = storage_for(service, database_url, data_dir, check_schema=False)
     if storage.is_postgres:
         ensure_postgres_database(storage.read_model_url)
-    return _upgrade(service, storage)
+    return _upgrade(service, storage, target)
 
 
-def _upgrade(service: str, storage: Storage) -> Migrated:
+def _upgrade(service: str, storage: Storage, target: str = "heads") -> Migrated:
     script = history(service)
     engine = read_model_engine(storage)
     revisions: dict[str, str | None] = {}
@@ -65,7 +68,7 @@ def _upgrade(service: str, storage: Storage) -> Migrated:
     def upgrade(revision: Any, _: Any) -> Any:
         revisions["before"] = revision[0] if revision else None
         # What alembic's own `command.upgrade` runs; called here to run without an env.py.
-        return script._upgrade_revs("heads", revision)
+        return script._upgrade_revs(target, revision)
 
     try:
         with engine.execution_options(**{SQLITE_IMMEDIATE: True}).begin() as connection:
@@ -80,7 +83,7 @@ def _upgrade(service: str, storage: Storage) -> Migrated:
                     environment.run_migrations()
     finally:
         engine.dispose()
-    head = script.get_current_head() or ""
+    head = (script.get_current_head() or "") if target == "heads" else target
     return Migrated(service, storage.description, revisions.get("before"), head)
 
 

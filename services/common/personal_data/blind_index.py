@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from contracts.identifiers import PersonIdentifier, parse_person_identifier
+from contracts.identifiers import InvalidIdentifier, PersonIdentifier, parse_person_identifier
 
 
 def normalised(person: PersonIdentifier) -> bytes:
@@ -21,3 +21,12 @@ def normalised(person: PersonIdentifier) -> bytes:
 
 def blind_index(index_key: bytes, person: PersonIdentifier) -> str:
     return hmac.new(index_key, normalised(person), hashlib.sha256).hexdigest()
+
+
+def stored_blind_index(index_key: bytes, system: str | None, value: str) -> str:
+    """The index of an identifier as a record holds it: normalised where it is a national
+    identifier, else (stored before identifiers were checked) as it is spelt, still keyed."""
+    try:
+        return blind_index(index_key, PersonIdentifier(str(system), value))
+    except InvalidIdentifier:
+        return hmac.new(index_key, f"{system}|{value}".encode(), hashlib.sha256).hexdigest()

@@ -131,6 +131,10 @@ class PersonalDataKeys:
     def person_index(self, person: PersonIdentifier) -> str:
         return blind_index(self._index_key().secret, person)
 
+    def index_key(self) -> bytes:
+        """The database's blind-index key (personal_data/lookup.py indexes the read models)."""
+        return self._index_key().secret
+
     # The keys --------------------------------------------------------------------------------
 
     def key_for(self, person: PersonIdentifier, retention_class: str) -> DataKey:

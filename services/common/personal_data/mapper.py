@@ -17,6 +17,7 @@ field (none does: they add fields with defaults).
 from __future__ import annotations
 
 import json
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from threading import Lock
@@ -26,13 +27,22 @@ from uuid import UUID
 from eventsourcing.persistence import EventStore, Mapper, StoredEvent, Transcoder
 from eventsourcing.utils import get_topic
 
-from contracts.identifiers import PersonIdentifier
+from contracts.identifiers import (
+    PERSON_ID_SYSTEMS,
+    InvalidIdentifier,
+    PersonIdentifier,
+    parse_person_identifier,
+)
 from contracts.personal_fields import PersonalFields
 from services.common.personal_data.envelope import Erased, TamperedValue, seal_bytes
 from services.common.personal_data.in_write import DataKeyChanged, SealedStoredEvent
 from services.common.personal_data.keys import PersonalDataKeys, UnknownDataKey
 
 SEALED = "_sealed_"
+
+
+class SealedField(dict):  # type: ignore[type-arg]
+    """A sealed value left sealed: it does not open here (tampered, or its key unknown)."""
 
 
 class PersonUnknown(LookupError):
@@ -82,9 +92,17 @@ class PersonalDataMapper(Mapper[UUID]):
             return super().to_stored_event(domain_event)
         state = dict(vars(domain_event))
         stream, version = state["originator_id"], state["originator_version"]
-        if declared.person is not None:
+        if declared.person is not None and state.get(declared.person) is not None:
             person = PersonIdentifier(**state[declared.person])
-            self._remember(stream, person)
+            if declared.later_events:
+                self._remember(stream, person)
+        elif declared.person is not None:
+            # A record about nobody (a search that matched no one): sealed under the person
+            # whose number its text names, if any; with none named, nothing personal to seal.
+            named = person_named_in(state, declared.person_named_in)
+            if named is None:
+                return super().to_stored_event(domain_event)
+            person = named
         else:
             person = self._person_of(stream)
         prefix = _context(stream, version, topic)
@@ -122,10 +140,14 @@ class PersonalDataMapper(Mapper[UUID]):
         for name in declared.fields:
             value = state.get(name)
             if isinstance(value, dict) and SEALED in value:
-                if name == declared.person:
+                if name == declared.person and declared.later_events:
                     self._remember_key(UUID(str(stream)), value[SEALED].get("k"))
                 state[name] = self._open(value[SEALED], prefix + name.encode())
-        if declared.person is not None and isinstance(state.get(declared.person), dict):
+        if (
+            declared.person is not None
+            and declared.later_events
+            and isinstance(state.get(declared.person), dict)
+        ):
             self._remember(UUID(str(stream)), PersonIdentifier(**state[declared.person]))
         return domain_event
 
@@ -139,23 +161,34 @@ class PersonalDataMapper(Mapper[UUID]):
         declared = self._declared.get(stored_event.topic)
         if declared is None or not isinstance(payload, dict):
             return payload
-        prefix = _context(
-            stored_event.originator_id, stored_event.originator_version, stored_event.topic
-        )
         for name in declared.fields:
             value = payload.get(name)
             if not (isinstance(value, dict) and SEALED in value):
                 continue
-            try:
-                opened = self._keys.open_bytes(value[SEALED], prefix + name.encode())
-            except (TamperedValue, UnknownDataKey):
-                continue
-            payload[name] = (
-                {"erased": {"at": opened.erased_at, "rule": opened.rule}}
-                if isinstance(opened, Erased)
-                else json.loads(opened)
+            opened = self.opened_field(
+                stored_event.originator_id,
+                stored_event.originator_version,
+                stored_event.topic,
+                name,
+                value,
             )
+            if isinstance(opened, Erased):
+                opened = {"erased": {"at": opened.erased_at, "rule": opened.rule}}
+            payload[name] = opened
         return payload
+
+    def opened_field(
+        self, stream: UUID | str, version: int, topic: str, name: str, value: dict[str, Any]
+    ) -> Any:
+        """One field as stored (`{"_sealed_": ...}`) opened to its JSON form; `Erased` where
+        its key was erased; a `SealedField` (the value as it was) where it does not open."""
+        try:
+            opened = self._keys.open_bytes(
+                value[SEALED], _context(stream, version, topic) + name.encode()
+            )
+        except (TamperedValue, UnknownDataKey):
+            return SealedField(value)
+        return opened if isinstance(opened, Erased) else json.loads(opened)
 
     def person_erased(self, stream: UUID) -> Erased | None:
         """The erasure of the record's person (their key of the record's class), or None:
@@ -209,6 +242,26 @@ class PersonalDataMapper(Mapper[UUID]):
             self._people.move_to_end(stream)
             while len(self._people) > self.PEOPLE_KEPT:
                 self._people.popitem(last=False)
+
+
+# A personnummer or samordningsnummer as a text may hold it: 12 digits, with or without the
+# hyphen before the last four, not inside a longer run of digits.
+_NUMBER_IN_TEXT = re.compile(r"(?<![0-9])([0-9]{8}-?[0-9]{4})(?![0-9])", re.ASCII)
+
+
+def person_named_in(state: Mapping[str, Any], names: Sequence[str]) -> PersonIdentifier | None:
+    """The first valid national identifier the text fields `names` hold, if any."""
+    for name in names:
+        text = state.get(name)
+        if not isinstance(text, str):
+            continue
+        for found in _NUMBER_IN_TEXT.findall(text):
+            for system in PERSON_ID_SYSTEMS:
+                try:
+                    return parse_person_identifier(system, found)
+                except InvalidIdentifier:
+                    continue
+    return None
 
 
 def _context(stream: UUID | str, version: int, topic: str) -> bytes:

@@ -179,10 +179,13 @@ def _seconds(body: dict[str, Any], url: str, least: int, most: int) -> int | Non
     return value
 
 
-def subscription_to_fhir(row: SubscriptionRow, topic: Topic) -> dict[str, Any]:
+def subscription_to_fhir(
+    row: SubscriptionRow, topic: Topic, person: str | None = None
+) -> dict[str, Any]:
+    """`person`: the number the person filter names, opened (the row keeps its index)."""
     filters = []
-    if row.person_value:
-        filters.append(f"patient={row.person_system}|{row.person_value}")
+    if person:
+        filters.append(f"patient={row.person_system}|{person}")
     if row.parts:
         filters.append(f"part={row.parts}")
     resource: dict[str, Any] = {

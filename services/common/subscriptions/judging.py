@@ -28,6 +28,7 @@ from services.common.domain import NotFound
 from services.common.fhir_time import fhir_instant, now
 from services.common.resource_routes import ResourceAccess
 from services.common.subscriptions.notification import Told
+from services.common.subscriptions.person_filter import person_passes
 from services.common.subscriptions.store import Happening, NotificationRow, SubscriptionRow
 from services.common.subscriptions.topics import Classifier, Occurrence, TimedCheck, Topic
 
@@ -163,7 +164,8 @@ class Moment:
                 person = self.aggregate(aggregate_id).person_identifier or {}
             except NotFound:
                 return False
-            if (person.get("system"), person.get("value")) != (row.person_system, row.person_value):
+            keys = getattr(self.application, "personal_data", None)
+            if not person_passes(keys, row, person):
                 return False
         return True
 

@@ -30,6 +30,7 @@ from services.common.operations.definition import (
     returned_type,
 )
 from services.common.parameters import Code, OperationParameters, String, parse_parameters
+from services.common.personal_data.keys import PersonalDataKeys
 from services.common.resource_routes import add_search_routes
 from services.common.result_parameters import MAX_COUNT, count_parameter
 from services.common.search_declarations import AskedSearch, SearchDeclarations, SearchParameter
@@ -45,6 +46,7 @@ from services.common.subscriptions.notification import (
     notification_bundle,
     status_parameters,
 )
+from services.common.subscriptions.person_filter import filtered_person, person_columns
 from services.common.subscriptions.store import SubscriptionRow, SubscriptionStore
 from services.common.subscriptions.topics import EVENTS, topic_resource
 from services.common.subscriptions.worker import DeliveryWorker
@@ -120,6 +122,10 @@ class Subscriptions:
     worker: DeliveryWorker
     endpoint_allowances: frozenset[str]
 
+    @property
+    def keys(self) -> PersonalDataKeys | None:
+        return getattr(self.published.access.application, "personal_data", None)
+
     def heads(self) -> dict[str, int]:
         recorder = self.published.access.application.recorder
         return {EVENTS: recorder.max_notification_id() or 0}
@@ -192,15 +198,16 @@ def owned(subscriptions: Subscriptions, actor: Actor, id: str) -> SubscriptionRo
 def shown(subscriptions: Subscriptions, row: SubscriptionRow) -> dict[str, Any]:
     topic = subscriptions.published.topic(row.topic)
     assert topic is not None, f"the topic {row.topic} is no longer offered"
-    return subscription_to_fhir(row, topic)
+    return subscription_to_fhir(row, topic, filtered_person(subscriptions.keys, row))
 
 
-def _settings(requested: Requested) -> dict[str, Any]:
+def _settings(
+    subscriptions: Subscriptions, subscription_id: str, requested: Requested
+) -> dict[str, Any]:
     return {
         "topic": requested.topic.code,
         "source": requested.topic.source,
-        "person_system": requested.person[0] if requested.person else None,
-        "person_value": requested.person[1] if requested.person else None,
+        **person_columns(subscriptions.keys, subscription_id, requested.person),
         "parts": ",".join(requested.parts) if requested.parts else None,
         "endpoint": requested.endpoint,
         "payload": requested.payload,
@@ -223,8 +230,9 @@ def create(actor: Creator, subscriptions: Served, body: Body) -> FhirResponse:
         if requested.topic.source == EVENTS
         else subscriptions.store.timed_head()
     )
+    subscription_id = str(uuid.uuid4())
     row = SubscriptionRow(
-        id=str(uuid.uuid4()),
+        id=subscription_id,
         owner=actor.organization or "",
         owner_subject=actor.subject,
         cursor=source_head,
@@ -236,7 +244,7 @@ def create(actor: Creator, subscriptions: Served, body: Body) -> FhirResponse:
         heartbeat_due_at=None,
         last_error=None,
         version=1,
-        **_settings(requested),
+        **_settings(subscriptions, subscription_id, requested),
     )
     subscriptions.store.add(row)
     return resource_response(shown(subscriptions, row), status=201)
@@ -277,7 +285,7 @@ def replace(id: str, actor: Updater, subscriptions: Served, body: Body) -> FhirR
             "a subscription's topic stays what it was: make a new one",
             expression="Subscription.criteria",
         )
-    changed = row.with_(version=row.version + 1, **_settings(requested))
+    changed = row.with_(version=row.version + 1, **_settings(subscriptions, id, requested))
     subscriptions.store.replace_settings(changed)
     return resource_response(shown(subscriptions, subscriptions.store.get(id) or changed))
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     and_,
     bindparam,
@@ -47,7 +48,9 @@ subscriptions = Table(
     Column("topic", String(64), nullable=False),
     Column("source", String(16), nullable=False),
     Column("person_system", String(200)),
-    Column("person_value", String(40)),
+    # The person filter's blind index, and its identifier sealed (person_filter.py).
+    Column("person_value", String(64)),
+    Column("person_sealed", Text),
     Column("parts", String(200)),
     Column("endpoint", String(2048), nullable=False),
     Column("payload", String(20), nullable=False),
@@ -98,7 +101,8 @@ class SubscriptionRow:
     topic: str
     source: str  # "events" (the event log) or "timed" (time-driven happenings)
     person_system: str | None
-    person_value: str | None
+    person_value: str | None  # the blind index (person_filter.py)
+    person_sealed: str | None
     parts: str | None  # comma-separated, None: every part
     endpoint: str
     payload: str  # id-only | full-resource

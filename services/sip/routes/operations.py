@@ -8,6 +8,7 @@ from services.common.operations.routes import operation_definition_router, opera
 from services.common.subscriptions.routes import SUBSCRIPTION_OPERATIONS
 from services.sip.consent_operations import ACTIVATE, AS_OF
 from services.sip.discharge.operations import OPERATIONS as STAY_OPERATIONS
+from services.sip.meetings.operations import OPERATIONS as MEETING_OPERATIONS
 from services.sip.messages.operations import OPERATIONS as MESSAGE_OPERATIONS
 from services.sip.operations import OPERATIONS
 
@@ -15,6 +16,7 @@ SIP_OPERATIONS: list[Operation[Any]] = [
     ACTIVATE,
     AS_OF,
     *OPERATIONS,
+    *MEETING_OPERATIONS,
     *STAY_OPERATIONS,
     *MESSAGE_OPERATIONS,
 ]
