@@ -299,10 +299,10 @@ def test_the_person_writes_a_goal_approves_a_change_and_withdraws_consent(browse
 
 def a_noticed_stay(demo: SipUp) -> tuple[str, str]:
     """A stay of a new person at the demo region's ward, its notice sent to the demo
-    coordinators' units, and a message from the ward to the municipality: (stay id, message
-    id)."""
+    coordinators' units, a message from the ward to the municipality, and the municipality
+    invited to a meeting of the demo's active plan: (stay id, message id)."""
     from tests.discharge_http import STAFF_SCOPES, admit, step
-    from tests.fhir_data import FHIR_JSON, consent, new_personnummer
+    from tests.fhir_data import FHIR_JSON, consent, new_personnummer, parameters
 
     personnummer = new_personnummer("19390303")
     coordinator = demo.backend.issuer.mint(
@@ -344,12 +344,21 @@ def a_noticed_stay(demo: SipUp) -> tuple[str, str]:
             headers=FHIR_JSON,
         )
         assert message.status_code == 201, message.text
+    invited = httpx.post(
+        f"http://127.0.0.1:{demo.sip_port}/fhir/CarePlan/{demo_plan(demo, 'Tolvan Tolvansson')}"
+        "/$invite-to-meeting",
+        json=parameters(start="2030-02-01T10:00:00+01:00", end="2030-02-01T11:00:00+01:00",
+                        location="Vårdcentralen", organization=[MUNICIPALITY]),
+        headers={**FHIR_JSON, "Authorization": f"Bearer {coordinator}"},
+    )  # fmt: skip
+    assert invited.status_code in (200, 201), invited.text
     return stay_id, message.json()["id"]
 
 
 def test_my_unit_a_stay_and_its_messages_pass_the_accessibility_checks(browser, demo):
     """The municipality finds the stay and the ward's message on Min enhet, opens the message
-    (marked read) and confirms the notice; primary care's form refuses an empty name."""
+    (marked read), confirms the notice and answers the meeting invitation (proposing another
+    time, its end forgotten); primary care's form refuses an empty name."""
     stay_id, message_id = a_noticed_stay(demo)
     municipality = sign_in(browser, demo, "municipality-coordinator")
     municipality.get_by_role("link", name="Min enhet").click()
@@ -365,6 +374,14 @@ def test_my_unit_a_stay_and_its_messages_pass_the_accessibility_checks(browser, 
     check_screen(municipality, "stay")
     submit(municipality, "confirm-receipt", {})
     assert "Mottagandet är bekräftat." in municipality.locator("main").inner_text()
+    municipality.goto("/unit")
+    invitation = municipality.locator("form[id^='form-answer-']")
+    invitation.get_by_label("Vi föreslår en annan tid").check()
+    invitation.get_by_label("Föreslagen början").fill("2030-02-02T13:00")
+    invitation.locator("button[type=submit]").click()
+    municipality.wait_for_load_state()
+    assert "Ange föreslaget slut" in municipality.locator("main").inner_text()
+    check_screen(municipality, "my-unit-answer-errors")
     municipality.context.close()
     region = sign_in(browser, demo, "region-coordinator")
     region.goto(f"/stays/{stay_id}")
