@@ -12,8 +12,7 @@ from typing import Any
 
 from contracts.canonical import CANONICAL_BASE
 from services.web.fhir_client import FhirClient, Refused
-from services.web.plan_view import Withheld, extension, extensions, part
-from services.web.plan_view import _withheld as withheld_of
+from services.web.plan_view import Withheld, extension, extensions, part, withheld_of
 from services.web.times import parse_instant
 
 _EXT = f"{CANONICAL_BASE}/StructureDefinition"
