@@ -254,49 +254,6 @@ def test_an_organisation_outside_the_plan_finds_nothing(browser, demo):
     page.context.close()
 
 
-def test_the_person_writes_a_goal_approves_a_change_and_withdraws_consent(browser, demo):
-    """Last in the module: the withdrawal changes what the municipality sees of the plan."""
-    plan = demo_plan(demo, "Tolvan Tolvansson")
-    region = sign_in(browser, demo, "region-coordinator")
-    region.goto(f"/plans/{plan}")
-    submit(
-        region,
-        "assign-intervention",
-        {
-            "text": "Stöd att hitta en sysselsättning",
-            "kind": "support",
-            "responsiblePrincipal": "region",
-            "responsibleOrganization": "SE2321000032-DEMO1",
-            "performerOrganization": "SE2321000032-DEMO1",
-        },
-    )
-    assert "godkänn" in region.locator("main").inner_text().lower()  # waits for the person
-    person = sign_in(browser, demo, "person")
-    person.goto(f"/me/plans/{plan}")
-    person.locator("#form-set-goal [name='text']").fill("Jag vill kunna laga mat själv")
-    person.locator("#form-set-goal button[type=submit]").click()
-    person.wait_for_load_state()
-    assert "Jag vill kunna laga mat själv" in person.locator("main").inner_text()
-    assert "Stöd att hitta en sysselsättning" in person.locator("main").inner_text()
-    person.locator("#form-approve-changes button[type=submit]").click()
-    person.wait_for_load_state()
-    assert person.locator("#form-approve-changes").count() == 0  # nothing waits any more
-    person.goto("/me/consents")
-    person.locator("a[id^='withdraw-']").first.click()
-    assert "kommer inte längre" in person.locator("main").inner_text()  # said before
-    check_screen(person, "person-withdraw")
-    person.locator("#form-withdraw button[type=submit]").click()
-    person.wait_for_load_state()
-    municipality = sign_in(browser, demo, "municipality-coordinator")
-    municipality.goto(f"/plans/{plan}")
-    withheld = municipality.locator(".withheld").all_inner_texts()
-    assert any("undanhålls" in text and "Region" in text for text in withheld), withheld
-    assert "Samtalsbehandling varannan vecka" not in municipality.locator("main").inner_text()
-    check_screen(municipality, "plan-withheld")
-    for page in (region, person, municipality):
-        page.context.close()
-
-
 def a_noticed_stay(demo: SipUp) -> tuple[str, str]:
     """A stay of a new person at the demo region's ward, its notice sent to the demo
     coordinators' units, a message from the ward to the municipality, and the municipality
@@ -356,7 +313,8 @@ def a_noticed_stay(demo: SipUp) -> tuple[str, str]:
 
 
 def test_my_unit_a_stay_and_its_messages_pass_the_accessibility_checks(browser, demo):
-    """The municipality finds the stay and the ward's message on Min enhet, opens the message
+    """Before the person withdraws their consent below (the invitation is to their plan).
+    The municipality finds the stay and the ward's message on Min enhet, opens the message
     (marked read), confirms the notice and answers the meeting invitation (proposing another
     time, its end forgotten); primary care's form refuses an empty name."""
     stay_id, message_id = a_noticed_stay(demo)
@@ -389,3 +347,46 @@ def test_my_unit_a_stay_and_its_messages_pass_the_accessibility_checks(browser, 
     assert "Fyll i fast vårdkontakt" in region.locator("main").inner_text()
     check_screen(region, "stay-form-errors")
     region.context.close()
+
+
+def test_the_person_writes_a_goal_approves_a_change_and_withdraws_consent(browser, demo):
+    """Last in the module: the withdrawal changes what the municipality sees of the plan."""
+    plan = demo_plan(demo, "Tolvan Tolvansson")
+    region = sign_in(browser, demo, "region-coordinator")
+    region.goto(f"/plans/{plan}")
+    submit(
+        region,
+        "assign-intervention",
+        {
+            "text": "Stöd att hitta en sysselsättning",
+            "kind": "support",
+            "responsiblePrincipal": "region",
+            "responsibleOrganization": "SE2321000032-DEMO1",
+            "performerOrganization": "SE2321000032-DEMO1",
+        },
+    )
+    assert "godkänn" in region.locator("main").inner_text().lower()  # waits for the person
+    person = sign_in(browser, demo, "person")
+    person.goto(f"/me/plans/{plan}")
+    person.locator("#form-set-goal [name='text']").fill("Jag vill kunna laga mat själv")
+    person.locator("#form-set-goal button[type=submit]").click()
+    person.wait_for_load_state()
+    assert "Jag vill kunna laga mat själv" in person.locator("main").inner_text()
+    assert "Stöd att hitta en sysselsättning" in person.locator("main").inner_text()
+    person.locator("#form-approve-changes button[type=submit]").click()
+    person.wait_for_load_state()
+    assert person.locator("#form-approve-changes").count() == 0  # nothing waits any more
+    person.goto("/me/consents")
+    person.locator("a[id^='withdraw-']").first.click()
+    assert "kommer inte längre" in person.locator("main").inner_text()  # said before
+    check_screen(person, "person-withdraw")
+    person.locator("#form-withdraw button[type=submit]").click()
+    person.wait_for_load_state()
+    municipality = sign_in(browser, demo, "municipality-coordinator")
+    municipality.goto(f"/plans/{plan}")
+    withheld = municipality.locator(".withheld").all_inner_texts()
+    assert any("undanhålls" in text and "Region" in text for text in withheld), withheld
+    assert "Samtalsbehandling varannan vecka" not in municipality.locator("main").inner_text()
+    check_screen(municipality, "plan-withheld")
+    for page in (region, person, municipality):
+        page.context.close()
