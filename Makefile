@@ -22,6 +22,7 @@ bench: $(STAMP)
 	$(VENV)/bin/pip install -q -e ".[bench]"
 	$(VENV)/bin/python bench/event_store.py
 	$(VENV)/bin/python bench/rebuild.py
+	$(VENV)/bin/python bench/personal_data.py
 	$(VENV)/bin/python bench/consent_check.py
 	$(VENV)/bin/python bench/web_pages.py
 	$(VENV)/bin/python bench/notification_latency.py

@@ -1,13 +1,16 @@
-"""The cost of sealing personal fields (docs/decisions/0007): the SIP application's own event
-store with and without the personal-data mapper, on the same workload, in one run.
+"""The cost of sealing personal fields (docs/decisions/0007, issue 16): the SIP service with
+and without its events' personal fields encrypted, on the same workload, in one run.
 
-    python bench/personal_data.py [--plans N]
+    python bench/personal_data.py [--plans N] [--rounds N]
 
-Writes: per plan one `start` and three `record_need`, each its own save as a request makes
-it. Replay: every plan rebuilt from its events by a fresh application (nothing kept in
-memory), as a read-model rebuild or a restart reads them. SQLite in a temporary folder.
-Prints commands/s, plans replayed/s and the encrypted/plain time ratio of each (medians
-of alternated rounds).
+Writes: the SIP application's commands as requests make them (bench/rebuild.py's workload:
+each plan started, six more requests and activated, each with its access record), on the
+service's own SQLite store as `sip up` opens it. Rebuild: every read model rebuilt from zero
+(`sip projections rebuild`: the plan index and the access-log index), by a fresh application
+and, encrypted, a fresh key store (nothing kept in memory), as the command runs in a new
+process. Plain and encrypted alternate, round after round, and the medians are compared: on
+a shared machine a burst of load hits one round, not the other side's. Prints commands/s,
+rebuilt events/s and the encrypted/plain time ratio of each (goal: under 1.15).
 """
 
 from __future__ import annotations
@@ -16,110 +19,96 @@ import argparse
 import statistics
 import tempfile
 import time
-from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from contracts.identifiers import PERSONNUMMER_SYSTEM, with_check_digit
-from contracts.personal_fields import PERSONAL_FIELDS
+from rebuild import write_workload  # bench/rebuild.py, beside this file
+
 from services.common.migrations.runner import migrate_service
 from services.common.persistence import read_model_engine, storage_for
 from services.common.personal_data.keys import PersonalDataKeys
-from services.common.personal_data.mapper import PersonalDataMapper
 from services.common.personal_data.master_key import MasterKey, MasterKeys
-from services.sip.application import SipPlans
+from services.ops.offline import SERVICES
 
-NOW = datetime(2026, 12, 3, 12, tzinfo=UTC)
-BORN = date(1980, 1, 1)
-BY = {"subject": "anna", "role": "coordinator", "organization": "SE2321000032-R1", "unit": None}
+REQUESTS_PER_PLAN = 7  # started, six steps, activated (write_workload)
 
 
-def encrypted(keys: PersonalDataKeys) -> type[SipPlans]:
-    class EncryptedPlans(SipPlans):
-        def construct_mapper(self):  # type: ignore[no-untyped-def]
-            return PersonalDataMapper(
-                self.construct_transcoder(), keys, PERSONAL_FIELDS, self._first_event
-            )
-
-        def _first_event(self, stream):  # type: ignore[no-untyped-def]
-            events = self.recorder.select_events(stream, lte=1, limit=1)
-            return events[0] if events else None
-
-    return EncryptedPlans
-
-
-def workload(app_class: type[SipPlans], env: dict[str, str], plans: int) -> tuple[float, float]:
-    app = app_class(env=env)
-    ids = []
-    started = time.perf_counter()
-    for number in range(plans):
-        plan = app.start(
-            subject={
-                "system": PERSONNUMMER_SYSTEM,
-                "value": with_check_digit(
-                    f"{BORN + timedelta(days=number // 900):%Y%m%d}{100 + number % 900:03d}"
-                ),
-            },
-            starting_organization="SE2321000032-R1",
-            starting_organization_kind="region",
-            initiative="region-unit",
-            title=f"Samordnad plan {number}",
-            description="Plan för stöd i hemmet efter utskrivning",
-            started_at=NOW,
-            started_by=BY,
-        )
-        for need in range(3):
-            text = f"Behov {need}: vill bo kvar hemma med hemtjänst"
-            app.change(plan.id, lambda p, t=text: p.record_need(text=t, wishes=None, at=NOW, by=BY))
-        ids.append(plan.id)
-    writes = time.perf_counter() - started
-    app.close()
-    fresh = app_class(env={**env, "AGGREGATE_CACHE_MAXSIZE": "0"})
-    started = time.perf_counter()
-    for plan_id in ids:
-        fresh.repository.get(plan_id)
-    replay = time.perf_counter() - started
-    fresh.close()
-    return writes, replay
-
-
-def measure(name: str, plans: int) -> tuple[float, float]:
+def measure(encrypted: bool, plans: int) -> tuple[float, float, int, float, float]:
+    """Seconds writing, seconds rebuilding, events, and the process's CPU seconds of each
+    (less swayed by the other processes of a loaded machine than the wall clock)."""
+    application_class, projection_classes = SERVICES["sip"]
+    master = MasterKeys(MasterKey.generate())
     with tempfile.TemporaryDirectory() as folder:
         data_dir = Path(folder)
         migrate_service("sip", None, data_dir)
         storage = storage_for("sip", None, data_dir)
         engine = read_model_engine(storage)
         try:
-            app_class = (
-                SipPlans
-                if name == "plain"
-                else encrypted(PersonalDataKeys(engine, MasterKeys(MasterKey.generate())))
-            )
-            return workload(app_class, storage.event_store_env, plans)
+
+            def application():  # type: ignore[no-untyped-def]
+                keys = PersonalDataKeys(engine, master) if encrypted else None
+                return application_class(env=storage.event_store_env, personal_data=keys)
+
+            writer = application()
+            started, cpu = time.perf_counter(), time.process_time()
+            write_workload(writer, plans)
+            writes, writes_cpu = time.perf_counter() - started, time.process_time() - cpu
+            events = writer.recorder.max_notification_id() or 0
+            writer.close()
+            reader = application()
+            projections = [kind(reader, engine) for kind in projection_classes]
+            started, cpu = time.perf_counter(), time.process_time()
+            for projection in projections:
+                projection.rebuild()
+            rebuild, rebuild_cpu = time.perf_counter() - started, time.process_time() - cpu
+            reader.close()
+            return writes, rebuild, events, writes_cpu, rebuild_cpu
         finally:
             engine.dispose()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--plans", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plans", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=7)
     arguments = parser.parse_args()
-    # Alternated rounds, medians: on a shared machine a burst of load hits one run, not both.
-    results: dict[str, list[tuple[float, float]]] = {"plain": [], "encrypted": []}
-    for _ in range(arguments.rounds):
-        for name in results:
-            results[name].append(measure(name, arguments.plans))
+    results: dict[str, list[tuple[float, float, int, float, float]]]
+    results = {"plain": [], "encrypted": []}
+    for round_number in range(arguments.rounds):
+        # Alternated, and which side goes first alternates too (a warm disk cache, a burst).
+        order = ("plain", "encrypted") if round_number % 2 == 0 else ("encrypted", "plain")
+        for name in order:
+            results[name].append(measure(name == "encrypted", arguments.plans))
     medians = {}
     for name, runs in results.items():
         writes = statistics.median(run[0] for run in runs)
-        replay = statistics.median(run[1] for run in runs)
-        medians[name] = writes, replay
+        rebuild = statistics.median(run[1] for run in runs)
+        events = runs[0][2]
+        medians[name] = writes, rebuild
         print(
-            f"{name:9} {arguments.plans * 4 / writes:8.0f} commands/s"
-            f"  {arguments.plans / replay:8.0f} plans replayed/s"
+            f"{name:9} {arguments.plans * REQUESTS_PER_PLAN / writes:8.0f} commands/s"
+            f"  {events / rebuild:8.0f} events rebuilt/s ({events} events)"
         )
     (plain_w, plain_r), (enc_w, enc_r) = medians["plain"], medians["encrypted"]
-    print(f"encrypted/plain time: writes {enc_w / plain_w:.2f}, replay {enc_r / plain_r:.2f}")
+    # Per round too: the spread shows how much of a ratio the machine's load is.
+    pairs = list(zip(results["plain"], results["encrypted"], strict=True))
+    ratios_w = sorted(e[0] / p[0] for p, e in pairs)
+    ratios_r = sorted(e[1] / p[1] for p, e in pairs)
+    print(
+        f"encrypted/plain time ({arguments.rounds} rounds, medians): "
+        f"writes {enc_w / plain_w:.2f}, rebuild {enc_r / plain_r:.2f}"
+    )
+    cpu = {
+        name: [statistics.median(run[i] for run in runs) for i in (3, 4)]
+        for name, runs in results.items()
+    }
+    print(
+        f"  CPU time, medians: writes {cpu['encrypted'][0] / cpu['plain'][0]:.2f}, "
+        f"rebuild {cpu['encrypted'][1] / cpu['plain'][1]:.2f}"
+    )
+    print(
+        f"  per round: writes {ratios_w[0]:.2f} to {ratios_w[-1]:.2f}, "
+        f"rebuild {ratios_r[0]:.2f} to {ratios_r[-1]:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from tests.servers import free_port, http_client, wait_until
 
 class SipUp:
     def __init__(self, backend, *arguments, organization=REGION):
+        self.backend = backend  # its issuer mints tokens for other users
         self.sip_port, self.consent_port = free_port(), free_port()
         self.web_port = free_port()
         env = {

@@ -36,7 +36,7 @@ class Stays:
 def scan_at(now, **stays):
     access = Stays(stays.values())
     names = {stay_id: name for stay_id, name in zip(access.stays, stays, strict=True)}
-    scan = StayScan(access, now=lambda: now)
+    scan = StayScan(access, access.aggregate_ids, now=lambda: now)
     return lambda **arguments: {names[found] for found in scan(**arguments)}
 
 

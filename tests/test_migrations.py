@@ -29,13 +29,19 @@ from services.common.personal_data.keys import personal_data_metadata
 from services.common.projection import tracking_metadata
 from services.common.subscriptions.store import subscriptions_metadata
 from services.consent.projections import ConsentIndex
+from services.sip.discharge.projections import StayIndex
+from services.sip.messages.projections import MessageIndex
 from services.sip.projections import PlanIndex
 from tests.conftest import Backend, running_system
 from tests.fhir_data import FHIR_JSON, MUNICIPALITY, care_plan, new_personnummer, run
 from tests.servers import free_port
 
 DEMO = Path(__file__).parent / "data" / "demo-2026-11-25"
+# The read models the services created at start before migrations ...
 READ_MODELS = {"sip": [PlanIndex, AccessLogIndex], "consent": [ConsentIndex, AccessLogIndex]}
+# ... and those the migrations added since (sip_0008).
+NEW_SIP_0008 = ("stay_index", "stay_parties", "message_index", "message_parties")
+LATER_READ_MODELS = {"sip": [StayIndex, MessageIndex], "consent": []}
 EVENT_TABLES = {
     "sqlite": {"stored_events", "event_chain"},
     "sip": {"sipplans_events", "sipplans_events_chain"},
@@ -129,7 +135,7 @@ def test_migrating_twice_changes_nothing(unmigrated, capsys):
 def test_the_migrated_schema_is_the_one_the_code_reads_and_writes(backend, service):
     """Changing a read model's table without a migration fails here."""
     code = MetaData()
-    for model in [*READ_MODELS[service]]:
+    for model in [*READ_MODELS[service], *LATER_READ_MODELS[service]]:
         for table in [
             *model.metadata.tables.values(),
             *tracking_metadata.tables.values(),
@@ -235,6 +241,8 @@ def test_a_data_folder_of_an_earlier_release_is_adopted_without_losing_a_row(tmp
         for model in emptied:
             expected |= {table: 0 for table in model.metadata.tables}
         expected["projection_tracking"] -= len(before_names[service] & {m.name for m in emptied})
+        if service == "sip":  # sip_0008: the stays' and messages' read models, empty
+            expected |= {table: 0 for table in NEW_SIP_0008}
         assert after == expected
         storage_for(service, None, data)  # now accepted
     assert sip(["audit", "verify", "--data-dir", str(data)]) == 0
@@ -278,6 +286,8 @@ def test_sip_0002_gives_the_plans_indexed_before_it_their_pending_invitations(ba
             for table in subscriptions_metadata.tables:  # from sip_0004 on
                 connection.execute(text(f"DROP TABLE {table}"))
             connection.execute(text("DROP TABLE personal_data_keys"))  # from sip_0006 on
+            for table in NEW_SIP_0008:  # from sip_0008 on
+                connection.execute(text(f"DROP TABLE {table}"))
             connection.execute(text(f"UPDATE {version_table('sip')} SET version_num = 'sip_0001'"))
         # Up to sip_0006: sip_0007 empties the plan index for a rebuild (blind indexes).
         migrate_service("sip", backend.database_urls["sip"], backend.data_dir, "sip_0006")

@@ -184,43 +184,61 @@ def test_a_persons_creation_and_first_entries_in_one_write_share_one_new_key(tmp
         engine.dispose()
 
 
-def test_a_key_remembered_from_an_earlier_write_and_erased_elsewhere_is_never_written_under(
-    backend,
-):
-    """Another replica's erasure after this process's earlier writes of the person: the
-    next write seals under a new key rather than lose the entry or store it under the erased
-    one (a guard for any cache of the write's key, issue 15)."""
+def test_a_key_remembered_live_then_erased_elsewhere_is_not_written_under(backend):
+    """The key a person's last write found live is used for their next write without asking
+    the database; erased by another replica in between, the write's transaction refuses it
+    and the write is sealed again under a new key: nothing lost, nothing under the old key."""
     migrated(backend)
     storage, engine = open_store(backend)
     master = MasterKeys(MasterKey.generate())
     keys = PersonalDataKeys(engine, master)
-    elsewhere = PersonalDataKeys(engine, master)
+    elsewhere = PersonalDataKeys(engine, master)  # another replica's key store
     personnummer = new_personnummer()
     person = PersonIdentifier(PERSONNUMMER_SYSTEM, personnummer)
     try:
         app = SipPlans(env=storage.event_store_env, personal_data=keys)
         plan_id = start(app, personnummer)
+        app.change(plan_id, lambda p: p.record_need(text="först", wishes=None, at=NOW, by=BY))
+        (old_key,) = elsewhere.erase(person, rule="SoL 5 years", at=NOW)
         app.change(plan_id, lambda p: p.record_need(text=NEED, wishes=None, at=NOW, by=BY))
-        erased = elsewhere.erase(person, rule="SoL 5 years", at=NOW)
-        assert erased
-        app.change(plan_id, lambda p: p.record_need(text="efter", wishes=None, at=NOW, by=BY))
         app.close()
 
         fresh = SipPlans(
             env=storage.event_store_env, personal_data=PersonalDataKeys(engine, master)
         )
-        started, before, after = list(fresh.events.get(plan_id))
-        assert isinstance(started.subject, Erased) and isinstance(before.text, Erased)
-        assert after.text == "efter"
-        with engine.connect() as connection:
-            live = connection.execute(
-                select(personal_data_keys.c.key_id).where(
-                    personal_data_keys.c.wrapped_key.is_not(None),
-                    personal_data_keys.c.purpose == "person",
-                )
-            ).scalars()
-            assert not set(live) & set(erased)
+        started, first, need = list(fresh.events.get(plan_id))
+        assert isinstance(started.subject, Erased) and started.subject.key_id == old_key
+        assert isinstance(first.text, Erased)
+        assert need.text == NEED  # written after the erasure, under the person's new key
         assert person_keys(engine, personnummer, keys) == 1
         fresh.close()
+    finally:
+        engine.dispose()
+
+
+def test_a_persons_later_writes_use_the_key_their_first_write_stored(tmp_path):
+    """One database look-up per person: the key their first write made and committed is the
+    next writes' (each checked live by its own transaction, the tests above)."""
+    backend = migrated(Backend("sqlite", tmp_path / "data", {"sip": None, "consent": None}))
+    storage, engine = open_store(backend)
+    keys = PersonalDataKeys(engine, MasterKeys(MasterKey.generate()))
+    looked_up = keys._live_key
+    calls = []
+
+    def counted(index, retention_class):
+        calls.append(retention_class)
+        return looked_up(index, retention_class)
+
+    keys._live_key = counted
+    try:
+        app = SipPlans(env=storage.event_store_env, personal_data=keys)
+        personnummer = new_personnummer()
+        plan_id = start(app, personnummer)
+        for text in ("ett", "två", "tre"):
+            app.change(plan_id, lambda p, t=text: p.record_need(text=t, wishes=None, at=NOW, by=BY))
+        assert calls == ["region"]  # the first write found none and made it; no more asked
+        assert [e.text for e in list(app.events.get(plan_id))[1:]] == ["ett", "två", "tre"]
+        assert person_keys(engine, personnummer, keys) == 1
+        app.close()
     finally:
         engine.dispose()

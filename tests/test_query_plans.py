@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -29,6 +29,9 @@ from services.common.business_identifiers import BusinessIdentifier, IdentifierC
 from services.common.persistence import read_model_engine, storage_for
 from services.common.settings import SERVICE_HSA_ID, SERVICE_SUBJECT
 from services.sip.application import SipPlans
+from services.sip.discharge.application import Stays
+from services.sip.discharge.projections import StayIndex
+from services.sip.messages.projections import MessageIndex
 from services.sip.projections import PlanIndex
 from tests.fhir_data import (
     FHIR_JSON,
@@ -259,6 +262,46 @@ def test_no_hot_query_of_the_consent_service_reads_a_whole_growing_table(fresh_s
     scans = {
         statement: found
         for statement, parameters in queries
+        if (found := full_scans(engine, statement, parameters))
+    }
+    assert scans == {}
+
+
+def test_no_hot_query_of_the_stays_and_messages_read_models_reads_a_whole_table(sip_store):
+    """The stays' and messages' read models (services/sip/discharge/projections.py,
+    services/sip/messages/projections.py): catching up, the candidates of a caller, of a
+    patient, of a municipality's month, of the clock's round. (No message is written here:
+    the queries' plans are what is checked.)"""
+    plans, engine = sip_store
+    stays = Stays(plans, consent_gate=None)  # type: ignore[arg-type]
+    hospital = {**BY, "unit": f"{REGION}-W1"}
+    written = []
+    for _ in range(PLANS):
+        with writing(WriteContext(BY, "operation", "Encounter", NOW)):
+            person = {"system": PERSONNUMMER_SYSTEM, "value": new_personnummer()}
+            stay = stays.admit(subject=person, ward=f"{REGION}-W1", admitted_at=NOW, by=hospital)
+            stays.judge_care_needed(stay.id, principals=["region"], at=NOW, by=hospital)
+        written.append(stay)
+    index = StayIndex(plans, engine)
+    with caught(engine) as statements:
+        index.catch_up()
+        with writing(WriteContext(BY, "operation", "Encounter", NOW)):
+            stays.discharge(written[3].id, at=NOW, by=hospital)
+        index.catch_up()  # an update of one stay's rows
+        index.concerning(REGION)
+        index.of_person(written[2].subject["value"])
+        index.discharged_between(MUNICIPALITY, NOW, NOW + timedelta(days=31))
+        index.clock_due(NOW)
+        messages = MessageIndex(plans, engine)
+        messages.catch_up()
+        messages.concerning(MUNICIPALITY)
+        messages.of_person(written[2].subject["value"])
+    tables = " ".join(statements)
+    for table in ("stay_index", "stay_parties", "message_index", "message_parties"):
+        assert table in tables, f"no query of {table} was caught"
+    scans = {
+        statement: found
+        for statement, parameters in statements.items()
         if (found := full_scans(engine, statement, parameters))
     }
     assert scans == {}

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from contracts.identifiers import with_check_digit
+from services.common.auth.tokens import default_scopes
 from services.common.demo_identities import MUNICIPALITY, REGION
 from tests.browser import check_screen, chromium, require_browser
 from tests.conftest import Backend
@@ -251,6 +252,101 @@ def test_an_organisation_outside_the_plan_finds_nothing(browser, demo):
         assert person not in page.content()
     check_screen(page, "outsider-not-found")
     page.context.close()
+
+
+def a_noticed_stay(demo: SipUp) -> tuple[str, str]:
+    """A stay of a new person at the demo region's ward, its notice sent to the demo
+    coordinators' units, a message from the ward to the municipality, and the municipality
+    invited to a meeting of the demo's active plan: (stay id, message id)."""
+    from tests.discharge_http import STAFF_SCOPES, admit, step
+    from tests.fhir_data import FHIR_JSON, consent, new_personnummer, parameters
+
+    personnummer = new_personnummer("19390303")
+    coordinator = demo.backend.issuer.mint(
+        subject="region-coordinator", role="coordinator", organization=REGION, unit=REGION,
+        scopes=default_scopes("coordinator"),
+    )  # fmt: skip
+    given = httpx.post(
+        f"http://127.0.0.1:{demo.consent_port}/fhir/Consent",
+        json=consent(personnummer, organizations=(REGION, MUNICIPALITY)),
+        headers={**FHIR_JSON, "Authorization": f"Bearer {coordinator}"},
+    )
+    assert given.status_code == 201, given.text
+    token = demo.backend.issuer.mint(
+        subject="ward-nurse", role="professional", organization=REGION,
+        unit="SE2321000032-AVD7", scopes=(*STAFF_SCOPES, "user/Communication.cru"),
+    )  # fmt: skip
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{demo.sip_port}", headers={"Authorization": f"Bearer {token}"}
+    ) as ward:
+        stay_id = admit(ward, personnummer).json()["id"]
+        recipients = [
+            {"organization": REGION, "unit": REGION, "kind": "primary-care"},
+            {"organization": MUNICIPALITY, "unit": MUNICIPALITY, "kind": "social-services"},
+        ]
+        for operation, values in (
+            ("judge-care-needed", {"principal": ["region", "municipality"]}),
+            ("send-admission-notice",
+             {"recipient": recipients, "estimatedDischarge": "2030-01-01T10:00:00+01:00"}),
+        ):  # fmt: skip
+            assert step(ward, stay_id, operation, **values).status_code == 200
+        message = ward.post(
+            "/fhir/Communication",
+            json={
+                "resourceType": "Communication",
+                "encounter": {"reference": f"Encounter/{stay_id}"},
+                "recipient": [{"identifier": {"value": MUNICIPALITY}}],
+                "payload": [{"contentString": "Personen har hemtjänst sedan tidigare."}],
+            },
+            headers=FHIR_JSON,
+        )
+        assert message.status_code == 201, message.text
+    invited = httpx.post(
+        f"http://127.0.0.1:{demo.sip_port}/fhir/CarePlan/{demo_plan(demo, 'Tolvan Tolvansson')}"
+        "/$invite-to-meeting",
+        json=parameters(start="2030-02-01T10:00:00+01:00", end="2030-02-01T11:00:00+01:00",
+                        location="Vårdcentralen", organization=[MUNICIPALITY]),
+        headers={**FHIR_JSON, "Authorization": f"Bearer {coordinator}"},
+    )  # fmt: skip
+    assert invited.status_code in (200, 201), invited.text
+    return stay_id, message.json()["id"]
+
+
+def test_my_unit_a_stay_and_its_messages_pass_the_accessibility_checks(browser, demo):
+    """Before the person withdraws their consent below (the invitation is to their plan).
+    The municipality finds the stay and the ward's message on Min enhet, opens the message
+    (marked read), confirms the notice and answers the meeting invitation (proposing another
+    time, its end forgotten); primary care's form refuses an empty name."""
+    stay_id, message_id = a_noticed_stay(demo)
+    municipality = sign_in(browser, demo, "municipality-coordinator")
+    municipality.get_by_role("link", name="Min enhet").click()
+    assert municipality.get_by_role("heading", level=1).inner_text() == "Min enhet"
+    assert "Oläst" in municipality.locator("main").inner_text()
+    check_screen(municipality, "my-unit")
+    municipality.locator(f"#form-open-{message_id} button").click()
+    municipality.wait_for_load_state()
+    assert "Personen har hemtjänst sedan tidigare." in municipality.locator("main").inner_text()
+    assert "Oläst" not in municipality.locator("main").inner_text()
+    check_screen(municipality, "stay-messages")
+    municipality.goto(f"/stays/{stay_id}")
+    check_screen(municipality, "stay")
+    submit(municipality, "confirm-receipt", {})
+    assert "Mottagandet är bekräftat." in municipality.locator("main").inner_text()
+    municipality.goto("/unit")
+    invitation = municipality.locator("form[id^='form-answer-']")
+    invitation.get_by_label("Vi föreslår en annan tid").check()
+    invitation.get_by_label("Föreslagen början").fill("2030-02-02T13:00")
+    invitation.locator("button[type=submit]").click()
+    municipality.wait_for_load_state()
+    assert "Ange föreslaget slut" in municipality.locator("main").inner_text()
+    check_screen(municipality, "my-unit-answer-errors")
+    municipality.context.close()
+    region = sign_in(browser, demo, "region-coordinator")
+    region.goto(f"/stays/{stay_id}")
+    submit(region, "name-care-contact", {"name": " "})
+    assert "Fyll i fast vårdkontakt" in region.locator("main").inner_text()
+    check_screen(region, "stay-form-errors")
+    region.context.close()
 
 
 def test_the_person_writes_a_goal_approves_a_change_and_withdraws_consent(browser, demo):

@@ -24,10 +24,12 @@ from services.common.projection import Projection
 from services.consent.application import ConsentRegistry
 from services.consent.projections import ConsentIndex
 from services.sip.application import SipPlans
+from services.sip.discharge.projections import StayIndex
+from services.sip.messages.projections import MessageIndex
 from services.sip.projections import PlanIndex
 
 SERVICES: dict[str, tuple[type[VersionedApplication], list[type[Projection]]]] = {
-    "sip": (SipPlans, [PlanIndex, AccessLogIndex]),
+    "sip": (SipPlans, [PlanIndex, StayIndex, MessageIndex, AccessLogIndex]),
     "consent": (ConsentRegistry, [ConsentIndex, AccessLogIndex]),
 }
 

@@ -25,7 +25,7 @@ from services.common.subscriptions.routes import Subscriptions
 from services.common.subscriptions.service import subscription_service
 from services.sip.application import SipPlans
 from services.sip.consent_feed import ConsentFeedFollower
-from services.sip.consent_gate import CachingConsentGate, ConsentGate, HttpConsentGate
+from services.sip.consent_gate import CachingConsentGate, HttpConsentGate
 from services.sip.consent_health import ConsentReachability
 from services.sip.discharge import routes as stay_routes
 from services.sip.discharge import task_routes
@@ -33,6 +33,7 @@ from services.sip.discharge.application import STAY_RESOURCE_TYPE, Stays, with_m
 from services.sip.discharge.disclosure import StayDisclosure, redact_stay
 from services.sip.discharge.fhir import stay_to_fhir
 from services.sip.discharge.payment_report import payment_model_from_env
+from services.sip.discharge.projections import StayIndex
 from services.sip.discharge.stay import Stay
 from services.sip.disclosure import PlanDisclosure
 from services.sip.fhir_mapping import plan_to_fhir
@@ -41,6 +42,7 @@ from services.sip.messages import routes as message_routes
 from services.sip.messages.disclosure import MESSAGE_RESOURCE_TYPE, MessageDisclosure
 from services.sip.messages.fhir import message_to_fhir
 from services.sip.messages.message import Message
+from services.sip.messages.projections import MessageIndex
 from services.sip.plan_views import PLAN_VIEWS, PlanViewResource
 from services.sip.projections import PlanIndex
 from services.sip.redaction import (
@@ -138,13 +140,12 @@ def sip_subscriptions(
     index: PlanIndex,
     engine: Engine,
     settings: ServiceSettings,
-    consent_gate: ConsentGate | None = None,
+    stays: Stays | None = None,
 ) -> Subscriptions:
     """The plans' subscription topics, told through the plans' one way out (`access`). Given
-    the consent gate the stays' commands take, the stays' legal clock records what it finds
-    missed in the same timed round."""
+    the stays' commands, the stays' legal clock records what it finds missed in the same
+    timed round."""
     timed = OverdueFollowUps(index)
-    stays = None if consent_gate is None else Stays(access.application, consent_gate)
     published = Published(
         access,
         plan_to_fhir,
@@ -184,9 +185,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     keys = PersonalDataKeys(engine, settings.master_keys())
     plans = SipPlans(env=storage.event_store_env, personal_data=keys)
     index = PlanIndex(plans, engine)
+    stay_index = StayIndex(plans, engine)
+    message_index = MessageIndex(plans, engine)
     asked_each_time, consent_gate, follower = consent_following(settings, plans, index, engine)
     access = plan_access(plans, consent_gate)
-    subscriptions = sip_subscriptions(access, index, engine, settings, Stays(plans, consent_gate))
+    stays = Stays(plans, consent_gate, stay_index)
+    subscriptions = sip_subscriptions(access, index, engine, settings, stays)
     app = build_service_app(
         title="SIP plan service",
         application=plans,
@@ -196,6 +200,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         closers=[subscriptions.worker.stop, follower.stop, consent_gate.close, engine.dispose],
     )
     app.state.plans, app.state.index, app.state.settings = plans, index, settings
+    app.state.stay_index, app.state.message_index = stay_index, message_index
     app.state.payment_model = payment_model_from_env()  # the county's figures: configuration
     app.state.subscriptions = subscriptions
     app.state.consent_feed, app.state.consent_gate_uncached = follower, asked_each_time

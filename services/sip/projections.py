@@ -7,10 +7,24 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Column, Date, DateTime, Integer, MetaData, String, Table, and_, or_, select
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    Integer,
+    MetaData,
+    Select,
+    String,
+    Table,
+    and_,
+    or_,
+    select,
+)
 from sqlalchemy.engine import Connection
 
+from contracts.actor import Actor
 from services.common.business_identifiers import BusinessIdentifier, identified_ids
+from services.common.personal_data.lookup import searched_persons
 from services.common.projection import AggregateIndex
 from services.sip.domain import Plan
 
@@ -148,3 +162,36 @@ class PlanIndex(AggregateIndex):
             if hsa_id is not None:
                 query = self.related(query, plan_organizations, hsa_id=hsa_id, role=role)
         return self.ids(query)
+
+
+class PartyIndex(AggregateIndex):
+    """A read model of records (stays, messages) found by the organisations and units taking
+    part (`parties`: the id and `hsa_id`) and by the person's blind index (the `person` column
+    of `index`, services/common/personal_data/blind_index.py: never the number). It narrows a
+    request to the records that may concern its caller; it never decides what the caller
+    sees: each record it names is still loaded and passed through its disclosure rule."""
+
+    parties: Table
+
+    def ids(self, query: Select[Any], parameters: dict[str, Any] | None = None) -> list[UUID]:
+        # Queries here are unordered (an ORDER BY may make the database walk the whole key
+        # rather than the condition's index): what they find is sorted here.
+        return sorted(super().ids(query, parameters), key=str)
+
+    def concerning(self, hsa_id: str) -> list[UUID]:
+        """The records an organisation or unit takes part in."""
+        parties = self.parties.c
+        return self.ids(select(parties[self._id_column.name]).where(parties.hsa_id == hsa_id))
+
+    def of_person(self, value: str) -> list[UUID]:
+        """A person's records, by their blind index under either national identifier system."""
+        keys = getattr(self.application, "personal_data", None)
+        stored = searched_persons(keys, None, value)
+        return self.ids(select(self._id_column).where(self.index.c.person.in_(stored)))
+
+    def candidates_for(self, actor: Actor) -> list[UUID]:
+        """The records that may concern the caller: the patient's own, or those the caller's
+        organisation takes part in (the disclosure rules show nothing else)."""
+        if actor.role == "patient":
+            return self.of_person(actor.patient) if actor.patient else []
+        return self.concerning(actor.organization) if actor.organization else []

@@ -15,7 +15,17 @@ from starlette.middleware.sessions import SessionMiddleware
 from services.common.configuration_check import ConfigurationError
 from services.common.heap import settle_heap
 from services.web.errors import install_error_pages
-from services.web.routes import person, plans, signin, start, timeline, worklist
+from services.web.routes import (
+    messages,
+    person,
+    plans,
+    signin,
+    start,
+    stays,
+    timeline,
+    unit,
+    worklist,
+)
 from services.web.security_headers import SecurityHeaders
 from services.web.session import verify_csrf
 from services.web.settings import WebSettings
@@ -49,7 +59,8 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     if settings.dev_issuer:
         app.include_router(signin.dev_router)
-    for module in (signin, worklist, start, plans, timeline, person):
+    # messages before stays and plans: their /<id>/<operation> would take /<id>/messages.
+    for module in (signin, worklist, unit, messages, stays, start, plans, timeline, person):
         app.include_router(module.router)
 
     app.add_middleware(

@@ -103,10 +103,18 @@ class FhirClient:
         return answer.body
 
     async def create(
-        self, service: Service, resource: dict[str, Any], if_none_exist: str | None = None
+        self,
+        service: Service,
+        resource: dict[str, Any],
+        if_none_exist: str | None = None,
+        if_match: str | None = None,
     ) -> Answer:
-        """`if_none_exist` makes a retried create answer with what the first one made."""
+        """`if_none_exist` makes a retried create answer with what the first one made;
+        `if_match` names the version of the record the new resource changes (an answer to a
+        meeting invitation changes its plan)."""
         headers = {"If-None-Exist": if_none_exist} if if_none_exist else {}
+        if if_match:
+            headers["If-Match"] = f'W/"{if_match}"'
         return await self._call(
             service, "POST", resource["resourceType"], json=resource, headers=headers
         )

@@ -776,6 +776,7 @@ class FormView:
     fields: list[FieldView]
     errors: list[str]  # about the whole form
     open: bool
+    base: str = "/plans"  # the form posts to <base>/<id>/<operation>
 
     @property
     def id(self) -> str:

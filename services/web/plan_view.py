@@ -265,7 +265,8 @@ def _pending(element: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
     return changes, proposal
 
 
-def _withheld(resource: dict[str, Any]) -> list[Withheld]:
+def withheld_of(resource: dict[str, Any]) -> list[Withheld]:
+    """What the API marked as withheld from this user in a resource: custodian, kind, count."""
     found = []
     for marker in extensions(resource, EXT_WITHHELD_ENTRIES):
         custodian = part(marker, "custodian")
@@ -498,7 +499,7 @@ def plan_view(
         ],
         proposed_overall=hsa_of(part(pending_marker, "overallResponsibility")),
         withheld=[
-            w for resource in [plan, team or {}, *(goals or [])] for w in _withheld(resource)
+            w for resource in [plan, team or {}, *(goals or [])] for w in withheld_of(resource)
         ],
         consents_relied_on=_consents_relied_on(plan),
         raw=plan,

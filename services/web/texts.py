@@ -81,6 +81,13 @@ WITHHELD_KIND = {
     "rejection-reason": "skäl till avböjda ändringar",
     "title": "rubrik",
     "description": "beskrivning",
+    # A stay's steps (services/sip/discharge/disclosure.py).
+    "admission-notice": "inskrivningsmeddelande",
+    "ready-notice": "meddelande om utskrivningsklar",
+    "ready-withdrawal": "återkallad utskrivningsklar",
+    "care-contact": "fast vårdkontakt",
+    "sip-call": "kallelse till SIP",
+    "information-transfer": "informationsöverföring",
 }
 
 # A refused rule (OperationOutcome details, CodeSystem/rule) said plainly.
@@ -327,3 +334,40 @@ RULE.update(
         "plan-starts-as-draft": "En ny plan börjar som utkast.",
     }
 )
+
+# The inpatient stay (discharge, LSU 2017:612).
+STAY_STATUS = {
+    "admitted": "Inskriven",
+    "ready": "Utskrivningsklar",
+    "discharged": "Utskriven",
+}
+RECIPIENT_KIND = {
+    "primary-care": "Primärvård",
+    "social-services": "Kommunens socialtjänst",
+    "municipal-health-care": "Kommunal hälso- och sjukvård",
+}
+# A Task's duty code (the stay's duties) and a missed deadline's.
+DUTY = {
+    "admission-notice": "Skicka inskrivningsmeddelande",
+    "care-contact": "Utse fast vårdkontakt",
+    "sip-call": "Kalla till SIP",
+    "information-transfer": "Överföra information",
+}
+STAY_RULE = {
+    "receipt-by-recipient": "Bara en enhet som meddelandet gick till kan bekräfta mottagandet.",
+    "receipt-once": "Mottagandet är redan bekräftat.",
+    "care-contact-by-primary-care": "Fast vårdkontakt utses av primärvården som fick "
+    "inskrivningsmeddelandet.",
+    "care-contact-named-once": "Fast vårdkontakt är redan utsedd.",
+    "disclosure-requires-consent-or-judgement": "Personens samtycke saknas. Skriv en "
+    "sekretessprövning (att sekretess inte hindrar uppgiften) eller registrera samtycke.",
+    "withdraw-when-ready": "Personen är inte utskrivningsklar just nu.",
+    "ready-once": "Personen är redan utskrivningsklar.",
+    "sip-called-by-care-contact": "SIP kallas av den fasta vårdkontaktens enhet.",
+    "sip-called-once": "SIP är redan kallad för vistelsen.",
+    "sip-needs-both-principals": "SIP kallas när både region och kommun behövs efter "
+    "utskrivningen.",
+    "discharged-stay-unchanged": "Personen är utskriven: vistelsen ändras inte längre.",
+    "by-the-hospital": "Det steget tas av sjukhusets avdelning.",
+}
+RULE.update(STAY_RULE)  # one table of refusals: refusal_in_swedish says these too

@@ -212,10 +212,12 @@ class DevIssuer:
 def default_scopes(role: str) -> tuple[str, ...]:
     """What a development token of each role may do (SMART v2)."""
     return {
+        # Staff take a stay's steps (the Encounter operations) from their unit.
         "coordinator": (
             "user/CarePlan.cruds",
             "user/Consent.crus",
             "user/Communication.cru",
+            "user/Encounter.rus",
             "user/*.rs",
         ),
         # A professional records consent and overrides a block in the care of the person.
@@ -223,6 +225,7 @@ def default_scopes(role: str) -> tuple[str, ...]:
             "user/CarePlan.rus",
             "user/Consent.crus",
             "user/Communication.cru",
+            "user/Encounter.rus",
             "user/*.rs",
         ),
         "integration": (

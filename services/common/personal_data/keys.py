@@ -7,10 +7,13 @@ re-wraps every live key in one transaction and touches no event.
 
 Unwrapped keys are kept in memory for `cache_seconds` (a replay would otherwise unwrap a key
 per field): an erasure stops reads at once in the process that made it, and in other
-replicas once their kept copy expires. Writes never trust memory: the mapper asks the
-database for the person's live key each time, and the write's own transaction checks it is
-still live (or inserts it, when the write made it: in_write.py), so nothing is stored sealed
-under a key erased elsewhere.
+replicas once their kept copy expires. Writes never trust memory alone: the write's own
+transaction checks the key it sealed under is still live (or inserts it, when the write made
+it: in_write.py), so nothing is stored sealed under a key erased elsewhere. The key a person's
+last write found live is remembered for their next one (a look-up per write was most of the
+encryption's cost on writes, decision 0007); when the transaction finds it erased, the write
+is rolled back, what is remembered forgotten, and the write sealed again under the key the
+database then holds (`forget_live_keys`, called by the mapper's event store).
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ class UnknownDataKey(LookupError):
 
 class PersonalDataKeys:
     UNSTORED_KEPT = 10_000
+    PEOPLE_KEPT = 10_000  # people whose blind index and live keys are remembered
 
     def __init__(
         self,
@@ -107,6 +111,11 @@ class PersonalDataKeys:
         self._kept: dict[str, tuple[float, DataKey]] = {}
         # Keys made for writes and not yet seen stored, by (person index, retention class).
         self._unstored: OrderedDict[tuple[str, str], tuple[DataKey, KeyUse]] = OrderedDict()
+        # The key each person's last write found live, by (person index, retention class):
+        # used for the next write, which its own transaction checks is still live.
+        self._live: OrderedDict[tuple[str, str], DataKey] = OrderedDict()
+        # The blind index of each person written or looked up (an HMAC and a key look-up).
+        self._indexes: OrderedDict[PersonIdentifier, str] = OrderedDict()
         self._lock = Lock()
 
     # Sealing and opening values -------------------------------------------------------------
@@ -129,7 +138,16 @@ class PersonalDataKeys:
         return open_bytes(sealed, context, self.key_of)
 
     def person_index(self, person: PersonIdentifier) -> str:
-        return blind_index(self._index_key().secret, person)
+        with self._lock:
+            index = self._indexes.get(person)
+            if index is not None:
+                self._indexes.move_to_end(person)
+                return index
+        # The index key is never erased nor changed (rotation re-wraps it): an index holds.
+        index = blind_index(self._index_key().secret, person)
+        with self._lock:
+            _bounded_put(self._indexes, person, index, self.PEOPLE_KEPT)
+        return index
 
     def index_key(self) -> bytes:
         """The database's blind-index key (personal_data/lookup.py indexes the read models)."""
@@ -164,10 +182,15 @@ class PersonalDataKeys:
         if retention_class not in RETENTION_CLASSES:
             raise ValueError(f"retention class is one of {', '.join(RETENTION_CLASSES)}")
         index = self.person_index(person)
+        with self._lock:
+            remembered = self._live.get((index, retention_class))
+        if remembered is not None:  # checked live by the write's transaction, as any key
+            return remembered, KeyUse(remembered.key_id)
         found = self._live_key(index, retention_class)
         with self._lock:
             if found is not None:
                 self._unstored.pop((index, retention_class), None)
+                _bounded_put(self._live, (index, retention_class), found, self.PEOPLE_KEPT)
                 return found, KeyUse(found.key_id)
             # A key made for a write not yet committed (the person's creation and its first
             # entries in one transaction, or writes of one person at once) is the key of the
@@ -182,6 +205,24 @@ class PersonalDataKeys:
                     self._unstored.popitem(last=False)
         # Kept at once: if no write stores it, nothing stored names this key.
         return self._keep(made[0]), made[1]
+
+    def stored_by_write(self, made: list[KeyUse]) -> None:
+        """Keys made for a write, now committed with it: live, the person's next writes'."""
+        person, retention = KEY_COLUMNS.index("person_index"), KEY_COLUMNS.index("retention_class")
+        with self._lock:
+            for use in made:
+                assert use.new_row is not None
+                person_class = (use.new_row[person], use.new_row[retention])
+                unstored = self._unstored.get(person_class)
+                if unstored is not None and unstored[0].key_id == use.key_id:
+                    del self._unstored[person_class]
+                    _bounded_put(self._live, person_class, unstored[0], self.PEOPLE_KEPT)
+
+    def forget_live_keys(self) -> None:
+        """Forgets the keys writes found live: a write's transaction found one erased, or
+        another writer's key stored first; the next look-ups ask the database."""
+        with self._lock:
+            self._live.clear()
 
     def key_of(self, key_id: str) -> DataKey | Erased:
         kept = self._kept_key(key_id)
@@ -223,9 +264,7 @@ class PersonalDataKeys:
                     erased_rule=rule,
                 )
             )
-        with self._lock:
-            for key_id in erased:
-                self._kept.pop(key_id, None)
+        self._forget(erased)
         return erased
 
     def person_keys(self) -> list[Any]:
@@ -279,8 +318,7 @@ class PersonalDataKeys:
                     erased_rule=rule,
                 )
             )
-        with self._lock:
-            self._kept.pop(key_id, None)
+        self._forget([key_id])
         return True
 
     def rotate_master_key(self, new: MasterKey) -> int:
@@ -374,6 +412,14 @@ class PersonalDataKeys:
             row.key_id, master.unwrap(row.wrapped_key, _context(row.key_id, row.purpose))
         )
 
+    def _forget(self, erased: list[str]) -> None:
+        with self._lock:
+            for key_id in erased:
+                self._kept.pop(key_id, None)
+            gone = set(erased)
+            for person_class in [pc for pc, key in self._live.items() if key.key_id in gone]:
+                del self._live[person_class]
+
     def _keep(self, key: DataKey) -> DataKey:
         with self._lock:
             self._kept[key.key_id] = (time.monotonic() + self._cache_seconds, key)
@@ -390,3 +436,11 @@ class PersonalDataKeys:
 
 def _context(key_id: str, purpose: str) -> bytes:
     return f"{purpose}\x00{key_id}".encode()
+
+
+def _bounded_put(kept: OrderedDict[Any, Any], key: Any, value: Any, most: int) -> None:
+    """Puts `key` in a most-recently-used map, dropping the least recently used past `most`."""
+    kept[key] = value
+    kept.move_to_end(key)
+    while len(kept) > most:
+        kept.popitem(last=False)

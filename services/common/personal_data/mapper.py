@@ -20,7 +20,7 @@ import json
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from threading import Lock
+from threading import Lock, local
 from typing import Any
 from uuid import UUID
 
@@ -35,7 +35,7 @@ from contracts.identifiers import (
 )
 from contracts.personal_fields import PersonalFields
 from services.common.personal_data.envelope import Erased, TamperedValue, seal_bytes
-from services.common.personal_data.in_write import DataKeyChanged, SealedStoredEvent
+from services.common.personal_data.in_write import DataKeyChanged, KeyUse, SealedStoredEvent
 from services.common.personal_data.keys import PersonalDataKeys, UnknownDataKey
 
 SEALED = "_sealed_"
@@ -51,18 +51,27 @@ class PersonUnknown(LookupError):
 
 class SealingEventStore(EventStore[UUID]):
     """Seals the events again when their write found a key changed meanwhile (erased, or
-    made first by another writer): the write was rolled back whole, and the mapper's next
-    look-up finds the key as it now is."""
+    made first by another writer): the write was rolled back whole, the keys remembered live
+    are forgotten, and the mapper's next look-up finds the key as it now is."""
 
     ATTEMPTS = 3
 
     def put(self, domain_events: Sequence[Any], **kwargs: Any) -> Any:
+        mapper = self.mapper
+        assert isinstance(mapper, PersonalDataMapper)
         for attempt in range(self.ATTEMPTS):
+            made = mapper.sealing()
             try:
-                return super().put(domain_events, **kwargs)
+                recordings = super().put(domain_events, **kwargs)
             except DataKeyChanged:
                 if attempt == self.ATTEMPTS - 1:
                     raise
+                # Sealed again under the keys as the database now holds them.
+                mapper.forget_live_keys()
+                continue
+            # Committed: the keys this write made are stored, the next writes' keys.
+            mapper.stored(made)
+            return recordings
         raise AssertionError("unreachable")
 
 
@@ -84,6 +93,21 @@ class PersonalDataMapper(Mapper[UUID]):
         # The key each record's person is sealed under, by stream: its erasure is the record's.
         self._person_keys: OrderedDict[UUID, str | None] = OrderedDict()
         self._lock = Lock()
+        # The keys made by the write this thread is sealing (SealingEventStore.put).
+        self._writing = local()
+
+    def forget_live_keys(self) -> None:
+        self._keys.forget_live_keys()
+
+    def sealing(self) -> list[KeyUse]:
+        """Starts this thread's write: the keys its events make are gathered in the list."""
+        made: list[KeyUse] = []
+        self._writing.made = made
+        return made
+
+    def stored(self, made: list[KeyUse]) -> None:
+        """The write that made these keys committed."""
+        self._keys.stored_by_write(made)
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         topic = get_topic(type(domain_event))
@@ -114,6 +138,8 @@ class PersonalDataMapper(Mapper[UUID]):
                 # Sealed as the transcoder writes it, so dates and UUIDs open as themselves.
                 plain = self.transcoder.encode(state[name])
                 state[name] = {SEALED: seal_bytes(key, plain, prefix + name.encode())}
+        if use is not None and use.new_row is not None:
+            getattr(self._writing, "made", []).append(use)
         if declared.person is not None and key is not None:
             self._remember_key(UUID(str(stream)), key.key_id)
         sealed = object.__new__(type(domain_event))

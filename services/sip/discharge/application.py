@@ -12,7 +12,7 @@ it to the stay in one save: both are stored, or neither.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -24,6 +24,8 @@ from services.common.domain import ensure_expected_version
 from services.sip.application import SipPlans, consent_or_judgement, disclosure_request
 from services.sip.consent_gate import ConsentGate
 from services.sip.discharge.clock import ClockRules, Deadline, missed
+from services.sip.discharge.projections import LAW as INDEXED_RULES
+from services.sip.discharge.projections import StayIndex
 from services.sip.discharge.stay import MUNICIPAL_KINDS, Stay
 from services.sip.domain import Plan
 from services.sip.parts import EventActor
@@ -66,9 +68,13 @@ def stay_disclosure_request(stay: Stay, recipient: str, source: str) -> ConsentC
 class Stays:
     """The stay's commands, on the SIP service's application and consent gate."""
 
-    def __init__(self, plans: SipPlans, consent_gate: ConsentGate) -> None:
+    def __init__(
+        self, plans: SipPlans, consent_gate: ConsentGate, index: StayIndex | None = None
+    ) -> None:
         self.plans = plans
         self.consent_gate = consent_gate
+        # The stays' read model: the timed check looks only at the stays it names as due.
+        self.index = index
 
     def stay(self, stay_id: UUID, version: int | None = None) -> Stay:
         found: Stay = self.plans.aggregate_of(Stay, STAY_RESOURCE_TYPE, stay_id, version)
@@ -152,10 +158,17 @@ class Stays:
         return plan if any(raised) else None
 
     def check_deadlines(self, *, now: datetime, rules: ClockRules = LAW) -> int:
-        """The time-driven check over every stay: how many missed deadlines it recorded."""
+        """The time-driven check: how many missed deadlines it recorded. It looks at the stays
+        the read model names as due at `now` (a deadline not yet recorded is due, or deviations
+        may be owed to the plan), or at every stay where there is no read model or the county
+        reads the law's periods otherwise than the read model does."""
+        if self.index is not None and rules == INDEXED_RULES:
+            candidates: Iterable[UUID] = self.index.clock_due(now)
+        else:
+            candidates = self.plans.aggregate_ids(aggregate_class=Stay)
         return sum(
             len(self.record_missed_deadlines(stay_id, now=now, rules=rules))
-            for stay_id in self.plans.aggregate_ids(aggregate_class=Stay)
+            for stay_id in candidates
         )
 
     def judge_care_needed(

@@ -53,6 +53,7 @@ from services.sip.discharge.payment import (
     PaymentModel,
     monthly_report,
 )
+from services.sip.discharge.projections import StayIndex
 from services.sip.discharge.stay import Stay
 from services.sip.fhir_mapping import organization_reference
 from services.sip.redaction import withheld_of
@@ -141,7 +142,18 @@ def payment_report(call: OperationCall[PaymentReportParameters]) -> FhirResponse
     year, month = _month(p.month)
     model: PaymentModel = call.state.payment_model
     access: ResourceAccess = call.state.resources[STAY_RESOURCE_TYPE].access
-    stays: list[Stay] = [access.aggregate(stay_id) for stay_id in access.aggregate_ids()]
+    # The read model names the municipality's stays discharged in the month (in the model's
+    # zone); the report still tests each stay it loads (monthly_report).
+    zone = model.clock.zone
+    first = date(year, month, 1)
+    after = date(year + month // 12, month % 12 + 1, 1)
+    index: StayIndex = call.state.stay_index
+    named = index.discharged_between(
+        p.municipality,
+        datetime.combine(first, time(), tzinfo=zone),
+        datetime.combine(after, time(), tzinfo=zone),
+    )
+    stays: list[Stay] = [access.aggregate(stay_id) for stay_id in named]
     try:
         report = monthly_report(stays, p.municipality, year, month, model, as_of=call.at)
     except DailyAmountMissing as missing:

@@ -4,13 +4,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from uuid import UUID
 
 from fastapi import APIRouter, Request
 
 from contracts.actor import Actor
+from services.common.domain import NotFound
 from services.common.fhir_api import FhirResponse
 from services.common.resource_routes import (
     ResourceAccess,
@@ -27,6 +28,7 @@ from services.common.search_declarations import (
 from services.sip.discharge.application import STAY_RESOURCE_TYPE
 from services.sip.discharge.clock import missed
 from services.sip.discharge.fhir import ENCOUNTER_STATUS, ENCOUNTER_STATUSES, stay_to_fhir
+from services.sip.discharge.projections import StayIndex
 from services.sip.discharge.stay import Stay
 
 _R4 = "http://hl7.org/fhir/SearchParameter/"
@@ -71,14 +73,17 @@ SEARCH = SearchDeclarations(
 
 
 class StayScan:
-    """The stays' search, by reading each stay: there is no read model of stays yet (their
-    number is a small fraction of the plans'); the disclosure rule then keeps what the caller
-    may see."""
+    """The stays' search: the candidates the read model names for the caller
+    are read and tested; the disclosure rule then keeps what the caller may see."""
 
     def __init__(
-        self, access: ResourceAccess, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self,
+        access: ResourceAccess,
+        candidates: Callable[[], Iterable[UUID]],
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.access = access
+        self.candidates = candidates
         self.now = now  # the clock's instant, injected in tests
 
     def __call__(
@@ -90,8 +95,11 @@ class StayScan:
     ) -> list[UUID]:
         now = self.now()
         found = []
-        for stay_id in self.access.aggregate_ids():
-            stay: Stay = self.access.aggregate(stay_id)
+        for stay_id in self.candidates():
+            try:
+                stay: Stay = self.access.aggregate(stay_id)
+            except NotFound:
+                continue
             if subject is not None:
                 system, value = subject
                 if stay.subject["value"] != value or system not in (None, stay.subject["system"]):
@@ -109,7 +117,9 @@ router = APIRouter(prefix="/fhir")
 
 def search(request: Request, query: dict[str, str], actor: Actor) -> FhirResponse:
     access = request.app.state.resources[STAY_RESOURCE_TYPE].access
-    service = SearchService(SEARCH, access, StayScan(access), stay_to_fhir)
+    index: StayIndex = request.app.state.stay_index
+    scan = StayScan(access, lambda: index.candidates_for(actor))
+    service = SearchService(SEARCH, access, scan, stay_to_fhir)
     return search_answer(request, query, actor, service)
 
 

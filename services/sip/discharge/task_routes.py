@@ -28,6 +28,7 @@ from services.common.result_parameters import MAX_COUNT, ResultParameters
 from services.common.search import organization_token, token_code
 from services.common.search_declarations import AskedSearch, SearchDeclarations, SearchParameter
 from services.sip.discharge.application import STAY_RESOURCE_TYPE
+from services.sip.discharge.projections import StayIndex
 from services.sip.discharge.tasks import (
     TASK_RESOURCE_TYPE,
     TASK_STATUSES,
@@ -114,16 +115,21 @@ def matching(duty: Duty, asked: AskedSearch) -> bool:
     )
 
 
-def _stay_ids(access: ResourceAccess, asked: AskedSearch) -> list[UUID]:
-    """The stays to look in: the one a condition names, if all of its values name one."""
-    named: set[UUID] | None = None
+def _stay_ids(index: StayIndex, actor: Actor, asked: AskedSearch) -> list[UUID]:
+    """The stays to look in: those the read model names for the caller (`candidates_for`), and of
+    them the one a condition names, if all of its values name one, or the owner's, if all of
+    a condition's values name an owner. Only a narrowing: the disclosure rule decides."""
+    candidates = set(index.candidates_for(actor))
     for condition in asked.conditions:
-        stays = {a.arguments.get("stay") for a in condition.alternatives}
-        if None not in stays:
-            named = stays if named is None else named & stays  # type: ignore[operator]
-    if named is None:
-        return list(access.aggregate_ids())
-    return sorted(named, key=str)
+        values = [a.arguments for a in condition.alternatives]
+        if all("stay" in v for v in values):
+            candidates &= {v["stay"] for v in values}
+        elif all("owner" in v for v in values) and actor.role != "patient":
+            owned: set[UUID] = set()
+            for owner in {v["owner"] for v in values}:
+                owned |= set(index.concerning(owner))
+            candidates &= owned
+    return sorted(candidates, key=str)
 
 
 router = APIRouter(prefix="/fhir")
@@ -160,7 +166,7 @@ def search(request: Request, query: dict[str, str], actor: Actor) -> FhirRespons
     asked = SEARCH.asked(query)
     now: datetime = fhir_time.now()
     stays = []
-    for stay_id in _stay_ids(access, asked):
+    for stay_id in _stay_ids(request.app.state.stay_index, actor, asked):
         try:
             stays.append(access.aggregate(stay_id))
         except NotFound:  # a stay named that is none: no match

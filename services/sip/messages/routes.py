@@ -6,7 +6,7 @@ services/common/business_identifiers.py). Marking a message read is an operation
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -37,6 +37,7 @@ from services.sip.messages.application import may_send, send
 from services.sip.messages.disclosure import MESSAGE_RESOURCE_TYPE
 from services.sip.messages.fhir import message_to_fhir, posted_message
 from services.sip.messages.message import Message
+from services.sip.messages.projections import MessageIndex
 
 _R4 = "http://hl7.org/fhir/SearchParameter/"
 
@@ -104,11 +105,14 @@ SEARCH = SearchDeclarations(
 
 
 class MessageScan:
-    """The messages' search, by reading each message (no read model yet, as for the stays);
-    the disclosure rule then keeps what the caller may see."""
+    """The messages' search: the candidates the read model names for the caller are read and
+    tested; the disclosure rule then keeps what the caller may see."""
 
-    def __init__(self, access: ResourceAccess) -> None:
+    def __init__(
+        self, access: ResourceAccess, candidates: Callable[[], Iterable[UUID]] | None = None
+    ) -> None:
         self.access = access
+        self.candidates = candidates or access.aggregate_ids
 
     def __call__(
         self,
@@ -119,8 +123,11 @@ class MessageScan:
         about: tuple[str, str] | None = None,
     ) -> list[UUID]:
         found = []
-        for message_id in self.access.aggregate_ids():
-            message: Message = self.access.aggregate(message_id)
+        for message_id in self.candidates():
+            try:
+                message: Message = self.access.aggregate(message_id)
+            except NotFound:
+                continue
             to = [r for r in message.recipients.values() if recipient in (r.organization, r.unit)]
             if recipient is not None and not to:
                 continue
@@ -215,7 +222,9 @@ def send_message(request: Request, body: Body, actor: Sender) -> FhirResponse:
 
 def search(request: Request, query: dict[str, str], actor: Actor) -> FhirResponse:
     access = request.app.state.resources[MESSAGE_RESOURCE_TYPE].access
-    service = SearchService(SEARCH, access, MessageScan(access), message_to_fhir)
+    index: MessageIndex = request.app.state.message_index
+    scan = MessageScan(access, lambda: index.candidates_for(actor))
+    service = SearchService(SEARCH, access, scan, message_to_fhir)
     return search_answer(request, query, actor, service)
 
 

@@ -1,0 +1,394 @@
+"""My unit (Min enhet) and a stay's page over real HTTP: both services and the web client on
+loopback ports, stays made through the SIP service, users of the demo signed in through the
+development sign-in and submitting the stay's forms as a browser would. What the pages show
+is what the API gives the user: an outsider's unit sees none of it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from contracts.identifiers import PERSONNUMMER_SYSTEM
+from services.common.demo_identities import MUNICIPALITY, REGION
+from services.sip.discharge.application import Stays
+from tests.discharge_data import actor
+from tests.discharge_http import STAFF_SCOPES, admit, step
+from tests.fhir_data import FHIR_JSON, consent, created_or_ok, new_personnummer, parameters
+from tests.web_client import Web, WebUser, demo_web, field_error, text_of
+
+WARD = "SE2321000032-WARD9"  # the hospital's ward, a unit of the demo region
+
+
+@pytest.fixture(scope="module")
+def web(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+    with demo_web(request, tmp_path_factory.mktemp("data")) as web:
+        yield web
+
+
+@pytest.fixture
+def browsers(web: Web) -> Iterator[Any]:
+    with ExitStack() as opened:
+
+        def open_as(user: str) -> WebUser:
+            return opened.enter_context(web.user(user))
+
+        yield open_as
+
+
+def consented(web: Web) -> str:
+    """A new person who consents to the region and the municipality sharing: their number."""
+    personnummer = new_personnummer("19440404")
+    created_or_ok(
+        web.region.consent.post(
+            "/fhir/Consent",
+            json=consent(personnummer, organizations=(REGION, MUNICIPALITY)),
+            headers=FHIR_JSON,
+        )
+    )
+    return personnummer
+
+
+def noticed_stay(web: Web) -> str:
+    """A stay admitted today at the region's ward, its notice sent to the demo coordinators'
+    units: the region's as primary care, the municipality's as social services. Its id."""
+    ward = web.system.as_caller("professional", REGION, unit=WARD, scopes=STAFF_SCOPES).sip
+    admitted = admit(ward, consented(web))
+    assert admitted.status_code == 200, admitted.text
+    stay_id = admitted.json()["id"]
+    estimate = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    recipients = [
+        {"organization": REGION, "unit": REGION, "kind": "primary-care"},
+        {"organization": MUNICIPALITY, "unit": MUNICIPALITY, "kind": "social-services"},
+    ]
+    for operation, values in (
+        ("judge-care-needed", {"principal": ["region", "municipality"]}),
+        ("send-admission-notice", {"recipient": recipients, "estimatedDischarge": estimate}),
+    ):
+        answer = step(ward, stay_id, operation, **values)
+        assert answer.status_code == 200, answer.text
+    return stay_id
+
+
+def late_stay(web: Web) -> str:
+    """A stay of last week through the application (the steps dated then): the person ready
+    five days ago and the SIP never called, so the SIP call is overdue. Its id."""
+    personnummer = consented(web)
+    state = web.system.sip_app.state
+    stays = Stays(state.plans, state.consent_gate_uncached)
+    hospital, primary = actor(REGION, WARD), actor(REGION, REGION)
+    at = datetime.now(UTC) - timedelta(days=7)
+    person = {"system": PERSONNUMMER_SYSTEM, "value": personnummer}
+    stay = stays.admit(subject=person, ward=WARD, admitted_at=at, by=hospital)
+    stays.judge_care_needed(stay.id, principals=["region", "municipality"], at=at, by=hospital)
+    stays.send_admission_notice(
+        stay.id, estimated_discharge=at + timedelta(days=9), at=at + timedelta(hours=1),
+        by=hospital, judgement="LSU 2017:612: needed for the planning",
+        recipients=[{"organization": REGION, "unit": REGION, "kind": "primary-care"},
+                    {"organization": MUNICIPALITY, "unit": MUNICIPALITY,
+                     "kind": "social-services"}],
+    )  # fmt: skip
+    stays.name_care_contact(stay.id, name="Sköterska Svensson", already_existed=False,
+                            at=at + timedelta(hours=2), by=primary, judgement="LSU")  # fmt: skip
+    stays.notify_ready(stay.id, at=at + timedelta(days=2), by=hospital)
+    return str(stay.id)
+
+
+def test_my_unit_lists_the_stays_with_their_clocks(web: Web, browsers: Any) -> None:
+    fresh, late = noticed_stay(web), late_stay(web)
+    page = browsers("region-coordinator").get("/unit")
+    assert page.status_code == 200, page.text
+    assert f'href="/stays/{fresh}"' in page.text and f'href="/stays/{late}"' in page.text
+    assert page.text.count("<h1") == 1 and 'href="/unit"' in page.text  # in the menu
+    # Overdue first, in red and in words (not colour only).
+    assert page.text.index(f"/stays/{late}") < page.text.index(f"/stays/{fresh}")
+    row = page.text.split(f'href="/stays/{late}"')[1].split("</tr>")[0]
+    assert '<strong class="overdue">Försenad' in row and "Kalla till SIP" in row
+    fresh_row = page.text.split(f'href="/stays/{fresh}"')[1].split("</tr>")[0]
+    assert re.search(r"\d+ (tim|dygn) kvar", fresh_row) and "Försenad" not in fresh_row
+
+
+def test_an_outsider_unit_sees_none_of_it(web: Web, browsers: Any) -> None:
+    stay_id = noticed_stay(web)
+    outsider = browsers("outsider-coordinator")
+    page = outsider.get("/unit")
+    assert page.status_code == 200 and stay_id not in page.text
+    assert "Inga pågående vistelser rör din enhet." in text_of(page)
+    assert outsider.get(f"/stays/{stay_id}").status_code == 404
+    outsider.get("/unit")
+    posted = outsider.submit(f"/stays/{stay_id}/confirm-receipt", {"version": "3"})
+    assert posted.status_code == 404
+    api = web.system.as_caller("coordinator", REGION, unit=REGION).sip
+    stay = api.get(f"/fhir/Encounter/{stay_id}").json()
+    assert "received" not in str(stay), "nothing was written"
+
+
+def test_a_recipient_confirms_receipt_and_names_the_care_contact(web: Web, browsers: Any) -> None:
+    stay_id = noticed_stay(web)
+    region = browsers("region-coordinator")
+    page = region.get(f"/stays/{stay_id}")
+    assert page.status_code == 200, page.text
+    shown = text_of(page)
+    assert "mottagandet inte bekräftat" in shown and "Fast vårdkontakt: inte utsedd" in shown
+    assert 'id="form-confirm-receipt"' in page.text and 'id="form-name-care-contact"' in page.text
+    assert 'id="form-discharge"' not in page.text  # the ward's step, not this unit's
+    done = region.submit_form(page, "form-confirm-receipt")
+    assert done.status_code == 200 and "Mottagandet är bekräftat." in text_of(done)
+    assert 'id="form-confirm-receipt"' not in done.text
+    named = region.submit_form(done, "form-name-care-contact", name="Sköterska Svensson")
+    assert named.status_code == 200, named.text
+    assert "Fast vårdkontakt: Sköterska Svensson" in text_of(named)
+    # The municipality sees the stay and its own receipt to confirm, not the care contact form.
+    municipality = browsers("municipality-coordinator").get(f"/stays/{stay_id}")
+    assert 'id="form-confirm-receipt"' in municipality.text
+    assert 'id="form-name-care-contact"' not in municipality.text
+
+
+def test_the_forms_errors_stand_beside_their_fields(web: Web, browsers: Any) -> None:
+    stay_id = noticed_stay(web)
+    region = browsers("region-coordinator")
+    page = region.get(f"/stays/{stay_id}")
+    empty = region.submit_form(page, "form-name-care-contact", name="  ")
+    assert empty.status_code == 400
+    assert (
+        field_error(empty, "name-care-contact-name")
+        == "Fyll i fast vårdkontakt (namn och befattning)."
+    )
+    # A stale version: someone else changed the stay first; nothing is written twice.
+    stale = region.submit_form(page, "form-confirm-receipt")
+    assert stale.status_code == 200
+    again = region.submit_form(page, "form-confirm-receipt")
+    assert again.status_code == 409 and "Någon annan har ändrat vistelsen" in text_of(again)
+    # Without the version, and without the CSRF token.
+    region.get(f"/stays/{stay_id}")
+    assert region.submit(f"/stays/{stay_id}/name-care-contact", {"name": "X"}).status_code == 400
+    assert (
+        region.submit(
+            f"/stays/{stay_id}/name-care-contact", {"name": "X", "version": "9"}, csrf=False
+        ).status_code
+        == 403
+    )
+    assert region.get(f"/stays/{stay_id}").status_code == 200
+    assert region.submit(f"/stays/{stay_id}/no-such-step", {"version": "1"}).status_code == 404
+    assert region.get("/stays/not a stay").status_code == 404
+
+
+def test_a_refusal_of_the_api_is_said_in_swedish(web: Web, browsers: Any) -> None:
+    """The municipality may not name the care contact: the API refuses, the page says why."""
+    stay_id = noticed_stay(web)
+    municipality = browsers("municipality-coordinator")
+    page = municipality.get(f"/stays/{stay_id}")
+    version = page.text.split('name="version" value="')[1].split('"')[0]
+    refused = municipality.submit(
+        f"/stays/{stay_id}/name-care-contact", {"name": "Någon", "version": version}
+    )
+    assert refused.status_code == 409, refused.text
+    assert "Fast vårdkontakt utses av primärvården" in text_of(refused)
+
+
+def test_a_stay_page_shows_its_steps_and_the_plan_it_called(web: Web, browsers: Any) -> None:
+    stay_id = late_stay(web)
+    region = browsers("region-coordinator")
+    page = region.get(f"/stays/{stay_id}")
+    shown = text_of(page)
+    assert "Fast vårdkontakt: Sköterska Svensson" in shown
+    assert "Utskrivningsklar: meddelat" in shown
+    assert "Försenad" in shown  # the SIP call, in the duties' table
+    called = region.submit_form(page, "form-call-sip", title="SIP efter utskrivning")
+    assert called.status_code == 200, called.text
+    plan_link = called.text.split('href="/plans/')[1].split('"')[0]
+    assert region.get(f"/plans/{plan_link}").status_code == 200
+
+
+def message_ids(web: Web, stay_id: str) -> list[str]:
+    api = web.system.as_caller("coordinator", REGION, unit=REGION).sip
+    found = api.get("/fhir/Communication", params={"encounter": f"Encounter/{stay_id}"})
+    assert found.status_code == 200, found.text
+    return [e["resource"]["id"] for e in found.json().get("entry", [])]
+
+
+def test_a_message_about_a_stay_is_read_by_the_unit_it_went_to(web: Web, browsers: Any) -> None:
+    stay_id = noticed_stay(web)
+    region = browsers("region-coordinator")
+    thread = region.get(f"/stays/{stay_id}/messages")
+    assert thread.status_code == 200, thread.text
+    assert "Inga meddelanden ännu." in text_of(thread)
+    sent = region.submit_form(
+        thread, "form-message", recipient=MUNICIPALITY, text="Hemtjänsten behöver ses över."
+    )
+    assert sent.status_code == 200 and "Meddelandet är skickat." in text_of(sent)
+    # The form sent twice (a double click): one message.
+    region.submit_form(
+        thread, "form-message", recipient=MUNICIPALITY, text="Hemtjänsten behöver ses över."
+    )
+    [message_id] = message_ids(web, stay_id)
+    municipality = browsers("municipality-coordinator")
+    unit = municipality.get("/unit")
+    row = unit.text.split(f'id="form-open-{message_id}"')[0].rsplit("<tr>", 1)[1]
+    assert "Oläst" in row and "1 olästa" in text_of(unit)
+    opened = municipality.submit_form(unit, f"form-open-{message_id}")
+    assert opened.status_code == 200 and f"/stays/{stay_id}/messages" in str(opened.url)
+    assert "Hemtjänsten behöver ses över." in text_of(opened) and "Oläst" not in opened.text
+    assert "0 olästa" in text_of(municipality.get("/unit"))
+    # The sender sees the receipt.
+    assert "läst 20" in text_of(region.get(f"/stays/{stay_id}/messages"))
+
+
+def test_the_message_forms_errors(web: Web, browsers: Any) -> None:
+    stay_id = noticed_stay(web)
+    region = browsers("region-coordinator")
+    thread = region.get(f"/stays/{stay_id}/messages")
+    empty = region.submit_form(thread, "form-message", text="   ")
+    assert empty.status_code == 422
+    assert field_error(empty, "text") == "Skriv meddelandet."
+    assert field_error(empty, "recipient") == "Välj minst en mottagare."
+    # A unit the stay does not name: the API refuses, the page says it beside the recipients.
+    stranger = region.submit_form(
+        thread, "form-message", recipient="SE2120001231-DEMO3", text="Hej"
+    )
+    assert 400 <= stranger.status_code < 500, stranger.text
+    assert field_error(stranger, "recipient"), stranger.text
+    assert message_ids(web, stay_id) == []
+    # Only the sender corrects a message: the municipality's "correction" is refused.
+    region.submit_form(thread, "form-message", recipient=MUNICIPALITY, text="Fel datum.")
+    [first] = message_ids(web, stay_id)
+    municipality = browsers("municipality-coordinator")
+    reply = municipality.get(f"/stays/{stay_id}/messages?reply={first}")
+    refused = municipality.submit_form(reply, "form-message", text="Rättat", correction="true")
+    assert 400 <= refused.status_code < 500 and field_error(refused, "correction"), refused.text
+    answered = municipality.submit_form(reply, "form-message", text="Tack, vi tar det.")
+    assert answered.status_code == 200 and len(message_ids(web, stay_id)) == 2
+
+
+def test_an_outsider_neither_reads_nor_writes_a_stays_messages(web: Web, browsers: Any) -> None:
+    stay_id = noticed_stay(web)
+    region = browsers("region-coordinator")
+    thread = region.get(f"/stays/{stay_id}/messages")
+    region.submit_form(thread, "form-message", recipient=MUNICIPALITY, text="Bara för oss.")
+    [message_id] = message_ids(web, stay_id)
+    outsider = browsers("outsider-coordinator")
+    unit = outsider.get("/unit")
+    assert message_id not in unit.text and "Bara för oss." not in unit.text
+    assert outsider.get(f"/stays/{stay_id}/messages").status_code == 404
+    posted = outsider.submit(
+        f"/stays/{stay_id}/messages", {"recipient": MUNICIPALITY, "text": "Hej"}
+    )
+    assert posted.status_code == 404
+    outsider.get("/unit")
+    assert outsider.submit(f"/messages/{message_id}/open").status_code == 404
+    assert message_ids(web, stay_id) == [message_id]
+
+
+def test_a_plans_thread(web: Web, browsers: Any) -> None:
+    plan_id = web.demo["active"]
+    region = browsers("region-coordinator")
+    page = region.get(f"/plans/{plan_id}")
+    assert f'href="/plans/{plan_id}/messages"' in page.text
+    thread = region.get(f"/plans/{plan_id}/messages")
+    assert thread.status_code == 200, thread.text
+    sent = region.submit_form(thread, "form-message", recipient=MUNICIPALITY, text="Uppföljning?")
+    assert sent.status_code == 200, sent.text
+    assert "Uppföljning?" in text_of(browsers("municipality-coordinator").get("/unit"))
+
+
+def invite_the_municipality(web: Web, start: str = "2027-01-20T10:00:00+01:00") -> str:
+    """A meeting of the demo's active plan the region invites the municipality to: the
+    Appointment's id."""
+    invited = web.region.sip.post(
+        f"/fhir/CarePlan/{web.demo['active']}/$invite-to-meeting",
+        json=parameters(
+            start=start, end=start.replace("T10:", "T11:"), location="Vårdcentralen",
+            organization=[MUNICIPALITY],
+        ),
+        headers=FHIR_JSON,
+    )  # fmt: skip
+    assert invited.status_code in (200, 201), invited.text
+    return invited.json()["id"]
+
+
+def answers_to(web: Web, appointment_id: str) -> list[dict[str, Any]]:
+    found = web.region.sip.get(
+        "/fhir/AppointmentResponse", params={"appointment": f"Appointment/{appointment_id}"}
+    )
+    assert found.status_code == 200, found.text
+    return [e["resource"] for e in found.json().get("entry", [])]
+
+
+def test_an_invitation_is_answered_from_my_unit(web: Web, browsers: Any) -> None:
+    accepted, proposed = (
+        invite_the_municipality(web),
+        invite_the_municipality(web, "2027-01-21T10:00:00+01:00"),
+    )
+    municipality = browsers("municipality-coordinator")
+    page = municipality.get("/unit")
+    assert (
+        f'id="form-answer-{accepted}"' in page.text and f'id="form-answer-{proposed}"' in page.text
+    )
+    assert "2027-01-20 10:00" in text_of(page)
+    done = municipality.submit_form(page, f"form-answer-{accepted}", answer="accepted")
+    assert done.status_code == 200 and "Svaret är skickat: vi kommer." in text_of(done)
+    assert f'id="form-answer-{accepted}"' not in done.text  # answered: no longer waiting
+    [answer] = answers_to(web, accepted)
+    assert answer["participantStatus"] == "accepted"
+    # Another time proposed.
+    other = municipality.submit_form(
+        done, f"form-answer-{proposed}", answer="tentative", start="2027-01-22T13:00",
+        end="2027-01-22T14:00", comment="Vi kan på eftermiddagen.",
+    )  # fmt: skip
+    assert other.status_code == 200, other.text
+    [answer] = answers_to(web, proposed)
+    assert (
+        answer["participantStatus"] == "tentative"
+        and answer["comment"] == "Vi kan på eftermiddagen."
+    )
+    assert answer["start"].startswith("2027-01-22T12:00")  # 13:00 in Sweden
+
+
+def test_the_answer_forms_errors(web: Web, browsers: Any) -> None:
+    appointment_id = invite_the_municipality(web, "2027-02-03T10:00:00+01:00")
+    municipality = browsers("municipality-coordinator")
+    page = municipality.get("/unit")
+    form = f"form-answer-{appointment_id}"
+    nothing = municipality.submit_form(page, form)
+    assert nothing.status_code == 422
+    assert field_error(nothing, f"{appointment_id}-answer") == "Välj ett svar."
+    no_time = municipality.submit_form(page, form, answer="tentative", start="2027-02-04T10:00")
+    assert no_time.status_code == 422
+    assert (
+        field_error(no_time, f"{appointment_id}-end")
+        == "Ange föreslaget slut: datum och klockslag."
+    )
+    backwards = municipality.submit_form(
+        page, form, answer="tentative", start="2027-02-04T10:00", end="2027-02-04T09:00"
+    )
+    assert field_error(backwards, f"{appointment_id}-end") == "Slutet ska vara efter början."
+    assert answers_to(web, appointment_id) == []
+    # The plan changed since the page was shown (another invitation): 409, answer again.
+    invite_the_municipality(web, "2027-02-05T10:00:00+01:00")
+    stale = municipality.submit_form(page, form, answer="declined")
+    assert stale.status_code == 409 and "Inbjudan har ändrats" in text_of(stale)
+    assert answers_to(web, appointment_id) == []
+    again = municipality.submit_form(stale, form, answer="declined")
+    assert (
+        again.status_code == 200
+        and answers_to(web, appointment_id)[0]["participantStatus"] == "declined"
+    )
+
+
+def test_an_outsider_sees_and_answers_no_invitation(web: Web, browsers: Any) -> None:
+    appointment_id = invite_the_municipality(web, "2027-03-03T10:00:00+01:00")
+    outsider = browsers("outsider-coordinator")
+    page = outsider.get("/unit")
+    assert appointment_id not in page.text
+    assert "Inga mötesinbjudningar väntar på svar." in text_of(page)
+    posted = outsider.submit(
+        f"/invitations/{appointment_id}/answer", {"answer": "accepted", "version": "99"}
+    )
+    assert posted.status_code == 404
+    # The region organises it and was not invited: nothing to answer there either.
+    assert appointment_id not in browsers("region-coordinator").get("/unit").text
+    assert answers_to(web, appointment_id) == []
