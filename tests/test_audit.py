@@ -12,6 +12,7 @@ from sqlalchemy import text
 from services.cli import main as sip
 from services.common.persistence import SQLITE_IMMEDIATE, read_model_engine, storage_for
 from services.common.settings import SERVICE_SUBJECT
+from services.ops.offline import SERVICES
 from tests.conftest import running_system
 from tests.fhir_data import (
     FHIR_JSON,
@@ -267,7 +268,12 @@ def test_rebuilt_read_models_equal_the_live_ones_and_tampering_is_reported(
     arguments = ["projections", "rebuild", "--check", *storage_arguments(backend)]
     assert sip(arguments) == 0
     printed = capsys.readouterr().out
-    assert printed.count("equal to a rebuild") == 4
+    read_models = [
+        (service, kind.name) for service, (_, kinds) in SERVICES.items() for kind in kinds
+    ]
+    for service, model in read_models:
+        assert f"{service}/{model}: equal to a rebuild" in printed
+    assert printed.count("equal to a rebuild") == len(read_models)
     index = system.sip_app.state.index
     with index.engine.begin() as connection:
         connection.execute(text("UPDATE plan_index SET status = 'completed'"))

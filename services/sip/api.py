@@ -178,6 +178,26 @@ def consent_following(
     return asked_each_time, consent_gate, follower
 
 
+ROUTERS = (
+    careplan.router, operations.router, views.router, subscription_routes.router,
+    stay_routes.router, task_routes.router, meeting_routes.router, message_routes.router,
+)  # fmt: skip
+
+
+def fhir_resources(
+    plans: SipPlans, access: ResourceAccess, consent_gate: CachingConsentGate
+) -> dict[str, Any]:
+    """The resource types read, vread and `_history` serve, each with its access rule."""
+    return {
+        "CarePlan": AggregateResource(access, plan_to_fhir),
+        **{view.resource_type: PlanViewResource(access, view) for view in PLAN_VIEWS},
+        STAY_RESOURCE_TYPE: AggregateResource(stay_access(plans, consent_gate), stay_to_fhir),
+        MESSAGE_RESOURCE_TYPE: AggregateResource(
+            message_access(plans, consent_gate), message_to_fhir
+        ),
+    }
+
+
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ServiceSettings.from_env("SIP_DATABASE_URL").checked("sip")
     storage = storage_for("sip", settings.database_url, settings.data_dir)
@@ -206,17 +226,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.consent_feed, app.state.consent_gate_uncached = follower, asked_each_time
     consent_health = ConsentReachability(settings.consent_service_url, follower.reaching)
     app.state.readiness_checks = [consent_health.problem]
-    app.state.resources = {
-        "CarePlan": AggregateResource(access, plan_to_fhir),
-        **{view.resource_type: PlanViewResource(access, view) for view in PLAN_VIEWS},
-        STAY_RESOURCE_TYPE: AggregateResource(stay_access(plans, consent_gate), stay_to_fhir),
-        MESSAGE_RESOURCE_TYPE: AggregateResource(
-            message_access(plans, consent_gate), message_to_fhir
-        ),
-    }
-    routers = (careplan.router, operations.router, views.router, subscription_routes.router)
-    routed = (stay_routes.router, task_routes.router, meeting_routes.router, message_routes.router)
-    for router in (*routers, *routed):
+    app.state.resources = fhir_resources(plans, access, consent_gate)
+    for router in ROUTERS:
         app.include_router(router)
     add_audit_routes(
         app,
