@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sqlite3
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +40,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor
 from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Composed, Identifier
+from psycopg.sql import SQL, Identifier
 
 from services.common.audit.group_commit import GroupCommit, Save
 from services.common.file_lock import held
@@ -211,7 +210,6 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.group_commit = GroupCommit(self._write_batch)
-        self._pipelined = threading.local()  # the log head's cursor, per writing thread
         self.chain_table = f"{self.events_table_name}_chain"
         self.sql_create_statements.append(
             SQL(
@@ -256,7 +254,6 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             for save in batch:
                 if not save.events:
                     continue
-                self._pipelined.head = None  # asked after each savepoint's insert instead
                 try:
                     with conn.transaction(), conn.cursor() as curs:  # a savepoint
                         self._insert_events(curs, save.events, **save.kwargs)
@@ -267,45 +264,21 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
                 except psycopg.IntegrityError as refused:  # this save's alone
                     save.error = IntegrityError(str(refused))
 
-    def _insert_stored_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> None:
-        # A lone save (the library's own insert, in pipeline mode): the log's head is asked
-        # right behind the lock and the insert, so its answer comes back with theirs in one
-        # round trip instead of one of its own (issue 15).
-        super()._insert_stored_events(curs, stored_events, **kwargs)
-        head = curs.connection.cursor()
-        head.execute(self._log_head_query)
-        self._pipelined.head = head
-
-    @property
-    def _log_head_query(self) -> Composed:
-        table = SQL("{schema}.{table}").format(
-            schema=Identifier(self.datastore.schema), table=Identifier(self.chain_table)
-        )
-        return SQL("SELECT log_hash FROM {t} ORDER BY notification_id DESC LIMIT 1").format(t=table)
-
-    def _log_head(self, curs: Cursor[DictRow]) -> bytes:
-        head, self._pipelined.head = getattr(self._pipelined, "head", None), None
-        if head is None:  # a shared batch's save: the head its savepoint follows
-            curs.execute(self._log_head_query)
-            row = curs.fetchone()
-        else:
-            with head:
-                row = head.fetchone()
-        return bytes.fromhex(row["log_hash"]) if row else GENESIS
-
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         # Runs inside the insert's transaction, after the library's exclusive table lock.
         notification_ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        log_head = self._log_head(curs)
         if not stored_events or not notification_ids:
             return notification_ids
         table = SQL("{schema}.{table}").format(
             schema=Identifier(self.datastore.schema), table=Identifier(self.chain_table)
         )
+        curs.execute(
+            SQL("SELECT log_hash FROM {t} ORDER BY notification_id DESC LIMIT 1").format(t=table)
+        )
+        row = curs.fetchone()
+        log_head = bytes.fromhex(row["log_hash"]) if row else GENESIS
 
         def stream_head(originator_id: UUID) -> bytes:
             curs.execute(
