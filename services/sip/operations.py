@@ -63,7 +63,14 @@ RULE_PARAMETERS: dict[str, tuple[str, ...]] = {
 }
 
 
-def plan_operation(name: str, documentation: str, parameters: Any, command: Any) -> Operation[Any]:
+def plan_operation(
+    name: str,
+    documentation: str,
+    parameters: Any,
+    command: Any,
+    rule_parameters: dict[str, tuple[str, ...]] | None = None,
+    returns: str = "",
+) -> Operation[Any]:
     """A state-changing operation; who may call it is its row of the role matrix."""
     allowed = guard(name)
     return Operation(
@@ -75,7 +82,8 @@ def plan_operation(name: str, documentation: str, parameters: Any, command: Any)
         patient_may=allowed.patient_may,
         may_call=allowed.may_call,
         may_change=allowed.may_change,
-        rule_parameters=RULE_PARAMETERS,
+        rule_parameters=RULE_PARAMETERS if rule_parameters is None else rule_parameters,
+        returns=returns,
     )
 
 

@@ -18,7 +18,7 @@ from services.common.parameters import Code, DateTime, HsaId, OperationParameter
 from services.sip.domain import PERSON_PARTIES, Plan
 from services.sip.meetings.fhir import answers_of, appointment_of, appointment_response_of
 from services.sip.operations import RULE_PARAMETERS as PLAN_RULE_PARAMETERS
-from services.sip.permissions import guard
+from services.sip.operations import plan_operation
 
 RULE_PARAMETERS: dict[str, tuple[str, ...]] = {
     **PLAN_RULE_PARAMETERS,
@@ -41,19 +41,7 @@ RULE_PARAMETERS: dict[str, tuple[str, ...]] = {
 def _meeting_operation(
     name: str, documentation: str, parameters: Any, command: Any, returns: str
 ) -> Operation[Any]:
-    allowed = guard(name)
-    return Operation(
-        name,
-        "CarePlan",
-        documentation,
-        parameters,
-        command,
-        patient_may=allowed.patient_may,
-        may_call=allowed.may_call,
-        may_change=allowed.may_change,
-        rule_parameters=RULE_PARAMETERS,
-        returns=returns,
-    )
+    return plan_operation(name, documentation, parameters, command, RULE_PARAMETERS, returns)
 
 
 def _shown(call: OperationCall[Any], render: Any, part: str) -> FhirResponse:
