@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,11 +33,12 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from contracts.identifiers import PERSONNUMMER_SYSTEM, PersonIdentifier
 from services.common.fhir_time import InvalidDateTime, fhir_instant, now, parse_fhir_datetime
 from services.common.personal_data.erasure import Erasure, erasure_id
+from services.common.personal_data.keys import personal_data_keys
 from services.common.personal_data.mapper import SEALED
 from services.common.personal_data.master_key import MasterKeyProblem
 from services.common.personal_data.retention import (
@@ -45,9 +47,12 @@ from services.common.personal_data.retention import (
     retention_file_from_env,
     retention_rules,
 )
+from services.common.subscriptions.person_filter import end_filters_of_erased
+from services.common.subscriptions.store import SubscriptionStore, subscriptions
 from services.ops.offline import OpenService, open_service
 
 PAGE = 1000
+TRUNCATE_ATTEMPTS = 50  # a tenth of a second apart: running services' transactions are short
 
 
 @dataclass(frozen=True)
@@ -184,7 +189,43 @@ def run(service: OpenService, rules: dict[str, RetentionRule], on: datetime) -> 
         for row in unrecorded:
             _record(service, row)
             lines.append(f"{service.name}: erasure of key {row.key_id} recorded")
+    if inspect(service.engine).has_table(subscriptions.name):
+        store = SubscriptionStore(service.engine)
+        for ended in end_filters_of_erased(store, erased, fhir_instant(now())):
+            lines.append(f"{service.name}: subscription {ended} ended (its person was erased)")
+    if lines:
+        lines.append(scrub_files(service))
     return lines
+
+
+def scrub_files(service: OpenService) -> str:
+    """What the run deleted, gone from the database's files too (docs/decisions/0007,
+    "Leftovers in the files"). SQLite: the connections zero what they delete
+    (`secure_delete`, persistence.py); the write-ahead log, which holds older copies of the
+    pages, is copied into the database and emptied. PostgreSQL: the tables the run touched
+    vacuumed, so their dead rows are freed for reuse (not overwritten: see the decision)."""
+    if service.engine.dialect.name == "sqlite":
+        with service.engine.connect() as connection:
+            for _ in range(TRUNCATE_ATTEMPTS):
+                busy, _, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+                if not busy:
+                    return f"{service.name}: write-ahead log checkpointed and emptied"
+                time.sleep(0.1)
+        return (
+            f"{service.name}: the write-ahead log could not be emptied (busy): it is reused "
+            "as the service writes; run again when the services are quieter"
+        )
+    tables = [personal_data_keys.name] + [
+        table.name
+        for projection in service.projections()
+        for table in projection.metadata.sorted_tables
+    ]
+    if inspect(service.engine).has_table(subscriptions.name):
+        tables.append(subscriptions.name)
+    vacuum = service.engine.execution_options(isolation_level="AUTOCOMMIT")
+    with vacuum.connect() as connection:
+        connection.exec_driver_sql("VACUUM " + ", ".join(f'"{name}"' for name in tables))
+    return f"{service.name}: {len(tables)} tables vacuumed"
 
 
 def _recorded(service: OpenService, row: Any) -> bool:
