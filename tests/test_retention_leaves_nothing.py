@@ -125,7 +125,7 @@ def person_indexes(backend, number: str) -> dict[str, str]:
 
 
 def test_no_byte_of_the_sqlite_files_holds_the_erased_persons_plan_stay_message_or_keys(
-    sqlite_backend, tmp_path
+    sqlite_backend, tmp_path, capsys
 ):
     backend = sqlite_backend
     # Rules named at length, as a region's decision is cited: an erased key's row then grows,
@@ -160,8 +160,11 @@ def test_no_byte_of_the_sqlite_files_holds_the_erased_persons_plan_stay_message_
     # Run while the services are up: they keep the write-ahead log open (it is not removed
     # as the last connection closes), and it holds older copies of the pages the run changed.
     with running_system(backend):
+        capsys.readouterr()
         assert sip(["retention", "run", "--date", on.isoformat(), *where(backend)]) == 0
-        assert file_hits(backend.data_dir, needles) == []
+        ran = capsys.readouterr().out
+        assert "sip: write-ahead log checkpointed and emptied" in ran, ran
+        assert file_hits(backend.data_dir, needles) == [], ran
     assert file_hits(backend.data_dir, needles) == []
     # Nor in any table, by SQL (the stays' and messages' read models included).
     words = {*forms(erased["number"]), erased["need"], erased["contact"], erased["said"]}
