@@ -9,11 +9,13 @@ import time
 from datetime import timedelta
 from uuid import UUID
 
+import pytest
+
 from contracts.identifiers import PERSONNUMMER_SYSTEM, PersonIdentifier
 from services.cli import main as sip
 from services.common.personal_data.retention import DEFAULT_RULES
 from services.ops import retention
-from tests.conftest import running_system
+from tests.conftest import new_backend, running_system
 from tests.fhir_data import MUNICIPALITY, REGION_NEED, active_plan, run
 from tests.test_retention import (  # noqa: F401 (the fixtures are used by name)
     access_log_kept_long,
@@ -21,7 +23,6 @@ from tests.test_retention import (  # noqa: F401 (the fixtures are used by name)
     opened,
     rules,
     scan,
-    sqlite_backend,
     where,
 )
 
@@ -30,6 +31,13 @@ MUNICIPAL_GOAL = "Tvättar själv i tvättstugan"
 REGION_NOTE = "Vill träffa sin läkare varannan vecka"
 MUNICIPAL_RULE = DEFAULT_RULES["municipality"].rule
 REGION_RULE = DEFAULT_RULES["region"].rule
+
+
+@pytest.fixture
+def sqlite_backend(request, tmp_path):
+    # The scans read the SQLite files.
+    with new_backend("sqlite", tmp_path / "data", request) as backend:
+        yield backend
 
 
 def plan_with_both_parts(system):
@@ -61,9 +69,7 @@ def at(moment):
     return moment.isoformat(timespec="microseconds")
 
 
-def test_the_municipalitys_parts_are_erased_on_their_date_the_regions_kept(
-    sqlite_backend, capsys
-):
+def test_the_municipalitys_parts_are_erased_on_their_date_the_regions_kept(sqlite_backend, capsys):
     backend = sqlite_backend
     with running_system(backend) as system:
         plan_id, number = plan_with_both_parts(system)
