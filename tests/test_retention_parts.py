@@ -16,7 +16,16 @@ from services.cli import main as sip
 from services.common.personal_data.retention import DEFAULT_RULES
 from services.ops import retention
 from tests.conftest import new_backend, running_system
-from tests.fhir_data import MUNICIPALITY, REGION_NEED, active_plan, run
+from tests.fhir_data import (
+    FHIR_JSON,
+    MUNICIPALITY,
+    REGION_NEED,
+    active_plan,
+    care_plan,
+    created_or_ok,
+    new_personnummer,
+    run,
+)
 from tests.test_retention import (  # noqa: F401 (the fixtures are used by name)
     access_log_kept_long,
     forms,
@@ -160,3 +169,32 @@ def test_a_new_municipal_entry_moves_the_municipalitys_date_only(sqlite_backend)
         last = dues_of(backend, number)
         assert last["region"].last_entry > then["region"].last_entry
         assert last["municipality"].due == then["municipality"].due
+
+
+def test_a_plan_a_municipality_started_keeps_its_person_when_its_texts_go(sqlite_backend):
+    """The plan's person is under the region's class, its title under its author's: five
+    years and a day after a municipality's last entry in a plan it started, the title and
+    needs read as erased and the plan is still served to the municipality."""
+    backend = sqlite_backend
+    title = "Kommunens plan för boendet"
+    with running_system(backend) as system:
+        number = new_personnummer()
+        municipality = system.as_caller("coordinator", organization=MUNICIPALITY)
+        plan = {**care_plan(number, MUNICIPALITY), "title": title}
+        made = municipality.sip.post("/fhir/CarePlan", json=plan, headers=FHIR_JSON)
+        plan_id = created_or_ok(made)["id"]
+        assert run(municipality.sip, plan_id, "record-need", text=MUNICIPAL_NEED).is_success
+    dues = dues_of(backend, number)
+    assert set(dues) == {"region", "municipality"}
+    # The region's key, holding only the person, waits for the municipality's parts.
+    assert dues["region"].due >= dues["municipality"].due
+    day_after = dues["municipality"].due + timedelta(days=1)
+    assert sip(["retention", "run", "--date", at(day_after), *where(backend)]) == 0
+    assert scan(backend.data_dir, {title, MUNICIPAL_NEED}) == []
+    with running_system(backend) as system:
+        municipality = system.as_caller("coordinator", organization=MUNICIPALITY)
+        served = municipality.sip.get(f"/fhir/CarePlan/{plan_id}")
+        assert served.status_code == 200, served.text
+        assert served.json()["title"].startswith("erased on ") and MUNICIPAL_RULE in served.text
+        assert MUNICIPAL_NEED not in served.text
+    assert sip(["audit", "verify", *where(backend)]) == 0
