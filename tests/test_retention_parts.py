@@ -13,7 +13,7 @@ import pytest
 
 from contracts.identifiers import PERSONNUMMER_SYSTEM, PersonIdentifier
 from services.cli import main as sip
-from services.common.personal_data.retention import DEFAULT_RULES
+from services.common.personal_data.retention import DEFAULT_RULES, RetentionRule
 from services.ops import retention
 from tests.conftest import new_backend, running_system
 from tests.fhir_data import (
@@ -188,6 +188,7 @@ def test_a_plan_a_municipality_started_keeps_its_person_when_its_texts_go(sqlite
     assert set(dues) == {"region", "municipality"}
     # The region's key, holding only the person, waits for the municipality's parts.
     assert dues["region"].due >= dues["municipality"].due
+    assert "held while" not in dues["municipality"].line("sip")
     day_after = dues["municipality"].due + timedelta(days=1)
     assert sip(["retention", "run", "--date", at(day_after), *where(backend)]) == 0
     assert scan(backend.data_dir, {title, MUNICIPAL_NEED}) == []
@@ -198,3 +199,30 @@ def test_a_plan_a_municipality_started_keeps_its_person_when_its_texts_go(sqlite
         assert served.json()["title"].startswith("erased on ") and MUNICIPAL_RULE in served.text
         assert MUNICIPAL_NEED not in served.text
     assert sip(["audit", "verify", *where(backend)]) == 0
+
+
+def test_the_plans_person_key_waits_for_a_longer_kept_part(sqlite_backend):
+    """With the municipality's parts kept longer than the region's (a municipality's own
+    decision), the region's key, which holds the plan's person, is due with them, never
+    before: erasing it would take the plan, and the municipality's parts, with it."""
+    backend = sqlite_backend
+    with running_system(backend) as system:
+        _, number = plan_with_both_parts(system)
+    longer = {**rules(), "municipality": RetentionRule("municipality", 15, "kept 15 years")}
+    with opened(backend, "sip") as service:
+        index = service.application.personal_data.person_index(
+            PersonIdentifier(PERSONNUMMER_SYSTEM, number)
+        )
+        far = retention.now() + timedelta(days=365 * 40)
+        dues = {
+            d.retention_class: d
+            for d in retention.plan(service, longer, far)
+            if d.person_index == index
+        }
+    region, municipal = dues["region"], dues["municipality"]
+    assert region.due == municipal.due > region.rule.due(region.last_entry)
+    assert "held while" in region.line("sip") and "held while" not in municipal.line("sip")
+    # Ten years and a day after the region's last entry, nothing of the plan is due yet.
+    ten_years = region.rule.due(region.last_entry) + timedelta(days=1)
+    with opened(backend, "sip") as service:
+        assert retention.plan(service, longer, ten_years) == []

@@ -66,9 +66,11 @@ class Due:
     identity: bool = False  # the key holds those records' person: any entry in them counts
 
     def line(self, service: str) -> str:
+        held = self.due > self.rule.due(self.last_entry)
         return (
             f"{service}: {self.retention_class} key {self.key_id} (person {self.person_index[:16]}"
-            f"…): last entry {fhir_instant(self.last_entry)}, due {fhir_instant(self.due)} "
+            f"…): last entry {fhir_instant(self.last_entry)}, due {fhir_instant(self.due)}"
+            f"{' (held while the records it holds have other parts kept)' if held else ''} "
             f"under {self.rule.rule!r}"
         )
 
