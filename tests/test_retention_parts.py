@@ -152,8 +152,7 @@ def test_the_municipalitys_parts_are_erased_on_their_date_the_regions_kept(sqlit
         assert system.sip.get(f"/fhir/CarePlan/{plan_id}").status_code == 404
 
 
-def test_a_new_municipal_entry_moves_the_municipalitys_date_only(sqlite_backend):
-    backend = sqlite_backend
+def test_a_new_municipal_entry_moves_the_municipalitys_date_only(backend):
     with running_system(backend) as system:
         plan_id, number = plan_with_both_parts(system)
         first = dues_of(backend, number)
