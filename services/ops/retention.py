@@ -157,14 +157,17 @@ def plan(service: OpenService, rules: dict[str, RetentionRule], on: datetime) ->
         row.key_id: by_key.get(row.key_id, Entries(_instant(row.created_at), set())) for row in live
     }
     own_due = {row.key_id: rules[row.retention_class].due(entries[row.key_id].last) for row in live}
+    # The latest date any live key with entries in a record is due.
+    record_due: dict[UUID, datetime] = {}
+    for key_id, theirs in entries.items():
+        for record in theirs.records:
+            record_due[record] = max(record_due.get(record, own_due[key_id]), own_due[key_id])
     due = []
     for row in live:
         mine = entries[row.key_id]
         when = own_due[row.key_id]
         if mine.identity:
-            for other, theirs in entries.items():
-                if other != row.key_id and theirs.records & mine.records:
-                    when = max(when, own_due[other])
+            when = max([when, *(record_due[record] for record in mine.records)])
         if when <= on:
             rule = rules[row.retention_class]
             due.append(
