@@ -21,7 +21,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from postgres_db import scratch_database
+from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
 from services.common.access_log_views import AccessLogIndex, access_log, row_key
@@ -102,22 +103,12 @@ def main() -> None:
         measure("SQLite", engine, arguments.records)
         engine.dispose()
     if arguments.postgres:
-        database = f"bench_audit_{uuid.uuid4().hex[:8]}"
-        server = create_engine(
-            arguments.postgres.replace("postgresql://", "postgresql+psycopg://") + "postgres",
-            isolation_level="AUTOCOMMIT",
-        )
-        with server.connect() as connection:
-            connection.execute(text(f"CREATE DATABASE {database}"))
-        engine = create_engine(
-            arguments.postgres.replace("postgresql://", "postgresql+psycopg://") + database
-        )
-        try:
-            measure("PostgreSQL", engine, arguments.records)
-        finally:
-            engine.dispose()
-            with server.connect() as connection:
-                connection.execute(text(f"DROP DATABASE {database}"))
+        with scratch_database("bench_audit", arguments.postgres) as url:
+            engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+            try:
+                measure("PostgreSQL", engine, arguments.records)
+            finally:
+                engine.dispose()
 
 
 if __name__ == "__main__":
