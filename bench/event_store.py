@@ -17,7 +17,10 @@ from pathlib import Path
 
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
-from postgres_db import eventsourcing_env, postgres_reachable, scratch_database
+from postgres_db import postgres_reachable, scratch_database
+from sqlalchemy.engine import make_url
+
+from services.common.persistence import eventsourcing_postgres_env
 
 
 class BenchPlan(Aggregate):
@@ -79,7 +82,7 @@ def sqlite_envs(folder: Path) -> dict[str, dict[str, str]]:
 
 def postgres_envs(native: str, alchemy: str) -> dict[str, dict[str, str]]:
     return {
-        "native postgres": eventsourcing_env(native),
+        "native postgres": eventsourcing_postgres_env(make_url(native)),
         "sqlalchemy postgres": {
             "PERSISTENCE_MODULE": "eventsourcing_sqlalchemy",
             "SQLALCHEMY_URL": alchemy.replace("postgresql://", "postgresql+psycopg://", 1),

@@ -43,13 +43,15 @@ from pathlib import Path
 
 import httpx
 from eventsourcing.application import Application
-from postgres_db import POSTGRES, eventsourcing_env, on_server, postgres_reachable
+from postgres_db import POSTGRES, on_server, postgres_reachable
+from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.fhir_data
 
 from services.cli import service_command, wait_ready
 from services.common.auth.tokens import DevIssuer, default_scopes
 from services.common.migrations.runner import migrate_service
+from services.common.persistence import eventsourcing_postgres_env
 from services.sip.domain import Plan
 from tests.fhir_data import FHIR_JSON, REGION, care_plan, new_personnummer, parameters
 from tests.servers import free_port
@@ -175,7 +177,7 @@ def library_env(data_dir: Path, database: str | None) -> dict[str, str]:
             "SQLITE_DBNAME": str(data_dir / "library.sqlite"),
             "SQLITE_LOCK_TIMEOUT": "10",
         }
-    return {**eventsourcing_env(database), "POSTGRES_POOL_SIZE": "5"}
+    return {**eventsourcing_postgres_env(make_url(database)), "POSTGRES_POOL_SIZE": "5"}
 
 
 @contextmanager

@@ -47,19 +47,6 @@ def on_server(
     return nullcontext() if server is None else scratch_database(prefix, server, create=create)
 
 
-def eventsourcing_env(database_url: str) -> dict[str, str]:
-    """The eventsourcing library's own PostgreSQL recorder's settings for `database_url`."""
-    url = make_url(database_url)
-    return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "POSTGRES_DBNAME": url.database or "",
-        "POSTGRES_HOST": url.host or "127.0.0.1",
-        "POSTGRES_PORT": str(url.port or 5432),
-        "POSTGRES_USER": url.username or "postgres",
-        "POSTGRES_PASSWORD": url.password or "",
-    }
-
-
 def _administer(url: URL, statement: str) -> None:
     with psycopg.connect(maintenance_conninfo(url), autocommit=True) as connection:
         connection.execute(sql.SQL(statement).format(sql.Identifier(url.database or "")))
