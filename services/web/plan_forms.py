@@ -47,6 +47,9 @@ class Field:
     hint: str | None = None
     choices: Mapping[str, str] | Choices | None = None
     fixed: str | None = None  # the value of a hidden field
+    # A field made of several inputs (a stay's recipients) or checked before it is sent (a
+    # personnummer) reads its own parameters from the posted form; ValueError: what is wrong.
+    read: Callable[[Mapping[str, list[str]]], list[dict[str, Any]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -782,6 +785,12 @@ class FormView:
     def id(self) -> str:
         return f"form-{self.spec.operation}"
 
+    @property
+    def action(self) -> str:
+        """<base>/<id>/<operation>; <base>/<operation> for one that makes the record."""
+        record = f"/{self.plan_id}" if self.plan_id else ""
+        return f"{self.base}{record}/{self.spec.operation}"
+
 
 Posted = Mapping[str, list[str]]
 
@@ -826,8 +835,8 @@ def forms_for(
                     {
                         "organization": hsa_id,
                         "label": label,
-                        "percent": _first(given, f"share-{i}-percent"),
-                        "amountSek": _first(given, f"share-{i}-amountSek"),
+                        "percent": first_posted(given, f"share-{i}-percent"),
+                        "amountSek": first_posted(given, f"share-{i}-amountSek"),
                     }
                     for i, (hsa_id, label) in enumerate(choices)
                 ]
@@ -839,7 +848,7 @@ def forms_for(
     return by_section
 
 
-def _first(posted: Posted, name: str) -> str:
+def first_posted(posted: Posted, name: str) -> str:
     values = posted.get(name) or [""]
     return values[0]
 
@@ -862,6 +871,16 @@ def parameters_of(spec: FormSpec, posted: Posted) -> list[dict[str, Any]]:
         if f.input == "shares":
             shares = _shares(posted, errors)
             parameters += shares
+            continue
+        if f.read is not None:
+            try:
+                read = f.read(posted)
+            except ValueError as problem:
+                errors[f.name] = [str(problem)]
+                continue
+            if not read and f.required:
+                errors[f.name] = [missing_message(f)]
+            parameters += read
             continue
         values = [v.strip() for v in posted.get(f.name, []) if v.strip()]
         if f.input == "hidden":
@@ -922,10 +941,10 @@ def _shares(posted: Posted, errors: dict[str, list[str]]) -> list[dict[str, Any]
     shares = []
     index = 0
     while f"share-{index}-organization" in posted:
-        organization = _first(posted, f"share-{index}-organization").strip()
+        organization = first_posted(posted, f"share-{index}-organization").strip()
         parts: list[dict[str, Any]] = []
         for name in ("percent", "amountSek"):
-            given = _first(posted, f"share-{index}-{name}").strip()
+            given = first_posted(posted, f"share-{index}-{name}").strip()
             if given:
                 try:
                     parts.append({"name": name, "valueDecimal": decimal(given)})
