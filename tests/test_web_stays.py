@@ -496,13 +496,14 @@ def test_the_admission_forms_errors_and_refusals(web: Web, browsers: Any) -> Non
     ahead = region.submit_form(
         form, "form-admit", patient=dashed(consented(web)), admittedAt="2099-01-01T10:00"
     )
-    assert ahead.status_code == 400 and field_error(ahead, "admit-admittedAt"), ahead.text
+    assert ahead.status_code == 400, ahead.text
+    assert field_error(ahead, "admit-admittedAt") == "Inskrivningen kan inte ligga senare än nu."
     # A role that takes no step of a stay (the auditor), and a post without the CSRF token.
     auditor = browsers("region-auditor")
     auditor_form = auditor.get("/stays/admit")
     refused = auditor.submit_form(auditor_form, "form-admit", patient=dashed(consented(web)))
     assert refused.status_code == 403, refused.text
-    assert "Din roll (granskare) får inte skriv in en patient" in text_of(refused)
+    assert "Din roll (granskare) får inte skriva in en patient" in text_of(refused)
     forged = region.submit("/stays/admit", {"patient": dashed(consented(web))}, csrf=False)
     assert forged.status_code == 403
     assert len(stays_seen(web)) == before, "nothing was written"

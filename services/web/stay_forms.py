@@ -208,7 +208,7 @@ STAY_FORMS: dict[str, FormSpec] = {
 
 
 ADMIT = FormSpec(
-    "admit", "Skriv in en patient", "stay", STAFF,
+    "admit", "Skriva in en patient", "stay", STAFF,
     (
         Field("patient", "Personnummer", "text", "valueIdentifier", True, hint=FORMAT,
               read=patient_of),

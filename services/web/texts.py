@@ -377,6 +377,7 @@ STAY_RULE = {
     "discharged-stay-unchanged": "Personen är utskriven: vistelsen ändras inte längre.",
     "by-the-hospital": "Det steget tas av sjukhusets avdelning.",
     "admitted-by-the-hospital": "Personen skrivs in av någon som arbetar för sjukhuset.",
+    "admission-not-in-future": "Inskrivningen kan inte ligga senare än nu.",
     "care-need-judged-once": "Behovet av insatser efter utskrivningen är redan bedömt.",
     "notice-after-judgement": "Bedöm först om personen behöver insatser efter utskrivningen: "
     "inskrivningsmeddelandet skickas efter den bedömningen.",
