@@ -544,6 +544,26 @@ def test_the_notice_forms_errors_and_refusals(web: Web, browsers: Any) -> None:
     )
     assert input_value(alone.text, "recipient-social-services-unit") == MUNICIPALITY
     both = {**primary, **social}
+    # What the API refuses in the values themselves, said beside the field in Swedish.
+    notice = "form-send-admission-notice"
+    twice = region.submit_form(
+        page, notice, estimatedDischarge="2030-01-01T10:00",
+        **{**both, "recipient-primary-care-unit": MUNICIPALITY},
+    )  # fmt: skip
+    assert twice.status_code == 422, twice.text
+    recipient_error = "send-admission-notice-recipient"
+    assert field_error(twice, recipient_error) == "Varje enhet kan bara anges en gång."
+    not_hsa = region.submit_form(
+        page, notice, estimatedDischarge="2030-01-01T10:00",
+        **{**both, "recipient-primary-care-organization": "Vårdcentralen"},
+    )  # fmt: skip
+    assert not_hsa.status_code == 400, not_hsa.text
+    assert "Ange giltiga HSA-id" in (field_error(not_hsa, recipient_error) or "")
+    early = region.submit_form(page, notice, estimatedDischarge="2001-01-01T10:00", **both)
+    assert early.status_code == 422, early.text
+    assert field_error(early, "send-admission-notice-estimatedDischarge") == (
+        "Den beräknade utskrivningen ska ligga efter inskrivningen."
+    )
     # An organisation the stay does not concern: not found, nothing written.
     outsider = browsers("outsider-coordinator")
     outsider.get("/unit")

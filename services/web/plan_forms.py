@@ -67,6 +67,9 @@ class FormSpec:
     # Changes the person approves before they are in force, when others make them.
     proposes: bool = False
     danger: bool = False
+    # An element a refusal names that is not a parameter (the domain's own name, a part of a
+    # parameter made of parts): the field it stands beside.
+    element_fields: Mapping[str, str] = field(default_factory=dict)
 
 
 # The choices a plan offers.
@@ -969,6 +972,7 @@ FIELD_PROBLEM = {
     "date": "Ange ett giltigt datum (ÅÅÅÅ-MM-DD).",
     "datetime-local": "Ange ett giltigt datum och klockslag.",
     "decimal": "Ange ett tal.",
+    "recipients": "Ange giltiga HSA-id för organisation och enhet, till exempel SE2321000016-7P31.",
 }
 PART_FIELDS = {"percent": "share", "amountSek": "share"}
 
@@ -980,14 +984,24 @@ def refusal_errors(
     names = {f.name: f for f in spec.fields}
     errors: dict[str, list[str]] = {}
     for issue in refused.issues or [Issue("")]:
-        name = spec.rule_fields.get(issue.rule or "") or texts.parameter_of(issue)
-        name = PART_FIELDS.get(name or "", name)
+        name = _field_of(spec, issue)
         if name not in names:
             name = FORM_ERROR
         errors.setdefault(name, []).append(
             sentence(spec, refused.status, issue, names.get(name), plan, user)
         )
     return errors
+
+
+def _field_of(spec: FormSpec, issue: Issue) -> str | None:
+    """The field an issue is about: by its rule, the parameter it names, or (for the form's
+    `element_fields`) the element an invalid value's diagnostics begin with."""
+    named = spec.rule_fields.get(issue.rule or "") or texts.parameter_of(issue)
+    if named is None:
+        element = re.match(r"(\w+)[\[.:]", issue.message)
+        named = spec.element_fields.get(element.group(1)) if element else None
+    named = spec.element_fields.get(named or "", named)
+    return PART_FIELDS.get(named or "", named)
 
 
 def sentence(
@@ -1010,6 +1024,8 @@ def sentence(
         return " ".join(texts.RULE.get(r, r) for r in dict.fromkeys([rule, *named]))
     if rule in texts.RULE:
         return texts.RULE[rule]
+    if issue.message in texts.INVALID_VALUE:
+        return texts.INVALID_VALUE[issue.message]
     if status in (400, 422) and about is not None:
         problem = FIELD_PROBLEM.get(about.input)
         if problem:

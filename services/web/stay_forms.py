@@ -110,13 +110,14 @@ def _spec(
     offered: Callable[[StayView, SignedInUser], bool],
     danger: bool = False,
     rule_fields: Mapping[str, str] | None = None,
+    element_fields: Mapping[str, str] | None = None,
 ) -> FormSpec:
     return FormSpec(
         operation, legend, "stay", STAFF, fields, submit, done,
         rule_fields={"disclosure-requires-consent-or-judgement": "judgement",
                      **(rule_fields or {})},
         offered=offered,  # type: ignore[arg-type]  # a stay's, not a plan's
-        danger=danger,
+        danger=danger, element_fields=element_fields or {},
     )  # fmt: skip
 
 
@@ -138,6 +139,9 @@ STAY_FORMS: dict[str, FormSpec] = {
             lambda stay, user: _ward(stay, user) and bool(stay.care_needed)
             and not stay.notice_sent,
             rule_fields={"notice-to-units-concerned": "recipient"},
+            element_fields={"recipients": "recipient", "organization": "recipient",
+                            "unit": "recipient", "kind": "recipient",
+                            "estimated_discharge": "estimatedDischarge"},
         ),
         _spec(
             "confirm-receipt", "Bekräfta mottaget inskrivningsmeddelande", (),

@@ -389,4 +389,17 @@ STAY_RULE = {
     "outpatient-unavailable-once": "Det är redan registrerat att regionens öppna vård inte är "
     "tillgänglig.",
 }
+# A value the stay refuses as invalid (the API's diagnostics, which name no rule of their own).
+INVALID_VALUE = {
+    "recipients: each unit once": "Varje enhet kan bara anges en gång.",
+    "recipients: one primary-care unit: the person's own": (
+        "Ange en enda enhet i primärvården: personens egen."
+    ),
+    "recipients: the municipal units are of one municipality": (
+        "Kommunens enheter ska höra till en och samma kommun."
+    ),
+    "estimated_discharge: the discharge is after the admission": (
+        "Den beräknade utskrivningen ska ligga efter inskrivningen."
+    ),
+}
 RULE.update(STAY_RULE)  # one table of refusals: refusal_in_swedish says these too
