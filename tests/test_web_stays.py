@@ -16,6 +16,7 @@ import pytest
 from contracts.identifiers import PERSONNUMMER_SYSTEM
 from services.common.demo_identities import MUNICIPALITY, REGION
 from services.sip.discharge.application import Stays
+from services.web import texts
 from tests.discharge_data import actor
 from tests.discharge_http import STAFF_SCOPES, admit, step
 from tests.fhir_data import FHIR_JSON, consent, created_or_ok, new_personnummer, parameters
@@ -200,8 +201,40 @@ def test_a_stay_page_shows_its_steps_and_the_plan_it_called(web: Web, browsers: 
     assert "Försenad" in shown  # the SIP call, in the duties' table
     called = region.submit_form(page, "form-call-sip", title="SIP efter utskrivning")
     assert called.status_code == 200, called.text
-    plan_link = called.text.split('href="/plans/')[1].split('"')[0]
-    assert region.get(f"/plans/{plan_link}").status_code == 200
+    # The plan it called, linked (not the menu's "/plans/new").
+    plan_link = re.search(r'href="/plans/([0-9a-f-]{36})"', called.text)
+    assert plan_link, called.text
+    assert region.get(f"/plans/{plan_link[1]}").status_code == 200
+
+
+def test_a_deviation_the_legal_clock_raised_is_open_against_us_with_its_source_in_swedish(
+    web: Web, browsers: Any
+) -> None:
+    """The SIP called days late: the clock raises the missed deadline on the plan against
+    primary care (the region's unit), whose worklist lists it among the open deviations
+    against it, saying in Swedish what raised it; the municipality's does not."""
+    stay_id = late_stay(web)
+    region = browsers("region-coordinator")
+    page = region.get(f"/stays/{stay_id}")
+    called = region.submit_form(page, "form-call-sip", title="SIP efter utskrivning")
+    assert called.status_code == 200, called.text
+    found = re.search(r'href="/plans/([0-9a-f-]{36})"', called.text)
+    assert found, called.text
+    plan_id = found[1]
+    assert f"/plans/{plan_id}" not in region.get("/worklist?filter=deviations").text
+    state = web.system.sip_app.state
+    stays = Stays(state.plans, state.consent_gate_uncached, state.stay_index)
+    stays.check_deadlines(now=datetime.now(UTC))
+    listed = region.get("/worklist?filter=deviations")
+    assert listed.status_code == 200, listed.text
+    row = listed.text.split(f'href="/plans/{plan_id}"')[1].split("</tr>")[0]
+    assert "1 öppen avvikelse" in row
+    assert f"{texts.MISSED_DEADLINE}: Kalla till SIP, senast" in row
+    plan = text_of(region.get(f"/plans/{plan_id}"))
+    assert f"{texts.MISSED_DEADLINE}: Kalla till SIP, senast" in plan
+    assert f'href="/stays/{stay_id}"' in region.get(f"/plans/{plan_id}").text
+    municipality = browsers("municipality-coordinator")
+    assert f"/plans/{plan_id}" not in municipality.get("/worklist?filter=deviations").text
 
 
 def message_ids(web: Web, stay_id: str) -> list[str]:
