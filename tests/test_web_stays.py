@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from contracts.identifiers import PERSONNUMMER_SYSTEM
-from services.common.demo_identities import MUNICIPALITY, REGION
+from services.common.demo_identities import MUNICIPALITY, REGION, STAY_PERSON
+from services.demo import load_demo
 from services.sip.discharge.application import Stays
 from services.web import texts
 from tests.discharge_data import actor
@@ -111,6 +112,38 @@ def test_my_unit_lists_the_stays_with_their_clocks(web: Web, browsers: Any) -> N
     assert '<strong class="overdue">Försenad' in row and "Kalla till SIP" in row
     fresh_row = page.text.split(f'href="/stays/{fresh}"')[1].split("</tr>")[0]
     assert re.search(r"\d+ (tim|dygn) kvar", fresh_row) and "Försenad" not in fresh_row
+
+
+def test_the_demo_has_a_stay_ready_for_discharge_with_its_sip_call_coming_up(
+    web: Web, browsers: Any
+) -> None:
+    """`sip up --demo` seeds one stay in progress (services/demo.py), once: admitted, the
+    notice sent to the demo units and confirmed, the person ready for discharge, the SIP call
+    due within three days; the region's unit finds it, the outsider's does not."""
+    api = web.region.sip
+    found = api.post("/fhir/Encounter/_search", data={
+        "subject:identifier": f"{PERSONNUMMER_SYSTEM}|{STAY_PERSON.personnummer}"})  # fmt: skip
+    assert found.status_code == 200 and found.json()["total"] == 1, found.text
+    stay_id = found.json()["entry"][0]["resource"]["id"]
+    sip_call = api.get(f"/fhir/Task/{stay_id}.sip-call")
+    assert sip_call.status_code == 200, sip_call.text
+    task = sip_call.json()
+    assert task["status"] == "in-progress"  # the care contact named, the SIP not yet called
+    due = datetime.fromisoformat(task["restriction"]["period"]["end"].replace("Z", "+00:00"))
+    assert datetime.now(UTC) < due <= datetime.now(UTC) + timedelta(hours=72)
+    notice = api.get(f"/fhir/Task/{stay_id}.admission-notice").json()
+    assert notice["status"] == "completed"
+    page = browsers("region-coordinator").get("/unit")
+    row = page.text.split(f'href="/stays/{stay_id}"')[1].split("</tr>")[0]
+    assert "Utskrivningsklar" in row and "Försenad" not in row
+    assert re.search(r"\d+ (tim|dygn) kvar", row), row
+    assert f"/stays/{stay_id}" not in browsers("outsider-coordinator").get("/unit").text
+    # Loaded again (a second `sip up --demo`): still one stay.
+    lines = load_demo(web.system.sip_url, web.system.consent_url, web.system.issuer)
+    assert f"{STAY_PERSON.name}: already loaded" in lines
+    again = api.post("/fhir/Encounter/_search", data={
+        "subject:identifier": f"{PERSONNUMMER_SYSTEM}|{STAY_PERSON.personnummer}"})  # fmt: skip
+    assert again.json()["total"] == 1
 
 
 def test_an_outsider_unit_sees_none_of_it(web: Web, browsers: Any) -> None:
