@@ -192,6 +192,11 @@ def test_a_duty_whose_step_rests_on_a_withdrawn_consent_is_not_shown(system):
         f"{stay_id}.admission-notice", f"{stay_id}.care-contact",
         f"{stay_id}.information-transfer"}  # fmt: skip
     assert municipality.get(f"/fhir/Task/{stay_id}.sip-call").status_code == 404
+    # Nor in its history: every version is read through the disclosure of now.
+    assert municipality.get(f"/fhir/Task/{stay_id}.sip-call/_history").status_code == 404
+    assert municipality.get(f"/fhir/Task/{stay_id}.sip-call/_history/5").status_code == 404
+    typed = history(municipality, "/fhir/Task/_history", _count="1000")
+    assert f"{stay_id}.sip-call" not in {t["id"] for t in typed}
     person = system.as_caller("patient", None, patient=personnummer).sip
     assert person.get(f"/fhir/Task/{stay_id}.sip-call").status_code == 200
 
