@@ -8,6 +8,7 @@ times in March 2026, so the server's clock finds its deadlines run out."""
 
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
 from uuid import uuid4
 
@@ -280,7 +281,7 @@ def test_an_outsider_or_a_stranger_gets_404_on_a_tasks_versions_and_none_in_the_
 
 
 def test_a_search_pages_by_count_with_next_links_that_visit_each_task_once(system):
-    stay_id, _, _, _ = a_stay(system)
+    stay_id, personnummer, _, _ = a_stay(system)
     hospital = system.as_caller("professional", REGION).sip
     seen: list[str] = []
     page = hospital.get("/fhir/Task", params={"encounter": f"Encounter/{stay_id}", "_count": "3"})
@@ -301,6 +302,19 @@ def test_a_search_pages_by_count_with_next_links_that_visit_each_task_once(syste
     path = "/fhir" + cursor.split("/fhir", 1)[1]
     assert hospital.get(path[:-3] + "abc").status_code == 400
     assert hospital.get(path + "&status=completed").status_code == 400
+    # A next page's access record names the search asked, not the sealed cursor.
+    log = system.as_caller("auditor", REGION).sip.get(
+        "/fhir/AuditEvent", params={"patient": personnummer, "_count": "100"}
+    )
+    assert log.status_code == 200, log.text
+    queries = [
+        base64.b64decode(entity["query"]).decode()
+        for entry in log.json()["entry"]
+        for entity in entry["resource"].get("entity", [])
+        if "query" in entity
+    ]
+    assert len(queries) == 3  # the two pages followed and the first of _count=1
+    assert all(q.startswith(f"encounter=Encounter%2F{stay_id}&_count=") for q in queries), queries
     # Followed by an outsider, the cursor shows nothing of the stay.
     outsider = system.as_caller("professional", OTHER_REGION).sip
     answer = outsider.get(path)

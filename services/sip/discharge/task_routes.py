@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 from fastapi import APIRouter, Request
@@ -174,7 +175,8 @@ def search(request: Request, query: dict[str, str], actor: Actor) -> FhirRespons
     page = paged.items
     shown_ids = {d.id for d in page}
     shown = [(s, disclosed) for s, disclosed, ds in found if {d.id for d in ds} & shown_ids]
-    _log(access, actor, shown, page, request.url.query)
+    # The query asked (a next page's from its cursor, which the log could not read).
+    _log(access, actor, shown, page, urlencode(query))
     links = page_links(request, kind, TASK_RESOURCE_TYPE, asked.used, paged, result.count)
     bundle = searchset(fhir_base(request), [task_to_fhir(d) for d in page], "",
                        total=paged.total, links=links)  # fmt: skip
