@@ -336,6 +336,8 @@ RULE.update(
 )
 
 # The inpatient stay (discharge, LSU 2017:612).
+# Communication.category (the SIP service's CodeSystem/communication-category).
+MESSAGE_CATEGORY = {"message": "Meddelande", "admission-notice": "Inskrivningsmeddelande"}
 STAY_STATUS = {
     "admitted": "Inskriven",
     "ready": "Utskrivningsklar",

@@ -58,7 +58,7 @@ class MessageIndex(PartyIndex):
         connection.execute(
             message_parties.delete().where(message_parties.c.message_id == message_id)
         )
-        parties = {message.sender.get("organization"), message.sender.get("unit")}
+        parties = {message.custodian, message.sender_unit}
         for recipient in message.recipients.values():
             parties |= {recipient.organization, recipient.unit}
         rows = [
