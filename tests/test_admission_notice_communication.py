@@ -12,12 +12,15 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pytest
+from eventsourcing.persistence import IntegrityError
 
+from services.common.domain import RuleViolation
 from services.sip.discharge.application import Stays
 from services.sip.discharge.fhir import EXT_ADMISSION_NOTICE
 from services.sip.discharge.stay import Stay
 from services.sip.messages.fhir import CATEGORY_SYSTEM, EXT_ESTIMATED_DISCHARGE
-from services.sip.messages.notices import notice_id
+from services.sip.messages.message import Message
+from services.sip.messages.notices import confirm_receipt, notice_id, notice_message
 from tests.communication_http import found, mark_read, message, send
 from tests.conftest import running_system
 from tests.discharge_data import actor
@@ -253,3 +256,58 @@ def test_a_record_system_cannot_post_a_notice_of_its_own(system):
     sent = send(ward, plain)
     assert sent.status_code == 201, sent.text
     assert categories(sent.json()) == ["message"]
+
+
+def test_the_notice_and_its_message_are_one_write(system):
+    """Were the message refused by the store (here: its id taken already), the stay's notice
+    is not written either."""
+    stay_id = UUID(a_judged_stay(system, new_personnummer()))
+    plans = system.sip_app.state.plans
+    stays = Stays(plans, system.sip_app.state.consent_gate_uncached)
+    ward, now = actor(REGION, WARD), datetime.now(UTC)
+    squatter = Message.admission_notice(
+        id=notice_id(stay_id), subject=stays.stay(stay_id).subject, stay=str(stay_id),
+        ward=WARD, estimated_discharge=now, text="Upptaget", recipients=RECIPIENTS,
+        legal_basis={"basis": "secrecy-judgement", "judgement": "LSU"}, sent_at=now, by=ward,
+    )  # fmt: skip
+    plans.save(squatter)
+    version = stays.stay(stay_id).version
+    with pytest.raises(IntegrityError):
+        stays.send_admission_notice(
+            stay_id, recipients=RECIPIENTS, estimated_discharge=now + timedelta(days=2),
+            at=now, by=ward, judgement="LSU 4 kap.",
+        )  # fmt: skip
+    stay = stays.stay(stay_id)
+    assert stay.version == version and stay.admission_notice is None
+
+
+def test_a_notices_receipt_is_never_the_messages_alone():
+    at = datetime(2026, 3, 2, 8, tzinfo=UTC)
+    ward = actor(REGION, WARD)
+    subject = {"system": "urn:oid:1.2.752.129.2.1.3.1", "value": new_personnummer()}
+    stay = Stay.admit(subject=subject, ward=WARD, admitted_at=at, by=ward)
+    stay.judge_care_needed(principals=["region", "municipality"], at=at, by=ward)
+    stay.send_admission_notice(
+        recipients=RECIPIENTS, estimated_discharge=at + timedelta(days=3),
+        legal_basis={"basis": "secrecy-judgement", "judgement": "LSU"}, at=at, by=ward,
+    )  # fmt: skip
+    notice = notice_message(stay)
+    assert notice.id == notice_id(stay.id) and notice.sender_unit == WARD
+    with pytest.raises(RuleViolation, match="its stay's"):
+        notice.mark_read(at=at, by=actor(PRIMARY, VARDCENTRAL))
+    with pytest.raises(RuleViolation):  # a unit the notice did not go to
+        confirm_receipt(FakePlans(), stay, notice, at=at, by=actor(PRIMARY, "SE2321000032-P9"))
+    saved = FakePlans()
+    confirm_receipt(saved, stay, notice, at=at, by=actor(PRIMARY, VARDCENTRAL))
+    assert saved.saved == [(stay, notice)]
+    assert stay.recipients[VARDCENTRAL].received.at == notice.recipients[VARDCENTRAL].read.at
+
+
+class FakePlans:
+    """Records what one save was given."""
+
+    def __init__(self):
+        self.saved = []
+
+    def save(self, *aggregates):
+        self.saved.append(aggregates)

@@ -347,7 +347,22 @@ class Message(Aggregate):
 
     def mark_read(self, *, at: datetime, by: EventActor) -> None:
         """Someone of a recipient marks it read: the receipt of the recipient it was sent to
-        (their unit, or their organisation as a whole), once."""
+        (their unit, or their organisation as a whole), once. An admission notice's receipt
+        is its stay's, recorded with it (`notice_received`), never on its own."""
+        if self.is_admission_notice:
+            raise RuleViolation(
+                "notice-receipt-on-the-stay", "an admission notice's receipt is its stay's"
+            )
+        self._receipt(at=at, by=by)
+
+    def notice_received(self, *, at: datetime, by: EventActor) -> None:
+        """The notice's read receipt, as its stay has just recorded the unit's receipt (the
+        caller saves both together)."""
+        if not self.is_admission_notice:
+            raise RuleViolation("notice-only", "only an admission notice follows its stay")
+        self._receipt(at=at, by=by)
+
+    def _receipt(self, *, at: datetime, by: EventActor) -> None:
         organization, unit = _acting(by)
         at = required_instant(at, "at")
         recipient = self.recipients.get(unit) if unit else None

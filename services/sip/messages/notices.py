@@ -118,5 +118,5 @@ def confirm_receipt(
     alone)."""
     stay.confirm_receipt(at=at, by=by)
     if notice is not None:
-        notice.mark_read(at=at, by=by)
+        notice.notice_received(at=at, by=by)
     plans.save(stay, *([notice] if notice is not None else []))
