@@ -33,14 +33,12 @@ from tests.discharge_http import (
     consent_to_the_stay,
     extension,
     step,
+    told,
 )
 from tests.fhir_data import MUNICIPALITY, OTHER_REGION, REGION, new_personnummer
 from tests.test_communication import receipts
 
-RECIPIENTS = [
-    {"organization": PRIMARY, "unit": VARDCENTRAL, "kind": "primary-care"},
-    {"organization": MUNICIPALITY, "unit": SOCIAL, "kind": "social-services"},
-]
+RECIPIENTS = told((PRIMARY, VARDCENTRAL), (MUNICIPALITY, SOCIAL))
 
 
 def staff(system, organization, unit):

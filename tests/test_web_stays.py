@@ -6,51 +6,32 @@ is what the API gives the user: an outsider's unit sees none of it."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
-from contracts.identifiers import PERSONNUMMER_SYSTEM
 from services.common.demo_identities import MUNICIPALITY, REGION
-from services.sip.discharge.application import Stays
-from tests.discharge_data import actor
-from tests.discharge_http import STAFF_SCOPES, admit, step
+from tests.discharge_http import (
+    STAFF_SCOPES,
+    consent_to_the_stay,
+    noticed_over_http,
+    noticed_through_the_application,
+    stays_of,
+    told,
+)
 from tests.discharge_http import WARD as ADMITTING_WARD
-from tests.fhir_data import FHIR_JSON, consent, created_or_ok, new_personnummer, parameters
-from tests.web_client import Web, WebUser, demo_web, field_error, text_of
+from tests.fhir_data import FHIR_JSON, new_personnummer, parameters
+from tests.web_client import Web, demo_web_fixtures, field_error, text_of
 
 WARD = "SE2321000032-WARD9"  # the hospital's ward, a unit of the demo region
 
 
-@pytest.fixture(scope="module")
-def web(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
-    with demo_web(request, tmp_path_factory.mktemp("data")) as web:
-        yield web
-
-
-@pytest.fixture
-def browsers(web: Web) -> Iterator[Any]:
-    with ExitStack() as opened:
-
-        def open_as(user: str) -> WebUser:
-            return opened.enter_context(web.user(user))
-
-        yield open_as
+web, browsers = demo_web_fixtures()
 
 
 def consented(web: Web) -> str:
     """A new person who consents to the region and the municipality sharing: their number."""
     personnummer = new_personnummer("19440404")
-    created_or_ok(
-        web.region.consent.post(
-            "/fhir/Consent",
-            json=consent(personnummer, organizations=(REGION, MUNICIPALITY)),
-            headers=FHIR_JSON,
-        )
-    )
+    consent_to_the_stay(web.region, personnummer, organizations=(REGION, MUNICIPALITY))
     return personnummer
 
 
@@ -58,45 +39,22 @@ def noticed_stay(web: Web) -> str:
     """A stay admitted today at the region's ward, its notice sent to the demo coordinators'
     units: the region's as primary care, the municipality's as social services. Its id."""
     ward = web.system.as_caller("professional", REGION, unit=WARD, scopes=STAFF_SCOPES).sip
-    admitted = admit(ward, consented(web))
-    assert admitted.status_code == 200, admitted.text
-    stay_id = admitted.json()["id"]
-    estimate = (datetime.now(UTC) + timedelta(days=3)).isoformat()
-    recipients = [
-        {"organization": REGION, "unit": REGION, "kind": "primary-care"},
-        {"organization": MUNICIPALITY, "unit": MUNICIPALITY, "kind": "social-services"},
-    ]
-    for operation, values in (
-        ("judge-care-needed", {"principal": ["region", "municipality"]}),
-        ("send-admission-notice", {"recipient": recipients, "estimatedDischarge": estimate}),
-    ):
-        answer = step(ward, stay_id, operation, **values)
-        assert answer.status_code == 200, answer.text
-    return stay_id
+    return noticed_over_http(
+        ward, consented(web), told((REGION, REGION), (MUNICIPALITY, MUNICIPALITY))
+    )
 
 
 def late_stay(web: Web) -> str:
     """A stay of last week through the application (the steps dated then): the person ready
     five days ago and the SIP never called, so the SIP call is overdue. Its id."""
-    personnummer = consented(web)
-    state = web.system.sip_app.state
-    stays = Stays(state.plans, state.consent_gate_uncached)
-    hospital, primary = actor(REGION, WARD), actor(REGION, REGION)
-    at = datetime.now(UTC) - timedelta(days=7)
-    person = {"system": PERSONNUMMER_SYSTEM, "value": personnummer}
-    stay = stays.admit(subject=person, ward=WARD, admitted_at=at, by=hospital)
-    stays.judge_care_needed(stay.id, principals=["region", "municipality"], at=at, by=hospital)
-    stays.send_admission_notice(
-        stay.id, estimated_discharge=at + timedelta(days=9), at=at + timedelta(hours=1),
-        by=hospital, judgement="LSU 2017:612: needed for the planning",
-        recipients=[{"organization": REGION, "unit": REGION, "kind": "primary-care"},
-                    {"organization": MUNICIPALITY, "unit": MUNICIPALITY,
-                     "kind": "social-services"}],
+    stay_id, _ = noticed_through_the_application(
+        stays_of(web.system), consented(web), organization=REGION, ward=WARD,
+        primary_care=(REGION, REGION), municipality=(MUNICIPALITY, MUNICIPALITY),
+        at=datetime.now(UTC) - timedelta(days=7), notice_after=timedelta(hours=1),
+        estimated_after=timedelta(days=9), ready_after=timedelta(days=2),
+        care_contact="Sköterska Svensson",
     )  # fmt: skip
-    stays.name_care_contact(stay.id, name="Sköterska Svensson", already_existed=False,
-                            at=at + timedelta(hours=2), by=primary, judgement="LSU")  # fmt: skip
-    stays.notify_ready(stay.id, at=at + timedelta(days=2), by=hospital)
-    return str(stay.id)
+    return stay_id
 
 
 def test_my_unit_lists_the_stays_with_their_clocks(web: Web, browsers: Any) -> None:

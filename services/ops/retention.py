@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -248,39 +248,55 @@ def _settings(arguments: argparse.Namespace) -> tuple[dict[str, RetentionRule], 
     return rules, on
 
 
-def _chosen(arguments: argparse.Namespace) -> list[tuple[str, str | None]]:
+def _on_each_service(
+    arguments: argparse.Namespace,
+    act: Callable[[str, OpenService, dict[str, RetentionRule], datetime], int],
+) -> int:
+    """`act` on each chosen service in turn, with the rules and the date: 2 if those cannot be
+    read, else the first exit code other than 0 that `act` returns (the services after it left
+    alone), else 0."""
+    settings = _settings(arguments)
+    if settings is None:
+        return 2
+    rules, on = settings
     names = ["sip", "consent"] if arguments.service == "all" else [arguments.service]
-    return [(name, getattr(arguments, f"{name}_database_url")) for name in names]
+    for name in names:
+        database_url = getattr(arguments, f"{name}_database_url")
+        with open_service(name, arguments.data_dir, database_url) as service:
+            code = act(name, service, rules, on)
+        if code:
+            return code
+    return 0
+
+
+def _show_due(
+    name: str, service: OpenService, rules: dict[str, RetentionRule], on: datetime
+) -> int:
+    due = plan(service, rules, on)
+    for one in due:
+        print(one.line(name))
+    print(f"{name}: {len(due)} key(s) due on {fhir_instant(on)}; nothing erased")
+    return 0
+
+
+def _erase_due(
+    name: str, service: OpenService, rules: dict[str, RetentionRule], on: datetime
+) -> int:
+    try:
+        lines = run(service, rules, on)
+    except MasterKeyProblem as problem:
+        print(f"{name}: nothing erased: {problem}", file=sys.stderr)
+        return 1
+    for line in lines:
+        print(line)
+    if not lines:
+        print(f"{name}: nothing due on {fhir_instant(on)}")
+    return 0
 
 
 def run_plan(arguments: argparse.Namespace) -> int:
-    settings = _settings(arguments)
-    if settings is None:
-        return 2
-    rules, on = settings
-    for name, database_url in _chosen(arguments):
-        with open_service(name, arguments.data_dir, database_url) as service:
-            due = plan(service, rules, on)
-            for one in due:
-                print(one.line(name))
-            print(f"{name}: {len(due)} key(s) due on {fhir_instant(on)}; nothing erased")
-    return 0
+    return _on_each_service(arguments, _show_due)
 
 
 def run_run(arguments: argparse.Namespace) -> int:
-    settings = _settings(arguments)
-    if settings is None:
-        return 2
-    rules, on = settings
-    for name, database_url in _chosen(arguments):
-        with open_service(name, arguments.data_dir, database_url) as service:
-            try:
-                lines = run(service, rules, on)
-            except MasterKeyProblem as problem:
-                print(f"{name}: nothing erased: {problem}", file=sys.stderr)
-                return 1
-            for line in lines:
-                print(line)
-            if not lines:
-                print(f"{name}: nothing due on {fhir_instant(on)}")
-    return 0
+    return _on_each_service(arguments, _erase_due)

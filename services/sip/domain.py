@@ -653,11 +653,8 @@ class Plan(Aggregate):
         self._ensure_open()
         required_instant(meeting.get("start"), "start")
         required_instant(meeting.get("end"), "end")
-        optional_text(meeting.get("location"), "location")
-        optional_text(meeting.get("video"), "video")
+        self._ensure_meeting_place(meeting.get("location"), meeting.get("video"))
         required_texts(meeting.get("invitees", []), "invitee")
-        if not meeting.get("location") and not meeting.get("video"):
-            raise RuleViolation("meeting-place", "a meeting has a place or a video link")
         meeting_id = f"meeting-{len(self.meetings) + 1}"
         self._meeting_scheduled(
             meeting={**meeting, "id": meeting_id, "status": "booked"}, at=at, by=by
@@ -666,8 +663,12 @@ class Plan(Aggregate):
 
     @event("MeetingScheduled")
     def _meeting_scheduled(self, meeting: dict[str, Any], at: datetime, by: EventActor) -> None:
-        scheduled = replace(Meeting.from_payload(meeting), custodian=custodian_of(by))
-        self.meetings[scheduled.id] = scheduled
+        self._add_meeting(meeting, by)
+
+    def _add_meeting(self, meeting: dict[str, Any], by: EventActor) -> None:
+        """A meeting scheduled or invited to, the writer's organisation its custodian."""
+        added = replace(Meeting.from_payload(meeting), custodian=custodian_of(by))
+        self.meetings[added.id] = added
         self.changed_by = by
 
     def record_meeting(
@@ -785,9 +786,7 @@ class Plan(Aggregate):
 
     @event("MeetingInvited")
     def _meeting_invited(self, meeting: dict[str, Any], at: datetime, by: EventActor) -> None:
-        invited = replace(Meeting.from_payload(meeting), custodian=custodian_of(by))
-        self.meetings[invited.id] = invited
-        self.changed_by = by
+        self._add_meeting(meeting, by)
 
     def _open_invitation(self, meeting_id: str) -> Meeting:
         self._ensure_open()
