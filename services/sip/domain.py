@@ -23,6 +23,7 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
+from contracts.personal_fields import AUTHOR_CLASSES
 from services.common.disclosure import custodian_of
 from services.common.domain import (
     RuleViolation,
@@ -204,6 +205,18 @@ class Plan(Aggregate):
     def kind_of(self, organization: str) -> str | None:
         taking_part = self.organizations.get(organization)
         return taking_part.kind if taking_part else None
+
+    def retention_class_of(self, entry: Mapping[str, Any]) -> str | None:
+        """The retention class of an entry's free text (an event's state, as it is sealed):
+        the kind of its author's organisation, a region's or a municipality's
+        (docs/decisions/0007); None (the plan's own class) for the person's own entries and
+        another kind's."""
+        author = entry.get("by") or entry.get("started_by")
+        organization = author.get("organization") if isinstance(author, Mapping) else None
+        if not organization or custodian_of(author) != organization:
+            return None
+        kind = entry.get("starting_organization_kind") or self.kind_of(organization)
+        return kind if kind in AUTHOR_CLASSES else None
 
     @property
     def principals_taking_part(self) -> set[str]:
