@@ -21,6 +21,7 @@ from tests.discharge_http import (
     stays_of,
     told,
 )
+from tests.discharge_http import WARD as ADMITTING_WARD
 from tests.fhir_data import FHIR_JSON, new_personnummer, parameters
 from tests.web_client import (
     Web,
@@ -238,9 +239,17 @@ def test_a_deviation_the_legal_clock_raised_is_open_against_us_with_its_source_i
     assert f"/plans/{plan_id}" not in municipality.get("/worklist?filter=deviations").text
 
 
-def message_ids(web: Web, stay_id: str) -> list[str]:
+def unread_count(unit_page: Any) -> int:
+    found = re.search(r"\((\d+) olästa av", text_of(unit_page))
+    assert found, text_of(unit_page)
+    return int(found.group(1))
+
+
+def message_ids(web: Web, stay_id: str, category: str = "message") -> list[str]:
+    """The stay's messages the units wrote (or, by category, its admission notice)."""
     api = web.system.as_caller("coordinator", REGION, unit=REGION).sip
-    found = api.get("/fhir/Communication", params={"encounter": f"Encounter/{stay_id}"})
+    query = {"encounter": f"Encounter/{stay_id}", "category": category}
+    found = api.get("/fhir/Communication", params=query)
     assert found.status_code == 200, found.text
     return [e["resource"]["id"] for e in found.json().get("entry", [])]
 
@@ -250,7 +259,7 @@ def test_a_message_about_a_stay_is_read_by_the_unit_it_went_to(web: Web, browser
     region = browsers("region-coordinator")
     thread = region.get(f"/stays/{stay_id}/messages")
     assert thread.status_code == 200, thread.text
-    assert "Inga meddelanden ännu." in text_of(thread)
+    assert "Meddelanden (1)" in text_of(thread)  # the admission notice
     sent = region.submit_form(
         thread, "form-message", recipient=MUNICIPALITY, text="Hemtjänsten behöver ses över."
     )
@@ -263,13 +272,35 @@ def test_a_message_about_a_stay_is_read_by_the_unit_it_went_to(web: Web, browser
     municipality = browsers("municipality-coordinator")
     unit = municipality.get("/unit")
     row = unit.text.split(f'id="form-open-{message_id}"')[0].rsplit("<tr>", 1)[1]
-    assert "Oläst" in row and "1 olästa" in text_of(unit)
+    assert "Oläst" in row
+    unread = unread_count(unit)  # this message, and the notices of this module's stays
     opened = municipality.submit_form(unit, f"form-open-{message_id}")
     assert opened.status_code == 200 and f"/stays/{stay_id}/messages" in str(opened.url)
-    assert "Hemtjänsten behöver ses över." in text_of(opened) and "Oläst" not in opened.text
-    assert "0 olästa" in text_of(municipality.get("/unit"))
+    assert "Hemtjänsten behöver ses över." in text_of(opened)
+    assert opened.text.count("Oläst") == 1  # the stay's notice, still
+    assert unread_count(municipality.get("/unit")) == unread - 1
     # The sender sees the receipt.
     assert "läst 20" in text_of(region.get(f"/stays/{stay_id}/messages"))
+
+
+def test_a_notice_is_in_my_units_messages_and_opening_it_confirms_receipt(
+    web: Web, browsers: Any
+) -> None:
+    stay_id = noticed_stay(web)
+    [notice] = message_ids(web, stay_id, "admission-notice")
+    municipality = browsers("municipality-coordinator")
+    unit = municipality.get("/unit")
+    row = unit.text.split(f'id="form-open-{notice}"')[0].rsplit("<tr>", 1)[1]
+    assert "Oläst" in row and "Inskrivningsmeddelande" in row and ADMITTING_WARD in row
+    stay_page = municipality.get(f"/stays/{stay_id}")
+    assert 'id="form-confirm-receipt"' in stay_page.text
+    opened = municipality.submit_form(unit, f"form-open-{notice}")
+    assert opened.status_code == 200 and "Beräknad utskrivning" in text_of(opened)
+    # The notice's read receipt is the stay's receipt: the stay's form is gone.
+    assert 'id="form-confirm-receipt"' not in municipality.get(f"/stays/{stay_id}").text
+    outsider = browsers("outsider-coordinator")
+    assert notice not in outsider.get("/unit").text
+    assert outsider.submit(f"/messages/{notice}/open").status_code == 404
 
 
 def test_the_message_forms_errors(web: Web, browsers: Any) -> None:

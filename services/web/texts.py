@@ -343,6 +343,8 @@ MISSING_STAY_VERSION = "Formuläret saknar vistelsens version. Ladda om sidan oc
 STAY_CHANGED = (
     "Någon annan har ändrat vistelsen medan du arbetade. Se hur den ser ut nu och försök igen."
 )
+# Communication.category (the SIP service's CodeSystem/communication-category).
+MESSAGE_CATEGORY = {"message": "Meddelande", "admission-notice": "Inskrivningsmeddelande"}
 STAY_STATUS = {
     "admitted": "Inskriven",
     "ready": "Utskrivningsklar",
