@@ -13,8 +13,8 @@ nothing. `run` erases it:
 2. the read models of the service are rebuilt, so no row of an erased record is left;
 3. an erasure event (the key's id, class, rule and date: nothing personal) is recorded for
    every erased key that has none yet, under an id derived from the key's;
-4. the subscriptions following a person whose key of theirs they were sealed under is
-   erased are ended, their person filter dropped;
+4. every subscription whose person filter was sealed under an erased key is ended, its
+   filter dropped;
 5. what was deleted is made unrecoverable from the files (`scrub_files`).
 
 Each step is safe to repeat, and a run that is interrupted is finished by the next: an
