@@ -7,7 +7,8 @@ re-wraps every live key in one transaction and touches no event.
 
 Unwrapped keys are kept in memory for `cache_seconds` (a replay would otherwise unwrap a key
 per field): an erasure stops reads at once in the process that made it, and in other
-replicas at their read models' next batch (`forget_erased`) or once their kept copy expires. Writes never trust memory alone: the write's own
+replicas at their read models' next batch (`forget_erased`) or once their kept copy
+expires. Writes never trust memory alone: the write's own
 transaction checks the key it sealed under is still live (or inserts it, when the write made
 it: in_write.py), so nothing is stored sealed under a key erased elsewhere. The key a person's
 last write found live is remembered for their next one (a look-up per write was most of the
