@@ -19,6 +19,7 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
+from contracts.personal_fields import AUTHOR_CLASSES
 from services.common.domain import (
     InvalidCommand,
     RuleViolation,
@@ -109,6 +110,7 @@ def _about(value: object) -> dict[str, str]:
 
 class Message(Aggregate):
     class Sent(Aggregate.Created):
+        class_version = 2
         subject: dict[str, str]
         about: dict[str, str]
         text: str
@@ -119,6 +121,13 @@ class Message(Aggregate):
         sent_at: datetime
         by: EventActor
         identifiers: list[dict[str, str]]
+        sender_kind: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # Messages sent before the sender's kind was recorded: their text was sealed
+            # under the region's class, which `retention_class_of` answers for None.
+            state["sender_kind"] = None
 
     @event(Sent)
     def __init__(
@@ -134,6 +143,7 @@ class Message(Aggregate):
         sent_at: datetime,
         by: EventActor,
         identifiers: list[dict[str, str]],
+        sender_kind: str | None = None,
     ) -> None:
         self.subject = subject
         self.about = about
@@ -150,6 +160,9 @@ class Message(Aggregate):
         self.sent_at = sent_at
         self.sender = by
         self.identifiers = identifiers
+        # The sender's organisation's kind as the plan or stay knows it, a region or a
+        # municipality: its text is that organisation's record (docs/decisions/0007).
+        self.sender_kind = sender_kind
 
     @classmethod
     def checked(
@@ -204,19 +217,29 @@ class Message(Aggregate):
         *,
         legal_basis: dict[str, Any],
         identifiers: list[dict[str, str]] | None = None,
+        sender_kind: str | None = None,
         **content: Any,
     ) -> Message:
-        """A message from the actor's unit (`checked`'s arguments), on its legal basis;
-        checked whole before its one event is made."""
+        """A message from the actor's unit (`checked`'s arguments), on its legal basis, from
+        an organisation of `sender_kind` (as what it is about knows it); checked whole before
+        its one event is made."""
         if not isinstance(legal_basis, Mapping) or not legal_basis.get("basis"):
             raise InvalidCommand("legal_basis", "a message names the legal basis it is sent on")
         return cls(
             **cls.checked(**content),
             legal_basis=dict(legal_basis),
             identifiers=list(identifiers or []),
+            sender_kind=sender_kind,
         )
 
     # What other parts of the service ask of a record.
+
+    def retention_class_of(self, entry: Mapping[str, Any]) -> str | None:
+        """The retention class of a message's text (its `Sent` event's state, as it is
+        sealed): its sender's organisation kind, a region's or a municipality's; None (the
+        message's own class) where it was not known (docs/decisions/0007)."""
+        kind = entry.get("sender_kind")
+        return kind if kind in AUTHOR_CLASSES else None
 
     @property
     def custodian(self) -> str | None:
