@@ -87,7 +87,8 @@ PERSONAL_FIELDS: dict[str, PersonalFields] = {
     _PLAN + "MeetingAnswered": PersonalFields(("answer",), PLAN_CLASS),
     _PLAN + "MeetingRescheduled": PersonalFields(("location", "video"), PLAN_CLASS),
     _PLAN + "MeetingCancelled": _texts("reason"),
-    _PLAN + "FollowUpRecorded": PersonalFields(("changes",), PLAN_CLASS),
+    # The changes a follow-up made are a text in a field of its own: its author's.
+    _PLAN + "FollowUpRecorded": _texts("changes"),
     _PLAN + "ParticipantAdded": PersonalFields(("participant",), PLAN_CLASS),
     # `legal_basis` is sealed whole: a secrecy judgement is free text about the person (and
     # the consents relied on are theirs). Units, times and principals stay in clear, as the

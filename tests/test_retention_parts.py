@@ -40,6 +40,7 @@ from tests.test_retention import (  # noqa: F401 (the fixtures are used by name)
 
 MUNICIPAL_NEED = "Vill få hjälp med tvätten på tisdagar"
 MUNICIPAL_GOAL = "Tvättar själv i tvättstugan"
+MUNICIPAL_CHANGES = "Tvättid flyttad till onsdagar"
 REGION_NOTE = "Vill träffa sin läkare varannan vecka"
 MUNICIPAL_RULE = DEFAULT_RULES["municipality"].rule
 REGION_RULE = DEFAULT_RULES["region"].rule
@@ -60,6 +61,11 @@ def plan_with_both_parts(system):
     assert run(municipality.sip, plan_id, "record-need", text=MUNICIPAL_NEED).status_code < 300
     set_goal = run(municipality.sip, plan_id, "set-goal", text=MUNICIPAL_GOAL, need="need-2")
     assert set_goal.status_code < 300, set_goal.text
+    follow_up = run(
+        municipality.sip, plan_id, "record-follow-up", reviewed="Hemtjänsten",
+        changes=MUNICIPAL_CHANGES,
+    )  # fmt: skip
+    assert follow_up.status_code < 300, follow_up.text
     assert run(system.sip, plan_id, "record-need", text=REGION_NOTE).status_code < 300
     return plan_id, number
 
@@ -95,7 +101,9 @@ def test_the_municipalitys_parts_are_erased_on_their_date_the_regions_kept(sqlit
     assert region.due >= region.last_entry.replace(year=region.last_entry.year + 10)
     assert not municipal.identity and region.identity
     # Sealed: no table of either database holds a phrase of either part in clear.
-    assert scan(backend.data_dir, {MUNICIPAL_NEED, MUNICIPAL_GOAL, REGION_NOTE}) == []
+    assert scan(backend.data_dir, {MUNICIPAL_NEED, MUNICIPAL_GOAL, MUNICIPAL_CHANGES}) == []
+    assert scan(backend.data_dir, {REGION_NOTE}) == []
+    assert MUNICIPAL_CHANGES in before
 
     day_after = municipal.due + timedelta(days=1)
     assert day_after < region.due
@@ -114,7 +122,7 @@ def test_the_municipalitys_parts_are_erased_on_their_date_the_regions_kept(sqlit
         assert [row.retention_class for row in erased] == ["municipality"]
         assert not service.application.person_erased(UUID(plan_id))
     # Nothing of the municipality's texts anywhere; the verification and the rebuild hold.
-    assert scan(backend.data_dir, {MUNICIPAL_NEED, MUNICIPAL_GOAL}) == []
+    assert scan(backend.data_dir, {MUNICIPAL_NEED, MUNICIPAL_GOAL, MUNICIPAL_CHANGES}) == []
     assert sip(["audit", "verify", *where(backend)]) == 0
     assert sip(["projections", "rebuild", "--check", *where(backend)]) == 0
     capsys.readouterr()
@@ -129,6 +137,7 @@ def test_the_municipalitys_parts_are_erased_on_their_date_the_regions_kept(sqlit
         text = served.text
         assert REGION_NOTE in text and REGION_NEED in text  # the region's entries intact
         assert MUNICIPAL_NEED not in text and MUNICIPAL_GOAL not in text
+        assert MUNICIPAL_CHANGES not in text
         assert f"erased on {erased[0].erased_at}" in text and MUNICIPAL_RULE in text
         as_of = system.sip.get(f"/fhir/CarePlan/{plan_id}/$as-of", params={"instant": moment})
         assert as_of.status_code == 200, as_of.text
