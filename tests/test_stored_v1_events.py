@@ -31,6 +31,8 @@ from services.consent.application import ConsentRegistry
 from services.consent.domain import Consent
 from services.sip.application import SipPlans
 from services.sip.domain import Plan
+from services.sip.messages.message import Message
+from tests.communication_http import a_plan
 from tests.fhir_data import MUNICIPALITY, REGION, new_personnummer, person, prepare_for_activation
 
 SCHEMAS = Path(__file__).parents[1] / "contracts" / "event_schemas"
@@ -173,3 +175,51 @@ def test_version_1_events_are_upcast_read_as_fhir_and_never_rewritten(system, st
         (registry, consent_id, stored_consent),
     ):
         assert first_stored(application, aggregate_id) == stored
+
+
+class MessageSentV1(Aggregate.Created):
+    """`Message.Sent` before the sender's organisation kind was recorded."""
+
+    subject: dict[str, str]
+    about: dict[str, str]
+    text: str
+    recipients: list[dict[str, Any]]
+    replies_to: str | None
+    correction: bool
+    legal_basis: dict[str, Any]
+    sent_at: datetime
+    by: dict[str, Any]
+    identifiers: list[dict[str, str]]
+
+
+def test_a_message_sent_before_the_senders_kind_was_recorded_reads_as_written(system, stores):
+    plans, _ = stores
+    personnummer = new_personnummer()
+    plan = a_plan(system, personnummer)
+    message_id, at = uuid4(), now()
+    words = "Kommunen: skrivet före version 2"
+    sent_v1 = MessageSentV1(
+        originator_id=message_id,
+        originator_version=1,
+        timestamp=at,
+        originator_topic=get_topic(Message),
+        subject=person(personnummer),
+        about={"type": "CarePlan", "id": plan["id"]},
+        text=words,
+        recipients=[{"organization": REGION, "unit": None}],
+        replies_to=None,
+        correction=False,
+        legal_basis={"basis": "consent", "consents": [plan["consent"]]},
+        sent_at=at,
+        by={**COORDINATOR, "organization": MUNICIPALITY, "subject": "coordinator-2"},
+        identifiers=[],
+    )
+    stored = store_as_version_1(plans, sent_v1, Message.Sent)
+    assert "sender_kind" not in valid_version_1(stored, "sip", "Message.Sent")
+    message = plans.repository.get(message_id)
+    assert (message.sender_kind, message.text) == (None, words)
+    assert message.retention_class_of({"sender_kind": None}) is None  # the region's class
+    read = system.sip.get(f"/fhir/Communication/{message_id}")
+    assert read.status_code == 200, read.text
+    assert read.json()["payload"] == [{"contentString": words}]
+    assert first_stored(plans, message_id) == stored
