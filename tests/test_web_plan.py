@@ -268,6 +268,9 @@ def test_a_refused_edit_is_explained_beside_its_field_and_writes_nothing(
     page = coordinator.edit(plan_id, "record-need", {"text": "  "})
     assert page.status_code == 400
     assert "Fyll i behovet, med personens egna ord." in field_error(page, "record-need-text")
+    page = coordinator.submit(f"/plans/{plan_id}/record-need", {"text": "Utan version"})
+    assert page.status_code == 400
+    assert "Formuläret saknar planens version." in text_of(page)
     assert plan_json(web.region, plan_id)["meta"]["versionId"] == before
 
 
