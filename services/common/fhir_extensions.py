@@ -40,27 +40,40 @@ def erased_element(erased: Erased) -> dict[str, Any]:
 def with_erasures_marked(content: Any) -> Any:
     """The JSON with each erased text (an `ErasedText` the record was built with) marked by
     `erased_element` on its `_element`, so a record system tells it from real text. Content
-    with none is returned as it is, not copied (every FHIR answer passes here)."""
-    if isinstance(content, list):
-        items = [with_erasures_marked(value) for value in content]
+    with none is returned as it is, not copied (every FHIR answer passes here), and not even
+    looked through while this process has built no `ErasedText`."""
+    return _marked(content) if ErasedText.any_made else content
+
+
+def _marked(content: Any) -> Any:
+    kind = type(content)
+    if kind is list:
+        items = [_marked(v) if type(v) in _CONTAINERS else v for v in content]
         return items if any(a is not b for a, b in zip(items, content, strict=True)) else content
-    if not isinstance(content, dict):
+    if kind is not dict:
         return content
     marked: dict[str, Any] | None = None
     for name, value in content.items():
-        if isinstance(value, ErasedText):
-            element: Any = erased_element(value.erased)
-        elif isinstance(value, list) and any(isinstance(v, ErasedText) for v in value):
-            element = [
-                erased_element(v.erased) if isinstance(v, ErasedText) else None for v in value
-            ]
+        value_kind = type(value)
+        if value_kind not in _MAY_HOLD:
+            continue
+        element: Any = None
+        if value_kind is ErasedText:
+            element = erased_element(value.erased)
         else:
-            element = None
-            inner = with_erasures_marked(value) if isinstance(value, dict | list) else value
+            inner = _marked(value)
             if inner is not value:
                 marked = dict(content) if marked is None else marked
                 marked[name] = inner
+            if value_kind is list and any(type(v) is ErasedText for v in value):
+                element = [
+                    erased_element(v.erased) if type(v) is ErasedText else None for v in value
+                ]
         if element is not None:
             marked = dict(content) if marked is None else marked
             marked[f"_{name}"] = element
     return content if marked is None else marked
+
+
+_CONTAINERS = (dict, list)
+_MAY_HOLD = (dict, list, ErasedText)

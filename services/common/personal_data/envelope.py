@@ -48,10 +48,14 @@ class ErasedText(str):
     text and show what was erased."""
 
     erased: Erased
+    # Whether this process has built one: until it has, no answer can hold one, and the FHIR
+    # answers are sent without looking for them (fhir_extensions.with_erasures_marked).
+    any_made = False
 
     def __new__(cls, erased: Erased) -> ErasedText:
         made = super().__new__(cls, erased_text(erased))
         made.erased = erased
+        ErasedText.any_made = True
         return made
 
     def __deepcopy__(self, memo: dict[int, object]) -> ErasedText:
