@@ -137,13 +137,17 @@ class Stays:
             return attempt()
 
     def _raise_deviations(self, stay: Stay, now: datetime) -> Plan | None:
-        """The stay's plan with a deviation for each missed deadline it lacks (None: no plan,
-        or nothing to raise)."""
-        if stay.sip_plan_id is None or not stay.deadlines_missed:
+        """The stay's plan with a deviation for each missed deadline the stay has not yet
+        handed to it, each handing recorded on the stay (None: no plan, or the plan raised
+        nothing: it had them, or is closed)."""
+        owed = stay.deviations_owed
+        if not owed:
             return None
+        assert stay.sip_plan_id is not None
         plan: Plan = self.plans.aggregate(UUID(stay.sip_plan_id))
-        raised = [
-            plan.report_missed_deadline(
+        raised = False
+        for deadline in owed:
+            deviation_id = plan.report_missed_deadline(
                 reporter=stay.organization,
                 against=deadline.owner,
                 source={
@@ -155,9 +159,12 @@ class Stays:
                 at=now,
                 by=LEGAL_CLOCK,
             )
-            for deadline in stay.deadlines_missed
-        ]
-        return plan if any(raised) else None
+            stay.record_deviation_raised(
+                duty=deadline.duty, due=deadline.due, deviation_id=deviation_id, at=now,
+                by=LEGAL_CLOCK,
+            )  # fmt: skip
+            raised = raised or deviation_id is not None
+        return plan if raised else None
 
     def check_deadlines(self, *, now: datetime, rules: ClockRules = LAW) -> int:
         """The time-driven check: how many missed deadlines it recorded. It looks at the stays
