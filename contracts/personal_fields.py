@@ -87,8 +87,10 @@ PERSONAL_FIELDS: dict[str, PersonalFields] = {
     _PLAN + "MeetingAnswered": PersonalFields(("answer",), PLAN_CLASS),
     _PLAN + "MeetingRescheduled": PersonalFields(("location", "video"), PLAN_CLASS),
     _PLAN + "MeetingCancelled": _texts("reason"),
-    # The changes a follow-up made are a text in a field of its own: its author's.
-    _PLAN + "FollowUpRecorded": _texts("changes"),
+    # What a follow-up reviewed and the changes it made are texts about the person, each in a
+    # field of its own: its author's. Follow-ups stored before `reviewed` was declared hold it
+    # in clear and read as they are (a field is opened only where it is stored sealed).
+    _PLAN + "FollowUpRecorded": _texts("reviewed", "changes"),
     _PLAN + "ParticipantAdded": PersonalFields(("participant",), PLAN_CLASS),
     # `legal_basis` is sealed whole: a secrecy judgement is free text about the person (and
     # the consents relied on are theirs). Units, times and principals stay in clear, as the

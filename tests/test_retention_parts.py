@@ -41,6 +41,7 @@ from tests.test_retention import (  # noqa: F401 (the fixtures are used by name)
 MUNICIPAL_NEED = "Vill få hjälp med tvätten på tisdagar"
 MUNICIPAL_GOAL = "Tvättar själv i tvättstugan"
 MUNICIPAL_CHANGES = "Tvättid flyttad till onsdagar"
+MUNICIPAL_REVIEWED = "Hemtjänstens stöd vid dusch"
 REGION_NOTE = "Vill träffa sin läkare varannan vecka"
 MUNICIPAL_RULE = DEFAULT_RULES["municipality"].rule
 REGION_RULE = DEFAULT_RULES["region"].rule
@@ -62,7 +63,7 @@ def plan_with_both_parts(system):
     set_goal = run(municipality.sip, plan_id, "set-goal", text=MUNICIPAL_GOAL, need="need-2")
     assert set_goal.status_code < 300, set_goal.text
     follow_up = run(
-        municipality.sip, plan_id, "record-follow-up", reviewed="Hemtjänsten",
+        municipality.sip, plan_id, "record-follow-up", reviewed=MUNICIPAL_REVIEWED,
         changes=MUNICIPAL_CHANGES,
     )  # fmt: skip
     assert follow_up.status_code < 300, follow_up.text
@@ -101,9 +102,15 @@ def test_the_municipalitys_parts_are_erased_on_their_date_the_regions_kept(sqlit
     assert region.due >= region.last_entry.replace(year=region.last_entry.year + 10)
     assert not municipal.identity and region.identity
     # Sealed: no table of either database holds a phrase of either part in clear.
-    assert scan(backend.data_dir, {MUNICIPAL_NEED, MUNICIPAL_GOAL, MUNICIPAL_CHANGES}) == []
+    assert (
+        scan(
+            backend.data_dir,
+            {MUNICIPAL_NEED, MUNICIPAL_GOAL, MUNICIPAL_CHANGES, MUNICIPAL_REVIEWED},
+        )
+        == []
+    )
     assert scan(backend.data_dir, {REGION_NOTE}) == []
-    assert MUNICIPAL_CHANGES in before
+    assert MUNICIPAL_CHANGES in before and MUNICIPAL_REVIEWED in before
 
     day_after = municipal.due + timedelta(days=1)
     assert day_after < region.due
@@ -122,7 +129,13 @@ def test_the_municipalitys_parts_are_erased_on_their_date_the_regions_kept(sqlit
         assert [row.retention_class for row in erased] == ["municipality"]
         assert not service.application.person_erased(UUID(plan_id))
     # Nothing of the municipality's texts anywhere; the verification and the rebuild hold.
-    assert scan(backend.data_dir, {MUNICIPAL_NEED, MUNICIPAL_GOAL, MUNICIPAL_CHANGES}) == []
+    assert (
+        scan(
+            backend.data_dir,
+            {MUNICIPAL_NEED, MUNICIPAL_GOAL, MUNICIPAL_CHANGES, MUNICIPAL_REVIEWED},
+        )
+        == []
+    )
     assert sip(["audit", "verify", *where(backend)]) == 0
     assert sip(["projections", "rebuild", "--check", *where(backend)]) == 0
     capsys.readouterr()
@@ -137,7 +150,7 @@ def test_the_municipalitys_parts_are_erased_on_their_date_the_regions_kept(sqlit
         text = served.text
         assert REGION_NOTE in text and REGION_NEED in text  # the region's entries intact
         assert MUNICIPAL_NEED not in text and MUNICIPAL_GOAL not in text
-        assert MUNICIPAL_CHANGES not in text
+        assert MUNICIPAL_CHANGES not in text and MUNICIPAL_REVIEWED not in text
         assert f"erased on {erased[0].erased_at}" in text and MUNICIPAL_RULE in text
         as_of = system.sip.get(f"/fhir/CarePlan/{plan_id}/$as-of", params={"instant": moment})
         assert as_of.status_code == 200, as_of.text
