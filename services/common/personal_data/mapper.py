@@ -39,6 +39,7 @@ from services.common.personal_data.in_write import DataKeyChanged, KeyUse, Seale
 from services.common.personal_data.keys import PersonalDataKeys, UnknownDataKey
 
 SEALED = "_sealed_"
+_NOT_KNOWN: Any = object()
 
 
 class SealedField(dict):  # type: ignore[type-arg]
@@ -177,6 +178,18 @@ class PersonalDataMapper(Mapper[UUID]):
             self._remember(UUID(str(stream)), PersonIdentifier(**state[declared.person]))
         return domain_event
 
+    def keep_keys_of(self, stored_events: Sequence[StoredEvent]) -> None:
+        """Unwraps the keys these stored events' sealed fields name in one look-up, before
+        they are opened one by one (a rebuild's batch, each person's key met once). The ids
+        are read from the stored JSON without decoding it: a sealed value names its key in
+        clear, first; a text field's quotes are escaped, so none can pass for one."""
+        self._keys.keep_keys(
+            match.decode()
+            for stored in stored_events
+            if self._declared.get(stored.topic) is not None
+            for match in _SEALED_KEY_ID.findall(stored.state)
+        )
+
     def opened_payload(self, stored_event: StoredEvent) -> dict[str, Any]:
         """The event's stored JSON with its sealed fields opened, in the transcoder's JSON
         form, as it would be stored in clear (the whole-log feed's payload). A field that does
@@ -220,10 +233,9 @@ class PersonalDataMapper(Mapper[UUID]):
         """The erasure of the record's person (their key of the record's class), or None:
         alive, or stored in clear. Asked of the key store, whose kept copies expire, so a
         record erased by another process stops being served within `cache_seconds`."""
-        with self._lock:
-            known = stream in self._person_keys
-            key_id = self._person_keys.get(stream)
-        if not known:
+        # Asked before every read of a record: one dict look-up, atomic without the lock.
+        key_id = self._person_keys.get(stream, _NOT_KNOWN)
+        if key_id is _NOT_KNOWN:
             first = self._first_event(stream)
             declared = self._declared.get(first.topic) if first is not None else None
             key_id = None
@@ -269,6 +281,9 @@ class PersonalDataMapper(Mapper[UUID]):
             while len(self._people) > self.PEOPLE_KEPT:
                 self._people.popitem(last=False)
 
+
+# The key id a sealed field names, as the transcoder writes it: {"_sealed_":{"k":"<id>",...
+_SEALED_KEY_ID = re.compile(rb'"' + SEALED.encode() + rb'":\{"k":"([0-9a-f-]{36})"')
 
 # A personnummer or samordningsnummer as a text may hold it: 12 digits, with or without the
 # hyphen before the last four, not inside a longer run of digits.
