@@ -82,8 +82,10 @@ personal_data_keys = Table(
 # Built once: building a statement costs more than running it (a key is looked up for each
 # person whose consent the disclosure check reads for the first time, issue 15).
 _KEY_BY_ID = select(personal_data_keys).where(personal_data_keys.c.key_id == bindparam("key_id"))
-_LIVE_KEYS = select(personal_data_keys).where(
-    personal_data_keys.c.person_index == bindparam("index")
+# In the DBAPI's own parameter style (%s; `?` on SQLite), run without SQLAlchemy.
+_LIVE_KEYS_OF_PERSON = (
+    "SELECT key_id, purpose, retention_class, wrapped_key, master_key_id "
+    "FROM personal_data_keys WHERE person_index = %s AND wrapped_key IS NOT NULL"
 )
 _KEYS_BY_ID = select(personal_data_keys).where(
     personal_data_keys.c.key_id.in_(bindparam("key_ids", expanding=True))
@@ -119,7 +121,7 @@ class PersonalDataKeys:
         # The key each person's last write found live, by (person index, retention class), or
         # None where they had none of the class: used for the next write, which its own
         # transaction checks is still live (or that no other writer made one meanwhile).
-        self._live: OrderedDict[tuple[str, str], DataKey | None] = OrderedDict()
+        self._live: OrderedDict[tuple[str, str], tuple[DataKey, KeyUse] | None] = OrderedDict()
         # The blind index of each person written or looked up (an HMAC and a key look-up).
         self._indexes: OrderedDict[PersonIdentifier, str] = OrderedDict()
         self._lock = Lock()
@@ -144,11 +146,11 @@ class PersonalDataKeys:
         return open_bytes(sealed, context, self.key_of)
 
     def person_index(self, person: PersonIdentifier) -> str:
-        with self._lock:
-            index = self._indexes.get(person)
-            if index is not None:
-                self._indexes.move_to_end(person)
-                return index
+        # Asked for every event sealed and every read-model row: read without the lock (one
+        # dict look-up is atomic); the oldest remembered is the first dropped.
+        index = self._indexes.get(person)
+        if index is not None:
+            return index
         # The index key is never erased nor changed (rotation re-wraps it): an index holds.
         index = blind_index(self._index_key().secret, person)
         with self._lock:
@@ -188,13 +190,15 @@ class PersonalDataKeys:
         if retention_class not in RETENTION_CLASSES:
             raise ValueError(f"retention class is one of {', '.join(RETENTION_CLASSES)}")
         index = self.person_index(person)
-        with self._lock:
-            remembered = self._live.get((index, retention_class), _NOT_ASKED)
+        remembered = self._live.get((index, retention_class), _NOT_ASKED)  # atomic
         if remembered is _NOT_ASKED:
             # Every class of the person in one look-up: a request writes their entry and its
             # access record, each under a key of its own class. What is remembered, a key or
             # none, is checked by the write's transaction as any key (in_write.py).
-            found = self._live_keys(index)
+            found = {
+                one_class: (key, KeyUse(key.key_id))
+                for one_class, key in self._live_keys(index).items()
+            }
             with self._lock:
                 for one_class in RETENTION_CLASSES:
                     if found.get(one_class) is not None:
@@ -204,7 +208,7 @@ class PersonalDataKeys:
                     )
             remembered = found.get(retention_class)
         if remembered is not None:
-            return remembered, KeyUse(remembered.key_id)
+            return remembered
         with self._lock:
             # A key made for a write not yet committed (the person's creation and its first
             # entries in one transaction, or writes of one person at once) is the key of the
@@ -222,6 +226,8 @@ class PersonalDataKeys:
 
     def stored_by_write(self, made: list[KeyUse]) -> None:
         """Keys made for a write, now committed with it: live, the person's next writes'."""
+        if not made:
+            return
         person, retention = KEY_COLUMNS.index("person_index"), KEY_COLUMNS.index("retention_class")
         with self._lock:
             for use in made:
@@ -230,7 +236,8 @@ class PersonalDataKeys:
                 unstored = self._unstored.get(person_class)
                 if unstored is not None and unstored[0].key_id == use.key_id:
                     del self._unstored[person_class]
-                    _bounded_put(self._live, person_class, unstored[0], self.LIVE_KEPT)
+                    remembered = (unstored[0], KeyUse(use.key_id))
+                    _bounded_put(self._live, person_class, remembered, self.LIVE_KEPT)
 
     def forget_live_keys(self) -> None:
         """Forgets the keys writes found live: a write's transaction found one erased, or
@@ -402,13 +409,24 @@ class PersonalDataKeys:
 
     def _live_keys(self, index: str) -> dict[str, DataKey]:
         """The person's live keys, by retention class."""
-        with self._engine.connect() as connection:
-            rows = connection.execute(_LIVE_KEYS, {"index": index}).all()
-        return {
-            row.retention_class: self._kept_key(row.key_id) or self._keep(self._unwrap(row))
-            for row in rows
-            if row.wrapped_key is not None
-        }
+        # On the driver's own connection: asked before each person's first write, where
+        # SQLAlchemy's execution (its transaction's own BEGIN, the statement cache, the result)
+        # cost several times the query (issue 16).
+        connection = self._engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            marker = "?" if self._engine.dialect.paramstyle == "qmark" else "%s"
+            cursor.execute(_LIVE_KEYS_OF_PERSON.replace("%s", marker), (index,))
+            rows = cursor.fetchall()
+            cursor.close()
+        finally:
+            connection.close()
+        found = {}
+        for key_id, purpose, retention_class, wrapped_key, master_key_id in rows:
+            found[retention_class] = self._kept_key(key_id) or self._keep(
+                self._unwrapped(key_id, purpose, bytes(wrapped_key), master_key_id)
+            )
+        return found
 
     def _insert(
         self, key: DataKey, purpose: str, index: str | None, retention_class: str | None
@@ -437,10 +455,13 @@ class PersonalDataKeys:
         return self._engine.execution_options(**{SQLITE_IMMEDIATE: True}).begin()
 
     def _unwrap(self, row: Any) -> DataKey:
-        master = self._master.by_id(row.master_key_id)
-        return DataKey(
-            row.key_id, master.unwrap(row.wrapped_key, _context(row.key_id, row.purpose))
-        )
+        return self._unwrapped(row.key_id, row.purpose, row.wrapped_key, row.master_key_id)
+
+    def _unwrapped(
+        self, key_id: str, purpose: str, wrapped_key: bytes, master_key_id: str
+    ) -> DataKey:
+        master = self._master.by_id(master_key_id)
+        return DataKey(key_id, master.unwrap(wrapped_key, _context(key_id, purpose)))
 
     def _forget(self, erased: list[str]) -> None:
         with self._lock:
@@ -448,7 +469,7 @@ class PersonalDataKeys:
                 self._kept.pop(key_id, None)
             gone = set(erased)
             for person_class in [
-                pc for pc, key in self._live.items() if key is not None and key.key_id in gone
+                pc for pc, live in self._live.items() if live is not None and live[0].key_id in gone
             ]:
                 del self._live[person_class]
 

@@ -142,7 +142,7 @@ class PersonalDataMapper(Mapper[UUID]):
         if use is not None and use.new_row is not None:
             getattr(self._writing, "made", []).append(use)
         if declared.person is not None and key is not None:
-            self._remember_key(UUID(str(stream)), key.key_id)
+            self._remember_key(_uuid(stream), key.key_id)
         sealed = object.__new__(type(domain_event))
         object.__setattr__(sealed, "__dict__", state)
         stored = super().to_stored_event(sealed)
@@ -168,14 +168,14 @@ class PersonalDataMapper(Mapper[UUID]):
             value = state.get(name)
             if isinstance(value, dict) and SEALED in value:
                 if name == declared.person and declared.later_events:
-                    self._remember_key(UUID(str(stream)), value[SEALED].get("k"))
+                    self._remember_key(_uuid(stream), value[SEALED].get("k"))
                 state[name] = self._open(value[SEALED], prefix + name.encode())
         if (
             declared.person is not None
             and declared.later_events
             and isinstance(state.get(declared.person), dict)
         ):
-            self._remember(UUID(str(stream)), PersonIdentifier(**state[declared.person]))
+            self._remember(_uuid(stream), PersonIdentifier(**state[declared.person]))
         return domain_event
 
     def keep_keys_of(self, stored_events: Sequence[StoredEvent]) -> None:
@@ -305,8 +305,11 @@ def person_named_in(state: Mapping[str, Any], names: Sequence[str]) -> PersonIde
     return None
 
 
+def _uuid(stream: UUID | str) -> UUID:
+    return stream if isinstance(stream, UUID) else UUID(str(stream))
+
+
 def _context(stream: UUID | str, version: int, topic: str) -> bytes:
     """The associated data of an event's sealed fields, before the field's name."""
     # The stream as one spelling whichever the recorder gives (a UUID, or its hex on SQLite).
-    stream = stream if isinstance(stream, UUID) else UUID(stream)
-    return f"{stream}\x00{version}\x00{topic}\x00".encode()
+    return f"{_uuid(stream)}\x00{version}\x00{topic}\x00".encode()
