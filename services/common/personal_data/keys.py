@@ -79,14 +79,18 @@ personal_data_keys = Table(
 )
 
 
-# Built once: building a statement costs more than running it (a key is looked up for each
-# person whose consent the disclosure check reads for the first time, issue 15).
-_KEY_BY_ID = select(personal_data_keys).where(personal_data_keys.c.key_id == bindparam("key_id"))
-# In the DBAPI's own parameter style (%s; `?` on SQLite), run without SQLAlchemy.
+# A key is looked up for each person whose consent the disclosure check reads for the first
+# time (issue 15) and before each person's first write: run on the driver's own connection,
+# in its parameter style (%s; `?` on SQLite), without SQLAlchemy's execution (_query).
+_KEY_BY_ID = (
+    "SELECT purpose, wrapped_key, master_key_id, erased_at, erased_rule "
+    "FROM personal_data_keys WHERE key_id = %s"
+)
 _LIVE_KEYS_OF_PERSON = (
     "SELECT key_id, purpose, retention_class, wrapped_key, master_key_id "
     "FROM personal_data_keys WHERE person_index = %s AND wrapped_key IS NOT NULL"
 )
+# Built once: building a statement costs more than running it.
 _KEYS_BY_ID = select(personal_data_keys).where(
     personal_data_keys.c.key_id.in_(bindparam("key_ids", expanding=True))
 )
@@ -249,13 +253,13 @@ class PersonalDataKeys:
         kept = self._kept_key(key_id)
         if kept is not None:
             return kept
-        with self._engine.connect() as connection:
-            row = connection.execute(_KEY_BY_ID, {"key_id": key_id}).first()
-        if row is None:
+        rows = self._query(_KEY_BY_ID, key_id)
+        if not rows:
             raise UnknownDataKey(f"no data key {key_id} in this database")
-        if row.wrapped_key is None:
-            return Erased(key_id, row.erased_at, row.erased_rule)
-        return self._keep(self._unwrap(row))
+        purpose, wrapped, master_key_id, erased_at, erased_rule = rows[0]
+        if wrapped is None:
+            return Erased(key_id, erased_at, erased_rule)
+        return self._keep(self._unwrapped(key_id, purpose, bytes(wrapped), master_key_id))
 
     def keep_keys(self, key_ids: Iterable[str]) -> None:
         """Unwraps and keeps, in one look-up per `KEYS_ASKED_AT_ONCE`, the live keys among
@@ -403,30 +407,36 @@ class PersonalDataKeys:
         return self._keep(found)
 
     def _row_key(self, key_id: str) -> DataKey | None:
-        with self._engine.connect() as connection:
-            row = connection.execute(_KEY_BY_ID, {"key_id": key_id}).first()
-        return None if row is None or row.wrapped_key is None else self._unwrap(row)
+        rows = self._query(_KEY_BY_ID, key_id)
+        if not rows or rows[0][1] is None:
+            return None
+        purpose, wrapped, master_key_id = rows[0][:3]
+        return self._unwrapped(key_id, purpose, bytes(wrapped), master_key_id)
 
     def _live_keys(self, index: str) -> dict[str, DataKey]:
         """The person's live keys, by retention class."""
-        # On the driver's own connection: asked before each person's first write, where
-        # SQLAlchemy's execution (its transaction's own BEGIN, the statement cache, the result)
-        # cost several times the query (issue 16).
+        return {
+            retention_class: self._kept_key(key_id)
+            or self._keep(self._unwrapped(key_id, purpose, bytes(wrapped), master_key_id))
+            for key_id, purpose, retention_class, wrapped, master_key_id in self._query(
+                _LIVE_KEYS_OF_PERSON, index
+            )
+        }
+
+    def _query(self, sql: str, parameter: str) -> list[tuple[Any, ...]]:
+        """`sql` (one `%s`) on the driver's own connection: asked for each person the
+        process meets first (a key look-up), where SQLAlchemy's execution (its transaction's
+        own BEGIN, the statement cache, the result) costs several times the query (issue 16)."""
         connection = self._engine.raw_connection()
         try:
             cursor = connection.cursor()
             marker = "?" if self._engine.dialect.paramstyle == "qmark" else "%s"
-            cursor.execute(_LIVE_KEYS_OF_PERSON.replace("%s", marker), (index,))
+            cursor.execute(sql.replace("%s", marker), (parameter,))
             rows = cursor.fetchall()
             cursor.close()
         finally:
             connection.close()
-        found = {}
-        for key_id, purpose, retention_class, wrapped_key, master_key_id in rows:
-            found[retention_class] = self._kept_key(key_id) or self._keep(
-                self._unwrapped(key_id, purpose, bytes(wrapped_key), master_key_id)
-            )
-        return found
+        return list(rows)
 
     def _insert(
         self, key: DataKey, purpose: str, index: str | None, retention_class: str | None
