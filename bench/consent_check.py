@@ -23,24 +23,19 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import psycopg
-from psycopg import sql
-from sqlalchemy.engine import make_url
+from postgres_db import POSTGRES, on_server, postgres_reachable
 
 from contracts.identifiers import HSA_ID_SYSTEM, PERSONNUMMER_SYSTEM, with_check_digit
 from services.cli import service_command, wait_ready
 from services.common.access_log import WriteContext, writing
 from services.common.auth.tokens import DevIssuer
 from services.common.migrations.runner import migrate_service
-from services.common.persistence import maintenance_conninfo
 from services.ops.offline import open_service
 
-POSTGRES = "postgresql://postgres@127.0.0.1:5432/"
 REGION, MUNICIPALITY = "SE2321000032-R1", "SE2120000357-K1"
 RECORDER = {"subject": "bench", "role": "coordinator", "organization": REGION, "unit": None}
 GOAL_P99_MS = 5.0
@@ -146,14 +141,6 @@ def run(label: str, database_url: str | None, consents: int, checks: int) -> dic
     return result
 
 
-def drop_databases(databases: list[str]) -> None:
-    with psycopg.connect(maintenance_conninfo(make_url(POSTGRES)), autocommit=True) as pg:
-        for database in databases:
-            pg.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-            )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--consents", type=int, default=10_000)
@@ -164,25 +151,12 @@ def main() -> None:
     print(f"{'backend':>9} {'consents':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}   permit/deny")
     results: dict[tuple[str, int], dict] = {}
     backends: list[tuple[str, str | None]] = [("sqlite", None)]
-    databases = []
-    if not arguments.skip_postgres:
-        try:
-            psycopg.connect(maintenance_conninfo(make_url(POSTGRES)), connect_timeout=3).close()
-            backends.append(("postgres", POSTGRES))
-        except psycopg.OperationalError as error:
-            print(f"PostgreSQL unreachable ({error}); measuring SQLite only")
-    try:
-        for label, server in backends:
-            for consents in (arguments.few, arguments.consents):
-                database_url = None
-                if server:
-                    database = f"bench_check_{uuid.uuid4().hex[:8]}"
-                    databases.append(database)
-                    database_url = str(make_url(server).set(database=database))
+    if not arguments.skip_postgres and postgres_reachable():
+        backends.append(("postgres", POSTGRES))
+    for label, server in backends:
+        for consents in (arguments.few, arguments.consents):
+            with on_server("bench_check", server, create=False) as database_url:
                 results[label, consents] = run(label, database_url, consents, arguments.checks)
-    finally:
-        if databases:
-            drop_databases(databases)
     for label, _ in backends:
         many = results[label, arguments.consents]["p99"]
         few = results[label, arguments.few]["p99"]

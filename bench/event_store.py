@@ -13,15 +13,14 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-import psycopg
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
-from psycopg import sql
+from postgres_db import postgres_reachable, scratch_database
+from sqlalchemy.engine import make_url
 
-POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "password": ""}
+from services.common.persistence import eventsourcing_postgres_env
 
 
 class BenchPlan(Aggregate):
@@ -81,28 +80,14 @@ def sqlite_envs(folder: Path) -> dict[str, dict[str, str]]:
     }
 
 
-def postgres_envs(databases: dict[str, str]) -> dict[str, dict[str, str]]:
+def postgres_envs(native: str, alchemy: str) -> dict[str, dict[str, str]]:
     return {
-        "native postgres": {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
-            "POSTGRES_DBNAME": databases["native"],
-            "POSTGRES_HOST": POSTGRES["host"],
-            "POSTGRES_PORT": str(POSTGRES["port"]),
-            "POSTGRES_USER": POSTGRES["user"],
-            "POSTGRES_PASSWORD": POSTGRES["password"],
-        },
+        "native postgres": eventsourcing_postgres_env(make_url(native)),
         "sqlalchemy postgres": {
             "PERSISTENCE_MODULE": "eventsourcing_sqlalchemy",
-            "SQLALCHEMY_URL": (
-                f"postgresql+psycopg://{POSTGRES['user']}@{POSTGRES['host']}:"
-                f"{POSTGRES['port']}/{databases['sqlalchemy']}"
-            ),
+            "SQLALCHEMY_URL": alchemy.replace("postgresql://", "postgresql+psycopg://", 1),
         },
     }
-
-
-def admin() -> psycopg.Connection:
-    return psycopg.connect(dbname="postgres", autocommit=True, connect_timeout=3, **POSTGRES)
 
 
 def main() -> None:
@@ -114,31 +99,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for name, env in sqlite_envs(Path(folder)).items():
             results[name] = run(env, arguments.commands)
-    if not arguments.skip_postgres:
-        databases = {
-            kind: f"bench_{kind}_{uuid.uuid4().hex[:8]}" for kind in ("native", "sqlalchemy")
-        }
-        try:
-            with admin() as connection:
-                for database in databases.values():
-                    connection.execute(
-                        sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database))
-                    )
-        except psycopg.OperationalError as error:
-            print(f"PostgreSQL at {POSTGRES['host']}:{POSTGRES['port']} unreachable ({error}); "
-                  "measured SQLite only")  # fmt: skip
-        else:
-            try:
-                for name, env in postgres_envs(databases).items():
-                    results[name] = run(env, arguments.commands)
-            finally:
-                with admin() as connection:
-                    for database in databases.values():
-                        connection.execute(
-                            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                                sql.Identifier(database)
-                            )
-                        )
+    if not arguments.skip_postgres and postgres_reachable():
+        with (
+            scratch_database("bench_native") as native,
+            scratch_database("bench_sqlalchemy") as alchemy,
+        ):
+            for name, env in postgres_envs(native, alchemy).items():
+                results[name] = run(env, arguments.commands)
     print(f"{arguments.commands} commands (one save each) per backend")
     print(f"{'backend':<22}{'write events/s':>16}{'read events/s':>16}")
     for name, (written, read) in results.items():

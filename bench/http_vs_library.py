@@ -42,9 +42,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import psycopg
 from eventsourcing.application import Application
-from psycopg import sql
+from postgres_db import POSTGRES, on_server, postgres_reachable
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.fhir_data
@@ -52,12 +51,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.fhir_da
 from services.cli import service_command, wait_ready
 from services.common.auth.tokens import DevIssuer, default_scopes
 from services.common.migrations.runner import migrate_service
-from services.common.persistence import maintenance_conninfo
+from services.common.persistence import eventsourcing_postgres_env
 from services.sip.domain import Plan
 from tests.fhir_data import FHIR_JSON, REGION, care_plan, new_personnummer, parameters
 from tests.servers import free_port
 
-POSTGRES = "postgresql://postgres@127.0.0.1:5432/"
 GOAL_ONE, GOAL_FOUR = 0.5, 1.0
 ACTOR = {"subject": "bench", "role": "coordinator", "organization": REGION, "unit": None}
 
@@ -179,16 +177,7 @@ def library_env(data_dir: Path, database: str | None) -> dict[str, str]:
             "SQLITE_DBNAME": str(data_dir / "library.sqlite"),
             "SQLITE_LOCK_TIMEOUT": "10",
         }
-    url = make_url(POSTGRES)
-    return {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
-        "POSTGRES_DBNAME": database,
-        "POSTGRES_HOST": url.host or "127.0.0.1",
-        "POSTGRES_PORT": str(url.port or 5432),
-        "POSTGRES_USER": url.username or "postgres",
-        "POSTGRES_PASSWORD": url.password or "",
-        "POSTGRES_POOL_SIZE": "5",
-    }
+    return {**eventsourcing_postgres_env(make_url(database)), "POSTGRES_POOL_SIZE": "5"}
 
 
 @contextmanager
@@ -257,37 +246,7 @@ def floor_side(env: dict[str, str], clients: int) -> Iterator[Command]:
 # --- Storage and the run ------------------------------------------------------------------
 
 
-class PostgresDatabases:
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def _admin(self) -> psycopg.Connection:
-        return psycopg.connect(maintenance_conninfo(make_url(POSTGRES)), autocommit=True)
-
-    def service_urls(self) -> dict[str, str | None]:
-        """Named only: `migrate_service` creates them."""
-        name = f"bench_http_{uuid.uuid4().hex[:8]}"
-        self.names += [f"{name}_sip", f"{name}_consent"]
-        return {s: str(make_url(POSTGRES).set(database=f"{name}_{s}")) for s in ("sip", "consent")}
-
-    def library_database(self) -> str:
-        name = f"bench_library_{uuid.uuid4().hex[:8]}"
-        with self._admin() as connection:
-            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        self.names.append(name)
-        return name
-
-    def drop(self) -> None:
-        with self._admin() as connection:
-            for name in self.names:
-                connection.execute(
-                    sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-                )
-
-
-def measure(
-    backend: str, databases: PostgresDatabases, workers: int, seconds: float, rounds: int
-) -> dict:
+def measure(server: str | None, workers: int, seconds: float, rounds: int) -> dict:
     """{(side, clients, workers): commands/s}; the library's `workers` is 0. The sides of one
     client count run in turns, `rounds` slices each, so a change in the shared machine's load
     (its disk above all) falls on each side alike rather than on whichever ran then."""
@@ -295,21 +254,20 @@ def measure(
     for clients in (1, 4):
         with ExitStack() as stack:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-            database = databases.library_database() if backend == "postgres" else None
+            database = stack.enter_context(on_server("bench_library", server))
             sides = {("library", clients, 0): stack.enter_context(
                 library_side(library_env(folder, database), clients)
             )}  # fmt: skip
-            floor_database = databases.library_database() if backend == "postgres" else None
+            floor_database = stack.enter_context(on_server("bench_library", server))
             (folder / "floor").mkdir()
             sides["floor", clients, 1] = stack.enter_context(
                 floor_side(library_env(folder / "floor", floor_database), clients)
             )
             for count in sorted({1, workers} if clients == 4 else {1}):
-                urls = (
-                    databases.service_urls()
-                    if backend == "postgres"
-                    else {"sip": None, "consent": None}
-                )
+                urls = {  # named only: `migrate_service` makes them
+                    s: stack.enter_context(on_server(f"bench_http_{s}", server, create=False))
+                    for s in ("sip", "consent")
+                }
                 data_dir = folder / f"http-{count}"
                 sides["http", clients, count] = stack.enter_context(
                     http_side(data_dir, urls, clients, count)
@@ -365,21 +323,15 @@ def main() -> None:
     parser.add_argument("--skip-postgres", action="store_true")
     arguments = parser.parse_args()
     backends = ["sqlite"]
-    if not arguments.skip_postgres:
-        try:
-            psycopg.connect(maintenance_conninfo(make_url(POSTGRES)), connect_timeout=3).close()
-            backends.append("postgres")
-        except psycopg.OperationalError as error:
-            print(f"PostgreSQL unreachable ({error}); measuring SQLite only")
-    databases, results = PostgresDatabases(), {}
-    try:
-        for backend in backends:
-            results[backend] = measure(
-                backend, databases, arguments.workers, arguments.seconds, arguments.rounds
-            )
-    finally:
-        if databases.names:
-            databases.drop()
+    if not arguments.skip_postgres and postgres_reachable():
+        backends.append("postgres")
+    results = {
+        backend: measure(
+            POSTGRES if backend == "postgres" else None,
+            arguments.workers, arguments.seconds, arguments.rounds,
+        )
+        for backend in backends
+    }  # fmt: skip
     report(results, backends, arguments.workers, arguments.seconds)
 
 

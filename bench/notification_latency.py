@@ -26,15 +26,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 
 import httpx
-import psycopg
-from psycopg import sql
-from sqlalchemy.engine import make_url
+from postgres_db import POSTGRES, on_server, postgres_reachable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.record_system
 
@@ -43,12 +41,10 @@ from contracts.subscription_topics import PLAN_CHANGED
 from services.cli import service_command, wait_ready
 from services.common.auth.tokens import DevIssuer, default_scopes
 from services.common.migrations.runner import migrate_service
-from services.common.persistence import maintenance_conninfo
 from tests.fhir_data import FHIR_JSON, REGION, care_plan, consent, parameters
 from tests.record_system import RecordSystem, subscribe, subscription
 from tests.servers import free_port
 
-POSTGRES = "postgresql://postgres@127.0.0.1:5432/"
 GOAL_P99_MS = 200.0
 PERSON = with_check_digit("19800101980")
 
@@ -146,23 +142,6 @@ def percentiles(values: list[float]) -> tuple[float, float]:
     return quantiles[49], quantiles[98]
 
 
-def postgres_urls(databases: list[str]) -> dict[str, str | None]:
-    name = f"bench_subs_{uuid.uuid4().hex[:8]}"
-    urls: dict[str, str | None] = {}
-    for service in ("sip", "consent"):
-        databases.append(f"{name}_{service}")
-        urls[service] = str(make_url(POSTGRES).set(database=f"{name}_{service}"))
-    return urls
-
-
-def drop_databases(databases: list[str]) -> None:
-    with psycopg.connect(maintenance_conninfo(make_url(POSTGRES)), autocommit=True) as pg:
-        for database in databases:
-            pg.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-            )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--changes", type=int, default=100)
@@ -170,28 +149,21 @@ def main() -> None:
     parser.add_argument("--skip-postgres", action="store_true")
     arguments = parser.parse_args()
     backends = ["sqlite"]
-    if not arguments.skip_postgres:
-        try:
-            psycopg.connect(maintenance_conninfo(make_url(POSTGRES)), connect_timeout=3).close()
-            backends.append("postgres")
-        except psycopg.OperationalError as error:
-            print(f"PostgreSQL unreachable ({error}); measuring SQLite only")
-    results, databases = {}, []
-    try:
-        for backend in backends:
-            for count in (10, 100):
-                urls = (
-                    postgres_urls(databases)
-                    if backend == "postgres"
-                    else {"sip": None, "consent": None}
+    if not arguments.skip_postgres and postgres_reachable():
+        backends.append("postgres")
+    results = {}
+    for backend in backends:
+        server = POSTGRES if backend == "postgres" else None
+        for count in (10, 100):
+            with ExitStack() as stack:
+                urls = {  # named only: `migrate_service` makes them
+                    s: stack.enter_context(on_server(f"bench_subs_{s}", server, create=False))
+                    for s in ("sip", "consent")
+                }
+                folder = stack.enter_context(tempfile.TemporaryDirectory())
+                results[backend, count] = measure(
+                    Path(folder), urls, count, arguments.changes, arguments.interval
                 )
-                with tempfile.TemporaryDirectory() as folder:
-                    results[backend, count] = measure(
-                        Path(folder), urls, count, arguments.changes, arguments.interval
-                    )
-    finally:
-        if databases:
-            drop_databases(databases)
     report(results, backends)
 
 

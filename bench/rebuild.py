@@ -17,19 +17,15 @@ import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
-from sqlalchemy.engine import make_url
+from postgres_db import postgres_reachable, scratch_database
 
 from contracts.consent_decision import ConsentDecision
 from contracts.identifiers import PERSONNUMMER_SYSTEM, with_check_digit
 from services.common.access_log import WriteContext, writing
 from services.common.migrations.runner import migrate_service
-from services.common.persistence import maintenance_conninfo
 from services.ops.offline import open_service
 from services.ops.verify import database_links, verify_links
 
-POSTGRES = "postgresql://postgres@127.0.0.1:5432/"
 REGION, MUNICIPALITY = "SE2321000032-R1", "SE2120000357-K1"
 ACTOR = {"subject": "bench", "role": "coordinator", "organization": REGION, "unit": None}
 
@@ -105,20 +101,9 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         rows.append(measure("sqlite", Path(folder), None, arguments.plans))
-        if not arguments.skip_postgres:
-            database = f"bench_rebuild_{uuid.uuid4().hex[:8]}"
-            url = make_url(POSTGRES).set(database=database)
-            try:
-                rows.append(measure("postgres", Path(folder), str(url), arguments.plans))
-            except psycopg.OperationalError as error:
-                print(f"PostgreSQL unreachable ({error}); measured SQLite only")
-            finally:
-                with psycopg.connect(maintenance_conninfo(url), autocommit=True) as connection:
-                    connection.execute(
-                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                            sql.Identifier(database)
-                        )
-                    )
+        if not arguments.skip_postgres and postgres_reachable():
+            with scratch_database("bench_rebuild", create=False) as url:
+                rows.append(measure("postgres", Path(folder), url, arguments.plans))
     header = ["backend", "events", "rebuild events/s", "verify events/s"]
     print("  ".join(f"{h:>18}" for h in header))
     for row in rows:

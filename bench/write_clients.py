@@ -22,18 +22,12 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import httpx
-import psycopg
-from psycopg import sql
+from postgres_db import POSTGRES, on_server
 from scaling import FHIR_JSON, Running, seed
-from sqlalchemy.engine import make_url
 
-from services.common.persistence import maintenance_conninfo
-
-POSTGRES = "postgresql://postgres@127.0.0.1:5432/"
 CLIENTS = (1, 4)
 
 
@@ -111,20 +105,8 @@ def main() -> None:
     print(f"{'backend':>9} {'clients':>8} {'writes/s':>10} {'p50 ms':>8}")
     summary = []
     for label, server in backends:
-        database_url, database = None, None
-        if server:
-            database = f"bench_writes_{uuid.uuid4().hex[:8]}"
-            database_url = str(make_url(server).set(database=database))  # made by the seed
-        try:
+        with on_server("bench_writes", server, create=False) as database_url:  # made by the seed
             results = measure(label, database_url, arguments.plans, arguments.seconds)
-        finally:
-            if database:
-                with psycopg.connect(maintenance_conninfo(make_url(server)), autocommit=True) as pg:
-                    pg.execute(
-                        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                            sql.Identifier(database)
-                        )
-                    )
         ratio = results[CLIENTS[-1]]["per_second"] / results[CLIENTS[0]]["per_second"]
         summary.append(f"{label}: {CLIENTS[-1]} clients / {CLIENTS[0]} client = {ratio:.2f}x")
     print("\n".join(summary))

@@ -23,12 +23,33 @@ class PersonalFields:
     # Whether the record has events after its creation, which find their person through it
     # (an access record has none: the mapper need not remember its person).
     later_events: bool = True
+    # Text fields sealed under the class of the entry's author instead (the kind of the
+    # organisation that wrote it: `region` or `municipality`), as the record tells it
+    # (`retention_class_of` on the aggregate being saved); `retention_class` where it cannot.
+    by_author: tuple[str, ...] = ()
+
+    def class_of(self, name: str, author_class: str | None) -> str:
+        if author_class is not None and name in self.by_author:
+            return author_class
+        return self.retention_class
 
 
 _PLAN = "services.sip.domain:Plan."
-# The plan's parts are all under the region's class for now: the split between the region's
-# and the municipality's entries (by the author's organisation kind) is still to come.
+# The plan's identity (its person) and its structured parts (interventions, meetings,
+# participants, follow-ups: their ids and statuses are what later events refer to) are under
+# the region's class, kept longest; its free texts under the class of the organisation that
+# wrote them, so the municipality's are erased on the municipality's date (docs/decisions/0007).
 PLAN_CLASS = "region"
+# The classes an author's organisation kind seals under; any other kind (and the person's own
+# entries) under PLAN_CLASS.
+AUTHOR_CLASSES = ("region", "municipality")
+
+
+def _texts(*fields: str) -> PersonalFields:
+    """A plan entry whose personal fields are its author's free text."""
+    return PersonalFields(fields, PLAN_CLASS, by_author=fields)
+
+
 # The stay (docs/decisions/0008) is the hospital's patient record: the region's class.
 _STAY = "services.sip.discharge.stay:Stay."
 STAY_CLASS = "region"
@@ -41,24 +62,29 @@ _ACCESS = "services.common.access_log:AccessRecord."
 ACCESS_CLASS = "access"
 
 PERSONAL_FIELDS: dict[str, PersonalFields] = {
-    _PLAN + "Started": PersonalFields(("subject", "title", "description"), PLAN_CLASS, "subject"),
-    _PLAN + "NeedRecorded": PersonalFields(("text", "wishes"), PLAN_CLASS),
-    _PLAN + "GoalSet": PersonalFields(("text",), PLAN_CLASS),
-    _PLAN + "GoalRevised": PersonalFields(("text", "reason"), PLAN_CLASS),
-    _PLAN + "GoalAssessed": PersonalFields(("note",), PLAN_CLASS),
+    _PLAN + "Started": PersonalFields(
+        ("subject", "title", "description"),
+        PLAN_CLASS,
+        "subject",
+        by_author=("title", "description"),
+    ),
+    _PLAN + "NeedRecorded": _texts("text", "wishes"),
+    _PLAN + "GoalSet": _texts("text"),
+    _PLAN + "GoalRevised": _texts("text", "reason"),
+    _PLAN + "GoalAssessed": _texts("note"),
     _PLAN + "InterventionAssigned": PersonalFields(("intervention",), PLAN_CLASS),
-    _PLAN + "InterventionStatusChanged": PersonalFields(("reason",), PLAN_CLASS),
-    _PLAN + "ChangesRejected": PersonalFields(("reason",), PLAN_CLASS),
-    _PLAN + "Closed": PersonalFields(("reason", "note"), PLAN_CLASS),
-    _PLAN + "DeviationReported": PersonalFields(("text",), PLAN_CLASS),
-    _PLAN + "DeviationAnswered": PersonalFields(("answer",), PLAN_CLASS),
+    _PLAN + "InterventionStatusChanged": _texts("reason"),
+    _PLAN + "ChangesRejected": _texts("reason"),
+    _PLAN + "Closed": _texts("reason", "note"),
+    _PLAN + "DeviationReported": _texts("text"),
+    _PLAN + "DeviationAnswered": _texts("answer"),
     _PLAN + "MeetingScheduled": PersonalFields(("meeting",), PLAN_CLASS),
-    _PLAN + "MeetingHeld": PersonalFields(("notes",), PLAN_CLASS),
+    _PLAN + "MeetingHeld": _texts("notes"),
     # The invitation's place, link and agenda, and an answer's comment, are about the person.
     _PLAN + "MeetingInvited": PersonalFields(("meeting",), PLAN_CLASS),
     _PLAN + "MeetingAnswered": PersonalFields(("answer",), PLAN_CLASS),
     _PLAN + "MeetingRescheduled": PersonalFields(("location", "video"), PLAN_CLASS),
-    _PLAN + "MeetingCancelled": PersonalFields(("reason",), PLAN_CLASS),
+    _PLAN + "MeetingCancelled": _texts("reason"),
     _PLAN + "FollowUpRecorded": PersonalFields(("changes",), PLAN_CLASS),
     _PLAN + "ParticipantAdded": PersonalFields(("participant",), PLAN_CLASS),
     # `legal_basis` is sealed whole: a secrecy judgement is free text about the person (and

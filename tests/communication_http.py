@@ -4,15 +4,16 @@ the person's consent; a message posted as a record system would post it."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
-from uuid import uuid4
 
-from contracts.identifiers import HSA_ID_SYSTEM, PERSONNUMMER_SYSTEM
-from services.sip.discharge.application import Stays
-from tests.discharge_data import actor, local
-from tests.discharge_http import PRIMARY, consent_to_the_stay
-from tests.fhir_data import FHIR_JSON, MUNICIPALITY, REGION, care_plan, consent, run
+from contracts.identifiers import HSA_ID_SYSTEM
+from tests.discharge_http import (
+    PRIMARY,
+    consent_to_the_stay,
+    noticed_through_the_application,
+    stays_of,
+)
+from tests.fhir_data import FHIR_JSON, MUNICIPALITY, care_plan, consent, run
 
 MUNICIPAL_UNIT = "SE2120000357-KSOC1"  # units of MUNICIPALITY and PRIMARY
 PRIMARY_UNIT = "SE2321000032-PVC1"
@@ -22,20 +23,11 @@ def a_stay(system: Any, personnummer: str) -> dict[str, str]:
     """A stay of the region's ward, its notice sent to primary care and the municipality, on
     the person's consent to all three: {"id", "ward", "consent"}."""
     consent_id = consent_to_the_stay(system, personnummer)
-    stays = Stays(system.sip_app.state.plans, system.sip_app.state.consent_gate_uncached)
-    ward = f"SE2321000032-W{uuid4().hex[:6].upper()}"  # a ward of REGION
-    hospital = actor(REGION, ward)
-    at = local("2026-03-02")
-    person = {"system": PERSONNUMMER_SYSTEM, "value": personnummer}
-    stay = stays.admit(subject=person, ward=ward, admitted_at=at, by=hospital)
-    stays.judge_care_needed(stay.id, principals=["region", "municipality"], at=at, by=hospital)
-    stays.send_admission_notice(
-        stay.id, estimated_discharge=at + timedelta(days=3), at=at, by=hospital,
-        recipients=[{"organization": PRIMARY, "unit": PRIMARY_UNIT, "kind": "primary-care"},
-                    {"organization": MUNICIPALITY, "unit": MUNICIPAL_UNIT,
-                     "kind": "social-services"}],
+    stay_id, ward = noticed_through_the_application(
+        stays_of(system), personnummer, primary_care=(PRIMARY, PRIMARY_UNIT),
+        municipality=(MUNICIPALITY, MUNICIPAL_UNIT), judgement=None,
     )  # fmt: skip
-    return {"id": str(stay.id), "ward": ward, "consent": consent_id}
+    return {"id": stay_id, "ward": ward, "consent": consent_id}
 
 
 def a_plan(system: Any, personnummer: str) -> dict[str, str]:

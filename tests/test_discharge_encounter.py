@@ -13,7 +13,6 @@ from uuid import uuid4
 import pytest
 
 from contracts.identifiers import PERSONNUMMER_SYSTEM
-from services.sip.discharge.application import Stays
 from services.sip.discharge.fhir import (
     EXT_CARE_CONTACT,
     EXT_ESTIMATED_DISCHARGE,
@@ -21,8 +20,11 @@ from services.sip.discharge.fhir import (
     EXT_STAY_STATUS,
 )
 from tests.conftest import running_system
-from tests.discharge_data import actor, local
-from tests.discharge_http import PRIMARY, consent_to_the_stay
+from tests.discharge_http import (
+    consent_to_the_stay,
+    noticed_through_the_application,
+    stays_of,
+)
 from tests.fhir_data import (
     FHIR_JSON,
     MUNICIPALITY,
@@ -51,23 +53,10 @@ def a_stay(system, *, consent_id_out: list | None = None):
     consent_id = consent_to_the_stay(system, personnummer)
     if consent_id_out is not None:
         consent_id_out.append(consent_id)
-    stays = Stays(system.sip_app.state.plans, system.sip_app.state.consent_gate_uncached)
-    ward = f"{REGION}-WARD-{uuid4().hex[:6]}"
-    hospital, unit = actor(REGION, ward), actor(PRIMARY, f"{PRIMARY}-VC")
-    at = local("2026-03-02")
-    person = {"system": PERSONNUMMER_SYSTEM, "value": personnummer}
-    stay = stays.admit(subject=person, ward=ward, admitted_at=at, by=hospital)
-    stays.judge_care_needed(stay.id, principals=["region", "municipality"], at=at, by=hospital)
-    stays.send_admission_notice(
-        stay.id, estimated_discharge=at + timedelta(days=3), at=at, by=hospital,
-        recipients=[{"organization": PRIMARY, "unit": f"{PRIMARY}-VC", "kind": "primary-care"},
-                    {"organization": MUNICIPALITY, "unit": "K-SOC", "kind": "social-services"}],
-        judgement="LSU 2017:612: needed for the planning",
-    )  # fmt: skip
-    stays.name_care_contact(stay.id, name="Svensson", already_existed=False,
-                            at=at + timedelta(hours=2), by=unit, judgement="LSU")  # fmt: skip
-    stays.notify_ready(stay.id, at=at + timedelta(days=1), by=hospital)  # on the consent
-    return str(stay.id), personnummer
+    stay_id, _ = noticed_through_the_application(
+        stays_of(system), personnummer, ready_after=timedelta(days=1)
+    )
+    return stay_id, personnummer
 
 
 def test_the_hospital_reads_its_stay_with_every_step_and_its_versions(system):

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from contracts.identifiers import PERSONNUMMER_SYSTEM, PersonIdentifier
 from services.common.access_log import WriteContext, writing
 from services.common.persistence import read_model_engine, storage_for
-from services.common.personal_data.envelope import Erased
+from services.common.personal_data.envelope import Erased, ErasedText
 from services.common.personal_data.keys import PersonalDataKeys, personal_data_keys
 from services.common.personal_data.master_key import MasterKey, MasterKeys
 from services.sip.application import SipPlans
@@ -209,7 +209,8 @@ def test_a_key_remembered_live_then_erased_elsewhere_is_not_written_under(backen
         )
         started, first, need = list(fresh.events.get(plan_id))
         assert isinstance(started.subject, Erased) and started.subject.key_id == old_key
-        assert isinstance(first.text, Erased)
+        # A plan's free text reads as a text naming its erasure (decision 0007).
+        assert isinstance(first.text, ErasedText) and first.text.erased.key_id == old_key
         assert need.text == NEED  # written after the erasure, under the person's new key
         assert person_keys(engine, personnummer, keys) == 1
         fresh.close()

@@ -16,7 +16,7 @@ from contracts.personal_fields import PERSONAL_FIELDS
 from services.cli import main as sip
 from services.common.domain import NotFound
 from services.common.persistence import read_model_engine, storage_for
-from services.common.personal_data.envelope import Erased, TamperedValue
+from services.common.personal_data.envelope import Erased, ErasedText, TamperedValue
 from services.common.personal_data.keys import PersonalDataKeys
 from services.common.personal_data.mapper import PersonalDataMapper
 from services.common.personal_data.master_key import MasterKey, MasterKeys
@@ -124,9 +124,11 @@ def test_an_erased_person_reads_as_erased_others_unchanged_and_the_chain_still_v
 
     fresh = application()
     started, need, _ = list(fresh.events.get(erased_plan))
-    assert isinstance(started.subject, Erased) and isinstance(started.title, Erased)
+    # The person as `Erased`; the free texts as texts naming the erasure, ids in clear.
+    assert isinstance(started.subject, Erased) and isinstance(started.title, ErasedText)
     assert started.subject.rule == "SoL 5 years" and started.description is None
-    assert isinstance(need.text, Erased) and need.need_id == "need-1"  # ids stay in clear
+    assert started.title == f"erased on {NOW.isoformat()} under 'SoL 5 years'"
+    assert isinstance(need.text, ErasedText) and need.need_id == "need-1"
     assert fresh.aggregate(kept_plan).subject["value"] == kept
     # Nothing more is written about them: their plan is answered as an unknown one.
     with pytest.raises(NotFound, match=str(erased_plan)):

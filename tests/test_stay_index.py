@@ -6,17 +6,15 @@ aggregates a search loads do not grow with other organisations' stays."""
 from __future__ import annotations
 
 from datetime import timedelta
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import pytest
 from sqlalchemy import select
 
-from contracts.identifiers import PERSONNUMMER_SYSTEM
-from services.sip.discharge.application import Stays
 from services.sip.discharge.projections import stay_index, stay_parties
 from tests.conftest import running_system
 from tests.discharge_data import actor, local
-from tests.discharge_http import PRIMARY
+from tests.discharge_http import ADMITTED, noticed_through_the_application, stays_of
 from tests.fhir_data import MUNICIPALITY, OTHER_REGION, REGION, new_personnummer
 
 
@@ -26,11 +24,6 @@ def system(module_backend):
         yield system
 
 
-def stays_of(system) -> Stays:
-    state = system.sip_app.state
-    return Stays(state.plans, state.consent_gate_uncached, state.stay_index)
-
-
 def admitted(
     system, organization=REGION, *, municipality=MUNICIPALITY, personnummer=None, discharged=False
 ):
@@ -38,23 +31,14 @@ def admitted(
     judgement); discharged if asked. (stay id, personnummer)."""
     personnummer = personnummer or new_personnummer()
     stays = stays_of(system)
-    ward = f"{organization}-W{uuid4().hex[:6]}"
-    hospital = actor(organization, ward)
-    at = local("2026-03-02")
-    person = {"system": PERSONNUMMER_SYSTEM, "value": personnummer}
-    stay = stays.admit(subject=person, ward=ward, admitted_at=at, by=hospital)
-    stays.judge_care_needed(stay.id, principals=["region", "municipality"], at=at, by=hospital)
-    stays.send_admission_notice(
-        stay.id, estimated_discharge=at + timedelta(days=3), at=at, by=hospital,
-        recipients=[{"organization": PRIMARY, "unit": f"{PRIMARY}-VC", "kind": "primary-care"},
-                    {"organization": municipality, "unit": "K-SOC", "kind": "social-services"}],
-        judgement="LSU 2017:612: needed for the planning",
-    )  # fmt: skip
+    stay_id, ward = noticed_through_the_application(
+        stays, personnummer, organization=organization, municipality=(municipality, "K-SOC")
+    )
     if discharged:
-        stays.transfer_information(stay.id, at=at + timedelta(days=2), by=hospital,
-                                   judgement="LSU")  # fmt: skip
-        stays.discharge(stay.id, at=at + timedelta(days=2), by=hospital)
-    return str(stay.id), personnummer
+        hospital, at = actor(organization, ward), ADMITTED + timedelta(days=2)
+        stays.transfer_information(UUID(stay_id), at=at, by=hospital, judgement="LSU")
+        stays.discharge(UUID(stay_id), at=at, by=hospital)
+    return stay_id, personnummer
 
 
 def rows(index):

@@ -349,6 +349,42 @@ def test_my_unit_a_stay_and_its_messages_pass_the_accessibility_checks(browser, 
     region.context.close()
 
 
+def test_admission_notice_and_outpatient_forms_pass_the_accessibility_checks(browser, demo):
+    """The region's coordinator admits a patient from Min enhet (first forgetting the number),
+    judges the need for care, sends the admission notice (first with one unit half given) on a
+    recorded secrecy judgement, and opens the form for the region's outpatient care."""
+    from tests.fhir_data import new_personnummer
+
+    region = sign_in(browser, demo, "region-coordinator")
+    region.get_by_role("link", name="Min enhet").click()
+    region.get_by_role("link", name="Skriv in en patient").click()
+    region.wait_for_load_state()
+    check_screen(region, "stay-admit")
+    submit(region, "admit", {"patient": " "})  # blank: past the browser's own check
+    assert "Fyll i personnummer." in region.locator("main").inner_text()
+    check_screen(region, "stay-admit-errors")
+    personnummer = new_personnummer("19380202")
+    submit(region, "admit", {"patient": f"{personnummer[:8]}-{personnummer[8:]}"})
+    assert "Personen är inskriven." in region.locator("main").inner_text()
+    submit(region, "judge-care-needed", {"principal": ["region", "municipality"]})
+    notice = {
+        "recipient-social-services-unit": MUNICIPALITY,
+        "estimatedDischarge": "2030-01-12T10:00",
+        "judgement": "LSU 2017:612: uppgifterna behövs för planeringen inför utskrivningen.",
+    }
+    submit(region, "send-admission-notice", notice)
+    assert "Ange både organisation och enhet" in region.locator("main").inner_text()
+    check_screen(region, "stay-notice-errors")
+    notice["recipient-social-services-organization"] = MUNICIPALITY
+    notice["recipient-primary-care-organization"] = REGION
+    notice["recipient-primary-care-unit"] = "SE2321000032-VC1"
+    submit(region, "send-admission-notice", notice)
+    assert "Inskrivningsmeddelandet är skickat." in region.locator("main").inner_text()
+    region.locator("#details-record-outpatient-care-unavailable summary").click()
+    check_screen(region, "stay-outpatient-form")
+    region.context.close()
+
+
 def test_the_person_writes_a_goal_approves_a_change_and_withdraws_consent(browser, demo):
     """Last in the module: the withdrawal changes what the municipality sees of the plan."""
     plan = demo_plan(demo, "Tolvan Tolvansson")

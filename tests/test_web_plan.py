@@ -5,13 +5,9 @@ as a browser would; what the page shows, and what the API then holds."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import ExitStack
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
-
-import pytest
 
 from services.common.demo_identities import MUNICIPALITY, REGION
 from tests.conftest import Caller
@@ -24,26 +20,12 @@ from tests.fhir_data import (
     prepare_for_activation,
     run,
 )
-from tests.web_client import Web, WebUser, demo_web, field_error, text_of, version_on
+from tests.web_client import Web, demo_web_fixtures, field_error, text_of, version_on
 
 PERSONNUMMER: dict[str, str] = {}  # of the plans the tests make, by plan id
 
 
-@pytest.fixture(scope="module")
-def web(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
-    with demo_web(request, tmp_path_factory.mktemp("data")) as web:
-        yield web
-
-
-@pytest.fixture
-def browsers(web: Web) -> Iterator[Any]:
-    """Opens a signed-in user: `browsers("region-coordinator")`."""
-    with ExitStack() as opened:
-
-        def open_as(user: str) -> WebUser:
-            return opened.enter_context(web.user(user))
-
-        yield open_as
+web, browsers = demo_web_fixtures()
 
 
 def plan_json(caller: Caller, plan_id: str) -> dict[str, Any]:
@@ -239,6 +221,9 @@ def test_a_refused_edit_is_explained_beside_its_field_and_writes_nothing(
     page = coordinator.edit(plan_id, "record-need", {"text": "  "})
     assert page.status_code == 400
     assert "Fyll i behovet, med personens egna ord." in field_error(page, "record-need-text")
+    page = coordinator.submit(f"/plans/{plan_id}/record-need", {"text": "Utan version"})
+    assert page.status_code == 400
+    assert "Formuläret saknar planens version." in text_of(page)
     assert plan_json(web.region, plan_id)["meta"]["versionId"] == before
 
 

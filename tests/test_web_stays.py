@@ -6,50 +6,40 @@ is what the API gives the user: an outsider's unit sees none of it."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
-from contracts.identifiers import PERSONNUMMER_SYSTEM
 from services.common.demo_identities import MUNICIPALITY, REGION
-from services.sip.discharge.application import Stays
-from tests.discharge_data import actor
-from tests.discharge_http import STAFF_SCOPES, admit, step
-from tests.fhir_data import FHIR_JSON, consent, created_or_ok, new_personnummer, parameters
-from tests.web_client import Web, WebUser, demo_web, field_error, text_of
+from tests.discharge_http import (
+    STAFF_SCOPES,
+    consent_to_the_stay,
+    noticed_over_http,
+    noticed_through_the_application,
+    stays_of,
+    told,
+)
+from tests.fhir_data import FHIR_JSON, new_personnummer, parameters
+from tests.web_client import (
+    Web,
+    WebUser,
+    dashed,
+    demo_web_fixtures,
+    field_error,
+    input_value,
+    text_of,
+    version_on,
+)
 
 WARD = "SE2321000032-WARD9"  # the hospital's ward, a unit of the demo region
 
 
-@pytest.fixture(scope="module")
-def web(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
-    with demo_web(request, tmp_path_factory.mktemp("data")) as web:
-        yield web
-
-
-@pytest.fixture
-def browsers(web: Web) -> Iterator[Any]:
-    with ExitStack() as opened:
-
-        def open_as(user: str) -> WebUser:
-            return opened.enter_context(web.user(user))
-
-        yield open_as
+web, browsers = demo_web_fixtures()
 
 
 def consented(web: Web) -> str:
     """A new person who consents to the region and the municipality sharing: their number."""
     personnummer = new_personnummer("19440404")
-    created_or_ok(
-        web.region.consent.post(
-            "/fhir/Consent",
-            json=consent(personnummer, organizations=(REGION, MUNICIPALITY)),
-            headers=FHIR_JSON,
-        )
-    )
+    consent_to_the_stay(web.region, personnummer, organizations=(REGION, MUNICIPALITY))
     return personnummer
 
 
@@ -57,45 +47,22 @@ def noticed_stay(web: Web) -> str:
     """A stay admitted today at the region's ward, its notice sent to the demo coordinators'
     units: the region's as primary care, the municipality's as social services. Its id."""
     ward = web.system.as_caller("professional", REGION, unit=WARD, scopes=STAFF_SCOPES).sip
-    admitted = admit(ward, consented(web))
-    assert admitted.status_code == 200, admitted.text
-    stay_id = admitted.json()["id"]
-    estimate = (datetime.now(UTC) + timedelta(days=3)).isoformat()
-    recipients = [
-        {"organization": REGION, "unit": REGION, "kind": "primary-care"},
-        {"organization": MUNICIPALITY, "unit": MUNICIPALITY, "kind": "social-services"},
-    ]
-    for operation, values in (
-        ("judge-care-needed", {"principal": ["region", "municipality"]}),
-        ("send-admission-notice", {"recipient": recipients, "estimatedDischarge": estimate}),
-    ):
-        answer = step(ward, stay_id, operation, **values)
-        assert answer.status_code == 200, answer.text
-    return stay_id
+    return noticed_over_http(
+        ward, consented(web), told((REGION, REGION), (MUNICIPALITY, MUNICIPALITY))
+    )
 
 
 def late_stay(web: Web) -> str:
     """A stay of last week through the application (the steps dated then): the person ready
     five days ago and the SIP never called, so the SIP call is overdue. Its id."""
-    personnummer = consented(web)
-    state = web.system.sip_app.state
-    stays = Stays(state.plans, state.consent_gate_uncached)
-    hospital, primary = actor(REGION, WARD), actor(REGION, REGION)
-    at = datetime.now(UTC) - timedelta(days=7)
-    person = {"system": PERSONNUMMER_SYSTEM, "value": personnummer}
-    stay = stays.admit(subject=person, ward=WARD, admitted_at=at, by=hospital)
-    stays.judge_care_needed(stay.id, principals=["region", "municipality"], at=at, by=hospital)
-    stays.send_admission_notice(
-        stay.id, estimated_discharge=at + timedelta(days=9), at=at + timedelta(hours=1),
-        by=hospital, judgement="LSU 2017:612: needed for the planning",
-        recipients=[{"organization": REGION, "unit": REGION, "kind": "primary-care"},
-                    {"organization": MUNICIPALITY, "unit": MUNICIPALITY,
-                     "kind": "social-services"}],
+    stay_id, _ = noticed_through_the_application(
+        stays_of(web.system), consented(web), organization=REGION, ward=WARD,
+        primary_care=(REGION, REGION), municipality=(MUNICIPALITY, MUNICIPALITY),
+        at=datetime.now(UTC) - timedelta(days=7), notice_after=timedelta(hours=1),
+        estimated_after=timedelta(days=9), ready_after=timedelta(days=2),
+        care_contact="Sköterska Svensson",
     )  # fmt: skip
-    stays.name_care_contact(stay.id, name="Sköterska Svensson", already_existed=False,
-                            at=at + timedelta(hours=2), by=primary, judgement="LSU")  # fmt: skip
-    stays.notify_ready(stay.id, at=at + timedelta(days=2), by=hospital)
-    return str(stay.id)
+    return stay_id
 
 
 def test_my_unit_lists_the_stays_with_their_clocks(web: Web, browsers: Any) -> None:
@@ -165,7 +132,9 @@ def test_the_forms_errors_stand_beside_their_fields(web: Web, browsers: Any) -> 
     assert again.status_code == 409 and "Någon annan har ändrat vistelsen" in text_of(again)
     # Without the version, and without the CSRF token.
     region.get(f"/stays/{stay_id}")
-    assert region.submit(f"/stays/{stay_id}/name-care-contact", {"name": "X"}).status_code == 400
+    unversioned = region.submit(f"/stays/{stay_id}/name-care-contact", {"name": "X"})
+    assert unversioned.status_code == 400
+    assert "Formuläret saknar vistelsens version." in text_of(unversioned)
     assert (
         region.submit(
             f"/stays/{stay_id}/name-care-contact", {"name": "X", "version": "9"}, csrf=False
@@ -392,3 +361,242 @@ def test_an_outsider_sees_and_answers_no_invitation(web: Web, browsers: Any) -> 
     # The region organises it and was not invited: nothing to answer there either.
     assert appointment_id not in browsers("region-coordinator").get("/unit").text
     assert answers_to(web, appointment_id) == []
+
+
+# The forms that make a stay and send its notice, and the region's record that its outpatient
+# care was unavailable: each posted through the Encounter operations the API offers.
+
+
+def stays_seen(web: Web, organization: str = REGION) -> list[dict[str, Any]]:
+    """The stays the API shows a coordinator of `organization` (the hospital's, by default)."""
+    api = web.system.as_caller("coordinator", organization, unit=organization).sip
+    found = api.get("/fhir/Encounter", params={"_count": "1000"})
+    assert found.status_code == 200, found.text
+    return [e["resource"] for e in found.json().get("entry", [])]
+
+
+def stay_seen(web: Web, stay_id: str) -> dict[str, Any]:
+    api = web.system.as_caller("coordinator", REGION, unit=REGION).sip
+    read = api.get(f"/fhir/Encounter/{stay_id}")
+    assert read.status_code == 200, read.text
+    return read.json()
+
+
+def admitted_from_the_web(web: Web, region: WebUser) -> str:
+    """A consenting person admitted through the admission form, at the coordinator's own unit
+    (so its ward's forms are theirs), the need for care judged for both principals: its id."""
+    page = region.get("/stays/admit")
+    assert page.status_code == 200, page.text
+    admitted = region.submit_form(page, "form-admit", patient=dashed(consented(web)))
+    assert admitted.status_code == 200, admitted.text
+    stay_id = str(admitted.url).split("/stays/")[1].split("?")[0]
+    judged = region.submit_form(
+        admitted, "form-judge-care-needed", principal=["region", "municipality"]
+    )
+    assert judged.status_code == 200, judged.text
+    return stay_id
+
+
+def test_a_patient_is_admitted_and_the_notice_sent_from_the_web(web: Web, browsers: Any) -> None:
+    region = browsers("region-coordinator")
+    unit = region.get("/unit")
+    assert 'href="/stays/admit"' in unit.text
+    form = region.get("/stays/admit")
+    assert form.status_code == 200 and form.text.count("<h1") == 1
+    assert input_value(form.text, "ward") == REGION  # the user's unit, until they change it
+    personnummer = consented(web)
+    admitted = region.submit_form(
+        form, "form-admit", patient=dashed(personnummer), admittedAt="2026-01-05T08:30"
+    )
+    assert admitted.status_code == 200, admitted.text
+    assert "Personen är inskriven." in text_of(admitted)
+    assert "/stays/" in str(admitted.url) and personnummer not in str(admitted.url)
+    region.assert_no_personnummer_in_urls(personnummer)
+    stay_id = str(admitted.url).split("/stays/")[1].split("?")[0]
+    stay = stay_seen(web, stay_id)
+    assert stay["subject"]["identifier"]["value"] == personnummer
+    assert stay["period"]["start"].startswith("2026-01-05T07:30")  # 08:30 in Sweden
+    judged = region.submit_form(
+        admitted, "form-judge-care-needed", principal=["region", "municipality"]
+    )
+    assert 'id="form-send-admission-notice"' in judged.text
+    sent = region.submit_form(
+        judged, "form-send-admission-notice",
+        **{"recipient-primary-care-organization": REGION,
+           "recipient-primary-care-unit": "SE2321000032-VC1",
+           "recipient-social-services-organization": MUNICIPALITY,
+           "recipient-social-services-unit": MUNICIPALITY},
+        estimatedDischarge="2026-01-12T10:00",
+    )  # fmt: skip
+    assert sent.status_code == 200, sent.text
+    shown = text_of(sent)
+    assert "Inskrivningsmeddelandet är skickat." in shown
+    assert "beräknad utskrivning 2026-01-12 10:00" in shown
+    assert "Primärvård: SE2321000032-VC1" in shown and "socialtjänst: " + MUNICIPALITY in shown
+    assert 'id="form-send-admission-notice"' not in sent.text  # sent once
+    # The municipality it went to sees the stay and its receipt to confirm.
+    municipality = browsers("municipality-coordinator").get(f"/stays/{stay_id}")
+    assert municipality.status_code == 200 and 'id="form-confirm-receipt"' in municipality.text
+
+
+def test_the_admission_forms_errors_and_refusals(web: Web, browsers: Any) -> None:
+    region = browsers("region-coordinator")
+    form = region.get("/stays/admit")
+    before = len(stays_seen(web))
+    empty = region.submit_form(form, "form-admit", patient=" ", ward="")
+    assert empty.status_code == 400
+    assert field_error(empty, "admit-patient") == "Fyll i personnummer."
+    assert field_error(empty, "admit-ward") == "Fyll i avdelning."
+    assert 'aria-describedby="admit-patient-hint admit-patient-error-1"' in empty.text
+    mistyped = region.submit_form(form, "form-admit", patient="19121212-1213")
+    assert mistyped.status_code == 400
+    assert "kontrollsiffran" in (field_error(mistyped, "admit-patient") or "")
+    assert input_value(mistyped.text, "patient") == "19121212-1213"  # kept to correct
+    # The API refuses an admission dated ahead: nothing is written, the field says so.
+    ahead = region.submit_form(
+        form, "form-admit", patient=dashed(consented(web)), admittedAt="2099-01-01T10:00"
+    )
+    assert ahead.status_code == 400, ahead.text
+    assert field_error(ahead, "admit-admittedAt") == "Inskrivningen kan inte ligga senare än nu."
+    # A role that takes no step of a stay (the auditor), and a post without the CSRF token.
+    auditor = browsers("region-auditor")
+    auditor_form = auditor.get("/stays/admit")
+    refused = auditor.submit_form(auditor_form, "form-admit", patient=dashed(consented(web)))
+    assert refused.status_code == 403, refused.text
+    assert "Din roll (granskare) får inte skriva in en patient" in text_of(refused)
+    forged = region.submit("/stays/admit", {"patient": dashed(consented(web))}, csrf=False)
+    assert forged.status_code == 403
+    assert len(stays_seen(web)) == before, "nothing was written"
+    person = browsers("person").get("/stays/admit")
+    assert person.status_code == 200 and 'id="form-admit"' not in person.text  # to /me
+
+
+def test_the_notice_forms_errors_and_refusals(web: Web, browsers: Any) -> None:
+    region = browsers("region-coordinator")
+    stay_id = admitted_from_the_web(web, region)
+    page = region.get(f"/stays/{stay_id}")
+    primary = {"recipient-primary-care-organization": REGION,
+               "recipient-primary-care-unit": "SE2321000032-VC1"}  # fmt: skip
+    nothing = region.submit_form(page, "form-send-admission-notice")
+    assert nothing.status_code == 400
+    assert field_error(nothing, "send-admission-notice-recipient") == (
+        "Fyll i enheter som meddelandet går till."
+    )
+    assert field_error(nothing, "send-admission-notice-estimatedDischarge") == (
+        "Fyll i beräknad utskrivning."
+    )
+    half = region.submit_form(
+        page, "form-send-admission-notice", estimatedDischarge="2030-01-01T10:00",
+        **{"recipient-social-services-unit": MUNICIPALITY},
+    )  # fmt: skip
+    assert field_error(half, "send-admission-notice-recipient") == (
+        "Ange både organisation och enhet inom kommunens socialtjänst."
+    )
+    # Care is needed from both principals: the API refuses a notice to the municipality alone
+    # and the page says it beside the recipients, in Swedish, the user's input kept.
+    social = {"recipient-social-services-organization": MUNICIPALITY,
+              "recipient-social-services-unit": MUNICIPALITY}  # fmt: skip
+    alone = region.submit_form(
+        page, "form-send-admission-notice", estimatedDischarge="2030-01-01T10:00", **social
+    )
+    assert alone.status_code == 409, alone.text
+    assert "en enhet hos varje huvudman" in (
+        field_error(alone, "send-admission-notice-recipient") or ""
+    )
+    assert input_value(alone.text, "recipient-social-services-unit") == MUNICIPALITY
+    both = {**primary, **social}
+    # What the API refuses in the values themselves, said beside the field in Swedish.
+    notice = "form-send-admission-notice"
+    twice = region.submit_form(
+        page, notice, estimatedDischarge="2030-01-01T10:00",
+        **{**both, "recipient-primary-care-unit": MUNICIPALITY},
+    )  # fmt: skip
+    assert twice.status_code == 422, twice.text
+    recipient_error = "send-admission-notice-recipient"
+    assert field_error(twice, recipient_error) == "Varje enhet kan bara anges en gång."
+    not_hsa = region.submit_form(
+        page, notice, estimatedDischarge="2030-01-01T10:00",
+        **{**both, "recipient-primary-care-organization": "Vårdcentralen"},
+    )  # fmt: skip
+    assert not_hsa.status_code == 400, not_hsa.text
+    assert "Ange giltiga HSA-id" in (field_error(not_hsa, recipient_error) or "")
+    early = region.submit_form(page, notice, estimatedDischarge="2001-01-01T10:00", **both)
+    assert early.status_code == 422, early.text
+    assert field_error(early, "send-admission-notice-estimatedDischarge") == (
+        "Den beräknade utskrivningen ska ligga efter inskrivningen."
+    )
+    # An organisation the stay does not concern: not found, nothing written.
+    outsider = browsers("outsider-coordinator")
+    outsider.get("/unit")
+    version = version_on(page)
+    posted = outsider.submit(
+        f"/stays/{stay_id}/send-admission-notice",
+        {"version": version, "estimatedDischarge": "2030-01-01T10:00", **both},
+    )
+    assert posted.status_code == 404
+    # Without the CSRF token: refused before the API is asked.
+    forged = region.submit(
+        f"/stays/{stay_id}/send-admission-notice",
+        {"version": version, "estimatedDischarge": "2030-01-01T10:00", **both},
+        csrf=False,
+    )
+    assert forged.status_code == 403
+    assert "stay-admission-notice" not in str(stay_seen(web, stay_id)), "nothing was written"
+    # A stale version: the stay changed since the page was shown (the notice sent from
+    # another tab): 409, said on the page, and the notice is not sent twice.
+    sent = region.submit_form(
+        page, "form-send-admission-notice", estimatedDischarge="2030-01-01T10:00", **both
+    )
+    assert sent.status_code == 200, sent.text
+    stale = region.submit_form(
+        page, "form-send-admission-notice", estimatedDischarge="2030-02-01T10:00", **both
+    )
+    assert stale.status_code == 409 and "Någon annan har ändrat vistelsen" in text_of(stale)
+    assert "2030-02-01" not in str(stay_seen(web, stay_id))
+
+
+def test_the_region_records_that_its_outpatient_care_is_unavailable(
+    web: Web, browsers: Any
+) -> None:
+    stay_id = noticed_stay(web)
+    region = browsers("region-coordinator")  # primary care the notice went to
+    page = region.get(f"/stays/{stay_id}")
+    form = "form-record-outpatient-care-unavailable"
+    assert f'id="{form}"' in page.text
+    empty = region.submit_form(page, form, reason="  ")
+    assert empty.status_code == 400
+    assert field_error(empty, "record-outpatient-care-unavailable-reason") == "Fyll i skäl."
+    # The municipality may not record it: the API refuses, the page says why.
+    municipality = browsers("municipality-coordinator")
+    theirs = municipality.get(f"/stays/{stay_id}")
+    assert f'id="{form}"' not in theirs.text
+    refused = municipality.submit(
+        f"/stays/{stay_id}/record-outpatient-care-unavailable",
+        {"version": version_on(theirs), "reason": "Ingen plats"},
+    )
+    assert refused.status_code == 409, refused.text
+    assert "registreras av sjukhusets avdelning eller av primärvården" in text_of(refused)
+    outsider = browsers("outsider-coordinator")
+    outsider.get("/unit")
+    posted = outsider.submit(
+        f"/stays/{stay_id}/record-outpatient-care-unavailable",
+        {"version": version_on(page), "reason": "Ingen plats"},
+    )
+    assert posted.status_code == 404
+    forged = region.submit(
+        f"/stays/{stay_id}/record-outpatient-care-unavailable",
+        {"version": version_on(page), "reason": "Ingen plats"},
+        csrf=False,
+    )
+    assert forged.status_code == 403
+    assert "outpatient" not in str(stay_seen(web, stay_id)), "nothing was written"
+    recorded = region.submit_form(page, form, reason="Ingen tid hos psykiatrin förrän i mars")
+    assert recorded.status_code == 200, recorded.text
+    shown = text_of(recorded)
+    assert "Det är registrerat att regionens öppna vård inte är tillgänglig." in shown
+    assert "Regionens öppna vård inte tillgänglig: registrerat" in shown
+    assert "(Ingen tid hos psykiatrin förrän i mars)" in shown
+    assert f'id="{form}"' not in recorded.text
+    stale = region.submit_form(page, form, reason="Igen")
+    assert stale.status_code == 409 and "Någon annan har ändrat vistelsen" in text_of(stale)
+    assert "Igen" not in str(stay_seen(web, stay_id))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from functools import cached_property
 from html.parser import HTMLParser
@@ -96,6 +96,30 @@ def demo_web(request: pytest.FixtureRequest, data_dir: Path) -> Iterator[Web]:
         served_web(system) as web,
     ):
         yield web
+
+
+def demo_web_fixtures() -> tuple[Any, Any]:
+    """A test module's `web` (the demo in front of both services, one for the module) and
+    `browsers` fixtures: `web, browsers = demo_web_fixtures()`; `browsers("region-coordinator")`
+    opens a signed-in user, signed out at the test's end."""
+
+    @pytest.fixture(scope="module")
+    def web(
+        request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[Web]:
+        with demo_web(request, tmp_path_factory.mktemp("data")) as web:
+            yield web
+
+    @pytest.fixture
+    def browsers(web: Web) -> Iterator[Any]:
+        with ExitStack() as opened:
+
+            def open_as(user: str) -> WebUser:
+                return opened.enter_context(web.user(user))
+
+            yield open_as
+
+    return web, browsers
 
 
 class Forms(HTMLParser):

@@ -157,6 +157,14 @@ class VersionedApplication(Application[UUID]):
             return []
         return super().save(*objs, **kwargs)
 
+    def _record(self, processing_event: Any) -> Any:
+        mapper = self.mapper
+        if not isinstance(mapper, PersonalDataMapper):
+            return super()._record(processing_event)
+        # The aggregates tell the mapper whose class each author's entry is sealed under.
+        with mapper.writing_records(processing_event.aggregates):
+            return super()._record(processing_event)
+
     def record_access(self, **record: Any) -> AccessRecord:
         """Logs a read or a refusal; raises if the log cannot be written (fail closed)."""
         return self.record_accesses([record])[0]

@@ -101,6 +101,18 @@ def _storage(service: str, database_url: str | None, data_dir: Path) -> Storage:
     )
 
 
+def eventsourcing_postgres_env(url: URL) -> dict[str, str]:
+    """The eventsourcing library's PostgreSQL recorder pointed at the database of `url`."""
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": url.database or "",
+        "POSTGRES_HOST": url.host or "127.0.0.1",
+        "POSTGRES_PORT": str(url.port or 5432),
+        "POSTGRES_USER": url.username or "postgres",
+        "POSTGRES_PASSWORD": url.password or "",
+    }
+
+
 def _postgres_storage(service: str, database_url: str) -> Storage:
     url = make_url(database_url)
     if url.get_backend_name() != "postgresql" or not url.database:
@@ -109,13 +121,8 @@ def _postgres_storage(service: str, database_url: str) -> Storage:
     return Storage(
         service=service,
         event_store_env={
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            **eventsourcing_postgres_env(url),
             "CREATE_TABLE": "false",
-            "POSTGRES_DBNAME": url.database or "",
-            "POSTGRES_HOST": url.host or "127.0.0.1",
-            "POSTGRES_PORT": str(url.port or 5432),
-            "POSTGRES_USER": url.username or "postgres",
-            "POSTGRES_PASSWORD": url.password or "",
             "POSTGRES_CONNECT_TIMEOUT": "5",
             "POSTGRES_POOL_SIZE": str(pool_sizes_from_env()[0]),
             "POSTGRES_MAX_OVERFLOW": str(pool_sizes_from_env()[1]),

@@ -26,7 +26,7 @@ from services.common.fhir_time import InvalidDateTime, fhir_instant, now, parse_
 from services.common.key_files import key_dir_from_env
 from services.common.migrations.runner import migrate_service
 from services.common.persistence import data_dir_from_env
-from services.common.personal_data.envelope import Erased
+from services.common.personal_data.envelope import Erased, erased_text
 from services.common.projection import FailedEvent, Projection, failed_events
 from services.consent.fhir_mapping import consent_to_fhir
 from services.ops.master_key import add_master_key_commands
@@ -296,7 +296,7 @@ def story_line(event: Any) -> str:
 
 def _plain(value: Any) -> str:
     if isinstance(value, Erased):
-        return f"erased on {value.erased_at} under {value.rule!r}"
+        return erased_text(value)
     if isinstance(value, dict) and "value" in value:
         return str(value["value"])
     if isinstance(value, dict):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +35,7 @@ from eventsourcing.persistence import IntegrityError
 from sqlalchemy import text
 
 from contracts.identifiers import PERSONNUMMER_SYSTEM, PersonIdentifier
+from contracts.personal_fields import PERSONAL_FIELDS
 from services.common.fhir_time import InvalidDateTime, fhir_instant, now, parse_fhir_datetime
 from services.common.personal_data.erasure import Erasure, erasure_id
 from services.common.personal_data.mapper import SEALED
@@ -62,11 +63,14 @@ class Due:
     due: datetime
     records: frozenset[UUID]  # the records with entries under the key
     head: int  # the log position the plan was made at
+    identity: bool = False  # the key holds those records' person: any entry in them counts
 
     def line(self, service: str) -> str:
+        held = self.due > self.rule.due(self.last_entry)
         return (
             f"{service}: {self.retention_class} key {self.key_id} (person {self.person_index[:16]}"
-            f"…): last entry {fhir_instant(self.last_entry)}, due {fhir_instant(self.due)} "
+            f"…): last entry {fhir_instant(self.last_entry)}, due {fhir_instant(self.due)}"
+            f"{' (held while the records it holds have other parts kept)' if held else ''} "
             f"under {self.rule.rule!r}"
         )
 
@@ -79,15 +83,28 @@ def sealed_key_ids(state: dict[str, Any]) -> Iterator[str]:
                 yield key_id
 
 
-def entries_by_key(service: OpenService) -> tuple[int, dict[str, tuple[datetime, set[UUID]]]]:
-    """The log head, and for each data key the newest entry of any record with a field sealed
-    under it, and those records. Read from the stored events, nothing opened."""
+@dataclass
+class Entries:
+    """What the log holds under one data key: its newest entry, the records with entries
+    under it, and whether it holds those records' person (their creation event's)."""
+
+    last: datetime
+    records: set[UUID]
+    identity: bool = False
+
+
+def entries_by_key(service: OpenService) -> tuple[int, dict[str, Entries]]:
+    """The log head, and for each data key its entries, read from the stored events, nothing
+    opened. An entry under a key is an event with a field sealed under it; an event sealing
+    nothing (a status change) is an entry of its record's person key, the record's frame. So
+    a municipality's entry moves the municipality's key's date, not the region's."""
     application = service.application
     recorder: Any = application.recorder
     transcoder = application.mapper.transcoder
     head = recorder.max_notification_id() or 0
-    keys_of: dict[UUID, set[str]] = {}
-    newest: dict[UUID, datetime] = {}
+    by_key: dict[str, Entries] = {}
+    person_key: dict[UUID, str] = {}  # each record's person key (its creation event's)
+    frame: dict[UUID, datetime] = {}  # each record's newest event sealing nothing
     position = 0
     while position < head:
         notifications = recorder.select_notifications(
@@ -98,52 +115,80 @@ def entries_by_key(service: OpenService) -> tuple[int, dict[str, tuple[datetime,
         for notification in notifications:
             stream = UUID(str(notification.originator_id))
             state = transcoder.decode(notification.state)
-            found = set(sealed_key_ids(state)) if isinstance(state, dict) else set()
-            if found:
-                keys_of.setdefault(stream, set()).update(found)
-            timestamp = state.get("timestamp") if isinstance(state, dict) else None
-            if isinstance(timestamp, datetime):
-                newest[stream] = max(newest.get(stream, timestamp), timestamp)
+            if not isinstance(state, dict) or not isinstance(state.get("timestamp"), datetime):
+                continue
+            timestamp = state["timestamp"]
+            declared = PERSONAL_FIELDS.get(notification.topic)
+            held = state.get(declared.person) if declared and declared.person else None
+            if isinstance(held, dict) and isinstance(held.get(SEALED), dict):
+                person_key[stream] = held[SEALED].get("k")
+            found = set(sealed_key_ids(state))
+            if not found:
+                frame[stream] = max(frame.get(stream, timestamp), timestamp)
+            for key_id in found:
+                entries = by_key.setdefault(key_id, Entries(timestamp, set()))
+                entries.last = max(entries.last, timestamp)
+                entries.records.add(stream)
         position = notifications[-1].id
-    by_key: dict[str, tuple[datetime, set[UUID]]] = {}
-    for stream, key_ids in keys_of.items():
-        for key_id in key_ids:
-            last, records = by_key.get(key_id, (newest[stream], set()))
-            by_key[key_id] = (max(last, newest[stream]), records | {stream})
+    for stream, key_id in person_key.items():
+        entries = by_key.setdefault(
+            key_id, Entries(frame.get(stream, datetime.min.replace(tzinfo=UTC)), set())
+        )
+        entries.identity = True
+        entries.records.add(stream)
+        if stream in frame:
+            entries.last = max(entries.last, frame[stream])
     return head, by_key
 
 
 def plan(service: OpenService, rules: dict[str, RetentionRule], on: datetime) -> list[Due]:
-    """The live keys due for erasure on `on`; changes nothing."""
+    """The live keys due for erasure on `on`; changes nothing. A key holding records' person
+    is due no sooner than every other live key with entries in those records: erasing it
+    would take the record, and their entries, with it (a region's key is thus kept past its
+    ten years while the municipality's entries in a plan are kept; ten is the law's minimum)."""
     keys = service.application.personal_data
     if keys is None:
         return []
     head, by_key = entries_by_key(service)
+    live = [
+        row for row in keys.person_keys() if row.erased_at is None and row.retention_class in rules
+    ]
+    entries = {
+        row.key_id: by_key.get(row.key_id, Entries(_instant(row.created_at), set())) for row in live
+    }
+    own_due = {row.key_id: rules[row.retention_class].due(entries[row.key_id].last) for row in live}
+    # The latest date any live key with entries in a record is due.
+    record_due: dict[UUID, datetime] = {}
+    for key_id, theirs in entries.items():
+        for record in theirs.records:
+            record_due[record] = max(record_due.get(record, own_due[key_id]), own_due[key_id])
     due = []
-    for row in keys.person_keys():
-        if row.erased_at is not None or row.retention_class not in rules:
-            continue
-        last, records = by_key.get(row.key_id, (_instant(row.created_at), set()))
-        rule = rules[row.retention_class]
-        if rule.due(last) <= on:
+    for row in live:
+        mine = entries[row.key_id]
+        when = own_due[row.key_id]
+        if mine.identity:
+            when = max([when, *(record_due[record] for record in mine.records)])
+        if when <= on:
+            rule = rules[row.retention_class]
             due.append(
                 Due(
                     row.key_id,
                     row.retention_class,
                     row.person_index,
-                    last,
+                    mine.last,
                     rule,
-                    rule.due(last),
-                    frozenset(records),
+                    when,
+                    frozenset(mine.records),
                     head,
+                    mine.identity,
                 )
             )
     return due
 
 
 def no_entry_since(service: OpenService, due: Due) -> Any:
-    """Asked inside the erasing transaction: no event after the plan's log position belongs
-    to one of the key's records or seals a field under the key."""
+    """Asked inside the erasing transaction: no event after the plan's log position seals a
+    field under the key or, where the key holds its records' person, belongs to one of them."""
     recorder: Any = service.application.recorder
     position = "rowid" if service.engine.dialect.name == "sqlite" else "notification_id"
     query = text(
@@ -152,7 +197,9 @@ def no_entry_since(service: OpenService, due: Due) -> Any:
 
     def check(connection: Any) -> bool:
         for originator_id, state in connection.execute(query, {"head": due.head}):
-            if UUID(str(originator_id)) in due.records or due.key_id.encode() in bytes(state):
+            if due.key_id.encode() in bytes(state) or (
+                due.identity and UUID(str(originator_id)) in due.records
+            ):
                 return False
         return True
 
@@ -248,39 +295,55 @@ def _settings(arguments: argparse.Namespace) -> tuple[dict[str, RetentionRule], 
     return rules, on
 
 
-def _chosen(arguments: argparse.Namespace) -> list[tuple[str, str | None]]:
+def _on_each_service(
+    arguments: argparse.Namespace,
+    act: Callable[[str, OpenService, dict[str, RetentionRule], datetime], int],
+) -> int:
+    """`act` on each chosen service in turn, with the rules and the date: 2 if those cannot be
+    read, else the first exit code other than 0 that `act` returns (the services after it left
+    alone), else 0."""
+    settings = _settings(arguments)
+    if settings is None:
+        return 2
+    rules, on = settings
     names = ["sip", "consent"] if arguments.service == "all" else [arguments.service]
-    return [(name, getattr(arguments, f"{name}_database_url")) for name in names]
+    for name in names:
+        database_url = getattr(arguments, f"{name}_database_url")
+        with open_service(name, arguments.data_dir, database_url) as service:
+            code = act(name, service, rules, on)
+        if code:
+            return code
+    return 0
+
+
+def _show_due(
+    name: str, service: OpenService, rules: dict[str, RetentionRule], on: datetime
+) -> int:
+    due = plan(service, rules, on)
+    for one in due:
+        print(one.line(name))
+    print(f"{name}: {len(due)} key(s) due on {fhir_instant(on)}; nothing erased")
+    return 0
+
+
+def _erase_due(
+    name: str, service: OpenService, rules: dict[str, RetentionRule], on: datetime
+) -> int:
+    try:
+        lines = run(service, rules, on)
+    except MasterKeyProblem as problem:
+        print(f"{name}: nothing erased: {problem}", file=sys.stderr)
+        return 1
+    for line in lines:
+        print(line)
+    if not lines:
+        print(f"{name}: nothing due on {fhir_instant(on)}")
+    return 0
 
 
 def run_plan(arguments: argparse.Namespace) -> int:
-    settings = _settings(arguments)
-    if settings is None:
-        return 2
-    rules, on = settings
-    for name, database_url in _chosen(arguments):
-        with open_service(name, arguments.data_dir, database_url) as service:
-            due = plan(service, rules, on)
-            for one in due:
-                print(one.line(name))
-            print(f"{name}: {len(due)} key(s) due on {fhir_instant(on)}; nothing erased")
-    return 0
+    return _on_each_service(arguments, _show_due)
 
 
 def run_run(arguments: argparse.Namespace) -> int:
-    settings = _settings(arguments)
-    if settings is None:
-        return 2
-    rules, on = settings
-    for name, database_url in _chosen(arguments):
-        with open_service(name, arguments.data_dir, database_url) as service:
-            try:
-                lines = run(service, rules, on)
-            except MasterKeyProblem as problem:
-                print(f"{name}: nothing erased: {problem}", file=sys.stderr)
-                return 1
-            for line in lines:
-                print(line)
-            if not lines:
-                print(f"{name}: nothing due on {fhir_instant(on)}")
-    return 0
+    return _on_each_service(arguments, _erase_due)

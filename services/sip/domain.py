@@ -23,6 +23,7 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate, event
 
+from contracts.personal_fields import AUTHOR_CLASSES
 from services.common.disclosure import custodian_of
 from services.common.domain import (
     RuleViolation,
@@ -204,6 +205,18 @@ class Plan(Aggregate):
     def kind_of(self, organization: str) -> str | None:
         taking_part = self.organizations.get(organization)
         return taking_part.kind if taking_part else None
+
+    def retention_class_of(self, entry: Mapping[str, Any]) -> str | None:
+        """The retention class of an entry's free text (an event's state, as it is sealed):
+        the kind of its author's organisation, a region's or a municipality's
+        (docs/decisions/0007); None (the plan's own class) for the person's own entries and
+        another kind's."""
+        author = entry.get("by") or entry.get("started_by")
+        organization = author.get("organization") if isinstance(author, Mapping) else None
+        if not organization or custodian_of(author) != organization:
+            return None
+        kind = entry.get("starting_organization_kind") or self.kind_of(organization)
+        return kind if kind in AUTHOR_CLASSES else None
 
     @property
     def principals_taking_part(self) -> set[str]:
@@ -653,11 +666,8 @@ class Plan(Aggregate):
         self._ensure_open()
         required_instant(meeting.get("start"), "start")
         required_instant(meeting.get("end"), "end")
-        optional_text(meeting.get("location"), "location")
-        optional_text(meeting.get("video"), "video")
+        self._ensure_meeting_place(meeting.get("location"), meeting.get("video"))
         required_texts(meeting.get("invitees", []), "invitee")
-        if not meeting.get("location") and not meeting.get("video"):
-            raise RuleViolation("meeting-place", "a meeting has a place or a video link")
         meeting_id = f"meeting-{len(self.meetings) + 1}"
         self._meeting_scheduled(
             meeting={**meeting, "id": meeting_id, "status": "booked"}, at=at, by=by
@@ -666,8 +676,12 @@ class Plan(Aggregate):
 
     @event("MeetingScheduled")
     def _meeting_scheduled(self, meeting: dict[str, Any], at: datetime, by: EventActor) -> None:
-        scheduled = replace(Meeting.from_payload(meeting), custodian=custodian_of(by))
-        self.meetings[scheduled.id] = scheduled
+        self._add_meeting(meeting, by)
+
+    def _add_meeting(self, meeting: dict[str, Any], by: EventActor) -> None:
+        """A meeting scheduled or invited to, the writer's organisation its custodian."""
+        added = replace(Meeting.from_payload(meeting), custodian=custodian_of(by))
+        self.meetings[added.id] = added
         self.changed_by = by
 
     def record_meeting(
@@ -785,9 +799,7 @@ class Plan(Aggregate):
 
     @event("MeetingInvited")
     def _meeting_invited(self, meeting: dict[str, Any], at: datetime, by: EventActor) -> None:
-        invited = replace(Meeting.from_payload(meeting), custodian=custodian_of(by))
-        self.meetings[invited.id] = invited
-        self.changed_by = by
+        self._add_meeting(meeting, by)
 
     def _open_invitation(self, meeting_id: str) -> Meeting:
         self._ensure_open()

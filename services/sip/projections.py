@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
@@ -172,6 +172,29 @@ class PartyIndex(AggregateIndex):
     sees: each record it names is still loaded and passed through its disclosure rule."""
 
     parties: Table
+
+    @staticmethod
+    def parties_table(name: str, metadata: MetaData, id_column: str) -> Table:
+        """The table of the organisations and units taking part in each record: a row per
+        (record, HSA-id), found by the HSA-id."""
+        return Table(
+            name,
+            metadata,
+            Column(id_column, String(36), primary_key=True),
+            Column("hsa_id", String(64), primary_key=True, index=True),
+        )
+
+    def replace_parties(
+        self, connection: Connection, record_id: str, parties: Iterable[object]
+    ) -> None:
+        """The record's parties as they are now; a missing HSA-id (None, empty) gets no row."""
+        id_column = self.parties.c[self._id_column.name]
+        connection.execute(self.parties.delete().where(id_column == record_id))
+        named = sorted({p for p in parties if isinstance(p, str) and p})
+        if named:
+            connection.execute(
+                self.parties.insert(), [{id_column.name: record_id, "hsa_id": p} for p in named]
+            )
 
     def ids(self, query: Select[Any], parameters: dict[str, Any] | None = None) -> list[UUID]:
         # Queries here are unordered (an ORDER BY may make the database walk the whole key

@@ -47,6 +47,9 @@ class Field:
     hint: str | None = None
     choices: Mapping[str, str] | Choices | None = None
     fixed: str | None = None  # the value of a hidden field
+    # A field made of several inputs (a stay's recipients) or checked before it is sent (a
+    # personnummer) reads its own parameters from the posted form; ValueError: what is wrong.
+    read: Callable[[Mapping[str, list[str]]], list[dict[str, Any]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,9 @@ class FormSpec:
     # Changes the person approves before they are in force, when others make them.
     proposes: bool = False
     danger: bool = False
+    # An element a refusal names that is not a parameter (the domain's own name, a part of a
+    # parameter made of parts): the field it stands beside.
+    element_fields: Mapping[str, str] = field(default_factory=dict)
 
 
 # The choices a plan offers.
@@ -782,6 +788,12 @@ class FormView:
     def id(self) -> str:
         return f"form-{self.spec.operation}"
 
+    @property
+    def action(self) -> str:
+        """<base>/<id>/<operation>; <base>/<operation> for one that makes the record."""
+        record = f"/{self.plan_id}" if self.plan_id else ""
+        return f"{self.base}{record}/{self.spec.operation}"
+
 
 Posted = Mapping[str, list[str]]
 
@@ -826,8 +838,8 @@ def forms_for(
                     {
                         "organization": hsa_id,
                         "label": label,
-                        "percent": _first(given, f"share-{i}-percent"),
-                        "amountSek": _first(given, f"share-{i}-amountSek"),
+                        "percent": first_posted(given, f"share-{i}-percent"),
+                        "amountSek": first_posted(given, f"share-{i}-amountSek"),
                     }
                     for i, (hsa_id, label) in enumerate(choices)
                 ]
@@ -839,7 +851,7 @@ def forms_for(
     return by_section
 
 
-def _first(posted: Posted, name: str) -> str:
+def first_posted(posted: Posted, name: str) -> str:
     values = posted.get(name) or [""]
     return values[0]
 
@@ -862,6 +874,16 @@ def parameters_of(spec: FormSpec, posted: Posted) -> list[dict[str, Any]]:
         if f.input == "shares":
             shares = _shares(posted, errors)
             parameters += shares
+            continue
+        if f.read is not None:
+            try:
+                read = f.read(posted)
+            except ValueError as problem:
+                errors[f.name] = [str(problem)]
+                continue
+            if not read and f.required:
+                errors[f.name] = [missing_message(f)]
+            parameters += read
             continue
         values = [v.strip() for v in posted.get(f.name, []) if v.strip()]
         if f.input == "hidden":
@@ -922,10 +944,10 @@ def _shares(posted: Posted, errors: dict[str, list[str]]) -> list[dict[str, Any]
     shares = []
     index = 0
     while f"share-{index}-organization" in posted:
-        organization = _first(posted, f"share-{index}-organization").strip()
+        organization = first_posted(posted, f"share-{index}-organization").strip()
         parts: list[dict[str, Any]] = []
         for name in ("percent", "amountSek"):
-            given = _first(posted, f"share-{index}-{name}").strip()
+            given = first_posted(posted, f"share-{index}-{name}").strip()
             if given:
                 try:
                     parts.append({"name": name, "valueDecimal": decimal(given)})
@@ -950,6 +972,7 @@ FIELD_PROBLEM = {
     "date": "Ange ett giltigt datum (ÅÅÅÅ-MM-DD).",
     "datetime-local": "Ange ett giltigt datum och klockslag.",
     "decimal": "Ange ett tal.",
+    "recipients": "Ange giltiga HSA-id för organisation och enhet, till exempel SE2321000016-7P31.",
 }
 PART_FIELDS = {"percent": "share", "amountSek": "share"}
 
@@ -961,14 +984,24 @@ def refusal_errors(
     names = {f.name: f for f in spec.fields}
     errors: dict[str, list[str]] = {}
     for issue in refused.issues or [Issue("")]:
-        name = spec.rule_fields.get(issue.rule or "") or texts.parameter_of(issue)
-        name = PART_FIELDS.get(name or "", name)
+        name = _field_of(spec, issue)
         if name not in names:
             name = FORM_ERROR
         errors.setdefault(name, []).append(
             sentence(spec, refused.status, issue, names.get(name), plan, user)
         )
     return errors
+
+
+def _field_of(spec: FormSpec, issue: Issue) -> str | None:
+    """The field an issue is about: by its rule, the parameter it names, or (for the form's
+    `element_fields`) the element an invalid value's diagnostics begin with."""
+    named = spec.rule_fields.get(issue.rule or "") or texts.parameter_of(issue)
+    if named is None:
+        element = re.match(r"(\w+)[\[.:]", issue.message)
+        named = spec.element_fields.get(element.group(1)) if element else None
+    named = spec.element_fields.get(named or "", named)
+    return PART_FIELDS.get(named or "", named)
 
 
 def sentence(
@@ -991,6 +1024,8 @@ def sentence(
         return " ".join(texts.RULE.get(r, r) for r in dict.fromkeys([rule, *named]))
     if rule in texts.RULE:
         return texts.RULE[rule]
+    if issue.message in texts.INVALID_VALUE:
+        return texts.INVALID_VALUE[issue.message]
     if status in (400, 422) and about is not None:
         problem = FIELD_PROBLEM.get(about.input)
         if problem:

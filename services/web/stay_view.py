@@ -24,6 +24,7 @@ EXT_READY = f"{_EXT}/stay-ready-for-discharge"
 EXT_CARE_CONTACT = f"{_EXT}/stay-fixed-care-contact"
 EXT_SIP_PLAN = f"{_EXT}/stay-sip-plan"
 EXT_INFORMATION_TRANSFER = f"{_EXT}/stay-information-transfer"
+EXT_OUTPATIENT_UNAVAILABLE = f"{_EXT}/stay-outpatient-care-unavailable"
 EXT_DEADLINE_MISSED = f"{_EXT}/stay-deadline-missed"
 EXT_TASK_OVERDUE = f"{_EXT}/task-overdue"
 EXT_TASK_PROVISIONAL = f"{_EXT}/task-due-provisional"
@@ -126,6 +127,8 @@ class StayView:
     sip_plan_id: str | None
     sip_called: str | None
     transfers: list[str]
+    outpatient_unavailable: str | None  # when the region recorded it
+    outpatient_unavailable_reason: str | None
     missed: list[dict[str, Any]]
     withheld: list[Withheld]
     duties: list[Duty] = field(default_factory=list)
@@ -173,6 +176,7 @@ def stay_of(resource: dict[str, Any]) -> StayView:
     period = resource.get("period") or {}
     status = extension(resource, EXT_STAY_STATUS) or {}
     contact_unit = part(contact, "unit")
+    unavailable = extension(resource, EXT_OUTPATIENT_UNAVAILABLE)
     return StayView(
         id=str(resource.get("id", "")),
         version=str((resource.get("meta") or {}).get("versionId") or ""),
@@ -201,6 +205,8 @@ def stay_of(resource: dict[str, Any]) -> StayView:
         transfers=[
             str(e.get("valueDateTime")) for e in extensions(resource, EXT_INFORMATION_TRANSFER)
         ],
+        outpatient_unavailable=part(unavailable, "recorded"),
+        outpatient_unavailable_reason=part(unavailable, "reason"),
         missed=[
             {"duty": part(e, "duty"), "due": part(e, "due"), "owner": hsa_of(part(e, "owner"))}
             for e in extensions(resource, EXT_DEADLINE_MISSED)

@@ -335,7 +335,14 @@ RULE.update(
     }
 )
 
+# A form posted without the version of the record its page showed (a hand-made post).
+MISSING_PLAN_VERSION = "Formuläret saknar planens version. Ladda om sidan och försök igen."
+MISSING_STAY_VERSION = "Formuläret saknar vistelsens version. Ladda om sidan och försök igen."
+
 # The inpatient stay (discharge, LSU 2017:612).
+STAY_CHANGED = (
+    "Någon annan har ändrat vistelsen medan du arbetade. Se hur den ser ut nu och försök igen."
+)
 STAY_STATUS = {
     "admitted": "Inskriven",
     "ready": "Utskrivningsklar",
@@ -369,5 +376,30 @@ STAY_RULE = {
     "utskrivningen.",
     "discharged-stay-unchanged": "Personen är utskriven: vistelsen ändras inte längre.",
     "by-the-hospital": "Det steget tas av sjukhusets avdelning.",
+    "admitted-by-the-hospital": "Personen skrivs in av någon som arbetar för sjukhuset.",
+    "admission-not-in-future": "Inskrivningen kan inte ligga senare än nu.",
+    "care-need-judged-once": "Behovet av insatser efter utskrivningen är redan bedömt.",
+    "notice-after-judgement": "Bedöm först om personen behöver insatser efter utskrivningen: "
+    "inskrivningsmeddelandet skickas efter den bedömningen.",
+    "admission-notice-sent-once": "Inskrivningsmeddelandet är redan skickat.",
+    "notice-to-units-concerned": "Meddelandet ska gå till en enhet hos varje huvudman vars "
+    "insatser behövs: regionens primärvård och kommunens enhet, enligt bedömningen.",
+    "outpatient-unavailable-by-region": "Det registreras av sjukhusets avdelning eller av "
+    "primärvården som fick inskrivningsmeddelandet.",
+    "outpatient-unavailable-once": "Det är redan registrerat att regionens öppna vård inte är "
+    "tillgänglig.",
+}
+# A value the stay refuses as invalid (the API's diagnostics, which name no rule of their own).
+INVALID_VALUE = {
+    "recipients: each unit once": "Varje enhet kan bara anges en gång.",
+    "recipients: one primary-care unit: the person's own": (
+        "Ange en enda enhet i primärvården: personens egen."
+    ),
+    "recipients: the municipal units are of one municipality": (
+        "Kommunens enheter ska höra till en och samma kommun."
+    ),
+    "estimated_discharge: the discharge is after the admission": (
+        "Den beräknade utskrivningen ska ligga efter inskrivningen."
+    ),
 }
 RULE.update(STAY_RULE)  # one table of refusals: refusal_in_swedish says these too

@@ -41,6 +41,31 @@ class Erased:
     rule: str
 
 
+class ErasedText(str):
+    """An erased free text as a record built of its events holds it (a plan's entry whose
+    author's key was erased while the record is kept, docs/decisions/0007): a text saying when
+    and under which rule, so the domain, the read models and the FHIR mapping carry it as any
+    text and show what was erased."""
+
+    erased: Erased
+
+    def __new__(cls, erased: Erased) -> ErasedText:
+        made = super().__new__(cls, erased_text(erased))
+        made.erased = erased
+        return made
+
+    def __deepcopy__(self, memo: dict[int, object]) -> ErasedText:
+        return self  # immutable, as a str
+
+    def __reduce__(self) -> tuple[type[ErasedText], tuple[Erased]]:
+        return (ErasedText, (self.erased,))
+
+
+def erased_text(erased: Erased) -> str:
+    """How an erased value is named wherever it is shown (replay, the API)."""
+    return f"erased on {erased.erased_at} under {erased.rule!r}"
+
+
 class TamperedValue(ValueError):
     """A sealed value that does not open with its live key: changed, or moved from elsewhere.
     Corruption, never to be shown as an erasure."""

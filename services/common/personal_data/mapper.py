@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from threading import Lock, local
 from typing import Any
 from uuid import UUID
@@ -34,7 +35,13 @@ from contracts.identifiers import (
     parse_person_identifier,
 )
 from contracts.personal_fields import PersonalFields
-from services.common.personal_data.envelope import Erased, TamperedValue, seal_bytes
+from services.common.personal_data.envelope import (
+    DataKey,
+    Erased,
+    ErasedText,
+    TamperedValue,
+    seal_bytes,
+)
 from services.common.personal_data.in_write import DataKeyChanged, KeyUse, SealedStoredEvent
 from services.common.personal_data.keys import PersonalDataKeys, UnknownDataKey
 
@@ -100,6 +107,23 @@ class PersonalDataMapper(Mapper[UUID]):
     def forget_live_keys(self) -> None:
         self._keys.forget_live_keys()
 
+    @contextmanager
+    def writing_records(self, records: Mapping[UUID, Any]) -> Iterator[None]:
+        """While this thread stores the events of `records` (the aggregates being saved, by
+        id): each tells the retention class of its author's entries (`retention_class_of`)."""
+        before = getattr(self._writing, "records", None)
+        self._writing.records = records
+        try:
+            yield
+        finally:
+            self._writing.records = before
+
+    def _author_class(self, stream: UUID | str, state: Mapping[str, Any]) -> str | None:
+        records = getattr(self._writing, "records", None) or {}
+        record = records.get(stream if isinstance(stream, UUID) else UUID(str(stream)))
+        class_of = getattr(record, "retention_class_of", None)
+        return class_of(state) if class_of is not None else None
+
     def sealing(self) -> list[KeyUse]:
         """Starts this thread's write: the keys its events make are gathered in the list."""
         made: list[KeyUse] = []
@@ -131,18 +155,23 @@ class PersonalDataMapper(Mapper[UUID]):
         else:
             person = self._person_of(stream)
         prefix = _context(stream, version, topic)
-        key = use = None  # asked of the database once per event, only if there is a field
+        author_class = self._author_class(stream, state) if declared.by_author else None
+        # Asked of the database once per event and class, only if there is a field.
+        keys: dict[str, tuple[DataKey, KeyUse]] = {}
         for name in declared.fields:
             if state.get(name) is not None:
-                if key is None:
-                    key, use = self._keys.key_for_write(person, declared.retention_class)
+                retention_class = declared.class_of(name, author_class)
+                if retention_class not in keys:
+                    keys[retention_class] = self._keys.key_for_write(person, retention_class)
+                key = keys[retention_class][0]
                 # Sealed as the transcoder writes it, so dates and UUIDs open as themselves.
                 plain = self.transcoder.encode(state[name])
                 state[name] = {SEALED: seal_bytes(key, plain, prefix + name.encode())}
-        if use is not None and use.new_row is not None:
-            getattr(self._writing, "made", []).append(use)
-        if declared.person is not None and key is not None:
-            self._remember_key(_uuid(stream), key.key_id)
+        made = getattr(self._writing, "made", [])
+        made += [use for _, use in keys.values() if use.new_row is not None]
+        person_class = declared.class_of(declared.person or "", None)
+        if declared.person is not None and person_class in keys:
+            self._remember_key(_uuid(stream), keys[person_class][0].key_id)
         sealed = object.__new__(type(domain_event))
         object.__setattr__(sealed, "__dict__", state)
         stored = super().to_stored_event(sealed)
@@ -153,7 +182,7 @@ class PersonalDataMapper(Mapper[UUID]):
             originator_version=stored.originator_version,
             topic=stored.topic,
             state=stored.state,
-            data_keys=(use,) if use is not None else (),
+            data_keys=tuple(use for _, use in keys.values()),
         )
 
     def to_domain_event(self, stored_event: StoredEvent) -> Any:
@@ -169,7 +198,12 @@ class PersonalDataMapper(Mapper[UUID]):
             if isinstance(value, dict) and SEALED in value:
                 if name == declared.person and declared.later_events:
                     self._remember_key(_uuid(stream), value[SEALED].get("k"))
-                state[name] = self._open(value[SEALED], prefix + name.encode())
+                opened = self._open(value[SEALED], prefix + name.encode())
+                # An author's text erased while its record is kept reads as a text naming the
+                # erasure (the record's person key erased: the record is never built).
+                if isinstance(opened, Erased) and name in declared.by_author:
+                    opened = ErasedText(opened)
+                state[name] = opened
         if (
             declared.person is not None
             and declared.later_events

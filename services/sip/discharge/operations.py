@@ -92,7 +92,7 @@ def admit(call: OperationCall[Admit]) -> Stay:
     admitted_at = p.admittedAt or call.at
     if admitted_at > call.at:
         raise FhirError(
-            400, "invalid", "admittedAt is not in the future",
+            400, "invalid", "admittedAt is not in the future", rule="admission-not-in-future",
             expression="Parameters.parameter.where(name='admittedAt')",
         )  # fmt: skip
     try:

@@ -43,12 +43,7 @@ stay_index = Table(
 )
 # Every organisation and unit the stay concerns: the hospital and its ward, each recipient of
 # the admission notice and its unit, the fixed care contact's.
-stay_parties = Table(
-    "stay_parties",
-    metadata,
-    Column("stay_id", String(36), primary_key=True),
-    Column("hsa_id", String(64), primary_key=True, index=True),
-)
+stay_parties = PartyIndex.parties_table("stay_parties", metadata, "stay_id")
 
 
 def next_due(stay: Stay, rules: ClockRules = LAW) -> datetime | None:
@@ -87,16 +82,12 @@ class StayIndex(PartyIndex):
         }
 
     def apply_related(self, connection: Connection, stay: Stay) -> None:
-        stay_id = str(stay.id)
-        connection.execute(stay_parties.delete().where(stay_parties.c.stay_id == stay_id))
         parties = {stay.organization, stay.ward}
         for recipient in stay.recipients.values():
             parties |= {recipient.organization, recipient.unit}
         if stay.care_contact is not None:
             parties |= {stay.care_contact.organization, stay.care_contact.unit}
-        rows = [{"stay_id": stay_id, "hsa_id": p} for p in sorted(filter(None, parties))]
-        if rows:
-            connection.execute(stay_parties.insert(), rows)
+        self.replace_parties(connection, str(stay.id), parties)
 
     def discharged_between(self, municipality: str, start: datetime, end: datetime) -> list[UUID]:
         """A municipality's stays discharged in [start, end)."""

@@ -28,12 +28,7 @@ message_index = Table(
     Index("ix_message_index_about", "about_type", "about_id"),
 )
 # The sender's organisation and unit, every recipient's organisation and unit.
-message_parties = Table(
-    "message_parties",
-    metadata,
-    Column("message_id", String(36), primary_key=True),
-    Column("hsa_id", String(64), primary_key=True, index=True),
-)
+message_parties = PartyIndex.parties_table("message_parties", metadata, "message_id")
 
 
 class MessageIndex(PartyIndex):
@@ -54,16 +49,7 @@ class MessageIndex(PartyIndex):
         }
 
     def apply_related(self, connection: Connection, message: Message) -> None:
-        message_id = str(message.id)
-        connection.execute(
-            message_parties.delete().where(message_parties.c.message_id == message_id)
-        )
         parties = {message.sender.get("organization"), message.sender.get("unit")}
         for recipient in message.recipients.values():
             parties |= {recipient.organization, recipient.unit}
-        rows = [
-            {"message_id": message_id, "hsa_id": p}
-            for p in sorted(p for p in parties if isinstance(p, str) and p)
-        ]
-        if rows:
-            connection.execute(message_parties.insert(), rows)
+        self.replace_parties(connection, str(message.id), parties)

@@ -10,39 +10,32 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from starlette.datastructures import FormData
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
-from services.web import plan_page
+from services.web import plan_page, texts
 from services.web.dependencies import Fhir, User
-from services.web.fhir_client import ChangedMeanwhile, Refused
+from services.web.operation_forms import Errors, FormPage, submit_operation
 from services.web.pages import render
 from services.web.plan_forms import (
-    FORM_ERROR,
     FORMS,
     PRINCIPALS,
     STOCKHOLM,
-    Invalid,
     forms_for,
     local_time,
     meeting_label,
     member_label,
     notes_of,
     organization_label,
-    parameters_of,
     place_of,
     principal_user,
-    refusal_errors,
 )
 from services.web.plan_reads import load_plan
 from services.web.plan_view import PlanView
-from services.web.session import CSRF_FIELD, SignedInUser
+from services.web.session import SignedInUser
 
 router = APIRouter()
 
 PLAN_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
-VERSION = re.compile(r"^[0-9]{1,9}$")
-MISSING_VERSION = "Formuläret saknar planens version. Ladda om sidan och försök igen."
 PROPOSAL_NOTICE = "Ändringen gäller när personen har godkänt den."
 
 
@@ -74,31 +67,24 @@ async def edit_plan(
     spec = FORMS.get(operation)
     if spec is None:
         raise HTTPException(404)
-    form = await request.form()
-    posted = posted_values(form)
-    version = str(form.get("version") or "")
-    if not VERSION.fullmatch(version):
-        plan = await load_plan(fhir, plan_id)
-        errors = {FORM_ERROR: [MISSING_VERSION]}
-        return show_plan(request, plan, user, operation, posted, errors, status_code=400)
-    try:
-        parameters = parameters_of(spec, posted)
-    except Invalid as invalid:
-        plan = await load_plan(fhir, plan_id)
-        return show_plan(request, plan, user, operation, posted, invalid.errors, status_code=400)
-    try:
-        await fhir.operation("sip", f"CarePlan/{plan_id}/${operation}", parameters, version)
-    except ChangedMeanwhile:
-        plan = await load_plan(fhir, plan_id)
+
+    def show(plan: PlanView, posted: dict[str, list[str]], errors: Errors, status: int) -> Response:
+        return show_plan(request, plan, user, operation, posted, errors, status)
+
+    async def changed(plan: PlanView, posted: dict[str, list[str]], version: str) -> Response:
         changes = await plan_page.changes_since(fhir, plan_id, version, plan)
-        return show_plan(
-            request, plan, user, operation, posted, {}, status_code=409, conflict=changes
-        )
-    except Refused as refused:
-        plan = await load_plan(fhir, plan_id)  # a plan the user may not see: the 404 page
-        errors = refusal_errors(spec, refused, plan, user)
-        return show_plan(request, plan, user, operation, posted, errors, refused.status)
-    return RedirectResponse(f"/plans/{plan_id}?done={operation}", status_code=303)
+        return show_plan(request, plan, user, operation, posted, {}, 409, conflict=changes)
+
+    page = FormPage(
+        load=lambda: load_plan(fhir, plan_id),
+        show=show,
+        changed=changed,
+        done=lambda _: f"/plans/{plan_id}?done={operation}",
+        missing_version=texts.MISSING_PLAN_VERSION,
+    )
+    return await submit_operation(
+        request, fhir, user, spec, f"CarePlan/{plan_id}/${operation}", page
+    )
 
 
 @router.get("/plans/{plan_id}/print")
@@ -111,15 +97,6 @@ async def print_plan(request: Request, plan_id: str, user: User, fhir: Fhir) -> 
         printed=datetime.now(STOCKHOLM).strftime("%Y-%m-%d"),
         **helpers(plan),
     )
-
-
-def posted_values(form: FormData) -> dict[str, list[str]]:
-    values: dict[str, list[str]] = {}
-    for name, value in form.multi_items():
-        if name in (CSRF_FIELD, "version") or not isinstance(value, str):
-            continue
-        values.setdefault(name, []).append(value)
-    return values
 
 
 def show_plan(

@@ -1,6 +1,8 @@
 """A stay's page (discharge from inpatient care):
 its steps, its duties with their clocks, and the forms of the steps that are the user's unit's
-to take now, posted as the stay's Encounter operations with the version the page showed."""
+to take now, posted as the stay's Encounter operations with the version the page showed; and
+the admission (`Encounter/$admit`), the form that makes a stay. Every form is posted through
+services/web/operation_forms.py, as the plan's are."""
 
 from __future__ import annotations
 
@@ -12,20 +14,17 @@ from starlette.responses import RedirectResponse, Response
 
 from services.web import texts
 from services.web.dependencies import Fhir, User
-from services.web.fhir_client import ChangedMeanwhile, Refused
+from services.web.operation_forms import Errors, FormPage, submit_operation
 from services.web.pages import render
-from services.web.plan_forms import FORM_ERROR, Invalid, parameters_of, refusal_errors
-from services.web.routes.plans import MISSING_VERSION, VERSION, posted_values
+from services.web.plan_forms import FORM_ERROR
 from services.web.session import SignedInUser
-from services.web.stay_forms import STAY_FORMS, stay_forms_for
+from services.web.stay_forms import ADMIT, STAY_FORMS, admit_form, stay_forms_for
 from services.web.stay_view import StayView, load_stay
 
 router = APIRouter()
+Posted = dict[str, list[str]]
 
 STAY_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
-CHANGED = (
-    "Någon annan har ändrat vistelsen medan du arbetade. Se hur den ser ut nu och försök igen."
-)
 
 
 def checked_stay_id(stay_id: str) -> str:
@@ -34,12 +33,51 @@ def checked_stay_id(stay_id: str) -> str:
     return stay_id
 
 
+@router.get("/stays/admit")
+async def admit_page(request: Request, user: User) -> Response:
+    if user.is_person:
+        return RedirectResponse("/me", status_code=303)
+    return show_admit(request, user)
+
+
+@router.post("/stays/admit")
+async def admit(request: Request, user: User, fhir: Fhir) -> Response:
+    """The type-level `Encounter/$admit`: it makes the stay, so no version is sent."""
+
+    async def nothing_to_load() -> None:
+        return None
+
+    page = FormPage(
+        load=nothing_to_load,
+        show=lambda _, posted, errors, status: show_admit(request, user, posted, errors, status),
+        done=lambda answer: f"/stays/{checked_stay_id(str(answer.body.get('id')))}?done=admit",
+        missing_version=None,
+    )
+    return await submit_operation(request, fhir, user, ADMIT, "Encounter/$admit", page)
+
+
+def show_admit(
+    request: Request,
+    user: SignedInUser,
+    posted: Posted | None = None,
+    errors: Errors | None = None,
+    status_code: int = 200,
+) -> Response:
+    return render(
+        request,
+        "stay_admit.html",
+        status_code=status_code,
+        form=admit_form(user, posted, errors),
+        failed=ADMIT.legend if status_code >= 400 else None,
+    )
+
+
 @router.get("/stays/{stay_id}")
 async def stay_page(
     request: Request, stay_id: str, user: User, fhir: Fhir, done: str | None = None
 ) -> Response:
     stay = await load_stay(fhir, checked_stay_id(stay_id))
-    spec = STAY_FORMS.get(done or "")
+    spec = ADMIT if done == ADMIT.operation else STAY_FORMS.get(done or "")
     return show_stay(request, stay, user, notices=[spec.done] if spec else [])
 
 
@@ -51,28 +89,23 @@ async def take_step(
     spec = STAY_FORMS.get(operation)
     if spec is None:
         raise HTTPException(404)
-    form = await request.form()
-    posted = posted_values(form)
-    version = str(form.get("version") or "")
-    if not VERSION.fullmatch(version):
-        stay = await load_stay(fhir, stay_id)
-        errors = {FORM_ERROR: [MISSING_VERSION.replace("planens", "vistelsens")]}
-        return show_stay(request, stay, user, operation, posted, errors, status_code=400)
-    try:
-        parameters = parameters_of(spec, posted)
-    except Invalid as invalid:
-        stay = await load_stay(fhir, stay_id)
-        return show_stay(request, stay, user, operation, posted, invalid.errors, 400)
-    try:
-        await fhir.operation("sip", f"Encounter/{stay_id}/${operation}", parameters, version)
-    except ChangedMeanwhile:
-        stay = await load_stay(fhir, stay_id)
-        return show_stay(request, stay, user, operation, posted, {FORM_ERROR: [CHANGED]}, 409)
-    except Refused as refused:
-        stay = await load_stay(fhir, stay_id)  # a stay the user may not see: the 404 page
-        errors = refusal_errors(spec, refused, stay, user)  # type: ignore[arg-type]
-        return show_stay(request, stay, user, operation, posted, errors, refused.status)
-    return RedirectResponse(f"/stays/{stay_id}?done={operation}", status_code=303)
+
+    def show(stay: StayView, posted: Posted, errors: Errors, status: int) -> Response:
+        return show_stay(request, stay, user, operation, posted, errors, status)
+
+    async def changed(stay: StayView, posted: Posted, version: str) -> Response:
+        return show(stay, posted, {FORM_ERROR: [texts.STAY_CHANGED]}, 409)
+
+    page = FormPage(
+        load=lambda: load_stay(fhir, stay_id),
+        show=show,
+        changed=changed,
+        done=lambda _: f"/stays/{stay_id}?done={operation}",
+        missing_version=texts.MISSING_STAY_VERSION,
+    )
+    return await submit_operation(
+        request, fhir, user, spec, f"Encounter/{stay_id}/${operation}", page
+    )
 
 
 def show_stay(
@@ -80,8 +113,8 @@ def show_stay(
     stay: StayView,
     user: SignedInUser,
     operation: str | None = None,
-    posted: dict[str, list[str]] | None = None,
-    errors: dict[str, list[str]] | None = None,
+    posted: Posted | None = None,
+    errors: Errors | None = None,
     status_code: int = 200,
     notices: list[str] | None = None,
 ) -> Response:

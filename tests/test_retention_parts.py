@@ -1,0 +1,227 @@
+"""A plan's parts kept and erased by their authors' rules (issue 16, docs/decisions/0007): the
+free texts a municipality's unit writes are sealed under the person's `municipality` key and
+erased five years after the municipality's last entry; the region's under the `region` key,
+ten years after the region's last entry. A plan with the municipality's parts erased still
+replays, rebuilds and is served, the erased texts named as erased on a date under their rule.
+"""
+
+import time
+from datetime import timedelta
+from uuid import UUID
+
+import pytest
+
+from contracts.identifiers import PERSONNUMMER_SYSTEM, PersonIdentifier
+from services.cli import main as sip
+from services.common.personal_data.retention import DEFAULT_RULES, RetentionRule
+from services.ops import retention
+from tests.conftest import new_backend, running_system
+from tests.fhir_data import (
+    FHIR_JSON,
+    MUNICIPALITY,
+    REGION_NEED,
+    active_plan,
+    care_plan,
+    created_or_ok,
+    new_personnummer,
+    run,
+)
+from tests.test_retention import (  # noqa: F401 (the fixtures are used by name)
+    access_log_kept_long,
+    forms,
+    opened,
+    rules,
+    scan,
+    where,
+)
+
+MUNICIPAL_NEED = "Vill få hjälp med tvätten på tisdagar"
+MUNICIPAL_GOAL = "Tvättar själv i tvättstugan"
+REGION_NOTE = "Vill träffa sin läkare varannan vecka"
+MUNICIPAL_RULE = DEFAULT_RULES["municipality"].rule
+REGION_RULE = DEFAULT_RULES["region"].rule
+
+
+@pytest.fixture
+def sqlite_backend(request, tmp_path):
+    # The scans read the SQLite files.
+    with new_backend("sqlite", tmp_path / "data", request) as backend:
+        yield backend
+
+
+def plan_with_both_parts(system):
+    """An active plan with the region's needs and goal and the municipality's need and goal:
+    (plan id, personnummer)."""
+    plan_id, number = active_plan(system)
+    municipality = system.as_caller("coordinator", organization=MUNICIPALITY)
+    assert run(municipality.sip, plan_id, "record-need", text=MUNICIPAL_NEED).status_code < 300
+    set_goal = run(municipality.sip, plan_id, "set-goal", text=MUNICIPAL_GOAL, need="need-2")
+    assert set_goal.status_code < 300, set_goal.text
+    assert run(system.sip, plan_id, "record-need", text=REGION_NOTE).status_code < 300
+    return plan_id, number
+
+
+def dues_of(backend, number):
+    """The person's keys in the SIP service due some day, by class: {class: Due}."""
+    with opened(backend, "sip") as service:
+        index = service.application.personal_data.person_index(
+            PersonIdentifier(PERSONNUMMER_SYSTEM, number)
+        )
+        far = retention.now() + timedelta(days=365 * 40)
+        dues = [d for d in retention.plan(service, rules(), far) if d.person_index == index]
+    by_class = {d.retention_class: d for d in dues}
+    assert len(by_class) == len(dues)
+    return by_class
+
+
+def at(moment):
+    return moment.isoformat(timespec="microseconds")
+
+
+def test_the_municipalitys_parts_are_erased_on_their_date_the_regions_kept(sqlite_backend, capsys):
+    backend = sqlite_backend
+    with running_system(backend) as system:
+        plan_id, number = plan_with_both_parts(system)
+        before = system.sip.get(f"/fhir/CarePlan/{plan_id}").text
+        assert MUNICIPAL_NEED in before and REGION_NOTE in before
+    time.sleep(1)  # the instant below, in whole seconds, is after every entry
+    moment = retention.now().isoformat(timespec="seconds")
+    dues = dues_of(backend, number)
+    municipal, region = dues["municipality"], dues["region"]
+    assert municipal.due == municipal.last_entry.replace(year=municipal.last_entry.year + 5)
+    assert region.due >= region.last_entry.replace(year=region.last_entry.year + 10)
+    assert not municipal.identity and region.identity
+    # Sealed: no table of either database holds a phrase of either part in clear.
+    assert scan(backend.data_dir, {MUNICIPAL_NEED, MUNICIPAL_GOAL, REGION_NOTE}) == []
+
+    day_after = municipal.due + timedelta(days=1)
+    assert day_after < region.due
+    capsys.readouterr()
+    assert sip(["retention", "run", "--date", at(day_after), *where(backend)]) == 0
+    ran = capsys.readouterr().out
+    assert ran.count(": erased") == 1 and "municipality key" in ran, ran
+    assert "read models rebuilt" in ran
+    # A second run on the same date erases nothing more.
+    assert sip(["retention", "run", "--date", at(day_after), *where(backend)]) == 0
+    assert ": erased" not in capsys.readouterr().out
+
+    with opened(backend, "sip") as service:
+        keys = service.application.personal_data
+        erased = [row for row in keys.person_keys() if row.erased_at]
+        assert [row.retention_class for row in erased] == ["municipality"]
+        assert not service.application.person_erased(UUID(plan_id))
+    # Nothing of the municipality's texts anywhere; the verification and the rebuild hold.
+    assert scan(backend.data_dir, {MUNICIPAL_NEED, MUNICIPAL_GOAL}) == []
+    assert sip(["audit", "verify", *where(backend)]) == 0
+    assert sip(["projections", "rebuild", "--check", *where(backend)]) == 0
+    capsys.readouterr()
+    assert sip(["audit", "replay", "--plan", plan_id, *where(backend)]) == 0
+    replayed = capsys.readouterr().out
+    assert f"erased on {erased[0].erased_at}" in replayed and MUNICIPAL_RULE in replayed
+    assert REGION_NOTE in replayed and MUNICIPAL_NEED not in replayed
+
+    with running_system(backend) as system:
+        served = system.sip.get(f"/fhir/CarePlan/{plan_id}")
+        assert served.status_code == 200, served.text
+        text = served.text
+        assert REGION_NOTE in text and REGION_NEED in text  # the region's entries intact
+        assert MUNICIPAL_NEED not in text and MUNICIPAL_GOAL not in text
+        assert f"erased on {erased[0].erased_at}" in text and MUNICIPAL_RULE in text
+        as_of = system.sip.get(f"/fhir/CarePlan/{plan_id}/$as-of", params={"instant": moment})
+        assert as_of.status_code == 200, as_of.text
+        assert MUNICIPAL_NEED not in as_of.text and MUNICIPAL_RULE in as_of.text
+        assert REGION_NOTE in as_of.text
+        history = system.sip.get(f"/fhir/CarePlan/{plan_id}/_history")
+        assert history.status_code == 200 and MUNICIPAL_GOAL not in history.text
+        # The plan goes on: a new municipal entry is sealed under a new municipality key.
+        municipality = system.as_caller("coordinator", organization=MUNICIPALITY)
+        again = run(municipality.sip, plan_id, "record-need", text="Ny kommunal anteckning")
+        assert again.status_code < 300, again.text
+        assert "Ny kommunal anteckning" in system.sip.get(f"/fhir/CarePlan/{plan_id}").text
+
+    # Ten years after the region's last entry (the new municipal one's five passed too), the
+    # rest goes: the plan is answered as unknown, and the person's number is nowhere.
+    later = dues_of(backend, number)
+    last_date = max(d.due for d in later.values()) + timedelta(days=1)
+    assert sip(["retention", "run", "--date", at(last_date), *where(backend)]) == 0
+    with opened(backend, "sip") as service:
+        assert service.application.person_erased(UUID(plan_id))
+    assert scan(backend.data_dir, {REGION_NOTE, MUNICIPAL_NEED} | forms(number)) == []
+    assert sip(["audit", "verify", *where(backend)]) == 0
+    with running_system(backend) as system:
+        assert system.sip.get(f"/fhir/CarePlan/{plan_id}").status_code == 404
+
+
+def test_a_new_municipal_entry_moves_the_municipalitys_date_only(backend):
+    with running_system(backend) as system:
+        plan_id, number = plan_with_both_parts(system)
+        first = dues_of(backend, number)
+        municipality = system.as_caller("coordinator", organization=MUNICIPALITY)
+        assert run(municipality.sip, plan_id, "record-need", text="Senare").status_code < 300
+        then = dues_of(backend, number)
+        assert then["municipality"].last_entry > first["municipality"].last_entry
+        assert then["municipality"].due > first["municipality"].due
+        assert then["region"].last_entry == first["region"].last_entry
+        assert then["region"].due == first["region"].due
+        # A region entry moves the region's date, not the municipality's.
+        assert run(system.sip, plan_id, "record-need", text="Regionens").status_code < 300
+        last = dues_of(backend, number)
+        assert last["region"].last_entry > then["region"].last_entry
+        assert last["municipality"].due == then["municipality"].due
+
+
+def test_a_plan_a_municipality_started_keeps_its_person_when_its_texts_go(sqlite_backend):
+    """The plan's person is under the region's class, its title under its author's: five
+    years and a day after a municipality's last entry in a plan it started, the title and
+    needs read as erased and the plan is still served to the municipality."""
+    backend = sqlite_backend
+    title = "Kommunens plan för boendet"
+    with running_system(backend) as system:
+        number = new_personnummer()
+        municipality = system.as_caller("coordinator", organization=MUNICIPALITY)
+        plan = {**care_plan(number, MUNICIPALITY), "title": title}
+        made = municipality.sip.post("/fhir/CarePlan", json=plan, headers=FHIR_JSON)
+        plan_id = created_or_ok(made)["id"]
+        assert run(municipality.sip, plan_id, "record-need", text=MUNICIPAL_NEED).is_success
+    dues = dues_of(backend, number)
+    assert set(dues) == {"region", "municipality"}
+    # The region's key, holding only the person, waits for the municipality's parts.
+    assert dues["region"].due >= dues["municipality"].due
+    assert "held while" not in dues["municipality"].line("sip")
+    day_after = dues["municipality"].due + timedelta(days=1)
+    assert sip(["retention", "run", "--date", at(day_after), *where(backend)]) == 0
+    assert scan(backend.data_dir, {title, MUNICIPAL_NEED}) == []
+    with running_system(backend) as system:
+        municipality = system.as_caller("coordinator", organization=MUNICIPALITY)
+        served = municipality.sip.get(f"/fhir/CarePlan/{plan_id}")
+        assert served.status_code == 200, served.text
+        assert served.json()["title"].startswith("erased on ") and MUNICIPAL_RULE in served.text
+        assert MUNICIPAL_NEED not in served.text
+    assert sip(["audit", "verify", *where(backend)]) == 0
+
+
+def test_the_plans_person_key_waits_for_a_longer_kept_part(sqlite_backend):
+    """With the municipality's parts kept longer than the region's (a municipality's own
+    decision), the region's key, which holds the plan's person, is due with them, never
+    before: erasing it would take the plan, and the municipality's parts, with it."""
+    backend = sqlite_backend
+    with running_system(backend) as system:
+        _, number = plan_with_both_parts(system)
+    longer = {**rules(), "municipality": RetentionRule("municipality", 15, "kept 15 years")}
+    with opened(backend, "sip") as service:
+        index = service.application.personal_data.person_index(
+            PersonIdentifier(PERSONNUMMER_SYSTEM, number)
+        )
+        far = retention.now() + timedelta(days=365 * 40)
+        dues = {
+            d.retention_class: d
+            for d in retention.plan(service, longer, far)
+            if d.person_index == index
+        }
+    region, municipal = dues["region"], dues["municipality"]
+    assert region.due == municipal.due > region.rule.due(region.last_entry)
+    assert "held while" in region.line("sip") and "held while" not in municipal.line("sip")
+    # Ten years and a day after the region's last entry, nothing of the plan is due yet.
+    ten_years = region.rule.due(region.last_entry) + timedelta(days=1)
+    with opened(backend, "sip") as service:
+        assert retention.plan(service, longer, ten_years) == []
