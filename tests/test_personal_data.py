@@ -152,6 +152,27 @@ def test_an_erased_person_reads_as_erased_and_nobody_else_changes(engine, master
     assert isinstance(keys.open(municipality, CONTEXT), Erased)
 
 
+def test_keys_kept_ahead_of_a_rebuild_never_revive_an_erased_one(engine, master):
+    """`keep_keys` unwraps a batch's keys in one look-up (a rebuild's); an erased key is not
+    kept by it (it reads as erased), an id this database never held stays unknown."""
+    keys = PersonalDataKeys(engine, master)
+    live, erased = someone(), someone()
+    kept_sealed = keys.seal(live, "access", PHRASE, CONTEXT)
+    erased_sealed = keys.seal(erased, "access", PHRASE, CONTEXT)
+    keys.erase(erased, rule="5 years", at=datetime(2031, 5, 1, tzinfo=UTC))
+    fresh = PersonalDataKeys(engine, master)  # a new process: nothing kept
+    stranger = "00000000-0000-0000-0000-000000000001"
+    fresh.keep_keys([kept_sealed["k"], erased_sealed["k"], stranger])
+    fresh._engine = None  # what follows is answered from memory, or fails
+    assert fresh.open(kept_sealed, CONTEXT) == PHRASE
+    with pytest.raises(AttributeError):  # not kept: the erased key is asked of the database
+        fresh.open(erased_sealed, CONTEXT)
+    fresh._engine = engine
+    assert isinstance(fresh.open(erased_sealed, CONTEXT), Erased)
+    with pytest.raises(UnknownDataKey):
+        fresh.key_of(stranger)
+
+
 def test_a_master_key_rotation_rewraps_every_key_and_loses_nothing(engine, master):
     old = master.current
     keys = PersonalDataKeys(engine, master)
