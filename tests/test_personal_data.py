@@ -173,6 +173,29 @@ def test_keys_kept_ahead_of_a_rebuild_never_revive_an_erased_one(engine, master)
         fresh.key_of(stranger)
 
 
+def test_the_unwrapped_keys_kept_in_memory_are_bounded_and_the_oldest_go_first(engine, master):
+    """A rebuild or a long-running process meets every person's keys: memory must not grow
+    with the registry. Past `KEYS_KEPT` the least recently kept key is dropped (and is read
+    from the database again when asked for)."""
+    sealed = [
+        PersonalDataKeys(engine, master).seal(someone(), "access", PHRASE, CONTEXT)
+        for _ in range(4)
+    ]
+    fresh = PersonalDataKeys(engine, master)
+    fresh.KEYS_KEPT = 3
+    fresh.keep_keys([value["k"] for value in sealed])
+    fresh._engine = None  # what follows is answered from memory, or fails
+    from_memory, dropped = [], []
+    for value in sealed:
+        try:
+            from_memory.append(fresh.open(value, CONTEXT))
+        except AttributeError:  # not kept: asked of the database
+            dropped.append(value)
+    assert from_memory == [PHRASE] * 3 and len(dropped) == 1
+    fresh._engine = engine
+    assert fresh.open(dropped[0], CONTEXT) == PHRASE
+
+
 def test_a_master_key_rotation_rewraps_every_key_and_loses_nothing(engine, master):
     old = master.current
     keys = PersonalDataKeys(engine, master)

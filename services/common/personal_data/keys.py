@@ -105,6 +105,9 @@ class PersonalDataKeys:
     UNSTORED_KEPT = 10_000
     PEOPLE_KEPT = 10_000  # people whose blind index and live keys are remembered
     LIVE_KEPT = PEOPLE_KEPT * len(RETENTION_CLASSES)
+    # Unwrapped keys held at once: a rebuild or a long-running process meets every person's
+    # keys, and memory must not grow with the registry.
+    KEYS_KEPT = LIVE_KEPT
     KEYS_ASKED_AT_ONCE = 500  # ids in one look-up of `keep_keys` (SQLite's parameters)
 
     def __init__(
@@ -119,7 +122,7 @@ class PersonalDataKeys:
         self._master = master
         self._cache_seconds = cache_seconds
         self._clock = clock
-        self._kept: dict[str, tuple[float, DataKey]] = {}
+        self._kept: OrderedDict[str, tuple[float, DataKey]] = OrderedDict()
         # Keys made for writes and not yet seen stored, by (person index, retention class).
         self._unstored: OrderedDict[tuple[str, str], tuple[DataKey, KeyUse]] = OrderedDict()
         # The key each person's last write found live, by (person index, retention class), or
@@ -485,7 +488,12 @@ class PersonalDataKeys:
 
     def _keep(self, key: DataKey) -> DataKey:
         with self._lock:
-            self._kept[key.key_id] = (time.monotonic() + self._cache_seconds, key)
+            _bounded_put(
+                self._kept,
+                key.key_id,
+                (time.monotonic() + self._cache_seconds, key),
+                self.KEYS_KEPT,
+            )
         return key
 
     def _kept_key(self, key_id: str) -> DataKey | None:
