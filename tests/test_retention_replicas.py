@@ -5,6 +5,9 @@ race would do one run in several is done every time."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from uuid import UUID
+
 from services.cli import main as sip
 from services.ops import retention
 from tests.conftest import running_system
@@ -15,6 +18,13 @@ from tests.test_retention import (  # noqa: F401 (the fixture keeps the access l
     people,
     rules,
     where,
+)
+from tests.test_retention_parts import (
+    MUNICIPAL_GOAL,
+    MUNICIPAL_NEED,
+    REGION_NOTE,
+    dues_of,
+    plan_with_both_parts,
 )
 
 
@@ -87,3 +97,21 @@ def test_a_replica_catching_up_after_the_run_opens_nothing_with_a_remembered_key
         assert erased_plan not in _plan_ids(plans)
         assert kept_plan in _plan_ids(plans)
     assert sip(["projections", "rebuild", "--check", *where(backend)]) == 0
+
+
+def test_a_replica_serves_no_text_of_an_erased_class_from_an_aggregate_it_kept(backend):
+    """The municipality's key of a person is erased while a replica keeps their plan in its
+    aggregate cache, texts opened: its next read by id (after `ERASURES_CHECKED_EVERY`) is
+    built again, the municipality's texts erased, the region's intact."""
+    with running_system(backend) as system:
+        plan_id, number = plan_with_both_parts(system)
+    municipal = dues_of(backend, number)["municipality"]
+    with opened(backend, "sip") as replica, opened(backend, "sip") as run_service:
+        repository = replica.application.repository
+        kept = repr(vars(repository.get(UUID(plan_id))))
+        assert MUNICIPAL_NEED in kept and REGION_NOTE in kept
+        retention.run(run_service, rules(), municipal.due + timedelta(days=1))
+        repository.ERASURES_CHECKED_EVERY = 0.0  # the second has passed
+        served = repr(vars(repository.get(UUID(plan_id))))
+        assert MUNICIPAL_NEED not in served and MUNICIPAL_GOAL not in served
+        assert REGION_NOTE in served

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping
 from copy import deepcopy
 from datetime import date, datetime
@@ -10,7 +11,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application, Repository
+from eventsourcing.application import AggregateNotFoundError, Application, LRUCache, Repository
 from eventsourcing.persistence import (
     EventStore,
     JSONTranscoder,
@@ -57,8 +58,14 @@ class OneCopyAtATime(Repository[UUID]):
 
     STRIPES = 64
 
+    # How often, at most, kept aggregates are checked against erasures made elsewhere.
+    ERASURES_CHECKED_EVERY = 1.0
+
     def __init__(
-        self, built: Repository[UUID], erased: Callable[[UUID], bool] = lambda _: False
+        self,
+        built: Repository[UUID],
+        erased: Callable[[UUID], bool] = lambda _: False,
+        keys: PersonalDataKeys | None = None,
     ) -> None:
         # Takes over the one the library built from the environment (cache size, fast-forward).
         self.__dict__.update(built.__dict__)
@@ -66,6 +73,11 @@ class OneCopyAtATime(Repository[UUID]):
         # A record whose person was erased is not found, by every reader (the API, the feed,
         # the subscriptions, the read models), even from a copy kept from before.
         self._erased = erased
+        # A kept aggregate holds its opened texts: after a key is erased elsewhere (one class
+        # of a person's, whose record stays), copies kept from before must not be served.
+        self._keys = keys
+        self._keys_generation = 0
+        self._erasures_checked_at: float | None = None
 
     def get(
         self,
@@ -79,12 +91,27 @@ class OneCopyAtATime(Repository[UUID]):
         for a caller that only reads it (the disclosure check, issue 15)."""
         if self._erased(aggregate_id):
             raise AggregateNotFoundError(aggregate_id)
+        self._drop_copies_kept_from_before_an_erasure()
         if version is not None or self.cache is None:
             return super().get(aggregate_id, version=version, **options)
         with self._stripes[hash(aggregate_id) % self.STRIPES]:
             if copy is None:
                 return super().get(aggregate_id, **options)
             return copy(super().get(aggregate_id, deepcopy_from_cache=False, **options))
+
+    def _drop_copies_kept_from_before_an_erasure(self) -> None:
+        keys = self._keys
+        if keys is None or self.cache is None:
+            return
+        now = time.monotonic()
+        checked_at = self._erasures_checked_at
+        if checked_at is None or now - checked_at >= self.ERASURES_CHECKED_EVERY:
+            self._erasures_checked_at = now
+            keys.forget_erased()
+        if keys.generation != self._keys_generation:
+            self._keys_generation = keys.generation
+            # A new cache, not a cleared one: a read holding the old one finishes with it.
+            self.cache = LRUCache(maxsize=self.cache.maxsize)
 
 
 class VersionedApplication(Application[UUID]):
@@ -130,7 +157,9 @@ class VersionedApplication(Application[UUID]):
         return events[0] if events else None
 
     def construct_repository(self) -> Repository[UUID]:
-        return OneCopyAtATime(super().construct_repository(), erased=self.person_erased)
+        return OneCopyAtATime(
+            super().construct_repository(), erased=self.person_erased, keys=self.personal_data
+        )
 
     def close(self) -> None:
         datastore = getattr(self.recorder, "datastore", None)

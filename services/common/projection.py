@@ -191,6 +191,8 @@ class Projection(ABC):
         # this process or another): what a query need not look at again. It only grows, but
         # for a rebuild.
         self._accounted_for = 0
+        # The key store's `generation` when this read model last dropped what it remembered.
+        self._keys_generation = 0
         # The tables come from the migrations (`sip migrate`), never from a starting replica.
 
     @classmethod
@@ -259,9 +261,13 @@ class Projection(ABC):
             position = self._lock_position(connection)
             keys = getattr(self.application, "personal_data", None)
             # Another process may have erased a key this one still remembers: a batch applied
-            # with it would put the erased content back into a rebuilt read model.
-            if keys is not None and keys.forget_erased(connection):
-                self.forget_remembered()
+            # with it would put the erased content back into a rebuilt read model. Another
+            # read model of this process may have been the one to notice (`generation`).
+            if keys is not None:
+                keys.forget_erased(connection)
+                if keys.generation != self._keys_generation:
+                    self._keys_generation = keys.generation
+                    self.forget_remembered()
             if stop is not None and position >= stop:
                 reached = position
                 notifications = None

@@ -31,13 +31,13 @@ from typing import Any
 
 from sqlalchemy import (
     Column,
+    Integer,
     LargeBinary,
     MetaData,
     String,
     Table,
     UniqueConstraint,
     bindparam,
-    func,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -79,6 +79,15 @@ personal_data_keys = Table(
     Column("erased_rule", String(200)),
     UniqueConstraint("person_index", "retention_class", name="uq_personal_data_key_person"),
 )
+# How many keys were ever erased, in one row (id 1) counted up in each erasure's transaction:
+# a replica learns of an erasure made elsewhere by reading one row, not by counting the keys
+# table, which grows with the registry (issue 15). Migrations sip_0009 and consent_0006.
+personal_data_erasures = Table(
+    "personal_data_erasures",
+    personal_data_metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("erased", Integer, nullable=False),
+)
 
 
 # A key is looked up for each person whose consent the disclosure check reads for the first
@@ -98,7 +107,12 @@ _KEYS_BY_ID = select(personal_data_keys).where(
 )
 _NOT_ASKED = object()
 
-_ERASED_COUNT = select(func.count()).where(personal_data_keys.c.erased_at.is_not(None))
+_ERASED_COUNT = select(personal_data_erasures.c.erased).where(personal_data_erasures.c.id == 1)
+_COUNT_ERASURES = (
+    personal_data_erasures.update()
+    .where(personal_data_erasures.c.id == 1)
+    .values(erased=personal_data_erasures.c.erased + bindparam("count"))
+)
 
 
 class UnknownDataKey(LookupError):
@@ -136,8 +150,12 @@ class PersonalDataKeys:
         # The blind index of each person written or looked up (an HMAC and a key look-up).
         self._indexes: OrderedDict[PersonIdentifier, str] = OrderedDict()
         self._lock = Lock()
-        # How many keys were erased when a read model last looked (`forget_erased`).
+        # How many keys were erased when a reader last looked (`forget_erased`), and how many
+        # times it forgot what it remembered since this store started: each read model and
+        # the repository's kept aggregates compare it with their own, and drop what they
+        # built with keys remembered from before.
         self._erased_seen: int | None = None
+        self.generation = 0
 
     # Sealing and opening values -------------------------------------------------------------
 
@@ -258,24 +276,25 @@ class PersonalDataKeys:
         with self._lock:
             self._live.clear()
 
-    def forget_erased(self, connection: Any) -> bool:
+    def forget_erased(self, connection: Any = None) -> bool:
         """Forgets every remembered key if any key was erased since the last call (or on the
-        first): asked by a read model in its write transaction, before it opens anything,
-        so an erasure committed elsewhere (`sip retention run`, another replica) is seen by
-        the next batch a replica applies, not when its remembered copy expires. True if it
-        forgot (the caller drops what it built with them). Key rows are never deleted, so
-        the count only grows."""
-        if connection.engine.pool is self._engine.pool:  # the read model's own transaction
-            erased = connection.execute(_ERASED_COUNT).scalar_one()
-        else:  # a read model elsewhere (`rebuild --check`'s scratch database)
+        first), and counts up `generation`: asked by a read model in its write transaction,
+        before it opens anything, and by the repository at most once a second before it
+        hands out a kept aggregate, so an erasure committed elsewhere (`sip retention run`,
+        another replica) is seen at once by the next batch a replica applies, and within a
+        second by its reads by id. True if it forgot. One row read (`personal_data_erasures`)."""
+        if connection is not None and connection.engine.pool is self._engine.pool:
+            erased = connection.execute(_ERASED_COUNT).scalar_one_or_none()
+        else:  # by itself, or for a read model elsewhere (`rebuild --check`'s scratch database)
             with self._engine.connect() as own:
-                erased = own.execute(_ERASED_COUNT).scalar_one()
+                erased = own.execute(_ERASED_COUNT).scalar_one_or_none()
         if erased == self._erased_seen:
             return False
         with self._lock:
             self._kept.clear()
             self._live.clear()
             self._erased_seen = erased
+            self.generation += 1
         return True
 
     def key_of(self, key_id: str) -> DataKey | Erased:
@@ -333,6 +352,8 @@ class PersonalDataKeys:
                     erased_rule=rule,
                 )
             )
+            if erased:
+                connection.execute(_COUNT_ERASURES, {"count": len(erased)})
         self._forget(erased)
         return erased
 
@@ -387,6 +408,7 @@ class PersonalDataKeys:
                     erased_rule=rule,
                 )
             )
+            connection.execute(_COUNT_ERASURES, {"count": 1})
         self._forget([key_id])
         return True
 
