@@ -38,7 +38,9 @@ MUNICIPAL_KINDS = ("social-services", "municipal-health-care")
 RECIPIENT_KINDS = (PRIMARY_CARE, *MUNICIPAL_KINDS)
 CONSENT = "consent"
 SECRECY_JUDGEMENT = "secrecy-judgement"
-LEGAL_BASES = (CONSENT, SECRECY_JUDGEMENT)
+# Told only within the actor's own organisation: nothing is disclosed, so nothing is asked.
+WITHIN_ORGANIZATION = "within-organization"
+LEGAL_BASES = (CONSENT, SECRECY_JUDGEMENT, WITHIN_ORGANIZATION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +103,10 @@ class CareContact:
 
 
 def checked_legal_basis(value: object, element: str = "legal_basis") -> dict[str, Any]:
-    """{"basis": "consent", "consents": [ids]} or {"basis": "secrecy-judgement",
-    "judgement": text}: a disclosure on consent names the consents it relied on, one on a
-    secrecy judgement says what was judged."""
+    """{"basis": "consent", "consents": [ids]}, {"basis": "secrecy-judgement", "judgement":
+    text} or {"basis": "within-organization"}: a disclosure on consent names the consents it
+    relied on, one on a secrecy judgement says what was judged; a step told only within the
+    actor's own organisation discloses nothing."""
     if not isinstance(value, Mapping):
         raise InvalidCommand(element, "a legal basis is required")
     basis = value.get("basis")
@@ -118,6 +121,8 @@ def checked_legal_basis(value: object, element: str = "legal_basis") -> dict[str
     if basis == SECRECY_JUDGEMENT:
         judgement = required_text(value.get("judgement"), f"{element}.judgement")
         return {"basis": SECRECY_JUDGEMENT, "judgement": judgement}
+    if basis == WITHIN_ORGANIZATION:
+        return {"basis": WITHIN_ORGANIZATION}
     raise InvalidCommand(f"{element}.basis", f"one of {', '.join(LEGAL_BASES)}, not {basis!r}")
 
 
