@@ -146,15 +146,25 @@ def _acting(by: object) -> tuple[str, str]:
 
 class Stay(Aggregate):
     class Admitted(Aggregate.Created):
+        class_version = 2
         subject: dict[str, str]
         organization: str
         ward: str
         admitted_at: datetime
         by: EventActor
+        identifiers: list[dict[str, str]] | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # Stays admitted before business identifiers were kept have none.
+            state["identifiers"] = []
 
     @event(Admitted)
     def __init__(
         self,
+        # Before the `*`: the library takes every keyword-only argument as required, and
+        # callers from before identifiers existed give none.
+        identifiers: list[dict[str, str]] | None = None,
         *,
         subject: dict[str, str],
         organization: str,
@@ -163,6 +173,9 @@ class Stay(Aggregate):
         by: EventActor,
     ) -> None:
         self.subject = subject
+        # The admission's business identifiers (the hospital's encounter number, a form's
+        # submission key): what makes a repeated admission find the stay it made.
+        self.identifiers = list(identifiers or [])
         self.organization = organization  # the hospital's care provider (a region)
         self.ward = ward
         self.admitted = Step(at=admitted_at, by=by)
@@ -198,13 +211,20 @@ class Stay(Aggregate):
 
     @classmethod
     def admit(
-        cls, *, subject: dict[str, str], ward: str, admitted_at: datetime, by: EventActor
+        cls,
+        *,
+        subject: dict[str, str],
+        ward: str,
+        admitted_at: datetime,
+        by: EventActor,
+        identifiers: list[dict[str, str]] | None = None,
     ) -> Stay:
         """The ward admits the person; the stay belongs to the admitting actor's organisation."""
         organization = by.get("organization") if isinstance(by, Mapping) else None
         return cls(
-            subject=subject, organization=organization, ward=ward, admitted_at=admitted_at, by=by
-        )
+            subject=subject, organization=organization, ward=ward, admitted_at=admitted_at, by=by,
+            identifiers=list(identifiers or []),
+        )  # fmt: skip
 
     # What other parts of the service ask of a stay.
 
