@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 
 from contracts.actor import Actor
+from services.common import fhir_time
 from services.common.access_log import WriteContext, writing
 from services.common.auth.dependency import authorize
 from services.common.business_identifiers import (
@@ -31,7 +32,6 @@ from services.common.business_identifiers import (
     parse_identifier,
 )
 from services.common.fhir_api import FhirError, FhirResponse, resource_response
-from services.common.fhir_time import now
 from services.common.openapi_fhir import CONDITIONAL_CREATE
 from services.common.operations.declaration import OperationCall
 from services.common.operations.definition import operation_request_body, returned_type
@@ -109,7 +109,7 @@ def admit_once(
     conditional = if_none_exist(request, identifiers, STAY_RESOURCE_TYPE) is not None
     state = request.app.state
     resource: AggregateResource = state.resources[STAY_RESOURCE_TYPE]
-    call = OperationCall(ADMIT, parameters, actor, now(), request)
+    call = OperationCall(ADMIT, parameters, actor, fhir_time.now(), request)
     stay = admitted(call, [i.as_fhir() for i in identifiers])
     claims = IdentifierClaims(
         STAY_RESOURCE_TYPE, creator_scope(actor), identifiers, state.index.engine, state.plans
