@@ -6,6 +6,8 @@ issued to real people); the HSA-ids are made-up ids of the right form.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 
 from contracts.canonical import (
@@ -22,6 +24,8 @@ from services.common.demo_identities import (
     MUNICIPALITY_NAME,
     PEOPLE,
     REGION,
+    STAY_PERSON,
+    WARD,
     DemoPerson,
 )
 
@@ -122,16 +126,86 @@ PLAN_CONTENT: list[tuple[str, list[tuple[str, dict]]]] = [
 ]
 
 
-def coordinator_headers(issuer: DevIssuer, organization: str) -> dict[str, str]:
+def coordinator_headers(
+    issuer: DevIssuer, organization: str, role: str = "coordinator", unit: str | None = None
+) -> dict[str, str]:
     token = issuer.mint(
-        subject="demo-coordinator",
-        role="coordinator",
+        subject=f"demo-{role}",
+        role=role,
         organization=organization,
-        unit=organization,  # the unit each version was made from, in Provenance and the timeline
-        scopes=default_scopes("coordinator"),
+        # The unit each version was made from, in Provenance and the timeline.
+        unit=unit or organization,
+        scopes=default_scopes(role),
         lifetime_seconds=600,
     )
     return {"Authorization": f"Bearer {token}"}
+
+
+def operation(name: str, values: list[tuple[str, dict]]) -> dict:
+    """A stay operation's Parameters: (name, value[x] or parts) in order."""
+    return {
+        "resourceType": "Parameters",
+        "parameter": [{"name": n, **value} for n, value in values],
+    }
+
+
+def recipient(unit: str, kind: str) -> dict:
+    parts = [("organization", hsa(unit)), ("unit", hsa(unit)), ("kind", text(kind))]
+    return {"part": [{"name": n, **value} for n, value in parts]}
+
+
+def load_demo_stay(sip_url: str, consent_url: str, issuer: DevIssuer) -> str:
+    """The demo's stay in progress, once: admitted at the region's ward, the admission notice
+    sent to the region's unit (primary care) and the municipality's, both confirming receipt,
+    the fixed care contact named and the person ready for discharge, on the person's consent,
+    so the SIP call is due in 72 hours. One line for the person."""
+    ward = coordinator_headers(issuer, REGION, "professional", WARD)
+    region = coordinator_headers(issuer, REGION)
+    municipality = coordinator_headers(issuer, MUNICIPALITY)
+    person = STAY_PERSON
+    with httpx.Client(timeout=10) as http:
+        existing = http.post(
+            f"{sip_url}/fhir/Encounter/_search",
+            data={"subject:identifier": f"{PERSONNUMMER_SYSTEM}|{person.personnummer}"},
+            headers=ward,
+        )
+        existing.raise_for_status()
+        if existing.json()["total"]:
+            return f"{person.name}: already loaded"
+        http.post(
+            f"{consent_url}/fhir/Consent",
+            json=consent_body(person.personnummer),
+            headers={**FHIR, **region},
+        ).raise_for_status()
+        patient = {"valueIdentifier": {"system": PERSONNUMMER_SYSTEM, "value": person.personnummer}}
+        admitted = http.post(
+            f"{sip_url}/fhir/Encounter/$admit",
+            json=operation("admit", [("ward", hsa(WARD)), ("patient", patient)]),
+            headers={**FHIR, **ward},
+        )
+        admitted.raise_for_status()
+        stay_id = admitted.json()["id"]
+        estimate = (datetime.now(UTC) + timedelta(days=4)).isoformat()
+        steps = [
+            (ward, "judge-care-needed", [("principal", text("region")),
+                                         ("principal", text("municipality"))]),
+            (ward, "send-admission-notice", [
+                ("recipient", recipient(REGION, "primary-care")),
+                ("recipient", recipient(MUNICIPALITY, "social-services")),
+                ("estimatedDischarge", {"valueDateTime": estimate}),
+            ]),
+            (region, "confirm-receipt", []),
+            (municipality, "confirm-receipt", []),
+            (region, "name-care-contact", [("name", text("Lena Berg"))]),
+            (ward, "notify-ready", []),
+        ]  # fmt: skip
+        for headers, name, values in steps:
+            http.post(
+                f"{sip_url}/fhir/Encounter/{stay_id}/${name}",
+                json=operation(name, values),
+                headers={**FHIR, **headers},
+            ).raise_for_status()
+    return f"{person.name}: Encounter/{stay_id} (utskrivningsklar, SIP ska kallas inom 3 dygn)"
 
 
 def load_demo(sip_url: str, consent_url: str, issuer: DevIssuer) -> list[str]:
@@ -190,4 +264,5 @@ def load_demo(sip_url: str, consent_url: str, issuer: DevIssuer) -> list[str]:
                         headers=FHIR,
                     ).raise_for_status()
             lines.append(f"{person.name}: CarePlan/{plan_id} ({person.state})")
+    lines.append(load_demo_stay(sip_url, consent_url, issuer))
     return lines

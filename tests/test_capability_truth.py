@@ -57,6 +57,7 @@ EXAMPLES_OF_TYPE: dict[tuple[str, str], str] = {
     ("Appointment", "status"): "pending",
     ("AppointmentResponse", "part-status"): "accepted",
     ("Task", "status"): "requested",
+    ("Communication", "category"): "admission-notice",
     ("Task", "owner"): f"Organization/{REGION}",
     ("Task", "encounter"): f"Encounter/{uuid4()}",
     ("Task", "focus"): f"Encounter/{uuid4()}",

@@ -270,7 +270,9 @@ def test_a_replayed_send_makes_one_message(system):
     condition = {"If-None-Exist": f"identifier={identifier['system']}|{identifier['value']}"}
     conditional = send(ward, body, headers=condition)
     assert conditional.status_code == 200 and conditional.json()["id"] == first.json()["id"]
-    assert found(ward, encounter=f"Encounter/{stay['id']}") == [first.json()["id"]]
+    assert found(ward, encounter=f"Encounter/{stay['id']}", category="message") == [
+        first.json()["id"]
+    ]
 
 
 def test_a_withdrawn_consent_makes_the_message_unreadable_to_the_recipient(system):

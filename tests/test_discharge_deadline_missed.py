@@ -200,6 +200,46 @@ def test_the_stay_refuses_a_deadline_not_yet_due_or_of_no_known_duty():
     assert stay.deadlines_missed == [] and not stay.pending_events[1:]
 
 
+def test_the_stay_refuses_a_deviation_raised_without_a_plan_or_of_no_recorded_missed_deadline(
+    stays,
+):
+    stay = judged_not_noticed(stays)
+    due, late = MONDAY + timedelta(hours=24), MONDAY + timedelta(hours=30)
+    stays.record_missed_deadlines(stay.id, now=late)
+    stay = stays.stay(stay.id)
+    with pytest.raises(RuleViolation) as refused:  # no SIP called: no plan to hold it
+        stay.record_deviation_raised(duty=ADMISSION_NOTICE, due=due, deviation_id="deviation-1",
+                                     at=late, by=LEGAL_CLOCK)  # fmt: skip
+    assert refused.value.rule == "deviation-needs-plan"
+    stay.sip_plan_id = "a plan"  # as if called, to reach the next rule
+    with pytest.raises(RuleViolation) as refused:
+        stay.record_deviation_raised(duty=SIP_CALL, due=due, deviation_id=None, at=late,
+                                     by=LEGAL_CLOCK)  # fmt: skip
+    assert refused.value.rule == "deviation-of-missed"
+    assert stay.deviations_raised == {}
+    assert stay.record_deviation_raised(duty=ADMISSION_NOTICE, due=due, deviation_id=None,
+                                        at=late, by=LEGAL_CLOCK)  # fmt: skip
+    assert not stay.record_deviation_raised(duty=ADMISSION_NOTICE, due=due, deviation_id=None,
+                                            at=late, by=LEGAL_CLOCK)  # once  # fmt: skip
+    assert stay.deviations_owed == []
+
+
+def test_the_handing_to_the_plan_is_stored_as_its_published_schema_says(stays):
+    stay = noticed_and_named(stays)
+    ready_at = local("2026-03-04")
+    stays.notify_ready(stay.id, at=ready_at, by=PHYSICIAN)
+    _, plan_id = stays.call_sip(stay.id, title="SIP", at=ready_at + timedelta(days=4),
+                                by=NURSE_VC)  # fmt: skip
+    stays.record_missed_deadlines(stay.id, now=ready_at + timedelta(days=5))
+    [stored] = [e for e in stays.plans.recorder.select_events(stay.id)
+                if e.topic.endswith("Stay.DeviationRaised")]  # fmt: skip
+    with open("contracts/event_schemas/sip/Stay.DeviationRaised.v1.json") as schema:
+        jsonschema.validate(json.loads(stored.state), json.load(schema))
+    [deviation] = stays.plans.aggregate(plan_id).deviations.values()
+    assert stays.stay(stay.id).deviations_raised == {
+        (SIP_CALL, ready_at + timedelta(days=3)): deviation.id}  # fmt: skip
+
+
 def test_the_workers_timed_round_records_missed_deadlines_then_asks_the_plans_check(stays):
     stay = judged_not_noticed(stays)
     follow_ups = [("follow-up-overdue", "plan-1", "2026-03-01")]

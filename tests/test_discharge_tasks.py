@@ -8,6 +8,7 @@ times in March 2026, so the server's clock finds its deadlines run out."""
 
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
 from uuid import uuid4
 
@@ -192,6 +193,11 @@ def test_a_duty_whose_step_rests_on_a_withdrawn_consent_is_not_shown(system):
         f"{stay_id}.admission-notice", f"{stay_id}.care-contact",
         f"{stay_id}.information-transfer"}  # fmt: skip
     assert municipality.get(f"/fhir/Task/{stay_id}.sip-call").status_code == 404
+    # Nor in its history: every version is read through the disclosure of now.
+    assert municipality.get(f"/fhir/Task/{stay_id}.sip-call/_history").status_code == 404
+    assert municipality.get(f"/fhir/Task/{stay_id}.sip-call/_history/5").status_code == 404
+    typed = history(municipality, "/fhir/Task/_history", _count="1000")
+    assert f"{stay_id}.sip-call" not in {t["id"] for t in typed}
     person = system.as_caller("patient", None, patient=personnummer).sip
     assert person.get(f"/fhir/Task/{stay_id}.sip-call").status_code == 200
 
@@ -209,3 +215,110 @@ def test_a_notice_withdrawn_before_its_due_time_cancels_its_sip_call():
     found = {d.key: d for d in duties(stay, ADMITTED + timedelta(days=20))}
     assert found["sip-call"].status == "cancelled" and not found["sip-call"].overdue
     assert found["sip-call-2"].overdue and found["sip-call-2"].status == "in-progress"
+
+
+def history(client, path, **params):
+    found = client.get(path, params=params)
+    assert found.status_code == 200, found.text
+    return [e["resource"] for e in found.json().get("entry", [])]
+
+
+def test_a_tasks_versions_are_the_stay_versions_that_changed_it_each_read_again_by_vread(system):
+    stay_id, personnummer, _, _ = a_stay(system)
+    hospital = system.as_caller("professional", REGION).sip
+    contact_id = f"{stay_id}.care-contact"
+    # Noticed (stay version 3): the primary-care unit is to name the contact; named (4).
+    versions = history(hospital, f"/fhir/Task/{contact_id}/_history")
+    assert [(v["meta"]["versionId"], v["status"]) for v in versions] == [
+        ("4", "completed"), ("3", "requested")]  # fmt: skip
+    for version in versions:
+        vid = version["meta"]["versionId"]
+        read = hospital.get(f"/fhir/Task/{contact_id}/_history/{vid}")
+        assert read.status_code == 200 and read.json() == version
+    # Read now, it is the stay's current version (5, the ready notice), as vread reads it.
+    current = hospital.get(f"/fhir/Task/{contact_id}").json()
+    assert current["meta"]["versionId"] == "5"
+    assert current == hospital.get(f"/fhir/Task/{contact_id}/_history/5").json()
+    # A version before the duty arose, past the stay's last, or no number: 404.
+    for vid in ("1", "2", "6", "99", "0", "-1", "x"):
+        answer = hospital.get(f"/fhir/Task/{contact_id}/_history/{vid}")
+        assert answer.status_code == 404, (vid, answer.text)
+        assert answer.json()["resourceType"] == "OperationOutcome"
+    for unknown in (f"{stay_id}.coffee", f"{uuid4()}.sip-call", "not-a-task", f"{stay_id}"):
+        assert hospital.get(f"/fhir/Task/{unknown}/_history").status_code == 404
+        assert hospital.get(f"/fhir/Task/{unknown}/_history/1").status_code == 404
+    typed = history(hospital, "/fhir/Task/_history", _count="1000")
+    assert {(t["id"], t["meta"]["versionId"]) for t in typed if t["id"] == contact_id} == {
+        (contact_id, "3"), (contact_id, "4")}  # fmt: skip
+    assert all(t["resourceType"] == "Task" for t in typed)
+    log = system.as_caller("auditor", REGION).sip.get(
+        "/fhir/AuditEvent", params={"patient": personnummer, "_count": "100"}
+    )
+    assert f"Task/{contact_id}/_history" in log.text and f"Task/{contact_id}/_history/3" in log.text
+
+
+def test_an_outsider_or_a_stranger_gets_404_on_a_tasks_versions_and_none_in_the_type_history(
+    system,
+):
+    stay_id, _, _, _ = a_stay(system)
+    sip_call = f"{stay_id}.sip-call"
+    for caller in (system.as_caller("professional", OTHER_REGION).sip,
+                   system.as_caller("patient", None, patient=new_personnummer()).sip):  # fmt: skip
+        assert caller.get(f"/fhir/Task/{sip_call}/_history").status_code == 404
+        assert caller.get(f"/fhir/Task/{sip_call}/_history/5").status_code == 404
+        assert caller.get(f"/fhir/Task/{sip_call}", params={"_at": "2030-01-01"}).status_code == 404
+        typed = history(caller, "/fhir/Task/_history", _count="1000")
+        assert not [t for t in typed if t["id"].startswith(stay_id)]
+    plans_only = system.as_caller("integration", REGION, scopes=("system/CarePlan.rs",)).sip
+    assert plans_only.get(f"/fhir/Task/{sip_call}/_history/5").status_code == 403
+    assert plans_only.get("/fhir/Task/_history").status_code == 403
+    assert system.without_token.sip.get(f"/fhir/Task/{sip_call}/_history").status_code == 401
+    hospital = system.as_caller("professional", REGION).sip
+    for name, value in (("_count", "-1"), ("_count", "many"), ("_since", "yesterday"),
+                        ("_sort", "_lastUpdated"), ("status", "completed")):  # fmt: skip
+        answer = hospital.get(f"/fhir/Task/{sip_call}/_history", params={name: value})
+        assert answer.status_code == 400 and name in answer.text, (name, answer.text)
+
+
+def test_a_search_pages_by_count_with_next_links_that_visit_each_task_once(system):
+    stay_id, personnummer, _, _ = a_stay(system)
+    hospital = system.as_caller("professional", REGION).sip
+    seen: list[str] = []
+    page = hospital.get("/fhir/Task", params={"encounter": f"Encounter/{stay_id}", "_count": "3"})
+    while True:
+        assert page.status_code == 200, page.text
+        bundle = page.json()
+        assert bundle["total"] == 4
+        seen += [e["resource"]["id"] for e in bundle.get("entry", [])]
+        following = [link["url"] for link in bundle["link"] if link["relation"] == "next"]
+        if not following:
+            break
+        assert "Encounter" not in following[0]  # the query travels sealed in the cursor
+        page = hospital.get("/fhir" + following[0].split("/fhir", 1)[1])
+    assert seen == sorted(seen) and len(seen) == len(set(seen)) == 4
+    # A cursor is for its own search: tampered, or with a parameter beside it, it is a 400.
+    first = hospital.get("/fhir/Task", params={"encounter": f"Encounter/{stay_id}", "_count": "1"})
+    cursor = next(link["url"] for link in first.json()["link"] if link["relation"] == "next")
+    path = "/fhir" + cursor.split("/fhir", 1)[1]
+    assert hospital.get(path[:-3] + "abc").status_code == 400
+    assert hospital.get(path + "&status=completed").status_code == 400
+    # A next page's access record names the search asked, not the sealed cursor.
+    log = system.as_caller("auditor", REGION).sip.get(
+        "/fhir/AuditEvent", params={"patient": personnummer, "_count": "100"}
+    )
+    assert log.status_code == 200, log.text
+    queries = [
+        base64.b64decode(entity["query"]).decode()
+        for entry in log.json()["entry"]
+        for entity in entry["resource"].get("entity", [])
+        if "query" in entity
+    ]
+    assert len(queries) == 3  # the two pages followed and the first of _count=1
+    assert all(q.startswith(f"encounter=Encounter%2F{stay_id}&_count=") for q in queries), queries
+    # Followed by an outsider, the cursor shows nothing of the stay.
+    outsider = system.as_caller("professional", OTHER_REGION).sip
+    answer = outsider.get(path)
+    assert answer.status_code == 200 and not answer.json().get("entry")
+    for count in ("-1", "x", "1.5", "100000"):
+        answer = hospital.get("/fhir/Task", params={"_count": count})
+        assert answer.status_code == 400 and "_count" in answer.text, (count, answer.text)

@@ -146,13 +146,18 @@ def test_sip_up_demo_loads_plans_in_different_states_once(launch):
     assert statuses == ["active", "draft", "draft"]
     withdrawn = first.consent.get("/fhir/Consent", params={"status": "inactive"}).json()
     assert withdrawn["total"] == 1
+    # One stay in progress, ready for discharge (its SIP call still to come).
+    stays = first.sip.get("/fhir/Encounter", params={"status": "in-progress"}).json()
+    assert stays["total"] == 1, stays
     output = first.stop()
     assert "demo: Tolvan Tolvansson: CarePlan/" in output
+    assert f"demo: {demo.STAY_PERSON.name}: Encounter/" in output
     assert "http://127.0.0.1:" in output
 
     second = launch("--demo", organization=demo.REGION)
     second.wait_ready()
     assert wait_until(lambda: second.printed("Press Ctrl-C"), seconds=60)
     assert second.sip.get("/fhir/CarePlan").json()["total"] == 3
+    assert second.sip.get("/fhir/Encounter").json()["total"] == 1
     output = second.stop()
-    assert output.count("already loaded") == 3
+    assert output.count("already loaded") == 4  # three plans and the stay

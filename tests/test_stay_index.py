@@ -6,15 +6,16 @@ aggregates a search loads do not grow with other organisations' stays."""
 from __future__ import annotations
 
 from datetime import timedelta
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from sqlalchemy import select
 
+from contracts.identifiers import PERSONNUMMER_SYSTEM
 from services.sip.discharge.projections import stay_index, stay_parties
 from tests.conftest import running_system
 from tests.discharge_data import actor, local
-from tests.discharge_http import ADMITTED, noticed_through_the_application, stays_of
+from tests.discharge_http import ADMITTED, PRIMARY, noticed_through_the_application, stays_of
 from tests.fhir_data import MUNICIPALITY, OTHER_REGION, REGION, new_personnummer
 
 
@@ -188,3 +189,45 @@ def test_an_erased_persons_stays_leave_the_read_model_on_rebuild(system, monkeyp
     monkeypatch.undo()
     index.rebuild()
     assert index.of_person(personnummer) == [UUID(stay_id)]
+
+
+def test_the_clocks_candidates_shrink_once_a_stays_missed_deadlines_are_on_its_plan(system):
+    """A deadline missed before the SIP was called is owed to the plan (`deviations_pending`)
+    until the clock raises it there; then the stay is no candidate of the timed check, on the
+    live read model and on one rebuilt from zero."""
+    stays = stays_of(system)
+    index = system.sip_app.state.stay_index
+    ward, unit = f"{REGION}-W{uuid4().hex[:6]}", f"{PRIMARY}-VC{uuid4().hex[:6]}"
+    hospital, care_contact = actor(REGION, ward), actor(PRIMARY, unit)
+    at = local("2026-03-02")
+    person = {"system": PERSONNUMMER_SYSTEM, "value": new_personnummer()}
+    stay = stays.admit(subject=person, ward=ward, admitted_at=at, by=hospital)
+    stays.judge_care_needed(stay.id, principals=["region", "municipality"], at=at, by=hospital)
+    late = at + timedelta(hours=30)  # the admission notice was due after 24
+    assert [d.duty for d in stays.record_missed_deadlines(stay.id, now=late)] == [
+        "admission-notice"]  # fmt: skip
+    stays.send_admission_notice(
+        stay.id, estimated_discharge=at + timedelta(days=9), at=late, by=hospital,
+        recipients=[{"organization": PRIMARY, "unit": unit, "kind": "primary-care"},
+                    {"organization": MUNICIPALITY, "unit": "K-SOC", "kind": "social-services"}],
+        judgement="LSU 2017:612: needed for the planning",
+    )  # fmt: skip
+    stays.name_care_contact(stay.id, name="S", already_existed=False, at=late, by=care_contact,
+                            judgement="LSU")  # fmt: skip
+    stays.notify_ready(stay.id, at=late + timedelta(hours=1), by=hospital, judgement="LSU")
+    _, plan_id = stays.call_sip(stay.id, title="SIP", at=late + timedelta(hours=2),
+                                by=care_contact, judgement="LSU")  # fmt: skip
+    check = late + timedelta(hours=3)
+    index.catch_up()
+    assert stay.id in index.clock_due(check)  # nothing due, but a deviation owed to the plan
+    assert stays.check_deadlines(now=check) == 0  # none newly missed ...
+    [deviation] = stays.plans.aggregate(plan_id).deviations.values()  # ... one raised
+    assert deviation.source["duty"] == "admission-notice"
+    index.catch_up()
+    assert stay.id not in index.clock_due(check)
+    assert stay.id not in index.clock_due(check + timedelta(hours=1))
+    index.rebuild()
+    assert stay.id not in index.clock_due(check + timedelta(hours=1))
+    # The next round raises nothing again: the plan keeps its one deviation.
+    stays.check_deadlines(now=check + timedelta(hours=2))
+    assert len(stays.plans.aggregate(plan_id).deviations) == 1

@@ -5,7 +5,8 @@ without the fields version 2 added. Here such events are written into the servic
 stores as that release stored them (its published v1 schema, no class_version), and read
 back through the services: the upcast fields are there, the plan and the consent are FHIR a
 record system reads, they work as any other (the consent permits, the plan is activated on
-it), and the stored version 1 bytes are never rewritten.
+it), and the stored version 1 bytes are never rewritten. `Message.Sent` version 1 (before
+admission notices were messages) reads as a message a unit wrote.
 """
 
 import dataclasses
@@ -31,6 +32,7 @@ from services.consent.application import ConsentRegistry
 from services.consent.domain import Consent
 from services.sip.application import SipPlans
 from services.sip.domain import Plan
+from services.sip.messages.message import Message
 from tests.fhir_data import MUNICIPALITY, REGION, new_personnummer, person, prepare_for_activation
 
 SCHEMAS = Path(__file__).parents[1] / "contracts" / "event_schemas"
@@ -173,3 +175,51 @@ def test_version_1_events_are_upcast_read_as_fhir_and_never_rewritten(system, st
         (registry, consent_id, stored_consent),
     ):
         assert first_stored(application, aggregate_id) == stored
+
+
+class MessageSentV1(Aggregate.Created):
+    """`Message.Sent` as stored before admission notices were messages: no category."""
+
+    subject: dict[str, str]
+    about: dict[str, str]
+    text: str
+    recipients: list[dict[str, Any]]
+    replies_to: str | None
+    correction: bool
+    legal_basis: dict[str, Any]
+    sent_at: datetime
+    by: dict[str, Any]
+    identifiers: list[dict[str, str]]
+
+
+def test_a_message_stored_before_notices_were_messages_is_a_message(system, stores):
+    plans, _ = stores
+    message_id, at = uuid4(), now()
+    sent_v1 = MessageSentV1(
+        originator_id=message_id,
+        originator_version=1,
+        timestamp=at,
+        originator_topic=get_topic(Message),
+        subject=person(new_personnummer()),
+        about={"type": "Encounter", "id": str(uuid4())},
+        text="Skickat före version 2",
+        recipients=[{"organization": MUNICIPALITY, "unit": None}],
+        replies_to=None,
+        correction=False,
+        legal_basis={"basis": "secrecy-judgement", "judgement": "LSU"},
+        sent_at=at,
+        by=COORDINATOR,
+        identifiers=[],
+    )
+    stored = store_as_version_1(plans, sent_v1, Message.Sent)
+    assert "category" not in valid_version_1(stored, "sip", "Message.Sent")
+    message = plans.repository.get(message_id)
+    assert (message.category, message.notice, message.is_admission_notice) == (
+        "message",
+        None,
+        False,
+    )
+    read = system.sip.get(f"/fhir/Communication/{message_id}")
+    assert read.status_code == 200, read.text
+    assert read.json()["category"][0]["coding"][0]["code"] == "message"
+    assert first_stored(plans, message_id) == stored

@@ -326,7 +326,9 @@ def test_my_unit_a_stay_and_its_messages_pass_the_accessibility_checks(browser, 
     municipality.locator(f"#form-open-{message_id} button").click()
     municipality.wait_for_load_state()
     assert "Personen har hemtjänst sedan tidigare." in municipality.locator("main").inner_text()
-    assert "Oläst" not in municipality.locator("main").inner_text()
+    # Read; the stay's admission notice beside it is still unread.
+    assert "Oläst" not in municipality.locator(f"#message-{message_id}").inner_text()
+    assert "Inskrivningsmeddelande" in municipality.locator("main").inner_text()
     check_screen(municipality, "stay-messages")
     municipality.goto(f"/stays/{stay_id}")
     check_screen(municipality, "stay")

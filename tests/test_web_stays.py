@@ -9,7 +9,10 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.common.demo_identities import MUNICIPALITY, REGION
+from contracts.identifiers import PERSONNUMMER_SYSTEM
+from services.common.demo_identities import MUNICIPALITY, REGION, STAY_PERSON
+from services.demo import load_demo
+from services.web import texts
 from tests.discharge_http import (
     STAFF_SCOPES,
     consent_to_the_stay,
@@ -18,6 +21,7 @@ from tests.discharge_http import (
     stays_of,
     told,
 )
+from tests.discharge_http import WARD as ADMITTING_WARD
 from tests.fhir_data import FHIR_JSON, new_personnummer, parameters
 from tests.web_client import (
     Web,
@@ -77,6 +81,38 @@ def test_my_unit_lists_the_stays_with_their_clocks(web: Web, browsers: Any) -> N
     assert '<strong class="overdue">Försenad' in row and "Kalla till SIP" in row
     fresh_row = page.text.split(f'href="/stays/{fresh}"')[1].split("</tr>")[0]
     assert re.search(r"\d+ (tim|dygn) kvar", fresh_row) and "Försenad" not in fresh_row
+
+
+def test_the_demo_has_a_stay_ready_for_discharge_with_its_sip_call_coming_up(
+    web: Web, browsers: Any
+) -> None:
+    """`sip up --demo` seeds one stay in progress (services/demo.py), once: admitted, the
+    notice sent to the demo units and confirmed, the person ready for discharge, the SIP call
+    due within three days; the region's unit finds it, the outsider's does not."""
+    api = web.region.sip
+    found = api.post("/fhir/Encounter/_search", data={
+        "subject:identifier": f"{PERSONNUMMER_SYSTEM}|{STAY_PERSON.personnummer}"})  # fmt: skip
+    assert found.status_code == 200 and found.json()["total"] == 1, found.text
+    stay_id = found.json()["entry"][0]["resource"]["id"]
+    sip_call = api.get(f"/fhir/Task/{stay_id}.sip-call")
+    assert sip_call.status_code == 200, sip_call.text
+    task = sip_call.json()
+    assert task["status"] == "in-progress"  # the care contact named, the SIP not yet called
+    due = datetime.fromisoformat(task["restriction"]["period"]["end"].replace("Z", "+00:00"))
+    assert datetime.now(UTC) < due <= datetime.now(UTC) + timedelta(hours=72)
+    notice = api.get(f"/fhir/Task/{stay_id}.admission-notice").json()
+    assert notice["status"] == "completed"
+    page = browsers("region-coordinator").get("/unit")
+    row = page.text.split(f'href="/stays/{stay_id}"')[1].split("</tr>")[0]
+    assert "Utskrivningsklar" in row and "Försenad" not in row
+    assert re.search(r"\d+ (tim|dygn) kvar", row), row
+    assert f"/stays/{stay_id}" not in browsers("outsider-coordinator").get("/unit").text
+    # Loaded again (a second `sip up --demo`): still one stay.
+    lines = load_demo(web.system.sip_url, web.system.consent_url, web.system.issuer)
+    assert f"{STAY_PERSON.name}: already loaded" in lines
+    again = api.post("/fhir/Encounter/_search", data={
+        "subject:identifier": f"{PERSONNUMMER_SYSTEM}|{STAY_PERSON.personnummer}"})  # fmt: skip
+    assert again.json()["total"] == 1
 
 
 def test_an_outsider_unit_sees_none_of_it(web: Web, browsers: Any) -> None:
@@ -169,13 +205,51 @@ def test_a_stay_page_shows_its_steps_and_the_plan_it_called(web: Web, browsers: 
     assert "Försenad" in shown  # the SIP call, in the duties' table
     called = region.submit_form(page, "form-call-sip", title="SIP efter utskrivning")
     assert called.status_code == 200, called.text
-    plan_link = called.text.split('href="/plans/')[1].split('"')[0]
-    assert region.get(f"/plans/{plan_link}").status_code == 200
+    # The plan it called, linked (not the menu's "/plans/new").
+    plan_link = re.search(r'href="/plans/([0-9a-f-]{36})"', called.text)
+    assert plan_link, called.text
+    assert region.get(f"/plans/{plan_link[1]}").status_code == 200
 
 
-def message_ids(web: Web, stay_id: str) -> list[str]:
+def test_a_deviation_the_legal_clock_raised_is_open_against_us_with_its_source_in_swedish(
+    web: Web, browsers: Any
+) -> None:
+    """The SIP called days late: the clock raises the missed deadline on the plan against
+    primary care (the region's unit), whose worklist lists it among the open deviations
+    against it, saying in Swedish what raised it; the municipality's does not."""
+    stay_id = late_stay(web)
+    region = browsers("region-coordinator")
+    page = region.get(f"/stays/{stay_id}")
+    called = region.submit_form(page, "form-call-sip", title="SIP efter utskrivning")
+    assert called.status_code == 200, called.text
+    found = re.search(r'href="/plans/([0-9a-f-]{36})"', called.text)
+    assert found, called.text
+    plan_id = found[1]
+    assert f"/plans/{plan_id}" not in region.get("/worklist?filter=deviations").text
+    stays_of(web.system).check_deadlines(now=datetime.now(UTC))
+    listed = region.get("/worklist?filter=deviations")
+    assert listed.status_code == 200, listed.text
+    row = listed.text.split(f'href="/plans/{plan_id}"')[1].split("</tr>")[0]
+    assert "1 öppen avvikelse" in row
+    assert f"{texts.MISSED_DEADLINE}: Kalla till SIP, senast" in row
+    plan = text_of(region.get(f"/plans/{plan_id}"))
+    assert f"{texts.MISSED_DEADLINE}: Kalla till SIP, senast" in plan
+    assert f'href="/stays/{stay_id}"' in region.get(f"/plans/{plan_id}").text
+    municipality = browsers("municipality-coordinator")
+    assert f"/plans/{plan_id}" not in municipality.get("/worklist?filter=deviations").text
+
+
+def unread_count(unit_page: Any) -> int:
+    found = re.search(r"\((\d+) olästa av", text_of(unit_page))
+    assert found, text_of(unit_page)
+    return int(found.group(1))
+
+
+def message_ids(web: Web, stay_id: str, category: str = "message") -> list[str]:
+    """The stay's messages the units wrote (or, by category, its admission notice)."""
     api = web.system.as_caller("coordinator", REGION, unit=REGION).sip
-    found = api.get("/fhir/Communication", params={"encounter": f"Encounter/{stay_id}"})
+    query = {"encounter": f"Encounter/{stay_id}", "category": category}
+    found = api.get("/fhir/Communication", params=query)
     assert found.status_code == 200, found.text
     return [e["resource"]["id"] for e in found.json().get("entry", [])]
 
@@ -185,7 +259,7 @@ def test_a_message_about_a_stay_is_read_by_the_unit_it_went_to(web: Web, browser
     region = browsers("region-coordinator")
     thread = region.get(f"/stays/{stay_id}/messages")
     assert thread.status_code == 200, thread.text
-    assert "Inga meddelanden ännu." in text_of(thread)
+    assert "Meddelanden (1)" in text_of(thread)  # the admission notice
     sent = region.submit_form(
         thread, "form-message", recipient=MUNICIPALITY, text="Hemtjänsten behöver ses över."
     )
@@ -198,13 +272,35 @@ def test_a_message_about_a_stay_is_read_by_the_unit_it_went_to(web: Web, browser
     municipality = browsers("municipality-coordinator")
     unit = municipality.get("/unit")
     row = unit.text.split(f'id="form-open-{message_id}"')[0].rsplit("<tr>", 1)[1]
-    assert "Oläst" in row and "1 olästa" in text_of(unit)
+    assert "Oläst" in row
+    unread = unread_count(unit)  # this message, and the notices of this module's stays
     opened = municipality.submit_form(unit, f"form-open-{message_id}")
     assert opened.status_code == 200 and f"/stays/{stay_id}/messages" in str(opened.url)
-    assert "Hemtjänsten behöver ses över." in text_of(opened) and "Oläst" not in opened.text
-    assert "0 olästa" in text_of(municipality.get("/unit"))
+    assert "Hemtjänsten behöver ses över." in text_of(opened)
+    assert opened.text.count("Oläst") == 1  # the stay's notice, still
+    assert unread_count(municipality.get("/unit")) == unread - 1
     # The sender sees the receipt.
     assert "läst 20" in text_of(region.get(f"/stays/{stay_id}/messages"))
+
+
+def test_a_notice_is_in_my_units_messages_and_opening_it_confirms_receipt(
+    web: Web, browsers: Any
+) -> None:
+    stay_id = noticed_stay(web)
+    [notice] = message_ids(web, stay_id, "admission-notice")
+    municipality = browsers("municipality-coordinator")
+    unit = municipality.get("/unit")
+    row = unit.text.split(f'id="form-open-{notice}"')[0].rsplit("<tr>", 1)[1]
+    assert "Oläst" in row and "Inskrivningsmeddelande" in row and ADMITTING_WARD in row
+    stay_page = municipality.get(f"/stays/{stay_id}")
+    assert 'id="form-confirm-receipt"' in stay_page.text
+    opened = municipality.submit_form(unit, f"form-open-{notice}")
+    assert opened.status_code == 200 and "Beräknad utskrivning" in text_of(opened)
+    # The notice's read receipt is the stay's receipt: the stay's form is gone.
+    assert 'id="form-confirm-receipt"' not in municipality.get(f"/stays/{stay_id}").text
+    outsider = browsers("outsider-coordinator")
+    assert notice not in outsider.get("/unit").text
+    assert outsider.submit(f"/messages/{notice}/open").status_code == 404
 
 
 def test_the_message_forms_errors(web: Web, browsers: Any) -> None:

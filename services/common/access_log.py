@@ -8,7 +8,7 @@ closed). A write's record is saved in the same transaction as the write's events
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -78,8 +78,14 @@ class WriteContext:
 current_write: ContextVar[WriteContext | None] = ContextVar("current_write", default=None)
 
 
-def records_for_write(context: WriteContext, aggregates: list[Any]) -> list[AccessRecord]:
-    """One record per changed aggregate, naming the version the write produced."""
+def records_for_write(
+    context: WriteContext,
+    aggregates: list[Any],
+    resource_type_of: Callable[[Any], str | None] = lambda aggregate: None,
+) -> list[AccessRecord]:
+    """One record per changed aggregate, naming the version the write produced and the
+    aggregate's own resource type (a write may save more than the one it is about: a stay's
+    notice and its message, a SIP call's plan)."""
     records = []
     for aggregate in aggregates:
         pending = getattr(aggregate, "_pending_events", None)
@@ -94,7 +100,8 @@ def records_for_write(context: WriteContext, aggregates: list[Any]) -> list[Acce
                 actor=context.actor,
                 patient=aggregate.person_identifier,
                 custodian=aggregate.custodian,
-                entity=f"{context.resource_type}/{aggregate.id}/_history/{aggregate.version}",
+                entity=f"{resource_type_of(aggregate) or context.resource_type}/{aggregate.id}"
+                f"/_history/{aggregate.version}",
                 consents=list(context.consents or getattr(aggregate, "relied_on_consents", ())),
                 query=None,
                 # Which command: what the client called it, else the events it produced.

@@ -147,10 +147,16 @@ class VersionedApplication(Application[UUID]):
         super().register_transcodings(transcoder)
         transcoder.register(DateAsISO())
 
+    def resource_type_of(self, aggregate: Any) -> str | None:
+        """The FHIR resource type an aggregate of this event store is served as."""
+        if isinstance(aggregate, self.aggregate_class):
+            return self.resource_type
+        return next((t for t, c in self.other_aggregates.items() if isinstance(aggregate, c)), None)
+
     def save(self, *objs: Any, **kwargs: Any) -> Any:
         context = current_write.get()
         if context is not None:
-            objs = (*objs, *records_for_write(context, list(objs)))
+            objs = (*objs, *records_for_write(context, list(objs), self.resource_type_of))
         unit = unit_of(self)
         if unit is not None:
             unit.hold(objs, kwargs)

@@ -31,6 +31,10 @@ PEOPLE = [
     DemoPerson("Anna Andersson", with_check_digit("19800315982"), "draft"),
     DemoPerson("Erik Eriksson", with_check_digit("20090520983"), "consent-withdrawn"),
 ]
+# The demo's inpatient stay (discharge, LSU 2017:612): admitted at the region's ward, the
+# notice sent to the demo coordinators' units, ready for discharge, the SIP call due in 72 hours.
+STAY_PERSON = DemoPerson("Birgitta Björk", with_check_digit("19380214984"), "ready")
+WARD = "SE2321000032-WARD9"  # the region's hospital ward (demo)
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ RESOURCES = [
     ),
     capability(
         task_routes.TASK_RESOURCE_TYPE,
-        interactions=["read", "search-type"],
+        interactions=[*VERSIONS, "search-type"],
         search=task_routes.SEARCH,
     ),
     *ACCESS_LOG_CAPABILITIES,
@@ -189,10 +189,12 @@ def fhir_resources(
     plans: SipPlans, access: ResourceAccess, consent_gate: CachingConsentGate
 ) -> dict[str, Any]:
     """The resource types read, vread and `_history` serve, each with its access rule."""
+    stays = stay_access(plans, consent_gate)
     return {
         "CarePlan": AggregateResource(access, plan_to_fhir),
         **{view.resource_type: PlanViewResource(access, view) for view in PLAN_VIEWS},
-        STAY_RESOURCE_TYPE: AggregateResource(stay_access(plans, consent_gate), stay_to_fhir),
+        STAY_RESOURCE_TYPE: AggregateResource(stays, stay_to_fhir),
+        task_routes.TASK_RESOURCE_TYPE: PlanViewResource(stays, task_routes.TASK_VIEW),
         MESSAGE_RESOURCE_TYPE: AggregateResource(
             message_access(plans, consent_gate), message_to_fhir
         ),

@@ -19,6 +19,8 @@ _EXT = f"{CANONICAL_BASE}/StructureDefinition"
 EXT_RECEIPT = f"{_EXT}/message-receipt"
 EXT_CORRECTION = f"{_EXT}/message-correction"
 EXT_JUDGEMENT = f"{_EXT}/message-secrecy-judgement"
+CATEGORY_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/communication-category"
+MESSAGE = "message"  # a message a unit wrote; else a stay's admission notice
 ABOUT_PATH = {"Encounter": "stays", "CarePlan": "plans"}
 
 
@@ -42,6 +44,7 @@ class MessageView:
     receipts: list[Receipt]
     replies_to: str | None
     correction: bool
+    category: str = MESSAGE
 
     @property
     def thread(self) -> str:
@@ -58,6 +61,16 @@ class MessageView:
     def unread_by(self, user: SignedInUser) -> bool:
         receipt = self.my_receipt(user)
         return receipt is not None and receipt.read is None
+
+
+def category_of(resource: dict[str, Any]) -> str:
+    codes = [
+        coding.get("code")
+        for concept in resource.get("category") or []
+        for coding in concept.get("coding") or []
+        if coding.get("system") == CATEGORY_SYSTEM
+    ]
+    return str(codes[0]) if codes else MESSAGE
 
 
 def message_of(resource: dict[str, Any]) -> MessageView:
@@ -84,6 +97,7 @@ def message_of(resource: dict[str, Any]) -> MessageView:
         receipts=receipts,
         replies_to=replies.removeprefix("Communication/") or None,
         correction=bool(correction.get("valueBoolean")),
+        category=category_of(resource),
     )
 
 

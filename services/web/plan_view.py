@@ -12,8 +12,10 @@ from typing import Any
 from contracts.canonical import (
     EXT_COST_ALLOCATION,
     EXT_DEVIATION,
+    EXT_DEVIATION_AGAINST,
     EXT_DEVIATION_ANSWER,
     EXT_DEVIATION_INTERVENTION,
+    EXT_DEVIATION_MISSED_DEADLINE,
     EXT_INITIATIVE,
     EXT_INVITATION,
     EXT_OVERALL_RESPONSIBILITY,
@@ -159,6 +161,15 @@ class FollowUp:
 
 
 @dataclass(frozen=True)
+class MissedDeadline:
+    """A deadline of the law the stay's clock found missed (the deviation's `source`)."""
+
+    stay_id: str | None
+    duty: str | None
+    due: str | None
+
+
+@dataclass(frozen=True)
 class Deviation:
     id: str
     reported_by: str | None
@@ -167,6 +178,8 @@ class Deviation:
     time: str | None
     answered_by: str | None
     answer: str | None
+    against: str | None = None  # named by the deviation (the legal clock's), not by an intervention
+    missed: MissedDeadline | None = None  # what raised it: a deadline of the stay's clock
 
 
 @dataclass
@@ -232,13 +245,15 @@ class PlanView:
         return [w for w in self.withheld if w.kind in kinds]
 
     def open_deviations_against(self, organization: str | None) -> list[Deviation]:
+        """Unanswered deviations against `organization`: the one a deviation names (a missed
+        deadline's), else the one responsible for its intervention."""
         responsible = {i.id: i.responsible_organization for i in self.interventions}
         return [
             d
             for d in self.deviations
             if d.answer is None
-            and d.intervention_id is not None
-            and responsible.get(d.intervention_id) == organization
+            and organization is not None
+            and (d.against or responsible.get(d.intervention_id or "")) == organization
         ]
 
     def need_text(self, need_id: str) -> str:
@@ -394,6 +409,8 @@ def _meeting(resource: dict[str, Any]) -> Meeting:
 def _deviation(note: dict[str, Any]) -> Deviation:
     answer = extension(note, EXT_DEVIATION_ANSWER)
     about = extension(note, EXT_DEVIATION_INTERVENTION)
+    against = extension(note, EXT_DEVIATION_AGAINST)
+    source = extension(note, EXT_DEVIATION_MISSED_DEADLINE)
     text = note.get("text", "")
     # The note's text repeats reporter and answer for readers without the extensions.
     body = text.split(": ", 1)[1] if ": " in text else text
@@ -406,6 +423,10 @@ def _deviation(note: dict[str, Any]) -> Deviation:
         time=note.get("time"),
         answered_by=hsa_of(part(answer, "organization")),
         answer=part(answer, "text"),
+        against=hsa_of((against or {}).get("valueReference")),
+        missed=MissedDeadline(part(source, "stay"), part(source, "duty"), part(source, "due"))
+        if source
+        else None,
     )
 
 

@@ -343,6 +343,8 @@ MISSING_STAY_VERSION = "Formuläret saknar vistelsens version. Ladda om sidan oc
 STAY_CHANGED = (
     "Någon annan har ändrat vistelsen medan du arbetade. Se hur den ser ut nu och försök igen."
 )
+# Communication.category (the SIP service's CodeSystem/communication-category).
+MESSAGE_CATEGORY = {"message": "Meddelande", "admission-notice": "Inskrivningsmeddelande"}
 STAY_STATUS = {
     "admitted": "Inskriven",
     "ready": "Utskrivningsklar",
@@ -360,6 +362,10 @@ DUTY = {
     "sip-call": "Kalla till SIP",
     "information-transfer": "Överföra information",
 }
+# What raised a deviation the stay's legal clock found (`Plan.DeviationReported` v2 `source`).
+MISSED_DEADLINE = "Missad tidsfrist enligt lagen (2017:612) om samverkan vid utskrivning"
+MISSED_DEADLINE_DUE = "senast"
+MISSED_DEADLINE_STAY = "Till vårdtillfället"
 STAY_RULE = {
     "receipt-by-recipient": "Bara en enhet som meddelandet gick till kan bekräfta mottagandet.",
     "receipt-once": "Mottagandet är redan bekräftat.",

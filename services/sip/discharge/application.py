@@ -28,6 +28,8 @@ from services.sip.discharge.projections import LAW as INDEXED_RULES
 from services.sip.discharge.projections import StayIndex
 from services.sip.discharge.stay import MUNICIPAL_KINDS, Stay
 from services.sip.domain import Plan
+from services.sip.messages.notices import confirm_receipt as notice_receipt
+from services.sip.messages.notices import notice_of, send_notice
 from services.sip.parts import EventActor
 
 STAY_RESOURCE_TYPE = "Encounter"
@@ -136,13 +138,17 @@ class Stays:
             return attempt()
 
     def _raise_deviations(self, stay: Stay, now: datetime) -> Plan | None:
-        """The stay's plan with a deviation for each missed deadline it lacks (None: no plan,
-        or nothing to raise)."""
-        if stay.sip_plan_id is None or not stay.deadlines_missed:
+        """The stay's plan with a deviation for each missed deadline the stay has not yet
+        handed to it, each handing recorded on the stay (None: no plan, or the plan raised
+        nothing: it had them, or is closed)."""
+        owed = stay.deviations_owed
+        if not owed:
             return None
+        assert stay.sip_plan_id is not None
         plan: Plan = self.plans.aggregate(UUID(stay.sip_plan_id))
-        raised = [
-            plan.report_missed_deadline(
+        raised = False
+        for deadline in owed:
+            deviation_id = plan.report_missed_deadline(
                 reporter=stay.organization,
                 against=deadline.owner,
                 source={
@@ -154,9 +160,12 @@ class Stays:
                 at=now,
                 by=LEGAL_CLOCK,
             )
-            for deadline in stay.deadlines_missed
-        ]
-        return plan if any(raised) else None
+            stay.record_deviation_raised(
+                duty=deadline.duty, due=deadline.due, deviation_id=deviation_id, at=now,
+                by=LEGAL_CLOCK,
+            )  # fmt: skip
+            raised = raised or deviation_id is not None
+        return plan if raised else None
 
     def check_deadlines(self, *, now: datetime, rules: ClockRules = LAW) -> int:
         """The time-driven check: how many missed deadlines it recorded. It looks at the stays
@@ -190,24 +199,32 @@ class Stays:
         judgement: str | None = None,
         expected_version: int | None = None,
     ) -> Stay:
-        def command(stay: Stay) -> None:
-            # Asked of the units named in the command: the stay names none before the notice.
-            told = {r.get("organization") for r in recipients if isinstance(r, dict)}
-            basis = self.legal_basis(stay, by, {o for o in told if isinstance(o, str)}, judgement)
-            stay.send_admission_notice(
-                recipients=recipients,
-                estimated_discharge=estimated_discharge,
-                legal_basis=basis,
-                at=at,
-                by=by,
-            )
-
-        return self.change(stay_id, command, expected_version=expected_version)[0]
+        """The notice on the stay and as its message, saved together (or neither)."""
+        stay = self.stay(stay_id)
+        ensure_expected_version(stay.version, expected_version)
+        # Asked of the units named in the command: the stay names none before the notice.
+        told = {r.get("organization") for r in recipients if isinstance(r, dict)}
+        basis = self.legal_basis(stay, by, {o for o in told if isinstance(o, str)}, judgement)
+        send_notice(
+            self.plans, stay, recipients=recipients, estimated_discharge=estimated_discharge,
+            legal_basis=basis, at=at, by=by,
+        )  # fmt: skip
+        return stay
 
     def confirm_receipt(
-        self, stay_id: UUID, *, at: datetime, by: EventActor, **options: Any
+        self,
+        stay_id: UUID,
+        *,
+        at: datetime,
+        by: EventActor,
+        expected_version: int | None = None,
     ) -> Stay:
-        return self.change(stay_id, lambda s: s.confirm_receipt(at=at, by=by), **options)[0]
+        """The unit's receipt on the stay and, where the notice is a message, as its read
+        receipt, saved together."""
+        stay = self.stay(stay_id)
+        ensure_expected_version(stay.version, expected_version)
+        notice_receipt(self.plans, stay, notice_of(self.plans, stay.id), at=at, by=by)
+        return stay
 
     def notify_ready(self, stay_id: UUID, *, at: datetime, by: EventActor, **options: Any) -> Stay:
         return self._disclosing(stay_id, "notify_ready", at=at, by=by, **options)

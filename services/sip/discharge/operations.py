@@ -30,6 +30,8 @@ from services.sip.discharge.application import STAY_RESOURCE_TYPE, Stays
 from services.sip.discharge.payment_report import PAYMENT_REPORT
 from services.sip.discharge.stay import Stay
 from services.sip.disclosure import consent_service_down
+from services.sip.messages.notices import confirm_receipt as notice_receipt
+from services.sip.messages.notices import notice_of, send_notice
 
 # The parameter each of the stay's rules is about, so that a 409 names the element to change.
 RULE_PARAMETERS: dict[str, tuple[str, ...]] = {
@@ -138,10 +140,19 @@ def send_admission_notice(call: OperationCall[SendAdmissionNotice]) -> None:
     recipients = [r.model_dump() for r in p.recipient]
     told = {r["organization"] for r in recipients}
     basis = _basis(call, stay, told, p.judgement)
-    stay.send_admission_notice(
-        recipients=recipients, estimated_discharge=p.estimatedDischarge, legal_basis=basis,
-        at=call.at, by=call.by,
+    # Inside the pipeline's write: the stay's notice and its message (a Communication), or
+    # neither.
+    send_notice(
+        call.state.plans, stay, recipients=recipients, estimated_discharge=p.estimatedDischarge,
+        legal_basis=basis, at=call.at, by=call.by,
     )  # fmt: skip
+
+
+def confirm_receipt(call: OperationCall[NoParameters]) -> None:
+    """The stay's receipt and, where the notice is a message, its read receipt: one write."""
+    plans = call.state.plans
+    stay = call.target
+    notice_receipt(plans, stay, notice_of(plans, stay.id), at=call.at, by=call.by)
 
 
 class Judged(OperationParameters):
@@ -213,7 +224,7 @@ OPERATIONS: list[Operation[Any]] = [
           "concerned (recipient parts: organization, unit, kind), with the estimated discharge.",
           SendAdmissionNotice, send_admission_notice),
     _step("confirm-receipt", "A unit the notice went to confirms its receipt (from that unit).",
-          NoParameters, lambda call: call.target.confirm_receipt(at=call.at, by=call.by)),
+          NoParameters, confirm_receipt),
     _step("name-care-contact", "Primary care names the fixed care contact (fast vårdkontakt).",
           NameCareContact, _disclosing("name_care_contact")),
     _step("notify-ready", "The person is ready for discharge (utskrivningsklar).", Judged,

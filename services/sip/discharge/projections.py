@@ -36,7 +36,8 @@ stay_index = Table(
     # The earliest due time, under the law's periods, of a deadline the clock has yet to
     # record as missed (open, or done late and not recorded): when the timed check must look.
     Column("next_due", DateTime(timezone=True), index=True),
-    # Missed deadlines recorded before the SIP was called: the plan may lack their deviations.
+    # Missed deadlines the stay has not yet handed to its plan as deviations (the SIP called):
+    # cleared by the clock's record of each handing (`Stay.DeviationRaised`).
     Column("deviations_pending", Boolean, nullable=False, index=True),
     Column("last_updated", DateTime(timezone=True), nullable=False),
     Index("ix_stay_index_municipality_discharged", "municipality", "discharged_at"),
@@ -69,15 +70,13 @@ class StayIndex(PartyIndex):
     parties = stay_parties
 
     def row(self, stay: Stay, event: Any) -> dict[str, Any]:
-        called = stay.sip_called.at if stay.sip_called else None
         return {
             "person": self.person_stored(stay.subject),
             "status": stay.status,
             "municipality": stay.municipality,
             "discharged_at": stay.discharged.at if stay.discharged else None,
             "next_due": next_due(stay),
-            "deviations_pending": called is not None
-            and any(m.recorded.at <= called for m in stay.deadlines_missed),
+            "deviations_pending": bool(stay.deviations_owed),
             "last_updated": event.timestamp,
         }
 

@@ -193,6 +193,9 @@ class Stay(Aggregate):
         self.outpatient_care_unavailable_reason: str | None = None
         self.discharged: Step | None = None
         self.deadlines_missed: list[MissedDeadline] = []
+        # Each missed deadline (duty, due time) handed to the plan as a deviation: the id of
+        # the deviation raised, or None where the plan had it already or, closed, took none.
+        self.deviations_raised: dict[tuple[str, datetime], str | None] = {}
         self.changed_by = by
 
     @classmethod
@@ -613,6 +616,37 @@ class Stay(Aggregate):
         self.deadlines_missed.append(
             MissedDeadline(duty=duty, due=due, owner=owner, recorded=Step(at=at, by=by))
         )
+
+    def record_deviation_raised(
+        self, *, duty: str, due: datetime, deviation_id: str | None, at: datetime, by: EventActor
+    ) -> bool:
+        """The clock records that a missed deadline of the stay was handed to its plan as a
+        deviation (`deviation_id`, or None where the plan had it already or, closed, took
+        none), in the same write as the plan's: so the stay itself tells whether deviations
+        are still owed to the plan. Once per duty and due time (asked again: False)."""
+        due = _aware_instant(due, "due")
+        at = _aware_instant(at, "at")
+        if self.sip_plan_id is None:
+            raise RuleViolation("deviation-needs-plan", "a deviation is raised on the stay's plan")
+        if not any(m.duty == duty and m.due == due for m in self.deadlines_missed):
+            raise RuleViolation("deviation-of-missed", "only a recorded missed deadline is raised")
+        if (duty, due) in self.deviations_raised:
+            return False
+        self._deviation_raised(duty=duty, due=due, deviation_id=deviation_id, at=at, by=by)
+        return True
+
+    @event("DeviationRaised")
+    def _deviation_raised(
+        self, duty: str, due: datetime, deviation_id: str | None, at: datetime, by: EventActor
+    ) -> None:
+        self.deviations_raised[(duty, due)] = deviation_id
+
+    @property
+    def deviations_owed(self) -> list[MissedDeadline]:
+        """The missed deadlines the plan may still lack (none before the SIP is called)."""
+        if self.sip_plan_id is None:
+            return []
+        return [m for m in self.deadlines_missed if (m.duty, m.due) not in self.deviations_raised]
 
     def _ensure_not_before_latest(self, at: datetime) -> None:
         # Ready notices, withdrawals and the discharge are the steps the clocks and the payment

@@ -1,34 +1,41 @@
-"""Task (the stay's duties, services/sip/discharge/tasks.py): read and search, through the
-stays' one way out (`ResourceAccess` over `StayDisclosure` and `redact_stay`): a stay the
-caller may not see has no Task for it (404, and no match), every read and every search that
-shows a Task is an access record of the person, as for the Encounter."""
+"""Task (the stay's duties, services/sip/discharge/tasks.py): read, vread, `_history` and
+search, through the stays' one way out (`ResourceAccess` over `StayDisclosure` and
+`redact_stay`): a stay the caller may not see has no Task for it (404, and no match), every
+read, history and search that shows a Task is an access record of the person, as for the
+Encounter.
+
+A Task is a view of one part of the stay, as a Goal is of the plan: its versions are the
+stay's versions at which it first appeared or looked different (`PlanViewResource`, the
+common version routes), each judged by the legal clock at the request's instant
+(docs/decisions/0008-discharge-stay.md)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
 from contracts.actor import Actor
 from services.common import fhir_time
-from services.common.auth.dependency import authorize
 from services.common.domain import NotFound
-from services.common.fhir_api import (
-    FhirError,
-    FhirResponse,
-    fhir_base,
-    resource_response,
-    searchset,
+from services.common.fhir_api import FhirError, FhirResponse, fhir_base, searchset
+from services.common.paging import keyset_page, opened_query, page_links
+from services.common.resource_routes import (
+    ResourceAccess,
+    add_search_routes,
+    add_version_routes,
+    resource_id,
 )
-from services.common.resource_routes import ResourceAccess, add_search_routes, resource_id
 from services.common.result_parameters import MAX_COUNT, ResultParameters
 from services.common.search import organization_token, token_code
 from services.common.search_declarations import AskedSearch, SearchDeclarations, SearchParameter
 from services.sip.discharge.application import STAY_RESOURCE_TYPE
 from services.sip.discharge.projections import StayIndex
+from services.sip.discharge.stay import Stay
 from services.sip.discharge.tasks import (
     TASK_RESOURCE_TYPE,
     TASK_STATUSES,
@@ -37,6 +44,7 @@ from services.sip.discharge.tasks import (
     split_task_id,
     task_to_fhir,
 )
+from services.sip.plan_views import PlanView
 
 _R4 = "http://hl7.org/fhir/SearchParameter/"
 
@@ -133,7 +141,6 @@ def _stay_ids(index: StayIndex, actor: Actor, asked: AskedSearch) -> list[UUID]:
 
 
 router = APIRouter(prefix="/fhir")
-Reader = Annotated[Actor, Depends(authorize(TASK_RESOURCE_TYPE, "r"))]
 
 
 def _access(request: Request) -> ResourceAccess:
@@ -141,26 +148,13 @@ def _access(request: Request) -> ResourceAccess:
     return access
 
 
-@router.get(f"/{TASK_RESOURCE_TYPE}/{{id}}", name=f"read {TASK_RESOURCE_TYPE}")
-def read(id: str, request: Request, actor: Reader) -> FhirResponse:
-    stay_id, key = split_task_id(id)
-    missing = FhirError(404, "not-found", f"{TASK_RESOURCE_TYPE}/{id} is not known")
-    try:
-        found = resource_id(stay_id)
-    except FhirError:
-        raise missing from None
-    entity = f"{TASK_RESOURCE_TYPE}/{id}"
-    seen = _access(request).open(actor, found, "read", entity)
-    duty = next((d for d in duties(seen, fhir_time.now()) if d.key == key), None)
-    if duty is None:
-        raise missing
-    return resource_response(task_to_fhir(duty))
-
-
 def search(request: Request, query: dict[str, str], actor: Actor) -> FhirResponse:
-    """Every Task of the stays the caller may see, matching, first `_count` of them (by id);
-    the total counts them all. One access record per person and custodian shown."""
+    """Every Task of the stays the caller may see, matching, a page of `_count` of them by
+    id (`next` and `previous` links as cursors); the total counts them all. One access record
+    per person and custodian shown."""
     access = _access(request)
+    kind = f"search:{TASK_RESOURCE_TYPE}"
+    query, position = opened_query(request, kind, query)
     result = ResultParameters.of(query, MAX_COUNT)
     result.check_elements(TASK_RESOURCE_TYPE)
     asked = SEARCH.asked(query)
@@ -177,12 +171,15 @@ def search(request: Request, query: dict[str, str], actor: Actor) -> FhirRespons
         if matched:
             found.append((stay, disclosed, matched))
     everything = sorted((d for _, _, ds in found for d in ds), key=lambda d: d.id)
-    page = everything[: result.count]
+    paged = keyset_page(everything, lambda d: d.id, position, result.count)
+    page = paged.items
     shown_ids = {d.id for d in page}
     shown = [(s, disclosed) for s, disclosed, ds in found if {d.id for d in ds} & shown_ids]
-    _log(access, actor, shown, page, request.url.query)
-    bundle = searchset(fhir_base(request), [task_to_fhir(d) for d in page], str(request.url),
-                       total=len(everything))  # fmt: skip
+    # The query asked (a next page's from its cursor, which the log could not read).
+    _log(access, actor, shown, page, urlencode(query))
+    links = page_links(request, kind, TASK_RESOURCE_TYPE, asked.used, paged, result.count)
+    bundle = searchset(fhir_base(request), [task_to_fhir(d) for d in page], "",
+                       total=paged.total, links=links)  # fmt: skip
     return FhirResponse(result.finish(bundle))
 
 
@@ -206,4 +203,22 @@ def _log(
     access.log_all(records)
 
 
+class TaskView(PlanView):
+    """The stay's duties as a view of the stay, for the common version routes."""
+
+    def split_id(self, resource_id: str) -> tuple[str, str]:
+        return split_task_id(resource_id)
+
+
+def _duty_keys(stay: Stay) -> list[str]:
+    return [duty.key for duty in duties(stay, fhir_time.now())]
+
+
+def _render(stay: Stay, key: str) -> dict[str, Any]:
+    return task_to_fhir(next(d for d in duties(stay, fhir_time.now()) if d.key == key))
+
+
+TASK_VIEW = TaskView(TASK_RESOURCE_TYPE, _duty_keys, _render)  # type: ignore[arg-type]
+
 add_search_routes(router, search, SEARCH)
+add_version_routes(router, TASK_RESOURCE_TYPE)

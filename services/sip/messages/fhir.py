@@ -23,21 +23,53 @@ from contracts.identifiers import HSA_ID_SYSTEM
 from services.common.fhir_api import FhirError
 from services.common.fhir_time import fhir_instant
 from services.sip.fhir_mapping import organization_reference
-from services.sip.messages.message import ABOUT_TYPES, MAX_RECIPIENTS, MAX_TEXT_LENGTH, Message
+from services.sip.messages.message import (
+    ABOUT_TYPES,
+    ADMISSION_NOTICE,
+    MAX_RECIPIENTS,
+    MAX_TEXT_LENGTH,
+    MESSAGE,
+    Message,
+)
 
 _EXT = f"{CANONICAL_BASE}/StructureDefinition"
 EXT_RECEIPT = f"{_EXT}/message-receipt"
 EXT_CORRECTION = f"{_EXT}/message-correction"
 EXT_JUDGEMENT = f"{_EXT}/message-secrecy-judgement"
+# The Encounter's own extension, on the notice that tells it (as the stay records it).
+EXT_ESTIMATED_DISCHARGE = f"{_EXT}/stay-estimated-discharge"
+CATEGORY_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/communication-category"
+# The standard's category, for record systems that know only it.
+HL7_CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/communication-category"
+_CATEGORY = {
+    MESSAGE: ("Meddelande", "instruction"),
+    ADMISSION_NOTICE: ("Inskrivningsmeddelande", "notification"),
+}
 _ELEMENTS = {
     "resourceType", "id", "meta", "identifier", "status", "subject", "basedOn", "encounter",
     "about", "inResponseTo", "sender", "recipient", "payload", "sent", "extension", "text",
+    "category",
 }  # fmt: skip
+
+
+def category_of(message: Message) -> dict[str, Any]:
+    display, standard = _CATEGORY[message.category]
+    return {
+        "coding": [
+            {"system": CATEGORY_SYSTEM, "code": message.category, "display": display},
+            {"system": HL7_CATEGORY_SYSTEM, "code": standard},
+        ]
+    }
 
 
 def message_to_fhir(message: Message) -> dict[str, Any]:
     about = {"reference": f"{message.about['type']}/{message.about['id']}"}
     extensions: list[dict[str, Any]] = []
+    estimated = message.estimated_discharge
+    if estimated is not None:
+        extensions.append(
+            {"url": EXT_ESTIMATED_DISCHARGE, "valueDateTime": fhir_instant(estimated)}
+        )
     if message.correction:
         extensions.append({"url": EXT_CORRECTION, "valueBoolean": True})
     for recipient in message.recipients.values():
@@ -60,15 +92,14 @@ def message_to_fhir(message: Message) -> dict[str, Any]:
         **({"identifier": list(message.identifiers)} if message.identifiers else {}),
         **({"extension": extensions} if extensions else {}),
         "status": "completed",
+        "category": [category_of(message)],
         "subject": {"type": "Patient", "identifier": dict(message.subject)},
         "about": [about],
         "sent": fhir_instant(message.sent_at),
         "recipient": [
             organization_reference(r.organization, r.unit) for r in message.recipients.values()
         ],
-        "sender": organization_reference(
-            str(message.sender.get("organization")), message.sender.get("unit")
-        ),
+        "sender": organization_reference(str(message.custodian), message.sender_unit),
         "payload": [{"contentString": message.text}],
     }
     if message.about["type"] == "CarePlan":
@@ -176,12 +207,29 @@ def _extension(body: dict[str, Any], url: str, kind: str) -> Any:
     return None
 
 
+def _posted_category(value: Any) -> None:
+    """A posted message is a message: an admission notice is its stay's to send."""
+    codes = [
+        coding.get("code")
+        for concept in (value if isinstance(value, list) else [value] if value else [])
+        for coding in ((concept or {}).get("coding") or [] if isinstance(concept, dict) else [])
+        if isinstance(coding, dict) and coding.get("system") == CATEGORY_SYSTEM
+    ]
+    if any(code != MESSAGE for code in codes):
+        raise _invalid(
+            "Communication.category",
+            f"a message is posted as {MESSAGE}; an admission notice is sent by "
+            "Encounter/{id}/$send-admission-notice",
+        )
+
+
 def posted_message(body: dict[str, Any]) -> PostedMessage:
     if body.get("resourceType") != "Communication":
         raise _invalid("resourceType", "a Communication is expected", 400)
     unknown = sorted(set(body) - _ELEMENTS)
     if unknown:
         raise _invalid(f"Communication.{unknown[0]}", "not taken by this server")
+    _posted_category(body.get("category"))
     if body.get("status", "completed") != "completed":
         raise _invalid("Communication.status", "a message is sent whole: completed")
     recipients = body.get("recipient")

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
@@ -34,6 +35,11 @@ MAX_TEXT_LENGTH = 10_000
 MAX_RECIPIENTS = 20
 # What a message is about: one plan or one stay, by their FHIR resource types.
 ABOUT_TYPES = ("CarePlan", "Encounter")
+# A message's category: one a unit wrote, or a stay's admission notice (written with the
+# stay's own event, never sent on its own: docs/decisions/0012-messages.md).
+MESSAGE = "message"
+ADMISSION_NOTICE = "admission-notice"
+CATEGORIES = (MESSAGE, ADMISSION_NOTICE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +115,7 @@ def _about(value: object) -> dict[str, str]:
 
 class Message(Aggregate):
     class Sent(Aggregate.Created):
+        class_version = 2
         subject: dict[str, str]
         about: dict[str, str]
         text: str
@@ -119,6 +126,16 @@ class Message(Aggregate):
         sent_at: datetime
         by: EventActor
         identifiers: list[dict[str, str]]
+        category: str
+        # An admission notice's own content: the ward it is sent from and the estimated
+        # discharge (ISO 8601), as the stay's notice records them; None for a message.
+        notice: dict[str, str] | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # Sent before admission notices were messages: a message a unit wrote.
+            state["category"] = MESSAGE
+            state["notice"] = None
 
     @event(Sent)
     def __init__(
@@ -134,6 +151,8 @@ class Message(Aggregate):
         sent_at: datetime,
         by: EventActor,
         identifiers: list[dict[str, str]],
+        category: str,
+        notice: dict[str, str] | None,
     ) -> None:
         self.subject = subject
         self.about = about
@@ -150,6 +169,8 @@ class Message(Aggregate):
         self.sent_at = sent_at
         self.sender = by
         self.identifiers = identifiers
+        self.category = category
+        self.notice = notice
 
     @classmethod
     def checked(
@@ -214,9 +235,73 @@ class Message(Aggregate):
             **cls.checked(**content),
             legal_basis=dict(legal_basis),
             identifiers=list(identifiers or []),
+            category=MESSAGE,
+            notice=None,
+        )
+
+    @classmethod
+    def admission_notice(
+        cls,
+        *,
+        id: UUID,
+        subject: dict[str, str],
+        stay: str,
+        ward: str,
+        estimated_discharge: datetime,
+        text: str,
+        recipients: list[dict[str, str]],
+        legal_basis: dict[str, Any],
+        sent_at: datetime,
+        by: EventActor,
+    ) -> Message:
+        """A stay's admission notice as a message, from what the stay's own command checked
+        and is about to record (the caller saves both together): about the stay, from its
+        ward, to the notice's units, under the id the stay's notice is known by."""
+        if not isinstance(legal_basis, Mapping) or not legal_basis.get("basis"):
+            raise InvalidCommand("legal_basis", "a notice names the legal basis it is sent on")
+        required_person_identifier(subject, "subject")
+        estimate = required_instant(estimated_discharge, "estimated_discharge")
+        return cls._create(
+            cls.Sent,
+            id=id,
+            subject=dict(subject),
+            about={"type": "Encounter", "id": required_text(stay, "stay")},
+            text=checked_text(text),
+            recipients=[{"organization": r["organization"], "unit": r["unit"]} for r in recipients],
+            replies_to=None,
+            correction=False,
+            legal_basis=dict(legal_basis),
+            sent_at=required_instant(sent_at, "sent"),
+            by=by,
+            identifiers=[],
+            category=ADMISSION_NOTICE,
+            notice={
+                "ward": required_text(ward, "ward"),
+                "estimated_discharge": estimate.isoformat(),
+            },
         )
 
     # What other parts of the service ask of a record.
+
+    @property
+    def is_admission_notice(self) -> bool:
+        return self.category == ADMISSION_NOTICE
+
+    @property
+    def sender_unit(self) -> str | None:
+        """The unit it is sent from: an admission notice's is the stay's ward."""
+        if self.notice is not None:
+            return self.notice["ward"]
+        unit = self.sender.get("unit")
+        return unit if isinstance(unit, str) else None
+
+    @property
+    def estimated_discharge(self) -> datetime | None:
+        return (
+            None
+            if self.notice is None
+            else datetime.fromisoformat(self.notice["estimated_discharge"])
+        )
 
     @property
     def custodian(self) -> str | None:
@@ -262,7 +347,22 @@ class Message(Aggregate):
 
     def mark_read(self, *, at: datetime, by: EventActor) -> None:
         """Someone of a recipient marks it read: the receipt of the recipient it was sent to
-        (their unit, or their organisation as a whole), once."""
+        (their unit, or their organisation as a whole), once. An admission notice's receipt
+        is its stay's, recorded with it (`notice_received`), never on its own."""
+        if self.is_admission_notice:
+            raise RuleViolation(
+                "notice-receipt-on-the-stay", "an admission notice's receipt is its stay's"
+            )
+        self._receipt(at=at, by=by)
+
+    def notice_received(self, *, at: datetime, by: EventActor) -> None:
+        """The notice's read receipt, as its stay has just recorded the unit's receipt (the
+        caller saves both together)."""
+        if not self.is_admission_notice:
+            raise RuleViolation("notice-only", "only an admission notice follows its stay")
+        self._receipt(at=at, by=by)
+
+    def _receipt(self, *, at: datetime, by: EventActor) -> None:
         organization, unit = _acting(by)
         at = required_instant(at, "at")
         recipient = self.recipients.get(unit) if unit else None

@@ -11,9 +11,11 @@ from typing import Any
 
 from contracts.actor import Actor
 from services.common.fhir_api import FhirError
-from services.common.operations.declaration import NoParameters, Operation
+from services.common.operations.declaration import NoParameters, Operation, OperationCall
 from services.sip.messages.application import STAFF
 from services.sip.messages.disclosure import MESSAGE_RESOURCE_TYPE
+from services.sip.messages.message import Message
+from services.sip.messages.notices import confirm_receipt, stay_of
 
 
 def _staff(actor: Actor) -> None:
@@ -23,13 +25,29 @@ def _staff(actor: Actor) -> None:
         raise FhirError(403, "forbidden", "a message is marked read for an organisation")
 
 
+def mark_read(call: OperationCall[NoParameters]) -> None:
+    """A message's receipt; an admission notice's is its stay's receipt, which decides, with
+    the message's read receipt following it in the same write (services/sip/messages/notices)."""
+    message: Message = call.target
+    if not message.is_admission_notice:
+        message.mark_read(at=call.at, by=call.by)
+        return
+    if not call.actor.unit:
+        raise FhirError(
+            403, "forbidden", "a notice's receipt is confirmed from the unit it went to"
+        )
+    plans = call.state.plans
+    confirm_receipt(plans, stay_of(plans, message), message, at=call.at, by=call.by)
+
+
 MARK_READ: Operation[Any] = Operation(
     "mark-read",
     MESSAGE_RESOURCE_TYPE,
     "A recipient marks the message read (its receipt; Communication.received once every "
-    "recipient has): from the unit it was sent to, or for the organisation it was sent to.",
+    "recipient has): from the unit it was sent to, or for the organisation it was sent to. "
+    "An admission notice's is the stay's receipt ($confirm-receipt of its Encounter) as well.",
     NoParameters,
-    lambda call: call.target.mark_read(at=call.at, by=call.by),
+    mark_read,
     may_call=_staff,
 )
 OPERATIONS: list[Operation[Any]] = [MARK_READ]

@@ -49,7 +49,7 @@ class MessageIndex(PartyIndex):
         }
 
     def apply_related(self, connection: Connection, message: Message) -> None:
-        parties = {message.sender.get("organization"), message.sender.get("unit")}
+        parties = {message.custodian, message.sender_unit}
         for recipient in message.recipients.values():
             parties |= {recipient.organization, recipient.unit}
         self.replace_parties(connection, str(message.id), parties)

@@ -35,8 +35,8 @@ from services.common.search_declarations import (
 from services.sip.discharge.application import STAY_RESOURCE_TYPE
 from services.sip.messages.application import may_send, send
 from services.sip.messages.disclosure import MESSAGE_RESOURCE_TYPE
-from services.sip.messages.fhir import message_to_fhir, posted_message
-from services.sip.messages.message import Message
+from services.sip.messages.fhir import CATEGORY_SYSTEM, message_to_fhir, posted_message
+from services.sip.messages.message import CATEGORIES, Message
 from services.sip.messages.projections import MessageIndex
 
 _R4 = "http://hl7.org/fhir/SearchParameter/"
@@ -97,6 +97,13 @@ SEARCH = SearchDeclarations(
                 "unread": token_code("received:missing", value, ("true", "false")) == "true"}},
             definition=_R4 + "Communication-received",
         ),
+        SearchParameter(
+            "category", "token", "Communication.category",
+            f"category={' | '.join(CATEGORIES)} (system {CATEGORY_SYSTEM}): a message a unit "
+            "wrote, or a stay's admission notice",
+            index=lambda value: {"category": token_code("category", value, CATEGORIES)},
+            definition=_R4 + "Communication-category",
+        ),
         _about("encounter", STAY_RESOURCE_TYPE),
         _about("based-on", "CarePlan"),
     ),
@@ -121,6 +128,7 @@ class MessageScan:
         sender: str | None = None,
         unread: bool | None = None,
         about: tuple[str, str] | None = None,
+        category: str | None = None,
     ) -> list[UUID]:
         found = []
         for message_id in self.candidates():
@@ -131,10 +139,9 @@ class MessageScan:
             to = [r for r in message.recipients.values() if recipient in (r.organization, r.unit)]
             if recipient is not None and not to:
                 continue
-            if sender is not None and sender not in (
-                message.sender.get("organization"),
-                message.sender.get("unit"),
-            ):
+            if sender is not None and sender not in (message.custodian, message.sender_unit):
+                continue
+            if category is not None and message.category != category:
                 continue
             if about is not None and (message.about["type"], message.about["id"]) != about:
                 continue
