@@ -568,9 +568,7 @@ def test_the_admission_forms_errors_and_refusals(web: Web, browsers: Any) -> Non
 
 
 def stays_of_person(web: Web, personnummer: str) -> list[str]:
-    return [
-        s["id"] for s in stays_seen(web) if s["subject"]["identifier"]["value"] == personnummer
-    ]
+    return [s["id"] for s in stays_seen(web) if s["subject"]["identifier"]["value"] == personnummer]
 
 
 def test_the_admission_form_posted_twice_makes_one_stay(web: Web, browsers: Any) -> None:
