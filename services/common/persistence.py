@@ -163,6 +163,10 @@ def read_model_engine(storage: Storage) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
+        # What a connection deletes or overwrites is zeroed in the file, not left in free
+        # pages: an erased key's wrapped copy and an erased person's read-model rows would
+        # otherwise stay readable in the bytes (docs/decisions/0007, "Leftovers in the files").
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
         defer_checkpoints(dbapi_connection)  # the event store's thread checkpoints the file
 

@@ -12,7 +12,10 @@ nothing. `run` erases it:
    checks no entry was written since the plan was made (a newer one makes it not due yet);
 2. the read models of the service are rebuilt, so no row of an erased record is left;
 3. an erasure event (the key's id, class, rule and date: nothing personal) is recorded for
-   every erased key that has none yet, under an id derived from the key's.
+   every erased key that has none yet, under an id derived from the key's;
+4. every subscription whose person filter was sealed under an erased key is ended, its
+   filter dropped;
+5. what was deleted is made unrecoverable from the files (`scrub_files`).
 
 Each step is safe to repeat, and a run that is interrupted is finished by the next: an
 erased key is never due again, and the steps after it are taken while any erased key still
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,12 +36,13 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from contracts.identifiers import PERSONNUMMER_SYSTEM, PersonIdentifier
 from contracts.personal_fields import PERSONAL_FIELDS
 from services.common.fhir_time import InvalidDateTime, fhir_instant, now, parse_fhir_datetime
 from services.common.personal_data.erasure import Erasure, erasure_id
+from services.common.personal_data.keys import personal_data_keys
 from services.common.personal_data.mapper import SEALED
 from services.common.personal_data.master_key import MasterKeyProblem
 from services.common.personal_data.retention import (
@@ -46,9 +51,13 @@ from services.common.personal_data.retention import (
     retention_file_from_env,
     retention_rules,
 )
+from services.common.subscriptions.person_filter import end_filters_of_erased
+from services.common.subscriptions.store import SubscriptionStore, subscriptions
 from services.ops.offline import OpenService, open_service
 
 PAGE = 1000
+# Each waits up to the connections' busy timeout (10 s) for the services' transactions.
+TRUNCATE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -231,7 +240,50 @@ def run(service: OpenService, rules: dict[str, RetentionRule], on: datetime) -> 
         for row in unrecorded:
             _record(service, row)
             lines.append(f"{service.name}: erasure of key {row.key_id} recorded")
+    if inspect(service.engine).has_table(subscriptions.name):
+        store = SubscriptionStore(service.engine)
+        for ended in end_filters_of_erased(store, erased, fhir_instant(now())):
+            lines.append(f"{service.name}: subscription {ended} ended (its person was erased)")
+    if lines:
+        lines.append(scrub_files(service))
+    elif service.engine.dialect.name == "sqlite":
+        scrub_files(service)  # a log an earlier run found busy, emptied now: cheap
     return lines
+
+
+def scrub_files(service: OpenService) -> str:
+    """What the run deleted, gone from the database's files too (docs/decisions/0007,
+    "Leftovers in the files"). SQLite: the connections zero what they delete
+    (`secure_delete`, persistence.py); the write-ahead log, which holds older copies of the
+    pages, is copied into the database and emptied. PostgreSQL: the tables the run touched
+    vacuumed, so their dead rows are freed for reuse (not overwritten: see the decision)."""
+    if service.engine.dialect.name == "sqlite":
+        connection = service.engine.raw_connection()  # outside a transaction, as it must be
+        try:
+            for _ in range(TRUNCATE_ATTEMPTS):
+                cursor = connection.cursor()
+                busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                cursor.close()
+                if not busy:
+                    return f"{service.name}: write-ahead log checkpointed and emptied"
+                time.sleep(0.1)
+        finally:
+            connection.close()
+        return (
+            f"{service.name}: the write-ahead log could not be emptied (busy): it is reused "
+            "as the service writes; run again when the services are quieter"
+        )
+    tables = [personal_data_keys.name] + [
+        table.name
+        for projection in service.projections()
+        for table in projection.metadata.sorted_tables
+    ]
+    if inspect(service.engine).has_table(subscriptions.name):
+        tables.append(subscriptions.name)
+    vacuum = service.engine.execution_options(isolation_level="AUTOCOMMIT")
+    with vacuum.connect() as connection:
+        connection.exec_driver_sql("VACUUM " + ", ".join(f'"{name}"' for name in tables))
+    return f"{service.name}: {len(tables)} tables vacuumed"
 
 
 def _recorded(service: OpenService, row: Any) -> bool:

@@ -5,6 +5,7 @@ to judge by, and sealed under their `access` key, to show the owner the filter a
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select, update
@@ -89,3 +90,29 @@ def index_person_filters(store: SubscriptionStore, keys: PersonalDataKeys | None
                 .values(**columns)
             )
     return len(clear)
+
+
+def end_filters_of_erased(store: SubscriptionStore, erased: Iterable[Any], at: str) -> list[str]:
+    """Ends each subscription whose person filter is sealed under one of the `erased` key
+    rows (key id, rule, when): its blind index would otherwise still match the person, and
+    a new record of theirs after the erasure with it. The reason names the rule and the
+    date, nothing personal. The ids ended; none on a second run (the filter is gone)."""
+    rules = {row.key_id: (row.erased_rule, row.erased_at) for row in erased}
+    table = subscriptions
+    with store.engine.connect() as connection:
+        sealed = connection.execute(
+            select(table.c.id, table.c.person_sealed).where(table.c.person_sealed.is_not(None))
+        ).all()
+    ended = []
+    for row in sealed:
+        key_id = json.loads(row.person_sealed).get("k")
+        if key_id not in rules:
+            continue
+        rule, when = rules[key_id]
+        reason = (
+            f"ended: the person this subscription followed had their access records erased "
+            f"on {when} under {rule!r}"
+        )
+        store.end(row.id, reason[:500], at)
+        ended.append(row.id)
+    return ended

@@ -217,6 +217,25 @@ class SubscriptionStore:
                 )
             )
 
+    def end(self, subscription_id: str, reason: str, at: str) -> None:
+        """Turns a subscription off for good, with the reason its owner is shown, and drops
+        its person filter (the retention run, when the person's `access` key is erased):
+        under the owner's lock, so the worker's progress does not turn it on again."""
+        with self._owner_change(), self._writer.begin() as connection:
+            connection.execute(
+                update(subscriptions)
+                .where(subscriptions.c.id == subscription_id)
+                .values(
+                    status="off",
+                    last_error=reason,
+                    next_attempt_at=None,
+                    person_value=None,
+                    person_sealed=None,
+                    version=subscriptions.c.version + 1,
+                    last_updated=at,
+                )
+            )
+
     @contextmanager
     def _owner_change(self) -> Iterator[None]:
         """On SQLite the worker's claim is this process's lock, so an owner's change waits for
