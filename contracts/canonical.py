@@ -72,3 +72,8 @@ RECIPIENT_ROLE, SOURCE_ROLE = "IRCP", "CST"
 EXT_WITHHELD_ENTRIES = f"{CANONICAL_BASE}/StructureDefinition/withheld-entries"
 SECURITY_LABEL_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
 SECURITY_LABEL_REDACTED = "REDACTED"
+# A free text whose key was erased under a retention rule (docs/decisions/0007): the element
+# keeps a text naming the erasure, and carries FHIR's data-absent-reason `masked` (the real
+# value is not there) and this extension (when, under which rule) on its `_element`.
+EXT_ERASED = f"{CANONICAL_BASE}/StructureDefinition/personal-data-erased"
+DATA_ABSENT_REASON = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"

@@ -53,7 +53,9 @@ def _texts(*fields: str) -> PersonalFields:
 # The stay (docs/decisions/0008) is the hospital's patient record: the region's class.
 _STAY = "services.sip.discharge.stay:Stay."
 STAY_CLASS = "region"
-# A message (docs/decisions/0012) is under the region's class with the plan's parts for now.
+# A message (docs/decisions/0012): its person under the region's class, its text under the
+# class of the sender's organisation (`Message.retention_class_of`: the kind recorded when it
+# was sent); messages sent before the kind was recorded were sealed whole under the region's.
 _MESSAGE = "services.sip.messages.message:Message."
 MESSAGE_CLASS = "region"
 _CONSENT = "services.consent.domain:Consent."
@@ -85,7 +87,10 @@ PERSONAL_FIELDS: dict[str, PersonalFields] = {
     _PLAN + "MeetingAnswered": PersonalFields(("answer",), PLAN_CLASS),
     _PLAN + "MeetingRescheduled": PersonalFields(("location", "video"), PLAN_CLASS),
     _PLAN + "MeetingCancelled": _texts("reason"),
-    _PLAN + "FollowUpRecorded": PersonalFields(("changes",), PLAN_CLASS),
+    # What a follow-up reviewed and the changes it made are texts about the person, each in a
+    # field of its own: its author's. Follow-ups stored before `reviewed` was declared hold it
+    # in clear and read as they are (a field is opened only where it is stored sealed).
+    _PLAN + "FollowUpRecorded": _texts("reviewed", "changes"),
     _PLAN + "ParticipantAdded": PersonalFields(("participant",), PLAN_CLASS),
     # `legal_basis` is sealed whole: a secrecy judgement is free text about the person (and
     # the consents relied on are theirs). Units, times and principals stay in clear, as the
@@ -100,7 +105,9 @@ PERSONAL_FIELDS: dict[str, PersonalFields] = {
     _STAY + "OutpatientCareUnavailable": PersonalFields(("reason",), STAY_CLASS),
     # The text is free text about the person; the legal basis as the stay's. The receipt
     # (`Read`) names only the recipient unit and who read it.
-    _MESSAGE + "Sent": PersonalFields(("subject", "text", "legal_basis"), MESSAGE_CLASS, "subject"),
+    _MESSAGE + "Sent": PersonalFields(
+        ("subject", "text", "legal_basis"), MESSAGE_CLASS, "subject", by_author=("text",)
+    ),
     _CONSENT + "Given": PersonalFields(
         ("patient", "performer", "givers"), CONSENT_CLASS, "patient"
     ),

@@ -152,6 +152,50 @@ def test_an_erased_person_reads_as_erased_and_nobody_else_changes(engine, master
     assert isinstance(keys.open(municipality, CONTEXT), Erased)
 
 
+def test_keys_kept_ahead_of_a_rebuild_never_revive_an_erased_one(engine, master):
+    """`keep_keys` unwraps a batch's keys in one look-up (a rebuild's); an erased key is not
+    kept by it (it reads as erased), an id this database never held stays unknown."""
+    keys = PersonalDataKeys(engine, master)
+    live, erased = someone(), someone()
+    kept_sealed = keys.seal(live, "access", PHRASE, CONTEXT)
+    erased_sealed = keys.seal(erased, "access", PHRASE, CONTEXT)
+    keys.erase(erased, rule="5 years", at=datetime(2031, 5, 1, tzinfo=UTC))
+    fresh = PersonalDataKeys(engine, master)  # a new process: nothing kept
+    stranger = "00000000-0000-0000-0000-000000000001"
+    fresh.keep_keys([kept_sealed["k"], erased_sealed["k"], stranger])
+    fresh._engine = None  # what follows is answered from memory, or fails
+    assert fresh.open(kept_sealed, CONTEXT) == PHRASE
+    with pytest.raises(AttributeError):  # not kept: the erased key is asked of the database
+        fresh.open(erased_sealed, CONTEXT)
+    fresh._engine = engine
+    assert isinstance(fresh.open(erased_sealed, CONTEXT), Erased)
+    with pytest.raises(UnknownDataKey):
+        fresh.key_of(stranger)
+
+
+def test_the_unwrapped_keys_kept_in_memory_are_bounded_and_the_oldest_go_first(engine, master):
+    """A rebuild or a long-running process meets every person's keys: memory must not grow
+    with the registry. Past `KEYS_KEPT` the least recently kept key is dropped (and is read
+    from the database again when asked for)."""
+    sealed = [
+        PersonalDataKeys(engine, master).seal(someone(), "access", PHRASE, CONTEXT)
+        for _ in range(4)
+    ]
+    fresh = PersonalDataKeys(engine, master)
+    fresh.KEYS_KEPT = 3
+    fresh.keep_keys([value["k"] for value in sealed])
+    fresh._engine = None  # what follows is answered from memory, or fails
+    from_memory, dropped = [], []
+    for value in sealed:
+        try:
+            from_memory.append(fresh.open(value, CONTEXT))
+        except AttributeError:  # not kept: asked of the database
+            dropped.append(value)
+    assert from_memory == [PHRASE] * 3 and len(dropped) == 1
+    fresh._engine = engine
+    assert fresh.open(dropped[0], CONTEXT) == PHRASE
+
+
 def test_a_master_key_rotation_rewraps_every_key_and_loses_nothing(engine, master):
     old = master.current
     keys = PersonalDataKeys(engine, master)

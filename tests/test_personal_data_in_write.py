@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 
 from contracts.identifiers import PERSONNUMMER_SYSTEM, PersonIdentifier
+from services.common.access_log import WriteContext, writing
 from services.common.persistence import read_model_engine, storage_for
 from services.common.personal_data.envelope import Erased, ErasedText
 from services.common.personal_data.keys import PersonalDataKeys, personal_data_keys
@@ -218,28 +219,68 @@ def test_a_key_remembered_live_then_erased_elsewhere_is_not_written_under(backen
 
 
 def test_a_persons_later_writes_use_the_key_their_first_write_stored(tmp_path):
-    """One database look-up per person: the key their first write made and committed is the
-    next writes' (each checked live by its own transaction, the tests above)."""
+    """One database look-up per person, for every class at once: the key their first write
+    made and committed is the next writes' (each checked live by its own transaction, the
+    tests above)."""
     backend = migrated(Backend("sqlite", tmp_path / "data", {"sip": None, "consent": None}))
     storage, engine = open_store(backend)
     keys = PersonalDataKeys(engine, MasterKeys(MasterKey.generate()))
-    looked_up = keys._live_key
+    looked_up = keys._live_keys
     calls = []
 
-    def counted(index, retention_class):
-        calls.append(retention_class)
-        return looked_up(index, retention_class)
+    def counted(index):
+        calls.append(index)
+        return looked_up(index)
 
-    keys._live_key = counted
+    keys._live_keys = counted
     try:
         app = SipPlans(env=storage.event_store_env, personal_data=keys)
         personnummer = new_personnummer()
         plan_id = start(app, personnummer)
         for text in ("ett", "två", "tre"):
             app.change(plan_id, lambda p, t=text: p.record_need(text=t, wishes=None, at=NOW, by=BY))
-        assert calls == ["region"]  # the first write found none and made it; no more asked
+        # The first write found none and made it; no more asked.
+        assert calls == [keys.person_index(PersonIdentifier(PERSONNUMMER_SYSTEM, personnummer))]
         assert [e.text for e in list(app.events.get(plan_id))[1:]] == ["ett", "två", "tre"]
         assert person_keys(engine, personnummer, keys) == 1
+        app.close()
+    finally:
+        engine.dispose()
+
+
+def test_a_class_remembered_without_a_key_then_made_elsewhere_gets_no_second_key(backend):
+    """A person's first look-up learns every class at once, those they have no key of
+    included; another writer making their key of such a class meanwhile is found by the
+    write's transaction, and the write is sealed again under that key."""
+    migrated(backend)
+    storage, engine = open_store(backend)
+    master = MasterKeys(MasterKey.generate())
+    keys = PersonalDataKeys(engine, master)
+    elsewhere = PersonalDataKeys(engine, master)  # another replica's key store
+    personnummer = new_personnummer()
+    person = PersonIdentifier(PERSONNUMMER_SYSTEM, personnummer)
+    try:
+        app = SipPlans(env=storage.event_store_env, personal_data=keys)
+        plan_id = start(app, personnummer)  # no access record: no `access` key yet
+        theirs = elsewhere.key_for(person, "access")  # another replica's access record
+        with writing(WriteContext(BY, "operation", "CarePlan", NOW)):
+            app.change(plan_id, lambda p: p.record_need(text=NEED, wishes=None, at=NOW, by=BY))
+        index = keys.person_index(person)
+        with engine.connect() as connection:
+            access_keys = connection.execute(
+                select(personal_data_keys.c.key_id).where(
+                    personal_data_keys.c.person_index == index,
+                    personal_data_keys.c.retention_class == "access",
+                )
+            ).scalars()
+            assert list(access_keys) == [theirs.key_id]
+        records = [
+            n
+            for n in app.recorder.select_notifications(start=1, limit=100)
+            if "AccessRecord" in n.topic
+        ]
+        assert len(records) == 1 and theirs.key_id.encode() in records[0].state
+        assert list(app.events.get(plan_id))[-1].text == NEED
         app.close()
     finally:
         engine.dispose()

@@ -11,14 +11,17 @@ from uuid import UUID
 
 import pytest
 
+from contracts.canonical import DATA_ABSENT_REASON, EXT_ERASED
 from contracts.identifiers import PERSONNUMMER_SYSTEM, PersonIdentifier
 from services.cli import main as sip
 from services.common.personal_data.retention import DEFAULT_RULES, RetentionRule
 from services.ops import retention
+from tests.communication_http import MUNICIPAL_UNIT, a_plan, a_stay, message, send
 from tests.conftest import new_backend, running_system
 from tests.fhir_data import (
     FHIR_JSON,
     MUNICIPALITY,
+    REGION,
     REGION_NEED,
     active_plan,
     care_plan,
@@ -37,6 +40,8 @@ from tests.test_retention import (  # noqa: F401 (the fixtures are used by name)
 
 MUNICIPAL_NEED = "Vill få hjälp med tvätten på tisdagar"
 MUNICIPAL_GOAL = "Tvättar själv i tvättstugan"
+MUNICIPAL_CHANGES = "Tvättid flyttad till onsdagar"
+MUNICIPAL_REVIEWED = "Hemtjänstens stöd vid dusch"
 REGION_NOTE = "Vill träffa sin läkare varannan vecka"
 MUNICIPAL_RULE = DEFAULT_RULES["municipality"].rule
 REGION_RULE = DEFAULT_RULES["region"].rule
@@ -57,6 +62,11 @@ def plan_with_both_parts(system):
     assert run(municipality.sip, plan_id, "record-need", text=MUNICIPAL_NEED).status_code < 300
     set_goal = run(municipality.sip, plan_id, "set-goal", text=MUNICIPAL_GOAL, need="need-2")
     assert set_goal.status_code < 300, set_goal.text
+    follow_up = run(
+        municipality.sip, plan_id, "record-follow-up", reviewed=MUNICIPAL_REVIEWED,
+        changes=MUNICIPAL_CHANGES,
+    )  # fmt: skip
+    assert follow_up.status_code < 300, follow_up.text
     assert run(system.sip, plan_id, "record-need", text=REGION_NOTE).status_code < 300
     return plan_id, number
 
@@ -92,7 +102,15 @@ def test_the_municipalitys_parts_are_erased_on_their_date_the_regions_kept(sqlit
     assert region.due >= region.last_entry.replace(year=region.last_entry.year + 10)
     assert not municipal.identity and region.identity
     # Sealed: no table of either database holds a phrase of either part in clear.
-    assert scan(backend.data_dir, {MUNICIPAL_NEED, MUNICIPAL_GOAL, REGION_NOTE}) == []
+    assert (
+        scan(
+            backend.data_dir,
+            {MUNICIPAL_NEED, MUNICIPAL_GOAL, MUNICIPAL_CHANGES, MUNICIPAL_REVIEWED},
+        )
+        == []
+    )
+    assert scan(backend.data_dir, {REGION_NOTE}) == []
+    assert MUNICIPAL_CHANGES in before and MUNICIPAL_REVIEWED in before
 
     day_after = municipal.due + timedelta(days=1)
     assert day_after < region.due
@@ -111,7 +129,13 @@ def test_the_municipalitys_parts_are_erased_on_their_date_the_regions_kept(sqlit
         assert [row.retention_class for row in erased] == ["municipality"]
         assert not service.application.person_erased(UUID(plan_id))
     # Nothing of the municipality's texts anywhere; the verification and the rebuild hold.
-    assert scan(backend.data_dir, {MUNICIPAL_NEED, MUNICIPAL_GOAL}) == []
+    assert (
+        scan(
+            backend.data_dir,
+            {MUNICIPAL_NEED, MUNICIPAL_GOAL, MUNICIPAL_CHANGES, MUNICIPAL_REVIEWED},
+        )
+        == []
+    )
     assert sip(["audit", "verify", *where(backend)]) == 0
     assert sip(["projections", "rebuild", "--check", *where(backend)]) == 0
     capsys.readouterr()
@@ -126,6 +150,7 @@ def test_the_municipalitys_parts_are_erased_on_their_date_the_regions_kept(sqlit
         text = served.text
         assert REGION_NOTE in text and REGION_NEED in text  # the region's entries intact
         assert MUNICIPAL_NEED not in text and MUNICIPAL_GOAL not in text
+        assert MUNICIPAL_CHANGES not in text and MUNICIPAL_REVIEWED not in text
         assert f"erased on {erased[0].erased_at}" in text and MUNICIPAL_RULE in text
         as_of = system.sip.get(f"/fhir/CarePlan/{plan_id}/$as-of", params={"instant": moment})
         assert as_of.status_code == 200, as_of.text
@@ -196,6 +221,7 @@ def test_a_plan_a_municipality_started_keeps_its_person_when_its_texts_go(sqlite
         served = municipality.sip.get(f"/fhir/CarePlan/{plan_id}")
         assert served.status_code == 200, served.text
         assert served.json()["title"].startswith("erased on ") and MUNICIPAL_RULE in served.text
+        assert erasure_marks(served.json()["_title"])[::2] == ("masked", MUNICIPAL_RULE)
         assert MUNICIPAL_NEED not in served.text
     assert sip(["audit", "verify", *where(backend)]) == 0
 
@@ -225,3 +251,88 @@ def test_the_plans_person_key_waits_for_a_longer_kept_part(sqlite_backend):
     ten_years = region.rule.due(region.last_entry) + timedelta(days=1)
     with opened(backend, "sip") as service:
         assert retention.plan(service, longer, ten_years) == []
+
+
+REGION_MESSAGE = "Regionen: läkemedelsgenomgång på torsdag"
+MUNICIPAL_MESSAGE = "Kommunen: hemtjänsten börjar på måndag"
+STAY_MESSAGE = "Avdelningen: utskrivningsklar i morgon"
+MUNICIPAL_STAY_MESSAGE = "Kommunen: vi har tagit emot meddelandet"
+
+
+def payload_of(client, message_id):
+    """The message's text as served, and the marks on it (`_contentString`), if any."""
+    read = client.get(f"/fhir/Communication/{message_id}")
+    assert read.status_code == 200, read.text
+    payload = read.json()["payload"][0]
+    return payload["contentString"], payload.get("_contentString")
+
+
+def erasure_marks(element):
+    """(data-absent-reason, when, rule) of an erased string's `_element`."""
+    by_url = {extension["url"]: extension for extension in element["extension"]}
+    erased = {part["url"]: part for part in by_url[EXT_ERASED]["extension"]}
+    return (
+        by_url[DATA_ABSENT_REASON]["valueCode"],
+        erased["erasedAt"]["valueDateTime"],
+        erased["rule"]["valueString"],
+    )
+
+
+def test_a_municipalitys_messages_are_erased_on_its_date_the_regions_and_the_stay_kept(
+    sqlite_backend,
+):
+    """A message's text is its sender organisation's record: a municipality's message about
+    a plan or a stay goes five years and a day after the municipality's last entry, while the
+    region's messages about them and the stay itself (the hospital's patient record, under
+    the region's class) are kept."""
+    backend = sqlite_backend
+    with running_system(backend) as system:
+        number = new_personnummer()
+        plan = a_plan(system, number)
+        stay = a_stay(system, number)
+        ward = system.as_caller("professional", REGION, unit=stay["ward"]).sip
+        municipality = system.as_caller("coordinator", MUNICIPALITY).sip
+        social = system.as_caller("professional", MUNICIPALITY, unit=MUNICIPAL_UNIT).sip
+        sent = {
+            REGION_MESSAGE: send(
+                system.sip, message(REGION_MESSAGE, plan=plan["id"], to=(MUNICIPALITY,))
+            ),
+            MUNICIPAL_MESSAGE: send(
+                municipality, message(MUNICIPAL_MESSAGE, plan=plan["id"], to=(REGION,))
+            ),
+            STAY_MESSAGE: send(ward, message(STAY_MESSAGE, stay=stay["id"], to=(MUNICIPAL_UNIT,))),
+            MUNICIPAL_STAY_MESSAGE: send(
+                social, message(MUNICIPAL_STAY_MESSAGE, stay=stay["id"], to=(REGION,))
+            ),
+        }
+        for answer in sent.values():
+            assert answer.status_code == 201, answer.text
+        ids = {text: answer.json()["id"] for text, answer in sent.items()}
+    assert scan(backend.data_dir, set(ids)) == []  # sealed, every one
+    dues = dues_of(backend, number)
+    municipal, region = dues["municipality"], dues["region"]
+    # The municipality's key holds its two messages' texts, nothing of the stay or the plan.
+    assert municipal.records == {UUID(ids[MUNICIPAL_MESSAGE]), UUID(ids[MUNICIPAL_STAY_MESSAGE])}
+    assert municipal.due == municipal.last_entry.replace(year=municipal.last_entry.year + 5)
+    assert UUID(stay["id"]) in region.records and UUID(plan["id"]) in region.records
+
+    day_after = municipal.due + timedelta(days=1)
+    assert day_after < region.due
+    assert sip(["retention", "run", "--date", at(day_after), *where(backend)]) == 0
+    with opened(backend, "sip") as service:
+        erased = [row for row in service.application.personal_data.person_keys() if row.erased_at]
+    assert [row.retention_class for row in erased] == ["municipality"]
+    assert sip(["audit", "verify", *where(backend)]) == 0
+    assert sip(["projections", "rebuild", "--check", *where(backend)]) == 0
+
+    with running_system(backend) as system:
+        ward = system.as_caller("professional", REGION, unit=stay["ward"]).sip
+        for text in (MUNICIPAL_MESSAGE, MUNICIPAL_STAY_MESSAGE):
+            shown, marks = payload_of(system.sip, ids[text])
+            assert shown == f"erased on {erased[0].erased_at} under {MUNICIPAL_RULE!r}", shown
+            # Marked, so a record system tells the erasure from a text someone wrote.
+            assert erasure_marks(marks) == ("masked", erased[0].erased_at, MUNICIPAL_RULE)
+        assert payload_of(system.sip, ids[REGION_MESSAGE]) == (REGION_MESSAGE, None)
+        assert payload_of(ward, ids[STAY_MESSAGE]) == (STAY_MESSAGE, None)
+        served = ward.get(f"/fhir/Encounter/{stay['id']}")
+        assert served.status_code == 200 and number in served.text, served.text

@@ -219,6 +219,9 @@ def test_a_message_stored_before_notices_were_messages_is_a_message(system, stor
         None,
         False,
     )
+    # Nor was the sender's kind recorded then (v3): its text is under the region's class.
+    assert message.sender_kind is None
+    assert message.retention_class_of({"sender_kind": message.sender_kind}) is None
     read = system.sip.get(f"/fhir/Communication/{message_id}")
     assert read.status_code == 200, read.text
     assert read.json()["category"][0]["coding"][0]["code"] == "message"

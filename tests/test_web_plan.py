@@ -5,12 +5,14 @@ as a browser would; what the page shows, and what the API then holds."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from services.cli import main as sip
 from services.common.demo_identities import MUNICIPALITY, REGION
-from tests.conftest import Caller
+from services.common.fhir_time import now
+from tests.conftest import Caller, new_backend, running_system
 from tests.fhir_data import (
     FHIR_JSON,
     care_plan,
@@ -20,7 +22,16 @@ from tests.fhir_data import (
     prepare_for_activation,
     run,
 )
-from tests.web_client import Web, demo_web_fixtures, field_error, text_of, version_on
+from tests.test_retention import where
+from tests.web_client import (
+    Web,
+    demo_web_fixtures,
+    field_error,
+    served_web,
+    serving_web,
+    text_of,
+    version_on,
+)
 
 PERSONNUMMER: dict[str, str] = {}  # of the plans the tests make, by plan id
 
@@ -131,6 +142,42 @@ def test_what_the_api_withholds_is_shown_as_withheld(web: Web, browsers: Any) ->
     shown = text_of(page)
     assert "1 behov från Kommun SE2120000357-DEMO2 undanhålls: samtycke saknas." in shown
     assert "Kommunens uppgift" not in shown
+
+
+def test_an_erased_text_is_said_to_be_erased_in_swedish_not_quoted_as_words(
+    request: Any, tmp_path: Any
+) -> None:
+    """Five years and some days after the municipality's last entry its need is erased
+    (docs/decisions/0007): the page says so in Swedish, marked as an erasure, never in the
+    services' English placeholder nor in quotation marks as if someone had written it."""
+    municipal_need = "Kommunens anteckning om tvätten"
+    with new_backend("sqlite", tmp_path / "data", request) as backend:
+        with running_system(backend) as system, served_web(system) as web:
+            plan_id = draft_plan(web, ready=True)
+            give_consent(web, plan_id)
+            created_or_ok(run(web.municipality.sip, plan_id, "record-need", text=municipal_need))
+            region_need = plan_json(web.region, plan_id)["contained"][0]["code"]["text"]
+        after = (now() + timedelta(days=365 * 5 + 10)).isoformat()
+        assert sip(["retention", "run", "--date", after, *where(backend)]) == 0
+        with (
+            running_system(backend) as system,
+            serving_web(system) as url,
+            Web(url, system, {}).user("region-coordinator") as browser,
+        ):
+            page = browser.get(f"/plans/{plan_id}")
+    assert page.status_code == 200, page.text
+    shown = text_of(page)
+    assert municipal_need not in shown, shown
+    assert "erased on" not in shown
+    assert f"”{region_need}”" in shown  # the region's words, kept and quoted
+    erased = re.findall(r'<span class="erased">([^<]*)</span>', page.text)
+    assert erased, page.text
+    assert all(
+        re.fullmatch(r"Raderad \d{4}-\d{2}-\d{2} enligt socialtjänstakt, 5 år efter sista "
+                     r"anteckningen \(SoL 12:1\)", words)
+        for words in erased
+    ), erased  # fmt: skip
+    assert f"”{erased[0]}”" not in shown
 
 
 def test_a_personnummer_in_a_title_stays_out_of_the_page_title(web: Web, browsers: Any) -> None:

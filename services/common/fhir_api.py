@@ -23,6 +23,7 @@ from starlette.types import Scope
 
 from contracts.canonical import CANONICAL_BASE
 from services.common.domain import InvalidCommand, NotFound, RuleViolation, VersionMismatch
+from services.common.fhir_extensions import with_erasures_marked
 from services.common.request_ids import request_id_of, route_template_of
 
 FHIR_JSON = "application/fhir+json"
@@ -64,6 +65,8 @@ class FhirResponse(JSONResponse):
     media_type = FHIR_JSON
 
     def render(self, content: Any) -> bytes:
+        # Every FHIR answer goes out here: an erased text is marked as such wherever it is.
+        content = with_erasures_marked(content)
         return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 

@@ -33,6 +33,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from services.common.persistence import SQLITE_IMMEDIATE
 from services.common.personal_data.lookup import searched_persons, stored_person
+from services.common.personal_data.mapper import PersonalDataMapper
 
 tracking_metadata = MetaData()
 projection_tracking = Table(
@@ -273,6 +274,10 @@ class Projection(ABC):
             start=position, limit=self.batch_size, stop=stop, inclusive_of_start=False
         )
         self.discard_staged()  # what a batch rolled back before this one staged
+        if isinstance(mapper := self.application.mapper, PersonalDataMapper):
+            mapper.keep_keys_of(
+                [n for n in notifications if n.topic.startswith(self._topic_prefix)]
+            )
         for notification in notifications:
             if not notification.topic.startswith(self._topic_prefix):
                 continue

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from services.web.erased_texts import with_erasures_shown
 from services.web.fhir_client import FhirClient
 from services.web.session import SignedInUser, signed_in_user
 
@@ -27,6 +28,7 @@ def fhir_client(request: Request, user: User) -> FhirClient:
         {"sip": settings.sip_url, "consent": settings.consent_url},
         user.token,
         request.headers.get("X-Request-ID"),
+        shown=with_erasures_shown,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from services.common.personal_data.retention import DEFAULT_RULES
 from services.web.fhir_client import Issue, Refused
 
 PLAN_STATUS = {
@@ -412,3 +413,13 @@ INVALID_VALUE = {
     ),
 }
 RULE.update(STAY_RULE)  # one table of refusals: refusal_in_swedish says these too
+
+# A text erased under a retention rule (docs/decisions/0007), shown in its place; the default
+# rules by their Swedish names, a rule configured otherwise as it is written.
+ERASED_TEXT = "Raderad {date} enligt {rule}"
+RETENTION_RULE = {
+    DEFAULT_RULES["region"].rule: "patientjournal, 10 år efter sista anteckningen (PDL 3:17)",
+    DEFAULT_RULES["municipality"].rule: (
+        "socialtjänstakt, 5 år efter sista anteckningen (SoL 12:1)"
+    ),
+}

@@ -8,7 +8,7 @@ stream with erased parts still replays."""
 
 from __future__ import annotations
 
-import base64
+import binascii
 import json
 import secrets
 from collections.abc import Callable, Mapping
@@ -48,10 +48,14 @@ class ErasedText(str):
     text and show what was erased."""
 
     erased: Erased
+    # Whether this process has built one: until it has, no answer can hold one, and the FHIR
+    # answers are sent without looking for them (fhir_extensions.with_erasures_marked).
+    any_made = False
 
     def __new__(cls, erased: Erased) -> ErasedText:
         made = super().__new__(cls, erased_text(erased))
         made.erased = erased
+        ErasedText.any_made = True
         return made
 
     def __deepcopy__(self, memo: dict[int, object]) -> ErasedText:
@@ -114,9 +118,16 @@ def _bound(key_id: str, context: bytes) -> bytes:
     return key_id.encode() + b"\x00" + context
 
 
+# base64url without padding, as base64.urlsafe_b64encode/decode spell it, on binascii
+# directly: two of these per field sealed or opened (issue 16).
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
 def _text(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode()
 
 
 def _bytes(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    padded = (text + "=" * (-len(text) % 4)).encode("ascii")
+    return binascii.a2b_base64(padded.translate(_FROM_URLSAFE))

@@ -13,6 +13,7 @@ without importing the storage they are part of."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,7 @@ KEY_OF_PERSON = (
 )
 
 
+@functools.cache  # one statement per count of keys, as the driver's statement cache keeps it
 def live_keys(count: int) -> str:
     return (
         "SELECT key_id FROM personal_data_keys WHERE wrapped_key IS NOT NULL "

@@ -23,7 +23,7 @@ import secrets
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from threading import Lock
 from typing import Any
@@ -79,13 +79,22 @@ personal_data_keys = Table(
 )
 
 
-# Built once: building a statement costs more than running it (a key is looked up for each
-# person whose consent the disclosure check reads for the first time, issue 15).
-_KEY_BY_ID = select(personal_data_keys).where(personal_data_keys.c.key_id == bindparam("key_id"))
-_LIVE_KEY = select(personal_data_keys).where(
-    personal_data_keys.c.person_index == bindparam("index"),
-    personal_data_keys.c.retention_class == bindparam("retention_class"),
+# A key is looked up for each person whose consent the disclosure check reads for the first
+# time (issue 15) and before each person's first write: run on the driver's own connection,
+# in its parameter style (%s; `?` on SQLite), without SQLAlchemy's execution (_query).
+_KEY_BY_ID = (
+    "SELECT purpose, wrapped_key, master_key_id, erased_at, erased_rule "
+    "FROM personal_data_keys WHERE key_id = %s"
 )
+_LIVE_KEYS_OF_PERSON = (
+    "SELECT key_id, purpose, retention_class, wrapped_key, master_key_id "
+    "FROM personal_data_keys WHERE person_index = %s AND wrapped_key IS NOT NULL"
+)
+# Built once: building a statement costs more than running it.
+_KEYS_BY_ID = select(personal_data_keys).where(
+    personal_data_keys.c.key_id.in_(bindparam("key_ids", expanding=True))
+)
+_NOT_ASKED = object()
 
 
 class UnknownDataKey(LookupError):
@@ -95,6 +104,11 @@ class UnknownDataKey(LookupError):
 class PersonalDataKeys:
     UNSTORED_KEPT = 10_000
     PEOPLE_KEPT = 10_000  # people whose blind index and live keys are remembered
+    LIVE_KEPT = PEOPLE_KEPT * len(RETENTION_CLASSES)
+    # Unwrapped keys held at once: a rebuild or a long-running process meets every person's
+    # keys, and memory must not grow with the registry.
+    KEYS_KEPT = LIVE_KEPT
+    KEYS_ASKED_AT_ONCE = 500  # ids in one look-up of `keep_keys` (SQLite's parameters)
 
     def __init__(
         self,
@@ -108,12 +122,13 @@ class PersonalDataKeys:
         self._master = master
         self._cache_seconds = cache_seconds
         self._clock = clock
-        self._kept: dict[str, tuple[float, DataKey]] = {}
+        self._kept: OrderedDict[str, tuple[float, DataKey]] = OrderedDict()
         # Keys made for writes and not yet seen stored, by (person index, retention class).
         self._unstored: OrderedDict[tuple[str, str], tuple[DataKey, KeyUse]] = OrderedDict()
-        # The key each person's last write found live, by (person index, retention class):
-        # used for the next write, which its own transaction checks is still live.
-        self._live: OrderedDict[tuple[str, str], DataKey] = OrderedDict()
+        # The key each person's last write found live, by (person index, retention class), or
+        # None where they had none of the class: used for the next write, which its own
+        # transaction checks is still live (or that no other writer made one meanwhile).
+        self._live: OrderedDict[tuple[str, str], tuple[DataKey, KeyUse] | None] = OrderedDict()
         # The blind index of each person written or looked up (an HMAC and a key look-up).
         self._indexes: OrderedDict[PersonIdentifier, str] = OrderedDict()
         self._lock = Lock()
@@ -138,11 +153,11 @@ class PersonalDataKeys:
         return open_bytes(sealed, context, self.key_of)
 
     def person_index(self, person: PersonIdentifier) -> str:
-        with self._lock:
-            index = self._indexes.get(person)
-            if index is not None:
-                self._indexes.move_to_end(person)
-                return index
+        # Asked for every event sealed and every read-model row: read without the lock (one
+        # dict look-up is atomic); the oldest remembered is the first dropped.
+        index = self._indexes.get(person)
+        if index is not None:
+            return index
         # The index key is never erased nor changed (rotation re-wraps it): an index holds.
         index = blind_index(self._index_key().secret, person)
         with self._lock:
@@ -162,14 +177,14 @@ class PersonalDataKeys:
         index = self.person_index(person)
         # Always asked of the database, never of memory: another replica may have erased the
         # key, and a value sealed under an erased key would be lost the moment it is written.
-        found = self._live_key(index, retention_class)
+        found = self._live_keys(index).get(retention_class)
         if found is not None:
             return found
         key = DataKey(str(uuid.uuid4()), secrets.token_bytes(KEY_BYTES))
         try:
             self._insert(key, PERSON, index, retention_class)
         except IntegrityError:  # another replica made it first: use theirs
-            found = self._live_key(index, retention_class)
+            found = self._live_keys(index).get(retention_class)
             assert found is not None, "a key made at once by another replica is gone"
             return found
         return self._keep(key)
@@ -182,16 +197,26 @@ class PersonalDataKeys:
         if retention_class not in RETENTION_CLASSES:
             raise ValueError(f"retention class is one of {', '.join(RETENTION_CLASSES)}")
         index = self.person_index(person)
+        remembered = self._live.get((index, retention_class), _NOT_ASKED)  # atomic
+        if remembered is _NOT_ASKED:
+            # Every class of the person in one look-up: a request writes their entry and its
+            # access record, each under a key of its own class. What is remembered, a key or
+            # none, is checked by the write's transaction as any key (in_write.py).
+            found = {
+                one_class: (key, KeyUse(key.key_id))
+                for one_class, key in self._live_keys(index).items()
+            }
+            with self._lock:
+                for one_class in RETENTION_CLASSES:
+                    if found.get(one_class) is not None:
+                        self._unstored.pop((index, one_class), None)
+                    _bounded_put(
+                        self._live, (index, one_class), found.get(one_class), self.LIVE_KEPT
+                    )
+            remembered = found.get(retention_class)
+        if remembered is not None:
+            return remembered
         with self._lock:
-            remembered = self._live.get((index, retention_class))
-        if remembered is not None:  # checked live by the write's transaction, as any key
-            return remembered, KeyUse(remembered.key_id)
-        found = self._live_key(index, retention_class)
-        with self._lock:
-            if found is not None:
-                self._unstored.pop((index, retention_class), None)
-                _bounded_put(self._live, (index, retention_class), found, self.PEOPLE_KEPT)
-                return found, KeyUse(found.key_id)
             # A key made for a write not yet committed (the person's creation and its first
             # entries in one transaction, or writes of one person at once) is the key of the
             # next: one person and class, one key, whichever write stores it first.
@@ -208,6 +233,8 @@ class PersonalDataKeys:
 
     def stored_by_write(self, made: list[KeyUse]) -> None:
         """Keys made for a write, now committed with it: live, the person's next writes'."""
+        if not made:
+            return
         person, retention = KEY_COLUMNS.index("person_index"), KEY_COLUMNS.index("retention_class")
         with self._lock:
             for use in made:
@@ -216,7 +243,8 @@ class PersonalDataKeys:
                 unstored = self._unstored.get(person_class)
                 if unstored is not None and unstored[0].key_id == use.key_id:
                     del self._unstored[person_class]
-                    _bounded_put(self._live, person_class, unstored[0], self.PEOPLE_KEPT)
+                    remembered = (unstored[0], KeyUse(use.key_id))
+                    _bounded_put(self._live, person_class, remembered, self.LIVE_KEPT)
 
     def forget_live_keys(self) -> None:
         """Forgets the keys writes found live: a write's transaction found one erased, or
@@ -228,13 +256,28 @@ class PersonalDataKeys:
         kept = self._kept_key(key_id)
         if kept is not None:
             return kept
-        with self._engine.connect() as connection:
-            row = connection.execute(_KEY_BY_ID, {"key_id": key_id}).first()
-        if row is None:
+        rows = self._query(_KEY_BY_ID, key_id)
+        if not rows:
             raise UnknownDataKey(f"no data key {key_id} in this database")
-        if row.wrapped_key is None:
-            return Erased(key_id, row.erased_at, row.erased_rule)
-        return self._keep(self._unwrap(row))
+        purpose, wrapped, master_key_id, erased_at, erased_rule = rows[0]
+        if wrapped is None:
+            return Erased(key_id, erased_at, erased_rule)
+        return self._keep(self._unwrapped(key_id, purpose, bytes(wrapped), master_key_id))
+
+    def keep_keys(self, key_ids: Iterable[str]) -> None:
+        """Unwraps and keeps, in one look-up per `KEYS_ASKED_AT_ONCE`, the live keys among
+        `key_ids` not kept already: a rebuild meets each person's key once, in batches of
+        events, and would otherwise ask the database for each. Ids of erased or unknown keys
+        are passed over (`key_of` answers for them as before)."""
+        missing = sorted({key_id for key_id in key_ids if self._kept_key(key_id) is None})
+        for start in range(0, len(missing), self.KEYS_ASKED_AT_ONCE):
+            with self._engine.connect() as connection:
+                rows = connection.execute(
+                    _KEYS_BY_ID, {"key_ids": missing[start : start + self.KEYS_ASKED_AT_ONCE]}
+                ).all()
+            for row in rows:
+                if row.wrapped_key is not None:
+                    self._keep(self._unwrap(row))
 
     def erase(
         self,
@@ -367,18 +410,36 @@ class PersonalDataKeys:
         return self._keep(found)
 
     def _row_key(self, key_id: str) -> DataKey | None:
-        with self._engine.connect() as connection:
-            row = connection.execute(_KEY_BY_ID, {"key_id": key_id}).first()
-        return None if row is None or row.wrapped_key is None else self._unwrap(row)
-
-    def _live_key(self, index: str, retention_class: str) -> DataKey | None:
-        with self._engine.connect() as connection:
-            row = connection.execute(
-                _LIVE_KEY, {"index": index, "retention_class": retention_class}
-            ).first()
-        if row is None:
+        rows = self._query(_KEY_BY_ID, key_id)
+        if not rows or rows[0][1] is None:
             return None
-        return self._kept_key(row.key_id) or self._keep(self._unwrap(row))
+        purpose, wrapped, master_key_id = rows[0][:3]
+        return self._unwrapped(key_id, purpose, bytes(wrapped), master_key_id)
+
+    def _live_keys(self, index: str) -> dict[str, DataKey]:
+        """The person's live keys, by retention class."""
+        return {
+            retention_class: self._kept_key(key_id)
+            or self._keep(self._unwrapped(key_id, purpose, bytes(wrapped), master_key_id))
+            for key_id, purpose, retention_class, wrapped, master_key_id in self._query(
+                _LIVE_KEYS_OF_PERSON, index
+            )
+        }
+
+    def _query(self, sql: str, parameter: str) -> list[tuple[Any, ...]]:
+        """`sql` (one `%s`) on the driver's own connection: asked for each person the
+        process meets first (a key look-up), where SQLAlchemy's execution (its transaction's
+        own BEGIN, the statement cache, the result) costs several times the query (issue 16)."""
+        connection = self._engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            marker = "?" if self._engine.dialect.paramstyle == "qmark" else "%s"
+            cursor.execute(sql.replace("%s", marker), (parameter,))
+            rows = cursor.fetchall()
+            cursor.close()
+        finally:
+            connection.close()
+        return list(rows)
 
     def _insert(
         self, key: DataKey, purpose: str, index: str | None, retention_class: str | None
@@ -407,31 +468,46 @@ class PersonalDataKeys:
         return self._engine.execution_options(**{SQLITE_IMMEDIATE: True}).begin()
 
     def _unwrap(self, row: Any) -> DataKey:
-        master = self._master.by_id(row.master_key_id)
-        return DataKey(
-            row.key_id, master.unwrap(row.wrapped_key, _context(row.key_id, row.purpose))
-        )
+        return self._unwrapped(row.key_id, row.purpose, row.wrapped_key, row.master_key_id)
+
+    def _unwrapped(
+        self, key_id: str, purpose: str, wrapped_key: bytes, master_key_id: str
+    ) -> DataKey:
+        master = self._master.by_id(master_key_id)
+        return DataKey(key_id, master.unwrap(wrapped_key, _context(key_id, purpose)))
 
     def _forget(self, erased: list[str]) -> None:
         with self._lock:
             for key_id in erased:
                 self._kept.pop(key_id, None)
             gone = set(erased)
-            for person_class in [pc for pc, key in self._live.items() if key.key_id in gone]:
+            for person_class in [
+                pc for pc, live in self._live.items() if live is not None and live[0].key_id in gone
+            ]:
                 del self._live[person_class]
 
     def _keep(self, key: DataKey) -> DataKey:
         with self._lock:
-            self._kept[key.key_id] = (time.monotonic() + self._cache_seconds, key)
+            _bounded_put(
+                self._kept,
+                key.key_id,
+                (time.monotonic() + self._cache_seconds, key),
+                self.KEYS_KEPT,
+            )
         return key
 
     def _kept_key(self, key_id: str) -> DataKey | None:
-        with self._lock:
-            kept = self._kept.get(key_id)
-            if kept is None or kept[0] < time.monotonic():
-                self._kept.pop(key_id, None)
-                return None
-            return kept[1]
+        # Asked for every field opened: read without the lock (one dict look-up is atomic),
+        # taken only to drop an expired copy.
+        kept = self._kept.get(key_id)
+        if kept is None:
+            return None
+        if kept[0] < time.monotonic():
+            with self._lock:
+                if self._kept.get(key_id) is kept:
+                    del self._kept[key_id]
+            return None
+        return kept[1]
 
 
 def _context(key_id: str, purpose: str) -> bytes:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from contracts.identifiers import PERSON_ID_SYSTEMS
+from contracts.identifiers import PERSON_ID_SYSTEMS, InvalidIdentifier, PersonIdentifier
 from services.common.personal_data.blind_index import stored_blind_index
 from services.common.personal_data.keys import PersonalDataKeys
 
@@ -21,7 +21,14 @@ def stored_person(keys: PersonalDataKeys | None, person: Mapping[str, Any] | Non
 
 
 def person_index(keys: PersonalDataKeys | None, system: str | None, value: str) -> str:
-    return value if keys is None else stored_blind_index(keys.index_key(), system, value)
+    if keys is None:
+        return value
+    try:
+        # Remembered per person by the key store: a read model meets a person on each of
+        # their records (every access record), a rebuild on every event.
+        return keys.person_index(PersonIdentifier(str(system), value))
+    except InvalidIdentifier:
+        return stored_blind_index(keys.index_key(), system, value)
 
 
 def searched_persons(keys: PersonalDataKeys | None, system: str | None, value: str) -> list[str]:

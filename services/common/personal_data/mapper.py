@@ -46,6 +46,7 @@ from services.common.personal_data.in_write import DataKeyChanged, KeyUse, Seale
 from services.common.personal_data.keys import PersonalDataKeys, UnknownDataKey
 
 SEALED = "_sealed_"
+_NOT_KNOWN: Any = object()
 
 
 class SealedField(dict):  # type: ignore[type-arg]
@@ -170,7 +171,7 @@ class PersonalDataMapper(Mapper[UUID]):
         made += [use for _, use in keys.values() if use.new_row is not None]
         person_class = declared.class_of(declared.person or "", None)
         if declared.person is not None and person_class in keys:
-            self._remember_key(UUID(str(stream)), keys[person_class][0].key_id)
+            self._remember_key(_uuid(stream), keys[person_class][0].key_id)
         sealed = object.__new__(type(domain_event))
         object.__setattr__(sealed, "__dict__", state)
         stored = super().to_stored_event(sealed)
@@ -196,7 +197,7 @@ class PersonalDataMapper(Mapper[UUID]):
             value = state.get(name)
             if isinstance(value, dict) and SEALED in value:
                 if name == declared.person and declared.later_events:
-                    self._remember_key(UUID(str(stream)), value[SEALED].get("k"))
+                    self._remember_key(_uuid(stream), value[SEALED].get("k"))
                 opened = self._open(value[SEALED], prefix + name.encode())
                 # An author's text erased while its record is kept reads as a text naming the
                 # erasure (the record's person key erased: the record is never built).
@@ -208,8 +209,20 @@ class PersonalDataMapper(Mapper[UUID]):
             and declared.later_events
             and isinstance(state.get(declared.person), dict)
         ):
-            self._remember(UUID(str(stream)), PersonIdentifier(**state[declared.person]))
+            self._remember(_uuid(stream), PersonIdentifier(**state[declared.person]))
         return domain_event
+
+    def keep_keys_of(self, stored_events: Sequence[StoredEvent]) -> None:
+        """Unwraps the keys these stored events' sealed fields name in one look-up, before
+        they are opened one by one (a rebuild's batch, each person's key met once). The ids
+        are read from the stored JSON without decoding it: a sealed value names its key in
+        clear, first; a text field's quotes are escaped, so none can pass for one."""
+        self._keys.keep_keys(
+            match.decode()
+            for stored in stored_events
+            if self._declared.get(stored.topic) is not None
+            for match in _SEALED_KEY_ID.findall(stored.state)
+        )
 
     def opened_payload(self, stored_event: StoredEvent) -> dict[str, Any]:
         """The event's stored JSON with its sealed fields opened, in the transcoder's JSON
@@ -254,10 +267,9 @@ class PersonalDataMapper(Mapper[UUID]):
         """The erasure of the record's person (their key of the record's class), or None:
         alive, or stored in clear. Asked of the key store, whose kept copies expire, so a
         record erased by another process stops being served within `cache_seconds`."""
-        with self._lock:
-            known = stream in self._person_keys
-            key_id = self._person_keys.get(stream)
-        if not known:
+        # Asked before every read of a record: one dict look-up, atomic without the lock.
+        key_id = self._person_keys.get(stream, _NOT_KNOWN)
+        if key_id is _NOT_KNOWN:
             first = self._first_event(stream)
             declared = self._declared.get(first.topic) if first is not None else None
             key_id = None
@@ -304,6 +316,9 @@ class PersonalDataMapper(Mapper[UUID]):
                 self._people.popitem(last=False)
 
 
+# The key id a sealed field names, as the transcoder writes it: {"_sealed_":{"k":"<id>",...
+_SEALED_KEY_ID = re.compile(rb'"' + SEALED.encode() + rb'":\{"k":"([0-9a-f-]{36})"')
+
 # A personnummer or samordningsnummer as a text may hold it: 12 digits, with or without the
 # hyphen before the last four, not inside a longer run of digits.
 _NUMBER_IN_TEXT = re.compile(r"(?<![0-9])([0-9]{8}-?[0-9]{4})(?![0-9])", re.ASCII)
@@ -324,8 +339,11 @@ def person_named_in(state: Mapping[str, Any], names: Sequence[str]) -> PersonIde
     return None
 
 
+def _uuid(stream: UUID | str) -> UUID:
+    return stream if isinstance(stream, UUID) else UUID(str(stream))
+
+
 def _context(stream: UUID | str, version: int, topic: str) -> bytes:
     """The associated data of an event's sealed fields, before the field's name."""
     # The stream as one spelling whichever the recorder gives (a UUID, or its hex on SQLite).
-    stream = stream if isinstance(stream, UUID) else UUID(stream)
-    return f"{stream}\x00{version}\x00{topic}\x00".encode()
+    return f"{_uuid(stream)}\x00{version}\x00{topic}\x00".encode()

@@ -266,6 +266,17 @@ class Stay(Aggregate):
             (r.organization for r in self.recipients.values() if r.kind in MUNICIPAL_KINDS), None
         )
 
+    def kind_of(self, organization: str) -> str | None:
+        """The kind of an organisation the stay concerns, a region or a municipality: the
+        hospital's is a region, a recipient's its unit's principal (the fixed care contact is
+        named by the primary care the notice went to)."""
+        if organization == self.organization:
+            return "region"
+        return next(
+            (r.principal for r in self.recipients.values() if r.organization == organization),
+            None,
+        )
+
     def concerns(self, organization: str | None) -> bool:
         """The hospital and every organisation the admission notice went to."""
         return organization is not None and (

@@ -105,7 +105,12 @@ def send(
             consent_gate, record.subject, purpose_of(posted.about["type"]), by, told,
             posted.judgement,
         )  # fmt: skip
-        return Message.send(legal_basis=basis, identifiers=identifiers, **content)
+        return Message.send(
+            legal_basis=basis,
+            identifiers=identifiers,
+            sender_kind=record.kind_of(str(by.get("organization"))),
+            **content,
+        )
     except ConsentServiceUnavailable as error:
         raise consent_service_down(error) from None
     except InvalidCommand as refused:

@@ -20,6 +20,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from contracts.personal_fields import AUTHOR_CLASSES
 from services.common.domain import (
     InvalidCommand,
     RuleViolation,
@@ -115,7 +116,7 @@ def _about(value: object) -> dict[str, str]:
 
 class Message(Aggregate):
     class Sent(Aggregate.Created):
-        class_version = 2
+        class_version = 3
         subject: dict[str, str]
         about: dict[str, str]
         text: str
@@ -130,12 +131,19 @@ class Message(Aggregate):
         # An admission notice's own content: the ward it is sent from and the estimated
         # discharge (ISO 8601), as the stay's notice records them; None for a message.
         notice: dict[str, str] | None
+        sender_kind: str | None
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> None:
             # Sent before admission notices were messages: a message a unit wrote.
             state["category"] = MESSAGE
             state["notice"] = None
+
+        @staticmethod
+        def upcast_v2_v3(state: dict[str, Any]) -> None:
+            # Sent before the sender's kind was recorded: its text was sealed under the
+            # region's class, which `retention_class_of` answers for None.
+            state["sender_kind"] = None
 
     @event(Sent)
     def __init__(
@@ -153,6 +161,7 @@ class Message(Aggregate):
         identifiers: list[dict[str, str]],
         category: str,
         notice: dict[str, str] | None,
+        sender_kind: str | None = None,
     ) -> None:
         self.subject = subject
         self.about = about
@@ -171,6 +180,9 @@ class Message(Aggregate):
         self.identifiers = identifiers
         self.category = category
         self.notice = notice
+        # The sender's organisation's kind as the plan or stay knows it, a region or a
+        # municipality: its text is that organisation's record (docs/decisions/0007).
+        self.sender_kind = sender_kind
 
     @classmethod
     def checked(
@@ -225,10 +237,12 @@ class Message(Aggregate):
         *,
         legal_basis: dict[str, Any],
         identifiers: list[dict[str, str]] | None = None,
+        sender_kind: str | None = None,
         **content: Any,
     ) -> Message:
-        """A message from the actor's unit (`checked`'s arguments), on its legal basis;
-        checked whole before its one event is made."""
+        """A message from the actor's unit (`checked`'s arguments), on its legal basis, from
+        an organisation of `sender_kind` (as what it is about knows it); checked whole before
+        its one event is made."""
         if not isinstance(legal_basis, Mapping) or not legal_basis.get("basis"):
             raise InvalidCommand("legal_basis", "a message names the legal basis it is sent on")
         return cls(
@@ -237,6 +251,7 @@ class Message(Aggregate):
             identifiers=list(identifiers or []),
             category=MESSAGE,
             notice=None,
+            sender_kind=sender_kind,
         )
 
     @classmethod
@@ -279,9 +294,17 @@ class Message(Aggregate):
                 "ward": required_text(ward, "ward"),
                 "estimated_discharge": estimate.isoformat(),
             },
+            sender_kind="region",  # the hospital's ward: the region's patient record
         )
 
     # What other parts of the service ask of a record.
+
+    def retention_class_of(self, entry: Mapping[str, Any]) -> str | None:
+        """The retention class of a message's text (its `Sent` event's state, as it is
+        sealed): its sender's organisation kind, a region's or a municipality's; None (the
+        message's own class) where it was not known (docs/decisions/0007)."""
+        kind = entry.get("sender_kind")
+        return kind if kind in AUTHOR_CLASSES else None
 
     @property
     def is_admission_notice(self) -> bool:
