@@ -257,6 +257,11 @@ class Projection(ABC):
         tracked position has reached `stop` already."""
         with self._writer.begin() as connection:
             position = self._lock_position(connection)
+            keys = getattr(self.application, "personal_data", None)
+            # Another process may have erased a key this one still remembers: a batch applied
+            # with it would put the erased content back into a rebuilt read model.
+            if keys is not None and keys.forget_erased(connection):
+                self.forget_remembered()
             if stop is not None and position >= stop:
                 reached = position
                 notifications = None
@@ -312,6 +317,10 @@ class Projection(ABC):
                 topic=notification.topic,
                 error=error,
             )
+
+    def forget_remembered(self) -> None:
+        """Drops what it built from opened events and kept in memory; nothing by default."""
+        return None
 
     def failed_events(self) -> list[FailedEvent]:
         """The events this read model could not apply and passed over."""
@@ -443,6 +452,9 @@ class AggregateIndex(Projection):
 
     def discard_staged(self) -> None:
         self._staged = {}
+
+    def forget_remembered(self) -> None:
+        self._latest = LRUCache(maxsize=self.cache_size)
 
     def forget(self, connection: Connection, aggregate_id: str) -> None:
         """Drops every row of a record whose person was erased (docs/decisions/0007): the

@@ -7,7 +7,8 @@ re-wraps every live key in one transaction and touches no event.
 
 Unwrapped keys are kept in memory for `cache_seconds` (a replay would otherwise unwrap a key
 per field): an erasure stops reads at once in the process that made it, and in other
-replicas once their kept copy expires. Writes never trust memory alone: the write's own
+replicas at their read models' next batch (`forget_erased`) or once their kept copy
+expires. Writes never trust memory alone: the write's own
 transaction checks the key it sealed under is still live (or inserts it, when the write made
 it: in_write.py), so nothing is stored sealed under a key erased elsewhere. The key a person's
 last write found live is remembered for their next one (a look-up per write was most of the
@@ -36,6 +37,7 @@ from sqlalchemy import (
     Table,
     UniqueConstraint,
     bindparam,
+    func,
     select,
 )
 from sqlalchemy.engine import Engine
@@ -96,6 +98,8 @@ _KEYS_BY_ID = select(personal_data_keys).where(
 )
 _NOT_ASKED = object()
 
+_ERASED_COUNT = select(func.count()).where(personal_data_keys.c.erased_at.is_not(None))
+
 
 class UnknownDataKey(LookupError):
     """A sealed value names a key this database never held: it came from elsewhere."""
@@ -132,6 +136,8 @@ class PersonalDataKeys:
         # The blind index of each person written or looked up (an HMAC and a key look-up).
         self._indexes: OrderedDict[PersonIdentifier, str] = OrderedDict()
         self._lock = Lock()
+        # How many keys were erased when a read model last looked (`forget_erased`).
+        self._erased_seen: int | None = None
 
     # Sealing and opening values -------------------------------------------------------------
 
@@ -251,6 +257,26 @@ class PersonalDataKeys:
         another writer's key stored first; the next look-ups ask the database."""
         with self._lock:
             self._live.clear()
+
+    def forget_erased(self, connection: Any) -> bool:
+        """Forgets every remembered key if any key was erased since the last call (or on the
+        first): asked by a read model in its write transaction, before it opens anything,
+        so an erasure committed elsewhere (`sip retention run`, another replica) is seen by
+        the next batch a replica applies, not when its remembered copy expires. True if it
+        forgot (the caller drops what it built with them). Key rows are never deleted, so
+        the count only grows."""
+        if connection.engine.pool is self._engine.pool:  # the read model's own transaction
+            erased = connection.execute(_ERASED_COUNT).scalar_one()
+        else:  # a read model elsewhere (`rebuild --check`'s scratch database)
+            with self._engine.connect() as own:
+                erased = own.execute(_ERASED_COUNT).scalar_one()
+        if erased == self._erased_seen:
+            return False
+        with self._lock:
+            self._kept.clear()
+            self._live.clear()
+            self._erased_seen = erased
+        return True
 
     def key_of(self, key_id: str) -> DataKey | Erased:
         kept = self._kept_key(key_id)
