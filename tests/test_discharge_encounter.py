@@ -7,8 +7,8 @@ seeing all of it, `_history`, vread and the search parameters, each read in the 
 
 from __future__ import annotations
 
-from datetime import timedelta
-from uuid import uuid4
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -19,11 +19,20 @@ from services.sip.discharge.fhir import (
     EXT_READY,
     EXT_STAY_STATUS,
 )
+from services.sip.discharge.stay import WITHIN_ORGANIZATION
 from tests.conftest import running_system
 from tests.discharge_http import (
+    PRIMARY,
+    SOCIAL,
+    VARDCENTRAL,
+    WARD,
+    admit,
     consent_to_the_stay,
     noticed_through_the_application,
+    staff,
     stays_of,
+    step,
+    told,
 )
 from tests.fhir_data import (
     FHIR_JSON,
@@ -162,3 +171,35 @@ def test_the_search_parameters_find_the_stay_and_each_read_is_logged(system):
         "/fhir/AuditEvent", params={"patient": personnummer}
     )
     assert log.status_code == 200 and f"Encounter/{stay_id}" in log.text
+
+
+def test_a_notice_only_within_the_hospitals_organisation_needs_no_consent(system):
+    """The region's own primary care is told, nothing leaves the region: no consent is asked
+    and the basis recorded says so. A notice that also goes to another organisation still
+    needs the consent (or a judgement) for that one, and without it nothing is written."""
+    ward = staff(system, REGION, WARD)
+    own_primary_care = {"organization": REGION, "unit": VARDCENTRAL, "kind": "primary-care"}
+    estimate = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    within = admit(ward, new_personnummer()).json()["id"]
+    assert step(ward, within, "judge-care-needed", principal=["region"]).status_code == 200
+    sent = step(
+        ward, within, "send-admission-notice", recipient=[own_primary_care],
+        estimatedDischarge=estimate,
+    )  # fmt: skip
+    assert sent.status_code == 200, sent.text
+    stay = stays_of(system).stay(UUID(within))
+    assert stay.admission_notice.legal_basis == {"basis": WITHIN_ORGANIZATION}
+
+    outside = admit(ward, new_personnummer()).json()["id"]
+    both = ["region", "municipality"]
+    assert step(ward, outside, "judge-care-needed", principal=both).status_code == 200
+    refused = step(
+        ward, outside, "send-admission-notice", estimatedDischarge=estimate,
+        recipient=[own_primary_care, told((PRIMARY, VARDCENTRAL), (MUNICIPALITY, SOCIAL))[1]],
+    )  # fmt: skip
+    assert refused.status_code == 409, refused.text
+    issue = refused.json()["issue"][0]
+    assert issue["expression"] == ["Parameters.parameter.where(name='judgement')"]
+    assert f"disclosure from {REGION} to {MUNICIPALITY} is not permitted" in refused.text
+    assert f"to {REGION} " not in refused.text  # its own organisation is not asked about
+    assert stays_of(system).stay(UUID(outside)).admission_notice is None

@@ -567,6 +567,41 @@ def test_the_admission_forms_errors_and_refusals(web: Web, browsers: Any) -> Non
     assert person.status_code == 200 and 'id="form-admit"' not in person.text  # to /me
 
 
+def stays_of_person(web: Web, personnummer: str) -> list[str]:
+    return [s["id"] for s in stays_seen(web) if s["subject"]["identifier"]["value"] == personnummer]
+
+
+def test_the_admission_form_posted_twice_makes_one_stay(web: Web, browsers: Any) -> None:
+    """A double click, or the post sent again: both answers lead to the stay the first made.
+    The same form sent again for another person is refused beside the personnummer, with a
+    fresh key to send it with, and never answered with the first person's stay."""
+    region = browsers("region-coordinator")
+    action, fields = region.form(region.get("/stays/admit"), "form-admit")
+    assert re.fullmatch(r"[0-9a-f]{32}", fields["submission"])
+    personnummer = consented(web)
+    fields.update(patient=dashed(personnummer))
+    first = region.http.post(action, data=fields, follow_redirects=False)
+    again = region.http.post(action, data=fields, follow_redirects=False)
+    assert first.status_code == again.status_code == 303, again.text
+    assert first.headers["location"] == again.headers["location"]
+    (stay_id,) = stays_of_person(web, personnummer)
+    assert first.headers["location"] == f"/stays/{stay_id}?done=admit"
+
+    other = consented(web)
+    resent = region.http.post(
+        action, data={**fields, "patient": dashed(other)}, follow_redirects=False
+    )
+    assert resent.status_code == 409, resent.text
+    assert "skrev då in en annan person" in (field_error(resent, "admit-patient") or "")
+    assert stay_id not in resent.text and personnummer not in resent.text
+    assert input_value(resent.text, "submission") != fields["submission"]
+    assert stays_of_person(web, other) == []
+    # A fresh form is a fresh admission: the person may be admitted again on purpose.
+    second = region.submit_form(region.get("/stays/admit"), "form-admit", patient=dashed(other))
+    assert second.status_code == 200, second.text
+    assert len(stays_of_person(web, other)) == 1
+
+
 def test_the_notice_forms_errors_and_refusals(web: Web, browsers: Any) -> None:
     region = browsers("region-coordinator")
     stay_id = admitted_from_the_web(web, region)

@@ -27,8 +27,8 @@ from services.sip.application import SipPlans
 from services.sip.consent_feed import ConsentFeedFollower
 from services.sip.consent_gate import CachingConsentGate, HttpConsentGate
 from services.sip.consent_health import ConsentReachability
+from services.sip.discharge import admission, task_routes
 from services.sip.discharge import routes as stay_routes
-from services.sip.discharge import task_routes
 from services.sip.discharge.application import STAY_RESOURCE_TYPE, Stays, with_missed_deadlines
 from services.sip.discharge.disclosure import StayDisclosure, redact_stay
 from services.sip.discharge.fhir import stay_to_fhir
@@ -181,6 +181,7 @@ def consent_following(
 ROUTERS = (
     careplan.router, operations.router, views.router, subscription_routes.router,
     stay_routes.router, task_routes.router, meeting_routes.router, message_routes.router,
+    admission.router,
 )  # fmt: skip
 
 

@@ -14,7 +14,7 @@ from services.common.application import Result, VersionedApplication
 from services.common.business_identifiers import IdentifierClaims
 from services.common.domain import RuleViolation, required_text
 from services.sip.consent_gate import ConsentGate
-from services.sip.discharge.stay import CONSENT, SECRECY_JUDGEMENT, Stay
+from services.sip.discharge.stay import CONSENT, SECRECY_JUDGEMENT, WITHIN_ORGANIZATION, Stay
 from services.sip.domain import PRINCIPALS, Plan
 from services.sip.messages.message import Message
 from services.sip.parts import EventActor
@@ -54,17 +54,22 @@ def consent_or_judgement(
 ) -> dict[str, Any]:
     """The legal basis of a disclosure about the person from the actor's organisation to
     `recipients` (a stay's step, a message): a recorded judgement that secrecy does not
-    prevent it, or the consents that permit disclosure to every recipient; refuses naming
-    each recipient not covered. The consent service being unreachable raises
+    prevent it, or the consents that permit disclosure to every recipient of another
+    organisation; refuses naming each recipient not covered. Recipients of the actor's own
+    organisation are told, not disclosed to: with no other recipient the basis is that it
+    stays within the organisation, and nobody is asked. The consent service being unreachable raises
     ConsentServiceUnavailable (nothing is written; the API answers 503)."""
     if judgement is not None:
         return {"basis": SECRECY_JUDGEMENT, "judgement": required_text(judgement, "judgement")}
     source = by.get("organization") if isinstance(by, dict) else None
     if not isinstance(source, str) or not source:
         raise RuleViolation("by-organization", "the actor acts for an organisation")
+    outside = recipients - {source}
+    if not outside:
+        return {"basis": WITHIN_ORGANIZATION}
     consents: list[str] = []
     refused = []
-    for recipient in sorted(recipients - {source}):
+    for recipient in sorted(outside):
         decision = consent_gate.check(disclosure_request(subject, recipient, source, purpose))
         if decision.permitted:
             consents += [c for c in decision.consents if c not in consents]

@@ -130,8 +130,12 @@ class FhirClient:
         path: str,
         parameters: list[dict[str, Any]],
         if_match: str | None = None,
+        if_none_exist: str | None = None,
     ) -> Answer:
+        """`if_none_exist`: an operation that makes a resource, made once (`$admit`)."""
         headers = {"If-Match": f'W/"{if_match}"'} if if_match else {}
+        if if_none_exist:
+            headers["If-None-Exist"] = if_none_exist
         body = {"resourceType": "Parameters", "parameter": parameters}
         return await self._call(service, "POST", path, json=body, headers=headers)
 

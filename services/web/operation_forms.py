@@ -19,6 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from services.web.fhir_client import Answer, ChangedMeanwhile, FhirClient, Refused
 from services.web.plan_forms import FORM_ERROR, FormSpec, Invalid, parameters_of, refusal_errors
 from services.web.session import CSRF_FIELD, SignedInUser
+from services.web.submissions import SUBMISSION_FIELD, submitted_once
 
 VERSION = re.compile(r"^[0-9]{1,9}$")
 View = TypeVar("View")
@@ -39,12 +40,15 @@ class FormPage(Generic[View]):
     done: Callable[[Answer], str]  # where the browser goes after it succeeded
     missing_version: str | None
     changed: Callable[[View, dict[str, list[str]], str], Awaitable[Response]] | None = None
+    # An operation that makes a resource: the form's submission key, so that the form posted
+    # twice makes it once (services/web/submissions.py).
+    submission: str | None = None
 
 
 def posted_values(form: FormData) -> dict[str, list[str]]:
     values: dict[str, list[str]] = {}
     for name, value in form.multi_items():
-        if name in (CSRF_FIELD, "version") or not isinstance(value, str):
+        if name in (CSRF_FIELD, "version", SUBMISSION_FIELD) or not isinstance(value, str):
             continue
         values.setdefault(name, []).append(value)
     return values
@@ -72,8 +76,11 @@ async def submit_operation(
         parameters = parameters_of(spec, posted)
     except Invalid as invalid:
         return page.show(await page.load(), posted, invalid.errors, 400)
+    condition = None
+    if page.submission is not None:
+        parameters, condition = submitted_once(parameters, page.submission)
     try:
-        answer = await fhir.operation("sip", path, parameters, version)
+        answer = await fhir.operation("sip", path, parameters, version, condition)
     except Refused as refused:
         view = await page.load()  # a record the user may not see: the 404 page
         if isinstance(refused, ChangedMeanwhile) and page.changed is not None:

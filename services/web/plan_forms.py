@@ -783,6 +783,7 @@ class FormView:
     errors: list[str]  # about the whole form
     open: bool
     base: str = "/plans"  # the form posts to <base>/<id>/<operation>
+    submission: str = ""  # a form that makes a record: its key (services/web/submissions.py)
 
     @property
     def id(self) -> str:

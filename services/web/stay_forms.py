@@ -24,6 +24,7 @@ from services.web.plan_forms import (
 )
 from services.web.session import SignedInUser
 from services.web.stay_view import StayView
+from services.web.submissions import new_submission
 
 JUDGEMENT = Field(
     "judgement",
@@ -222,7 +223,8 @@ ADMIT = FormSpec(
               hint="Lämna tomt om personen skrivs in nu."),
     ),
     "Skriv in", "Personen är inskriven.",
-    rule_fields={"admitted-by-the-hospital": "ward"},
+    rule_fields={"admitted-by-the-hospital": "ward",
+                 "identifier-unique-per-organization": "patient"},
 )  # fmt: skip
 
 
@@ -239,7 +241,10 @@ def admit_form(
         for f in ADMIT.fields
     ]
     leftover = [m for messages in form_errors.values() for m in messages]
-    return FormView(ADMIT, "", "", fields, leftover, open=True, base="/stays")
+    # A fresh key each time the form is shown: shown again after a refusal, nothing was made.
+    return FormView(
+        ADMIT, "", "", fields, leftover, open=True, base="/stays", submission=new_submission()
+    )
 
 
 def stay_forms_for(

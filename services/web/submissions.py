@@ -32,9 +32,24 @@ def submission_of(form: Any) -> str:
     return key if _KEY.match(key) else new_submission()
 
 
+def submission_identifier(key: str) -> dict[str, str]:
+    return {"system": SUBMISSION_SYSTEM, "value": key}
+
+
+def condition_on(key: str) -> str:
+    """The `If-None-Exist` condition that makes the submission's create happen once."""
+    return f"identifier={SUBMISSION_SYSTEM}|{key}"
+
+
 def identified_once(resource: dict[str, Any], key: str) -> tuple[dict[str, Any], str]:
-    """The resource with the submission's identifier added, and the `If-None-Exist` condition
-    that makes its create happen once."""
-    identifier = {"system": SUBMISSION_SYSTEM, "value": key}
+    """The resource with the submission's identifier added, and its `If-None-Exist`."""
+    identifier = submission_identifier(key)
     identified = {**resource, "identifier": [*resource.get("identifier", []), identifier]}
-    return identified, f"identifier={SUBMISSION_SYSTEM}|{key}"
+    return identified, condition_on(key)
+
+
+def submitted_once(parameters: list[dict[str, Any]], key: str) -> tuple[list[dict[str, Any]], str]:
+    """An operation that makes a resource (`Encounter/$admit`): its parameters with the
+    submission's `identifier`, and its `If-None-Exist`."""
+    identifier = {"name": "identifier", "valueIdentifier": submission_identifier(key)}
+    return [*parameters, identifier], condition_on(key)

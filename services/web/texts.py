@@ -385,6 +385,9 @@ STAY_RULE = {
     "by-the-hospital": "Det steget tas av sjukhusets avdelning.",
     "admitted-by-the-hospital": "Personen skrivs in av någon som arbetar för sjukhuset.",
     "admission-not-in-future": "Inskrivningen kan inte ligga senare än nu.",
+    # The admission form sent again (the back button) for another person: its key is taken.
+    "identifier-unique-per-organization": "Formuläret har redan skickats och skrev då in en "
+    "annan person. Kontrollera uppgifterna och skicka igen.",
     "care-need-judged-once": "Behovet av insatser efter utskrivningen är redan bedömt.",
     "notice-after-judgement": "Bedöm först om personen behöver insatser efter utskrivningen: "
     "inskrivningsmeddelandet skickas efter den bedömningen.",

@@ -85,6 +85,7 @@ class Stays:
     def admit(
         self, *, subject: dict[str, str], ward: str, admitted_at: datetime, by: EventActor
     ) -> Stay:
+        """An admission without identifiers (the API's, with them: discharge/admission.py)."""
         stay = Stay.admit(subject=subject, ward=ward, admitted_at=admitted_at, by=by)
         self.plans.save(stay)
         return stay

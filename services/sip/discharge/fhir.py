@@ -151,6 +151,7 @@ def stay_to_fhir(stay: Stay) -> dict[str, Any]:
         "resourceType": "Encounter",
         "id": str(stay.id),
         "meta": {"versionId": str(stay.version), "lastUpdated": fhir_instant(stay.modified_on)},
+        **({"identifier": list(stay.identifiers)} if stay.identifiers else {}),
         "extension": extensions,
         "status": ENCOUNTER_STATUS[stay.status],
         "class": {"system": ACT_CODE_SYSTEM, "code": "IMP", "display": "inpatient encounter"},

@@ -87,9 +87,12 @@ class Admit(OperationParameters):
     patient: Identifier
     ward: HsaId
     admittedAt: DateTime | None = None
+    # The stay's business identifiers (services/sip/discharge/admission.py).
+    identifier: list[Identifier] = Field(default_factory=list)
 
 
-def admit(call: OperationCall[Admit]) -> Stay:
+def admitted(call: OperationCall[Admit], identifiers: list[dict[str, str]]) -> Stay:
+    """The stay the admission makes, not yet saved: checked before anything is written."""
     p = call.parameters
     admitted_at = p.admittedAt or call.at
     if admitted_at > call.at:
@@ -105,7 +108,9 @@ def admit(call: OperationCall[Admit]) -> Stay:
             expression="Parameters.parameter.where(name='patient')",
         ) from None  # fmt: skip
     subject = {"system": person.system, "value": person.value}
-    return Stay.admit(subject=subject, ward=p.ward, admitted_at=admitted_at, by=call.by)
+    return Stay.admit(
+        subject=subject, ward=p.ward, admitted_at=admitted_at, by=call.by, identifiers=identifiers
+    )
 
 
 class JudgeCareNeeded(OperationParameters):
@@ -203,9 +208,15 @@ class Reason(OperationParameters):
     reason: String
 
 
+# Routed by services/sip/discharge/admission.py: at most once per identifier, as a create.
+ADMIT = _step("admit", "The ward admits the person (the stay begins); answers the Encounter. "
+              "With identifier (repeated: the hospital's encounter number, a form's submission "
+              "key) and If-None-Exist: identifier=system|value, the same admission sent again "
+              "answers the stay it made; an identifier is one admission of one person.",
+              Admit, None, instance=False)  # fmt: skip
+
 OPERATIONS: list[Operation[Any]] = [
-    _step("admit", "The ward admits the person (the stay begins); answers the Encounter.",
-          Admit, admit, instance=False),
+    ADMIT,
     _step("judge-care-needed", "The physician judges that the person may need care after "
           "discharge from the region's outpatient care and/or the municipality (principal, "
           "repeated).", JudgeCareNeeded, judge_care_needed),

@@ -38,7 +38,9 @@ MUNICIPAL_KINDS = ("social-services", "municipal-health-care")
 RECIPIENT_KINDS = (PRIMARY_CARE, *MUNICIPAL_KINDS)
 CONSENT = "consent"
 SECRECY_JUDGEMENT = "secrecy-judgement"
-LEGAL_BASES = (CONSENT, SECRECY_JUDGEMENT)
+# Told only within the actor's own organisation: nothing is disclosed, so nothing is asked.
+WITHIN_ORGANIZATION = "within-organization"
+LEGAL_BASES = (CONSENT, SECRECY_JUDGEMENT, WITHIN_ORGANIZATION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +103,10 @@ class CareContact:
 
 
 def checked_legal_basis(value: object, element: str = "legal_basis") -> dict[str, Any]:
-    """{"basis": "consent", "consents": [ids]} or {"basis": "secrecy-judgement",
-    "judgement": text}: a disclosure on consent names the consents it relied on, one on a
-    secrecy judgement says what was judged."""
+    """{"basis": "consent", "consents": [ids]}, {"basis": "secrecy-judgement", "judgement":
+    text} or {"basis": "within-organization"}: a disclosure on consent names the consents it
+    relied on, one on a secrecy judgement says what was judged; a step told only within the
+    actor's own organisation discloses nothing."""
     if not isinstance(value, Mapping):
         raise InvalidCommand(element, "a legal basis is required")
     basis = value.get("basis")
@@ -118,6 +121,8 @@ def checked_legal_basis(value: object, element: str = "legal_basis") -> dict[str
     if basis == SECRECY_JUDGEMENT:
         judgement = required_text(value.get("judgement"), f"{element}.judgement")
         return {"basis": SECRECY_JUDGEMENT, "judgement": judgement}
+    if basis == WITHIN_ORGANIZATION:
+        return {"basis": WITHIN_ORGANIZATION}
     raise InvalidCommand(f"{element}.basis", f"one of {', '.join(LEGAL_BASES)}, not {basis!r}")
 
 
@@ -141,15 +146,25 @@ def _acting(by: object) -> tuple[str, str]:
 
 class Stay(Aggregate):
     class Admitted(Aggregate.Created):
+        class_version = 2
         subject: dict[str, str]
         organization: str
         ward: str
         admitted_at: datetime
         by: EventActor
+        identifiers: list[dict[str, str]] | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # Stays admitted before business identifiers were kept have none.
+            state["identifiers"] = []
 
     @event(Admitted)
     def __init__(
         self,
+        # Before the `*`: the library takes every keyword-only argument as required, and
+        # callers from before identifiers existed give none.
+        identifiers: list[dict[str, str]] | None = None,
         *,
         subject: dict[str, str],
         organization: str,
@@ -158,6 +173,9 @@ class Stay(Aggregate):
         by: EventActor,
     ) -> None:
         self.subject = subject
+        # The admission's business identifiers (the hospital's encounter number, a form's
+        # submission key): what makes a repeated admission find the stay it made.
+        self.identifiers = list(identifiers or [])
         self.organization = organization  # the hospital's care provider (a region)
         self.ward = ward
         self.admitted = Step(at=admitted_at, by=by)
@@ -196,13 +214,20 @@ class Stay(Aggregate):
 
     @classmethod
     def admit(
-        cls, *, subject: dict[str, str], ward: str, admitted_at: datetime, by: EventActor
+        cls,
+        *,
+        subject: dict[str, str],
+        ward: str,
+        admitted_at: datetime,
+        by: EventActor,
+        identifiers: list[dict[str, str]] | None = None,
     ) -> Stay:
         """The ward admits the person; the stay belongs to the admitting actor's organisation."""
         organization = by.get("organization") if isinstance(by, Mapping) else None
         return cls(
-            subject=subject, organization=organization, ward=ward, admitted_at=admitted_at, by=by
-        )
+            subject=subject, organization=organization, ward=ward, admitted_at=admitted_at, by=by,
+            identifiers=list(identifiers or []),
+        )  # fmt: skip
 
     # What other parts of the service ask of a stay.
 

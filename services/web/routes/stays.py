@@ -20,6 +20,7 @@ from services.web.plan_forms import FORM_ERROR
 from services.web.session import SignedInUser
 from services.web.stay_forms import ADMIT, STAY_FORMS, admit_form, stay_forms_for
 from services.web.stay_view import StayView, load_stay
+from services.web.submissions import submission_of
 
 router = APIRouter()
 Posted = dict[str, list[str]]
@@ -42,7 +43,8 @@ async def admit_page(request: Request, user: User) -> Response:
 
 @router.post("/stays/admit")
 async def admit(request: Request, user: User, fhir: Fhir) -> Response:
-    """The type-level `Encounter/$admit`: it makes the stay, so no version is sent."""
+    """The type-level `Encounter/$admit`: it makes the stay, so no version is sent; the form's
+    submission key makes it once, however often the form is posted."""
 
     async def nothing_to_load() -> None:
         return None
@@ -52,6 +54,7 @@ async def admit(request: Request, user: User, fhir: Fhir) -> Response:
         show=lambda _, posted, errors, status: show_admit(request, user, posted, errors, status),
         done=lambda answer: f"/stays/{checked_stay_id(str(answer.body.get('id')))}?done=admit",
         missing_version=None,
+        submission=submission_of(await request.form()),
     )
     return await submit_operation(request, fhir, user, ADMIT, "Encounter/$admit", page)
 
