@@ -74,7 +74,12 @@ PERSONAL_FIELDS: dict[str, PersonalFields] = {
     _PLAN + "GoalSet": _texts("text"),
     _PLAN + "GoalRevised": _texts("text", "reason"),
     _PLAN + "GoalAssessed": _texts("note"),
-    _PLAN + "InterventionAssigned": PersonalFields(("intervention",), PLAN_CLASS),
+    # The intervention's structure (ids, kinds, organisations, dates: what later events name)
+    # under the plan's class; its description (`text`, v2) its author's. A v1 event holds the
+    # text inside the dict, sealed whole under the plan's class.
+    _PLAN + "InterventionAssigned": PersonalFields(
+        ("intervention", "text"), PLAN_CLASS, by_author=("text",)
+    ),
     _PLAN + "InterventionStatusChanged": _texts("reason"),
     _PLAN + "ChangesRejected": _texts("reason"),
     _PLAN + "Closed": _texts("reason", "note"),

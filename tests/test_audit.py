@@ -245,7 +245,8 @@ def test_replay_and_export_read_without_knowing_the_code(system, workload, tmp_p
     story = capsys.readouterr().out.splitlines()
     assert story[0] == f"The story of plan {plan_id}"
     assert "v1  coordinator coordinator-1 (organization SE2321000032-R0001)  Started" in story[1]
-    assert "InterventionAssigned — intervention: (text Hemtjänst" in "".join(story)
+    (assigned,) = [line for line in story if "InterventionAssigned" in line]
+    assert "intervention: (kind support" in assigned and assigned.endswith("; text: Hemtjänst")
     assert any("Activated — consents:" in line for line in story)
     out = tmp_path / "export.json"
     assert sip(["audit", "export", "--patient", personnummer, "--out", str(out),

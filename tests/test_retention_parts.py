@@ -11,7 +11,7 @@ from uuid import UUID
 
 import pytest
 
-from contracts.canonical import DATA_ABSENT_REASON, EXT_ERASED
+from contracts.canonical import DATA_ABSENT_REASON, EXT_DEVIATION_INTERVENTION, EXT_ERASED
 from contracts.identifiers import PERSONNUMMER_SYSTEM, PersonIdentifier
 from services.cli import main as sip
 from services.common.personal_data.retention import DEFAULT_RULES, RetentionRule
@@ -25,8 +25,10 @@ from tests.fhir_data import (
     REGION_NEED,
     active_plan,
     care_plan,
+    consent,
     created_or_ok,
     new_personnummer,
+    prepare_for_activation,
     run,
 )
 from tests.test_retention import (  # noqa: F401 (the fixtures are used by name)
@@ -336,3 +338,80 @@ def test_a_municipalitys_messages_are_erased_on_its_date_the_regions_and_the_sta
         assert payload_of(ward, ids[STAY_MESSAGE]) == (STAY_MESSAGE, None)
         served = ward.get(f"/fhir/Encounter/{stay['id']}")
         assert served.status_code == 200 and number in served.text, served.text
+
+
+MUNICIPAL_INTERVENTION = "Hemtjänst med stöd vid dusch på fredagar"
+REGION_INTERVENTION = "Distriktssköterskan lägger om såret varje måndag"
+REGION_DEVIATION = "Hemtjänsten kom inte i fredags"
+
+
+def activity(care_plan_json, intervention_id):
+    """The CarePlan's activity for an intervention: its detail."""
+    found = [a for a in care_plan_json["activity"] if a.get("id") == intervention_id]
+    assert len(found) == 1, care_plan_json["activity"]
+    return found[0]["detail"]
+
+
+def test_a_municipalitys_intervention_text_goes_on_its_date_the_intervention_stays(
+    sqlite_backend,
+):
+    """An intervention's description is its author's text (InterventionAssigned v2), its
+    structure the plan's: five years and a day after the municipality's last entry its
+    description reads as erased while the intervention (status, responsible, the deviation
+    reported against it) still builds and is served, and the region's intervention is intact."""
+    backend = sqlite_backend
+    with running_system(backend) as system:
+        number = new_personnummer()
+        given = consent(number, organizations=(REGION, MUNICIPALITY))
+        created_or_ok(system.consent.post("/fhir/Consent", json=given, headers=FHIR_JSON))
+        plan = system.sip.post("/fhir/CarePlan", json=care_plan(number), headers=FHIR_JSON)
+        plan_id = created_or_ok(plan)["id"]
+        prepare_for_activation(system.sip, plan_id)  # intervention-1, by the region
+        municipality = system.as_caller("coordinator", organization=MUNICIPALITY).sip
+        created_or_ok(run(municipality, plan_id, "assign-intervention",
+                          text=MUNICIPAL_INTERVENTION, kind="support",
+                          performerOrganization=MUNICIPALITY, responsiblePrincipal="municipality",
+                          responsibleOrganization=MUNICIPALITY))  # fmt: skip
+        created_or_ok(run(system.sip, plan_id, "assign-intervention",
+                          text=REGION_INTERVENTION, kind="care", need="need-1",
+                          performerOrganization=REGION, responsiblePrincipal="region",
+                          responsibleOrganization=REGION))  # fmt: skip
+        created_or_ok(run(municipality, plan_id, "set-intervention-status",
+                          intervention="intervention-2", status="in-progress"))  # fmt: skip
+        created_or_ok(run(system.sip, plan_id, "report-deviation",
+                          intervention="intervention-2", text=REGION_DEVIATION))  # fmt: skip
+        before = system.sip.get(f"/fhir/CarePlan/{plan_id}").json()
+        assert activity(before, "intervention-2")["description"] == MUNICIPAL_INTERVENTION
+    assert scan(backend.data_dir, {MUNICIPAL_INTERVENTION, REGION_INTERVENTION}) == []  # sealed
+    dues = dues_of(backend, number)
+    municipal = dues["municipality"]
+    assert municipal.records == {UUID(plan_id)}
+    day_after = municipal.due + timedelta(days=1)
+    assert day_after < dues["region"].due
+    assert sip(["retention", "run", "--date", at(day_after), *where(backend)]) == 0
+    with opened(backend, "sip") as service:
+        erased = [row for row in service.application.personal_data.person_keys() if row.erased_at]
+    assert [row.retention_class for row in erased] == ["municipality"]
+    # The key that opened it is gone: the phrase is in no table, sealed or clear.
+    assert scan(backend.data_dir, {MUNICIPAL_INTERVENTION}) == []
+    assert sip(["audit", "verify", *where(backend)]) == 0
+    assert sip(["projections", "rebuild", "--check", *where(backend)]) == 0
+
+    with running_system(backend) as system:
+        served = system.sip.get(f"/fhir/CarePlan/{plan_id}")
+        assert served.status_code == 200, served.text
+        assert MUNICIPAL_INTERVENTION not in served.text
+        erased_text = f"erased on {erased[0].erased_at} under {MUNICIPAL_RULE!r}"
+        municipal_part = activity(served.json(), "intervention-2")
+        assert municipal_part["description"] == erased_text
+        assert erasure_marks(municipal_part["_description"])[::2] == ("masked", MUNICIPAL_RULE)
+        # The structure is the plan's: status, responsible and performer as they were.
+        assert municipal_part["status"] == "in-progress"
+        assert municipal_part["performer"] == activity(before, "intervention-2")["performer"]
+        assert municipal_part["extension"] == activity(before, "intervention-2")["extension"]
+        # The region's intervention and the deviation against the municipality's are intact.
+        assert activity(served.json(), "intervention-3")["description"] == REGION_INTERVENTION
+        assert REGION_NEED in served.text
+        (deviation,) = [n for n in served.json()["note"] if REGION_DEVIATION in n["text"]]
+        against = {"url": EXT_DEVIATION_INTERVENTION, "valueString": "intervention-2"}
+        assert against in deviation["extension"]

@@ -14,6 +14,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from uuid import UUID, uuid4
 
 import jsonschema
@@ -33,7 +34,15 @@ from services.consent.domain import Consent
 from services.sip.application import SipPlans
 from services.sip.domain import Plan
 from services.sip.messages.message import Message
-from tests.fhir_data import MUNICIPALITY, REGION, new_personnummer, person, prepare_for_activation
+from tests.fhir_data import (
+    FHIR_JSON,
+    MUNICIPALITY,
+    REGION,
+    care_plan,
+    new_personnummer,
+    person,
+    prepare_for_activation,
+)
 
 SCHEMAS = Path(__file__).parents[1] / "contracts" / "event_schemas"
 COORDINATOR = {"subject": "coordinator-1", "role": "coordinator", "organization": REGION,
@@ -226,3 +235,47 @@ def test_a_message_stored_before_notices_were_messages_is_a_message(system, stor
     assert read.status_code == 200, read.text
     assert read.json()["category"][0]["coding"][0]["code"] == "message"
     assert first_stored(plans, message_id) == stored
+
+
+def test_an_intervention_stored_with_its_text_in_the_dict_reads_with_it(system, stores):
+    """`Plan.InterventionAssigned` version 1 held the description in the intervention's dict,
+    sealed whole under the plan's class; version 2 keeps it in `text`, its author's. A
+    version 1 event, stored as that release stored it, reads with its description."""
+    plans, _ = stores
+    personnummer = new_personnummer()
+    made = system.sip.post("/fhir/CarePlan", json=care_plan(personnummer), headers=FHIR_JSON)
+    assert made.status_code == 201, made.text
+    plan_id = UUID(made.json()["id"])
+    version = plans.repository.get(plan_id).version
+    assigned_v1 = Plan.InterventionAssigned(
+        originator_id=plan_id,
+        originator_version=version + 1,
+        timestamp=now(),
+        intervention={
+            "id": "intervention-1",
+            "text": "Hemtjänst före version 2",
+            "kind": "support",
+            "responsible_principal": "region",
+            "status": "planned",
+            "performer_organization": REGION,
+        },
+        at=now(),
+        by=COORDINATOR,
+        text=None,
+    )
+    object.__delattr__(assigned_v1, "text")  # the field version 2 added
+    with mock.patch.object(Plan.InterventionAssigned, "class_version", 1):
+        stored = plans.mapper.to_stored_event(assigned_v1)
+    plans.recorder.insert_events([stored])
+    payload = valid_version_1(stored, "sip", "Plan.InterventionAssigned")
+    assert "text" not in payload
+
+    plan = plans.repository.get(plan_id)
+    intervention = plan.interventions["intervention-1"]
+    assert (intervention.text, intervention.status) == ("Hemtjänst före version 2", "planned")
+    read = system.sip.get(f"/fhir/CarePlan/{plan_id}")
+    assert read.status_code == 200, read.text
+    (activity,) = read.json()["activity"]
+    assert activity["detail"]["description"] == "Hemtjänst före version 2"
+    # Upcast on every reading, never rewritten.
+    assert plans.recorder.select_events(plan_id, gt=version)[0] == stored

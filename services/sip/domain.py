@@ -551,10 +551,12 @@ class Plan(Aggregate):
                     f"{responsible} is not a {principal} taking part in the plan",
                 )
         intervention_id = self._next_id("intervention", self.interventions)
+        structure = {k: v for k, v in intervention.items() if k != "text"}
         self._intervention_assigned(
-            intervention={**intervention, "id": intervention_id, "status": "planned"},
+            intervention={**structure, "id": intervention_id, "status": "planned"},
             at=at,
             by=by,
+            text=intervention["text"],
         )
         return intervention_id
 
@@ -574,11 +576,28 @@ class Plan(Aggregate):
         for element in ("start", "end"):
             optional_date(intervention.get(element), element)
 
-    @event("InterventionAssigned")
+    class InterventionAssigned(Aggregate.Event):
+        """v2 keeps the intervention's description (`text`, its author's free text) in a field
+        of its own, sealed under its author's class, and the structure later events name by
+        id (`intervention`) under the plan's (docs/decisions/0007)."""
+
+        class_version = 2
+        intervention: dict[str, Any]
+        at: datetime
+        by: EventActor
+        text: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # Upcasters run before the sealed dict is opened: its text stays in it.
+            state["text"] = None
+
+    @event(InterventionAssigned)
     def _intervention_assigned(
-        self, intervention: dict[str, Any], at: datetime, by: EventActor
+        self, intervention: dict[str, Any], at: datetime, by: EventActor, text: str | None = None
     ) -> None:
-        assigned = replace(Intervention.from_payload(intervention), custodian=custodian_of(by))
+        payload = intervention if text is None else {**intervention, "text": text}
+        assigned = replace(Intervention.from_payload(payload), custodian=custodian_of(by))
         self.interventions[assigned.id] = assigned
         self._propose(f"{assigned.id} assigned", at, by, assigned.id, new=True)
 
