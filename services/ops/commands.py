@@ -264,8 +264,8 @@ def run_replay(arguments: argparse.Namespace) -> int:
 
 
 # Fields a later event version added, which most events leave empty: an older event's story
-# reads as it did before the field existed.
-TOLD_ONLY_WHEN_GIVEN = {"identifiers"}
+# reads as it did before the field existed (an intervention's `text` before v2 is in its dict).
+TOLD_ONLY_WHEN_GIVEN = {"identifiers", "text"}
 
 
 def story_line(event: Any) -> str:
