@@ -16,6 +16,7 @@ from contracts.identifiers import PERSONNUMMER_SYSTEM, PersonIdentifier
 from services.cli import main as sip
 from services.common.personal_data.retention import DEFAULT_RULES, RetentionRule
 from services.ops import retention
+from services.sip.meetings.fhir import PLAN_PARTICIPANT_SYSTEM
 from tests.communication_http import MUNICIPAL_UNIT, a_plan, a_stay, message, send
 from tests.conftest import new_backend, running_system
 from tests.fhir_data import (
@@ -345,6 +346,34 @@ REGION_INTERVENTION = "Distriktssköterskan lägger om såret varje måndag"
 REGION_DEVIATION = "Hemtjänsten kom inte i fredags"
 
 
+def consented_plan(system):
+    """A draft plan of the region's the municipality is invited to, on the person's consent
+    to both (so each sees the other's entries), with the region's intervention-1: (plan id,
+    personnummer)."""
+    number = new_personnummer()
+    given = consent(number, organizations=(REGION, MUNICIPALITY))
+    created_or_ok(system.consent.post("/fhir/Consent", json=given, headers=FHIR_JSON))
+    plan = system.sip.post("/fhir/CarePlan", json=care_plan(number), headers=FHIR_JSON)
+    plan_id = created_or_ok(plan)["id"]
+    prepare_for_activation(system.sip, plan_id)
+    return plan_id, number
+
+
+def erase_the_municipalitys_key(backend, number):
+    """Runs retention five years and a day after the municipality's last entry: the erased
+    key's row, after checking the region's key was kept and the log and read models hold."""
+    dues = dues_of(backend, number)
+    day_after = dues["municipality"].due + timedelta(days=1)
+    assert day_after < dues["region"].due
+    assert sip(["retention", "run", "--date", at(day_after), *where(backend)]) == 0
+    with opened(backend, "sip") as service:
+        erased = [row for row in service.application.personal_data.person_keys() if row.erased_at]
+    assert [row.retention_class for row in erased] == ["municipality"]
+    assert sip(["audit", "verify", *where(backend)]) == 0
+    assert sip(["projections", "rebuild", "--check", *where(backend)]) == 0
+    return erased[0]
+
+
 def activity(care_plan_json, intervention_id):
     """The CarePlan's activity for an intervention: its detail."""
     found = [a for a in care_plan_json["activity"] if a.get("id") == intervention_id]
@@ -361,12 +390,7 @@ def test_a_municipalitys_intervention_text_goes_on_its_date_the_intervention_sta
     reported against it) still builds and is served, and the region's intervention is intact."""
     backend = sqlite_backend
     with running_system(backend) as system:
-        number = new_personnummer()
-        given = consent(number, organizations=(REGION, MUNICIPALITY))
-        created_or_ok(system.consent.post("/fhir/Consent", json=given, headers=FHIR_JSON))
-        plan = system.sip.post("/fhir/CarePlan", json=care_plan(number), headers=FHIR_JSON)
-        plan_id = created_or_ok(plan)["id"]
-        prepare_for_activation(system.sip, plan_id)  # intervention-1, by the region
+        plan_id, number = consented_plan(system)
         municipality = system.as_caller("coordinator", organization=MUNICIPALITY).sip
         created_or_ok(run(municipality, plan_id, "assign-intervention",
                           text=MUNICIPAL_INTERVENTION, kind="support",
@@ -383,19 +407,10 @@ def test_a_municipalitys_intervention_text_goes_on_its_date_the_intervention_sta
         before = system.sip.get(f"/fhir/CarePlan/{plan_id}").json()
         assert activity(before, "intervention-2")["description"] == MUNICIPAL_INTERVENTION
     assert scan(backend.data_dir, {MUNICIPAL_INTERVENTION, REGION_INTERVENTION}) == []  # sealed
-    dues = dues_of(backend, number)
-    municipal = dues["municipality"]
-    assert municipal.records == {UUID(plan_id)}
-    day_after = municipal.due + timedelta(days=1)
-    assert day_after < dues["region"].due
-    assert sip(["retention", "run", "--date", at(day_after), *where(backend)]) == 0
-    with opened(backend, "sip") as service:
-        erased = [row for row in service.application.personal_data.person_keys() if row.erased_at]
-    assert [row.retention_class for row in erased] == ["municipality"]
+    assert dues_of(backend, number)["municipality"].records == {UUID(plan_id)}
+    erased = [erase_the_municipalitys_key(backend, number)]
     # The key that opened it is gone: the phrase is in no table, sealed or clear.
     assert scan(backend.data_dir, {MUNICIPAL_INTERVENTION}) == []
-    assert sip(["audit", "verify", *where(backend)]) == 0
-    assert sip(["projections", "rebuild", "--check", *where(backend)]) == 0
 
     with running_system(backend) as system:
         served = system.sip.get(f"/fhir/CarePlan/{plan_id}")
@@ -415,3 +430,56 @@ def test_a_municipalitys_intervention_text_goes_on_its_date_the_intervention_sta
         (deviation,) = [n for n in served.json()["note"] if REGION_DEVIATION in n["text"]]
         against = {"url": EXT_DEVIATION_INTERVENTION, "valueString": "intervention-2"}
         assert against in deviation["extension"]
+
+
+MUNICIPAL_COMMENT = "Vi kommer men hemtjänstens chef kan inte"
+REGION_COMMENT = "Mamma vill hellre ses på eftermiddagen"
+
+
+def test_a_municipalitys_answer_comment_goes_on_its_date_the_answer_stays(sqlite_backend):
+    """An answer's comment is its author's text (MeetingAnswered v2), the answer the plan's:
+    five years and a day after the municipality's last entry its comment reads as erased while
+    its answer is still served, and the region's comment is intact."""
+    backend = sqlite_backend
+    with running_system(backend) as system:
+        plan_id, number = consented_plan(system)
+        created_or_ok(run(system.sip, plan_id, "add-participant", kind="relative", name="Mamma",
+                          personAgrees=True))  # fmt: skip
+        meeting = created_or_ok(run(system.sip, plan_id, "invite-to-meeting",
+                                    start="2027-02-01T10:00:00+01:00",
+                                    end="2027-02-01T11:00:00+01:00", location="Vårdcentralen",
+                                    organization=[MUNICIPALITY],
+                                    participant=["participant-1"]))  # fmt: skip
+        municipality = system.as_caller("coordinator", organization=MUNICIPALITY).sip
+        answers = {}
+        for client, actor, comment in (
+            (municipality, None, MUNICIPAL_COMMENT),
+            (system.sip, "participant-1", REGION_COMMENT),
+        ):
+            body = {
+                "resourceType": "AppointmentResponse",
+                "appointment": {"reference": f"Appointment/{meeting['id']}"},
+                "participantStatus": "accepted",
+                "comment": comment,
+            }
+            if actor is not None:
+                body["actor"] = {"identifier": {"system": PLAN_PARTICIPANT_SYSTEM, "value": actor}}
+            answered = client.post("/fhir/AppointmentResponse", json=body, headers=FHIR_JSON)
+            answers[comment] = created_or_ok(answered)["id"]
+    assert scan(backend.data_dir, {MUNICIPAL_COMMENT, REGION_COMMENT}) == []  # sealed
+    assert dues_of(backend, number)["municipality"].records == {UUID(plan_id)}
+    erased = erase_the_municipalitys_key(backend, number)
+    assert scan(backend.data_dir, {MUNICIPAL_COMMENT}) == []
+
+    with running_system(backend) as system:
+        served = system.sip.get(f"/fhir/AppointmentResponse/{answers[MUNICIPAL_COMMENT]}")
+        assert served.status_code == 200, served.text
+        response = served.json()
+        assert response["comment"] == f"erased on {erased.erased_at} under {MUNICIPAL_RULE!r}"
+        assert erasure_marks(response["_comment"])[::2] == ("masked", MUNICIPAL_RULE)
+        assert response["participantStatus"] == "accepted"
+        assert response["actor"]["identifier"]["value"] == MUNICIPALITY
+        region = system.sip.get(f"/fhir/AppointmentResponse/{answers[REGION_COMMENT]}").json()
+        assert region["comment"] == REGION_COMMENT
+        appointment = system.sip.get(f"/fhir/Appointment/{meeting['id']}").json()
+        assert [p["status"] for p in appointment["participant"][1:]] == ["accepted", "accepted"]

@@ -279,3 +279,33 @@ def test_an_intervention_stored_with_its_text_in_the_dict_reads_with_it(system, 
     assert activity["detail"]["description"] == "Hemtjänst före version 2"
     # Upcast on every reading, never rewritten.
     assert plans.recorder.select_events(plan_id, gt=version)[0] == stored
+
+
+def test_an_answer_stored_with_its_comment_in_the_dict_is_upcast_with_it(stores):
+    """`Plan.MeetingAnswered` version 1 held the comment in the answer's dict; version 2
+    keeps it in `comment`, its author's. A version 1 event is upcast with `comment` None and
+    its comment left in the dict, where the apply method takes it from."""
+    plans, _ = stores
+    answered_v1 = Plan.MeetingAnswered(
+        originator_id=uuid4(),
+        originator_version=5,
+        timestamp=now(),
+        meeting_id="meeting-1",
+        answer={
+            "id": "meeting-1-response-1",
+            "participant": MUNICIPALITY,
+            "answer": "accepted",
+            "proposed_start": None,
+            "proposed_end": None,
+            "comment": "Svar före version 2",
+        },
+        at=now(),
+        by={**COORDINATOR, "organization": MUNICIPALITY},
+        comment=None,
+    )
+    object.__delattr__(answered_v1, "comment")  # the field version 2 added
+    with mock.patch.object(Plan.MeetingAnswered, "class_version", 1):
+        stored = plans.mapper.to_stored_event(answered_v1)
+    assert "comment" not in valid_version_1(stored, "sip", "Plan.MeetingAnswered")
+    upcast = plans.mapper.to_domain_event(stored)
+    assert upcast.comment is None and upcast.answer["comment"] == "Svar före version 2"

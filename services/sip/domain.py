@@ -879,18 +879,42 @@ class Plan(Aggregate):
                 "answer": answer,
                 "proposed_start": proposed_start,
                 "proposed_end": proposed_end,
-                "comment": comment,
             },
             at=at,
             by=by,
+            comment=comment,
         )
         return answer_id
 
-    @event("MeetingAnswered")
+    class MeetingAnswered(Aggregate.Event):
+        """v2 keeps the answer's comment (its author's free text) in a field of its own,
+        sealed under its author's class, and the answer the meeting names under the plan's
+        (docs/decisions/0007)."""
+
+        class_version = 2
+        meeting_id: str
+        answer: dict[str, Any]
+        at: datetime
+        by: EventActor
+        comment: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # Upcasters run before the sealed dict is opened: its comment stays in it.
+            state["comment"] = None
+
+    @event(MeetingAnswered)
     def _meeting_answered(
-        self, meeting_id: str, answer: dict[str, Any], at: datetime, by: EventActor
+        self,
+        meeting_id: str,
+        answer: dict[str, Any],
+        at: datetime,
+        by: EventActor,
+        comment: str | None = None,
     ) -> None:
         meeting = self.meetings[meeting_id]
+        if comment is not None:
+            answer = {**answer, "comment": comment}
         given = MeetingAnswer(
             id=answer["id"],
             participant=answer["participant"],
