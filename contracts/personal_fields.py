@@ -88,13 +88,19 @@ PERSONAL_FIELDS: dict[str, PersonalFields] = {
     _PLAN + "MeetingScheduled": PersonalFields(("meeting",), PLAN_CLASS),
     _PLAN + "MeetingHeld": _texts("notes"),
     # The invitation's place, link and agenda, and an answer's comment, are about the person.
-    _PLAN + "MeetingInvited": PersonalFields(("meeting",), PLAN_CLASS),
+    # v2: the agenda and place in fields of their own, their author's; a v1 event holds them
+    # inside the meeting, sealed whole under the plan's class.
+    _PLAN + "MeetingInvited": PersonalFields(
+        ("meeting", "agenda", "location"), PLAN_CLASS, by_author=("agenda", "location")
+    ),
     # An answer's comment (v2) is its author's; the answer itself the plan's. A v1 event holds
     # the comment inside the answer, sealed whole under the plan's class.
     _PLAN + "MeetingAnswered": PersonalFields(
         ("answer", "comment"), PLAN_CLASS, by_author=("comment",)
     ),
-    _PLAN + "MeetingRescheduled": PersonalFields(("location", "video"), PLAN_CLASS),
+    _PLAN + "MeetingRescheduled": PersonalFields(
+        ("location", "video"), PLAN_CLASS, by_author=("location",)
+    ),
     _PLAN + "MeetingCancelled": _texts("reason"),
     # What a follow-up reviewed and the changes it made are texts about the person, each in a
     # field of its own: its author's. Follow-ups stored before `reviewed` was declared hold it

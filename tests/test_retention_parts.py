@@ -483,3 +483,48 @@ def test_a_municipalitys_answer_comment_goes_on_its_date_the_answer_stays(sqlite
         assert region["comment"] == REGION_COMMENT
         appointment = system.sip.get(f"/fhir/Appointment/{meeting['id']}").json()
         assert [p["status"] for p in appointment["participant"][1:]] == ["accepted", "accepted"]
+
+
+MUNICIPAL_AGENDA = "Hemtjänstens insatser efter fallet i badrummet"
+MUNICIPAL_PLACE = "Biståndshandläggarens rum, Stadshuset plan 3"
+
+
+def test_a_municipalitys_invitation_texts_go_on_their_date_the_meeting_stays(sqlite_backend):
+    """An invitation's agenda and place are its author's texts (MeetingInvited v2), the
+    meeting the plan's: five years and a day after the municipality's last entry they read as
+    erased while the meeting, its time, participants and the region's answer are served."""
+    backend = sqlite_backend
+    with running_system(backend) as system:
+        plan_id, number = consented_plan(system)
+        municipality = system.as_caller("coordinator", organization=MUNICIPALITY).sip
+        meeting = created_or_ok(run(municipality, plan_id, "invite-to-meeting",
+                                    start="2027-02-01T10:00:00+01:00",
+                                    end="2027-02-01T11:00:00+01:00", location=MUNICIPAL_PLACE,
+                                    agenda=MUNICIPAL_AGENDA, organization=[REGION]))  # fmt: skip
+        answer = {
+            "resourceType": "AppointmentResponse",
+            "appointment": {"reference": f"Appointment/{meeting['id']}"},
+            "participantStatus": "accepted",
+            "comment": REGION_COMMENT,
+        }
+        answered = system.sip.post("/fhir/AppointmentResponse", json=answer, headers=FHIR_JSON)
+        created_or_ok(answered)
+        before = system.sip.get(f"/fhir/Appointment/{meeting['id']}").json()
+        assert (before["description"], before["comment"]) == (MUNICIPAL_AGENDA, MUNICIPAL_PLACE)
+    assert scan(backend.data_dir, {MUNICIPAL_AGENDA, MUNICIPAL_PLACE}) == []  # sealed
+    erased = erase_the_municipalitys_key(backend, number)
+    assert scan(backend.data_dir, {MUNICIPAL_AGENDA, MUNICIPAL_PLACE}) == []
+
+    with running_system(backend) as system:
+        served = system.sip.get(f"/fhir/Appointment/{meeting['id']}")
+        assert served.status_code == 200, served.text
+        appointment = served.json()
+        shown = f"erased on {erased.erased_at} under {MUNICIPAL_RULE!r}"
+        assert (appointment["description"], appointment["comment"]) == (shown, shown)
+        assert erasure_marks(appointment["_description"])[::2] == ("masked", MUNICIPAL_RULE)
+        for kept in ("start", "end", "status", "participant"):
+            assert appointment[kept] == before[kept], kept
+        assert (
+            REGION_COMMENT
+            in system.sip.get(f"/fhir/AppointmentResponse/{answered.json()['id']}").text
+        )

@@ -309,3 +309,33 @@ def test_an_answer_stored_with_its_comment_in_the_dict_is_upcast_with_it(stores)
     assert "comment" not in valid_version_1(stored, "sip", "Plan.MeetingAnswered")
     upcast = plans.mapper.to_domain_event(stored)
     assert upcast.comment is None and upcast.answer["comment"] == "Svar före version 2"
+
+
+def test_an_invitation_stored_with_its_texts_in_the_dict_is_upcast_with_them(stores):
+    """`Plan.MeetingInvited` version 1 held the agenda and place in the meeting's dict;
+    version 2 keeps them in `agenda` and `location`, its author's. A version 1 event is upcast
+    with both None and its texts left in the dict, where the apply method takes them from."""
+    plans, _ = stores
+    meeting = {"id": "meeting-1", "start": "2027-02-01T10:00:00+01:00",
+               "end": "2027-02-01T11:00:00+01:00", "participants": [MUNICIPALITY],
+               "status": "booked", "organizer": REGION, "agenda": "Dagordning före version 2",
+               "location": "Vårdcentralen"}  # fmt: skip
+    invited_v1 = Plan.MeetingInvited(
+        originator_id=uuid4(),
+        originator_version=5,
+        timestamp=now(),
+        meeting=meeting,
+        at=now(),
+        by=COORDINATOR,
+        agenda=None,
+        location=None,
+    )
+    object.__delattr__(invited_v1, "agenda")  # the fields version 2 added
+    object.__delattr__(invited_v1, "location")
+    with mock.patch.object(Plan.MeetingInvited, "class_version", 1):
+        stored = plans.mapper.to_stored_event(invited_v1)
+    payload = valid_version_1(stored, "sip", "Plan.MeetingInvited")
+    assert "agenda" not in payload and "location" not in payload
+    upcast = plans.mapper.to_domain_event(stored)
+    assert (upcast.agenda, upcast.location) == (None, None)
+    assert upcast.meeting == meeting

@@ -264,9 +264,9 @@ def run_replay(arguments: argparse.Namespace) -> int:
 
 
 # Fields a later event version added, which most events leave empty: an older event's story
-# reads as it did before the field existed (before v2 an intervention's `text` and an answer's
-# `comment` are in their dicts).
-TOLD_ONLY_WHEN_GIVEN = {"identifiers", "text", "comment"}
+# reads as it did before the field existed (before v2 an intervention's `text`, an answer's
+# `comment` and an invitation's `agenda` and `location` are in their dicts).
+TOLD_ONLY_WHEN_GIVEN = {"identifiers", "text", "comment", "agenda", "location"}
 
 
 def story_line(event: Any) -> str:

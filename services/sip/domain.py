@@ -784,9 +784,10 @@ class Plan(Aggregate):
                 "participant of the plan named by its id, participant-N)",
             )
         meeting_id = self._next_id("meeting", self.meetings)
+        structure = {k: v for k, v in meeting.items() if k not in ("agenda", "location")}
         self._meeting_invited(
             meeting={
-                **meeting,
+                **structure,
                 "participants": participants,
                 "id": meeting_id,
                 "status": "booked",
@@ -794,6 +795,8 @@ class Plan(Aggregate):
             },
             at=at,
             by=by,
+            agenda=meeting.get("agenda"),
+            location=meeting.get("location"),
         )
         return meeting_id
 
@@ -816,9 +819,35 @@ class Plan(Aggregate):
         if not optional_text(location, "location") and not optional_text(video, "video"):
             raise RuleViolation("meeting-place", "a meeting has a place or a video link")
 
-    @event("MeetingInvited")
-    def _meeting_invited(self, meeting: dict[str, Any], at: datetime, by: EventActor) -> None:
-        self._add_meeting(meeting, by)
+    class MeetingInvited(Aggregate.Event):
+        """v2 keeps the invitation's agenda and place (its author's free texts) in fields of
+        their own, sealed under its author's class, and the meeting later events name under
+        the plan's (docs/decisions/0007)."""
+
+        class_version = 2
+        meeting: dict[str, Any]
+        at: datetime
+        by: EventActor
+        agenda: str | None
+        location: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # Upcasters run before the sealed dict is opened: its texts stay in it.
+            state["agenda"] = None
+            state["location"] = None
+
+    @event(MeetingInvited)
+    def _meeting_invited(
+        self,
+        meeting: dict[str, Any],
+        at: datetime,
+        by: EventActor,
+        agenda: str | None = None,
+        location: str | None = None,
+    ) -> None:
+        texts = {"agenda": agenda, "location": location}
+        self._add_meeting({**meeting, **{k: v for k, v in texts.items() if v is not None}}, by)
 
     def _open_invitation(self, meeting_id: str) -> Meeting:
         self._ensure_open()
