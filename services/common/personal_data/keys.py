@@ -292,7 +292,10 @@ class PersonalDataKeys:
             return False
         with self._lock:
             self._kept.clear()
-            self._live.clear()
+            if self._erased_seen is not None:
+                # Spares the next write a refusal and a retry; on the first look nothing is
+                # known to have changed, and each write checks its key live anyway.
+                self._live.clear()
             self._erased_seen = erased
             self.generation += 1
         return True
