@@ -79,11 +79,15 @@ class SealingEventStore(EventStore[UUID]):
             try:
                 recordings = super().put(domain_events, **kwargs)
             except DataKeyChanged:
+                mapper.rolled_back()
                 if attempt == self.ATTEMPTS - 1:
                     raise
                 # Sealed again under the keys as the database now holds them.
                 mapper.forget_live_keys()
                 continue
+            except BaseException:
+                mapper.rolled_back()
+                raise
             # Committed: the keys this write made are stored, the next writes' keys, and its
             # events' plain fields may be served to the reads that follow.
             mapper.stored(made)
@@ -154,8 +158,8 @@ class PersonalDataMapper(Mapper[UUID]):
     def stored(self, made: list[KeyUse]) -> None:
         """The write that made these keys committed."""
         self._keys.stored_by_write(made)
-        sealed: list[tuple[tuple[UUID, int], _JustWritten]] = getattr(self._writing, "sealed", [])
-        self._writing.sealed = []
+        sealed: list[tuple[tuple[UUID, int], _JustWritten]] | None
+        sealed, self._writing.sealed = getattr(self._writing, "sealed", None), None
         if not sealed:
             return
         with self._lock:
@@ -164,6 +168,10 @@ class PersonalDataMapper(Mapper[UUID]):
                 self._just_written.move_to_end(event)
             while len(self._just_written) > self.JUST_WRITTEN_KEPT:
                 self._just_written.popitem(last=False)
+
+    def rolled_back(self) -> None:
+        """The write this thread was sealing did not commit: none of its events is served."""
+        self._writing.sealed = None
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         topic = get_topic(type(domain_event))
@@ -209,9 +217,12 @@ class PersonalDataMapper(Mapper[UUID]):
         sealed = object.__new__(type(domain_event))
         object.__setattr__(sealed, "__dict__", state)
         stored = super().to_stored_event(sealed)
-        if plain_fields and hasattr(self._writing, "sealed"):
-            remembered = _JustWritten(stored.state, plain_fields, generation)
-            self._writing.sealed.append(((_uuid(stream), version), remembered))
+        # Remembered only within a write of SealingEventStore.put, which tells its outcome.
+        written = getattr(self._writing, "sealed", None)
+        if plain_fields and written is not None:
+            written.append(
+                ((_uuid(stream), version), _JustWritten(stored.state, plain_fields, generation))
+            )
         # The key goes with the event to the recorder, which checks or inserts it in the
         # write's own transaction (in_write.py).
         return SealedStoredEvent(
