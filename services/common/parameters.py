@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cache
 from types import NoneType, UnionType
 from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
@@ -151,7 +152,8 @@ class ParameterSpec:
     documentation: str | None
 
 
-def parameter_specs(model: type[OperationParameters]) -> list[ParameterSpec]:
+@cache  # read for every operation call: the type hints are resolved once per model
+def parameter_specs(model: type[OperationParameters]) -> tuple[ParameterSpec, ...]:
     hints = get_type_hints(model, include_extras=True)
     specs = []
     for name, field in model.model_fields.items():
@@ -171,7 +173,7 @@ def parameter_specs(model: type[OperationParameters]) -> list[ParameterSpec]:
                 documentation=field.description,
             )
         )
-    return specs
+    return tuple(specs)
 
 
 def _without_none(annotation: Any) -> Any:
