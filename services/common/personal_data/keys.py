@@ -312,6 +312,11 @@ class PersonalDataKeys:
             return Erased(key_id, erased_at, erased_rule)
         return self._keep(self._unwrapped(key_id, purpose, bytes(wrapped), master_key_id))
 
+    def kept(self, key_id: str) -> bool:
+        """Whether the key is kept unwrapped now (live when kept, not expired, no erasure
+        noticed since): a value sealed under it would open from memory alone."""
+        return self._kept_key(key_id) is not None
+
     def keep_keys(self, key_ids: Iterable[str]) -> None:
         """Unwraps and keeps, in one look-up per `KEYS_ASKED_AT_ONCE`, the live keys among
         `key_ids` not kept already: a rebuild meets each person's key once, in batches of
