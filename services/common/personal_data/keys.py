@@ -292,7 +292,10 @@ class PersonalDataKeys:
             return False
         with self._lock:
             self._kept.clear()
-            self._live.clear()
+            if self._erased_seen is not None:
+                # Spares the next write a refusal and a retry; on the first look nothing is
+                # known to have changed, and each write checks its key live anyway.
+                self._live.clear()
             self._erased_seen = erased
             self.generation += 1
         return True
@@ -308,6 +311,11 @@ class PersonalDataKeys:
         if wrapped is None:
             return Erased(key_id, erased_at, erased_rule)
         return self._keep(self._unwrapped(key_id, purpose, bytes(wrapped), master_key_id))
+
+    def kept(self, key_id: str) -> bool:
+        """Whether the key is kept unwrapped now (live when kept, not expired, no erasure
+        noticed since): a value sealed under it would open from memory alone."""
+        return self._kept_key(key_id) is not None
 
     def keep_keys(self, key_ids: Iterable[str]) -> None:
         """Unwraps and keeps, in one look-up per `KEYS_ASKED_AT_ONCE`, the live keys among

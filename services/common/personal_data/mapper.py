@@ -10,6 +10,13 @@ sealed as the transcoder's JSON of it, so dates and UUIDs open as themselves. A 
 key was erased reads as `Erased`. Events stored in clear (before encryption was switched on)
 read as they are.
 
+The plain fields of the events this process just wrote are remembered for a while
+(`JUST_WRITTEN_KEPT`), so reading them back at once (the read models' catch-up after a write)
+does not open them again: served only for the very stored event (its stored bytes compared),
+only once its write committed, and only while every key it was sealed under is kept by the key
+store as it was (not erased, not expired, no erasure noticed since: `generation`), that is
+exactly when opening would give the same value.
+
 Fields are opened after the library's upcasters ran: an upcaster must not read a personal
 field (none does: they add fields with defaults).
 """
@@ -19,10 +26,10 @@ from __future__ import annotations
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from threading import Lock, local
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from eventsourcing.persistence import EventStore, Mapper, StoredEvent, Transcoder
@@ -72,19 +79,31 @@ class SealingEventStore(EventStore[UUID]):
             try:
                 recordings = super().put(domain_events, **kwargs)
             except DataKeyChanged:
+                mapper.rolled_back()
                 if attempt == self.ATTEMPTS - 1:
                     raise
                 # Sealed again under the keys as the database now holds them.
                 mapper.forget_live_keys()
                 continue
-            # Committed: the keys this write made are stored, the next writes' keys.
+            except BaseException:
+                mapper.rolled_back()
+                raise
+            # Committed: the keys this write made are stored, the next writes' keys, and its
+            # events' plain fields may be served to the reads that follow.
             mapper.stored(made)
             return recordings
         raise AssertionError("unreachable")
 
 
+class _JustWritten(NamedTuple):
+    state: bytes  # the event as stored: another event of the same stream and version differs
+    plain: dict[str, bytes]  # each sealed field as the transcoder wrote it, before sealing
+    generation: int  # the key store's, when it was sealed
+
+
 class PersonalDataMapper(Mapper[UUID]):
     PEOPLE_KEPT = 10_000  # streams whose person is remembered, most recently used
+    JUST_WRITTEN_KEPT = 4_000  # events whose plain fields are remembered after their write
 
     def __init__(
         self,
@@ -103,6 +122,9 @@ class PersonalDataMapper(Mapper[UUID]):
         self._lock = Lock()
         # The keys made by the write this thread is sealing (SealingEventStore.put).
         self._writing = local()
+        # The plain fields of events written by this process, by stream and version.
+        self._just_written: OrderedDict[tuple[UUID, int], _JustWritten] = OrderedDict()
+        self._just_written_generation = keys.generation
 
     def forget_live_keys(self) -> None:
         self._keys.forget_live_keys()
@@ -128,11 +150,28 @@ class PersonalDataMapper(Mapper[UUID]):
         """Starts this thread's write: the keys its events make are gathered in the list."""
         made: list[KeyUse] = []
         self._writing.made = made
+        # Its events' plain fields, remembered only once it commits (`stored`): a write rolled
+        # back (a key changed, a conflict) leaves nothing to serve.
+        self._writing.sealed = []
         return made
 
     def stored(self, made: list[KeyUse]) -> None:
         """The write that made these keys committed."""
         self._keys.stored_by_write(made)
+        sealed: list[tuple[tuple[UUID, int], _JustWritten]] | None
+        sealed, self._writing.sealed = getattr(self._writing, "sealed", None), None
+        if not sealed:
+            return
+        with self._lock:
+            for event, remembered in sealed:
+                self._just_written[event] = remembered
+                self._just_written.move_to_end(event)
+            while len(self._just_written) > self.JUST_WRITTEN_KEPT:
+                self._just_written.popitem(last=False)
+
+    def rolled_back(self) -> None:
+        """The write this thread was sealing did not commit: none of its events is served."""
+        self._writing.sealed = None
 
     def to_stored_event(self, domain_event: Any) -> StoredEvent:
         topic = get_topic(type(domain_event))
@@ -158,6 +197,8 @@ class PersonalDataMapper(Mapper[UUID]):
         author_class = self._author_class(stream, state) if declared.by_author else None
         # Asked of the database once per event and class, only if there is a field.
         keys: dict[str, tuple[DataKey, KeyUse]] = {}
+        plain_fields: dict[str, bytes] = {}
+        generation = self._keys.generation
         for name in declared.fields:
             if state.get(name) is not None:
                 retention_class = declared.class_of(name, author_class)
@@ -166,6 +207,7 @@ class PersonalDataMapper(Mapper[UUID]):
                 key = keys[retention_class][0]
                 # Sealed as the transcoder writes it, so dates and UUIDs open as themselves.
                 plain = self.transcoder.encode(state[name])
+                plain_fields[name] = plain
                 state[name] = {SEALED: seal_bytes(key, plain, prefix + name.encode())}
         made = getattr(self._writing, "made", [])
         made += [use for _, use in keys.values() if use.new_row is not None]
@@ -175,6 +217,12 @@ class PersonalDataMapper(Mapper[UUID]):
         sealed = object.__new__(type(domain_event))
         object.__setattr__(sealed, "__dict__", state)
         stored = super().to_stored_event(sealed)
+        # Remembered only within a write of SealingEventStore.put, which tells its outcome.
+        written = getattr(self._writing, "sealed", None)
+        if plain_fields and written is not None:
+            written.append(
+                ((_uuid(stream), version), _JustWritten(stored.state, plain_fields, generation))
+            )
         # The key goes with the event to the recorder, which checks or inserts it in the
         # write's own transaction (in_write.py).
         return SealedStoredEvent(
@@ -185,7 +233,11 @@ class PersonalDataMapper(Mapper[UUID]):
             data_keys=tuple(use for _, use in keys.values()),
         )
 
-    def to_domain_event(self, stored_event: StoredEvent) -> Any:
+    def to_domain_event(
+        self, stored_event: StoredEvent, *, left_sealed: Collection[str] = ()
+    ) -> Any:
+        """The event with its sealed fields opened, but those named in `left_sealed`: they
+        stay as stored (a `SealedField`), for a reader that never uses their content."""
         domain_event = super().to_domain_event(stored_event)
         declared = self._declared.get(stored_event.topic)
         if declared is None:
@@ -193,11 +245,19 @@ class PersonalDataMapper(Mapper[UUID]):
         state = vars(domain_event)
         stream, version = stored_event.originator_id, stored_event.originator_version
         prefix = _context(stream, version, stored_event.topic)
+        plain = self._plain_just_written(stored_event)
         for name in declared.fields:
             value = state.get(name)
             if isinstance(value, dict) and SEALED in value:
                 if name == declared.person and declared.later_events:
                     self._remember_key(_uuid(stream), value[SEALED].get("k"))
+                if name in left_sealed:
+                    state[name] = SealedField(value)
+                    continue
+                # Not opened again just after its write, while its key is kept as it was.
+                if name in plain and self._keys.kept(value[SEALED].get("k", "")):
+                    state[name] = self.transcoder.decode(plain[name])
+                    continue
                 opened = self._open(value[SEALED], prefix + name.encode())
                 # An author's text erased while its record is kept reads as a text naming the
                 # erasure (the record's person key erased: the record is never built).
@@ -211,6 +271,26 @@ class PersonalDataMapper(Mapper[UUID]):
         ):
             self._remember(_uuid(stream), PersonIdentifier(**state[declared.person]))
         return domain_event
+
+    def _plain_just_written(self, stored_event: StoredEvent) -> dict[str, bytes]:
+        """The plain fields of this very stored event, if this process just wrote it and no
+        erasure was noticed since (then all are forgotten); else none."""
+        if not self._just_written:
+            return {}
+        if self._keys.generation != self._just_written_generation:
+            with self._lock:
+                self._just_written.clear()
+                self._just_written_generation = self._keys.generation
+            return {}
+        event = (_uuid(stored_event.originator_id), stored_event.originator_version)
+        remembered = self._just_written.get(event)  # atomic
+        if (
+            remembered is None
+            or remembered.generation != self._just_written_generation
+            or remembered.state != bytes(stored_event.state)
+        ):
+            return {}
+        return remembered.plain
 
     def keep_keys_of(self, stored_events: Sequence[StoredEvent]) -> None:
         """Unwraps the keys these stored events' sealed fields name in one look-up, before
