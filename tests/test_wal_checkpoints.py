@@ -4,13 +4,19 @@ a commit still syncs its log before it returns, and what was committed is in the
 file once the thread has run, and still there when the database is opened again."""
 
 import sqlite3
+import threading
 import time
 from datetime import UTC, datetime
 
 from services.common.access_log import AccessRecord
 from services.common.migrations.runner import migrate_service
 from services.common.persistence import read_model_engine, storage_for
-from services.common.wal_checkpoints import FALLBACK_PAGES, checkpointing
+from services.common.wal_checkpoints import (
+    FALLBACK_PAGES,
+    WalCheckpointer,
+    checkpointing,
+    stop_checkpointing,
+)
 from services.ops.offline import open_service
 
 ACTOR = {"subject": "test", "role": "integration", "organization": "SE2321000032-R1"}
@@ -75,3 +81,31 @@ def test_closing_the_service_stops_its_checkpointer(tmp_path):
         assert running._thread.is_alive()
     running._thread.join(timeout=5)
     assert not running._thread.is_alive()
+
+
+def test_a_checkpointer_starting_while_another_is_stopped_waits_for_nothing(tmp_path, monkeypatch):
+    """A thread starting may run a garbage collection, and an `Application.__del__` in it
+    stops another file's checkpointer (`stop_checkpointing`) before `Thread.start` returns.
+    Seen hanging a test run: the checkpointer was started while the lock was held, so the
+    stop waited for the start and the start for the stop. Played here with a second thread
+    stopping the other checkpointer while the first starts."""
+    other = str(tmp_path / "other.sqlite")
+    sqlite3.connect(other).close()
+    checkpointing(other)
+    really_start = WalCheckpointer.start
+    stopped = threading.Event()
+
+    def start_as_a_collection_would(self):
+        collector = threading.Thread(target=lambda: (stop_checkpointing(other), stopped.set()))
+        collector.start()
+        collector.join(timeout=3)
+        really_start(self)
+
+    monkeypatch.setattr(WalCheckpointer, "start", start_as_a_collection_would)
+    path = str(tmp_path / "service.sqlite")
+    sqlite3.connect(path).close()
+    started = checkpointing(path)
+    assert stopped.is_set(), "the other checkpointer's stop waited for this one's start"
+    assert started.running() and checkpointing(path) is started
+    stop_checkpointing(path)
+    assert not started.running()

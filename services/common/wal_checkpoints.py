@@ -52,6 +52,12 @@ class WalCheckpointer:
     def start(self) -> None:
         self._thread.start()
 
+    def running(self) -> bool:
+        """Started and not stopped, or about to start (a thread not yet started has no id)."""
+        if self._stop.is_set():
+            return False
+        return self._thread.ident is None or self._thread.is_alive()
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
@@ -88,10 +94,14 @@ def checkpointing(path: str) -> WalCheckpointer:
     """The process's checkpointer of the database file at `path`, started on first use."""
     with _making:
         found = _threads.get(path)
-        if found is None or not found._thread.is_alive():
-            found = _threads[path] = WalCheckpointer(path)
-            found.start()
-        return found
+        if found is not None and found.running():
+            return found
+        found = _threads[path] = WalCheckpointer(path)
+    # Started outside the lock: a thread starting may run a garbage collection whose
+    # `Application.__del__` stops another checkpointer (`stop_checkpointing` takes the lock),
+    # and `Thread.start` waits for the new thread: held across it, the two waited forever.
+    found.start()
+    return found
 
 
 def stop_checkpointing(path: str) -> None:
