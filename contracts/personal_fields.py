@@ -85,7 +85,11 @@ PERSONAL_FIELDS: dict[str, PersonalFields] = {
     _PLAN + "Closed": _texts("reason", "note"),
     _PLAN + "DeviationReported": _texts("text"),
     _PLAN + "DeviationAnswered": _texts("answer"),
-    _PLAN + "MeetingScheduled": PersonalFields(("meeting",), PLAN_CLASS),
+    # v2: the place in a field of its own, its author's; a v1 event holds it inside the
+    # meeting, sealed whole under the plan's class.
+    _PLAN + "MeetingScheduled": PersonalFields(
+        ("meeting", "location"), PLAN_CLASS, by_author=("location",)
+    ),
     _PLAN + "MeetingHeld": _texts("notes"),
     # The invitation's place, link and agenda, and an answer's comment, are about the person.
     # v2: the agenda and place in fields of their own, their author's; a v1 event holds them

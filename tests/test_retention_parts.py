@@ -528,3 +528,32 @@ def test_a_municipalitys_invitation_texts_go_on_their_date_the_meeting_stays(sql
             REGION_COMMENT
             in system.sip.get(f"/fhir/AppointmentResponse/{answered.json()['id']}").text
         )
+
+
+def test_a_municipalitys_scheduled_meeting_place_goes_on_its_date_the_meeting_stays(
+    sqlite_backend,
+):
+    """A meeting scheduled without invitations keeps its place as its author's text
+    (MeetingScheduled v2): five years and a day after the municipality's last entry it reads
+    as erased while the meeting, its time and status are served."""
+    backend = sqlite_backend
+    with running_system(backend) as system:
+        plan_id, number = consented_plan(system)
+        municipality = system.as_caller("coordinator", organization=MUNICIPALITY).sip
+        created_or_ok(run(municipality, plan_id, "schedule-meeting",
+                          start="2027-03-01T10:00:00+01:00", end="2027-03-01T11:00:00+01:00",
+                          location=MUNICIPAL_PLACE, invitee=["Dottern"]))  # fmt: skip
+        found = system.sip.get(f"/fhir/Appointment?based-on=CarePlan/{plan_id}").json()
+        (before,) = [entry["resource"] for entry in found.get("entry", [])]
+        assert before["comment"] == MUNICIPAL_PLACE
+    assert scan(backend.data_dir, {MUNICIPAL_PLACE}) == []  # sealed
+    erased = erase_the_municipalitys_key(backend, number)
+    assert scan(backend.data_dir, {MUNICIPAL_PLACE}) == []
+
+    with running_system(backend) as system:
+        served = system.sip.get(f"/fhir/Appointment/{before['id']}")
+        assert served.status_code == 200, served.text
+        appointment = served.json()
+        assert appointment["comment"] == f"erased on {erased.erased_at} under {MUNICIPAL_RULE!r}"
+        for kept in ("start", "end", "status"):
+            assert appointment[kept] == before[kept], kept

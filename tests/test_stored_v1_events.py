@@ -339,3 +339,29 @@ def test_an_invitation_stored_with_its_texts_in_the_dict_is_upcast_with_them(sto
     upcast = plans.mapper.to_domain_event(stored)
     assert (upcast.agenda, upcast.location) == (None, None)
     assert upcast.meeting == meeting
+
+
+def test_a_scheduled_meeting_stored_with_its_place_in_the_dict_is_upcast_with_it(stores):
+    """`Plan.MeetingScheduled` version 1 held the place in the meeting's dict; version 2 keeps
+    it in `location`, its author's. A version 1 event is upcast with it None and the place
+    left in the dict, where the apply method takes it from."""
+    plans, _ = stores
+    meeting = {"id": "meeting-1", "start": "2027-03-01T10:00:00+01:00",
+               "end": "2027-03-01T11:00:00+01:00", "invitees": ["Dottern"],
+               "status": "booked", "location": "Vårdcentralen", "video": None}  # fmt: skip
+    scheduled_v1 = Plan.MeetingScheduled(
+        originator_id=uuid4(),
+        originator_version=5,
+        timestamp=now(),
+        meeting=meeting,
+        at=now(),
+        by=COORDINATOR,
+        location=None,
+    )
+    object.__delattr__(scheduled_v1, "location")  # the field version 2 added
+    with mock.patch.object(Plan.MeetingScheduled, "class_version", 1):
+        stored = plans.mapper.to_stored_event(scheduled_v1)
+    payload = valid_version_1(stored, "sip", "Plan.MeetingScheduled")
+    assert "location" not in payload
+    upcast = plans.mapper.to_domain_event(stored)
+    assert upcast.location is None and upcast.meeting == meeting

@@ -688,14 +688,39 @@ class Plan(Aggregate):
         self._ensure_meeting_place(meeting.get("location"), meeting.get("video"))
         required_texts(meeting.get("invitees", []), "invitee")
         meeting_id = f"meeting-{len(self.meetings) + 1}"
+        structure = {k: v for k, v in meeting.items() if k != "location"}
         self._meeting_scheduled(
-            meeting={**meeting, "id": meeting_id, "status": "booked"}, at=at, by=by
+            meeting={**structure, "id": meeting_id, "status": "booked"},
+            at=at,
+            by=by,
+            location=meeting.get("location"),
         )
         return meeting_id
 
-    @event("MeetingScheduled")
-    def _meeting_scheduled(self, meeting: dict[str, Any], at: datetime, by: EventActor) -> None:
-        self._add_meeting(meeting, by)
+    class MeetingScheduled(Aggregate.Event):
+        """v2 keeps the meeting's place (its author's free text) in a field of its own, sealed
+        under its author's class, as MeetingInvited v2 does (docs/decisions/0007)."""
+
+        class_version = 2
+        meeting: dict[str, Any]
+        at: datetime
+        by: EventActor
+        location: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # Upcasters run before the sealed dict is opened: its place stays in it.
+            state["location"] = None
+
+    @event(MeetingScheduled)
+    def _meeting_scheduled(
+        self,
+        meeting: dict[str, Any],
+        at: datetime,
+        by: EventActor,
+        location: str | None = None,
+    ) -> None:
+        self._add_meeting(meeting if location is None else {**meeting, "location": location}, by)
 
     def _add_meeting(self, meeting: dict[str, Any], by: EventActor) -> None:
         """A meeting scheduled or invited to, the writer's organisation its custodian."""
