@@ -78,7 +78,8 @@ def test_a_read_model_far_behind_the_log_is_not_ready_until_the_probes_work_it_o
         behind = system.sip.get("/readyz")
         assert behind.status_code == 503
         assert "read model plan_index is" in reasons(behind) and "events behind" in reasons(behind)
-        assert wait_until(lambda: system.sip.get("/readyz").status_code == 200, 10, 0.05)
+        ready = wait_until(lambda: system.sip.get("/readyz").status_code == 200, 10, 0.05)
+        assert ready, reasons(system.sip.get("/readyz"))  # what kept it out, if anything
         found = system.sip.get("/fhir/CarePlan", params={"_count": 50})
         assert found.json()["total"] >= 4
 

@@ -207,7 +207,9 @@ def test_erasing_one_person_among_several_leaves_nothing_of_theirs_and_the_other
     with running_system(backend) as system:
         assert system.sip.get(f"/fhir/CarePlan/{erased_plan}").status_code == 404
         assert system.sip.get(f"/fhir/CarePlan/{erased_plan}/_history").status_code == 404
-        moment = retention.now().isoformat(timespec="seconds")  # the plan existed then
+        # The plans existed then: to the millisecond, as the whole test may take less than a
+        # second from their start to here (in whole seconds it was before them, now and then).
+        moment = retention.now().isoformat(timespec="milliseconds")
         at = system.sip.get(f"/fhir/CarePlan/{erased_plan}", params={"_at": moment})
         assert at.status_code == 404
         as_of = system.sip.get(f"/fhir/CarePlan/{erased_plan}/$as-of", params={"instant": moment})
