@@ -212,24 +212,28 @@ class PersonalDataMapper(Mapper[UUID]):
         made = getattr(self._writing, "made", [])
         made += [use for _, use in keys.values() if use.new_row is not None]
         person_class = declared.class_of(declared.person or "", None)
-        if declared.person is not None and person_class in keys:
+        if declared.person is not None and declared.later_events and person_class in keys:
             self._remember_key(_uuid(stream), keys[person_class][0].key_id)
-        sealed = object.__new__(type(domain_event))
-        object.__setattr__(sealed, "__dict__", state)
-        stored = super().to_stored_event(sealed)
+        # Stored as the library's Mapper.to_stored_event stores an event (this mapper has no
+        # compressor or cipher), without building a stored event twice.
+        del state["originator_id"], state["originator_version"]
+        class_version = getattr(type(domain_event), "class_version", 1)
+        if class_version > 1:
+            state["class_version"] = class_version
+        stored_state = self.transcoder.encode(state)
         # Remembered only within a write of SealingEventStore.put, which tells its outcome.
         written = getattr(self._writing, "sealed", None)
         if plain_fields and written is not None:
             written.append(
-                ((_uuid(stream), version), _JustWritten(stored.state, plain_fields, generation))
+                ((_uuid(stream), version), _JustWritten(stored_state, plain_fields, generation))
             )
         # The key goes with the event to the recorder, which checks or inserts it in the
         # write's own transaction (in_write.py).
         return SealedStoredEvent(
-            originator_id=stored.originator_id,
-            originator_version=stored.originator_version,
-            topic=stored.topic,
-            state=stored.state,
+            originator_id=stream,
+            originator_version=version,
+            topic=topic,
+            state=stored_state,
             data_keys=tuple(use for _, use in keys.values()),
         )
 
