@@ -354,8 +354,10 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
                 ),
                 params,
             )
-            # A fetch makes the pipeline hand back this statement's rows (none for an insert).
-            return [tuple(row.values()) for row in curs.fetchall()] if sql[:6] == "SELECT" else []
+            # A fetch makes the pipeline hand back this statement's rows (an insert's only
+            # where it returns some).
+            returns = sql[:6] == "SELECT" or " RETURNING " in sql
+            return [tuple(row.values()) for row in curs.fetchall()] if returns else []
 
         def abort(reason: str) -> None:
             # The library commits after an exception of ours unless the database failed the

@@ -29,10 +29,11 @@ KEY_COLUMNS = (
     "master_key_id",
     "created_at",
 )
-# In the recorders' parameter style (%s); the SQLite one writes `?`.
+# In the recorders' parameter style (%s); the SQLite one writes `?`. A key another writer
+# stored first for the same person and class inserts nothing and returns no row.
 INSERT_KEY = (
     f"INSERT INTO personal_data_keys ({', '.join(KEY_COLUMNS)}) "
-    f"VALUES ({', '.join(['%s'] * len(KEY_COLUMNS))})"
+    f"VALUES ({', '.join(['%s'] * len(KEY_COLUMNS))}) ON CONFLICT DO NOTHING RETURNING key_id"
 )
 KEY_OF_PERSON = (
     "SELECT key_id FROM personal_data_keys WHERE person_index = %s AND retention_class = %s"
@@ -89,16 +90,16 @@ def check_data_keys(
             else:
                 existing.add(use.key_id)
     for key_id, row in new.items():
+        if run(INSERT_KEY, row):
+            existing.discard(key_id)
+            continue
         person_index, retention_class = row[2], row[3]
         holders = [found[0] for found in run(KEY_OF_PERSON, (person_index, retention_class))]
         if holders == [key_id]:  # stored by another write of this process meanwhile: check it
             existing.add(key_id)
             continue
-        if holders:
-            abort("another writer made this person's key first")
-            raise DataKeyChanged("another writer made this person's key first")
-        run(INSERT_KEY, row)
-        existing.discard(key_id)
+        abort("another writer made this person's key first")
+        raise DataKeyChanged("another writer made this person's key first")
     used = sorted(existing)
     if used:
         found = {row[0] for row in run(live_keys(len(used)) + lock, tuple(used))}
