@@ -20,6 +20,7 @@ database then holds (`forget_live_keys`, called by the mapper's event store).
 from __future__ import annotations
 
 import contextlib
+import functools
 import secrets
 import time
 import uuid
@@ -101,10 +102,16 @@ _LIVE_KEYS_OF_PERSON = (
     "SELECT key_id, purpose, retention_class, wrapped_key, master_key_id "
     "FROM personal_data_keys WHERE person_index = %s AND wrapped_key IS NOT NULL"
 )
-# Built once: building a statement costs more than running it.
-_KEYS_BY_ID = select(personal_data_keys).where(
-    personal_data_keys.c.key_id.in_(bindparam("key_ids", expanding=True))
-)
+
+
+@functools.cache  # one statement per count of ids, as the driver's statement cache keeps it
+def _live_keys_by_id(count: int) -> str:
+    return (
+        "SELECT key_id, purpose, wrapped_key, master_key_id FROM personal_data_keys "
+        f"WHERE wrapped_key IS NOT NULL AND key_id IN ({', '.join(['%s'] * count)})"
+    )
+
+
 _NOT_ASKED = object()
 
 _ERASED_COUNT = select(personal_data_erasures.c.erased).where(personal_data_erasures.c.id == 1)
@@ -324,13 +331,11 @@ class PersonalDataKeys:
         are passed over (`key_of` answers for them as before)."""
         missing = sorted({key_id for key_id in key_ids if self._kept_key(key_id) is None})
         for start in range(0, len(missing), self.KEYS_ASKED_AT_ONCE):
-            with self._engine.connect() as connection:
-                rows = connection.execute(
-                    _KEYS_BY_ID, {"key_ids": missing[start : start + self.KEYS_ASKED_AT_ONCE]}
-                ).all()
-            for row in rows:
-                if row.wrapped_key is not None:
-                    self._keep(self._unwrap(row))
+            asked = tuple(missing[start : start + self.KEYS_ASKED_AT_ONCE])
+            for key_id, purpose, wrapped, master_key_id in self._query(
+                _live_keys_by_id(len(asked)), *asked
+            ):
+                self._keep(self._unwrapped(key_id, purpose, bytes(wrapped), master_key_id))
 
     def erase(
         self,
@@ -482,15 +487,16 @@ class PersonalDataKeys:
             )
         }
 
-    def _query(self, sql: str, parameter: str) -> list[tuple[Any, ...]]:
-        """`sql` (one `%s`) on the driver's own connection: asked for each person the
-        process meets first (a key look-up), where SQLAlchemy's execution (its transaction's
-        own BEGIN, the statement cache, the result) costs several times the query (issue 16)."""
+    def _query(self, sql: str, *parameters: str) -> list[tuple[Any, ...]]:
+        """`sql` (a `%s` for each parameter) on the driver's own connection: asked for each
+        person the process meets first (a key look-up) and for each batch a rebuild applies,
+        where SQLAlchemy's execution (its transaction's own BEGIN, the statement cache, the
+        result) costs several times the query (issue 16)."""
         connection = self._engine.raw_connection()
         try:
             cursor = connection.cursor()
             marker = "?" if self._engine.dialect.paramstyle == "qmark" else "%s"
-            cursor.execute(sql.replace("%s", marker), (parameter,))
+            cursor.execute(sql.replace("%s", marker), parameters)
             rows = cursor.fetchall()
             cursor.close()
         finally:
@@ -522,9 +528,6 @@ class PersonalDataKeys:
 
     def _writing(self) -> Any:
         return self._engine.execution_options(**{SQLITE_IMMEDIATE: True}).begin()
-
-    def _unwrap(self, row: Any) -> DataKey:
-        return self._unwrapped(row.key_id, row.purpose, row.wrapped_key, row.master_key_id)
 
     def _unwrapped(
         self, key_id: str, purpose: str, wrapped_key: bytes, master_key_id: str
