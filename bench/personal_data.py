@@ -1,16 +1,22 @@
-"""The cost of sealing personal fields (docs/decisions/0007, issue 16): the SIP service with
-and without its events' personal fields encrypted, on the same workload, in one run.
+"""The cost of sealing personal fields (docs/decisions/0007): the SIP service with and without
+its events' personal fields encrypted, on the same workload, side by side in one process.
 
-    python bench/personal_data.py [--plans N] [--rounds N]
+    python bench/personal_data.py [--plans N] [--rounds N] [--rebuilds N]
 
 Writes: the SIP application's commands as requests make them (bench/rebuild.py's workload:
 each plan started, six more requests and activated, each with its access record), on the
-service's own SQLite store as `sip up` opens it. Rebuild: every read model rebuilt from zero
-(`sip projections rebuild`: the plan index and the access-log index), by a fresh application
-and, encrypted, a fresh key store (nothing kept in memory), as the command runs in a new
-process. Plain and encrypted alternate, round after round, and the medians are compared: on
-a shared machine a burst of load hits one round, not the other side's. Prints commands/s,
-rebuilt events/s and the encrypted/plain time ratio of each (goal: under 1.15).
+service's own SQLite store as `sip up` opens it, every plan a new person (whose keys are
+made then). Rebuild: every read model rebuilt from zero (`sip projections rebuild`: the plan
+index and the access-log index) by a fresh application and, encrypted, a fresh key store
+(nothing kept in memory), as the command runs in a new process.
+
+Both stores are open at once, and the work alternates between them in small rounds (`--plans`
+plans, or one rebuild), which side goes first alternating too. A shared machine's bursts of
+load, and its slower and faster spells, fall on both sides alike; measured in separate
+processes, the ratio moved by 0.2 from one run to the next on a quiet machine, as each process
+runs at its own speed. Prints commands/s, rebuilt events/s and the encrypted/plain ratio of
+the medians of each (goal: under 1.15), in wall and CPU time, with the middle half of the
+rounds' own ratios.
 """
 
 from __future__ import annotations
@@ -19,7 +25,10 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 from rebuild import write_workload  # bench/rebuild.py, beside this file
 
@@ -30,85 +39,104 @@ from services.common.personal_data.master_key import MasterKey, MasterKeys
 from services.ops.offline import SERVICES
 
 REQUESTS_PER_PLAN = 7  # started, six steps, activated (write_workload)
+PERSONS = 1000  # write_workload's distinct persons: each round's plans are new persons
+SIDES = ("plain", "encrypted")
 
 
-def measure(encrypted: bool, plans: int) -> tuple[float, float, int, float, float]:
-    """Seconds writing, seconds rebuilding, events, and the process's CPU seconds of each
-    (less swayed by the other processes of a loaded machine than the wall clock)."""
-    application_class, projection_classes = SERVICES["sip"]
-    master = MasterKeys(MasterKey.generate())
-    with tempfile.TemporaryDirectory() as folder:
-        data_dir = Path(folder)
+class Side:
+    """One store, encrypted or not, and how to open a fresh application on it."""
+
+    def __init__(self, encrypted: bool, data_dir: Path, master: MasterKeys) -> None:
+        self.application_class, self.projection_classes = SERVICES["sip"]
+        self.encrypted, self.master = encrypted, master
         migrate_service("sip", None, data_dir)
-        storage = storage_for("sip", None, data_dir)
-        engine = read_model_engine(storage)
+        self.storage = storage_for("sip", None, data_dir)
+        self.engine = read_model_engine(self.storage)
+        self.writer = self.application()
+        self.events = 0
+
+    def application(self) -> Any:
+        keys = PersonalDataKeys(self.engine, self.master) if self.encrypted else None
+        return self.application_class(env=self.storage.event_store_env, personal_data=keys)
+
+    def write(self, plans: int, first: int) -> None:
+        write_workload(self.writer, plans, first)
+
+    def rebuild(self) -> None:
+        reader = self.application()
         try:
-
-            def application():  # type: ignore[no-untyped-def]
-                keys = PersonalDataKeys(engine, master) if encrypted else None
-                return application_class(env=storage.event_store_env, personal_data=keys)
-
-            writer = application()
-            started, cpu = time.perf_counter(), time.process_time()
-            write_workload(writer, plans)
-            writes, writes_cpu = time.perf_counter() - started, time.process_time() - cpu
-            events = writer.recorder.max_notification_id() or 0
-            writer.close()
-            reader = application()
-            projections = [kind(reader, engine) for kind in projection_classes]
-            started, cpu = time.perf_counter(), time.process_time()
-            for projection in projections:
+            for projection in [kind(reader, self.engine) for kind in self.projection_classes]:
                 projection.rebuild()
-            rebuild, rebuild_cpu = time.perf_counter() - started, time.process_time() - cpu
-            reader.close()
-            return writes, rebuild, events, writes_cpu, rebuild_cpu
+            self.events = reader.recorder.max_notification_id() or 0
         finally:
-            engine.dispose()
+            reader.close()
+
+    def close(self) -> None:
+        self.writer.close()
+        self.engine.dispose()
+
+
+def alternated(
+    sides: dict[str, Side], rounds: int, work: Callable[[Side, int], None]
+) -> dict[str, list[tuple[float, float]]]:
+    """Each round's (wall, CPU) seconds of `work(side, round)` on each side, taken in turns."""
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
+    for round_number in range(rounds):
+        order = SIDES if round_number % 2 == 0 else SIDES[::-1]
+        for name in order:
+            started, cpu = time.perf_counter(), time.process_time()
+            work(sides[name], round_number)
+            times[name].append((time.perf_counter() - started, time.process_time() - cpu))
+    return times
+
+
+def report(label: str, times: dict[str, list[tuple[float, float]]]) -> None:
+    for clock, index in (("wall", 0), ("CPU", 1)):
+        plain = [t[index] for t in times["plain"]]
+        encrypted = [t[index] for t in times["encrypted"]]
+        ratios = sorted(e / p for p, e in zip(plain, encrypted, strict=True))
+        quarter = len(ratios) // 4
+        print(
+            f"  {label} {clock:4} time, encrypted/plain: "
+            f"{statistics.median(encrypted) / statistics.median(plain):.3f} "
+            f"(rounds' own ratios, middle half: {ratios[quarter]:.2f} to "
+            f"{ratios[-1 - quarter]:.2f})"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--plans", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--plans", type=int, default=10, help="plans per side in a round")
+    parser.add_argument("--rounds", type=int, default=40, help="rounds of writes")
+    parser.add_argument("--rebuilds", type=int, default=12, help="rebuilds of each side")
     arguments = parser.parse_args()
-    results: dict[str, list[tuple[float, float, int, float, float]]]
-    results = {"plain": [], "encrypted": []}
-    for round_number in range(arguments.rounds):
-        # Alternated, and which side goes first alternates too (a warm disk cache, a burst).
-        order = ("plain", "encrypted") if round_number % 2 == 0 else ("encrypted", "plain")
-        for name in order:
-            results[name].append(measure(name == "encrypted", arguments.plans))
-    medians = {}
-    for name, runs in results.items():
-        writes = statistics.median(run[0] for run in runs)
-        rebuild = statistics.median(run[1] for run in runs)
-        events = runs[0][2]
-        medians[name] = writes, rebuild
-        print(
-            f"{name:9} {arguments.plans * REQUESTS_PER_PLAN / writes:8.0f} commands/s"
-            f"  {events / rebuild:8.0f} events rebuilt/s ({events} events)"
+    if arguments.plans * arguments.rounds > PERSONS:
+        parser.error(f"--plans x --rounds must be at most {PERSONS} (new persons each round)")
+    master = MasterKeys(MasterKey.generate())
+    with tempfile.TemporaryDirectory() as folder, ExitStack() as sides_open:
+        sides = {}
+        for name in SIDES:
+            sides[name] = Side(name == "encrypted", Path(folder) / name, master)
+            sides_open.callback(sides[name].close)
+        plans = arguments.plans
+        writes = alternated(
+            sides, arguments.rounds, lambda side, number: side.write(plans, number * plans)
         )
-    (plain_w, plain_r), (enc_w, enc_r) = medians["plain"], medians["encrypted"]
-    # Per round too: the spread shows how much of a ratio the machine's load is.
-    pairs = list(zip(results["plain"], results["encrypted"], strict=True))
-    ratios_w = sorted(e[0] / p[0] for p, e in pairs)
-    ratios_r = sorted(e[1] / p[1] for p, e in pairs)
-    print(
-        f"encrypted/plain time ({arguments.rounds} rounds, medians): "
-        f"writes {enc_w / plain_w:.2f}, rebuild {enc_r / plain_r:.2f}"
-    )
-    cpu = {
-        name: [statistics.median(run[i] for run in runs) for i in (3, 4)]
-        for name, runs in results.items()
-    }
-    print(
-        f"  CPU time, medians: writes {cpu['encrypted'][0] / cpu['plain'][0]:.2f}, "
-        f"rebuild {cpu['encrypted'][1] / cpu['plain'][1]:.2f}"
-    )
-    print(
-        f"  per round: writes {ratios_w[0]:.2f} to {ratios_w[-1]:.2f}, "
-        f"rebuild {ratios_r[0]:.2f} to {ratios_r[-1]:.2f}"
-    )
+        rebuilds = alternated(sides, arguments.rebuilds, lambda side, _: side.rebuild())
+        for name in SIDES:
+            write_seconds = statistics.median(t[0] for t in writes[name])
+            rebuild_seconds = statistics.median(t[0] for t in rebuilds[name])
+            print(
+                f"{name:9} {plans * REQUESTS_PER_PLAN / write_seconds:8.0f} commands/s"
+                f"  {sides[name].events / rebuild_seconds:8.0f} events rebuilt/s"
+                f" ({sides[name].events} events)"
+            )
+        print(
+            f"{arguments.rounds} rounds of {plans} plans a side, "
+            f"{arguments.rebuilds} rebuilds a side, alternated:"
+        )
+        report("writes ", writes)
+        report("rebuild", rebuilds)
 
 
 if __name__ == "__main__":

@@ -35,9 +35,10 @@ class PermitAll:
         return ConsentDecision(decision="permit", reason="bench", consents=(str(uuid.uuid4()),))
 
 
-def write_workload(application, plans: int) -> None:
+def write_workload(application, plans: int, first: int = 0) -> None:
     """Each plan as a coordinator draws it up: started, the municipality invited, a need, an
-    intervention, overall responsibility, a follow-up date, activated; one request each."""
+    intervention, overall responsibility, a follow-up date, activated; one request each. The
+    plans are of persons number `first` on (a thousand persons, then again from the first)."""
     now = datetime.now(UTC)
     intervention = {
         "text": "Hemtjänst", "kind": "support", "need_ids": ["need-1"], "goal_ids": [],
@@ -56,7 +57,7 @@ def write_workload(application, plans: int) -> None:
         ),
         lambda plan: plan.set_follow_up(follow_up_date=date(2027, 3, 1), at=now, by=ACTOR),
     ]
-    for number in range(plans):
+    for number in range(first, first + plans):
         personnummer = with_check_digit(f"19800101{number % 1000:03d}")
         with writing(WriteContext(ACTOR, "create", "CarePlan", now)):
             plan = application.start(
