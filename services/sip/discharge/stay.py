@@ -615,10 +615,13 @@ class Stay(Aggregate):
         at = _aware_instant(at, "at")
         if not due < at:
             raise RuleViolation("missed-after-due", "a deadline is missed only after it is due")
-        if any(m.duty == duty and m.due == due for m in self.deadlines_missed):
+        if self._recorded_missed(duty, due):
             return False
         self._deadline_missed(duty=duty, due=due, owner=owner, at=at, by=by)
         return True
+
+    def _recorded_missed(self, duty: str, due: datetime) -> bool:
+        return any(m.duty == duty and m.due == due for m in self.deadlines_missed)
 
     @event("DeadlineMissed")
     def _deadline_missed(
@@ -639,7 +642,7 @@ class Stay(Aggregate):
         at = _aware_instant(at, "at")
         if self.sip_plan_id is None:
             raise RuleViolation("deviation-needs-plan", "a deviation is raised on the stay's plan")
-        if not any(m.duty == duty and m.due == due for m in self.deadlines_missed):
+        if not self._recorded_missed(duty, due):
             raise RuleViolation("deviation-of-missed", "only a recorded missed deadline is raised")
         if (duty, due) in self.deviations_raised:
             return False
