@@ -30,6 +30,21 @@ def open_store(backend):
     return storage, read_model_engine(storage)
 
 
+def two_key_stores(backend):
+    """A migrated store, its engine, a master key, and two key stores on the store under
+    that key: this process's and another replica's."""
+    migrated(backend)
+    storage, engine = open_store(backend)
+    master = MasterKeys(MasterKey.generate())
+    return (
+        storage,
+        engine,
+        master,
+        PersonalDataKeys(engine, master),
+        PersonalDataKeys(engine, master),
+    )
+
+
 def plan_of(personnummer):
     """What a plan of the person is started with."""
     return {
@@ -71,11 +86,7 @@ def after_look_up(keys, then):
 
 
 def test_an_erasure_between_the_key_look_up_and_the_commit_loses_no_entry(backend):
-    migrated(backend)
-    storage, engine = open_store(backend)
-    master = MasterKeys(MasterKey.generate())
-    keys = PersonalDataKeys(engine, master)
-    elsewhere = PersonalDataKeys(engine, master)  # another replica's key store
+    storage, engine, master, keys, elsewhere = two_key_stores(backend)
     personnummer = new_personnummer()
     person = PersonIdentifier(PERSONNUMMER_SYSTEM, personnummer)
     try:
@@ -102,10 +113,7 @@ def test_an_erasure_between_the_key_look_up_and_the_commit_loses_no_entry(backen
 
 
 def test_two_writers_making_a_persons_first_key_at_once_share_one_key(backend):
-    migrated(backend)
-    storage, engine = open_store(backend)
-    master = MasterKeys(MasterKey.generate())
-    first_keys, second_keys = PersonalDataKeys(engine, master), PersonalDataKeys(engine, master)
+    storage, engine, master, first_keys, second_keys = two_key_stores(backend)
     personnummer = new_personnummer()
     try:
         first = SipPlans(env=storage.event_store_env, personal_data=first_keys)
@@ -189,11 +197,7 @@ def test_a_key_remembered_live_then_erased_elsewhere_is_not_written_under(backen
     """The key a person's last write found live is used for their next write without asking
     the database; erased by another replica in between, the write's transaction refuses it
     and the write is sealed again under a new key: nothing lost, nothing under the old key."""
-    migrated(backend)
-    storage, engine = open_store(backend)
-    master = MasterKeys(MasterKey.generate())
-    keys = PersonalDataKeys(engine, master)
-    elsewhere = PersonalDataKeys(engine, master)  # another replica's key store
+    storage, engine, master, keys, elsewhere = two_key_stores(backend)
     personnummer = new_personnummer()
     person = PersonIdentifier(PERSONNUMMER_SYSTEM, personnummer)
     try:
@@ -252,11 +256,7 @@ def test_a_class_remembered_without_a_key_then_made_elsewhere_gets_no_second_key
     """A person's first look-up learns every class at once, those they have no key of
     included; another writer making their key of such a class meanwhile is found by the
     write's transaction, and the write is sealed again under that key."""
-    migrated(backend)
-    storage, engine = open_store(backend)
-    master = MasterKeys(MasterKey.generate())
-    keys = PersonalDataKeys(engine, master)
-    elsewhere = PersonalDataKeys(engine, master)  # another replica's key store
+    storage, engine, _, keys, elsewhere = two_key_stores(backend)
     personnummer = new_personnummer()
     person = PersonIdentifier(PERSONNUMMER_SYSTEM, personnummer)
     try:

@@ -50,6 +50,11 @@ MUNICIPAL_RULE = DEFAULT_RULES["municipality"].rule
 REGION_RULE = DEFAULT_RULES["region"].rule
 
 
+def municipal_erasure(erased) -> str:
+    """A municipal text erased under its default rule, as it is served in its place."""
+    return f"erased on {erased.erased_at} under {MUNICIPAL_RULE!r}"
+
+
 @pytest.fixture
 def sqlite_backend(request, tmp_path):
     # The scans read the SQLite files.
@@ -332,7 +337,7 @@ def test_a_municipalitys_messages_are_erased_on_its_date_the_regions_and_the_sta
         ward = system.as_caller("professional", REGION, unit=stay["ward"]).sip
         for text in (MUNICIPAL_MESSAGE, MUNICIPAL_STAY_MESSAGE):
             shown, marks = payload_of(system.sip, ids[text])
-            assert shown == f"erased on {erased[0].erased_at} under {MUNICIPAL_RULE!r}", shown
+            assert shown == municipal_erasure(erased[0]), shown
             # Marked, so a record system tells the erasure from a text someone wrote.
             assert erasure_marks(marks) == ("masked", erased[0].erased_at, MUNICIPAL_RULE)
         assert payload_of(system.sip, ids[REGION_MESSAGE]) == (REGION_MESSAGE, None)
@@ -416,7 +421,7 @@ def test_a_municipalitys_intervention_text_goes_on_its_date_the_intervention_sta
         served = system.sip.get(f"/fhir/CarePlan/{plan_id}")
         assert served.status_code == 200, served.text
         assert MUNICIPAL_INTERVENTION not in served.text
-        erased_text = f"erased on {erased[0].erased_at} under {MUNICIPAL_RULE!r}"
+        erased_text = municipal_erasure(erased[0])
         municipal_part = activity(served.json(), "intervention-2")
         assert municipal_part["description"] == erased_text
         assert erasure_marks(municipal_part["_description"])[::2] == ("masked", MUNICIPAL_RULE)
@@ -475,7 +480,7 @@ def test_a_municipalitys_answer_comment_goes_on_its_date_the_answer_stays(sqlite
         served = system.sip.get(f"/fhir/AppointmentResponse/{answers[MUNICIPAL_COMMENT]}")
         assert served.status_code == 200, served.text
         response = served.json()
-        assert response["comment"] == f"erased on {erased.erased_at} under {MUNICIPAL_RULE!r}"
+        assert response["comment"] == municipal_erasure(erased)
         assert erasure_marks(response["_comment"])[::2] == ("masked", MUNICIPAL_RULE)
         assert response["participantStatus"] == "accepted"
         assert response["actor"]["identifier"]["value"] == MUNICIPALITY
@@ -519,7 +524,7 @@ def test_a_municipalitys_invitation_texts_go_on_their_date_the_meeting_stays(sql
         served = system.sip.get(f"/fhir/Appointment/{meeting['id']}")
         assert served.status_code == 200, served.text
         appointment = served.json()
-        shown = f"erased on {erased.erased_at} under {MUNICIPAL_RULE!r}"
+        shown = municipal_erasure(erased)
         assert (appointment["description"], appointment["comment"]) == (shown, shown)
         assert erasure_marks(appointment["_description"])[::2] == ("masked", MUNICIPAL_RULE)
         for kept in ("start", "end", "status", "participant"):
@@ -554,6 +559,6 @@ def test_a_municipalitys_scheduled_meeting_place_goes_on_its_date_the_meeting_st
         served = system.sip.get(f"/fhir/Appointment/{before['id']}")
         assert served.status_code == 200, served.text
         appointment = served.json()
-        assert appointment["comment"] == f"erased on {erased.erased_at} under {MUNICIPAL_RULE!r}"
+        assert appointment["comment"] == municipal_erasure(erased)
         for kept in ("start", "end", "status"):
             assert appointment[kept] == before[kept], kept
