@@ -162,3 +162,36 @@ def test_a_malformed_identifier_is_refused_by_name(system, identifiers):
     assert refused.status_code == 400, refused.text
     assert expression_of(refused) == [IDENTIFIER]
     assert stays_of(ward, personnummer) == []
+
+
+def log_extract(system: Any, personnummer: str) -> list[dict[str, Any]]:
+    log = system.as_caller("auditor", REGION).sip.get(
+        "/fhir/AuditEvent", params={"patient": personnummer}
+    )
+    assert log.status_code == 200, log.text
+    return [entry["resource"] for entry in log.json().get("entry", [])]
+
+
+def test_an_admission_and_its_replay_are_each_in_the_persons_log_extract(system):
+    """The replay answers with the stay the first made: a disclosure of the stay, logged as
+    a read of it; an admission refused for reusing the identifier for another person leaves
+    nothing about the stay in that person's extract."""
+    ward = staff(system, REGION, WARD)
+    personnummer, number = new_personnummer(), encounter_number()
+    body = admission(personnummer, number)
+    stay_id = admit(ward, body, on(number)).json()["id"]
+    assert admit(ward, body, on(number)).status_code == 200
+    logged = [
+        (
+            record["subtype"][0]["code"],
+            [e.get("what", {}).get("reference") for e in record["entity"]],
+        )
+        for record in log_extract(system, personnummer)
+    ]
+    assert sorted(logged) == [
+        ("create", [None, f"Encounter/{stay_id}/_history/1"]),
+        ("read", [None, f"Encounter/{stay_id}"]),
+    ], logged
+    other = new_personnummer()
+    assert admit(ward, admission(other, number), on(number)).status_code == 409
+    assert stay_id not in str(log_extract(system, other))
