@@ -32,15 +32,17 @@ class MasterKeyProblem(ValueError):
 @dataclass(frozen=True)
 class MasterKey:
     secret: bytes = field(repr=False)
+    # Names the key in each row it wrapped, without revealing it.
+    key_id: str = field(init=False, compare=False)
+    # Made once, not for each data key made or unwrapped (a rebuild unwraps every person's).
+    cipher: AESGCM = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.secret) != KEY_BYTES:
             raise MasterKeyProblem(f"a master key is {KEY_BYTES} bytes (base64url encoded)")
-
-    @property
-    def key_id(self) -> str:
-        """Names the key in each row it wrapped, without revealing it."""
-        return hashlib.sha256(b"sip master key id\x00" + self.secret).hexdigest()[:16]
+        key_id = hashlib.sha256(b"sip master key id\x00" + self.secret).hexdigest()[:16]
+        object.__setattr__(self, "key_id", key_id)
+        object.__setattr__(self, "cipher", AESGCM(self.secret))
 
     @classmethod
     def generate(cls) -> MasterKey:
@@ -62,13 +64,11 @@ class MasterKey:
         """`nonce || AES-GCM(data_key)`; `context` (the row's key id and purpose) is bound
         in, so a wrapped key copied onto another row does not unwrap."""
         nonce = secrets.token_bytes(NONCE_BYTES)
-        return nonce + AESGCM(self.secret).encrypt(nonce, data_key, context)
+        return nonce + self.cipher.encrypt(nonce, data_key, context)
 
     def unwrap(self, wrapped: bytes, context: bytes) -> bytes:
         try:
-            return AESGCM(self.secret).decrypt(
-                wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], context
-            )
+            return self.cipher.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], context)
         except InvalidTag:
             raise MasterKeyProblem(
                 "a wrapped data key does not open: changed or misplaced"
