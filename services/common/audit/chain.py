@@ -23,8 +23,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from threading import local
 from typing import Any
 from uuid import UUID
 
@@ -50,7 +51,7 @@ from psycopg.sql import SQL, Identifier
 
 from services.common.audit.group_commit import GroupCommit, Save
 from services.common.file_lock import held
-from services.common.personal_data.in_write import check_data_keys
+from services.common.personal_data.in_write import DataKeyChecks, check_data_keys
 from services.common.wal_checkpoints import checkpointing, defer_checkpoints
 
 GENESIS = bytes(32)
@@ -244,6 +245,8 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.group_commit = GroupCommit(self._write_batch)
+        # The data-key checks a write sent, until its events are in (each thread its own).
+        self._key_checks = local()
         self.chain_table = f"{self.events_table_name}_chain"
         self.sql_create_statements.append(
             SQL(
@@ -302,6 +305,8 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         # Runs inside the insert's transaction, after the library's exclusive table lock.
+        checks: DataKeyChecks | None = getattr(self._key_checks, "sent", None)
+        self._key_checks.sent = None
         notification_ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         if not stored_events or not notification_ids:
             return notification_ids
@@ -346,18 +351,7 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
             )
 
         def run(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-            curs.execute(
-                SQL(sql.replace("personal_data_keys", "{t}")).format(  # type: ignore[arg-type]
-                    t=SQL("{schema}.personal_data_keys").format(
-                        schema=Identifier(self.datastore.schema)
-                    )
-                ),
-                params,
-            )
-            # A fetch makes the pipeline hand back this statement's rows (an insert's only
-            # where it returns some).
-            returns = sql[:6] == "SELECT" or " RETURNING " in sql
-            return [tuple(row.values()) for row in curs.fetchall()] if returns else []
+            return self._send_to_keys(curs.connection, sql, params)()
 
         def abort(reason: str) -> None:
             # The library commits after an exception of ours unless the database failed the
@@ -366,9 +360,47 @@ class ChainedPostgresApplicationRecorder(PostgresApplicationRecorder):
                 curs.execute("SELECT CAST(%s AS integer)", (f"rolled back: {reason}",))
                 curs.fetchall()
 
-        # A share lock on each key used: an erasure waits for this write, then erases it too.
-        check_data_keys(stored_events, run, lock=" FOR SHARE", abort=abort)
+        if checks is not None:
+            checks.judge(run, abort)
         return notification_ids
+
+    def _insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        """Sends the data-key checks first, as the library sends what it can before its
+        events' insert: their answers come back in the insert's round trip (pipeline mode),
+        and are judged once the events are in (`_fetch_ids_after_insert_events`). A share
+        lock on each key used: an erasure waits for this write, then erases it too."""
+        super()._insert_events(curs, stored_events, **kwargs)
+        connection = curs.connection
+        self._key_checks.sent = DataKeyChecks(
+            stored_events,
+            lambda sql, params: self._send_to_keys(connection, sql, params),
+            lock=" FOR SHARE",
+        )
+
+    def _send_to_keys(
+        self, connection: Any, sql: str, params: tuple[Any, ...]
+    ) -> Callable[[], list[tuple[Any, ...]]]:
+        """Sends `sql` on a cursor of its own (the library closes its own before it fetches)
+        and gives the rows when asked; an insert returns rows only with RETURNING."""
+        cursor = connection.cursor()
+        cursor.execute(
+            SQL(sql.replace("personal_data_keys", "{t}")).format(  # type: ignore[arg-type]
+                t=SQL("{schema}.personal_data_keys").format(
+                    schema=Identifier(self.datastore.schema)
+                )
+            ),
+            params,
+        )
+        returns = sql[:6] == "SELECT" or " RETURNING " in sql
+
+        def rows() -> list[tuple[Any, ...]]:
+            # A fetch makes the pipeline hand back this statement's rows, if not yet back.
+            with cursor:
+                return [tuple(row.values()) for row in cursor.fetchall()] if returns else []
+
+        return rows
 
 
 RECORDER_TOPICS = {

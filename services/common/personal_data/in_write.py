@@ -69,41 +69,74 @@ class DataKeyChanged(RuntimeError):
     back whole and is to be sealed again."""
 
 
+# Sends a statement and gives a way to read its rows later: on PostgreSQL in pipeline mode the
+# answer comes back with the next round trip the write makes anyway (the events' insert).
+Rows = list[tuple[Any, ...]]
+Send = Callable[[str, tuple[Any, ...]], Callable[[], Rows]]
+
+
+class DataKeyChecks:
+    """What a write's transaction asks about the data keys its events seal under: each key it
+    makes inserted, each key it uses checked live (`lock` appended to that query: PostgreSQL's
+    ` FOR SHARE`). The statements are sent at once (`send`) and judged once answered (`judge`)."""
+
+    def __init__(self, stored_events: Sequence[StoredEvent], send: Send, *, lock: str = ""):
+        new: dict[str, tuple[Any, ...]] = {}
+        existing: set[str] = set()
+        for stored in stored_events:
+            for use in getattr(stored, "data_keys", ()):
+                if use.new_row is not None:
+                    new[use.key_id] = use.new_row
+                else:
+                    existing.add(use.key_id)
+        self._lock = lock
+        self._inserted = [(key_id, row, send(INSERT_KEY, row)) for key_id, row in new.items()]
+        used = tuple(sorted(existing - new.keys()))
+        self._used = used
+        self._live = send(live_keys(len(used)) + lock, used) if used else None
+
+    def judge(
+        self,
+        run: Callable[[str, tuple[Any, ...]], Rows],
+        abort: Callable[[str], None] = lambda reason: None,
+    ) -> None:
+        """Raises DataKeyChanged where another writer made a person's key first or a key
+        used was erased; `run(sql, params)` asks what only a refusal needs asked, at once;
+        `abort(reason)` makes the database itself fail the transaction first, where the
+        recorder would otherwise commit it in spite of the exception (the library's PostgreSQL
+        one does)."""
+        used, live = set(self._used), set()
+        if self._live is not None:
+            live = {row[0] for row in self._live()}
+        for key_id, row, inserted in self._inserted:
+            if inserted():
+                continue
+            holders = [found[0] for found in run(KEY_OF_PERSON, (row[2], row[3]))]
+            if holders != [key_id]:
+                abort("another writer made this person's key first")
+                raise DataKeyChanged("another writer made this person's key first")
+            # Stored by another write of this process meanwhile: checked live as any used.
+            used.add(key_id)
+            live |= {found[0] for found in run(live_keys(1) + self._lock, (key_id,))}
+        if live != used:
+            reason = f"data keys erased meanwhile: {', '.join(sorted(used - live))}"
+            abort(reason)
+            raise DataKeyChanged(reason)
+
+
 def check_data_keys(
     stored_events: Sequence[StoredEvent],
-    run: Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]],
+    run: Callable[[str, tuple[Any, ...]], Rows],
     *,
     lock: str = "",
     abort: Callable[[str], None] = lambda reason: None,
 ) -> None:
     """Inside the write transaction: inserts the keys the events made, checks those they used
-    are live; raises DataKeyChanged otherwise. `run(sql, params)` executes and returns rows;
-    `lock` is appended to the live-key query (PostgreSQL: ` FOR SHARE`); `abort(reason)`
-    makes the database itself fail the transaction first, where the recorder would otherwise
-    commit it in spite of the exception (the library's PostgreSQL one does)."""
-    new: dict[str, tuple[Any, ...]] = {}
-    existing: set[str] = set()
-    for stored in stored_events:
-        for use in getattr(stored, "data_keys", ()):
-            if use.new_row is not None:
-                new[use.key_id] = use.new_row
-            else:
-                existing.add(use.key_id)
-    for key_id, row in new.items():
-        if run(INSERT_KEY, row):
-            existing.discard(key_id)
-            continue
-        person_index, retention_class = row[2], row[3]
-        holders = [found[0] for found in run(KEY_OF_PERSON, (person_index, retention_class))]
-        if holders == [key_id]:  # stored by another write of this process meanwhile: check it
-            existing.add(key_id)
-            continue
-        abort("another writer made this person's key first")
-        raise DataKeyChanged("another writer made this person's key first")
-    used = sorted(existing)
-    if used:
-        found = {row[0] for row in run(live_keys(len(used)) + lock, tuple(used))}
-        if found != set(used):
-            reason = f"data keys erased meanwhile: {', '.join(sorted(set(used) - found))}"
-            abort(reason)
-            raise DataKeyChanged(reason)
+    are live, each statement answered before the next is sent (`run(sql, params)` executes
+    and returns rows); raises DataKeyChanged otherwise (DataKeyChecks)."""
+
+    def send(sql: str, params: tuple[Any, ...]) -> Callable[[], Rows]:
+        rows = run(sql, params)
+        return lambda: rows
+
+    DataKeyChecks(stored_events, send, lock=lock).judge(run, abort)
