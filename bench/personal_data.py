@@ -1,14 +1,15 @@
 """The cost of sealing personal fields (docs/decisions/0007): the SIP service with and without
 its events' personal fields encrypted, on the same workload, side by side in one process.
 
-    python bench/personal_data.py [--plans N] [--rounds N] [--rebuilds N]
+    python bench/personal_data.py [--plans N] [--rounds N] [--rebuilds N] [--skip-postgres]
 
 Writes: the SIP application's commands as requests make them (bench/rebuild.py's workload:
 each plan started, six more requests and activated, each with its access record), on the
-service's own SQLite store as `sip up` opens it, every plan a new person (whose keys are
-made then). Rebuild: every read model rebuilt from zero (`sip projections rebuild`: the plan
-index and the access-log index) by a fresh application and, encrypted, a fresh key store
-(nothing kept in memory), as the command runs in a new process.
+service's own store as `sip up` opens it, SQLite (the embedded default) and then PostgreSQL
+(production's), every plan a new person (whose keys are made then). Rebuild: every read model
+rebuilt from zero (`sip projections rebuild`: the plan index and the access-log index) by a
+fresh application and, encrypted, a fresh key store (nothing kept in memory), as the command
+runs in a new process.
 
 Both stores are open at once, and the work alternates between them in small rounds (`--plans`
 plans, or one rebuild), which side goes first alternating too. A shared machine's bursts of
@@ -30,7 +31,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from rebuild import write_workload  # bench/rebuild.py, beside this file
+from postgres_db import POSTGRES, on_server, postgres_reachable  # bench/postgres_db.py
+from rebuild import write_workload  # bench/rebuild.py
 
 from services.common.migrations.runner import migrate_service
 from services.common.persistence import read_model_engine, storage_for
@@ -46,11 +48,13 @@ SIDES = ("plain", "encrypted")
 class Side:
     """One store, encrypted or not, and how to open a fresh application on it."""
 
-    def __init__(self, encrypted: bool, data_dir: Path, master: MasterKeys) -> None:
+    def __init__(
+        self, encrypted: bool, data_dir: Path, database_url: str | None, master: MasterKeys
+    ) -> None:
         self.application_class, self.projection_classes = SERVICES["sip"]
         self.encrypted, self.master = encrypted, master
-        migrate_service("sip", None, data_dir)
-        self.storage = storage_for("sip", None, data_dir)
+        migrate_service("sip", database_url, data_dir)
+        self.storage = storage_for("sip", database_url, data_dir)
         self.engine = read_model_engine(self.storage)
         self.writer = self.application()
         self.events = 0
@@ -104,39 +108,48 @@ def report(label: str, times: dict[str, list[tuple[float, float]]]) -> None:
         )
 
 
+def measure(backend: str, server: str | None, arguments: argparse.Namespace) -> None:
+    """Both sides on one backend: `server` None is SQLite (files in a scratch folder)."""
+    master = MasterKeys(MasterKey.generate())
+    plans = arguments.plans
+    with tempfile.TemporaryDirectory() as folder, ExitStack() as opened:
+        sides = {}
+        for name in SIDES:
+            url = opened.enter_context(on_server(f"bench_personal_{name}", server, create=False))
+            sides[name] = Side(name == "encrypted", Path(folder) / name, url, master)
+            opened.callback(sides[name].close)
+        writes = alternated(
+            sides, arguments.rounds, lambda side, number: side.write(plans, number * plans)
+        )
+        rebuilds = alternated(sides, arguments.rebuilds, lambda side, _: side.rebuild())
+        print(
+            f"{backend}: {arguments.rounds} rounds of {plans} plans a side, "
+            f"{arguments.rebuilds} rebuilds a side, alternated"
+        )
+        for name in SIDES:
+            write_seconds = statistics.median(t[0] for t in writes[name])
+            rebuild_seconds = statistics.median(t[0] for t in rebuilds[name])
+            print(
+                f"  {name:9} {plans * REQUESTS_PER_PLAN / write_seconds:8.0f} commands/s"
+                f"  {sides[name].events / rebuild_seconds:8.0f} events rebuilt/s"
+                f" ({sides[name].events} events)"
+            )
+        report("writes ", writes)
+        report("rebuild", rebuilds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plans", type=int, default=10, help="plans per side in a round")
     parser.add_argument("--rounds", type=int, default=40, help="rounds of writes")
     parser.add_argument("--rebuilds", type=int, default=12, help="rebuilds of each side")
+    parser.add_argument("--skip-postgres", action="store_true")
     arguments = parser.parse_args()
     if arguments.plans * arguments.rounds > PERSONS:
         parser.error(f"--plans x --rounds must be at most {PERSONS} (new persons each round)")
-    master = MasterKeys(MasterKey.generate())
-    with tempfile.TemporaryDirectory() as folder, ExitStack() as sides_open:
-        sides = {}
-        for name in SIDES:
-            sides[name] = Side(name == "encrypted", Path(folder) / name, master)
-            sides_open.callback(sides[name].close)
-        plans = arguments.plans
-        writes = alternated(
-            sides, arguments.rounds, lambda side, number: side.write(plans, number * plans)
-        )
-        rebuilds = alternated(sides, arguments.rebuilds, lambda side, _: side.rebuild())
-        for name in SIDES:
-            write_seconds = statistics.median(t[0] for t in writes[name])
-            rebuild_seconds = statistics.median(t[0] for t in rebuilds[name])
-            print(
-                f"{name:9} {plans * REQUESTS_PER_PLAN / write_seconds:8.0f} commands/s"
-                f"  {sides[name].events / rebuild_seconds:8.0f} events rebuilt/s"
-                f" ({sides[name].events} events)"
-            )
-        print(
-            f"{arguments.rounds} rounds of {plans} plans a side, "
-            f"{arguments.rebuilds} rebuilds a side, alternated:"
-        )
-        report("writes ", writes)
-        report("rebuild", rebuilds)
+    measure("SQLite", None, arguments)
+    if not arguments.skip_postgres and postgres_reachable(POSTGRES):
+        measure("PostgreSQL", POSTGRES, arguments)
 
 
 if __name__ == "__main__":
