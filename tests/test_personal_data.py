@@ -279,3 +279,16 @@ def test_nothing_is_sealed_under_a_key_another_replica_erased(engine, master):
     after = writer.seal(person, "region", "ny anteckning", CONTEXT)
     assert after["k"] != before["k"]
     assert retention.open(after, CONTEXT) == "ny anteckning"
+
+
+def test_a_key_look_up_leaves_its_pooled_connection_transactional(engine, master):
+    """A look-up runs on the driver's connection (on PostgreSQL outside a transaction, so
+    that handing it back costs no ROLLBACK); the next user of that connection (one thread
+    takes the same one back) still gets a transaction it can roll back."""
+    person = someone()
+    made = PersonalDataKeys(engine, master).key_for(person, "region")  # looked up, made
+    assert PersonalDataKeys(engine, master).key_for(person, "region") == made  # looked up
+    with engine.connect() as connection:
+        connection.execute(text("DELETE FROM personal_data_keys"))
+        connection.rollback()
+    assert PersonalDataKeys(engine, master).key_for(person, "region") == made

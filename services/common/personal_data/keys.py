@@ -493,12 +493,21 @@ class PersonalDataKeys:
         where SQLAlchemy's execution (its transaction's own BEGIN, the statement cache, the
         result) costs several times the query (issue 16)."""
         connection = self._engine.raw_connection()
+        # On PostgreSQL the query runs outside a transaction: the pool hands the connection
+        # back without a ROLLBACK, a round trip (the look-up took 220 us against 424).
+        outside_a_transaction = self._engine.dialect.name == "postgresql"
         try:
-            cursor = connection.cursor()
-            marker = "?" if self._engine.dialect.paramstyle == "qmark" else "%s"
-            cursor.execute(sql.replace("%s", marker), parameters)
-            rows = cursor.fetchall()
-            cursor.close()
+            if outside_a_transaction:
+                connection.driver_connection.autocommit = True
+            try:
+                cursor = connection.cursor()
+                marker = "?" if self._engine.dialect.paramstyle == "qmark" else "%s"
+                cursor.execute(sql.replace("%s", marker), parameters)
+                rows = cursor.fetchall()
+                cursor.close()
+            finally:
+                if outside_a_transaction:
+                    connection.driver_connection.autocommit = False
         finally:
             connection.close()
         return list(rows)
