@@ -248,7 +248,7 @@ class PersonalDataMapper(Mapper[UUID]):
             return domain_event
         state = vars(domain_event)
         stream, version = stored_event.originator_id, stored_event.originator_version
-        prefix = _context(stream, version, stored_event.topic)
+        prefix = b""  # made for the first field opened: none is, just after its write
         plain = self._plain_just_written(stored_event)
         for name in declared.fields:
             value = state.get(name)
@@ -262,6 +262,7 @@ class PersonalDataMapper(Mapper[UUID]):
                 if name in plain and self._keys.kept(value[SEALED].get("k", "")):
                     state[name] = self.transcoder.decode(plain[name])
                     continue
+                prefix = prefix or _context(stream, version, stored_event.topic)
                 opened = self._open(value[SEALED], prefix + name.encode())
                 # An author's text erased while its record is kept reads as a text naming the
                 # erasure (the record's person key erased: the record is never built).
