@@ -109,3 +109,35 @@ def test_a_checkpointer_starting_while_another_is_stopped_waits_for_nothing(tmp_
     assert started.running() and checkpointing(path) is started
     stop_checkpointing(path)
     assert not started.running()
+
+
+def test_a_collection_while_a_checkpointer_is_made_stops_another_in_the_same_thread(
+    tmp_path, monkeypatch
+):
+    """Making a checkpointer's thread allocates; a garbage collection that allocation sets
+    off may run an `Application.__del__` in the same thread, which stops another file's
+    checkpointer (`stop_checkpointing`). Seen hanging a request (stop 28): the checkpointer
+    was made while the registry's lock was held, and the stop waited for that lock in the
+    thread holding it. Played by making the constructor stop the other, as the collection
+    would; the maker runs in a thread of its own so that a hang fails the test."""
+    other = str(tmp_path / "other.sqlite")
+    sqlite3.connect(other).close()
+    stopped = checkpointing(other)
+    really_make = WalCheckpointer.__init__
+
+    def make_as_a_collection_would(self, *args, **kwargs):
+        stop_checkpointing(other)
+        really_make(self, *args, **kwargs)
+
+    monkeypatch.setattr(WalCheckpointer, "__init__", make_as_a_collection_would)
+    path = str(tmp_path / "service.sqlite")
+    sqlite3.connect(path).close()
+    made = []
+    maker = threading.Thread(target=lambda: made.append(checkpointing(path)), daemon=True)
+    maker.start()
+    maker.join(timeout=5)
+    assert made, "making a checkpointer waited for its own thread's stop"
+    assert not stopped.running()
+    assert made[0].running() and checkpointing(path) is made[0]
+    stop_checkpointing(path)
+    assert not made[0].running()

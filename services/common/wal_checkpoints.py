@@ -30,7 +30,8 @@ FALLBACK_PAGES = 16_000
 INTERVAL_SECONDS = 0.2
 
 _threads: dict[str, WalCheckpointer] = {}
-_making = threading.Lock()
+# Re-entrant: a collection run by an allocation under it may stop a checkpointer.
+_making = threading.RLock()
 
 
 def defer_checkpoints(connection: Any) -> None:
@@ -96,12 +97,18 @@ def checkpointing(path: str) -> WalCheckpointer:
         found = _threads.get(path)
         if found is not None and found.running():
             return found
-        found = _threads[path] = WalCheckpointer(path)
-    # Started outside the lock: a thread starting may run a garbage collection whose
-    # `Application.__del__` stops another checkpointer (`stop_checkpointing` takes the lock),
-    # and `Thread.start` waits for the new thread: held across it, the two waited forever.
-    found.start()
-    return found
+    # Made and started outside the lock. Making a thread allocates, and any allocation may
+    # run a garbage collection whose `Application.__del__` stops a checkpointer in this very
+    # thread (`stop_checkpointing` takes the lock: seen hanging a request, stop 28); and
+    # `Thread.start` waits for the new thread, which may itself collect (stop 27).
+    made = WalCheckpointer(path)
+    with _making:
+        found = _threads.get(path)
+        if found is not None and found.running():
+            return found  # made meanwhile by another thread: this one is never started
+        _threads[path] = made
+    made.start()
+    return made
 
 
 def stop_checkpointing(path: str) -> None:
