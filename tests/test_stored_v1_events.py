@@ -109,6 +109,18 @@ def valid_version_1(stored: StoredEvent, service: str, name: str) -> dict[str, A
     return payload
 
 
+def sealed_as_version_1(application: VersionedApplication, event: Any, *added: str) -> StoredEvent:
+    """The plan's event as its version 1 was stored: without the fields version 2 `added`
+    (the event is made with them None), valid against version 1's schema."""
+    for name in added:
+        object.__delattr__(event, name)
+    with mock.patch.object(type(event), "class_version", 1):
+        stored = application.mapper.to_stored_event(event)
+    payload = valid_version_1(stored, "sip", f"Plan.{type(event).__name__}")
+    assert not payload.keys() & set(added)
+    return stored
+
+
 def first_stored(application: VersionedApplication, aggregate_id: UUID) -> StoredEvent:
     return application.recorder.select_events(aggregate_id, lte=1)[0]
 
@@ -263,12 +275,8 @@ def test_an_intervention_stored_with_its_text_in_the_dict_reads_with_it(system, 
         by=COORDINATOR,
         text=None,
     )
-    object.__delattr__(assigned_v1, "text")  # the field version 2 added
-    with mock.patch.object(Plan.InterventionAssigned, "class_version", 1):
-        stored = plans.mapper.to_stored_event(assigned_v1)
+    stored = sealed_as_version_1(plans, assigned_v1, "text")
     plans.recorder.insert_events([stored])
-    payload = valid_version_1(stored, "sip", "Plan.InterventionAssigned")
-    assert "text" not in payload
 
     plan = plans.repository.get(plan_id)
     intervention = plan.interventions["intervention-1"]
@@ -303,10 +311,7 @@ def test_an_answer_stored_with_its_comment_in_the_dict_is_upcast_with_it(stores)
         by={**COORDINATOR, "organization": MUNICIPALITY},
         comment=None,
     )
-    object.__delattr__(answered_v1, "comment")  # the field version 2 added
-    with mock.patch.object(Plan.MeetingAnswered, "class_version", 1):
-        stored = plans.mapper.to_stored_event(answered_v1)
-    assert "comment" not in valid_version_1(stored, "sip", "Plan.MeetingAnswered")
+    stored = sealed_as_version_1(plans, answered_v1, "comment")
     upcast = plans.mapper.to_domain_event(stored)
     assert upcast.comment is None and upcast.answer["comment"] == "Svar före version 2"
 
@@ -330,12 +335,7 @@ def test_an_invitation_stored_with_its_texts_in_the_dict_is_upcast_with_them(sto
         agenda=None,
         location=None,
     )
-    object.__delattr__(invited_v1, "agenda")  # the fields version 2 added
-    object.__delattr__(invited_v1, "location")
-    with mock.patch.object(Plan.MeetingInvited, "class_version", 1):
-        stored = plans.mapper.to_stored_event(invited_v1)
-    payload = valid_version_1(stored, "sip", "Plan.MeetingInvited")
-    assert "agenda" not in payload and "location" not in payload
+    stored = sealed_as_version_1(plans, invited_v1, "agenda", "location")
     upcast = plans.mapper.to_domain_event(stored)
     assert (upcast.agenda, upcast.location) == (None, None)
     assert upcast.meeting == meeting
@@ -358,10 +358,6 @@ def test_a_scheduled_meeting_stored_with_its_place_in_the_dict_is_upcast_with_it
         by=COORDINATOR,
         location=None,
     )
-    object.__delattr__(scheduled_v1, "location")  # the field version 2 added
-    with mock.patch.object(Plan.MeetingScheduled, "class_version", 1):
-        stored = plans.mapper.to_stored_event(scheduled_v1)
-    payload = valid_version_1(stored, "sip", "Plan.MeetingScheduled")
-    assert "location" not in payload
+    stored = sealed_as_version_1(plans, scheduled_v1, "location")
     upcast = plans.mapper.to_domain_event(stored)
     assert upcast.location is None and upcast.meeting == meeting
