@@ -41,9 +41,10 @@ KEY_OF_PERSON = (
 
 
 @functools.cache  # one statement per count of keys, as the driver's statement cache keeps it
-def live_keys(count: int) -> str:
+def live_keys(count: int, columns: str = "key_id") -> str:
+    """The `columns` of those of `count` keys (by id) that are live, not erased."""
     return (
-        "SELECT key_id FROM personal_data_keys WHERE wrapped_key IS NOT NULL "
+        f"SELECT {columns} FROM personal_data_keys WHERE wrapped_key IS NOT NULL "
         f"AND key_id IN ({', '.join(['%s'] * count)})"
     )
 

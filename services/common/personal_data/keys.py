@@ -20,7 +20,6 @@ database then holds (`forget_live_keys`, called by the mapper's event store).
 from __future__ import annotations
 
 import contextlib
-import functools
 import secrets
 import time
 import uuid
@@ -55,7 +54,7 @@ from services.common.personal_data.envelope import (
     seal,
     seal_bytes,
 )
-from services.common.personal_data.in_write import KEY_COLUMNS, KeyUse
+from services.common.personal_data.in_write import KEY_COLUMNS, KeyUse, live_keys
 from services.common.personal_data.master_key import KEY_BYTES, MasterKey, MasterKeys
 
 # The kinds of record the retention rules name; each is erased on its own date.
@@ -98,20 +97,12 @@ _KEY_BY_ID = (
     "SELECT purpose, wrapped_key, master_key_id, erased_at, erased_rule "
     "FROM personal_data_keys WHERE key_id = %s"
 )
+# The columns unwrapping a key takes (`keep_keys`).
+_UNWRAPPED = "key_id, purpose, wrapped_key, master_key_id"
 _LIVE_KEYS_OF_PERSON = (
     "SELECT key_id, purpose, retention_class, wrapped_key, master_key_id "
     "FROM personal_data_keys WHERE person_index = %s AND wrapped_key IS NOT NULL"
 )
-
-
-@functools.cache  # one statement per count of ids, as the driver's statement cache keeps it
-def _live_keys_by_id(count: int) -> str:
-    return (
-        "SELECT key_id, purpose, wrapped_key, master_key_id FROM personal_data_keys "
-        f"WHERE wrapped_key IS NOT NULL AND key_id IN ({', '.join(['%s'] * count)})"
-    )
-
-
 _NOT_ASKED = object()
 
 _ERASED_COUNT = select(personal_data_erasures.c.erased).where(personal_data_erasures.c.id == 1)
@@ -333,7 +324,7 @@ class PersonalDataKeys:
         for start in range(0, len(missing), self.KEYS_ASKED_AT_ONCE):
             asked = tuple(missing[start : start + self.KEYS_ASKED_AT_ONCE])
             for key_id, purpose, wrapped, master_key_id in self._query(
-                _live_keys_by_id(len(asked)), *asked
+                live_keys(len(asked), _UNWRAPPED), *asked
             ):
                 self._keep(self._unwrapped(key_id, purpose, bytes(wrapped), master_key_id))
 
