@@ -36,6 +36,23 @@ def person(personnummer: str) -> dict[str, str]:
     return {"system": PERSONNUMMER_SYSTEM, "value": personnummer}
 
 
+def started_by_region(
+    personnummer: str, *, at: Any, by: dict[str, Any], title: str = "Plan", region: str
+) -> dict[str, Any]:
+    """What the SIP application's `start` (or `Plan`) takes for a plan a region starts on its
+    own unit's initiative, as a test writing through the application gives it."""
+    return {
+        "subject": person(personnummer),
+        "starting_organization": region,
+        "starting_organization_kind": "region",
+        "initiative": "region-unit",
+        "title": title,
+        "description": None,
+        "started_at": at,
+        "started_by": by,
+    }
+
+
 def consent(
     personnummer: str,
     *,

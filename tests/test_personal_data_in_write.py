@@ -17,7 +17,7 @@ from services.common.personal_data.master_key import MasterKey, MasterKeys
 from services.sip.application import SipPlans
 from services.sip.domain import Plan
 from tests.conftest import Backend, migrated
-from tests.fhir_data import new_personnummer
+from tests.fhir_data import new_personnummer, started_by_region
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 BY = {"subject": "anna", "role": "coordinator", "organization": "SE2321000032-R1", "unit": None}
@@ -47,16 +47,7 @@ def two_key_stores(backend):
 
 def plan_of(personnummer):
     """What a plan of the person is started with."""
-    return {
-        "subject": {"system": PERSONNUMMER_SYSTEM, "value": personnummer},
-        "starting_organization": "SE2321000032-R1",
-        "starting_organization_kind": "region",
-        "initiative": "region-unit",
-        "title": "Plan",
-        "description": None,
-        "started_at": NOW,
-        "started_by": BY,
-    }
+    return started_by_region(personnummer, at=NOW, by=BY, region="SE2321000032-R1")
 
 
 def start(app, personnummer):

@@ -15,7 +15,7 @@ from services.common.personal_data.keys import PersonalDataKeys
 from services.common.personal_data.master_key import MasterKey, MasterKeys
 from services.sip.application import SipPlans
 from tests.conftest import Backend, migrated
-from tests.fhir_data import new_personnummer
+from tests.fhir_data import new_personnummer, started_by_region
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 BY = {"subject": "anna", "role": "coordinator", "organization": "SE2321000032-R1", "unit": None}
@@ -48,14 +48,7 @@ def store(tmp_path):
 
 def write_plan(app, personnummer):
     plan_id = app.start(
-        subject={"system": PERSONNUMMER_SYSTEM, "value": personnummer},
-        starting_organization="SE2321000032-R1",
-        starting_organization_kind="region",
-        initiative="region-unit",
-        title="Plan",
-        description=None,
-        started_at=NOW,
-        started_by=BY,
+        **started_by_region(personnummer, at=NOW, by=BY, region="SE2321000032-R1")
     ).id
     app.change(plan_id, lambda p: p.record_need(text=NEED, wishes=None, at=NOW, by=BY))
     return plan_id

@@ -20,7 +20,13 @@ from services.common.personal_data.master_key import MASTER_KEY_FILE, MasterKey,
 from services.common.settings import ServiceSettings
 from services.sip.application import SipPlans
 from tests.conftest import Backend, migrated, running_system
-from tests.fhir_data import REGION_NEED, active_plan, new_personnummer, whole_feed
+from tests.fhir_data import (
+    REGION_NEED,
+    active_plan,
+    new_personnummer,
+    started_by_region,
+    whole_feed,
+)
 
 PRODUCTION = ServiceSettings(
     database_url="postgresql://db/sip",
@@ -142,14 +148,13 @@ def test_the_feeds_payload_opens_sealed_fields_names_erased_ones_and_leaves_tamp
     ids = {}
     for personnummer in (erased, kept):
         ids[personnummer] = app.start(
-            subject={"system": PERSONNUMMER_SYSTEM, "value": personnummer},
-            starting_organization="SE2321000032-R1",
-            starting_organization_kind="region",
-            initiative="region-unit",
-            title="Plan för Kalle",
-            description=None,
-            started_at=now,
-            started_by={**by, "unit": None},
+            **started_by_region(
+                personnummer,
+                at=now,
+                by={**by, "unit": None},
+                title="Plan för Kalle",
+                region="SE2321000032-R1",
+            )
         ).id
     keys.erase(PersonIdentifier(PERSONNUMMER_SYSTEM, erased), rule="SoL 5 years", at=now)
 

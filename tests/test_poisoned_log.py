@@ -19,7 +19,7 @@ from services.common.projection import projection_failures
 from services.sip.application import SipPlans
 from services.sip.projections import PlanIndex, plan_index
 from tests.conftest import running_system
-from tests.fhir_data import FHIR_JSON, REGION, care_plan, new_personnummer
+from tests.fhir_data import FHIR_JSON, REGION, care_plan, new_personnummer, started_by_region
 from tests.test_audit import storage_arguments
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -27,16 +27,7 @@ BY = {"subject": "anna", "role": "coordinator", "organization": REGION, "unit": 
 
 
 def start_plan(plans: SipPlans, personnummer: str) -> Any:
-    return plans.start(
-        subject={"system": PERSONNUMMER_SYSTEM, "value": personnummer},
-        starting_organization=REGION,
-        starting_organization_kind="region",
-        initiative="region-unit",
-        title="SIP",
-        description=None,
-        started_at=NOW,
-        started_by=BY,
-    )
+    return plans.start(**started_by_region(personnummer, at=NOW, by=BY, title="SIP", region=REGION))
 
 
 def store_poisoned_events(backend: Any, personnummer: str) -> str:
