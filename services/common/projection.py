@@ -343,6 +343,12 @@ class Projection(ABC):
         events after it, without reading the tracking row: one query, not three round trips
         (the disclosure check's hot path). Events another replica applied meanwhile show up
         there as events to apply, and the locked path finds them applied."""
+        if stop is not None:
+            # A bounded catch-up (the readiness probe, `rebuild --check`) is off the hot path:
+            # it reads the tracking row, which another process may have set back (a rebuild,
+            # a restored read model). What this one remembers would hide that, and the probe
+            # would never work the read model off.
+            self._accounted_for = min(self._accounted_for, self.position())
         start = self._accounted_for or self.position()
         if stop is not None and start >= stop:
             return True
