@@ -37,7 +37,12 @@ def person(personnummer: str) -> dict[str, str]:
 
 
 def started_by_region(
-    personnummer: str, *, at: Any, by: dict[str, Any], title: str = "Plan", region: str
+    personnummer: str,
+    *,
+    at: Any,
+    by: dict[str, Any],
+    title: str | None = "Plan",
+    region: str,
 ) -> dict[str, Any]:
     """What the SIP application's `start` (or `Plan`) takes for a plan a region starts on its
     own unit's initiative, as a test writing through the application gives it."""

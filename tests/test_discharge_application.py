@@ -30,6 +30,7 @@ from tests.discharge_data import (
     local,
     recipients,
 )
+from tests.fhir_data import started_by_region
 
 ADMITTED = local("2026-03-02", "08:00")
 
@@ -163,10 +164,8 @@ def test_a_stay_is_not_a_plan_and_a_plan_is_not_a_stay(stays):
     with pytest.raises(NotFound, match="CarePlan"):
         stays.plans.aggregate(stay.id)
     plan = stays.plans.start(
-        subject=PERSON, starting_organization=HOSPITAL, starting_organization_kind="region",
-        initiative="region-unit", title=None, description=None, started_at=ADMITTED,
-        started_by=PHYSICIAN,
-    )  # fmt: skip
+        **started_by_region(PERSON["value"], at=ADMITTED, by=PHYSICIAN, title=None, region=HOSPITAL)
+    )
     assert isinstance(stays.plans.aggregate(plan.id), Plan)
     with pytest.raises(NotFound, match="Encounter"):
         stays.stay(plan.id)

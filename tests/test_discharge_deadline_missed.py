@@ -39,6 +39,7 @@ from tests.discharge_data import (
     recipients,
     waited,
 )
+from tests.fhir_data import started_by_region
 from tests.test_discharge_application import Gate
 from tests.test_discharge_disclosure import Gate as DisclosureGate
 from tests.test_stored_v1_events import store_as_version_1
@@ -166,9 +167,9 @@ def test_a_deadline_missed_before_the_plan_is_raised_on_it_once_the_sip_is_calle
 
 def test_a_stored_version_1_deviation_reads_against_its_intervention_only(stays):
     """A DeviationReported stored before version 2 (no `against`, no `source`) is upcast."""
-    plan = Plan(subject=PERSON, starting_organization=HOSPITAL,
-                starting_organization_kind="region", initiative="region-unit", title=None,
-                description=None, started_at=MONDAY, started_by=PHYSICIAN)  # fmt: skip
+    plan = Plan(
+        **started_by_region(PERSON["value"], at=MONDAY, by=PHYSICIAN, title=None, region=HOSPITAL)
+    )
     stays.plans.save(plan)
     old = DeviationReportedV1(
         originator_id=plan.id, originator_version=2, timestamp=MONDAY,

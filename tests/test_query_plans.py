@@ -39,6 +39,7 @@ from tests.fhir_data import (
     REGION,
     consent,
     new_personnummer,
+    started_by_region,
     withdrawal,
 )
 
@@ -139,11 +140,8 @@ def write_plans(plans: SipPlans, engine: Engine) -> list[Any]:
     for number in range(PLANS):
         with writing(WriteContext(BY, "create", "CarePlan", NOW)):
             plan = plans.aggregate_class(
-                subject={"system": PERSONNUMMER_SYSTEM, "value": new_personnummer()},
-                starting_organization=REGION, starting_organization_kind="region",
-                initiative="region-unit", title="SIP", description=None,
-                started_at=NOW, started_by=BY,
-            )  # fmt: skip
+                **started_by_region(new_personnummer(), at=NOW, by=BY, title="SIP", region=REGION)
+            )
             claims = IdentifierClaims(
                 "CarePlan", REGION, [BusinessIdentifier("urn:x-test", f"plan-{number}")], engine
             )
