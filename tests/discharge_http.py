@@ -114,6 +114,15 @@ def a_stays_whole_life(system: Any, personnummer: str) -> str:
     return stay_id
 
 
+def log_extract(system: Any, personnummer: str, organization: str = REGION) -> list[dict[str, Any]]:
+    """The person's log extract (AuditEvent), as an auditor of the organisation reads it."""
+    log = system.as_caller("auditor", organization).sip.get(
+        "/fhir/AuditEvent", params={"patient": personnummer}
+    )
+    assert log.status_code == 200, log.text
+    return [entry["resource"] for entry in log.json().get("entry", [])]
+
+
 def stays_of(system: Any) -> Stays:
     """The SIP service's stays as the application: steps dated as the test chooses."""
     state = system.sip_app.state

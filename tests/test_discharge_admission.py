@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from contracts.identifiers import PERSONNUMMER_SYSTEM
-from tests.discharge_http import WARD, staff
+from tests.discharge_http import WARD, log_extract, staff
 from tests.fhir_data import FHIR_JSON, OTHER_REGION, REGION, new_personnummer, parameters
 
 ENCOUNTER_NUMBER = "https://sjukhus.example.se/vardkontakt"
@@ -162,14 +162,6 @@ def test_a_malformed_identifier_is_refused_by_name(system, identifiers):
     assert refused.status_code == 400, refused.text
     assert expression_of(refused) == [IDENTIFIER]
     assert stays_of(ward, personnummer) == []
-
-
-def log_extract(system: Any, personnummer: str) -> list[dict[str, Any]]:
-    log = system.as_caller("auditor", REGION).sip.get(
-        "/fhir/AuditEvent", params={"patient": personnummer}
-    )
-    assert log.status_code == 200, log.text
-    return [entry["resource"] for entry in log.json().get("entry", [])]
 
 
 def test_an_admission_and_its_replay_are_each_in_the_persons_log_extract(system):

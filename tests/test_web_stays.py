@@ -16,6 +16,7 @@ from services.web import texts
 from tests.discharge_http import (
     STAFF_SCOPES,
     consent_to_the_stay,
+    log_extract,
     noticed_over_http,
     noticed_through_the_application,
     stays_of,
@@ -530,6 +531,21 @@ def test_a_patient_is_admitted_and_the_notice_sent_from_the_web(web: Web, browse
     assert "beräknad utskrivning 2026-01-12 10:00" in shown
     assert "Primärvård: SE2321000032-VC1" in shown and "socialtjänst: " + MUNICIPALITY in shown
     assert 'id="form-send-admission-notice"' not in sent.text  # sent once
+    # Each form's write is in the person's log extract as the signed-in coordinator's own.
+    writes = sorted(
+        (record["subtype"][0]["code"], reference)
+        for record in log_extract(web.system, personnummer, REGION)
+        if record["subtype"][0]["code"] in ("create", "operation")
+        and record["agent"][0]["who"] == {"identifier": {"value": "region-coordinator"}}
+        for reference in [entity["what"].get("reference") for entity in record["entity"]]
+        if reference is not None
+    )
+    assert [write for write in writes if write[1].startswith("Encounter/")] == [
+        ("create", f"Encounter/{stay_id}/_history/1"),  # admitted
+        ("operation", f"Encounter/{stay_id}/_history/2"),  # the need for care judged
+        ("operation", f"Encounter/{stay_id}/_history/3"),  # the notice sent
+    ], writes
+    assert [code for code, ref in writes if ref.startswith("Communication/")] == ["create"]
     # The municipality it went to sees the stay and its receipt to confirm.
     municipality = browsers("municipality-coordinator").get(f"/stays/{stay_id}")
     assert municipality.status_code == 200 and 'id="form-confirm-receipt"' in municipality.text
