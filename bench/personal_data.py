@@ -16,10 +16,11 @@ Both stores are open at once, and the work alternates between them in small roun
 plans, or one rebuild), which side goes first alternating too. A shared machine's bursts of
 load, and its slower and faster spells, fall on both sides alike; measured in separate
 processes, the ratio moved by 0.2 from one run to the next on a quiet machine, as each process
-runs at its own speed. The first rounds (`--warm-up`) are written and not counted: while a new
-SQLite store's files grow, one side or the other ran up to 1.4 times slower for a stretch of
-ten or twenty rounds, which moved the ratio of 40 counted rounds between 0.96 and 1.09 from
-run to run against about 1.2 in the rounds after it. Prints commands/s, rebuilt events/s and
+runs at its own speed. The first rounds (`--warm-up`) are written and not counted: in the
+first 40 rounds on new SQLite stores, one side or the other ran up to 1.4 times slower for a
+stretch of ten or twenty rounds (GC and checkpoints ruled out by their timings; the cause not
+found), which moved the ratio of 40 rounds counted from the first between 0.96 and 1.09 from
+run to run, against 1.20 to 1.23 over 100. Prints commands/s, rebuilt events/s and
 the encrypted/plain ratio of the medians of each (goal: under 1.15), in wall and CPU time,
 with the middle half of the rounds' own ratios.
 """
