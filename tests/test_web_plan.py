@@ -5,13 +5,16 @@ as a browser would; what the page shows, and what the API then holds."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import pytest
 
 from services.cli import main as sip
 from services.common.demo_identities import MUNICIPALITY, REGION
 from services.common.fhir_time import now
+from services.web.routes import worklist
 from tests.conftest import Caller, new_backend, running_system
 from tests.fhir_data import (
     FHIR_JSON,
@@ -505,3 +508,15 @@ def test_the_invited_municipality_finds_the_invitation_in_its_worklist_and_accep
     )
     assert "Omar Said, 016-71 00" in str(member["extension"])
     assert f"/plans/{plan_id}" not in municipality.get("/worklist?filter=invitations").text
+
+
+def test_the_overdue_worklist_counts_the_days_by_the_swedish_calendar(
+    web: Web, browsers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A follow-up is overdue from the day after its date in Sweden: between midnight there and
+    midnight UTC the machine's date is still the day before."""
+    active = f"/plans/{web.demo['active']}"  # its follow-up on 2027-03-01
+    region = browsers("region-coordinator")
+    for swedish_date, overdue in ((date(2027, 3, 1), False), (date(2027, 3, 2), True)):
+        monkeypatch.setattr(worklist, "swedish_today", lambda day=swedish_date: day)
+        assert (active in region.get("/worklist?filter=overdue").text) is overdue, swedish_date

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -17,6 +17,7 @@ from contracts.canonical import (
 )
 from contracts.identifiers import PERSONNUMMER_SYSTEM, with_check_digit
 from services.common.demo_identities import MUNICIPALITY, OUTSIDER, PEOPLE, REGION
+from services.web.times import SWEDEN
 from tests.conftest import System
 from tests.web_client import (
     Web,
@@ -208,9 +209,12 @@ def test_starting_a_plan_creates_it_registers_consent_and_invites_the_municipali
     assert initiative == [{"url": EXT_INITIATIVE, "valueCode": "relative"}]
     # The consent form names the region (mine) and asks for the municipality.
     assert input_value(step2.text, "region") == REGION
-    assert input_value(step2.text, "period_start") == date.today().isoformat()
+    # Today as the coordinator's calendar has it: Swedish time, not the machine's (an hour
+    # apart, the day too between midnight in Sweden and midnight UTC).
+    today = datetime.now(SWEDEN).date()
+    assert input_value(step2.text, "period_start") == today.isoformat()
 
-    end = (date.today() + timedelta(days=365)).isoformat()
+    end = (today + timedelta(days=365)).isoformat()
     step3 = coordinator.submit(
         f"/plans/{plan_id}/start/consent",
         {
@@ -218,7 +222,7 @@ def test_starting_a_plan_creates_it_registers_consent_and_invites_the_municipali
             "form": "oral",
             "region": REGION,
             "municipality": MUNICIPALITY,
-            "period_start": date.today().isoformat(),
+            "period_start": today.isoformat(),
             "period_end": end,
         },
     )
@@ -230,7 +234,7 @@ def test_starting_a_plan_creates_it_registers_consent_and_invites_the_municipali
     (consent,) = consents_of(web, person)
     assert consent["status"] == "active"
     assert {o["identifier"]["value"] for o in consent["organization"]} == {REGION, MUNICIPALITY}
-    assert consent["provision"]["period"]["start"].startswith(date.today().isoformat()[:4])
+    assert consent["provision"]["period"]["start"].startswith(today.isoformat()[:4])
     assert "end" in consent["provision"]["period"]
     assert {"url": EXT_CONSENT_FORM, "valueCode": "oral"} in consent["extension"]
     recorded = next(e for e in consent["extension"] if e["url"] == EXT_RECORDED_BY)

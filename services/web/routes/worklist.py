@@ -4,7 +4,7 @@ waiting for us, open deviations against us, drafts)."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Literal
 
 from fastapi import APIRouter, Request
@@ -13,6 +13,7 @@ from starlette.responses import RedirectResponse, Response
 from services.web.dependencies import Fhir, User
 from services.web.pages import render
 from services.web.plan_reads import search_plans
+from services.web.times import today as swedish_today
 
 router = APIRouter()
 
@@ -30,7 +31,7 @@ FILTERS = {
 async def worklist(request: Request, user: User, fhir: Fhir, filter: Filter = "all") -> Response:
     if user.is_person:
         return RedirectResponse("/me", status_code=303)
-    today = date.today()
+    today = swedish_today()  # the coordinator's date, not the machine's (UTC in production)
     form: dict[str, str] = {"care-team-organization": user.organization or ""}
     if filter == "overdue":
         form["follow-up-due"] = f"le{(today - timedelta(days=1)).isoformat()}"
