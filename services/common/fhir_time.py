@@ -14,6 +14,14 @@ from zoneinfo import ZoneInfo
 
 SWEDEN = ZoneInfo("Europe/Stockholm")
 
+
+def swedish_today() -> date:
+    """Today's date in Sweden, the calendar a plan's dates (a follow-up, a consent's period)
+    are on: the machine's own date (UTC in production) is still yesterday's for an hour or
+    two after midnight there."""
+    return datetime.now(SWEDEN).date()
+
+
 _PARTIAL = re.compile(r"^([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?$")
 # ASCII digits only: fromisoformat would read other Unicode digits as well.
 _DATE_TIME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.+\-Z]+$")

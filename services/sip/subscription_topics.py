@@ -7,7 +7,6 @@ read it at all (the plan's disclosure rule, services/sip/disclosure.py)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from contracts.subscription_topics import (
@@ -18,6 +17,7 @@ from contracts.subscription_topics import (
     PLAN_CHANGED,
     PLAN_PARTS,
 )
+from services.common.fhir_time import swedish_today
 from services.common.subscriptions.topics import TIMED, Occurrence, Topic, transcoded_text
 from services.sip.domain import Plan
 from services.sip.projections import PlanIndex
@@ -91,7 +91,7 @@ class OverdueFollowUps:
         self.index = index
 
     def __call__(self) -> list[tuple[str, str, str]]:
-        today = datetime.now(UTC).date()
+        today = swedish_today()
         self.index.catch_up()
         due = self.index.search(status=OPEN_STATUSES, follow_up_due_by=today)
         found = []

@@ -4,9 +4,8 @@ read and type them (local time, Europe/Stockholm)."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
-from zoneinfo import ZoneInfo
 
-SWEDEN = ZoneInfo("Europe/Stockholm")
+from services.common.fhir_time import SWEDEN
 
 
 def parse_instant(value: str | None) -> datetime | None:
@@ -69,7 +68,3 @@ def local_input(moment: datetime) -> str:
     there = moment.astimezone(SWEDEN)
     text = there.strftime("%Y-%m-%dT%H:%M:%S")
     return text + (f".{there.microsecond // 1000:03d}" if there.microsecond >= 1000 else "")
-
-
-def today() -> date:
-    return datetime.now(SWEDEN).date()

@@ -25,6 +25,7 @@ from contracts.identifiers import (
     InvalidIdentifier,
     parse_hsa_id,
 )
+from services.common.fhir_time import swedish_today
 from services.web.consent_forms import (
     CONSENT_FIELDS,
     consent_resource,
@@ -55,7 +56,6 @@ from services.web.submissions import (
 )
 from services.web.texts import INITIATIVE, PRINCIPAL
 from services.web.timeline_view import changes_since
-from services.web.times import today
 
 router = APIRouter()
 
@@ -298,13 +298,13 @@ def _consent_defaults(plan: PlanView, user: SignedInUser) -> dict[str, str]:
         "guardian2_name": "",
         "sole_custody": "",
         "assessor": user.name,
-        "judged_on": today().isoformat(),
+        "judged_on": swedish_today().isoformat(),
         "basis": "",
         "form": "written",
         "region": principals.get("region", ""),
         "municipality": principals.get("municipality", ""),
         "other_organization": user.organization or "" if own_kind == "other" else "",
-        "period_start": today().isoformat(),
+        "period_start": swedish_today().isoformat(),
         "period_end": "",
     }
 
@@ -365,7 +365,7 @@ async def register_consent(request: Request, plan_id: str, user: User, fhir: Fhi
     values = consent_values(_consent_defaults(plan, user), form)
     values[SUBMISSION_FIELD] = submission_of(form)
     subject = plan.raw.get("subject", {}).get("identifier", {})
-    resource, errors = consent_resource(values, subject, today())
+    resource, errors = consent_resource(values, subject, swedish_today())
     if errors:
         return await _render_consent_form(request, fhir, plan, values, errors, 422)
     try:

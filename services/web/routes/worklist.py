@@ -10,10 +10,10 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
+from services.common.fhir_time import swedish_today
 from services.web.dependencies import Fhir, User
 from services.web.pages import render
 from services.web.plan_reads import search_plans
-from services.web.times import today as swedish_today
 
 router = APIRouter()
 
