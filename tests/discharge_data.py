@@ -4,11 +4,10 @@ stay walked to any step with its times in Swedish local time."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
+from services.common.fhir_time import SWEDEN
 from services.sip.discharge.stay import Stay
 
-STOCKHOLM = ZoneInfo("Europe/Stockholm")
 HOSPITAL, WARD = "SE2321000131-E1", "SE2321000131-E1-WARD7"
 PRIMARY_CARE_ORG, VARDCENTRAL = "SE2321000131-P1", "SE2321000131-P1-VC"
 ALE, ALE_SOCIAL, ALE_HEALTH = "SE2120001439-K1", "SE2120001439-K1-SOC", "SE2120001439-K1-HSL"
@@ -32,7 +31,7 @@ HEALTH = actor(ALE, ALE_HEALTH, "municipal-nurse")
 
 def local(day: str, time: str = "10:00") -> datetime:
     """A Swedish local time, as the ward's clock shows it."""
-    return datetime.fromisoformat(f"{day}T{time}").replace(tzinfo=STOCKHOLM)
+    return datetime.fromisoformat(f"{day}T{time}").replace(tzinfo=SWEDEN)
 
 
 def recipients(municipality: str = ALE, social: str = ALE_SOCIAL) -> list[dict[str, str]]:

@@ -17,15 +17,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from contracts.identifiers import HSA_ID_SYSTEM
+from services.common.fhir_time import SWEDEN
 from services.web import texts
 from services.web.fhir_client import Issue, Refused
 from services.web.plan_view import PlanView
 from services.web.session import SignedInUser
 
-STOCKHOLM = ZoneInfo("Europe/Stockholm")
 PRINCIPALS = ("region", "municipality")
 STAFF = frozenset({"coordinator", "professional", "integration"})
 PLANNERS = frozenset({"coordinator", "integration"})  # the matrix's principal-level rows
@@ -173,7 +172,7 @@ def local_time(value: str | None) -> str:
         return value
     if instant.tzinfo is None:
         return instant.strftime("%Y-%m-%d %H:%M")
-    return instant.astimezone(STOCKHOLM).strftime("%Y-%m-%d %H:%M")
+    return instant.astimezone(SWEDEN).strftime("%Y-%m-%d %H:%M")
 
 
 # When the plan offers a form.
@@ -937,7 +936,7 @@ def instant_of(value: str) -> str:
     except ValueError:
         raise ValueError("Ange datum och klockslag, till exempel 2026-12-10 10:00.") from None
     if local.tzinfo is None:
-        local = local.replace(tzinfo=STOCKHOLM)
+        local = local.replace(tzinfo=SWEDEN)
     return local.isoformat(timespec="seconds")
 
 

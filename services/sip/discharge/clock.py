@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from services.common.fhir_time import SWEDEN
 from services.sip.discharge.stay import ADMISSION_NOTICE, INFORMATION_TRANSFER, SIP_CALL, Stay
 
 MET, LATE, OPEN, OVERDUE = "met", "late", "open", "overdue"
-SWEDEN = ZoneInfo("Europe/Stockholm")
 
 
 @dataclass(frozen=True)

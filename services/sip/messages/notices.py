@@ -15,8 +15,8 @@ from typing import Any
 from uuid import UUID, uuid5
 
 from services.common.domain import NotFound
+from services.common.fhir_time import SWEDEN
 from services.sip.application import SipPlans
-from services.sip.discharge.clock import SWEDEN
 from services.sip.discharge.stay import PRIMARY_CARE, Stay
 from services.sip.messages.message import Message
 from services.sip.parts import EventActor

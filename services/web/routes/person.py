@@ -41,6 +41,7 @@ from services.common.demo_identities import (
     REGION,
     REGION_NAME,
 )
+from services.common.fhir_time import SWEDEN
 from services.web import person_texts
 from services.web.dependencies import Fhir, User
 from services.web.fhir_client import ChangedMeanwhile, FhirClient, Issue, Refused
@@ -51,7 +52,6 @@ from services.web.session import SignedInUser
 from services.web.texts import parameter_of, refusal_in_swedish
 
 router = APIRouter(prefix="/me")
-STOCKHOLM = ZoneInfo("Europe/Stockholm")
 # The operation a person may say no with, where the SIP service offers it.
 PERSON_WITHDREW = "person-withdrew"
 
@@ -94,7 +94,7 @@ def local_time(instant: str | None, with_time: bool = True) -> str:
         return instant
     if moment.tzinfo is None or len(instant) <= 10:
         return instant[:10]
-    moment = moment.astimezone(STOCKHOLM)
+    moment = moment.astimezone(SWEDEN)
     return moment.strftime("%Y-%m-%d %H:%M" if with_time else "%Y-%m-%d")
 
 
@@ -768,7 +768,7 @@ async def limit(request: Request, consent_id: str, user: Person, fhir: Fhir) -> 
     if values["organization"] not in consent.organizations:
         state.errors = {"organization": ["Välj vilken organisations uppgifter du vill spärra."]}
         return await limit_form(request, fhir, user, consent_id, status_code=422, state=state)
-    if values["until"] and values["until"] <= datetime.now(STOCKHOLM).date().isoformat():
+    if values["until"] and values["until"] <= datetime.now(SWEDEN).date().isoformat():
         state.errors = {"until": ["Datumet måste vara efter i dag."]}
         return await limit_form(request, fhir, user, consent_id, status_code=422, state=state)
     if form.get("confirmed") != "yes":

@@ -6,12 +6,12 @@ Parameters (services/web/plan_forms.py), and the printable plan for the person."
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from starlette.responses import Response
 
+from services.common.fhir_time import swedish_today
 from services.web import plan_page, texts
 from services.web.dependencies import Fhir, User
 from services.web.operation_forms import Errors, FormPage, submit_operation
@@ -19,7 +19,6 @@ from services.web.pages import render
 from services.web.plan_forms import (
     FORMS,
     PRINCIPALS,
-    STOCKHOLM,
     forms_for,
     local_time,
     meeting_label,
@@ -94,7 +93,7 @@ async def print_plan(request: Request, plan_id: str, user: User, fhir: Fhir) -> 
         request,
         "plan_print.html",
         plan=plan,
-        printed=datetime.now(STOCKHOLM).strftime("%Y-%m-%d"),
+        printed=swedish_today().isoformat(),
         **helpers(plan),
     )
 
