@@ -41,7 +41,7 @@ from services.common.demo_identities import (
     REGION,
     REGION_NAME,
 )
-from services.common.fhir_time import SWEDEN
+from services.common.fhir_time import SWEDEN, swedish_today
 from services.web import person_texts
 from services.web.dependencies import Fhir, User
 from services.web.fhir_client import ChangedMeanwhile, FhirClient, Issue, Refused
@@ -768,7 +768,7 @@ async def limit(request: Request, consent_id: str, user: Person, fhir: Fhir) -> 
     if values["organization"] not in consent.organizations:
         state.errors = {"organization": ["Välj vilken organisations uppgifter du vill spärra."]}
         return await limit_form(request, fhir, user, consent_id, status_code=422, state=state)
-    if values["until"] and values["until"] <= datetime.now(SWEDEN).date().isoformat():
+    if values["until"] and values["until"] <= swedish_today().isoformat():
         state.errors = {"until": ["Datumet måste vara efter i dag."]}
         return await limit_form(request, fhir, user, consent_id, status_code=422, state=state)
     if form.get("confirmed") != "yes":
