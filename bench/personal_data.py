@@ -136,16 +136,16 @@ def measure(backend: str, server: str | None, arguments: argparse.Namespace) -> 
             f"(after {warm_up} not counted), "
             f"{arguments.rebuilds} rebuilds a side, alternated"
         )
+        commands = plans * REQUESTS_PER_PLAN
+        write_seconds = {name: statistics.median(t[0] for t in writes[name]) for name in SIDES}
         for name in SIDES:
-            write_seconds = statistics.median(t[0] for t in writes[name])
             rebuild_seconds = statistics.median(t[0] for t in rebuilds[name])
             print(
-                f"  {name:9} {plans * REQUESTS_PER_PLAN / write_seconds:8.0f} commands/s"
+                f"  {name:9} {commands / write_seconds[name]:8.0f} commands/s"
                 f"  {sides[name].events / rebuild_seconds:8.0f} events rebuilt/s"
                 f" ({sides[name].events} events)"
             )
-        medians = {name: statistics.median(t[0] for t in writes[name]) for name in SIDES}
-        extra = (medians["encrypted"] - medians["plain"]) / (plans * REQUESTS_PER_PLAN)
+        extra = (write_seconds["encrypted"] - write_seconds["plain"]) / commands
         print(f"  the encrypted writes' extra: {extra * 1e6:.0f} µs a command (wall)")
         report("writes ", writes)
         report("rebuild", rebuilds)
