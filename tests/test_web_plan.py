@@ -517,6 +517,11 @@ def test_the_overdue_worklist_counts_the_days_by_the_swedish_calendar(
     midnight UTC the machine's date is still the day before."""
     active = f"/plans/{web.demo['active']}"  # its follow-up on 2027-03-01
     region = browsers("region-coordinator")
+    outsider = browsers("outsider-coordinator")
     for swedish_date, overdue in ((date(2027, 3, 1), False), (date(2027, 3, 2), True)):
         monkeypatch.setattr(worklist, "swedish_today", lambda day=swedish_date: day)
         assert (active in region.get("/worklist?filter=overdue").text) is overdue, swedish_date
+        # An organisation outside the plan is never told of it, overdue or not.
+        assert active not in outsider.get("/worklist?filter=overdue").text
+    unknown = region.get("/worklist?filter=everything")
+    assert unknown.status_code == 422 and active not in unknown.text
