@@ -34,13 +34,7 @@ from services.common.access_log import AccessRecord
 from services.common.fhir_time import fhir_instant
 from services.common.personal_data.envelope import Erased
 from services.common.personal_data.lookup import searched_persons
-from services.common.personal_data.mapper import PersonalDataMapper
-from services.common.personal_data.sealed_state import (
-    SEALED,
-    SealedPart,
-    merged,
-    sealed_parts,
-)
+from services.common.personal_data.mapper import SEALED, PersonalDataMapper, SealedField
 from services.common.projection import Projection
 
 ACCESS_INTERACTION_SYSTEM = f"{CANONICAL_BASE}/CodeSystem/access-interaction"
@@ -95,11 +89,6 @@ def _storable(value: Any) -> Any:
 
 
 RECORDED_TOPIC = get_topic(AccessRecord.Recorded)
-_PERSONAL = ("patient", "query", "detail")
-
-
-def _still_sealed(value: Any) -> bool:
-    return isinstance(value, dict) and SEALED in value
 
 
 class AccessLogIndex(Projection):
@@ -109,14 +98,17 @@ class AccessLogIndex(Projection):
 
     def __init__(self, application: Any, engine: Any) -> None:
         super().__init__(application, engine)
-        self._sealed: dict[Any, list[SealedPart]] = {}
+        self._sealed: dict[Any, dict[str, Any]] = {}
 
     def decode(self, notification: Any) -> Any:
         """The event, and (kept for `apply`) its personal fields as stored: sealed ones are
         copied sealed, never opened into the read model."""
-        self._sealed[notification.originator_id] = sealed_parts(
-            json.loads(notification.state), _PERSONAL
-        )
+        stored = json.loads(notification.state)
+        self._sealed[notification.originator_id] = {
+            name: value
+            for name in ("patient", "query", "detail")
+            if isinstance(value := stored.get(name), dict) and SEALED in value
+        }
         mapper = self.application.mapper
         if isinstance(mapper, PersonalDataMapper):
             # Their sealed copies are what the row keeps: opening them would be work thrown
@@ -125,13 +117,14 @@ class AccessLogIndex(Projection):
         return super().decode(notification)
 
     def apply(self, connection: Connection, event: Any) -> None:
-        sealed = self._sealed.pop(event.originator_id, [])
+        sealed = self._sealed.pop(event.originator_id, {})
         patient = event.patient if isinstance(event.patient, dict) else {}
         columns = self._columns(event, patient)
         columns["patient_value"] = self.person_stored(patient or None)
-        for part in sealed:
-            columns.update(dict.fromkeys(set(part.names) - {"patient"}))
-        columns["sealed"] = json.dumps(merged(sealed), sort_keys=True) if sealed else None
+        for name in ("query", "detail"):
+            if name in sealed:
+                columns[name] = None
+        columns["sealed"] = json.dumps(sealed, sort_keys=True) if sealed else None
         connection.execute(
             access_log.insert().values(
                 **{column: _storable(value) for column, value in columns.items()}
@@ -149,19 +142,16 @@ class AccessLogIndex(Projection):
         mapper = self.application.mapper
         if not isinstance(mapper, PersonalDataMapper):
             return row  # no key store: the row holds the number itself
-        names = {name for part in sealed_parts(sealed) for name in part.names}
-        if row["patient_value"] and "patient" not in names:
+        if row["patient_value"] and "patient" not in sealed:
             # Stored in clear: the number is in the record, the row holds its index.
             row["patient_value"] = self._clear_patient(row["record_id"])
-        opened = mapper.opened_json(row["record_id"], 1, RECORDED_TOPIC, sealed)
-        for name in names:
-            # Erased, or not opening: read as absent.
-            value = opened.get(name)
-            value = None if isinstance(value, Erased) or _still_sealed(value) else value
+        for name, value in sealed.items():
+            opened = mapper.opened_field(row["record_id"], 1, RECORDED_TOPIC, name, value)
+            opened = None if isinstance(opened, (Erased, SealedField)) else opened
             if name == "patient":
-                row["patient_value"] = (value or {}).get("value")
+                row["patient_value"] = (opened or {}).get("value")
             else:
-                row[name] = value
+                row[name] = opened
         return row
 
     def _clear_patient(self, record_id: str) -> str | None:

@@ -43,6 +43,7 @@ from contracts.personal_fields import PERSONAL_FIELDS
 from services.common.fhir_time import InvalidDateTime, fhir_instant, now, parse_fhir_datetime
 from services.common.personal_data.erasure import Erasure, erasure_id
 from services.common.personal_data.keys import personal_data_keys
+from services.common.personal_data.mapper import SEALED
 from services.common.personal_data.master_key import MasterKeyProblem
 from services.common.personal_data.retention import (
     RetentionConfigProblem,
@@ -50,7 +51,6 @@ from services.common.personal_data.retention import (
     retention_file_from_env,
     retention_rules,
 )
-from services.common.personal_data.sealed_state import person_key_id, sealed_parts
 from services.common.subscriptions.person_filter import end_filters_of_erased
 from services.common.subscriptions.store import SubscriptionStore, subscriptions
 from services.ops.offline import OpenService, open_service
@@ -85,9 +85,11 @@ class Due:
 
 
 def sealed_key_ids(state: dict[str, Any]) -> Iterator[str]:
-    for part in sealed_parts(state):
-        if part.key_id is not None:
-            yield part.key_id
+    for value in state.values():
+        if isinstance(value, dict) and isinstance(value.get(SEALED), dict):
+            key_id = value[SEALED].get("k")
+            if isinstance(key_id, str):
+                yield key_id
 
 
 @dataclass
@@ -126,9 +128,9 @@ def entries_by_key(service: OpenService) -> tuple[int, dict[str, Entries]]:
                 continue
             timestamp = state["timestamp"]
             declared = PERSONAL_FIELDS.get(notification.topic)
-            held = person_key_id(state, declared.person) if declared and declared.person else None
-            if held is not None:
-                person_key[stream] = held
+            held = state.get(declared.person) if declared and declared.person else None
+            if isinstance(held, dict) and isinstance(held.get(SEALED), dict):
+                person_key[stream] = held[SEALED].get("k")
             found = set(sealed_key_ids(state))
             if not found:
                 frame[stream] = max(frame.get(stream, timestamp), timestamp)

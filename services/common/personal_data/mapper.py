@@ -3,13 +3,12 @@
 opening it again when the event is read (docs/decisions/0007).
 
 The recorder, the hash chain and the signed checkpoints see only the sealed bytes, so
-`sip audit verify` needs no key and still holds after an erasure. An event's personal fields
-are sealed in one envelope per retention class, with the event's stream, version and topic
-and the fields' names as associated data: a ciphertext moved to another event does not open
-(sealed_state.py, which also reads the events stored with one envelope per field). The fields
-are sealed as the transcoder's JSON of them, so dates and UUIDs open as themselves. A field
-whose key was erased reads as `Erased`. Events stored in clear (before encryption was
-switched on) read as they are.
+`sip audit verify` needs no key and still holds after an erasure. A sealed field is stored as
+`{"_sealed_": {"k", "n", "c"}}` with the event's stream, version, topic and field name as
+associated data: a ciphertext moved to another event or field does not open. Each value is
+sealed as the transcoder's JSON of it, so dates and UUIDs open as themselves. A field whose
+key was erased reads as `Erased`. Events stored in clear (before encryption was switched on)
+read as they are.
 
 The plain fields of the events this process just wrote are remembered for a while
 (`JUST_WRITTEN_KEPT`), so reading them back at once (the read models' catch-up after a write)
@@ -29,6 +28,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import chain
 from threading import Lock, local
 from typing import Any
 from uuid import UUID
@@ -48,17 +48,12 @@ from services.common.personal_data.envelope import (
     Erased,
     ErasedText,
     TamperedValue,
+    seal_bytes,
 )
 from services.common.personal_data.in_write import DataKeyChanged, KeyUse, SealedStoredEvent
 from services.common.personal_data.keys import PersonalDataKeys, UnknownDataKey
-from services.common.personal_data.sealed_state import (
-    SEALED,
-    SealedPart,
-    person_key_id,
-    seal_envelope,
-    sealed_parts,
-)
 
+SEALED = "_sealed_"
 _NOT_KNOWN: Any = object()
 
 
@@ -103,12 +98,12 @@ class SealingEventStore(EventStore[UUID]):
 
 # What is remembered of an event just written, by `(stream.int, version)`: one flat tuple of
 # the event as stored (another event of the same stream and version differs), the key store's
-# generation when it was sealed, then each envelope's plain text (the transcoder's JSON of its
-# fields) in the order the event stores them. Only ints and bytes, never a dict, a class of
-# ours or a UUID: the garbage collector stops tracking such a tuple (CPython untracks an exact
-# tuple of atoms), so the thousands kept, each written once and evicted later, neither add to
-# what every full collection walks nor bring one about sooner (issue 16: full collections cost
-# the encrypted writes about 20 µs a command, the plain ones none).
+# generation when it was sealed, then each sealed field's name and its value as the transcoder
+# wrote it before sealing. Only ints, texts and bytes, never a dict, a class of ours or a UUID:
+# the garbage collector stops tracking such a tuple (CPython untracks an exact tuple of atoms),
+# so the thousands kept, each written once and evicted later, neither add to what every full
+# collection walks nor bring one about sooner (issue 16: full collections cost the encrypted
+# writes about 20 µs a command, the plain ones none).
 _JustWritten = tuple[bytes | int | str, ...]
 
 
@@ -206,24 +201,20 @@ class PersonalDataMapper(Mapper[UUID]):
             person = self._person_of(stream)
         prefix = _context(stream, version, topic)
         author_class = self._author_class(stream, state) if declared.by_author else None
-        # The fields to seal, by class: one envelope each (sealed_state.py).
-        by_class: dict[str, list[str]] = {}
+        # Asked of the database once per event and class, only if there is a field.
+        keys: dict[str, tuple[DataKey, KeyUse]] = {}
+        plain_fields: dict[str, bytes] = {}
+        generation = self._keys.generation
         for name in declared.fields:
             if state.get(name) is not None:
-                by_class.setdefault(declared.class_of(name, author_class), []).append(name)
-        # Asked of the key store once per event and class.
-        keys: dict[str, tuple[DataKey, KeyUse]] = {}
-        plains: list[bytes] = []
-        envelopes = []
-        generation = self._keys.generation
-        for retention_class, names in by_class.items():
-            keys[retention_class] = self._keys.key_for_write(person, retention_class)
-            # Sealed as the transcoder writes them, so dates and UUIDs open as themselves.
-            plain = self.transcoder.encode({name: state.pop(name) for name in names})
-            plains.append(plain)
-            envelopes.append(seal_envelope(keys[retention_class][0], tuple(names), plain, prefix))
-        if envelopes:
-            state[SEALED] = envelopes
+                retention_class = declared.class_of(name, author_class)
+                if retention_class not in keys:
+                    keys[retention_class] = self._keys.key_for_write(person, retention_class)
+                key = keys[retention_class][0]
+                # Sealed as the transcoder writes it, so dates and UUIDs open as themselves.
+                plain = self.transcoder.encode(state[name])
+                plain_fields[name] = plain
+                state[name] = {SEALED: seal_bytes(key, plain, prefix + name.encode())}
         made = getattr(self._writing, "made", [])
         made += [use for _, use in keys.values() if use.new_row is not None]
         person_class = declared.class_of(declared.person or "", None)
@@ -238,8 +229,13 @@ class PersonalDataMapper(Mapper[UUID]):
         stored_state = self.transcoder.encode(state)
         # Remembered only within a write of SealingEventStore.put, which tells its outcome.
         written = getattr(self._writing, "sealed", None)
-        if plains and written is not None:
-            written.append(((_uuid(stream).int, version), (stored_state, generation, *plains)))
+        if plain_fields and written is not None:
+            written.append(
+                (
+                    (_uuid(stream).int, version),
+                    (stored_state, generation, *chain.from_iterable(plain_fields.items())),
+                )
+            )
         # The key goes with the event to the recorder, which checks or inserts it in the
         # write's own transaction (in_write.py).
         return SealedStoredEvent(
@@ -253,81 +249,62 @@ class PersonalDataMapper(Mapper[UUID]):
     def to_domain_event(
         self, stored_event: StoredEvent, *, left_sealed: Collection[str] = ()
     ) -> Any:
-        """The event with its sealed fields opened, but where every field of a sealed part is
-        named in `left_sealed`: those stay as stored (a `SealedField`), for a reader that never
-        uses their content."""
+        """The event with its sealed fields opened, but those named in `left_sealed`: they
+        stay as stored (a `SealedField`), for a reader that never uses their content."""
         domain_event = super().to_domain_event(stored_event)
         declared = self._declared.get(stored_event.topic)
         if declared is None:
             return domain_event
         state = vars(domain_event)
-        parts = sealed_parts(state, declared.fields)
-        if parts:
-            self._open_parts(stored_event, declared, state, parts, left_sealed)
+        stream, version = stored_event.originator_id, stored_event.originator_version
+        prefix = b""  # made for the first field opened: none is, just after its write
+        plain = self._plain_just_written(stored_event)
+        for name in declared.fields:
+            value = state.get(name)
+            if isinstance(value, dict) and SEALED in value:
+                if name == declared.person and declared.later_events:
+                    self._remember_key(_uuid(stream), value[SEALED].get("k"))
+                if name in left_sealed:
+                    state[name] = SealedField(value)
+                    continue
+                # Not opened again just after its write, while its key is kept as it was.
+                if name in plain and self._keys.kept(value[SEALED].get("k", "")):
+                    state[name] = self.transcoder.decode(plain[name])
+                    continue
+                prefix = prefix or _context(stream, version, stored_event.topic)
+                opened = self._open(value[SEALED], prefix + name.encode())
+                # An author's text erased while its record is kept reads as a text naming the
+                # erasure (the record's person key erased: the record is never built).
+                if isinstance(opened, Erased) and name in declared.by_author:
+                    opened = ErasedText(opened)
+                state[name] = opened
         if (
             declared.person is not None
             and declared.later_events
             and isinstance(state.get(declared.person), dict)
         ):
-            person = PersonIdentifier(**state[declared.person])
-            self._remember(_uuid(stored_event.originator_id), person)
+            self._remember(_uuid(stream), PersonIdentifier(**state[declared.person]))
         return domain_event
 
-    def _open_parts(
-        self,
-        stored_event: StoredEvent,
-        declared: PersonalFields,
-        state: dict[str, Any],
-        parts: list[SealedPart],
-        left_sealed: Collection[str],
-    ) -> None:
-        state.pop(SEALED, None)
-        stream, version = stored_event.originator_id, stored_event.originator_version
-        prefix = b""  # made for the first part opened: none is, just after its write
-        # By envelope, as written: served only for the very bytes written, whose envelopes are
-        # all listed (each names declared fields) and come first.
-        plains = self._plain_just_written(stored_event)
-        envelope = -1
-        for part in parts:
-            envelope += not part.per_field
-            if declared.person in part.names and declared.later_events:
-                self._remember_key(_uuid(stream), part.key_id)
-            if part.names and all(name in left_sealed for name in part.names):
-                state.update({name: SealedField(part.stored()) for name in part.names})
-                continue
-            # Not opened again just after its write, while its key is kept as it was.
-            if 0 <= envelope < len(plains) and self._keys.kept(part.key_id or ""):
-                state.update(self.transcoder.decode(plains[envelope]))
-                continue
-            prefix = prefix or _context(stream, version, stored_event.topic)
-            opened = self._keys.open_bytes(part.sealed, part.context(prefix))
-            if not isinstance(opened, Erased):
-                state.update(part.fields(opened, self.transcoder.decode))
-                continue
-            for name in part.names:
-                # An author's text erased while its record is kept reads as a text naming the
-                # erasure (the record's person key erased: the record is never built).
-                state[name] = ErasedText(opened) if name in declared.by_author else opened
-
-    def _plain_just_written(self, stored_event: StoredEvent) -> tuple[bytes, ...]:
-        """The plain text of each envelope of this very stored event, if this process just
-        wrote it and no erasure was noticed since (then all are forgotten); else none."""
+    def _plain_just_written(self, stored_event: StoredEvent) -> dict[str, bytes]:
+        """The plain fields of this very stored event, if this process just wrote it and no
+        erasure was noticed since (then all are forgotten); else none."""
         if not self._just_written:
-            return ()
+            return {}
         if self._keys.generation != self._just_written_generation:
             with self._lock:
                 self._just_written.clear()
                 self._just_written_generation = self._keys.generation
-            return ()
+            return {}
         event = (_uuid(stored_event.originator_id).int, stored_event.originator_version)
         remembered = self._just_written.get(event)  # atomic
         if remembered is None:
-            return ()
+            return {}
         if remembered[1] != self._just_written_generation or remembered[0] != bytes(
             stored_event.state
         ):
-            return ()
-        return remembered[2:]  # type: ignore[return-value]
+            return {}
+        return dict(zip(remembered[2::2], remembered[3::2], strict=True))  # type: ignore[arg-type]
 
     def keep_keys_of(self, stored_events: Sequence[StoredEvent]) -> None:
         """Unwraps the keys these stored events' sealed fields name in one look-up, before
@@ -343,61 +320,42 @@ class PersonalDataMapper(Mapper[UUID]):
 
     def opened_payload(self, stored_event: StoredEvent) -> dict[str, Any]:
         """The event's stored JSON with its sealed fields opened, in the transcoder's JSON
-        form, as it would be stored in clear (the whole-log feed's payload). A part that does
+        form, as it would be stored in clear (the whole-log feed's payload). A field that does
         not open (tampered, or its key unknown here) is left sealed, so a tampered log still
-        reads and verification can name the break; an erased field reads as
+        reads and verification can name the break; an erased one reads as
         `{"erased": {"at", "rule"}}`."""
         payload = json.loads(stored_event.state)
         declared = self._declared.get(stored_event.topic)
         if declared is None or not isinstance(payload, dict):
             return payload
-        opened = self.opened_json(
-            stored_event.originator_id,
-            stored_event.originator_version,
-            stored_event.topic,
-            payload,
-            declared.fields,
-        )
-        for name, value in opened.items():
-            if isinstance(value, Erased):
-                opened[name] = {"erased": {"at": value.erased_at, "rule": value.rule}}
-        return opened
-
-    def opened_json(
-        self,
-        stream: UUID | str,
-        version: int,
-        topic: str,
-        stored: Mapping[str, Any],
-        declared: Collection[str] | None = None,
-    ) -> dict[str, Any]:
-        """`stored` (an event's stored JSON, or the sealed parts of it a row keeps) with its
-        sealed parts of the fields `declared` opened to their JSON form: `Erased` where their
-        key was erased; a part that does not open is left as it was stored."""
-        opened = dict(stored)
-        parts = sealed_parts(stored, declared)
-        if not parts:
-            return opened
-        prefix = _context(stream, version, topic)
-        kept: list[Any] = []
-        for part in parts:
-            try:
-                plain = self._keys.open_bytes(part.sealed, part.context(prefix))
-                fields = (
-                    dict.fromkeys(part.names, plain)
-                    if isinstance(plain, Erased)
-                    else part.fields(plain, json.loads)
-                )
-            except (TamperedValue, UnknownDataKey, ValueError):
-                if not part.per_field:
-                    kept.append(part.sealed)
+        for name in declared.fields:
+            value = payload.get(name)
+            if not (isinstance(value, dict) and SEALED in value):
                 continue
-            opened.update(fields)
-        if kept:
-            opened[SEALED] = kept
-        else:
-            opened.pop(SEALED, None)
-        return opened
+            opened = self.opened_field(
+                stored_event.originator_id,
+                stored_event.originator_version,
+                stored_event.topic,
+                name,
+                value,
+            )
+            if isinstance(opened, Erased):
+                opened = {"erased": {"at": opened.erased_at, "rule": opened.rule}}
+            payload[name] = opened
+        return payload
+
+    def opened_field(
+        self, stream: UUID | str, version: int, topic: str, name: str, value: dict[str, Any]
+    ) -> Any:
+        """One field as stored (`{"_sealed_": ...}`) opened to its JSON form; `Erased` where
+        its key was erased; a `SealedField` (the value as it was) where it does not open."""
+        try:
+            opened = self._keys.open_bytes(
+                value[SEALED], _context(stream, version, topic) + name.encode()
+            )
+        except (TamperedValue, UnknownDataKey):
+            return SealedField(value)
+        return opened if isinstance(opened, Erased) else json.loads(opened)
 
     def person_erased(self, stream: UUID) -> Erased | None:
         """The erasure of the record's person (their key of the record's class), or None:
@@ -410,7 +368,9 @@ class PersonalDataMapper(Mapper[UUID]):
             declared = self._declared.get(first.topic) if first is not None else None
             key_id = None
             if first is not None and declared is not None and declared.person is not None:
-                key_id = person_key_id(json.loads(first.state), declared.person)
+                value = json.loads(first.state).get(declared.person)
+                if isinstance(value, dict) and SEALED in value:
+                    key_id = value[SEALED].get("k")
             self._remember_key(stream, key_id)
         if key_id is None:
             return None
@@ -450,10 +410,8 @@ class PersonalDataMapper(Mapper[UUID]):
                 self._people.popitem(last=False)
 
 
-# The key id a sealed part names, as the transcoder writes it, first: a field's
-# {"_sealed_":{"k":"<id>","n":... or an envelope's {"k":"<id>","f":[...
-_SEALED_KEY_ID = re.compile(rb'\{"k":"([0-9a-f-]{36})","[nf]":')
-
+# The key id a sealed field names, as the transcoder writes it: {"_sealed_":{"k":"<id>",...
+_SEALED_KEY_ID = re.compile(rb'"' + SEALED.encode() + rb'":\{"k":"([0-9a-f-]{36})"')
 
 # A personnummer or samordningsnummer as a text may hold it: 12 digits, with or without the
 # hyphen before the last four, not inside a longer run of digits.
