@@ -24,6 +24,7 @@ from services.web import texts
 from services.web.fhir_client import Issue, Refused
 from services.web.plan_view import PlanView
 from services.web.session import SignedInUser
+from services.web.times import local
 
 PRINCIPALS = ("region", "municipality")
 STAFF = frozenset({"coordinator", "professional", "integration"})
@@ -148,7 +149,7 @@ def organization_label(plan: PlanView, hsa_id: str | None) -> str:
 
 
 def meeting_label(meeting: Any) -> str:
-    return f"{local_time(meeting.start)} {place_of(meeting.place)}".strip()
+    return f"{local(meeting.start)} {place_of(meeting.place)}".strip()
 
 
 def place_of(comment: str | None) -> str:
@@ -158,21 +159,6 @@ def place_of(comment: str | None) -> str:
 def notes_of(comment: str | None) -> str | None:
     parts = (comment or "").split(". Anteckningar: ", 1)
     return parts[1] if len(parts) == 2 else None
-
-
-def local_time(value: str | None) -> str:
-    """An instant as Swedish local time (2026-12-10 10:00); a date stays a date."""
-    if not value:
-        return ""
-    if len(value) <= 10:
-        return value
-    try:
-        instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return value
-    if instant.tzinfo is None:
-        return instant.strftime("%Y-%m-%d %H:%M")
-    return instant.astimezone(SWEDEN).strftime("%Y-%m-%d %H:%M")
 
 
 # When the plan offers a form.
@@ -932,12 +918,12 @@ def decimal(value: str) -> float:
 def instant_of(value: str) -> str:
     """A datetime-local input (2026-12-10T10:00) as an instant in Swedish time."""
     try:
-        local = datetime.fromisoformat(value)
+        typed = datetime.fromisoformat(value)
     except ValueError:
         raise ValueError("Ange datum och klockslag, till exempel 2026-12-10 10:00.") from None
-    if local.tzinfo is None:
-        local = local.replace(tzinfo=SWEDEN)
-    return local.isoformat(timespec="seconds")
+    if typed.tzinfo is None:
+        typed = typed.replace(tzinfo=SWEDEN)
+    return typed.isoformat(timespec="seconds")
 
 
 def _shares(posted: Posted, errors: dict[str, list[str]]) -> list[dict[str, Any]]:

@@ -10,8 +10,9 @@ from typing import Any
 
 from services.web import texts
 from services.web.fhir_client import FhirClient, Refused
-from services.web.plan_forms import FORMS, local_time, organization_label
+from services.web.plan_forms import FORMS, organization_label
 from services.web.plan_view import PlanView, plan_view
+from services.web.times import local
 
 # Provenance.activity.text of what is not a form on the plan page.
 ACTIVITY = {
@@ -124,7 +125,7 @@ async def changes_since(fhir: FhirClient, plan_id: str, version: str, now: PlanV
             organization = (agent.get("onBehalfOf") or {}).get("identifier", {}).get("value")
             what = activity_in_swedish(resource.get("activity", {}).get("text", ""))
             who = f" ({organization_label(now, organization)})" if organization else ""
-            lines.append(f"{local_time(resource.get('recorded'))}: {what}{who}")
+            lines.append(f"{local(resource.get('recorded'))}: {what}{who}")
         return lines
 
     async def then() -> PlanView | None:

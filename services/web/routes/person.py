@@ -41,7 +41,7 @@ from services.common.demo_identities import (
     REGION,
     REGION_NAME,
 )
-from services.common.fhir_time import SWEDEN, swedish_today
+from services.common.fhir_time import swedish_today
 from services.web import person_texts
 from services.web.dependencies import Fhir, User
 from services.web.fhir_client import ChangedMeanwhile, FhirClient, Issue, Refused
@@ -50,6 +50,7 @@ from services.web.plan_reads import load_plan, search_plans
 from services.web.plan_view import Intervention, PlanView, extension, part, plan_view
 from services.web.session import SignedInUser
 from services.web.texts import parameter_of, refusal_in_swedish
+from services.web.times import local, local_date
 
 router = APIRouter(prefix="/me")
 # The operation a person may say no with, where the SIP service offers it.
@@ -82,20 +83,6 @@ def person_identifier(personnummer: str) -> dict[str, str]:
     day = personnummer[6:8]
     system = SAMORDNINGSNUMMER_SYSTEM if day.isdigit() and int(day) > 60 else PERSONNUMMER_SYSTEM
     return {"system": system, "value": personnummer}
-
-
-def local_time(instant: str | None, with_time: bool = True) -> str:
-    """An instant from the services, as a Swede reads it (Swedish time)."""
-    if not instant:
-        return ""
-    try:
-        moment = datetime.fromisoformat(instant.replace("Z", "+00:00"))
-    except ValueError:
-        return instant
-    if moment.tzinfo is None or len(instant) <= 10:
-        return instant[:10]
-    moment = moment.astimezone(SWEDEN)
-    return moment.strftime("%Y-%m-%d %H:%M" if with_time else "%Y-%m-%d")
 
 
 async def organization_names(request: Request, fhir: FhirClient, user: SignedInUser) -> dict:
@@ -148,7 +135,6 @@ async def my_plans(request: Request, user: Person, fhir: Fhir, done: str | None 
         name=namer(names),
         explained=person_texts.EXPLAINED,
         done=DONE.get(done or ""),
-        local_time=local_time,
     )
 
 
@@ -215,7 +201,6 @@ async def plan_page(
         changed=changed,
         done=DONE.get(done or ""),
         explained=person_texts.EXPLAINED,
-        local_time=local_time,
     )
 
 
@@ -451,7 +436,7 @@ class ConsentView:
         if self.status != "active":
             return person_texts.CONSENT_STATUS.get(self.status, self.status)
         if self.start and self.start > now:
-            return "Gäller från " + local_time(self.start, with_time=False)
+            return "Gäller från " + local_date(self.start)
         if self.end and self.end < now:
             return "Har gått ut"
         return "Gäller"
@@ -555,7 +540,6 @@ async def my_consents(
         forms=person_texts.CONSENT_FORM,
         explained=person_texts.EXPLAINED,
         done=DONE.get(done or ""),
-        local_time=local_time,
     )
 
 
@@ -628,7 +612,6 @@ async def consent_page(
         state=state,
         meaning=meaning(consent, state, name),
         categories=person_texts.CONSENT_CATEGORY,
-        local_time=local_time,
         **context,
     )
 
@@ -795,7 +778,7 @@ async def access_log(request: Request, user: Person, fhir: Fhir) -> Response:
     names = await organization_names(request, fhir, user)
     entries = [
         {
-            "time": local_time(entry.get("time")),
+            "time": local(entry.get("time")),
             "who": person_texts.who_in_log(entry, names),
             "unit": names.get(entry.get("unit") or "") or entry.get("unit"),
             "role": person_texts.role_in_log(entry),
@@ -808,7 +791,7 @@ async def access_log(request: Request, user: Person, fhir: Fhir) -> Response:
         request,
         "person_access_log.html",
         entries=entries,
-        generated=local_time(first_value(extract, "generated")),
+        generated=local(first_value(extract, "generated")),
     )
 
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Request
 from starlette.responses import Response
 
 from services.common.fhir_time import swedish_today
-from services.web import plan_page, texts
+from services.web import plan_page, texts, times
 from services.web.dependencies import Fhir, User
 from services.web.operation_forms import Errors, FormPage, submit_operation
 from services.web.pages import render
@@ -20,7 +20,6 @@ from services.web.plan_forms import (
     FORMS,
     PRINCIPALS,
     forms_for,
-    local_time,
     meeting_label,
     member_label,
     notes_of,
@@ -135,7 +134,7 @@ def helpers(plan: PlanView) -> dict[str, Any]:
     """What the templates call to say the plan's codes and references plainly."""
     persons = {m.id: member_label(m) for m in plan.persons if m.id}
     return {
-        "when": local_time,
+        "when": times.local,
         "org": lambda hsa_id: organization_label(plan, hsa_id),
         "withheld": lambda *kinds: plan_page.withheld_sentences(plan, *kinds),
         "change_text": lambda change: plan_page.change_in_swedish(plan, change),
