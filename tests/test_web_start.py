@@ -17,7 +17,7 @@ from contracts.canonical import (
 )
 from contracts.identifiers import PERSONNUMMER_SYSTEM, with_check_digit
 from services.common.demo_identities import MUNICIPALITY, OUTSIDER, PEOPLE, REGION
-from services.web.times import SWEDEN
+from services.common.fhir_time import SWEDEN
 from tests.conftest import System
 from tests.web_client import (
     Web,

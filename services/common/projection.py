@@ -348,8 +348,11 @@ class Projection(ABC):
             # it reads the tracking row, which another process may have set back (a rebuild,
             # a restored read model). What this one remembers would hide that, and the probe
             # would never work the read model off.
-            self._accounted_for = min(self._accounted_for, self.position())
-        start = self._accounted_for or self.position()
+            position = self.position()
+            self._accounted_for = min(self._accounted_for, position)
+            start = self._accounted_for or position
+        else:
+            start = self._accounted_for or self.position()
         if stop is not None and start >= stop:
             return True
         notifications = self.application.recorder.select_notifications(
